@@ -1,0 +1,3 @@
+from evomix.cli import main
+
+main()

@@ -1,0 +1,296 @@
+"""Python API: the same operations as the command line, for notebooks and scripts.
+
+>>> import evomix
+>>> result = evomix.mix(["stems/"], genre="pop", population=32, generations=20, seed=1)
+>>> result.write("out/")                                  # alt-01.wav ..., front.json
+>>> evomix.render("out/alt-01.json", ["stems/"], "again.wav")
+>>> evomix.analyze(["out/alt-01.wav"])
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from evomix import __version__
+from evomix.audio import Session, load_session, write_audio, write_text_atomic
+from evomix.engine.analysis import Analysis, analyze_session
+from evomix.engine.render import ExactRender, features_from_render, render_exact
+from evomix.errors import AudioFileError, ParameterError
+from evomix.evaluate import Problem
+from evomix.genome import GeneTable, Params
+from evomix.measure import measure_audio, measure_file
+from evomix.search import SearchResult, non_dominated, run_nsga2
+from evomix.select import choose_alternatives
+from objectives import OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
+
+FRONT_FORMAT = "evomix-front/1"
+PARAMS_FORMAT = "evomix-params/1"
+
+
+def _check_number(name: str, value, *, low=None, high=None, integer=False):
+    if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+        raise ParameterError(f"{name} must be a whole number, got {value!r}")
+    if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and value < low:
+        raise ParameterError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ParameterError(f"{name} must be <= {high}, got {value}")
+
+
+@dataclass
+class Member:
+    """One mix of the front: its genome, parameters and scores (lower is better)."""
+
+    genome: np.ndarray
+    params: dict
+    objectives: dict
+    exact: dict | None = None
+    render: ExactRender | None = None
+
+
+@dataclass
+class MixResult:
+    """The outcome of :func:`mix`.
+
+    front : all non-dominated members (fast-tier scores).
+    alternatives : the K exported members, rendered exactly (``render`` and ``exact`` set).
+    """
+
+    session: Session
+    target: Target
+    genre: str
+    names: tuple
+    weights: dict
+    front: list
+    alternatives: list
+    search: SearchResult
+    settings: dict
+    warnings: list = field(default_factory=list)
+
+    def front_dict(self) -> dict:
+        """The documented ``front.json`` content."""
+        alt_of = {id(m): i + 1 for i, m in enumerate(self.alternatives)}
+        members = []
+        for m in self.front:
+            d = {"objectives": m.objectives}
+            if m.exact is not None:
+                d["exact"] = m.exact
+            if id(m) in alt_of:
+                d["alternative"] = f"alt-{alt_of[id(m)]:02d}"
+            d["params"] = m.params
+            members.append(d)
+        return {
+            "format": FRONT_FORMAT,
+            "evomix_version": __version__,
+            "objectives": list(self.names),
+            "units": {n: REGISTRY[n].unit for n in self.names},
+            "weights": self.weights,
+            "genre": self.genre,
+            "target_lufs": self.target.target_lufs,
+            "ceiling_dbtp": self.target.ceiling_dbtp,
+            "sr": self.session.sr,
+            "stems": {n: {"file": str(p), "role": r} for n, p, r in zip(self.session.names, self.session.paths, self.session.roles)},
+            "settings": self.settings,
+            "members": members,
+        }
+
+    def alternative_dict(self, i: int) -> dict:
+        m = self.alternatives[i]
+        return {
+            "format": PARAMS_FORMAT,
+            "evomix_version": __version__,
+            "name": f"alt-{i + 1:02d}",
+            "sr": self.session.sr,
+            "genre": self.genre,
+            "target_lufs": self.target.target_lufs,
+            "ceiling_dbtp": self.target.ceiling_dbtp,
+            "objectives": m.objectives,
+            "exact": m.exact,
+            "params": m.params,
+        }
+
+    def write(self, out: str | Path, *, force: bool = False) -> list[Path]:
+        """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``.
+
+        Every file is complete before it appears (written to a temporary name, then renamed).
+        Refuses a non-empty folder unless ``force``; never writes over an input stem.
+        """
+        out = Path(out)
+        check_output_folder(out, force=force, inputs=self.session.paths)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, m in enumerate(self.alternatives):
+            name = f"alt-{i + 1:02d}"
+            written.append(write_audio(out / f"{name}.wav", m.render.mix, self.session.sr, subtype="PCM_24"))
+            written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
+        written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
+        return written
+
+
+OUTPUT_NAMES = ("front.json",)
+
+
+def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
+    """Fail early (before any search) if ``out`` cannot take the results.
+
+    Raises
+    ------
+    ParameterError
+        ``out`` is a file, or a non-empty folder without ``force``, or an output would replace a stem.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out: {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ParameterError(f"--out: {out} is not empty; choose a new folder or pass --force")
+    resolved = {Path(p).resolve() for p in inputs}
+    for p in out.glob("*") if out.is_dir() else []:
+        if p.resolve() in resolved and (p.name.startswith("alt-") or p.name in OUTPUT_NAMES):
+            raise ParameterError(f"--out: {p} is one of the input stems; refusing to overwrite it")
+
+
+def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names) -> dict:
+    feats = features_from_render(render, analysis.grid, analysis.roles)
+    F = evaluate(feats, target, tuple(names))[0]
+    return {n: float(v) for n, v in zip(names, F)}
+
+
+def mix(
+    paths: Sequence[str | Path],
+    *,
+    genre: str = "pop",
+    target_lufs: float = -14.0,
+    ceiling_dbtp: float = -1.0,
+    population: int = 32,
+    generations: int = 30,
+    seed: int = 0,
+    weights: str | Mapping[str, float] | None = None,
+    alternatives: int = 5,
+    roles: Mapping[str, str] | None = None,
+    progress: Callable | None = None,
+    session: Session | None = None,
+) -> MixResult:
+    """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
+
+    Parameters
+    ----------
+    paths : files or folders of stems (WAV, FLAC, AIFF, OGG).
+    genre : built-in genre name or a profile JSON path.
+    target_lufs : LUFS in [-40, -5].  ceiling_dbtp : dBTP in [-9, 0].
+    population : int >= 4 (rounded up to a multiple of 4).  generations : int >= 0.
+    seed : int, same seed -> same result.
+    weights : "name=value,..." or a mapping; 0 drops an objective.
+    alternatives : int >= 1, mixes to export.
+    roles : {file or stem name: role} overrides.
+    progress : callback(gen, n_gen, front_size, best (n_obj,)).
+    session : an already loaded Session (then ``paths`` is ignored).
+    """
+    _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
+    _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
+    _check_number("--population", population, low=4, integer=True)
+    _check_number("--generations", generations, low=0, integer=True)
+    _check_number("--alternatives", alternatives, low=1, integer=True)
+    _check_number("--seed", seed, low=0, integer=True)
+    profile = load_profile(genre)
+    if isinstance(weights, Mapping):
+        weights = ",".join(f"{k}={v}" for k, v in weights.items())
+    w = parse_weights(weights, OBJECTIVE_NAMES)
+    names = tuple(n for n in OBJECTIVE_NAMES if w[n] > 0)
+    session = session if session is not None else load_session(paths, roles=roles)
+    warnings = list(session.warnings)
+    n_pop = int(population)
+    if n_pop % 4:
+        n_pop += 4 - n_pop % 4
+        warnings.append(f"--population rounded up from {population} to {n_pop} (NSGA-II tournament needs a multiple of 4)")
+
+    analysis = analyze_session(session)
+    table = GeneTable(session.n_stems)
+    target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp))
+    problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
+    rng = np.random.default_rng(seed)
+    initial = table.initial_population(n_pop, rng)
+    result = run_nsga2(problem.evaluate_population, initial, generations=int(generations), seed=int(seed), progress=progress)
+
+    # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
+    G, F = result.front_genomes, result.front_F
+    keep = non_dominated(F)
+    G, F = G[keep], F[keep]
+    raw = F / np.asarray(problem.weights)[None, :]
+    order = np.lexsort(raw.T[::-1])
+    G, F, raw = G[order], F[order], raw[order]
+    params = table.decode(G, analysis.trim_db)
+    front = [
+        Member(genome=G[i], params=params.to_dict(i, session.names, session.roles),
+               objectives={n: float(raw[i, j]) for j, n in enumerate(names)})
+        for i in range(len(G))
+    ]
+    picks = choose_alternatives(G, F, int(alternatives))
+    alts = []
+    for i in picks:
+        m = front[i]
+        r = render_exact(session.audio, session.is_mono, session.sr, params, index=i,
+                         target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+        m.render = r
+        m.exact = _exact_scores(r, analysis, target, names)
+        alts.append(m)
+    if len(alts) < alternatives:
+        warnings.append(f"the front has only {len(alts)} member(s); exported {len(alts)} of {alternatives} alternatives")
+    settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
+                "alternatives": int(alternatives), "evaluations": int(result.evaluations)}
+    return MixResult(session, target, profile.name, names, {n: w[n] for n in OBJECTIVE_NAMES}, front, alts,
+                     result, settings, warnings)
+
+
+def load_params_file(path: str | Path) -> dict:
+    """Read an ``alt-NN.json`` (or a bare params object)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ParameterError(f"{path}: not a readable JSON params file ({e})") from None
+    if not isinstance(d, dict):
+        raise ParameterError(f"{path}: expected a JSON object")
+    return d
+
+
+def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path, *,
+           target_lufs: float | None = None, ceiling_dbtp: float | None = None,
+           force: bool = False) -> Path:
+    """Re-render a saved solution (``alt-NN.json``) from the stems into ``out`` (24-bit).
+
+    The stems are matched by file stem name; the target and ceiling default to the saved ones,
+    so the output reproduces the exported ``alt-NN.wav``.
+    """
+    d = load_params_file(params_path)
+    p = d.get("params", d)
+    target_lufs = float(d.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
+    ceiling_dbtp = float(d.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
+    _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
+    _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
+    out = Path(out)
+    if out.exists() and not force:
+        raise ParameterError(f"-o: {out} exists; pass --force to replace it")
+    session = load_session(paths, sr=d.get("sr"))
+    if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
+        raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
+    params = Params.from_dict(p, session.names, source=str(params_path))
+    r = render_exact(session.audio, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    return write_audio(out, r.mix, session.sr, subtype="PCM_24")
+
+
+def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[dict]:
+    """Measure audio files (loudness, LRA, peaks, crest, tilt, width, correlation)."""
+    from evomix.audio import expand_paths
+
+    return [measure_file(p, genre=genre) for p in expand_paths(paths)]

@@ -1,0 +1,708 @@
+"""Audio input/output: the only module that touches audio files.
+
+Everything outside this module sees audio as ``(channels, samples)`` arrays; the
+transposition from/to soundfile's ``(frames, channels)`` layout happens here and
+nowhere else.  Loading a session reads a list of files and/or folders, checks
+each file, brings all stems to one sample rate and one length, and guesses a
+mixing role for each stem from its file name.
+
+Writes are atomic: the data goes to a hidden temporary file in the destination
+folder, which is then renamed over the destination with :func:`os.replace`, so a
+crash or a full disk never leaves a half-written output behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from evomix.errors import AudioFileError, ParameterError
+
+__all__ = [
+    "ROLES",
+    "AUDIO_SUFFIXES",
+    "OUTPUT_FORMATS",
+    "SILENCE_PEAK",
+    "SHORT_STEM_S",
+    "Session",
+    "guess_role",
+    "expand_paths",
+    "read_audio",
+    "load_session",
+    "write_audio",
+    "write_text_atomic",
+]
+
+ROLES = ("vocal", "drums", "kick", "snare", "bass", "guitar", "keys", "piano",
+         "synth", "pad", "lead", "fx", "other")
+"""Mixing roles a stem can have; ``"other"`` is the fallback."""
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+"""Suffixes picked up from a folder (case-insensitive)."""
+
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
+"""Output suffix -> soundfile ``format`` for :func:`write_audio`."""
+
+SILENCE_PEAK = 1e-6
+"""Peak amplitude (linear, -120 dBFS) below which a stem counts as silent."""
+
+SHORT_STEM_S = 0.5
+"""Stems shorter than this (seconds) among longer ones get a warning."""
+
+MIN_SR = 8000
+MAX_SR = 384000
+"""Accepted range (Hz) for an explicitly requested session sample rate."""
+
+
+# --------------------------------------------------------------------------
+# Session
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Session:
+    """A set of stems at one sample rate and one length, ready to be mixed.
+
+    Attributes
+    ----------
+    sr : int
+        Sample rate in Hz shared by every stem.
+    names : tuple of str
+        Unique stem names, one per stem: the file's stem (``Path.stem``), with
+        ``-2``, ``-3``, ... appended when two files share a stem name.
+    roles : tuple of str
+        One of :data:`ROLES` per stem.
+    audio : numpy.ndarray
+        Shape ``(stems, 2, samples)``, float32, linear full scale (+-1.0).
+        Mono stems are duplicated into both channels.  Read-only.
+    is_mono : numpy.ndarray
+        Shape ``(stems,)``, bool: True where the file had exactly one channel.
+        Read-only.
+    paths : tuple of pathlib.Path
+        The file each stem was read from, as given/expanded (not resolved).
+    warnings : tuple of str
+        Human-readable one-line warnings gathered while loading.
+    silent : tuple of str
+        Names of stems whose peak is below :data:`SILENCE_PEAK` (kept).
+
+    Notes
+    -----
+    ``eq=False``: sessions compare and hash by identity, since comparing the
+    audio arrays element-wise is neither cheap nor meaningful as ``==``.
+    """
+
+    sr: int
+    names: tuple[str, ...]
+    roles: tuple[str, ...]
+    audio: np.ndarray
+    is_mono: np.ndarray
+    paths: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+    silent: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if self.audio.ndim != 3 or self.audio.shape[:2] != (n, 2):
+            raise ParameterError(
+                f"Session: audio must have shape ({n}, 2, samples), got {self.audio.shape}")
+        if not (len(self.roles) == len(self.paths) == self.is_mono.shape[0] == n):
+            raise ParameterError("Session: names, roles, paths and is_mono must have one entry per stem")
+        bad = [r for r in self.roles if r not in ROLES]
+        if bad:
+            raise ParameterError(f"Session: unknown role {bad[0]!r}; choose from {', '.join(ROLES)}")
+
+    @property
+    def n_stems(self) -> int:
+        """Number of stems."""
+        return int(self.audio.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        """Length of every stem in samples (per channel)."""
+        return int(self.audio.shape[2])
+
+    @property
+    def duration_s(self) -> float:
+        """Length of every stem in seconds."""
+        return self.n_samples / self.sr
+
+
+# --------------------------------------------------------------------------
+# Role guessing
+# --------------------------------------------------------------------------
+
+# Checked in this order; the first rule that matches wins.  Each rule is
+# (role, whole-token keywords, substring keywords).  Substring keywords are
+# long enough not to occur inside unrelated words; short abbreviations
+# ("sn", "oh", "sub", ...) only match as whole tokens, so "subtle" is not "sub".
+_PHRASES = (("bass drum", "kick"), ("lead vocal", "vocal"), ("lead vox", "vocal"))
+_ROLE_RULES: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
+    ("vocal", frozenset({"vox", "vocal", "voice", "vs", "vo", "bv", "bgv", "bvs", "backing",
+                         "harmony", "adlib", "adlibs", "singer"}),
+     ("vocal", "vox", "voice")),
+    ("kick", frozenset({"kick", "bd", "kik", "kck"}), ("kick",)),
+    ("snare", frozenset({"snare", "sn", "snr", "sd"}), ("snare",)),
+    ("drums", frozenset({"drum", "drums", "perc", "percussion", "hat", "hats", "hihat", "hh",
+                         "overhead", "overheads", "oh", "ohs", "room", "rooms", "tom", "toms",
+                         "cymbal", "cymbals", "ride", "crash", "shaker", "tamb", "clap",
+                         "claps", "kit"}),
+     ("drum", "hihat", "overhead", "percussion")),
+    ("bass", frozenset({"bass", "sub", "808", "bs"}), ("bass",)),
+    ("guitar", frozenset({"gtr", "gtrs", "guitar", "guitars", "gtrl", "gtrr"}), ("guitar",)),
+    ("keys", frozenset({"keys", "key", "organ", "rhodes", "wurli", "wurlitzer", "clav", "epiano",
+                        "ep"}),
+     ("organ", "rhodes", "wurli")),
+    ("piano", frozenset({"piano", "pno", "pn"}), ("piano",)),
+    ("synth", frozenset({"synth", "synths", "arp", "arps", "seq"}), ("synth",)),
+    ("pad", frozenset({"pad", "pads", "strings", "string", "str", "choir", "ensemble"}),
+     ("strings", "choir")),
+    ("lead", frozenset({"lead", "leads", "melody", "mel"}), ("melody",)),
+    ("fx", frozenset({"fx", "sfx", "riser", "risers", "impact", "impacts", "sweep", "whoosh",
+                      "noise", "uplifter", "downlifter"}),
+     ("riser", "impact", "whoosh")),
+)
+_TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def guess_role(name: str) -> str:
+    """Guess a stem's mixing role from its file or stem name.
+
+    Parameters
+    ----------
+    name : str
+        A file name (``"Lead Vox.wav"``), stem name (``"bass_DI"``) or path;
+        only the last path component is used and a trailing audio suffix is
+        ignored.
+
+    Returns
+    -------
+    str
+        One of :data:`ROLES`; ``"other"`` if no rule matches.
+
+    Notes
+    -----
+    Matching is case-insensitive.  The name is split into tokens on runs of
+    characters other than ``a-z0-9`` (so ``"bass_DI"`` -> ``bass``, ``di``).
+    Short abbreviations match whole tokens only (``"sub"`` matches ``"Sub 1"``
+    but not ``"subtle"``); a few long keywords (``"vocal"``, ``"kick"``,
+    ``"guitar"``, ...) also match inside a token (``"LeadVocal"``).  A token
+    ending in ``s`` also matches its singular.  Rules are checked in the order
+    vocal, kick, snare, drums, bass, guitar, keys, piano, synth, pad, lead,
+    fx; the first match wins (``"Lead Vox"`` -> vocal, ``"Synth Bass"`` ->
+    bass, ``"Bass Drum"`` -> kick).
+    """
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for suffix in AUDIO_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    tokens = [t for t in _TOKEN_SPLIT.split(base) if t]
+    joined = " ".join(tokens)
+    for phrase, role in _PHRASES:
+        if re.search(rf"(^| ){re.escape(phrase)}( |$)", joined):
+            return role
+    for role, words, substrings in _ROLE_RULES:
+        for tok in tokens:
+            if tok in words or (len(tok) > 3 and tok.endswith("s") and tok[:-1] in words):
+                return role
+            if any(s in tok for s in substrings):
+                return role
+    return "other"
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """Turn command-line paths into a list of audio files.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        Files and/or folders.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Each folder is replaced by its audio files (suffix in
+        :data:`AUDIO_SUFFIXES`, case-insensitive; hidden files skipped;
+        not recursive; sorted by name case-insensitively).  Files are kept as
+        given, whatever their suffix (soundfile decides later whether they are
+        audio).  Order is preserved; duplicates are *not* removed here.
+
+    Raises
+    ------
+    AudioFileError
+        If a path does not exist, or a folder holds no audio files.
+    """
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            try:
+                entries = list(path.iterdir())
+            except OSError as exc:
+                raise AudioFileError(f"{path}: cannot list folder ({exc.strerror or exc})") from exc
+            files = [e for e in entries
+                     if not e.name.startswith(".")
+                     and e.suffix.lower() in AUDIO_SUFFIXES
+                     and e.is_file()]
+            if not files:
+                raise AudioFileError(
+                    f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+            out.extend(sorted(files, key=lambda e: (e.name.casefold(), e.name)))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise AudioFileError(f"{path}: no such file or folder")
+    return out
+
+
+def _declared_frames(path: Path) -> int | None:
+    """Frame count promised by a WAV or AIFF header, or None if unknown.
+
+    Only the chunk headers are read (a few small reads, no sample data).
+    Returns None for other formats, for RF64/streaming placeholders (data size
+    0 or 0xFFFFFFFF) and for headers this simple parser does not understand;
+    the caller then trusts libsndfile.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12:
+                return None
+            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                block_align = None
+                while True:
+                    ch = fh.read(8)
+                    if len(ch) < 8:
+                        return None
+                    cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+                    if cid == b"fmt ":
+                        body = fh.read(min(size, 16))
+                        if len(body) < 14:
+                            return None
+                        block_align = struct.unpack("<H", body[12:14])[0]
+                        fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
+                    elif cid == b"data":
+                        if not block_align or size in (0, 0xFFFFFFFF):
+                            return None
+                        return size // block_align
+                    else:
+                        fh.seek(size + (size & 1), os.SEEK_CUR)
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                while True:
+                    ch = fh.read(8)
+                    if len(ch) < 8:
+                        return None
+                    cid, size = ch[:4], struct.unpack(">I", ch[4:])[0]
+                    if cid == b"COMM":
+                        body = fh.read(6)
+                        if len(body) < 6:
+                            return None
+                        return struct.unpack(">I", body[2:6])[0]
+                    fh.seek(size + (size & 1), os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """Read one mono or stereo audio file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Any file libsndfile can decode (WAV, FLAC, AIFF, OGG, ...).
+
+    Returns
+    -------
+    audio : numpy.ndarray
+        Shape ``(channels, samples)`` with channels 1 or 2, float64, linear
+        full scale.
+    sr : int
+        Sample rate in Hz.
+
+    Raises
+    ------
+    AudioFileError
+        Message starts with the path: missing file, a folder, unreadable,
+        not audio / corrupt (libsndfile's reason is quoted), truncated WAV or
+        AIFF (the header promises more frames than the file holds), more than
+        2 channels, zero samples, NaN or infinite samples.
+
+    Notes
+    -----
+    libsndfile silently shortens a truncated WAV/AIFF to the frames present,
+    so those two formats are checked against their header here.  A truncated
+    FLAC raises inside libsndfile (reported as corrupt).  A truncated OGG
+    Vorbis file decodes silently to the pages present; that cannot be detected
+    cheaply and is accepted.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    try:
+        with sf.SoundFile(path) as f:
+            channels, frames, sr = f.channels, f.frames, int(f.samplerate)
+            fmt = f.format
+            if channels > 2:
+                raise AudioFileError(
+                    f"{path}: has {channels} channels; evomix takes mono or stereo stems")
+            if fmt in ("WAV", "WAVEX", "AIFF"):
+                declared = _declared_frames(path)
+                if declared is not None and declared > frames:
+                    raise AudioFileError(
+                        f"{path}: truncated: header declares {declared} frames "
+                        f"but only {frames} are present")
+            if frames == 0:
+                raise AudioFileError(f"{path}: is empty (0 samples)")
+            data = f.read(dtype="float64", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioFileError(
+            f"{path}: not a readable audio file or corrupt ({exc.error_string.strip().rstrip('.')})"
+        ) from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise AudioFileError(f"{path}: not a readable audio file or corrupt ({exc})") from exc
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: is empty (0 samples)")
+    if data.shape[0] < frames:
+        raise AudioFileError(
+            f"{path}: truncated or corrupt: expected {frames} frames, decoded {data.shape[0]}")
+    if not np.isfinite(data).all():
+        raise AudioFileError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(data.T), sr
+
+
+def _unique_names(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """Stem names for ``paths``, made unique with ``-2``, ``-3`` suffixes.
+
+    Returns the names and a warning for each renamed stem.
+    """
+    taken = {p.stem for p in paths}
+    used: set[str] = set()
+    names, warnings = [], []
+    for p in paths:
+        name = p.stem
+        if name in used:
+            k = 2
+            while f"{p.stem}-{k}" in used or f"{p.stem}-{k}" in taken:
+                k += 1
+            name = f"{p.stem}-{k}"
+            warnings.append(f"{p}: another stem is already named '{p.stem}'; this one is '{name}'")
+        used.add(name)
+        names.append(name)
+    return names, warnings
+
+
+def _apply_roles(roles: Mapping[str, str], names: Sequence[str], paths: Sequence[Path],
+                 guessed: list[str]) -> list[str]:
+    """Overlay user-given roles (key: stem name, file name or path) on guesses."""
+    out = list(guessed)
+    resolved = [p.resolve() for p in paths]
+    for key, role in roles.items():
+        key_s = str(key)
+        hits = [i for i, (n, p) in enumerate(zip(names, paths))
+                if key_s in (n, p.name, str(p))]
+        if not hits:
+            kp = Path(key_s).resolve()
+            hits = [i for i, r in enumerate(resolved) if r == kp]
+        if not hits:
+            raise ParameterError(
+                f"--role: no stem named '{key_s}'; stems are {', '.join(names)}")
+        if len(hits) > 1:
+            raise ParameterError(
+                f"--role: '{key_s}' matches several stems ({', '.join(names[i] for i in hits)}); "
+                "use the stem name")
+        role_n = str(role).strip().lower()
+        if role_n not in ROLES:
+            raise ParameterError(
+                f"--role: unknown role '{role}' for '{key_s}'; choose from {', '.join(ROLES)}")
+        out[hits[0]] = role_n
+    return out
+
+
+def _session_rate(rates: Sequence[int]) -> int:
+    """Most common rate; ties go to the highest."""
+    counts = Counter(rates)
+    return max(counts, key=lambda r: (counts[r], r))
+
+
+def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
+                 sr: int | None = None) -> Session:
+    """Load stems from files and/or folders into a :class:`Session`.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        Audio files and/or folders (see :func:`expand_paths`).  A file given
+        twice (same resolved path) is loaded once, with a warning.
+    roles : mapping of str to str, optional
+        Role overrides.  Keys may be a stem name (``"Kick In"``, or a
+        disambiguated ``"kick-2"``), a file name (``"Kick In.wav"``) or a path
+        as typed; values are one of :data:`ROLES` (case-insensitive).  Stems
+        not named keep their guessed role (:func:`guess_role`).
+    sr : int, optional
+        Session sample rate in Hz (8000-384000).  Default: the most common
+        rate among the files, ties going to the highest.
+
+    Returns
+    -------
+    Session
+        ``audio`` of shape ``(stems, 2, samples)``, float32; every stem
+        resampled to the session rate and zero-padded at the end to the
+        longest stem.
+
+    Raises
+    ------
+    AudioFileError
+        Any error from :func:`expand_paths` / :func:`read_audio`, or every
+        stem is silent.
+    ParameterError
+        No paths given, bad ``sr``, unknown stem or role in ``roles``.
+
+    Notes
+    -----
+    Warnings (one line each, in ``Session.warnings``): a file resampled
+    (``"<file>: resampled 48000 Hz -> 44100 Hz"``), a stem shorter than
+    0.5 s among longer ones, a silent stem (peak < 1e-6, kept), a renamed
+    duplicate stem name, a file given twice.
+    """
+    if sr is not None:
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not MIN_SR <= sr <= MAX_SR:
+            raise ParameterError(
+                f"--sr: must be a whole number of Hz between {MIN_SR} and {MAX_SR}, got {sr!r}")
+        sr = int(sr)
+    files = expand_paths(paths)
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    unique_files: list[Path] = []
+    for f in files:
+        r = f.resolve()
+        if r in seen:
+            warnings.append(f"{f}: given more than once; loaded once")
+            continue
+        seen.add(r)
+        unique_files.append(f)
+    files = unique_files
+    if not files:
+        raise ParameterError("no stems given; pass audio files or a folder of stems")
+
+    raw = [read_audio(f) for f in files]
+    target = sr if sr is not None else _session_rate([r for _, r in raw])
+
+    stems: list[np.ndarray] = []
+    for f, (x, rate) in zip(files, raw):
+        if rate != target:
+            g = gcd(target, rate)
+            x = resample_poly(x, target // g, rate // g, axis=1)
+            warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
+        stems.append(x)
+
+    names, name_warnings = _unique_names(files)
+    warnings.extend(name_warnings)
+
+    n = max(x.shape[1] for x in stems)
+    audio = np.zeros((len(stems), 2, n), dtype=np.float32)
+    is_mono = np.zeros(len(stems), dtype=bool)
+    silent: list[str] = []
+    for i, (f, x) in enumerate(zip(files, stems)):
+        m = x.shape[1]
+        is_mono[i] = x.shape[0] == 1
+        audio[i, :, :m] = x  # broadcasts a mono (1, m) row into both channels
+        if m < n and m / target < SHORT_STEM_S:
+            warnings.append(
+                f"{f}: only {m / target:.2f} s long; padded with silence to {n / target:.2f} s")
+        if float(np.max(np.abs(x))) < SILENCE_PEAK:
+            silent.append(names[i])
+    if len(silent) == len(files):
+        raise AudioFileError(f"all stems are silent: {', '.join(f.name for f in files)}")
+    for i, name in enumerate(names):
+        if name in silent:
+            warnings.append(f"{files[i]}: silent (peak below -120 dBFS); kept but contributes nothing")
+
+    guessed = [guess_role(f.name) for f in files]
+    final_roles = _apply_roles(roles, names, files, guessed) if roles else guessed
+
+    audio.flags.writeable = False
+    is_mono.flags.writeable = False
+    return Session(sr=target, names=tuple(names), roles=tuple(final_roles), audio=audio,
+                   is_mono=is_mono, paths=tuple(files), warnings=tuple(warnings),
+                   silent=tuple(silent))
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for the final file: keep an existing file's, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _temp_path(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` next to ``path``; return (fd, temp path)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise AudioFileError(
+            f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
+    return fd, Path(tmp)
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    """fsync, fix permissions and rename ``tmp`` over ``path``."""
+    mode = _new_file_mode(path)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = "PCM_24") -> Path:
+    """Write audio atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Destination; the format comes from the suffix: ``.wav`` (WAV),
+        ``.flac`` (FLAC), ``.aif``/``.aiff`` (AIFF).  The folder must exist.
+    audio : numpy.ndarray
+        Shape ``(channels, samples)`` with 1 or 2 channels, linear full scale,
+        every sample finite and ``|x| <= 1``.
+    sr : int
+        Sample rate in Hz.
+    subtype : str, default "PCM_24"
+        libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...);
+        must be valid for the format.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        Unsupported suffix, bad shape, bad ``sr`` or ``subtype``, NaN/inf
+        samples, or peak above 1.0 (nothing is clipped silently: the master
+        chain owns the ceiling).
+    AudioFileError
+        The file cannot be written; the temporary file is removed and an
+        existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = OUTPUT_FORMATS.get(suffix)
+    if fmt is None:
+        raise ParameterError(
+            f"{path}: unsupported output format '{path.suffix}'; use .wav, .flac or .aiff")
+    x = np.asarray(audio)
+    if x.ndim != 2 or x.shape[0] not in (1, 2) or x.shape[1] == 0:
+        raise ParameterError(
+            f"{path}: audio must have shape (channels, samples) with 1 or 2 channels "
+            f"and at least one sample, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ParameterError(f"{path}: audio must be floating point, got {x.dtype}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"{path}: sample rate must be a positive whole number of Hz, got {sr!r}")
+    if not isinstance(subtype, str) or not sf.check_format(fmt, subtype.upper()):
+        raise ParameterError(
+            f"{path}: subtype {subtype!r} is not valid for {fmt}; "
+            f"choose from {', '.join(sf.available_subtypes(fmt))}")
+    if not np.isfinite(x).all():
+        raise ParameterError(f"{path}: audio contains NaN or infinite samples; refusing to write")
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0:
+        raise ParameterError(
+            f"{path}: peak {peak:.6f} exceeds full scale 1.0; refusing to clip "
+            "(apply the master ceiling first)")
+
+    fd, tmp = _temp_path(path)
+    os.close(fd)
+    done = False
+    try:
+        sf.write(tmp, np.ascontiguousarray(x.T), int(sr), subtype=subtype.upper(), format=fmt)
+        _finish(tmp, path)
+        done = True
+    except sf.LibsndfileError as exc:
+        raise AudioFileError(f"{path}: cannot write ({exc.error_string})") from exc
+    except (RuntimeError, TypeError, ValueError, OSError) as exc:
+        raise AudioFileError(
+            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        if not done:  # also on KeyboardInterrupt: never leave the temp file behind
+            _discard(tmp)
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write UTF-8 text (JSON, reports) atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Destination; its folder must exist.
+    text : str
+        Content, written as UTF-8 with ``\\n`` line endings.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        ``text`` is not a str.
+    AudioFileError
+        The file cannot be written; the temporary file is removed and an
+        existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    if not isinstance(text, str):
+        raise ParameterError(f"{path}: text must be a str, got {type(text).__name__}")
+    fd, tmp = _temp_path(path)
+    done = False
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        _finish(tmp, path)
+        done = True
+    except (OSError, UnicodeEncodeError) as exc:
+        raise AudioFileError(
+            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        if not done:
+            _discard(tmp)
+    return path

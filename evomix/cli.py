@@ -1,0 +1,258 @@
+"""The ``evomix`` command line: thin typer commands over ``evomix.api``.
+
+Results go to stdout (``--json`` for machines); progress, warnings and errors go to stderr.
+Every expected failure is one line ``evomix: error: ...`` and exit code 1 (2 for usage errors).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from typing_extensions import Annotated
+
+from evomix import api
+from evomix.errors import EvomixError, ParameterError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Mix and master multitrack stems by multi-objective genetic search.",
+)
+out_console = Console()
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fail(e: Exception) -> None:
+    err_console.print(f"evomix: error: {e}", markup=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def _parse_roles(items: Optional[List[str]]) -> dict:
+    roles = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(f"--role: expected FILE=ROLE, got '{item}'")
+        k, _, v = item.partition("=")
+        roles[k.strip()] = v.strip()
+    return roles
+
+
+def _progress_printer(quiet: bool, names):
+    if quiet:
+        return None
+
+    def show(gen, n_gen, front_size, best):
+        best_txt = "  ".join(f"{n}={v:.3g}" for n, v in zip(names, best))
+        err_console.print(f"gen {gen:>4}/{n_gen}  front {front_size:>3}  best  {best_txt}", markup=False)
+
+    return show
+
+
+def _summary(result: api.MixResult, out: Path) -> dict:
+    from evomix.measure import measure_audio
+
+    alts = []
+    for i, m in enumerate(result.alternatives):
+        meas = measure_audio(m.render.mix, result.session.sr)
+        alts.append({
+            "file": str(out / f"alt-{i + 1:02d}.wav"),
+            "params": str(out / f"alt-{i + 1:02d}.json"),
+            "objectives": m.objectives,
+            "exact": m.exact,
+            "integrated_lufs": meas["integrated_lufs"],
+            "true_peak_dbtp": meas["true_peak_dbtp"],
+        })
+    return {
+        "out": str(out),
+        "front": str(out / "front.json"),
+        "front_size": len(result.front),
+        "evaluations": result.settings["evaluations"],
+        "genre": result.genre,
+        "objectives": list(result.names),
+        "silent_stems": list(result.session.silent),
+        "warnings": list(result.warnings),
+        "alternatives": alts,
+    }
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        out_console.print_json(json.dumps(summary))
+        return
+    t = Table(title=f"{len(summary['alternatives'])} alternatives in {summary['out']} "
+                    f"(front of {summary['front_size']}, {summary['evaluations']} candidates evaluated)")
+    t.add_column("file")
+    for n in summary["objectives"]:
+        t.add_column(n, justify="right")
+    t.add_column("LUFS", justify="right")
+    t.add_column("dBTP", justify="right")
+    for a in summary["alternatives"]:
+        t.add_row(Path(a["file"]).name, *[f"{a['exact'][n]:.2f}" for n in summary["objectives"]],
+                  f"{a['integrated_lufs']:.1f}", f"{a['true_peak_dbtp']:.2f}")
+    out_console.print(t)
+    out_console.print(f"front: {summary['front']}")
+
+
+def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
+             alternatives, roles, force, quiet, as_json):
+    api.check_output_folder(out, force=force)
+    names = [n for n, w in __import__("objectives").parse_weights(weights).items() if w > 0]
+    result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
+                     generations=generations, seed=seed, weights=weights, alternatives=alternatives,
+                     roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names))
+    for w in result.warnings:
+        err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+    if result.session.silent:
+        err_console.print(f"evomix: note: silent stem(s) kept: {', '.join(result.session.silent)}", markup=False)
+    result.write(out, force=force)
+    summary = _summary(result, out)
+    _print_summary(summary, as_json)
+    return summary
+
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for alt-NN.wav/.json and front.json (created if missing).")]
+GenreOpt = Annotated[str, typer.Option(help="Target genre (see 'evomix genres') or a profile JSON file.")]
+TargetOpt = Annotated[float, typer.Option("--target-lufs", help="Integrated loudness of every exported master, LUFS (-40..-5).")]
+CeilingOpt = Annotated[float, typer.Option(help="True-peak ceiling of every exported master, dBTP (-9..0).")]
+PopOpt = Annotated[int, typer.Option(help="Candidates per generation (>= 4; rounded up to a multiple of 4).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (>= 0): the same seed gives the same front.")]
+WeightsOpt = Annotated[Optional[str], typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
+AltOpt = Annotated[int, typer.Option(help="Number of distinct mixes to export (>= 1).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder (replacing earlier results).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No per-generation progress.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+
+
+@app.command()
+def mix(
+    paths: Annotated[List[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
+    out: OutOpt,
+    genre: GenreOpt = "pop",
+    target_lufs: TargetOpt = -14.0,
+    ceiling: CeilingOpt = -1.0,
+    population: PopOpt = 32,
+    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    seed: SeedOpt = 0,
+    weights: WeightsOpt = None,
+    alternatives: AltOpt = 5,
+    role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Search for mixes of the stems and export a set of distinct finished alternatives."""
+    try:
+        _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights, alternatives,
+                 role, force, quiet, json_out)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
+def render(
+    params: Annotated[Path, typer.Argument(help="A saved solution (alt-NN.json).", show_default=False)],
+    paths: Annotated[List[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.wav, .flac, .aiff), 24-bit.")],
+    target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.")] = None,
+    ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+):
+    """Re-render a saved solution from the stems (same samples as the exported file)."""
+    try:
+        path = api.render(params, paths, output, target_lufs=target_lufs, ceiling_dbtp=ceiling, force=force)
+        out_console.print(str(path), markup=False)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
+def analyze(
+    files: Annotated[List[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
+    json_out: JsonOpt = False,
+):
+    """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation."""
+    try:
+        rows = api.analyze(files)
+    except EvomixError as e:
+        _fail(e)
+    if json_out:
+        out_console.print_json(json.dumps(rows))
+        return
+    t = Table()
+    cols = [("file", "file", "{}"), ("LUFS", "integrated_lufs", "{:.1f}"), ("LRA", "loudness_range_lu", "{:.1f}"),
+            ("peak dBFS", "sample_peak_dbfs", "{:.2f}"), ("TP dBTP", "true_peak_dbtp", "{:.2f}"),
+            ("crest dB", "crest_factor_db", "{:.1f}"), ("tilt dB/oct", "spectral_tilt_db_per_oct", "{:.1f}"),
+            ("width", "stereo_width", "{:.2f}"), ("corr", "lr_correlation", "{:.2f}")]
+    for c, _, _ in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[("-" if r[k] is None else f.format(r[k])) for _, k, f in cols])
+    out_console.print(t)
+
+
+@app.command()
+def genres(json_out: JsonOpt = False):
+    """List the built-in genre profiles."""
+    from objectives import builtin_genres, load_profile
+
+    profs = [load_profile(n) for n in builtin_genres()]
+    if json_out:
+        out_console.print_json(json.dumps([p.to_dict() for p in profs]))
+        return
+    t = Table()
+    for c in ("genre", "PLR dB", "LRA LU", "description"):
+        t.add_column(c)
+    for p in profs:
+        t.add_row(p.name, f"{p.plr_db:.1f}", f"{p.lra_lu:.1f}", p.description)
+    out_console.print(t)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo stems and mixes.")] = Path("evomix-demo"),
+    population: PopOpt = 32,
+    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    seed: SeedOpt = 0,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
+    from evomix.demo import write_demo_stems
+
+    try:
+        api.check_output_folder(out, force=force)
+        stems = write_demo_stems(out / "stems")
+        if not (quiet or json_out):
+            err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
+        _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
+                 quiet, json_out)
+    except EvomixError as e:
+        _fail(e)
+
+
+def main() -> None:
+    """Console entry point: click usage errors become one line too."""
+    try:
+        rv = app(standalone_mode=False)
+    except click.UsageError as e:
+        err_console.print(f"evomix: error: {e.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("evomix: aborted", markup=False)
+        sys.exit(130)
+    except click.ClickException as e:
+        err_console.print(f"evomix: error: {e.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

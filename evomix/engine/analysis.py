@@ -1,0 +1,147 @@
+"""Everything per stem that does not depend on the mix parameters, computed once per session.
+
+The fast tier (``engine.batch``) only ever touches these arrays; it never reads audio again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evomix.audio import Session
+from evomix.engine.bands import BandGrid, band_grid, band_powers, frame_peaks, frame_spectra, _bin_weights, band_sum
+from evomix.engine.dsp import pan_gains
+from objectives.meter import integrated_loudness, k_weighting_power
+
+STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
+TRIM_RANGE_DB = (-30.0, 40.0)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Mix-independent analysis of a session.
+
+    Attributes
+    ----------
+    sr : int, Hz.  grid : BandGrid.  names, roles : tuple of str.  is_mono : (stems,) bool.
+    band_power : (stems, 2, B, T) float32, band power per channel and frame (mean square per hop).
+    cross_power : (stems, B, T) float32, Re(L R*) per band and frame (mono stems: equals band power).
+    frame_peak : (stems, 2, T) float32, max |sample| per frame hop.
+    spread_power : (stems, 2, B, T') float32, ``band_power`` of the heavy frames spread across
+        bands by the spreading function (masker side of the masking model).
+    heavy_frames : (T',) int, frames used for the (pop, stems, ch, bands, frames) tensors.
+    grid_weight : (stems, G, B) float32, normalised long-term power of each stem on the fine grid
+        within each band: an EQ's effective band gain is ``sum_g |H(f_g)|^2 w[s, g, b]``.
+    k_band : (stems, B) float32, K-weighting power gain per band, weighted by the stem's spectrum.
+    trim_db : (stems,) dB, gain that brings each stem to ``STEM_REFERENCE_LUFS`` (0 for silent stems).
+    stem_lufs : (stems,) LUFS of each raw stem panned centre (-200 for silence).
+    """
+
+    sr: int
+    grid: BandGrid
+    names: tuple
+    roles: tuple
+    is_mono: np.ndarray
+    band_power: np.ndarray
+    cross_power: np.ndarray
+    frame_peak: np.ndarray
+    spread_power: np.ndarray
+    heavy_frames: np.ndarray
+    grid_weight: np.ndarray
+    k_band: np.ndarray
+    trim_db: np.ndarray
+    stem_lufs: np.ndarray
+    n_samples: int
+
+    @property
+    def n_stems(self) -> int:
+        return self.band_power.shape[0]
+
+    @property
+    def n_frames(self) -> int:
+        return self.band_power.shape[-1]
+
+
+def centre_panned(session_audio: np.ndarray, is_mono: np.ndarray) -> np.ndarray:
+    """Stems as they sound panned to the centre: mono stems get the -3 dB constant-power law.
+
+    (stems, 2, samples) -> (stems, 2, samples) float32
+    """
+    g = pan_gains(np.zeros(len(is_mono)), np.asarray(is_mono))  # (stems, 2)
+    return (session_audio * g[:, :, None]).astype(np.float32)
+
+
+def analyze_session(session: Session, *, max_heavy_frames: int | None = None) -> Analysis:
+    """Analyse every stem once.
+
+    Parameters
+    ----------
+    session : Session
+    max_heavy_frames : int > 0 or None
+        Cap on the frames the fast tier's per-stem band tensors use (evenly spaced);
+        None uses every frame.
+    """
+    sr = session.sr
+    grid = band_grid(sr)
+    audio = centre_panned(session.audio, session.is_mono)  # (stems, 2, samples)
+    n_stems = audio.shape[0]
+    n_frames = grid.n_frames(audio.shape[-1])
+    n_bands = grid.n_bands
+    w = _bin_weights(grid)
+    freqs = np.fft.rfftfreq(grid.n_fft, 1.0 / sr)
+    k_bins = k_weighting_power(freqs, sr).astype(np.float32)  # (bins,)
+
+    band_power = np.empty((n_stems, 2, n_bands, n_frames), np.float32)
+    cross_power = np.empty((n_stems, n_bands, n_frames), np.float32)
+    grid_weight = np.empty((n_stems, grid.grid_hz.size, n_bands), np.float32)
+    k_band = np.empty((n_stems, n_bands), np.float32)
+    # fine-grid index of each FFT bin (nearest sub-band of its band); bins outside bands dropped
+    sub_edges = np.sqrt(grid.grid_hz[:-1] * grid.grid_hz[1:])
+    bin_grid = np.searchsorted(sub_edges, freqs)
+    keep = grid.bin_band >= 0
+    for s in range(n_stems):  # one stem at a time keeps the STFT's memory bounded
+        spec = frame_spectra(audio[s], grid)  # (2, T, bins)
+        p = (spec.real**2 + spec.imag**2) * w  # (2, T, bins)
+        band_power[s] = np.swapaxes(band_sum(p, grid), -1, -2)
+        c = (spec[0] * np.conj(spec[1])).real * w  # (T, bins)
+        cross_power[s] = band_sum(c, grid).T
+        lts = p.sum(axis=(0, 1)) + 1e-20  # (bins,) long-term power
+        fine = np.zeros(grid.grid_hz.size)
+        np.add.at(fine, bin_grid[keep], lts[keep])  # (G,)
+        band_of_fine = np.repeat(np.arange(n_bands), grid.grid_hz.size // n_bands)
+        gw = np.zeros((grid.grid_hz.size, n_bands))
+        gw[np.arange(grid.grid_hz.size), band_of_fine] = fine
+        grid_weight[s] = gw / np.maximum(gw.sum(axis=0, keepdims=True), 1e-30)
+        kb = band_sum((lts * k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
+        k_band[s] = kb
+    frame_peak = frame_peaks(audio, grid)  # (stems, 2, T)
+
+    if max_heavy_frames is None or max_heavy_frames >= n_frames:
+        heavy = np.arange(n_frames)
+    else:
+        heavy = np.unique(np.linspace(0, n_frames - 1, max_heavy_frames).round().astype(int))
+    # (B, B) @ (stems, 2, B, T') -> (stems, 2, B, T')
+    spread_power = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), band_power[..., heavy])
+
+    lufs = integrated_loudness(audio.astype(np.float64), sr)  # (stems,)
+    lufs = np.asarray(lufs, dtype=float)
+    silent = lufs <= -199.0
+    trim = np.clip(STEM_REFERENCE_LUFS - lufs, *TRIM_RANGE_DB)
+    trim[silent] = 0.0
+    return Analysis(
+        sr=sr,
+        grid=grid,
+        names=tuple(session.names),
+        roles=tuple(session.roles),
+        is_mono=np.asarray(session.is_mono, bool),
+        band_power=band_power,
+        cross_power=cross_power,
+        frame_peak=frame_peak,
+        spread_power=spread_power.astype(np.float32),
+        heavy_frames=heavy,
+        grid_weight=grid_weight,
+        k_band=k_band,
+        trim_db=trim,
+        stem_lufs=lufs,
+        n_samples=audio.shape[-1],
+    )

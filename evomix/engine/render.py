@@ -1,0 +1,139 @@
+"""Exact tier: sample-accurate, time-domain rendering of one candidate, and its Features.
+
+Per stem: trim -> RBJ biquads (high-pass, low shelf, peak, high shelf; scipy ``sosfilt``) ->
+feed-forward RMS compressor -> fader -> constant-power pan. Master: low/high shelves ->
+stereo-linked compressor -> loudness normalisation to the target (BS.1770-4) -> look-ahead
+true-peak limiter to the ceiling; normalisation and limiting are iterated until the integrated
+loudness of the limited master is within ``LOUDNESS_TOLERANCE_LU`` of the target.
+
+Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import sosfilt
+
+from evomix.engine.bands import BandGrid, band_powers, bark
+from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, rbj_sos
+from evomix.genome import (
+    KNEE_DB,
+    MASTER_COMP_ATTACK_MS,
+    MASTER_COMP_RELEASE_MS,
+    MASTER_HIGH_SHELF_HZ,
+    MASTER_LOW_SHELF_HZ,
+    SHELF_Q,
+    Params,
+)
+from objectives.base import Features
+from objectives.meter import integrated_loudness, loudness_range, true_peak_dbtp
+
+LOUDNESS_TOLERANCE_LU = 0.05
+MAX_NORMALISE_PASSES = 6
+
+
+@dataclass(frozen=True)
+class ExactRender:
+    """One rendered candidate.
+
+    mix : (2, samples) float64, the finished master.
+    stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (they sum to it).
+    raw_loudness_lufs : loudness after the master compressor, before normalisation, LUFS.
+    normalise_db : gain applied for loudness normalisation, dB.
+    limiter_gr_db : peak gain reduction the limiter applied, dB >= 0.
+    """
+
+    mix: np.ndarray
+    stems: np.ndarray
+    raw_loudness_lufs: float
+    normalise_db: float
+    limiter_gr_db: float
+
+
+def _stem_sos(params: Params, i: int, s: int, sr: int) -> np.ndarray:
+    """The four biquads of stem ``s`` of candidate ``i`` as a (4, 6) sos cascade."""
+    rows = [
+        rbj_sos("highpass", params.highpass_hz[i, s], 0.0, SHELF_Q, sr),
+        rbj_sos("lowshelf", params.low_shelf_hz[i, s], params.low_shelf_db[i, s], SHELF_Q, sr),
+        rbj_sos("peak", params.peak_hz[i, s], params.peak_db[i, s], params.peak_q[i, s], sr),
+        rbj_sos("highshelf", params.high_shelf_hz[i, s], params.high_shelf_db[i, s], SHELF_Q, sr),
+    ]
+    return np.stack([np.asarray(r, dtype=float).reshape(6) for r in rows])
+
+
+def render_exact(audio: np.ndarray, is_mono: np.ndarray, sr: int, params: Params, *,
+                 target_lufs: float, ceiling_dbtp: float, index: int = 0) -> ExactRender:
+    """Render candidate ``index`` of ``params`` from the session audio.
+
+    Parameters
+    ----------
+    audio : (stems, 2, samples) float, the session's stems (mono stems duplicated).
+    is_mono : (stems,) bool.
+    sr : int, Hz.
+    params : Params.
+    target_lufs : float, LUFS.  ceiling_dbtp : float, dBTP.
+    """
+    i = index
+    n_stems = audio.shape[0]
+    pans = pan_gains(params.pan[i], np.asarray(is_mono))  # (stems, 2)
+    stems = np.empty(audio.shape, dtype=np.float64)
+    for s in range(n_stems):
+        x = audio[s, :1] if is_mono[s] else audio[s]  # (ch, samples), ch = 1 or 2
+        x = x.astype(np.float64) * 10.0 ** (params.trim_db[i, s] / 20.0)
+        x = sosfilt(_stem_sos(params, i, s, sr), x, axis=-1)
+        x = x * compressor_gain(x, sr, threshold_db=params.comp_threshold_db[i, s], ratio=params.comp_ratio[i, s],
+                                attack_ms=params.comp_attack_ms[i, s], release_ms=params.comp_release_ms[i, s],
+                                knee_db=KNEE_DB)[None, :]
+        x = x * 10.0 ** (params.gain_db[i, s] / 20.0)
+        stems[s] = x * pans[s][:, None]  # mono (1, n) broadcasts to (2, n)
+    master_sos = np.stack([
+        np.asarray(rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db[i], SHELF_Q, sr)).reshape(6),
+        np.asarray(rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db[i], SHELF_Q, sr)).reshape(6),
+    ])
+    stems = sosfilt(master_sos, stems, axis=-1)  # linear: filtering each stem = filtering the sum
+    mix = stems.sum(axis=0)  # (2, samples)
+    g_master = compressor_gain(mix, sr, threshold_db=params.master_comp_threshold_db[i],
+                               ratio=params.master_comp_ratio[i], attack_ms=MASTER_COMP_ATTACK_MS,
+                               release_ms=MASTER_COMP_RELEASE_MS, knee_db=KNEE_DB)  # (samples,)
+    mix = mix * g_master
+    raw = float(integrated_loudness(mix, sr))
+    if raw <= -150.0:  # silence: nothing to normalise or limit
+        return ExactRender(mix, stems * g_master, raw, 0.0, 0.0)
+
+    norm_db = target_lufs - raw
+    for _ in range(MAX_NORMALISE_PASSES):
+        pre = mix * 10.0 ** (norm_db / 20.0)
+        g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp)  # (samples,)
+        out = pre * g_lim
+        err = target_lufs - float(integrated_loudness(out, sr))
+        if abs(err) <= LOUDNESS_TOLERANCE_LU:
+            break
+        norm_db += err
+    tp_pre = float(true_peak_dbtp(pre, sr))
+    gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
+    return ExactRender(out, stems * gain, raw, norm_db, max(0.0, tp_pre - ceiling_dbtp))
+
+
+def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
+    """Measure an exact render on the analysis grid -> Features with pop = 1 (every frame)."""
+    stem_power, _ = band_powers(render.stems, grid)  # (stems, 2, B, T)
+    mix_power, mix_cross = band_powers(render.mix, grid)  # (2, B, T), (B, T)
+    stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
+    sr = grid.sr
+    return Features(
+        bands_hz=grid.centres_hz,
+        band_edges_hz=grid.edges_hz,
+        band_bark=bark(grid.centres_hz),
+        spread=grid.spread,
+        roles=tuple(roles),
+        stem_power=stem_power[None],
+        stem_spread=stem_spread[None].astype(np.float32),
+        mix_power=mix_power[None],
+        mix_cross=mix_cross[None],
+        loudness_lufs=np.atleast_1d(np.asarray(integrated_loudness(render.mix, sr), dtype=float)),
+        raw_loudness_lufs=np.array([render.raw_loudness_lufs]),
+        lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr), dtype=float)),
+        true_peak_dbtp=np.atleast_1d(np.asarray(true_peak_dbtp(render.mix, sr), dtype=float)),
+        limiter_gr_db=np.array([render.limiter_gr_db]),
+    )

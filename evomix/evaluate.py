@@ -1,0 +1,45 @@
+"""``evaluate_population``: genomes (n, genes) -> objective matrix F (n, n_obj), one call per generation.
+
+The population is scored in chunks (bounded memory: the fast tier's per-stem tensors grow with
+pop x stems x bands x frames). Objectives with weight 0 are not computed; the others are
+multiplied by their weight (NSGA-II is invariant to that scaling, but the choice of alternatives
+and any scalarisation use it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evomix.engine.analysis import Analysis
+from evomix.engine.batch import render_features
+from evomix.genome import GeneTable
+from objectives import Target, evaluate
+
+DEFAULT_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything needed to score genomes; plain data, picklable (sent once to each worker)."""
+
+    analysis: Analysis
+    table: GeneTable
+    target: Target
+    names: tuple  # objectives in the search, in column order
+    weights: tuple  # weight of each objective in ``names``, > 0
+
+    def raw_scores(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier."""
+        genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
+        out = np.empty((genomes.shape[0], len(self.names)))
+        for start in range(0, genomes.shape[0], chunk):  # chunks of candidates, each vectorized
+            params = self.table.decode(genomes[start : start + chunk], self.analysis.trim_db)
+            feats = render_features(self.analysis, params, target_lufs=self.target.target_lufs,
+                                    ceiling_dbtp=self.target.ceiling_dbtp)
+            out[start : start + chunk] = evaluate(feats, self.target, self.names)
+        return out
+
+    def evaluate_population(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Weighted objective matrix F (n, len(names)), lower is better."""
+        return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]

@@ -1,0 +1,38 @@
+"""Choosing K alternatives from the front: good by the user's weights, and different from each other.
+
+1. Objectives are min-max normalised over the candidates; the first alternative is the one with the
+   lowest weighted sum (the weights of ``--weights``).
+2. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
+   sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
+   counts the same) concatenated with the normalised objectives.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalise(F: np.ndarray) -> np.ndarray:
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Pairwise distances (n, n) between candidates in the genome + normalised-objective space."""
+    d = np.concatenate([genomes / np.sqrt(genomes.shape[1]), normalise(F)], axis=1)
+    return np.sqrt(((d[:, None, :] - d[None, :, :]) ** 2).sum(axis=-1))
+
+
+def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None) -> list[int]:
+    """Indices of up to ``k`` diverse, good candidates (first = best weighted sum)."""
+    n = len(genomes)
+    if n == 0 or k <= 0:
+        return []
+    w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    score = normalise(F) @ w
+    chosen = [int(np.argmin(score))]
+    dist = descriptor_distances(genomes, F)
+    while len(chosen) < min(k, n):
+        nearest = dist[:, chosen].min(axis=1)
+        nearest[chosen] = -1.0
+        chosen.append(int(np.argmax(nearest)))
+    return chosen

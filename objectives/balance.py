@@ -1,0 +1,97 @@
+"""Balance: every stem audible, the lead on top, a centred low end, no band sticking out.
+
+``balance = audibility + lead + spatial + spectral`` (each in dB-like units, lower is better):
+
+* audibility: ``sum_s max(0, floor_s - rel_s) / 2`` where ``rel_s`` is the stem's K-weighted
+  power in the mix relative to the whole mix, dB; floor -20 dB (fx -30 dB). Equal loudness is a
+  sensible starting balance (Ward et al., AES 133rd Conv., 2012); a stem more than ~20 dB under
+  the mix is effectively lost.
+* lead: the lead (vocal, else lead) should sit at least the genre's ``vocal_margin_db`` above the
+  loudest other stem (De Man & Reiss, "A knowledge-engineered autonomous mixing system",
+  AES 135th Conv., 2013: lead vocal loudest or near); penalty ``max(0, loudest_other + margin
+  - rel_lead)``.
+* spatial: L/R energy imbalance ``|10 log10(E_L / E_R)|`` beyond 1 dB; low end (< 120 Hz) side
+  fraction x 10 (low end mono, De Man & Reiss 2013); kick, snare, bass and vocal off centre by
+  more than 1.5 dB of L/R level difference, / 3 per dB.
+* spectral: RMS deviation (dB) of the mix's long-term 1/3-octave levels from their own 5-band
+  moving average, over 40 Hz–16 kHz (a resonant band "sticking out").
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from objectives.base import Features, Target, register
+from objectives.spectrum import k_weights, long_term_spectrum_db, side_fraction
+
+_FLOOR = 1e-20
+AUDIBILITY_FLOOR_DB = {"fx": -30.0}
+DEFAULT_FLOOR_DB = -20.0
+CENTRE_ROLES = ("kick", "snare", "bass", "vocal")
+LOW_END_HZ = 120.0
+
+
+def relative_levels_db(features: Features) -> np.ndarray:
+    """Each stem's K-weighted power relative to the mix, dB, (pop, stems)."""
+    k = k_weights(features)  # (B,)
+    stem = (features.stem_power.sum(axis=(2, 4)) * k).sum(axis=-1)  # (pop, stems)
+    mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
+    return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
+
+
+def audibility_penalty(features: Features) -> np.ndarray:
+    rel = relative_levels_db(features)
+    floor = np.array([AUDIBILITY_FLOOR_DB.get(r, DEFAULT_FLOOR_DB) for r in features.roles])
+    return np.maximum(floor[None, :] - rel, 0.0).sum(axis=1) / 2.0
+
+
+def lead_penalty(features: Features, margin_db: float) -> np.ndarray:
+    roles = list(features.roles)
+    lead_role = "vocal" if "vocal" in roles else ("lead" if "lead" in roles else None)
+    if lead_role is None or len(roles) < 2:
+        return np.zeros(features.n_pop)
+    rel = relative_levels_db(features)  # (pop, stems)
+    is_lead = np.array([r == lead_role for r in roles])
+    lead = rel[:, is_lead].max(axis=1)
+    others = rel[:, ~is_lead].max(axis=1) if (~is_lead).any() else lead - margin_db
+    return np.maximum(others + margin_db - lead, 0.0)
+
+
+def spatial_penalty(features: Features) -> np.ndarray:
+    e = features.mix_power.sum(axis=(2, 3))  # (pop, 2)
+    lr = np.abs(10.0 * np.log10(np.maximum(e[:, 0], _FLOOR) / np.maximum(e[:, 1], _FLOOR)))
+    imbalance = np.maximum(lr - 1.0, 0.0)
+    low = features.bands_hz < LOW_END_HZ
+    if low.any():
+        pl = features.mix_power[:, :, low].sum(axis=(2, 3))  # (pop, 2)
+        c = features.mix_cross[:, low].sum(axis=(1, 2))  # (pop,)
+        low_side = side_fraction(pl[:, 0] + pl[:, 1], c) * 10.0
+    else:
+        low_side = np.zeros(features.n_pop)
+    centre = np.array([r in CENTRE_ROLES for r in features.roles])
+    if centre.any():
+        sp = features.stem_power[:, centre].sum(axis=(3, 4))  # (pop, k, 2)
+        off = np.abs(10.0 * np.log10(np.maximum(sp[..., 0], _FLOOR) / np.maximum(sp[..., 1], _FLOOR)))
+        off_centre = (np.maximum(off - 1.5, 0.0) / 3.0).sum(axis=1)
+    else:
+        off_centre = np.zeros(features.n_pop)
+    return imbalance + low_side + off_centre
+
+
+def spectral_penalty(features: Features) -> np.ndarray:
+    ltas = long_term_spectrum_db(features)  # (pop, B)
+    sel = (features.bands_hz >= 40.0) & (features.bands_hz <= 16000.0)
+    x = ltas[:, sel]
+    smooth = uniform_filter1d(x, size=5, axis=1, mode="nearest")  # (pop, n) 5-band moving average
+    return np.sqrt(((x - smooth) ** 2).mean(axis=1))
+
+
+@register("balance", unit="dB", description="stems audible, lead on top, centred low end, no band sticking out")
+def balance(features: Features, target: Target) -> np.ndarray:
+    margin = getattr(target.profile, "vocal_margin_db", 0.0)
+    return (
+        audibility_penalty(features)
+        + lead_penalty(features, margin)
+        + spatial_penalty(features)
+        + spectral_penalty(features)
+    )
