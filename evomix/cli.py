@@ -10,8 +10,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click under typer._click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException, UsageError
+
+    NoArgsIsHelpError = ()
 from rich.console import Console
 from rich.table import Table
 from typing_extensions import Annotated
@@ -49,8 +55,8 @@ def _progress_printer(quiet: bool, names):
         return None
 
     def show(gen, n_gen, front_size, best):
-        best_txt = "  ".join(f"{n}={v:.3g}" for n, v in zip(names, best))
-        err_console.print(f"gen {gen:>4}/{n_gen}  front {front_size:>3}  best  {best_txt}", markup=False)
+        best_txt = " ".join(f"{n[:4]} {v:.3g}" for n, v in zip(names, best))
+        err_console.print(f"gen {gen}/{n_gen} front {front_size} best: {best_txt}", markup=False, soft_wrap=True)
 
     return show
 
@@ -242,13 +248,15 @@ def main() -> None:
     """Console entry point: click usage errors become one line too."""
     try:
         rv = app(standalone_mode=False)
-    except click.UsageError as e:
+    except NoArgsIsHelpError:  # help was printed
+        sys.exit(0)
+    except UsageError as e:
         err_console.print(f"evomix: error: {e.format_message()}", markup=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("evomix: aborted", markup=False)
         sys.exit(130)
-    except click.ClickException as e:
+    except ClickException as e:
         err_console.print(f"evomix: error: {e.format_message()}", markup=False, soft_wrap=True)
         sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -2,7 +2,9 @@
 
 1. Objectives are min-max normalised over the candidates; the first alternative is the one with the
    lowest weighted sum (the weights of ``--weights``).
-2. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
+2. Only the better half of the candidates by that weighted sum are eligible (at least ``k``), so an
+   alternative is never one that is only "best" by ignoring the other objectives.
+3. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
    sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
    counts the same) concatenated with the normalised objectives.
 """
@@ -30,9 +32,13 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
     w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     score = normalise(F) @ w
     chosen = [int(np.argmin(score))]
+    n_eligible = max(min(k, n), int(np.ceil(n / 2)))
+    eligible = np.zeros(n, bool)
+    eligible[np.argsort(score, kind="stable")[:n_eligible]] = True
     dist = descriptor_distances(genomes, F)
     while len(chosen) < min(k, n):
         nearest = dist[:, chosen].min(axis=1)
         nearest[chosen] = -1.0
+        nearest[~eligible] = -1.0
         chosen.append(int(np.argmax(nearest)))
     return chosen

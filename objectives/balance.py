@@ -12,7 +12,7 @@
   - rel_lead)``.
 * spatial: L/R energy imbalance ``|10 log10(E_L / E_R)|`` beyond 1 dB; low end (< 120 Hz) side
   fraction x 10 (low end mono, De Man & Reiss 2013); kick, snare, bass and vocal off centre by
-  more than 1.5 dB of L/R level difference, / 3 per dB.
+  more than 1.5 dB of L/R level difference, / 3 per dB (capped at 30 dB: hard-panned).
 * spectral: RMS deviation (dB) of the mix's long-term 1/3-octave levels from their own 5-band
   moving average, over 40 Hz–16 kHz (a resonant band "sticking out").
 """
@@ -29,6 +29,7 @@ AUDIBILITY_FLOOR_DB = {"fx": -30.0}
 DEFAULT_FLOOR_DB = -20.0
 CENTRE_ROLES = ("kick", "snare", "bass", "vocal")
 LOW_END_HZ = 120.0
+MAX_OFF_CENTRE_DB = 30.0
 
 
 def relative_levels_db(features: Features) -> np.ndarray:
@@ -72,6 +73,7 @@ def spatial_penalty(features: Features) -> np.ndarray:
     if centre.any():
         sp = features.stem_power[:, centre].sum(axis=(3, 4))  # (pop, k, 2)
         off = np.abs(10.0 * np.log10(np.maximum(sp[..., 0], _FLOOR) / np.maximum(sp[..., 1], _FLOOR)))
+        off = np.minimum(off, MAX_OFF_CENTRE_DB)  # a hard-panned stem counts as 30 dB off
         off_centre = (np.maximum(off - 1.5, 0.0) / 3.0).sum(axis=1)
     else:
         off_centre = np.zeros(features.n_pop)
