@@ -159,7 +159,7 @@ _ROLE_RULES: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
      ("drum", "hihat", "overhead", "percussion")),
     ("bass", frozenset({"bass", "sub", "808", "bs"}), ("bass",)),
     ("guitar", frozenset({"gtr", "gtrs", "guitar", "guitars", "gtrl", "gtrr"}), ("guitar",)),
-    ("keys", frozenset({"keys", "key", "organ", "rhodes", "wurli", "wurlitzer", "clav", "epiano",
+    ("keys", frozenset({"keys", "key", "chord", "chords", "organ", "rhodes", "wurli", "wurlitzer", "clav", "epiano",
                         "ep"}),
      ("organ", "rhodes", "wurli")),
     ("piano", frozenset({"piano", "pno", "pn"}), ("piano",)),

@@ -1,9 +1,10 @@
 """Choosing K alternatives from the front: good by the user's weights, and different from each other.
 
-1. Objectives are min-max normalised over the candidates; the first alternative is the one with the
-   lowest weighted sum (the weights of ``--weights``).
-2. Only the better half of the candidates by that weighted sum are eligible (at least ``k``), so an
-   alternative is never one that is only "best" by ignoring the other objectives.
+1. Each objective is replaced by its rank among the candidates (0 = best, 1 = worst), so a member
+   that is extreme on one objective cannot hide a poor rank on the others; the first alternative is
+   the one with the lowest weighted rank sum (the weights of ``--weights``).
+2. Only the best ``ELIGIBLE_FRACTION`` of the candidates by that weighted sum are eligible (at least
+   ``k``), so an alternative is never one that is only "best" by ignoring the other objectives.
 3. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
    sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
    counts the same) concatenated with the normalised objectives.
@@ -12,10 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
+ELIGIBLE_FRACTION = 0.25
+
 
 def normalise(F: np.ndarray) -> np.ndarray:
     lo, hi = F.min(axis=0), F.max(axis=0)
     return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def rank_normalise(F: np.ndarray) -> np.ndarray:
+    """Each column's ranks scaled to [0, 1] (ties share the lower rank), (n, m)."""
+    n = F.shape[0]
+    ranks = (F[:, None, :] > F[None, :, :]).sum(axis=1)  # (n, m): how many are strictly better
+    return ranks / max(n - 1, 1)
 
 
 def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
@@ -30,9 +40,9 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
     if n == 0 or k <= 0:
         return []
     w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
-    score = normalise(F) @ w
+    score = rank_normalise(F) @ w
     chosen = [int(np.argmin(score))]
-    n_eligible = max(min(k, n), int(np.ceil(n / 2)))
+    n_eligible = max(min(k, n), int(np.ceil(n * ELIGIBLE_FRACTION)))
     eligible = np.zeros(n, bool)
     eligible[np.argsort(score, kind="stable")[:n_eligible]] = True
     dist = descriptor_distances(genomes, F)

@@ -102,14 +102,23 @@ def render_exact(audio: np.ndarray, is_mono: np.ndarray, sr: int, params: Params
         return ExactRender(mix, stems * g_master, raw, 0.0, 0.0)
 
     norm_db = target_lufs - raw
+    best = prev = None
     for _ in range(MAX_NORMALISE_PASSES):
         pre = mix * 10.0 ** (norm_db / 20.0)
         g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp)  # (samples,)
         out = pre * g_lim
         err = target_lufs - float(integrated_loudness(out, sr))
+        if best is None or abs(err) < abs(best[0]):
+            best = (err, norm_db, pre, g_lim, out)
         if abs(err) <= LOUDNESS_TOLERANCE_LU:
             break
-        norm_db += err
+        if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
+            slope = float(np.clip((prev[0] - err) / (norm_db - prev[1]), 0.1, 1.0))
+        else:
+            slope = 1.0
+        prev = (err, norm_db)
+        norm_db += err / slope
+    _, norm_db, pre, g_lim, out = best  # the pass closest to the target
     tp_pre = float(true_peak_dbtp(pre, sr))
     gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
     return ExactRender(out, stems * gain, raw, norm_db, max(0.0, tp_pre - ceiling_dbtp))
