@@ -29,7 +29,9 @@ from evomix.genome import GeneTable, Params
 from evomix.measure import measure_audio, measure_file
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
-from objectives import OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
+from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
+
+REFERENCE_MODES = ("auto", "same-song", "style")
 
 FRONT_FORMAT = "evomix-front/1"
 PARAMS_FORMAT = "evomix-params/1"
@@ -75,6 +77,7 @@ class MixResult:
     search: SearchResult
     settings: dict
     warnings: list = field(default_factory=list)
+    reference: dict | None = None
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""
@@ -100,6 +103,7 @@ class MixResult:
             "sr": self.session.sr,
             "stems": {n: {"file": str(p), "role": r} for n, p, r in zip(self.session.names, self.session.paths, self.session.roles)},
             "settings": self.settings,
+            "reference": self.reference,
             "members": members,
         }
 
@@ -178,6 +182,8 @@ def mix(
     roles: Mapping[str, str] | None = None,
     progress: Callable | None = None,
     session: Session | None = None,
+    reference: str | Path | None = None,
+    reference_mode: str = "auto",
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -193,6 +199,10 @@ def mix(
     roles : {file or stem name: role} overrides.
     progress : callback(gen, n_gen, front_size, best (n_obj,)).
     session : an already loaded Session (then ``paths`` is ignored).
+    reference : a reference mix. A rough mix of the same stems ("same-song", detected when the
+        stems explain it, or forced) adds the ``reference`` objective and seeds the search with its
+        fitted balance; any other track ("style") replaces the genre profile by one learned from it.
+    reference_mode : "auto", "same-song" or "style".
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -200,11 +210,14 @@ def mix(
     _check_number("--generations", generations, low=0, integer=True)
     _check_number("--alternatives", alternatives, low=1, integer=True)
     _check_number("--seed", seed, low=0, integer=True)
+    if reference_mode not in REFERENCE_MODES:
+        raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
-    w = parse_weights(weights, OBJECTIVE_NAMES)
-    names = tuple(n for n in OBJECTIVE_NAMES if w[n] > 0)
+    w = parse_weights(weights, ALL_OBJECTIVES)
+    if reference is None and weights and "reference=" in weights.replace(" ", ""):
+        raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
     session = session if session is not None else load_session(paths, roles=roles)
     warnings = list(session.warnings)
     n_pop = int(population)
@@ -214,10 +227,29 @@ def mix(
 
     analysis = analyze_session(session)
     table = GeneTable(session.n_stems)
-    target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp))
+    ref_power, base, ref_report = None, None, None
+    if reference is not None:
+        from evomix.reference import fit_reference
+
+        fit = fit_reference(reference, session, analysis)
+        same = fit.same_song if reference_mode == "auto" else reference_mode == "same-song"
+        ref_report = {"file": str(reference), "mode": "same-song" if same else "style",
+                      "correlation": round(fit.correlation, 4)}
+        if same:
+            ref_power = fit.power
+            base = reference_genome(table, analysis, fit)
+            ref_report["fitted"] = {n: {"gain_db": round(float(g), 2), "pan": round(float(p), 3)}
+                                    for n, g, p in zip(session.names, fit.gain_db, fit.pan)}
+        else:
+            from evomix.profiling import learn_profile
+
+            profile = learn_profile([reference], name=Path(reference).stem)
+    names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and (n != "reference" or ref_power is not None))
+    target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp),
+                    reference_power=ref_power)
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
     rng = np.random.default_rng(seed)
-    initial = table.initial_population(n_pop, rng)
+    initial = table.initial_population(n_pop, rng, base=base, spread=0.15 if base is None else 0.05)
     result = run_nsga2(problem.evaluate_population, initial, generations=int(generations), seed=int(seed), progress=progress)
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
@@ -244,10 +276,39 @@ def mix(
         alts.append(m)
     if len(alts) < alternatives:
         warnings.append(f"the front has only {len(alts)} member(s); exported {len(alts)} of {alternatives} alternatives")
+    if ref_report is not None and ref_power is not None:
+        j = int(np.argmin([m.objectives["reference"] for m in front])) if "reference" in names else 0
+        total = np.array([front[j].params["stems"][n]["trim_db"] + front[j].params["stems"][n]["gain_db"] for n in session.names])
+        total -= total[np.asarray(fit.gain_db) > -120].max() if np.any(np.asarray(fit.gain_db) > -120) else total.max()
+        ref_report["closest_member"] = {n: {"gain_db": round(float(g), 2), "pan": round(front[j].params["stems"][n]["pan"], 3)}
+                                        for n, g in zip(session.names, total)}
     settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations)}
-    return MixResult(session, target, profile.name, names, {n: w[n] for n in OBJECTIVE_NAMES}, front, alts,
-                     result, settings, warnings)
+    return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
+                     result, settings, warnings, ref_report)
+
+
+def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
+    """The neutral genome with faders and pans set to a reference fit (n_genes,).
+
+    Faders are ``fitted gain - trim``, shifted by a common offset (the master normalises level)
+    that centres their span in the fader range (a span wider than the range is clipped at its ends).
+    """
+    from evomix.genome import STEM_GENES
+
+    genome = table.neutral().copy()
+    k = len(table.stem_genes)
+    names = [g.name for g in table.stem_genes]
+    gain_gene, pan_gene = table.stem_genes[names.index("gain_db")], table.stem_genes[names.index("pan")]
+    audible = fit.gain_db > -120.0
+    fader = np.where(audible, fit.gain_db - analysis.trim_db, gain_gene.low)
+    if audible.any():  # common offset: centre the faders' span inside the gene range
+        lo, hi = fader[audible].min(), fader[audible].max()
+        fader = fader + (gain_gene.low + gain_gene.high) / 2.0 - (lo + hi) / 2.0
+    for s in range(table.n_stems):
+        genome[s * k + names.index("gain_db")] = gain_gene.encode(fader[s])
+        genome[s * k + names.index("pan")] = pan_gene.encode(fit.pan[s])
+    return genome
 
 
 def load_params_file(path: str | Path) -> dict:

@@ -279,10 +279,11 @@ class GeneTable:
         return np.concatenate([np.tile(stem, self.n_stems), master])
 
     def initial_population(self, n_pop: int, rng: np.random.Generator, *, spread: float = 0.15,
-                           random_fraction: float = 0.25) -> np.ndarray:
-        """Seed population (n_pop, n_genes): most members are the neutral mix plus Gaussian
-        noise of std ``spread`` (in genome units); ``random_fraction`` are uniform in [0, 1]."""
-        base = self.neutral()
+                           random_fraction: float = 0.25, base: np.ndarray | None = None) -> np.ndarray:
+        """Seed population (n_pop, n_genes): most members are ``base`` (default: the neutral mix)
+        plus Gaussian noise of std ``spread`` (in genome units); ``random_fraction`` are uniform
+        in [0, 1]; member 0 is ``base`` itself."""
+        base = self.neutral() if base is None else np.clip(np.asarray(base, dtype=float), 0.0, 1.0)
         pop = np.clip(base + rng.normal(0.0, spread, size=(n_pop, self.n_genes)), 0.0, 1.0)
         n_rand = int(round(random_fraction * n_pop))
         if n_rand:

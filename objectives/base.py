@@ -38,6 +38,8 @@ class Features:
     raw_loudness_lufs : (pop,) integrated loudness before loudness normalisation, LUFS.
     lra_lu : (pop,) loudness range, LU (EBU Tech 3342).
     true_peak_dbtp : (pop,) true peak of the master, dBTP.
+    frames : (T,) int, the analysis frames that the (…, T) arrays hold (the fast tier may use a
+        subset; the exact tier uses every frame).
     limiter_gr_db : (pop,) >= 0, dB by which the normalised pre-limiter true peak exceeds the
         ceiling, i.e. the peak gain reduction the limiter must apply.
     """
@@ -56,6 +58,7 @@ class Features:
     lra_lu: np.ndarray
     true_peak_dbtp: np.ndarray
     limiter_gr_db: np.ndarray
+    frames: np.ndarray | None = None
 
     @property
     def n_pop(self) -> int:
@@ -74,6 +77,7 @@ class Target:
     profile: "object"  # objectives.genre.GenreProfile
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0
+    reference_power: np.ndarray | None = None  # (2, B, T) band powers of a same-song reference mix
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Objective:
 
 
 REGISTRY: dict[str, Objective] = {}
+DEFAULT_OBJECTIVES = ("masking", "loudness", "balance", "genre")
 
 
 def register(name: str, *, unit: str, description: str):
@@ -117,7 +122,7 @@ def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dic
     ParameterError
         On an unknown name, a missing '=', a non-number, a negative weight, or all weights 0.
     """
-    names = tuple(REGISTRY) if names is None else names
+    names = DEFAULT_OBJECTIVES if names is None else names
     weights = {n: 1.0 for n in names}
     if text:
         for item in text.split(","):

@@ -28,6 +28,7 @@ import numpy as np
 from objectives.base import Features, Target, register
 
 TONALITY = 0.5
+PRESENT_DB = 30.0  # a stem counts in a band's profile if within this of its strongest band
 ROLE_PRIORITY = {
     "vocal": 3.0, "lead": 2.5, "kick": 1.5, "snare": 1.5, "bass": 1.5, "drums": 1.2,
     "guitar": 1.0, "keys": 1.0, "piano": 1.0, "synth": 1.0, "other": 1.0, "pad": 0.7, "fx": 0.5,
@@ -78,14 +79,24 @@ def masking_matrix(features: Features) -> np.ndarray:
 
 
 def masking_by_band(features: Features) -> np.ndarray:
-    """Per-band masking profile, dB, (pop, B): power-weighted positive MSR of all stems per band."""
-    y = features.stem_power
+    """Per-band masking profile, dB, (pop, B).
+
+    In each band, each stem's masking (its power-weighted positive MSR over channels and frames)
+    is averaged over the stems present in that band (band power within ``PRESENT_DB`` of the stem's
+    strongest band), weighted by role priority. Each stem counts by its role, not its loudness, so
+    a quiet masked vocal is not hidden by the loud stem masking it.
+    """
+    y = features.stem_power  # (pop, stems, 2, B, T)
     total = features.stem_spread.sum(axis=1, keepdims=True)
     offset = 10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)
     rest = np.maximum(total - features.stem_spread, 0.0) * offset[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         msr_db = np.maximum(10.0 * np.log10(np.maximum(rest, _FLOOR) / np.maximum(y, _FLOOR)), 0.0)
-    return (y * msr_db).sum(axis=(1, 2, 4)) / np.maximum(y.sum(axis=(1, 2, 4)), _FLOOR)
+    band_pow = y.sum(axis=(2, 4))  # (pop, stems, B)
+    per_stem = (y * msr_db).sum(axis=(2, 4)) / np.maximum(band_pow, _FLOOR)  # (pop, stems, B)
+    present = band_pow > band_pow.max(axis=2, keepdims=True) * 10.0 ** (-PRESENT_DB / 10.0)
+    w = np.array([ROLE_PRIORITY.get(r, 1.0) for r in features.roles])[None, :, None] * present
+    return (per_stem * w).sum(axis=1) / np.maximum(w.sum(axis=1), _FLOOR)
 
 
 def role_weights(roles, audible: np.ndarray) -> np.ndarray:

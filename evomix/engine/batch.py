@@ -166,4 +166,5 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         lra_lu=lra,
         true_peak_dbtp=true_peak,
         limiter_gr_db=limiter_gr,
+        frames=h,
     )

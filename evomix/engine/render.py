@@ -145,4 +145,5 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr), dtype=float)),
         true_peak_dbtp=np.atleast_1d(np.asarray(true_peak_dbtp(render.mix, sr), dtype=float)),
         limiter_gr_db=np.array([render.limiter_gr_db]),
+        frames=np.arange(mix_power.shape[-1]),
     )
