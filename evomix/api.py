@@ -351,7 +351,25 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
 
 
 def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[dict]:
-    """Measure audio files (loudness, LRA, peaks, crest, tilt, width, correlation)."""
-    from evomix.audio import expand_paths
+    """Measure audio files (loudness, LRA, peaks, crest, tilt, width, correlation) and rank each
+    against the genre profiles (``genre_similarity``: closest first, built-in profiles).
 
-    return [measure_file(p, genre=genre) for p in expand_paths(paths)]
+    genre : optional built-in name or profile JSON file; adds ``genre_distance`` to it, and a
+        file profile also joins the ranking (its name gets the file name appended if it clashes
+        with a built-in one).
+    """
+    from dataclasses import replace
+
+    from evomix.audio import expand_paths
+    from objectives import builtin_genres
+
+    names = builtin_genres()
+    profiles = [load_profile(n) for n in names]
+    target = None
+    if genre is not None:
+        target = load_profile(genre)
+        if str(genre) not in names:
+            if target.name in names:
+                target = replace(target, name=f"{target.name} ({Path(genre).name})")
+            profiles.append(target)
+    return [measure_file(p, genre=target, profiles=profiles) for p in expand_paths(paths)]

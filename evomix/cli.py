@@ -182,10 +182,11 @@ def render(
 def analyze(
     files: Annotated[List[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
     json_out: JsonOpt = False,
+    genre: Annotated[Optional[str], typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking).")] = None,
 ):
-    """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation."""
+    """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation, closest genre."""
     try:
-        rows = api.analyze(files)
+        rows = api.analyze(files, genre=genre)
     except EvomixError as e:
         _fail(e)
     if json_out:
@@ -198,9 +199,42 @@ def analyze(
             ("width", "stereo_width", "{:.2f}"), ("corr", "lr_correlation", "{:.2f}")]
     for c, _, _ in cols:
         t.add_column(c)
+    t.add_column("genre", no_wrap=True)
     for r in rows:
-        t.add_row(*[("-" if r[k] is None else f.format(r[k])) for _, k, f in cols])
+        sim = r["genre_similarity"]
+        t.add_row(*[("-" if r[k] is None else f.format(r[k])) for _, k, f in cols], sim[0]["genre"] if sim else "-")
     out_console.print(t)
+    for r in rows:  # distances: lower is closer (dB spectral RMS + width and dynamics penalties)
+        sim = r["genre_similarity"]
+        text = ", ".join(f"{s['genre']} {s['distance']:.1f}" for s in sim[:3]) if sim else "- (silent)"
+        if genre is not None and r.get("genre_distance") is not None:
+            text += f"; distance to {genre}: {r['genre_distance']:.1f}"
+        out_console.print(f"{r['file']}: closest genres {text}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def profile(
+    refs: Annotated[List[Path], typer.Argument(help="Reference mixes (finished songs, >= 3 s each) or folders of them.", show_default=False)],
+    name: Annotated[str, typer.Option("--name", help="Name of the new profile (shown in reports and front.json).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON file to write; use it as 'evomix mix --genre FILE.json'.", show_default=False)],
+    description: Annotated[str, typer.Option(help="One-line description stored in the profile.")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing profile file.")] = False,
+):
+    """Learn a genre profile (1/3-octave spectrum, width, PLR, LRA) from reference mixes."""
+    from evomix.audio import expand_paths
+    from evomix.profiling import check_profile_output, learn_profile, write_profile
+
+    try:
+        files = expand_paths(refs)
+        check_profile_output(output, force=force, inputs=files)
+        prof = learn_profile(files, name=name, description=description)
+        path = write_profile(prof, output, force=force, inputs=files)
+    except EvomixError as e:
+        _fail(e)
+    w = prof.width
+    out_console.print(f"{path}: profile '{prof.name}' from {len(files)} file(s): PLR {prof.plr_db:.1f} dB, "
+                      f"LRA {prof.lra_lu:.1f} LU, {prof.loudness_lufs:.1f} LUFS, "
+                      f"width low/mid/high {w['low']:.2f}/{w['mid']:.2f}/{w['high']:.2f}", markup=False, soft_wrap=True)
 
 
 @app.command()

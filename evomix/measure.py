@@ -3,9 +3,12 @@
 Loudness, LRA and true peak come from ``objectives.meter`` (ITU-R BS.1770-4, EBU Tech 3342).
 Crest factor = sample peak - RMS (dB, AES17 RMS with no +3 dB offset). Spectral tilt = the slope
 of a least-squares line through the long-term 1/3-octave-equivalent levels against log2(f),
-100 Hz–10 kHz (dB/octave; Pestana et al. 2013 report ≈ −4.5…−5 for commercial music).
+100 Hz–10 kHz (dB/octave of band levels, in which pink noise is flat; Pestana et al. 2013 report ≈ −4.5…−5
+dB/octave on per-Hz FFT spectra, i.e. ≈ −1.5…−2 here).
 Stereo width = side / (mid + side) energy (0 mono, 0.5 uncorrelated, 1 out of phase);
 correlation = Pearson correlation of L and R (1 mono, 0 uncorrelated, -1 out of phase).
+Genre similarity: distance to each genre profile, ``genre`` objective + PLR/LRA terms of the
+``loudness`` objective (``evomix.profiling.genre_similarity``), closest first.
 """
 from __future__ import annotations
 
@@ -60,9 +63,37 @@ def measure_audio(x: np.ndarray, sr: int) -> dict:
     }
 
 
-def measure_file(path: str | Path, *, genre: str | None = None) -> dict:
+def genre_measurements(x: np.ndarray, sr: int, *, profiles=None, genre=None) -> dict:
+    """How close ``x`` (ch, samples) is to genre profiles (see ``evomix.profiling.genre_similarity``).
+
+    Returns ``{"genre_similarity": [{"genre": name, "distance": d}, ...]}`` closest first over
+    ``profiles`` (None: the built-in ones) and, when ``genre`` (a GenreProfile, name or JSON path) is given,
+    ``"genre_distance"`` to it. Distances are dB-like (spectral dB RMS + width and dynamics
+    penalties); silence gives ``[]`` and ``None``.
+    """
+    from evomix.profiling import MIN_REFERENCE_S, features_from_audio, genre_distance, genre_similarity
+    from objectives.genre import GenreProfile, load_profile
+
+    if genre is not None and not isinstance(genre, GenreProfile):
+        genre = load_profile(genre)
+    feats = features_from_audio(x, sr)
+    ranked = genre_similarity(x, sr, profiles=profiles, features=feats)
+    out = {"genre_similarity": [{"genre": n, "distance": float(d)} for n, d in ranked]}
+    if genre is not None:
+        use_lra = np.asarray(x).shape[-1] >= MIN_REFERENCE_S * sr
+        out["genre_distance"] = float(genre_distance(feats, genre, use_lra=use_lra)) if ranked else None
+    return out
+
+
+def measure_file(path: str | Path, *, genre=None, profiles=None) -> dict:
+    """Measure one audio file: :func:`measure_audio`, PLR and :func:`genre_measurements`.
+
+    genre : GenreProfile, name, JSON path or None, adds ``genre_distance``.  profiles : GenreProfiles to rank
+    (None: the built-in ones).
+    """
     x, sr = read_audio(Path(path))
     d = {"file": str(path)}
     d.update(measure_audio(x, sr))
     d["plr_db"] = d["true_peak_dbtp"] - d["integrated_lufs"]
+    d.update(genre_measurements(x, sr, profiles=profiles, genre=genre))
     return d

@@ -11,7 +11,8 @@
 Profiles are JSON files (``objectives/profiles/*.json``; the format is documented in
 ``GenreProfile``). The built-in spectra follow the trends measured by Pestana et al.,
 "Spectral characteristics of popular commercial recordings 1950–2010", AES 135th Conv., 2013
-(≈ −4.5…−5 dB/octave above ≈ 200 Hz, genre differences in the low end and the top octave);
+(≈ −4.5…−5 dB/octave above ≈ 200 Hz on per-Hz FFT spectra, i.e. ≈ −1.5…−2 dB/octave in 1/3-octave band
+levels; genre differences in the low end and the top octave);
 PLR after Deruty & Tardieu, JAES 62(1/2), 2014; LRA after Skovenborg, AES 132nd Conv., 2012.
 Each file's ``source`` field says which numbers are measured and which are modelled.
 """

@@ -13,6 +13,11 @@ from evomix.engine.bands import BandGrid, band_grid, band_powers, frame_peaks, f
 from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
+PEAK_GROUP_EDGES_HZ = (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)  # peak-candidate bands (octaves)
+PEAK_CANDIDATES_PER_STEM = 400  # instants (local maxima) kept per stem
+PEAK_CANDIDATES_SUM = 1000
+PEAK_HPF_HZ = tuple(np.geomspace(20.0, 400.0, 8))  # high-pass cutoffs precomputed (the gene's range)
+PEAK_KERNEL = 4096  # samples of signal around each candidate instant  # instants kept from the unity-gain sum
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
 TRIM_RANGE_DB = (-30.0, 40.0)
 
@@ -35,6 +40,12 @@ class Analysis:
     k_band : (stems, B) float32, K-weighting power gain per band, weighted by the stem's spectrum.
     trim_db : (stems,) dB, gain that brings each stem to ``STEM_REFERENCE_LUFS`` (0 for silent stems).
     stem_lufs : (stems,) LUFS of each raw stem panned centre (-200 for silence).
+    peak_values : (J, stems, G, 2, K) float32, each stem's (centre-panned) signal high-passed at
+        each of J cutoffs (``PEAK_HPF_HZ``) and split into G bands (``PEAK_GROUP_EDGES_HZ``,
+        complementary masks) at K candidate instants: the local maxima of each stem and of the
+        unity-gain sum. The fast tier sums them with each candidate's gains to estimate the peak.
+    peak_frames : (K,) int, the frame of each candidate instant.
+    band_group : (B,) int, the peak band of each analysis band.
     """
 
     sr: int
@@ -52,6 +63,9 @@ class Analysis:
     trim_db: np.ndarray
     stem_lufs: np.ndarray
     n_samples: int
+    peak_values: np.ndarray
+    peak_frames: np.ndarray
+    band_group: np.ndarray
 
     @property
     def n_stems(self) -> int:
@@ -123,6 +137,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = None) ->
     # (B, B) @ (stems, 2, B, T') -> (stems, 2, B, T')
     spread_power = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), band_power[..., heavy])
 
+    peak_values, peak_frames = peak_candidates(audio, grid)
     lufs = integrated_loudness(audio.astype(np.float64), sr)  # (stems,)
     lufs = np.asarray(lufs, dtype=float)
     silent = lufs <= -199.0
@@ -144,4 +159,94 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = None) ->
         trim_db=trim,
         stem_lufs=lufs,
         n_samples=audio.shape[-1],
+        peak_values=peak_values,
+        peak_frames=peak_frames,
+        band_group=np.searchsorted(PEAK_GROUP_EDGES_HZ, grid.centres_hz),
     )
+
+
+def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
+    """Indices of the k largest per-block maxima of ``env`` (samples,), blocks of ``hop`` samples."""
+    n = env.size // hop * hop
+    if n == 0:
+        return np.array([int(np.argmax(env))])
+    blocks = env[:n].reshape(-1, hop)
+    arg = blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop  # (blocks,)
+    top = np.argsort(blocks.max(axis=1))[::-1][:k]
+    return arg[top]
+
+
+def _group_masks(freqs: np.ndarray) -> np.ndarray:
+    """Complementary smooth band masks (G, F) summing to 1: raised-cosine crossovers, 1/2 octave wide,
+    at ``PEAK_GROUP_EDGES_HZ``."""
+    lf = np.log2(np.maximum(freqs, 1.0))
+    lows = []  # low-pass shape of each crossover
+    for edge in PEAK_GROUP_EDGES_HZ:
+        x = np.clip((lf - np.log2(edge)) / 0.5 + 0.5, 0.0, 1.0)  # 0 below, 1 above the transition
+        lows.append(0.5 + 0.5 * np.cos(np.pi * x))
+    masks, prev = [], np.ones_like(freqs)
+    for low in lows:
+        masks.append(prev * low)
+        prev = prev * (1.0 - low)
+    masks.append(prev)
+    return np.array(masks)
+
+
+def peak_candidates(audio: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Peak-candidate instants and each stem's filtered values there (see Analysis.peak_values).
+
+    For each candidate instant t_k and each stem, the value of the stem after a high-pass at each
+    cutoff of ``PEAK_HPF_HZ`` (RBJ, Q 0.707: the EQ's high-pass shifts the phase of the low end,
+    which moves peaks by up to ~1.5 dB) and split into ``PEAK_GROUP_EDGES_HZ`` bands, is computed
+    as a dot product of the signal around t_k with that filter's impulse response
+    (``PEAK_KERNEL`` samples, FFT-designed): values = excerpts (K, N) @ kernels (N, J * G).
+
+    audio : (stems, 2, samples) centre-panned.
+    Returns ((J, stems, G, 2, K) float32 values, (K,) int frames).
+    """
+    from scipy.signal import sosfreqz
+
+    from evomix.engine.dsp import rbj_sos
+
+    n_stems, _, n = audio.shape
+    sr = grid.sr
+    block = max(1, int(0.005 * sr))  # one candidate per 5 ms at most
+    from scipy.signal import butter, sosfilt
+
+    idx = [_local_maxima(np.abs(audio.sum(axis=0)).max(axis=0), PEAK_CANDIDATES_SUM, block)]
+    edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
+    split = []  # rough band filters, only to find where each band of each stem peaks (an EQ boost there moves the peak)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo is None:
+            split.append(butter(2, hi, "lowpass", fs=sr, output="sos"))
+        elif hi is None:
+            split.append(butter(2, lo, "highpass", fs=sr, output="sos"))
+        else:
+            split.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
+    per_group = max(1, PEAK_CANDIDATES_PER_STEM // (len(split) + 1))
+    for s in range(n_stems):
+        idx.append(_local_maxima(np.abs(audio[s]).max(axis=0), per_group, block))
+        for sos in split:
+            idx.append(_local_maxima(np.abs(sosfilt(sos, audio[s], axis=-1)).max(axis=0), per_group, block))
+    inst = np.unique(np.concatenate(idx))  # (K,)
+    N = PEAK_KERNEL
+    freqs = np.fft.rfftfreq(N, 1.0 / sr)
+    masks = _group_masks(freqs)  # (G, F)
+    kernels = []
+    for cut in PEAK_HPF_HZ:
+        _, h = sosfreqz(np.asarray(rbj_sos("highpass", cut, 0.0, 0.707, sr)).reshape(1, 6), worN=freqs, fs=sr)
+        for m in masks:
+            kernels.append(np.roll(np.fft.irfft(h * m, n=N), N // 2))  # index i <-> lag i - N/2
+    K_mat = np.array(kernels).T.astype(np.float32)  # (N, J * G)
+    # excerpts e_k[i] = x[t_k + N/2 - i], i = 0..N-1 (zero outside the signal)
+    pad = np.zeros((2, n + 2 * N), np.float32)
+    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N) indices into pad
+    n_groups = masks.shape[0]
+    values = np.empty((len(PEAK_HPF_HZ), n_stems, n_groups, 2, inst.size), np.float32)
+    for s in range(n_stems):
+        pad[:, N : N + n] = audio[s]
+        for c in range(2):
+            v = pad[c][offs] @ K_mat  # (K, J * G)
+            values[:, s, :, c, :] = v.T.reshape(len(PEAK_HPF_HZ), n_groups, inst.size)
+    frames = np.minimum((inst + grid.hop // 2) // grid.hop, grid.n_frames(n) - 1)  # frame centred nearest
+    return values, frames

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.analysis import Analysis
+from evomix.engine.analysis import PEAK_HPF_HZ, Analysis
 from evomix.engine.dsp import compressor_static_db, pan_gains, rbj_sos, smooth_gain_db, sos_power_response
 from evomix.genome import (
     KNEE_DB,
@@ -43,13 +43,14 @@ BLOCK_FRAMES = 8  # 400 ms gating block = 8 hops of 50 ms
 BLOCK_STEP = 2  # 75 % overlap -> 100 ms step
 SHORT_TERM_FRAMES = 60  # 3 s short-term window (EBU Tech 3342)
 _FLOOR = 1e-20
-PEAK_Q = 1.0  # amplitude sum of per-stem frame peaks (measured best rank agreement, see experiments/fidelity.py)
+INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
 
 
-def stem_eq_power(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
+def stem_eq_power(params: Params, sr: int, freq_hz: np.ndarray, *, highpass: bool = True) -> np.ndarray:
     """Power response of each stem's EQ cascade on ``freq_hz`` (F,) -> (pop, stems, F)."""
-    h2 = sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
-    h2 = h2 * sos_power_response(rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr), freq_hz, sr)
+    h2 = sos_power_response(rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr), freq_hz, sr)
+    if highpass:
+        h2 = h2 * sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
     h2 = h2 * sos_power_response(rbj_sos("peak", params.peak_hz, params.peak_db, params.peak_q, sr), freq_hz, sr)
     h2 = h2 * sos_power_response(rbj_sos("highshelf", params.high_shelf_hz, params.high_shelf_db, SHELF_Q, sr), freq_hz, sr)
     return h2
@@ -92,6 +93,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
+    eq_rest = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz, highpass=False), a.grid_weight)  # (p, s, B)
     eq = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
     meq = np.einsum("pg,sgb->psb", master_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
@@ -128,15 +130,26 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     short = frames_to_blocks(k_frames, SHORT_TERM_FRAMES, BLOCK_STEP)  # (p, windows)
     lra = np.asarray(lra_from_short_term(short[:, None, :]), dtype=float)
 
-    # --- true-peak estimate and limiter gain reduction --------------------------------------------
-    band_share = P.sum(axis=(1, 3))  # (s, B)
-    band_share = band_share / np.maximum(band_share.sum(axis=1, keepdims=True), _FLOOR)
-    broad = np.einsum("psb,sb->ps", eq * meq, band_share)  # (p, s) broadband EQ power gain
-    amp = np.sqrt((trim_pow * fader_pow * broad)[:, :, None] * rel_pan**2)  # (p, s, 2)
-    pk = amp[:, :, :, None] * a.frame_peak[None] * np.sqrt(g_comp)[:, :, None, :]  # (p, s, 2, T)
-    pk = (pk**PEAK_Q).sum(axis=1) ** (1.0 / PEAK_Q) * np.sqrt(g_master * g_norm[:, None])[:, None, :]  # (p, 2, T)
+    # --- true-peak estimate: the candidates' gains applied to each stem's band-split values at the
+    #     analysis' peak-candidate instants, summed with signs (waveforms add, not powers) --------
+    n_cut, _, n_groups = a.peak_values.shape[:3]
+    share = P.sum(axis=(1, 3))  # (s, B) long-term power per band
+    gshare = np.stack([np.where(a.band_group == g, share, 0.0) for g in range(n_groups)], axis=1)  # (s, G, B)
+    gshare = gshare / np.maximum(gshare.sum(axis=2, keepdims=True), _FLOOR)
+    group_eq = np.einsum("psb,sgb->psg", eq_rest * meq, gshare)  # (p, s, G) power gain, high-pass excluded
+    amp = np.sqrt((trim_pow * fader_pow)[:, :, None, None] * group_eq[..., None] * rel_pan[:, :, None, :] ** 2)  # (p, s, G, 2)
+    # the high-pass (phase and magnitude) comes from the precomputed cutoffs, interpolated in log cutoff
+    pos = np.log(params.highpass_hz / PEAK_HPF_HZ[0]) / np.log(PEAK_HPF_HZ[-1] / PEAK_HPF_HZ[0]) * (n_cut - 1)
+    j0 = np.clip(np.floor(pos).astype(int), 0, n_cut - 2)  # (p, s)
+    frac = np.clip(pos - j0, 0.0, 1.0).astype(np.float32)[:, :, None, None, None]
+    s_idx = np.arange(n_stems)[None, :]
+    v = a.peak_values[j0, s_idx] * (1.0 - frac) + a.peak_values[j0 + 1, s_idx] * frac  # (p, s, G, 2, K)
+    k = a.peak_frames
+    per_stem = np.einsum("psgc,psgck->psck", amp.astype(np.float32), v, optimize=True)  # (p, s, 2, K)
+    values = (per_stem * np.sqrt(g_comp[:, :, k])[:, :, None, :].astype(np.float32)).sum(axis=1)  # (p, 2, K)
+    values = np.abs(values) * np.sqrt(g_master[:, k] * g_norm[:, None])[:, None, :]
     with np.errstate(divide="ignore"):
-        tp_db = 20.0 * np.log10(np.maximum(pk.max(axis=(1, 2)), 1e-10))
+        tp_db = 20.0 * np.log10(np.maximum(values.max(axis=(1, 2)), 1e-10)) + INTER_SAMPLE_DB
     limiter_gr = np.maximum(tp_db - ceiling_dbtp, 0.0)
     true_peak = np.minimum(tp_db, ceiling_dbtp)
     loudness = np.where(audible, target_lufs, raw_lufs)

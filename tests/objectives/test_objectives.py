@@ -333,11 +333,11 @@ def shaped_noise(rng, profile, width):
     in each width region is ``width[region]`` (L = M + S, R = M - S)."""
     f = np.fft.rfftfreq(N, 1.0 / SR)
     fc = np.clip(f, 20.0, 20000.0)
-    if profile is None:
-        level_db = np.zeros_like(fc)
+    if profile is None:  # white: flat density (+3 dB/octave in 1/3-octave band levels)
+        mag = np.ones_like(fc)
     else:  # a 1/3-octave band at f is 0.23 f wide: density = band level / f
         level_db = np.interp(np.log(fc), np.log(profile.third_octave_hz), profile.ltas_db)
-    mag = np.sqrt(10.0 ** (level_db / 10.0) / fc)
+        mag = np.sqrt(10.0 ** (level_db / 10.0) / fc)
     mag[(f < 20.0) | (f > 20000.0)] = 0.0
     w = np.zeros_like(f)
     for region, (lo, hi) in gen.WIDTH_REGIONS_HZ.items():
