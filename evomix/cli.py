@@ -84,6 +84,7 @@ def _summary(result: api.MixResult, out: Path) -> dict:
         "objectives": list(result.names),
         "silent_stems": list(result.session.silent),
         "warnings": list(result.warnings),
+        "reference": result.reference,
         "alternatives": alts,
     }
 
@@ -94,7 +95,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         return
     t = Table(title=f"{len(summary['alternatives'])} alternatives in {summary['out']} "
                     f"(front of {summary['front_size']}, {summary['evaluations']} candidates evaluated)")
-    t.add_column("file")
+    t.add_column("file", no_wrap=True, min_width=10)
     for n in summary["objectives"]:
         t.add_column(n, justify="right")
     t.add_column("LUFS", justify="right")
@@ -107,12 +108,23 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
-             alternatives, roles, force, quiet, as_json):
+             alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto"):
+    from objectives import ALL_OBJECTIVES, parse_weights
+
     api.check_output_folder(out, force=force)
-    names = [n for n, w in __import__("objectives").parse_weights(weights).items() if w > 0]
+    names = [n for n, w in parse_weights(weights, ALL_OBJECTIVES).items()
+             if w > 0 and (n != "reference" or reference is not None)]
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
-                     roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names))
+                     roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names),
+                     reference=reference, reference_mode=reference_mode)
+    if result.reference is not None and not as_json:
+        ref = result.reference
+        err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
+        for key, label in (("fitted", "fitted from the reference"), ("closest_member", "front member closest to it")):
+            if key in ref:
+                txt = ", ".join(f"{n} {v['gain_db']:+.1f} dB pan {v['pan']:+.2f}" for n, v in ref[key].items())
+                err_console.print(f"  {label}: {txt}", markup=False, soft_wrap=True)
     for w in result.warnings:
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
     if result.session.silent:
@@ -149,14 +161,17 @@ def mix(
     weights: WeightsOpt = None,
     alternatives: AltOpt = 5,
     role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
+    profile: Annotated[Optional[Path], typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
+    reference: Annotated[Optional[Path], typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
+    reference_mode: Annotated[str, typer.Option(help="auto (detect whether the reference is a mix of these stems), same-song or style.")] = "auto",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
-        _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights, alternatives,
-                 role, force, quiet, json_out)
+        _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
+                 generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode)
     except EvomixError as e:
         _fail(e)
 

@@ -69,3 +69,23 @@ def test_unrelated_track_is_not_the_same_song(tmp_path):
 def test_reference_weight_without_reference_is_an_error(tmp_path, stem_dir):
     with pytest.raises(evomix.ParameterError, match="--reference"):
         evomix.mix([stem_dir], weights="reference=2", population=4, generations=0)
+
+
+def test_cli_reference_reports_recovered_gains(tmp_path):
+    from typer.testing import CliRunner
+
+    from evomix.cli import app
+
+    d, gains, _ = _song(tmp_path, 2)
+    res = CliRunner().invoke(app, ["mix", str(d / "stems"), "--reference", str(d / "rough.wav"), "--out", str(tmp_path / "o"),
+                                   "--population", "4", "--generations", "1", "--alternatives", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    summary = json.loads(res.stdout)
+    err = _relative_errors(summary["reference"]["fitted"], gains)
+    assert np.abs(err).max() <= 1.5, err
+    assert "reference" in summary["objectives"]
+    res = CliRunner().invoke(app, ["mix", str(d / "stems"), "--reference", str(d / "rough.wav"), "--reference-mode", "bogus",
+                                   "--out", str(tmp_path / "o2"), "--population", "4", "--generations", "1"])
+    assert res.exit_code == 1 and "--reference-mode" in res.stderr
