@@ -218,6 +218,8 @@ def mix(
     w = parse_weights(weights, ALL_OBJECTIVES)
     if reference is None and weights and "reference=" in weights.replace(" ", ""):
         raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
+    if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
+        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
     session = session if session is not None else load_session(paths, roles=roles)
     warnings = list(session.warnings)
     n_pop = int(population)
@@ -245,6 +247,8 @@ def mix(
 
             profile = learn_profile([reference], name=Path(reference).stem)
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and (n != "reference" or ref_power is not None))
+    if not names:
+        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
     target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp),
                     reference_power=ref_power)
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))

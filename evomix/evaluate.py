@@ -16,7 +16,7 @@ from evomix.engine.batch import render_features
 from evomix.genome import GeneTable
 from objectives import Target, evaluate
 
-DEFAULT_CHUNK = 16
+DEFAULT_CHUNK = 64  # candidates rendered per vectorized call (memory: see Analysis.heavy_frames)
 
 
 @dataclass(frozen=True)

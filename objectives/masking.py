@@ -46,11 +46,12 @@ def masking_per_stem(features: Features) -> np.ndarray:
     y = features.stem_power  # (pop, stems, 2, B, T)
     total_spread = features.stem_spread.sum(axis=1, keepdims=True)  # (pop, 1, 2, B, T)
     rest = np.maximum(total_spread - features.stem_spread, 0.0)  # (pop, stems, 2, B, T)
-    offset = 10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)  # (B,)
-    thresh = rest * offset[:, None]
+    offset = (10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)).astype(y.dtype)  # (B,)
+    ratio = rest * offset[:, None]
+    ratio /= np.maximum(y, y.dtype.type(_FLOOR))
     with np.errstate(divide="ignore", invalid="ignore"):
-        msr_db = np.maximum(10.0 * np.log10(np.maximum(thresh, _FLOOR) / np.maximum(y, _FLOOR)), 0.0)
-    num = (y * msr_db).sum(axis=(2, 3, 4))  # (pop, stems)
+        msr_db = np.log10(np.maximum(ratio, ratio.dtype.type(1.0)))  # positive part, in bels
+    num = 10.0 * (y * msr_db).sum(axis=(2, 3, 4))  # (pop, stems), dB
     den = y.sum(axis=(2, 3, 4))
     return num / np.maximum(den, _FLOOR)
 

@@ -13,8 +13,8 @@ from evomix.engine.bands import BandGrid, band_grid, band_powers, frame_peaks, f
 from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
-PEAK_GROUP_EDGES_HZ = (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)  # peak-candidate bands (octaves)
-PEAK_CANDIDATES_PER_STEM = 400  # instants (local maxima) kept per stem
+PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # peak-candidate bands
+PEAK_CANDIDATES_PER_STEM = 225  # instants (local maxima) kept per stem
 PEAK_CANDIDATES_SUM = 1000
 PEAK_HPF_HZ = tuple(np.geomspace(20.0, 400.0, 8))  # high-pass cutoffs precomputed (the gene's range)
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant  # instants kept from the unity-gain sum
@@ -40,7 +40,7 @@ class Analysis:
     k_band : (stems, B) float32, K-weighting power gain per band, weighted by the stem's spectrum.
     trim_db : (stems,) dB, gain that brings each stem to ``STEM_REFERENCE_LUFS`` (0 for silent stems).
     stem_lufs : (stems,) LUFS of each raw stem panned centre (-200 for silence).
-    peak_values : (J, stems, G, 2, K) float32, each stem's (centre-panned) signal high-passed at
+    peak_values : (stems, 2, J * G, K) float32, each stem's (centre-panned) signal high-passed at
         each of J cutoffs (``PEAK_HPF_HZ``) and split into G bands (``PEAK_GROUP_EDGES_HZ``,
         complementary masks) at K candidate instants: the local maxima of each stem and of the
         unity-gain sum. The fast tier sums them with each candidate's gains to estimate the peak.
@@ -71,6 +71,7 @@ class Analysis:
     def n_stems(self) -> int:
         return self.band_power.shape[0]
 
+
     @property
     def n_frames(self) -> int:
         return self.band_power.shape[-1]
@@ -85,15 +86,19 @@ def centre_panned(session_audio: np.ndarray, is_mono: np.ndarray) -> np.ndarray:
     return (session_audio * g[:, :, None]).astype(np.float32)
 
 
-def analyze_session(session: Session, *, max_heavy_frames: int | None = None) -> Analysis:
+DEFAULT_HEAVY_FRAMES = 96  # frames (evenly spread) the fast tier's per-stem band tensors use
+
+
+def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_HEAVY_FRAMES) -> Analysis:
     """Analyse every stem once.
 
     Parameters
     ----------
     session : Session
     max_heavy_frames : int > 0 or None
-        Cap on the frames the fast tier's per-stem band tensors use (evenly spaced);
-        None uses every frame.
+        Cap on the frames the fast tier's per-stem band tensors (masking, balance, genre, reference)
+        use, evenly spread over the song; None uses every frame. Compressors, loudness, LRA and
+        peaks always use every frame. ``experiments/fidelity.py`` measures what the cap costs.
     """
     sr = session.sr
     grid = band_grid(sr)
@@ -202,7 +207,7 @@ def peak_candidates(audio: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.n
     (``PEAK_KERNEL`` samples, FFT-designed): values = excerpts (K, N) @ kernels (N, J * G).
 
     audio : (stems, 2, samples) centre-panned.
-    Returns ((J, stems, G, 2, K) float32 values, (K,) int frames).
+    Returns ((stems, 2, J * G, K) float32 values, laid out for a batched matmul; (K,) int frames).
     """
     from scipy.signal import sosfreqz
 
@@ -227,7 +232,7 @@ def peak_candidates(audio: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.n
     for s in range(n_stems):
         idx.append(_local_maxima(np.abs(audio[s]).max(axis=0), per_group, block))
         for sos in split:
-            idx.append(_local_maxima(np.abs(sosfilt(sos, audio[s], axis=-1)).max(axis=0), per_group, block))
+            idx.append(_local_maxima(np.abs(sosfilt(sos.astype(np.float32), audio[s], axis=-1)).max(axis=0), per_group, block))
     inst = np.unique(np.concatenate(idx))  # (K,)
     N = PEAK_KERNEL
     freqs = np.fft.rfftfreq(N, 1.0 / sr)
@@ -242,11 +247,11 @@ def peak_candidates(audio: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.n
     pad = np.zeros((2, n + 2 * N), np.float32)
     offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N) indices into pad
     n_groups = masks.shape[0]
-    values = np.empty((len(PEAK_HPF_HZ), n_stems, n_groups, 2, inst.size), np.float32)
+    values = np.empty((n_stems, 2, K_mat.shape[1], inst.size), np.float32)  # (s, 2, J*G, K)
     for s in range(n_stems):
         pad[:, N : N + n] = audio[s]
         for c in range(2):
-            v = pad[c][offs] @ K_mat  # (K, J * G)
-            values[:, s, :, c, :] = v.T.reshape(len(PEAK_HPF_HZ), n_groups, inst.size)
+            values[s, c] = (pad[c][offs] @ K_mat).T  # (K, J*G) -> (J*G, K), kernel order j-major
+
     frames = np.minimum((inst + grid.hop // 2) // grid.hop, grid.n_frames(n) - 1)  # frame centred nearest
     return values, frames

@@ -93,8 +93,10 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
-    eq_rest = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz, highpass=False), a.grid_weight)  # (p, s, B)
-    eq = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
+    h2_rest = stem_eq_power(params, sr, grid.grid_hz, highpass=False)  # (p, s, G) shelves and peak
+    h2_hp = sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), grid.grid_hz, sr)
+    eq_rest = np.einsum("psg,sgb->psb", h2_rest, a.grid_weight)  # (p, s, B)
+    eq = np.einsum("psg,sgb->psb", h2_rest * h2_hp, a.grid_weight)  # (p, s, B)
     meq = np.einsum("pg,sgb->psb", master_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
@@ -121,7 +123,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     g_master = 10.0 ** (mgr / 10.0)  # (p, T)
 
     # --- loudness (BS.1770-4 on K-weighted band powers) and normalisation ------------------------
-    k_frames = (_per_stem_frames(w_mix * a.k_band[None, :, None, :], P) * g_comp).sum(axis=1) * g_master  # (p, T)
+    k_frames = np.einsum("pst,pst->pt", _per_stem_frames(w_mix * a.k_band[None, :, None, :], P), g_comp) * g_master  # (p, T)
     blocks = frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)  # (p, blocks)
     raw_lufs = np.asarray(gated_loudness(blocks[:, None, :]), dtype=float)  # (p,)
     audible = raw_lufs > -150.0
@@ -132,7 +134,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
 
     # --- true-peak estimate: the candidates' gains applied to each stem's band-split values at the
     #     analysis' peak-candidate instants, summed with signs (waveforms add, not powers) --------
-    n_cut, _, n_groups = a.peak_values.shape[:3]
+    n_cut = len(PEAK_HPF_HZ)
+    n_groups = a.peak_values.shape[2] // n_cut
     share = P.sum(axis=(1, 3))  # (s, B) long-term power per band
     gshare = np.stack([np.where(a.band_group == g, share, 0.0) for g in range(n_groups)], axis=1)  # (s, G, B)
     gshare = gshare / np.maximum(gshare.sum(axis=2, keepdims=True), _FLOOR)
@@ -141,12 +144,18 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     # the high-pass (phase and magnitude) comes from the precomputed cutoffs, interpolated in log cutoff
     pos = np.log(params.highpass_hz / PEAK_HPF_HZ[0]) / np.log(PEAK_HPF_HZ[-1] / PEAK_HPF_HZ[0]) * (n_cut - 1)
     j0 = np.clip(np.floor(pos).astype(int), 0, n_cut - 2)  # (p, s)
-    frac = np.clip(pos - j0, 0.0, 1.0).astype(np.float32)[:, :, None, None, None]
-    s_idx = np.arange(n_stems)[None, :]
-    v = a.peak_values[j0, s_idx] * (1.0 - frac) + a.peak_values[j0 + 1, s_idx] * frac  # (p, s, G, 2, K)
+    frac = np.clip(pos - j0, 0.0, 1.0)
+    w_cut = np.zeros((n_pop, n_stems, n_cut))  # (p, s, J) interpolation weights over the cutoffs
+    np.put_along_axis(w_cut, j0[..., None], (1.0 - frac)[..., None], axis=2)
+    np.put_along_axis(w_cut, (j0 + 1)[..., None], frac[..., None], axis=2)
+    coef = np.einsum("psj,psgc->scpjg", w_cut, amp).reshape(n_stems, 2, n_pop, n_cut * n_groups)  # (s, 2, p, J*G)
+    per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, J*G) @ (s, 2, J*G, K) -> (s, 2, p, K)
     k = a.peak_frames
-    per_stem = np.einsum("psgc,psgck->psck", amp.astype(np.float32), v, optimize=True)  # (p, s, 2, K)
-    values = (per_stem * np.sqrt(g_comp[:, :, k])[:, :, None, :].astype(np.float32)).sum(axis=1)  # (p, 2, K)
+    g_peak = np.ascontiguousarray(np.sqrt(g_comp[:, :, k], dtype=np.float32).transpose(1, 0, 2))  # (s, p, K)
+    values = per_stem[0] * g_peak[0]  # (2, p, K)
+    for s_ in range(1, n_stems):  # accumulate stem by stem (each term vectorized over pop)
+        values += per_stem[s_] * g_peak[s_]
+    values = values.transpose(1, 0, 2)  # (2, p, K) -> (p, 2, K)
     values = np.abs(values) * np.sqrt(g_master[:, k] * g_norm[:, None])[:, None, :]
     with np.errstate(divide="ignore"):
         tp_db = 20.0 * np.log10(np.maximum(values.max(axis=(1, 2)), 1e-10)) + INTER_SAMPLE_DB
