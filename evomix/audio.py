@@ -82,9 +82,11 @@ class Session:
         ``-2``, ``-3``, ... appended when two files share a stem name.
     roles : tuple of str
         One of :data:`ROLES` per stem.
-    audio : numpy.ndarray
+    audio : numpy.ndarray or None
         Shape ``(stems, 2, samples)``, float32, linear full scale (+-1.0).
-        Mono stems are duplicated into both channels.  Read-only.
+        Mono stems are duplicated into both channels.  Read-only.  ``None`` for
+        a session too large to hold in memory (see ``load_session(keep_audio=)``):
+        then :meth:`stem` reads each stem from its file when it is needed.
     is_mono : numpy.ndarray
         Shape ``(stems,)``, bool: True where the file had exactly one channel.
         Read-only.
@@ -109,10 +111,14 @@ class Session:
     paths: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
     silent: tuple[str, ...] = ()
+    length: int | None = None  # samples per stem; required when ``audio`` is None
 
     def __post_init__(self) -> None:
         n = len(self.names)
-        if self.audio.ndim != 3 or self.audio.shape[:2] != (n, 2):
+        if self.audio is None:
+            if self.length is None or self.length <= 0:
+                raise ParameterError("Session: without audio, length (samples) must be given")
+        elif self.audio.ndim != 3 or self.audio.shape[:2] != (n, 2):
             raise ParameterError(
                 f"Session: audio must have shape ({n}, 2, samples), got {self.audio.shape}")
         if not (len(self.roles) == len(self.paths) == self.is_mono.shape[0] == n):
@@ -124,12 +130,28 @@ class Session:
     @property
     def n_stems(self) -> int:
         """Number of stems."""
-        return int(self.audio.shape[0])
+        return len(self.names)
 
     @property
     def n_samples(self) -> int:
         """Length of every stem in samples (per channel)."""
-        return int(self.audio.shape[2])
+        return int(self.audio.shape[2]) if self.audio is not None else int(self.length)
+
+    def stem(self, i: int) -> np.ndarray:
+        """Stem ``i`` as (2, samples) float32 at the session rate, padded to the session length.
+
+        From memory when the session holds its audio, else read (and resampled) from its file.
+        """
+        if self.audio is not None:
+            return self.audio[i]
+        x, rate = read_audio(self.paths[i])
+        if rate != self.sr:
+            g = gcd(self.sr, rate)
+            x = resample_poly(x, self.sr // g, rate // g, axis=1)
+        out = np.zeros((2, self.n_samples), dtype=np.float32)
+        m = min(x.shape[1], self.n_samples)
+        out[:, :m] = x[:, :m]
+        return out
 
     @property
     def duration_s(self) -> float:
@@ -446,8 +468,12 @@ def _session_rate(rates: Sequence[int]) -> int:
     return max(counts, key=lambda r: (counts[r], r))
 
 
+KEEP_AUDIO_BYTES = 1 << 30
+"""Sessions whose float32 audio would exceed this many bytes are not held in memory."""
+
+
 def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
-                 sr: int | None = None) -> Session:
+                 sr: int | None = None, keep_audio: bool | None = None) -> Session:
     """Load stems from files and/or folders into a :class:`Session`.
 
     Parameters
@@ -463,6 +489,11 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     sr : int, optional
         Session sample rate in Hz (8000-384000).  Default: the most common
         rate among the files, ties going to the highest.
+    keep_audio : bool, optional
+        Hold every stem in memory (``Session.audio``).  Default: only if that
+        takes at most :data:`KEEP_AUDIO_BYTES`; otherwise every file is still
+        read and checked now, but stems are read again when needed
+        (:meth:`Session.stem`), so memory stays bounded for long sessions.
 
     Returns
     -------
@@ -506,32 +537,54 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     if not files:
         raise ParameterError("no stems given; pass audio files or a folder of stems")
 
-    raw = [read_audio(f) for f in files]
-    target = sr if sr is not None else _session_rate([r for _, r in raw])
-
-    stems: list[np.ndarray] = []
-    for f, (x, rate) in zip(files, raw):
-        if rate != target:
-            g = gcd(target, rate)
-            x = resample_poly(x, target // g, rate // g, axis=1)
-            warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
-        stems.append(x)
+    rates = []
+    for f in files:  # rates first (header only), so each file is read and resampled once
+        try:
+            rates.append(int(sf.info(str(f)).samplerate))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+            read_audio(f)  # raises the one-line error for this file
+            raise AudioFileError(f"{f}: not a readable audio file") from None
+    target = sr if sr is not None else _session_rate(rates)
 
     names, name_warnings = _unique_names(files)
     warnings.extend(name_warnings)
 
-    n = max(x.shape[1] for x in stems)
-    audio = np.zeros((len(stems), 2, n), dtype=np.float32)
-    is_mono = np.zeros(len(stems), dtype=bool)
-    silent: list[str] = []
-    for i, (f, x) in enumerate(zip(files, stems)):
-        m = x.shape[1]
+    kept: list[np.ndarray | None] = []
+    lengths, peaks = [], []
+    is_mono = np.zeros(len(files), dtype=bool)
+    estimate = 0
+    for i, f in enumerate(files):
+        x, rate = read_audio(f)
+        if rate != target:
+            g = gcd(target, rate)
+            x = resample_poly(x, target // g, rate // g, axis=1)
+            warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
         is_mono[i] = x.shape[0] == 1
-        audio[i, :, :m] = x  # broadcasts a mono (1, m) row into both channels
+        lengths.append(x.shape[1])
+        peaks.append(float(np.max(np.abs(x))))
+        estimate = len(files) * 2 * max(lengths) * 4
+        if keep_audio is None:
+            keep = estimate <= KEEP_AUDIO_BYTES
+        else:
+            keep = bool(keep_audio)
+        kept.append(x.astype(np.float32) if keep else None)
+        if not keep:  # drop what was kept so far: this session streams from its files
+            kept = [None] * len(kept)
+            keep_audio = False
+
+    n = max(lengths)
+    audio = None
+    if keep_audio is not False:
+        audio = np.zeros((len(files), 2, n), dtype=np.float32)
+        for i, x in enumerate(kept):
+            audio[i, :, : x.shape[1]] = x  # broadcasts a mono (1, m) row into both channels
+    silent: list[str] = []
+    for i, f in enumerate(files):
+        m = lengths[i]
         if m < n and m / target < SHORT_STEM_S:
             warnings.append(
                 f"{f}: only {m / target:.2f} s long; padded with silence to {n / target:.2f} s")
-        if float(np.max(np.abs(x))) < SILENCE_PEAK:
+        if peaks[i] < SILENCE_PEAK:
             silent.append(names[i])
     if len(silent) == len(files):
         raise AudioFileError(f"all stems are silent: {', '.join(f.name for f in files)}")
@@ -542,11 +595,12 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     guessed = [guess_role(f.name) for f in files]
     final_roles = _apply_roles(roles, names, files, guessed) if roles else guessed
 
-    audio.flags.writeable = False
+    if audio is not None:
+        audio.flags.writeable = False
     is_mono.flags.writeable = False
     return Session(sr=target, names=tuple(names), roles=tuple(final_roles), audio=audio,
                    is_mono=is_mono, paths=tuple(files), warnings=tuple(warnings),
-                   silent=tuple(silent))
+                   silent=tuple(silent), length=n)
 
 
 # --------------------------------------------------------------------------

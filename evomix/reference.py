@@ -121,12 +121,11 @@ def fit_reference(path: str | Path, session: Session, analysis: Analysis) -> Ref
     ref, _ = band_powers(ref_audio, analysis.grid)  # (2, B, T) for the reference objective
     n_frames = ref.shape[-1]
     frames = np.unique(np.linspace(0, n_frames - 1, min(n_frames, FIT_MAX_FRAMES)).round().astype(int))
-    from evomix.engine.analysis import centre_panned
-
-    stems = centre_panned(session.audio, session.is_mono)
-    n_stems = stems.shape[0]
+    n_stems = session.n_stems
+    centre = pan_gains(np.zeros(n_stems), np.asarray(session.is_mono)).astype(np.float32)  # (s, 2)
     R, fine_hz = _fine_powers(ref_audio.astype(np.float32), analysis, frames)  # (2, F, T')
-    P = np.stack([_fine_powers(stems[s], analysis, frames)[0] for s in range(n_stems)])  # (s, 2, F, T')
+    P = np.stack([_fine_powers(session.stem(s) * centre[s][:, None], analysis, frames)[0]
+                  for s in range(n_stems)])  # (s, 2, F, T'), one stem at a time
     w, corr_plain = _nnls_fit(P, R, np.zeros(fine_hz.size, int), 1)
     regions = np.searchsorted(FIT_REGION_EDGES_HZ, fine_hz)  # (F,) in 0..R-1
     w_eq, corr_eq = _nnls_fit(P, R, regions, len(FIT_REGION_EDGES_HZ) + 1)

@@ -39,7 +39,7 @@ def equal_gain_scores(stem_paths, target: Target) -> dict:
     analysis = analyze_session(session)
     table = GeneTable(session.n_stems)
     params = table.decode(table.neutral()[None], np.zeros(session.n_stems))
-    r = render_exact(session.audio, session.is_mono, session.sr, params,
+    r = render_exact(session, session.is_mono, session.sr, params,
                      target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
     F = evaluate(features_from_render(r, analysis.grid, analysis.roles), target, OBJECTIVE_NAMES)[0]
     return {n: float(v) for n, v in zip(OBJECTIVE_NAMES, F)}

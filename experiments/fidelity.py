@@ -35,7 +35,7 @@ def tiers(session, analysis, params, target):
     F_fast = evaluate(fast, target, OBJECTIVE_NAMES)
     F_exact, raw_exact = [], []
     for i in range(params.n_pop):
-        r = render_exact(session.audio, session.is_mono, session.sr, params, index=i,
+        r = render_exact(session, session.is_mono, session.sr, params, index=i,
                          target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
         F_exact.append(evaluate(features_from_render(r, analysis.grid, analysis.roles), target, OBJECTIVE_NAMES)[0])
         raw_exact.append(r.raw_loudness_lufs)

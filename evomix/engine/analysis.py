@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evomix.audio import Session
-from evomix.engine.bands import BandGrid, band_grid, band_powers, frame_peaks, frame_spectra, _bin_weights, band_sum
+from evomix.engine.bands import BandGrid, band_grid, band_sum, frame_spectra, _bin_weights
 from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
@@ -31,7 +31,6 @@ class Analysis:
     sr : int, Hz.  grid : BandGrid.  names, roles : tuple of str.  is_mono : (stems,) bool.
     band_power : (stems, 2, B, T) float32, band power per channel and frame (mean square per hop).
     cross_power : (stems, B, T) float32, Re(L R*) per band and frame (mono stems: equals band power).
-    frame_peak : (stems, 2, T) float32, max |sample| per frame hop.
     spread_power : (stems, 2, B, T') float32, ``band_power`` of the heavy frames spread across
         bands by the spreading function (masker side of the masking model).
     heavy_frames : (T',) int, frames used for the (pop, stems, ch, bands, frames) tensors.
@@ -55,7 +54,6 @@ class Analysis:
     is_mono: np.ndarray
     band_power: np.ndarray
     cross_power: np.ndarray
-    frame_peak: np.ndarray
     spread_power: np.ndarray
     heavy_frames: np.ndarray
     grid_weight: np.ndarray
@@ -102,29 +100,35 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     """
     sr = session.sr
     grid = band_grid(sr)
-    audio = centre_panned(session.audio, session.is_mono)  # (stems, 2, samples)
-    n_stems = audio.shape[0]
-    n_frames = grid.n_frames(audio.shape[-1])
+    n_stems, n_samples = session.n_stems, session.n_samples
+    n_frames = grid.n_frames(n_samples)
     n_bands = grid.n_bands
     w = _bin_weights(grid)
     freqs = np.fft.rfftfreq(grid.n_fft, 1.0 / sr)
     k_bins = k_weighting_power(freqs, sr).astype(np.float32)  # (bins,)
+    centre = pan_gains(np.zeros(n_stems), np.asarray(session.is_mono))  # (stems, 2)
 
     band_power = np.empty((n_stems, 2, n_bands, n_frames), np.float32)
     cross_power = np.empty((n_stems, n_bands, n_frames), np.float32)
     grid_weight = np.empty((n_stems, grid.grid_hz.size, n_bands), np.float32)
     k_band = np.empty((n_stems, n_bands), np.float32)
+    lufs = np.empty(n_stems)
     # fine-grid index of each FFT bin (nearest sub-band of its band); bins outside bands dropped
     sub_edges = np.sqrt(grid.grid_hz[:-1] * grid.grid_hz[1:])
     bin_grid = np.searchsorted(sub_edges, freqs)
     keep = grid.bin_band >= 0
-    for s in range(n_stems):  # one stem at a time keeps the STFT's memory bounded
-        spec = frame_spectra(audio[s], grid)  # (2, T, bins)
+    total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates
+    instants = []
+    for s in range(n_stems):  # one stem at a time: memory stays bounded for long sessions
+        x = session.stem(s) * centre[s][:, None].astype(np.float32)  # (2, samples) centre-panned
+        total += x
+        spec = frame_spectra(x, grid)  # (2, T, bins)
         p = (spec.real**2 + spec.imag**2) * w  # (2, T, bins)
         band_power[s] = np.swapaxes(band_sum(p, grid), -1, -2)
         c = (spec[0] * np.conj(spec[1])).real * w  # (T, bins)
         cross_power[s] = band_sum(c, grid).T
         lts = p.sum(axis=(0, 1)) + 1e-20  # (bins,) long-term power
+        del spec, p, c
         fine = np.zeros(grid.grid_hz.size)
         np.add.at(fine, bin_grid[keep], lts[keep])  # (G,)
         band_of_fine = np.repeat(np.arange(n_bands), grid.grid_hz.size // n_bands)
@@ -133,7 +137,15 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         grid_weight[s] = gw / np.maximum(gw.sum(axis=0, keepdims=True), 1e-30)
         kb = band_sum((lts * k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
         k_band[s] = kb
-    frame_peak = frame_peaks(audio, grid)  # (stems, 2, T)
+        lufs[s] = float(integrated_loudness(x, sr))
+        instants.append(stem_candidate_instants(x, grid))
+    instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(0.005 * sr))))
+    del total
+    inst = np.unique(np.concatenate(instants))  # (K,)
+    peak_values = np.empty((n_stems, 2, len(PEAK_HPF_HZ) * (len(PEAK_GROUP_EDGES_HZ) + 1), inst.size), np.float32)
+    for s in range(n_stems):  # second pass (a view, or a re-read for a streaming session)
+        peak_values[s] = peak_values_at(session.stem(s) * centre[s][:, None].astype(np.float32), inst, grid)
+    peak_frames = np.minimum((inst + grid.hop // 2) // grid.hop, n_frames - 1)  # frame centred nearest
 
     if max_heavy_frames is None or max_heavy_frames >= n_frames:
         heavy = np.arange(n_frames)
@@ -142,9 +154,6 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     # (B, B) @ (stems, 2, B, T') -> (stems, 2, B, T')
     spread_power = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), band_power[..., heavy])
 
-    peak_values, peak_frames = peak_candidates(audio, grid)
-    lufs = integrated_loudness(audio.astype(np.float64), sr)  # (stems,)
-    lufs = np.asarray(lufs, dtype=float)
     silent = lufs <= -199.0
     trim = np.clip(STEM_REFERENCE_LUFS - lufs, *TRIM_RANGE_DB)
     trim[silent] = 0.0
@@ -156,14 +165,13 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         is_mono=np.asarray(session.is_mono, bool),
         band_power=band_power,
         cross_power=cross_power,
-        frame_peak=frame_peak,
         spread_power=spread_power.astype(np.float32),
         heavy_frames=heavy,
         grid_weight=grid_weight,
         k_band=k_band,
         trim_db=trim,
         stem_lufs=lufs,
-        n_samples=audio.shape[-1],
+        n_samples=n_samples,
         peak_values=peak_values,
         peak_frames=peak_frames,
         band_group=np.searchsorted(PEAK_GROUP_EDGES_HZ, grid.centres_hz),
@@ -197,61 +205,62 @@ def _group_masks(freqs: np.ndarray) -> np.ndarray:
     return np.array(masks)
 
 
-def peak_candidates(audio: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Peak-candidate instants and each stem's filtered values there (see Analysis.peak_values).
-
-    For each candidate instant t_k and each stem, the value of the stem after a high-pass at each
-    cutoff of ``PEAK_HPF_HZ`` (RBJ, Q 0.707: the EQ's high-pass shifts the phase of the low end,
-    which moves peaks by up to ~1.5 dB) and split into ``PEAK_GROUP_EDGES_HZ`` bands, is computed
-    as a dot product of the signal around t_k with that filter's impulse response
-    (``PEAK_KERNEL`` samples, FFT-designed): values = excerpts (K, N) @ kernels (N, J * G).
-
-    audio : (stems, 2, samples) centre-panned.
-    Returns ((stems, 2, J * G, K) float32 values, laid out for a batched matmul; (K,) int frames).
-    """
+def _kernels(grid: BandGrid) -> np.ndarray:
+    """(N, J * G) impulse responses: high-pass at each ``PEAK_HPF_HZ`` x band ``PEAK_GROUP_EDGES_HZ``,
+    index i <-> lag i - N/2 (FFT-designed, ``PEAK_KERNEL`` samples)."""
     from scipy.signal import sosfreqz
 
     from evomix.engine.dsp import rbj_sos
 
-    n_stems, _, n = audio.shape
-    sr = grid.sr
-    block = max(1, int(0.005 * sr))  # one candidate per 5 ms at most
-    from scipy.signal import butter, sosfilt
-
-    idx = [_local_maxima(np.abs(audio.sum(axis=0)).max(axis=0), PEAK_CANDIDATES_SUM, block)]
-    edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
-    split = []  # rough band filters, only to find where each band of each stem peaks (an EQ boost there moves the peak)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if lo is None:
-            split.append(butter(2, hi, "lowpass", fs=sr, output="sos"))
-        elif hi is None:
-            split.append(butter(2, lo, "highpass", fs=sr, output="sos"))
-        else:
-            split.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
-    per_group = max(1, PEAK_CANDIDATES_PER_STEM // (len(split) + 1))
-    for s in range(n_stems):
-        idx.append(_local_maxima(np.abs(audio[s]).max(axis=0), per_group, block))
-        for sos in split:
-            idx.append(_local_maxima(np.abs(sosfilt(sos.astype(np.float32), audio[s], axis=-1)).max(axis=0), per_group, block))
-    inst = np.unique(np.concatenate(idx))  # (K,)
     N = PEAK_KERNEL
-    freqs = np.fft.rfftfreq(N, 1.0 / sr)
+    freqs = np.fft.rfftfreq(N, 1.0 / grid.sr)
     masks = _group_masks(freqs)  # (G, F)
     kernels = []
     for cut in PEAK_HPF_HZ:
-        _, h = sosfreqz(np.asarray(rbj_sos("highpass", cut, 0.0, 0.707, sr)).reshape(1, 6), worN=freqs, fs=sr)
+        _, h = sosfreqz(np.asarray(rbj_sos("highpass", cut, 0.0, 0.707, grid.sr)).reshape(1, 6), worN=freqs, fs=grid.sr)
         for m in masks:
-            kernels.append(np.roll(np.fft.irfft(h * m, n=N), N // 2))  # index i <-> lag i - N/2
-    K_mat = np.array(kernels).T.astype(np.float32)  # (N, J * G)
-    # excerpts e_k[i] = x[t_k + N/2 - i], i = 0..N-1 (zero outside the signal)
-    pad = np.zeros((2, n + 2 * N), np.float32)
-    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N) indices into pad
-    n_groups = masks.shape[0]
-    values = np.empty((n_stems, 2, K_mat.shape[1], inst.size), np.float32)  # (s, 2, J*G, K)
-    for s in range(n_stems):
-        pad[:, N : N + n] = audio[s]
-        for c in range(2):
-            values[s, c] = (pad[c][offs] @ K_mat).T  # (K, J*G) -> (J*G, K), kernel order j-major
+            kernels.append(np.roll(np.fft.irfft(h * m, n=N), N // 2))
+    return np.array(kernels).T.astype(np.float32)
 
-    frames = np.minimum((inst + grid.hop // 2) // grid.hop, grid.n_frames(n) - 1)  # frame centred nearest
-    return values, frames
+
+def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
+    """Sample indices where stem ``x`` (2, samples) peaks, overall and in each peak band (an EQ boost
+    in a band moves the mix's peak to where that band peaks)."""
+    from scipy.signal import butter, sosfilt
+
+    sr = grid.sr
+    block = max(1, int(0.005 * sr))  # one candidate per 5 ms at most
+    edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
+    per_group = max(1, PEAK_CANDIDATES_PER_STEM // len(edges))
+    idx = [_local_maxima(np.abs(x).max(axis=0), per_group, block)]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo is None:
+            sos = butter(2, hi, "lowpass", fs=sr, output="sos")
+        elif hi is None:
+            sos = butter(2, lo, "highpass", fs=sr, output="sos")
+        else:
+            sos = butter(2, (lo, hi), "bandpass", fs=sr, output="sos")
+        idx.append(_local_maxima(np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0), per_group, block))
+    return np.concatenate(idx)
+
+
+def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
+    """Stem ``x`` (2, samples) high-passed at each cutoff and band-split, at instants ``inst`` (K,).
+
+    Each value is a dot product of the signal around the instant with the filter's impulse
+    response: excerpts (K, N) @ kernels (N, J * G). Returns (2, J * G, K) float32.
+
+    The high-pass cutoffs (``PEAK_HPF_HZ``, RBJ Q 0.707) are precomputed because a high-pass shifts
+    the phase of the low end and so moves the peaks (measured: up to ~1.5 dB); the fast tier
+    interpolates between the two nearest cutoffs.
+    """
+    N = PEAK_KERNEL
+    n = x.shape[-1]
+    K_mat = _kernels(grid)  # (N, J * G)
+    pad = np.zeros((2, n + 2 * N), np.float32)
+    pad[:, N : N + n] = x
+    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N): e_k[i] = x[t_k + N/2 - i]
+    out = np.empty((2, K_mat.shape[1], inst.size), np.float32)
+    for c in range(2):
+        out[c] = (pad[c][offs] @ K_mat).T  # (K, J*G) -> (J*G, K)
+    return out

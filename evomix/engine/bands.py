@@ -156,15 +156,3 @@ def band_powers(x: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.ndarray]:
     power = np.swapaxes(band_sum(p, grid), -1, -2)  # (..., 2, T, B) -> (..., 2, B, T)
     cross = np.swapaxes(band_sum(c, grid), -1, -2)  # (..., T, B) -> (..., B, T)
     return power.astype(np.float32), cross.astype(np.float32)
-
-
-def frame_peaks(x: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Max |x| over the samples of each frame's hop -> (..., T) float32, aligned with band_powers."""
-    hop = grid.hop
-    n = x.shape[-1]
-    n_frames = grid.n_frames(n)
-    pad = np.zeros(x.shape[:-1] + (n_frames * hop,), dtype=np.float32)
-    # frame t is centred on t*hop: take samples [t*hop - hop/2, t*hop + hop/2)
-    h2 = hop // 2
-    pad[..., h2 : h2 + n] = np.abs(x)
-    return pad.reshape(x.shape[:-1] + (n_frames, hop)).max(axis=-1)

@@ -38,10 +38,12 @@ class ExactRender:
     """One rendered candidate.
 
     mix : (2, samples) float64, the finished master.
-    stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (they sum to it).
+    stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (they sum to it), or
+        None for a session that streams from its files (then see ``stem_power``).
     raw_loudness_lufs : loudness after the master compressor, before normalisation, LUFS.
     normalise_db : gain applied for loudness normalisation, dB.
     limiter_gr_db : peak gain reduction the limiter applied, dB >= 0.
+    stem_power : (stems, 2, B, T) float32 band powers of each contribution, when ``stems`` is None.
     """
 
     mix: np.ndarray
@@ -49,6 +51,7 @@ class ExactRender:
     raw_loudness_lufs: float
     normalise_db: float
     limiter_gr_db: float
+    stem_power: np.ndarray | None = None
 
 
 def _stem_sos(params: Params, i: int, s: int, sr: int) -> np.ndarray:
@@ -62,71 +65,105 @@ def _stem_sos(params: Params, i: int, s: int, sr: int) -> np.ndarray:
     return np.stack([np.asarray(r, dtype=float).reshape(6) for r in rows])
 
 
-def render_exact(audio: np.ndarray, is_mono: np.ndarray, sr: int, params: Params, *,
-                 target_lufs: float, ceiling_dbtp: float, index: int = 0) -> ExactRender:
+def _stem_audio(audio, s: int) -> np.ndarray:
+    """Stem ``s`` (2, samples) from an array (stems, 2, samples) or a Session (read on demand)."""
+    return audio.stem(s) if hasattr(audio, "stem") else audio[s]
+
+
+def _process_stem(x: np.ndarray, mono: bool, params: Params, i: int, s: int, sr: int,
+                  pan: np.ndarray, master_sos: np.ndarray) -> np.ndarray:
+    """One stem through its channel strip and the (linear) master EQ -> (2, samples) float64."""
+    x = x[:1] if mono else x  # (ch, samples), ch = 1 or 2
+    x = x.astype(np.float64) * 10.0 ** (params.trim_db[i, s] / 20.0)
+    x = sosfilt(_stem_sos(params, i, s, sr), x, axis=-1)
+    x = x * compressor_gain(x, sr, threshold_db=params.comp_threshold_db[i, s], ratio=params.comp_ratio[i, s],
+                            attack_ms=params.comp_attack_ms[i, s], release_ms=params.comp_release_ms[i, s],
+                            knee_db=KNEE_DB)[None, :]
+    x = x * 10.0 ** (params.gain_db[i, s] / 20.0) * pan[:, None]  # mono (1, n) broadcasts to (2, n)
+    return sosfilt(master_sos, x, axis=-1)  # linear: filtering each stem = filtering the sum
+
+
+def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
+                 target_lufs: float, ceiling_dbtp: float, index: int = 0,
+                 grid: BandGrid | None = None) -> ExactRender:
     """Render candidate ``index`` of ``params`` from the session audio.
 
     Parameters
     ----------
-    audio : (stems, 2, samples) float, the session's stems (mono stems duplicated).
+    audio : (stems, 2, samples) float array, or a Session (stems are then taken one at a time with
+        ``Session.stem``, so a session that streams from its files is never all in memory).
     is_mono : (stems,) bool.
     sr : int, Hz.
     params : Params.
     target_lufs : float, LUFS.  ceiling_dbtp : float, dBTP.
+    grid : BandGrid, optional. For a session that does not hold its audio, the per-stem
+        contributions are not kept; with ``grid`` their band powers are measured in a second pass
+        (``ExactRender.stem_power``) so that :func:`features_from_render` can still score it.
     """
     i = index
-    n_stems = audio.shape[0]
+    n_stems = len(is_mono)
+    keep = not hasattr(audio, "stem") or getattr(audio, "audio", None) is not None
     pans = pan_gains(params.pan[i], np.asarray(is_mono))  # (stems, 2)
-    stems = np.empty(audio.shape, dtype=np.float64)
-    for s in range(n_stems):
-        x = audio[s, :1] if is_mono[s] else audio[s]  # (ch, samples), ch = 1 or 2
-        x = x.astype(np.float64) * 10.0 ** (params.trim_db[i, s] / 20.0)
-        x = sosfilt(_stem_sos(params, i, s, sr), x, axis=-1)
-        x = x * compressor_gain(x, sr, threshold_db=params.comp_threshold_db[i, s], ratio=params.comp_ratio[i, s],
-                                attack_ms=params.comp_attack_ms[i, s], release_ms=params.comp_release_ms[i, s],
-                                knee_db=KNEE_DB)[None, :]
-        x = x * 10.0 ** (params.gain_db[i, s] / 20.0)
-        stems[s] = x * pans[s][:, None]  # mono (1, n) broadcasts to (2, n)
     master_sos = np.stack([
         np.asarray(rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db[i], SHELF_Q, sr)).reshape(6),
         np.asarray(rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db[i], SHELF_Q, sr)).reshape(6),
     ])
-    stems = sosfilt(master_sos, stems, axis=-1)  # linear: filtering each stem = filtering the sum
-    mix = stems.sum(axis=0)  # (2, samples)
+    stems = None
+    mix = None
+    for s in range(n_stems):
+        y = _process_stem(_stem_audio(audio, s), bool(is_mono[s]), params, i, s, sr, pans[s], master_sos)
+        if keep:
+            if stems is None:
+                stems = np.empty((n_stems,) + y.shape)
+            stems[s] = y
+        mix = y if mix is None else mix + y
     g_master = compressor_gain(mix, sr, threshold_db=params.master_comp_threshold_db[i],
                                ratio=params.master_comp_ratio[i], attack_ms=MASTER_COMP_ATTACK_MS,
                                release_ms=MASTER_COMP_RELEASE_MS, knee_db=KNEE_DB)  # (samples,)
     mix = mix * g_master
     raw = float(integrated_loudness(mix, sr))
     if raw <= -150.0:  # silence: nothing to normalise or limit
-        return ExactRender(mix, stems * g_master, raw, 0.0, 0.0)
-
-    norm_db = target_lufs - raw
-    best = prev = None
-    for _ in range(MAX_NORMALISE_PASSES):
-        pre = mix * 10.0 ** (norm_db / 20.0)
-        g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp)  # (samples,)
-        out = pre * g_lim
-        err = target_lufs - float(integrated_loudness(out, sr))
-        if best is None or abs(err) < abs(best[0]):
-            best = (err, norm_db, pre, g_lim, out)
-        if abs(err) <= LOUDNESS_TOLERANCE_LU:
-            break
-        if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
-            slope = float(np.clip((prev[0] - err) / (norm_db - prev[1]), 0.1, 1.0))
-        else:
-            slope = 1.0
-        prev = (err, norm_db)
-        norm_db += err / slope
-    _, norm_db, pre, g_lim, out = best  # the pass closest to the target
-    tp_pre = float(true_peak_dbtp(pre, sr))
-    gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
-    return ExactRender(out, stems * gain, raw, norm_db, max(0.0, tp_pre - ceiling_dbtp))
+        gain, out, norm_db, gr = g_master, mix, 0.0, 0.0
+    else:
+        norm_db = target_lufs - raw
+        best = prev = None
+        for _ in range(MAX_NORMALISE_PASSES):
+            pre = mix * 10.0 ** (norm_db / 20.0)
+            g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp)  # (samples,)
+            out = pre * g_lim
+            err = target_lufs - float(integrated_loudness(out, sr))
+            if best is None or abs(err) < abs(best[0]):
+                best = (err, norm_db, pre, g_lim, out)
+            if abs(err) <= LOUDNESS_TOLERANCE_LU:
+                break
+            if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
+                slope = float(np.clip((prev[0] - err) / (norm_db - prev[1]), 0.1, 1.0))
+            else:
+                slope = 1.0
+            prev = (err, norm_db)
+            norm_db += err / slope
+        _, norm_db, pre, g_lim, out = best  # the pass closest to the target
+        gr = max(0.0, float(true_peak_dbtp(pre, sr)) - ceiling_dbtp)
+        gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
+    stem_power = None
+    if stems is not None:
+        stems = stems * gain
+    elif grid is not None:  # second pass: each stem's contribution, measured and dropped
+        stem_power = np.empty((n_stems, 2, grid.n_bands, grid.n_frames(mix.shape[-1])), np.float32)
+        for s in range(n_stems):
+            y = _process_stem(_stem_audio(audio, s), bool(is_mono[s]), params, i, s, sr, pans[s], master_sos)
+            stem_power[s] = band_powers(y * gain, grid)[0]
+    return ExactRender(out, stems, raw, norm_db, gr, stem_power)
 
 
 def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
     """Measure an exact render on the analysis grid -> Features with pop = 1 (every frame)."""
-    stem_power, _ = band_powers(render.stems, grid)  # (stems, 2, B, T)
+    if render.stems is not None:
+        stem_power, _ = band_powers(render.stems, grid)  # (stems, 2, B, T)
+    elif render.stem_power is not None:
+        stem_power = render.stem_power
+    else:
+        raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
     mix_power, mix_cross = band_powers(render.mix, grid)  # (2, B, T), (B, T)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
     sr = grid.sr
