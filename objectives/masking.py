@@ -41,8 +41,11 @@ def threshold_offset_db(band_bark: np.ndarray) -> np.ndarray:
     return TONALITY * (14.5 + band_bark) + (1.0 - TONALITY) * 5.5
 
 
-def masking_per_stem(features: Features) -> np.ndarray:
-    """Power-weighted mean positive masker-to-signal ratio of each stem, dB, (pop, stems)."""
+def masker_to_signal_db(features: Features) -> np.ndarray:
+    """Positive part of the masker-to-signal ratio, dB, per cell (pop, stems, 2, B, T).
+
+    ``MSR = O(z) * spread(rest) / P_s`` with ``rest = mix - s`` (eq. of the module docstring).
+    """
     y = features.stem_power  # (pop, stems, 2, B, T)
     total_spread = features.stem_spread.sum(axis=1, keepdims=True)  # (pop, 1, 2, B, T)
     rest = np.maximum(total_spread - features.stem_spread, 0.0)  # (pop, stems, 2, B, T)
@@ -50,10 +53,14 @@ def masking_per_stem(features: Features) -> np.ndarray:
     ratio = rest * offset[:, None]
     ratio /= np.maximum(y, y.dtype.type(_FLOOR))
     with np.errstate(divide="ignore", invalid="ignore"):
-        msr_db = np.log10(np.maximum(ratio, ratio.dtype.type(1.0)))  # positive part, in bels
-    num = 10.0 * (y * msr_db).sum(axis=(2, 3, 4))  # (pop, stems), dB
-    den = y.sum(axis=(2, 3, 4))
-    return num / np.maximum(den, _FLOOR)
+        return 10.0 * np.log10(np.maximum(ratio, ratio.dtype.type(1.0)))
+
+
+def masking_per_stem(features: Features) -> np.ndarray:
+    """Power-weighted mean positive masker-to-signal ratio of each stem, dB, (pop, stems)."""
+    y = features.stem_power
+    num = (y * masker_to_signal_db(features)).sum(axis=(2, 3, 4))  # (pop, stems)
+    return num / np.maximum(y.sum(axis=(2, 3, 4)), _FLOOR)
 
 
 def masking_matrix(features: Features) -> np.ndarray:
@@ -65,11 +72,7 @@ def masking_matrix(features: Features) -> np.ndarray:
     y = features.stem_power
     sp = features.stem_spread
     total = sp.sum(axis=1, keepdims=True)
-    offset = 10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)
-    rest = np.maximum(total - sp, 0.0) * offset[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        msr_db = np.maximum(10.0 * np.log10(np.maximum(rest, _FLOOR) / np.maximum(y, _FLOOR)), 0.0)
-    w = y * msr_db / np.maximum(y.sum(axis=(2, 3, 4), keepdims=True), _FLOOR)  # (pop, i, 2, B, T)
+    w = y * masker_to_signal_db(features) / np.maximum(y.sum(axis=(2, 3, 4), keepdims=True), _FLOOR)  # (pop, i, 2, B, T)
     n = y.shape[1]
     out = np.zeros((y.shape[0], n, n))
     for j in range(n):  # small loop over maskers (stems), vectorized over pop
@@ -88,11 +91,7 @@ def masking_by_band(features: Features) -> np.ndarray:
     a quiet masked vocal is not hidden by the loud stem masking it.
     """
     y = features.stem_power  # (pop, stems, 2, B, T)
-    total = features.stem_spread.sum(axis=1, keepdims=True)
-    offset = 10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)
-    rest = np.maximum(total - features.stem_spread, 0.0) * offset[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        msr_db = np.maximum(10.0 * np.log10(np.maximum(rest, _FLOOR) / np.maximum(y, _FLOOR)), 0.0)
+    msr_db = masker_to_signal_db(features)
     band_pow = y.sum(axis=(2, 4))  # (pop, stems, B)
     per_stem = (y * msr_db).sum(axis=(2, 4)) / np.maximum(band_pow, _FLOOR)  # (pop, stems, B)
     present = band_pow > band_pow.max(axis=2, keepdims=True) * 10.0 ** (-PRESENT_DB / 10.0)
