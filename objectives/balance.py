@@ -1,11 +1,17 @@
 """Balance: every stem audible, the lead on top, a centred low end, no band sticking out.
 
-``balance = audibility + lead + spatial + spectral`` (each in dB-like units, lower is better):
+``balance = audibility + lead + kick/bass + spatial + spectral`` (each in dB-like units, lower is better):
 
-* audibility: ``sum_s max(0, floor_s - rel_s) / 2`` where ``rel_s`` is the stem's K-weighted
-  power in the mix relative to the whole mix, dB; floor -20 dB (fx -30 dB). Equal loudness is a
-  sensible starting balance (Ward et al., AES 133rd Conv., 2012); a stem more than ~20 dB under
-  the mix is effectively lost.
+* audibility: ``sum_s max(0, floor_s - aud_s) / 2`` where ``aud_s`` is the stem's *unmasked*
+  K-weighted power in the mix relative to the whole mix, dB: each cell's power counts in
+  proportion ``P_s / (P_s + T_rest)`` to how far it rises above the masking threshold of the rest
+  of the mix (a partial-loudness proxy in the spirit of Glasberg & Moore's partial loudness, as
+  used by Ward et al., "Multitrack mixing using a model of loudness and partial loudness",
+  AES 133rd Conv., 2012; threshold as in ``objectives.masking``). Floor -20 dB (fx -30 dB): a stem
+  whose audible part is more than ~20 dB under the mix is effectively lost.
+* kick/bass: their levels within 4 dB of each other (the low end is shared between them; a common
+  engineering rule, cf. De Man & Reiss 2013), penalty ``max(0, |rel_kick - rel_bass| - 4) / 2``;
+  "drums" stands in for a missing kick.
 * lead: the lead (vocal, else lead) should sit at least the genre's ``vocal_margin_db`` above the
   loudest other stem (De Man & Reiss, "A knowledge-engineered autonomous mixing system",
   AES 135th Conv., 2013: lead vocal loudest or near); penalty ``max(0, loudest_other + margin
@@ -30,6 +36,7 @@ DEFAULT_FLOOR_DB = -20.0
 CENTRE_ROLES = ("kick", "snare", "bass", "vocal")
 LOW_END_HZ = 120.0
 MAX_OFF_CENTRE_DB = 30.0
+KICK_BASS_TOLERANCE_DB = 4.0
 
 
 def relative_levels_db(features: Features) -> np.ndarray:
@@ -40,8 +47,33 @@ def relative_levels_db(features: Features) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
 
 
-def audibility_penalty(features: Features) -> np.ndarray:
+def audible_levels_db(features: Features) -> np.ndarray:
+    """Each stem's unmasked K-weighted power relative to the mix, dB, (pop, stems)."""
+    from objectives.masking import threshold_offset_db
+
+    y = features.stem_power  # (pop, stems, 2, B, T)
+    rest = np.maximum(features.stem_spread.sum(axis=1, keepdims=True) - features.stem_spread, 0.0)
+    offset = (10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)).astype(y.dtype)
+    audible = y * (y / np.maximum(y + rest * offset[:, None], y.dtype.type(_FLOOR)))  # (pop, stems, 2, B, T)
+    k = k_weights(features).astype(y.dtype)
+    stem = (audible.sum(axis=(2, 4)) * k).sum(axis=-1)  # (pop, stems)
+    mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
+    return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
+
+
+def kick_bass_penalty(features: Features) -> np.ndarray:
+    roles = list(features.roles)
+    kick = "kick" if "kick" in roles else ("drums" if "drums" in roles else None)
+    if kick is None or "bass" not in roles:
+        return np.zeros(features.n_pop)
     rel = relative_levels_db(features)
+    k = rel[:, [r == kick for r in roles]].max(axis=1)
+    b = rel[:, [r == "bass" for r in roles]].max(axis=1)
+    return np.maximum(np.abs(k - b) - KICK_BASS_TOLERANCE_DB, 0.0) / 2.0
+
+
+def audibility_penalty(features: Features) -> np.ndarray:
+    rel = audible_levels_db(features)
     floor = np.array([AUDIBILITY_FLOOR_DB.get(r, DEFAULT_FLOOR_DB) for r in features.roles])
     return np.maximum(floor[None, :] - rel, 0.0).sum(axis=1) / 2.0
 
@@ -94,6 +126,7 @@ def balance(features: Features, target: Target) -> np.ndarray:
     return (
         audibility_penalty(features)
         + lead_penalty(features, margin)
+        + kick_bass_penalty(features)
         + spatial_penalty(features)
         + spectral_penalty(features)
     )
