@@ -158,8 +158,8 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
 
 def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
     """Measure an exact render on the analysis grid -> Features with pop = 1 (every frame)."""
-    if render.stems is not None:
-        stem_power, _ = band_powers(render.stems, grid)  # (stems, 2, B, T)
+    if render.stems is not None:  # one stem at a time: the STFT of all stems at once is large
+        stem_power = np.stack([band_powers(x, grid)[0] for x in render.stems])  # (stems, 2, B, T)
     elif render.stem_power is not None:
         stem_power = render.stem_power
     else:
