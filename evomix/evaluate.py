@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from evomix.engine.analysis import Analysis
 from evomix.engine.batch import render_features
@@ -41,5 +42,11 @@ class Problem:
         return out
 
     def evaluate_population(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-        """Weighted objective matrix F (n, len(names)), lower is better."""
-        return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]
+        """Weighted objective matrix F (n, len(names)), lower is better.
+
+        BLAS runs single-threaded here: the fast tier's matrix products are small and batched, and
+        measured on 2 cores a threaded BLAS was slower (and far slower when another process
+        competes for a core); use ``--jobs`` to spread candidates over cores instead.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]
