@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -26,6 +27,8 @@ from evomix.engine.render import ExactRender, features_from_render, render_exact
 from evomix.errors import AudioFileError, ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
+from evomix.parallel import ParallelEvaluator
+from evomix.parallel import check_options as check_parallel_options
 from evomix.measure import measure_audio, measure_file
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
@@ -57,6 +60,7 @@ class Member:
     objectives: dict
     exact: dict | None = None
     render: ExactRender | None = None
+    measured: dict | None = None  # exported members: integrated_lufs, loudness_range_lu, true_peak_dbtp
 
 
 @dataclass
@@ -162,10 +166,13 @@ def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) 
             raise ParameterError(f"--out: {p} is one of the input stems; refusing to overwrite it")
 
 
-def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names) -> dict:
+def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names) -> tuple[dict, dict]:
+    """Objective scores of an exact render, and its measured loudness (LUFS), LRA (LU), true peak (dBTP)."""
     feats = features_from_render(render, analysis.grid, analysis.roles)
     F = evaluate(feats, target, tuple(names))[0]
-    return {n: float(v) for n, v in zip(names, F)}
+    measured = {"integrated_lufs": float(feats.loudness_lufs[0]), "loudness_range_lu": float(feats.lra_lu[0]),
+                "true_peak_dbtp": float(feats.true_peak_dbtp[0])}
+    return {n: float(v) for n, v in zip(names, F)}, measured
 
 
 def mix(
@@ -184,6 +191,9 @@ def mix(
     session: Session | None = None,
     reference: str | Path | None = None,
     reference_mode: str = "auto",
+    jobs: int = 1,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -203,6 +213,11 @@ def mix(
         stems explain it, or forced) adds the ``reference`` objective and seeds the search with its
         fitted balance; any other track ("style") replaces the genre profile by one learned from it.
     reference_mode : "auto", "same-song" or "style".
+    jobs : int >= 1, local worker processes scoring each generation (1: this process only).
+    backend : "local" (``jobs`` processes on this machine) or "dask" (an existing dask cluster).
+    scheduler : the dask scheduler's address, e.g. "tcp://10.0.0.5:8786" (``backend="dask"``);
+        it is connected to before the stems are loaded, so a bad address fails at once.
+        The front is identical whatever ``jobs`` and ``backend`` (see :mod:`evomix.parallel`).
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -212,6 +227,7 @@ def mix(
     _check_number("--seed", seed, low=0, integer=True)
     if reference_mode not in REFERENCE_MODES:
         raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
+    check_parallel_options(jobs, backend, scheduler)
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
@@ -220,6 +236,16 @@ def mix(
         raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+    with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler) as evaluator:  # connects now
+        return _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
+                    ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
+                    alternatives=alternatives, roles=roles, progress=progress, session=session,
+                    reference=reference, reference_mode=reference_mode)
+
+
+def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
+         generations, seed, alternatives, roles, progress, session, reference, reference_mode) -> MixResult:
+    """:func:`mix` after its checks; ``evaluator`` scores the generations."""
     session = session if session is not None else load_session(paths, roles=roles)
     warnings = list(session.warnings)
     n_pop = int(population)
@@ -254,7 +280,8 @@ def mix(
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
     rng = np.random.default_rng(seed)
     initial = table.initial_population(n_pop, rng, base=base, spread=0.15 if base is None else 0.05)
-    result = run_nsga2(problem.evaluate_population, initial, generations=int(generations), seed=int(seed), progress=progress)
+    result = run_nsga2(evaluator.ship(problem), initial, generations=int(generations), seed=int(seed), progress=progress)
+    evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
     G, F = result.front_genomes, result.front_F
@@ -271,12 +298,9 @@ def mix(
     ]
     picks = choose_alternatives(G, F, int(alternatives))
     alts = []
-    for i in picks:
-        m = front[i]
-        r = render_exact(session.audio, session.is_mono, session.sr, params, index=i,
-                         target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
-        m.render = r
-        m.exact = _exact_scores(r, analysis, target, names)
+    for m, (r, exact, measured) in zip([front[i] for i in picks],
+                                       _render_alternatives(session, analysis, params, picks, target, names)):
+        m.render, m.exact, m.measured = r, exact, measured
         alts.append(m)
     if len(alts) < alternatives:
         warnings.append(f"the front has only {len(alts)} member(s); exported {len(alts)} of {alternatives} alternatives")
@@ -315,6 +339,30 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
     return genome
 
 
+PARALLEL_RENDER_STEM_SECONDS = 60.0  # render alternatives in parallel above this many stem-seconds
+
+
+def _render_one(session, analysis, params, i, target, names):
+    r = render_exact(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
+                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+    scores = _exact_scores(r, analysis, target, names)
+    # keep only the master: the per-stem contributions (stems x 2 x samples, float64) were needed
+    # for the scores alone, and holding them for every alternative would multiply memory
+    return (dataclasses.replace(r, stems=None, stem_power=None),) + scores
+
+
+def _render_alternatives(session, analysis, params, picks, target, names) -> list:
+    """Exact renders (and exact scores) of the chosen members, in parallel processes when the session
+    is long enough for that to pay (each render is deterministic, so the result is the same)."""
+    work = session.n_stems * session.duration_s
+    n_jobs = min(len(picks), os.cpu_count() or 1)
+    if n_jobs < 2 or work < PARALLEL_RENDER_STEM_SECONDS:
+        return [_render_one(session, analysis, params, i, target, names) for i in picks]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs)(delayed(_render_one)(session, analysis, params, i, target, names) for i in picks)
+
+
 def load_params_file(path: str | Path) -> dict:
     """Read an ``alt-NN.json`` (or a bare params object)."""
     path = Path(path)
@@ -350,7 +398,7 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
         raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
     params = Params.from_dict(p, session.names, source=str(params_path))
-    r = render_exact(session.audio, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
     return write_audio(out, r.mix, session.sr, subtype="PCM_24")
 
 

@@ -62,11 +62,9 @@ def _progress_printer(quiet: bool, names):
 
 
 def _summary(result: api.MixResult, out: Path) -> dict:
-    from evomix.measure import measure_audio
-
     alts = []
     for i, m in enumerate(result.alternatives):
-        meas = measure_audio(m.render.mix, result.session.sr)
+        meas = m.measured  # BS.1770-4 loudness and 4x true peak of the exported master
         alts.append({
             "file": str(out / f"alt-{i + 1:02d}.wav"),
             "params": str(out / f"alt-{i + 1:02d}.json"),
@@ -108,7 +106,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
-             alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto"):
+             alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
+             jobs=1, backend="local", scheduler=None):
     from objectives import ALL_OBJECTIVES, parse_weights
 
     api.check_output_folder(out, force=force)
@@ -117,7 +116,8 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names),
-                     reference=reference, reference_mode=reference_mode)
+                     reference=reference, reference_mode=reference_mode,
+                     jobs=jobs, backend=backend, scheduler=scheduler)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -146,6 +146,9 @@ AltOpt = Annotated[int, typer.Option(help="Number of distinct mixes to export (>
 ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder (replacing earlier results).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No per-generation progress.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 
 
 @app.command()
@@ -164,6 +167,9 @@ def mix(
     profile: Annotated[Optional[Path], typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
     reference: Annotated[Optional[Path], typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
     reference_mode: Annotated[str, typer.Option(help="auto (detect whether the reference is a mix of these stems), same-song or style.")] = "auto",
+    jobs: JobsOpt = 1,
+    backend: BackendOpt = "local",
+    scheduler: SchedulerOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -171,7 +177,8 @@ def mix(
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
-                 generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode)
+                 generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
+                 jobs, backend, scheduler)
     except EvomixError as e:
         _fail(e)
 
@@ -275,20 +282,25 @@ def demo(
     population: PopOpt = 32,
     generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
     seed: SeedOpt = 0,
+    jobs: JobsOpt = 1,
+    backend: BackendOpt = "local",
+    scheduler: SchedulerOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
     """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
     from evomix.demo import write_demo_stems
+    from evomix.parallel import check_options as check_parallel_options
 
     try:
         api.check_output_folder(out, force=force)
+        check_parallel_options(jobs, backend, scheduler)
         stems = write_demo_stems(out / "stems")
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out)
+                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler)
     except EvomixError as e:
         _fail(e)
 

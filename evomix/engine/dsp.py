@@ -731,12 +731,12 @@ def _true_peak_envelope(x, oversample, block_samples=1 << 15):
     return env
 
 
-def _limiter_gain(x, sr, ceiling_lin, lookahead_samples, release_ms, oversample):
+def _limiter_gain(x, sr, ceiling_lin, lookahead_samples, release_ms, oversample, envelope=None):
     """Per-sample limiter gain (samples,) <= the gain each sample's true peak requires."""
     n_samples = x.shape[-1]
     lookahead = lookahead_samples
 
-    env = _true_peak_envelope(x, oversample)  # (ch, samples) -> (samples,)
+    env = _true_peak_envelope(x, oversample) if envelope is None else np.array(envelope, dtype=float)  # (samples,)
     env[1:] = np.maximum(env[1:], env[:-1])  # peaks in [n-1, n) count for sample n too
 
     with np.errstate(divide="ignore"):
@@ -764,7 +764,15 @@ def _limiter_gain(x, sr, ceiling_lin, lookahead_samples, release_ms, oversample)
     return np.clip(1.0 - avg_depth, 0.0, 1.0)
 
 
-def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=80.0, oversample=4):
+def true_peak_envelope(x, *, oversample=4):
+    """The limiter's per-sample true-peak envelope of ``x`` (ch, samples) -> (samples,) (step 1 of
+    :func:`limiter_gain`). It scales with the signal: ``envelope(g x) = |g| envelope(x)``, so a
+    caller that limits the same mix at several gains computes it once."""
+    return _true_peak_envelope(np.asarray(x, dtype=float), _check_oversample(oversample))
+
+
+def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=80.0, oversample=4,
+                 envelope=None):
     """Gain curve of a look-ahead brickwall limiter on the true (oversampled) peak, no delay.
 
     Source: U. Zölzer (ed.), *DAFX*, 2nd ed., Wiley 2011, ch. 4 (nonlinear processing:
@@ -783,6 +791,8 @@ def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=80.0,
         One-pole release time constant of the gain-reduction depth.
     oversample : int >= 1
         Oversampling factor for the true-peak envelope and the safety check (4 per BS.1770).
+    envelope : ndarray, shape (samples,), optional
+        ``true_peak_envelope(x)`` if the caller already has it (saves step 1).
 
     Returns
     -------
@@ -853,7 +863,7 @@ def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=80.0,
     ceiling_lin = 10.0 ** (float(ceiling_dbtp) / 20.0)
     lookahead_samples = max(1, int(round(lookahead_ms / 1000.0 * sr)))
 
-    gain = _limiter_gain(x, sr, ceiling_lin, lookahead_samples, release_ms, oversample)  # (samples,)
+    gain = _limiter_gain(x, sr, ceiling_lin, lookahead_samples, release_ms, oversample, envelope)  # (samples,)
     peak = _true_peak_envelope(x * gain, oversample).max()  # safety step (6), same estimator
     if peak > ceiling_lin:
         gain *= ceiling_lin / peak

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.signal import sosfilt
 
 from evomix.engine.bands import BandGrid, band_powers, bark
-from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, rbj_sos
+from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, rbj_sos, true_peak_envelope
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -127,9 +127,10 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
     else:
         norm_db = target_lufs - raw
         best = prev = None
+        env = true_peak_envelope(mix)  # (samples,), scales with the normalisation gain
         for _ in range(MAX_NORMALISE_PASSES):
             pre = mix * 10.0 ** (norm_db / 20.0)
-            g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp)  # (samples,)
+            g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp, envelope=env * 10.0 ** (norm_db / 20.0))
             out = pre * g_lim
             err = target_lufs - float(integrated_loudness(out, sr))
             if best is None or abs(err) < abs(best[0]):
@@ -143,7 +144,7 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
             prev = (err, norm_db)
             norm_db += err / slope
         _, norm_db, pre, g_lim, out = best  # the pass closest to the target
-        gr = max(0.0, float(true_peak_dbtp(pre, sr)) - ceiling_dbtp)
+        gr = max(0.0, 20.0 * np.log10(max(float(env.max()), 1e-10)) + norm_db - ceiling_dbtp)  # pre-limiter true peak
         gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
     stem_power = None
     if stems is not None:

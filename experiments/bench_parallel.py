@@ -1,0 +1,256 @@
+"""Parallel evaluation benchmark: seconds per generation of the fast tier with --jobs 1 and --jobs 2.
+
+Standard workload
+-----------------
+8 stereo stems x 30 s at 44.1 kHz (kick, snare, bass, keys, pad, guitar, lead, vocal), synthesised
+here from a seeded numpy generator (120 BPM, A minor chords, a vocal-like formant line) and written
+as 24-bit WAVs into a temporary folder; ``load_session`` + ``analyze_session`` as ``evomix mix``
+does; all four objectives (weights 1), genre "pop"; population 64.
+
+What is measured (wall clock, ``time.perf_counter``)
+----------------------------------------------------
+For each configuration (``jobs=1``: one process, a plain call; ``jobs=2``: two local worker
+processes, ``evomix.parallel.ParallelEvaluator``; with ``--dask``, also a
+``distributed.LocalCluster`` of 2 single-threaded worker processes):
+
+- ``ship_s``: creating the evaluator and sending the Problem (dump / scatter);
+- ``first_s``: the first generation (workers start, import evomix and load the Problem);
+- ``per_generation_s``: the median of ``--generations`` (>= 5) further generations, each a fresh
+  population of 64 genomes (``GeneTable.initial_population`` with a new seed), i.e. what each
+  generation of the search costs once the pool is warm;
+- ``payload_bytes`` per generation vs ``problem_bytes`` (what travels once).
+
+``speedup`` = per-generation time with jobs=1 / with jobs=2. jobs=1 runs with this process's BLAS
+threads (``--blas-threads``; OpenBLAS's default is one per CPU), each local worker with
+cpus // jobs (joblib's rule), so run it both ways to separate parallelism from BLAS threading.
+Other processes on the machine skew the timings: each configuration reports the share of the CPUs
+that processes outside this session used while it ran (``other_processes_cpu_share``, from /proc);
+trust only runs where it is near 0. Every configuration's F is checked to
+be bitwise identical to jobs=1's. Human-readable lines, then one JSON object as the LAST line.
+
+Usage::
+
+    python experiments/bench_parallel.py              # standard workload
+    python experiments/bench_parallel.py --dask       # also a 2-worker LocalCluster
+    python experiments/bench_parallel.py --blas-threads 1   # jobs=1 with single-threaded BLAS
+    python experiments/bench_parallel.py --duration 10 --generations 5
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if "--blas-threads" in sys.argv:  # must be set before numpy loads OpenBLAS
+    _n = sys.argv[sys.argv.index("--blas-threads") + 1]
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n
+BLAS_THREADS_ENV = os.environ.get("OPENBLAS_NUM_THREADS", "default (one per CPU)")  # before dask/joblib touch it
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 44100
+STEMS = ("kick", "snare", "bass", "keys", "pad", "guitar", "lead", "vocal")
+CHORDS = ((57, 60, 64), (53, 57, 60), (48, 52, 55), (55, 59, 62))  # Am F C G
+
+
+def _hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69) / 12.0)
+
+
+def synth_stem(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One stereo stem (2, n) float32 of the standard workload."""
+    t = np.arange(n) / SR
+    beat = int(SR * 0.5)
+    bar = 4 * beat
+    x = np.zeros(n)
+    if kind in ("kick", "snare"):
+        step = beat if kind == "kick" else 2 * beat
+        offset = 0 if kind == "kick" else beat
+        for start in range(offset, n, step):
+            k = np.arange(min(int(0.4 * SR), n - start))
+            if kind == "kick":
+                hit = np.sin(2 * np.pi * (45 + 90 * np.exp(-k / (0.02 * SR))) * k / SR) * np.exp(-k / (0.09 * SR))
+            else:
+                hit = (0.6 * rng.standard_normal(k.size) + 0.4 * np.sin(2 * np.pi * 190 * k / SR)) * np.exp(-k / (0.06 * SR))
+            x[start : start + k.size] += 0.8 * hit
+        side = 0.0
+    elif kind == "bass":
+        root = np.array([_hz(c[0] - 12) for c in CHORDS])[(np.arange(n) // bar) % 4]
+        ph = 2 * np.pi * np.cumsum(root) / SR
+        x = 0.5 * np.tanh(2.0 * np.sin(ph)) + 0.2 * np.sin(2 * ph)
+        side = 0.0
+    elif kind in ("keys", "pad", "guitar"):
+        idx = (np.arange(n) // bar) % 4
+        amp = {"keys": 0.12, "pad": 0.08, "guitar": 0.1}[kind]
+        octave = {"keys": 0, "pad": -12, "guitar": 12}[kind]
+        for v in range(3):
+            f = np.array([_hz(c[v] + octave) for c in CHORDS])[idx]
+            ph = 2 * np.pi * np.cumsum(f) / SR + rng.uniform(0, 2 * np.pi)
+            x += amp * sum(np.sin(h * ph) / h ** (1.5 if kind == "pad" else 1.0) for h in range(1, 6))
+        if kind == "guitar":  # strummed: a decaying envelope every beat
+            x *= 0.3 + 0.7 * np.exp(-(np.arange(n) % beat) / (0.2 * SR))
+        side = 0.3
+    else:  # lead / vocal: a melodic harmonic line with vibrato (vocal: formant-like spectrum)
+        notes = rng.choice([69, 72, 74, 76, 79] if kind == "lead" else [57, 60, 62, 64, 67], size=n // beat + 1)
+        f0 = np.array([_hz(m) for m in notes])[np.arange(n) // beat] * (1 + 0.006 * np.sin(2 * np.pi * 5.5 * t))
+        ph = 2 * np.pi * np.cumsum(f0) / SR
+        if kind == "vocal":
+            x = sum(0.25 * np.exp(-((h * 220 - 700) / 500) ** 2) * np.sin(h * ph) + 0.02 * np.sin(h * ph) / h for h in range(1, 16))
+        else:
+            x = sum(0.2 * np.sin(h * ph) / h for h in range(1, 8))
+        x *= 0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t) ** 2  # phrasing
+        side = 0.1
+    x = x / max(np.abs(x).max(), 1e-9) * 0.5
+    delay = 23 + int(rng.integers(0, 40))
+    y = np.stack([x, (1 - side) * x + side * np.roll(x, delay)])
+    fade = np.minimum(1.0, np.minimum(np.arange(n), n - 1 - np.arange(n)) / (0.01 * SR))
+    return (y * fade).astype(np.float32)
+
+
+def make_stems(folder: Path, duration_s: float, seed: int = 1234) -> list[Path]:
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * SR)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind in STEMS:
+        p = folder / f"{kind}.wav"
+        sf.write(p, synth_stem(kind, n, rng).T, SR, subtype="PCM_24")
+        paths.append(p)
+    return paths
+
+
+def build_problem(folder: Path):
+    from evomix.audio import load_session
+    from evomix.engine.analysis import analyze_session
+    from evomix.evaluate import Problem
+    from evomix.genome import GeneTable
+    from objectives import OBJECTIVE_NAMES, Target, load_profile
+
+    t0 = time.perf_counter()
+    session = load_session([folder])
+    analysis = analyze_session(session)
+    target = Target(profile=load_profile("pop"), target_lufs=-14.0, ceiling_dbtp=-1.0)
+    problem = Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
+    return problem, time.perf_counter() - t0
+
+
+def _cpu_snapshot() -> dict:
+    """{pid: (session id, CPU ticks)} of every process (Linux /proc; {} elsewhere)."""
+    snap = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            snap[int(d.name)] = (int(fields[3]), int(fields[11]) + int(fields[12]))  # session, utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return snap
+
+
+def foreign_cpu_s(before: dict, after: dict) -> float:
+    """CPU seconds used between two snapshots by processes outside this session (other people's
+    jobs on the machine: they skew the timings). Processes that start and end in between are missed."""
+    if not after:
+        return float("nan")
+    mine = os.getsid(0)
+    ticks = sum(t - before.get(pid, (0, 0))[1] for pid, (sid, t) in after.items() if sid != mine)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_config(problem, populations, **options) -> tuple[dict, list[np.ndarray]]:
+    from evomix.parallel import ParallelEvaluator
+
+    t0 = time.perf_counter()
+    with ParallelEvaluator(problem, **options) as ev:
+        ship = time.perf_counter() - t0
+        out, times = [], []
+        for g in populations:
+            t = time.perf_counter()
+            out.append(ev(g))
+            times.append(time.perf_counter() - t)
+        rec = {"ship_s": round(ship, 4), "first_s": round(times[0], 4),
+               "per_generation_s": round(statistics.median(times[1:]), 4),
+               "generations_s": [round(x, 4) for x in times[1:]],
+               "payload_bytes": ev.payload_bytes, "problem_bytes": ev.problem_bytes,
+               "worker_loads": sorted(ev.loads.values())}
+    return rec, out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of audio per stem (30)")
+    ap.add_argument("--population", type=int, default=64)
+    ap.add_argument("--generations", type=int, default=5, help="timed generations (>= 5), after one warm-up")
+    ap.add_argument("--dask", action="store_true", help="also a 2-worker distributed.LocalCluster")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="BLAS threads of this process (jobs=1); default: OpenBLAS's own (one per CPU). "
+                         "Local workers always get cpus // jobs (joblib's rule).")
+    args = ap.parse_args(argv)
+    if args.generations < 5:
+        ap.error("--generations must be >= 5")
+
+    with tempfile.TemporaryDirectory(prefix="evomix-bench-") as tmp:
+        make_stems(Path(tmp) / "stems", args.duration)
+        problem, analysis_s = build_problem(Path(tmp) / "stems")
+    print(f"workload: {len(STEMS)} stereo stems x {args.duration:g} s @ {SR} Hz, population {args.population}; "
+          f"load + analysis {analysis_s:.2f} s", flush=True)
+    table = problem.table
+    populations = [table.initial_population(args.population, np.random.default_rng(100 + i))
+                   for i in range(args.generations + 1)]
+
+    configs = {"jobs1": {"n_jobs": 1}, "jobs2": {"n_jobs": 2}}
+    results, reference = {}, None
+    cluster = None
+    if args.dask:
+        from distributed import LocalCluster
+
+        t0 = time.perf_counter()
+        cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
+        print(f"LocalCluster of 2 workers started in {time.perf_counter() - t0:.2f} s", flush=True)
+        configs["dask2"] = {"backend": "dask", "scheduler": cluster.scheduler_address}
+    try:
+        for name, opts in configs.items():
+            snap = _cpu_snapshot()
+            t0 = time.perf_counter()
+            rec, out = run_config(problem, populations, **opts)
+            rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, _cpu_snapshot()) / (time.perf_counter() - t0) / (os.cpu_count() or 1), 3)
+            if reference is None:
+                reference = out
+            rec["identical_to_jobs1"] = all(np.array_equal(a, b) for a, b in zip(out, reference))
+            results[name] = rec
+            print(f"{name}: {rec['per_generation_s']:.3f} s per generation (median of {args.generations}; "
+                  f"{args.population / rec['per_generation_s']:.0f} candidates/s), first generation "
+                  f"{rec['first_s']:.2f} s, ship {rec['ship_s']:.2f} s, payload {rec['payload_bytes'] / 1e3:.1f} kB "
+                  f"per generation vs Problem {rec['problem_bytes'] / 1e6:.1f} MB once, identical F: "
+                  f"{rec['identical_to_jobs1']}; other processes used {100 * rec['other_processes_cpu_share']:.0f}% of the CPUs meanwhile",
+                  flush=True)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+    speedup = results["jobs1"]["per_generation_s"] / results["jobs2"]["per_generation_s"]
+    print(f"speedup jobs=2 vs jobs=1: {speedup:.2f}x", flush=True)
+    summary = {
+        "bench": "parallel", "stems": len(STEMS), "duration_s": args.duration, "sr": SR,
+        "population": args.population, "generations_timed": args.generations,
+        "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+        "blas_threads_jobs1": BLAS_THREADS_ENV,
+        "analysis_s": round(analysis_s, 3), "results": results, "speedup_jobs2": round(speedup, 3),
+    }
+    if "dask2" in results:
+        summary["speedup_dask2"] = round(results["jobs1"]["per_generation_s"] / results["dask2"]["per_generation_s"], 3)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

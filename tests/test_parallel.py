@@ -1,0 +1,165 @@
+"""Parallel evaluation: --jobs (local processes) and --backend dask give the same front as one
+process, the Problem travels to each worker once per run, and bad options fail with one line."""
+import os
+import random
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import evomix.parallel as par
+from evomix import api
+from evomix.audio import load_session
+from evomix.cli import app
+from evomix.engine.analysis import analyze_session
+from evomix.evaluate import Problem
+from evomix.genome import GeneTable
+from evomix.parallel import ParallelEvaluator, score, split
+from objectives import OBJECTIVE_NAMES, Target, load_profile
+
+runner = CliRunner()
+RUN = ["--population", "8", "--generations", "2", "--seed", "3", "--alternatives", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def problem(stem_dir):
+    session = load_session([stem_dir])
+    table = GeneTable(session.n_stems)
+    target = Target(profile=load_profile("pop"), target_lufs=-14.0, ceiling_dbtp=-1.0)
+    return Problem(analyze_session(session), table, target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
+
+
+@pytest.fixture(scope="module")
+def generations(problem):
+    """Populations as the search sends them (and odd sizes an API caller might)."""
+    rng = np.random.default_rng(7)
+    return [rng.random((n, problem.table.n_genes)) for n in (1, 8, 8, 12, 5)]
+
+
+@pytest.fixture(scope="module")
+def front_jobs1(stem_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("jobs1") / "out"
+    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(out), *RUN])
+    assert res.exit_code == 0, res.output
+    return (out / "front.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as c:
+        yield c
+
+
+def test_jobs_2_writes_the_same_front_as_jobs_1(stem_dir, tmp_path, front_jobs1):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(out), *RUN, "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    assert (out / "front.json").read_bytes() == front_jobs1
+
+
+def test_dask_cluster_gives_the_same_front_as_jobs_1(stem_dir, tmp_path, front_jobs1, cluster):
+    result = api.mix([stem_dir], population=8, generations=2, seed=3, alternatives=2, backend="dask",
+                     scheduler=cluster.scheduler_address)
+    result.write(tmp_path / "out")
+    assert (tmp_path / "out" / "front.json").read_bytes() == front_jobs1
+
+
+def test_score_does_not_depend_on_the_batch(problem, generations):
+    """What determinism across workers rests on: a genome's F is the same in any batch."""
+    g = np.concatenate(generations)
+    whole = score(problem, g)
+    assert np.array_equal(whole[:8], problem.evaluate_population(g[:8]))
+    for parts in (2, 3, 7, 17):
+        assert np.array_equal(np.concatenate([score(problem, p) for p in np.array_split(g, parts)]), whole)
+    assert np.array_equal(score(problem, g[:1]), whole[:1])  # a batch of one is padded, not vectorized alone
+
+
+def test_split_is_contiguous_with_pieces_of_two_or_more():
+    g = np.arange(34, dtype=float)[:, None]
+    for parts in (1, 2, 3, 8, 40):
+        pieces = split(g, parts)
+        assert np.array_equal(np.concatenate(pieces), g)
+        assert all(len(p) >= 2 for p in pieces) and len(pieces) <= parts
+    assert [len(p) for p in split(g[:1], 4)] == [1]
+
+
+def test_one_local_job_is_a_plain_call(problem, generations):
+    with ParallelEvaluator(problem) as ev:
+        assert not ev.spawns
+        for g in generations:
+            assert np.array_equal(ev(g), score(problem, g))
+        assert ev._pool is None and ev._path is None and ev._client is None and ev.loads == {}
+
+
+def _check_shipped_once(ev, problem, generations, n_workers):
+    for g in generations:
+        state = random.getstate()
+        assert np.array_equal(ev(g), score(problem, g))
+        assert random.getstate() == state  # the search's random sequence is left alone
+        assert ev.payload_bytes < 64 * 1024  # per generation: genome pieces and a path / key
+    assert ev.problem_bytes > 10 * ev.payload_bytes  # ... while the Problem is much larger
+    # every worker took part, none of them is this process, each unpickled the Problem once in 5 calls
+    assert len(ev.loads) == n_workers and not any(w.endswith(f":{os.getpid()}") for w in ev.loads), ev.loads
+    assert set(ev.loads.values()) == {1}, ev.loads
+
+
+def test_local_pool_loads_the_problem_once_per_worker(problem, generations):
+    with ParallelEvaluator(problem, n_jobs=2) as ev:
+        path = ev._path
+        assert os.path.exists(path)
+        _check_shipped_once(ev, problem, generations, 2)
+    assert not os.path.exists(path), "the temporary Problem file outlived the run"
+
+
+def test_dask_workers_receive_the_problem_once(problem, generations, cluster):
+    with ParallelEvaluator(problem, backend="dask", scheduler=cluster.scheduler_address) as ev:
+        _check_shipped_once(ev, problem, generations, 2)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--backend", "dask"], "--backend dask needs --scheduler ADDRESS"),
+    (["--backend", "spark"], "--backend: unknown backend"),
+    (["--jobs", "0"], "--jobs must be a whole number >= 1"),
+    (["--jobs", "-2"], "--jobs must be a whole number >= 1"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler is for --backend dask"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1", "--jobs", "2"], "--jobs is for --backend local"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"], "cannot reach the dask scheduler at tcp://127.0.0.1:1"),
+    (["--backend", "dask", "--scheduler", "bogus://x"], "cannot reach the dask scheduler at bogus://x"),
+])
+def test_bad_parallel_options_fail_with_one_line(stem_dir, tmp_path, monkeypatch, args, needle):
+    monkeypatch.setattr(par, "CONNECT_TIMEOUT_S", 0.5)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(out), *RUN, *args])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evomix: error:") and needle in lines[0], res.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_demo_checks_parallel_options_before_writing(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--backend", "dask", "--quiet"])
+    assert res.exit_code == 1 and "--scheduler" in res.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_dask_not_installed_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(api.ParameterError, match=r'pip install "evomix\[dask\]"'):
+        par.check_options(1, "dask", "tcp://127.0.0.1:8786")
+
+
+def test_scheduler_without_workers_is_reported():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as c:
+        with pytest.raises(api.ParameterError, match="no dask worker is connected"):
+            par.connect(c.scheduler_address, timeout=0.5)
+
+
+def test_workers_without_this_evomix_are_refused(cluster, monkeypatch):
+    import evomix
+
+    monkeypatch.setattr(evomix, "__version__", "9.9.9")  # the workers report the installed version
+    with pytest.raises(api.ParameterError, match=r"have evomix .*; install evomix 9\.9\.9"):
+        par.connect(cluster.scheduler_address, timeout=5)
