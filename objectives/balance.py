@@ -49,12 +49,8 @@ def relative_levels_db(features: Features) -> np.ndarray:
 
 def audible_levels_db(features: Features) -> np.ndarray:
     """Each stem's unmasked K-weighted power relative to the mix, dB, (pop, stems)."""
-    from objectives.masking import threshold_offset_db
-
     y = features.stem_power  # (pop, stems, 2, B, T)
-    rest = np.maximum(features.stem_spread.sum(axis=1, keepdims=True) - features.stem_spread, 0.0)
-    offset = (10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)).astype(y.dtype)
-    audible = y * (y / np.maximum(y + rest * offset[:, None], y.dtype.type(_FLOOR)))  # (pop, stems, 2, B, T)
+    audible = y * (y / np.maximum(y + features.rest_threshold, y.dtype.type(_FLOOR)))  # (pop, stems, 2, B, T)
     k = k_weights(features).astype(y.dtype)
     stem = (audible.sum(axis=(2, 4)) * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)

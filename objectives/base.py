@@ -9,6 +9,7 @@ exact render (pop = 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -63,6 +64,21 @@ class Features:
     @property
     def n_pop(self) -> int:
         return self.stem_power.shape[0]
+
+    @cached_property
+    def rest_threshold(self) -> np.ndarray:
+        """Masking threshold that the rest of the mix puts on each stem, (pop, stems, 2, B, T).
+
+        ``O(z) * (spread(mix) - spread(stem))``, computed once per batch and shared by the
+        objectives that need it (masking, balance); see ``objectives.masking``.
+        """
+        from objectives.masking import threshold_offset_db
+
+        y = self.stem_spread
+        rest = y.sum(axis=1, keepdims=True) - y  # (pop, stems, 2, B, T)
+        np.maximum(rest, 0.0, out=rest)
+        rest *= (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)[:, None]
+        return rest
 
     @property
     def plr_db(self) -> np.ndarray:

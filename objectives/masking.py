@@ -47,11 +47,7 @@ def masker_to_signal_db(features: Features) -> np.ndarray:
     ``MSR = O(z) * spread(rest) / P_s`` with ``rest = mix - s`` (eq. of the module docstring).
     """
     y = features.stem_power  # (pop, stems, 2, B, T)
-    total_spread = features.stem_spread.sum(axis=1, keepdims=True)  # (pop, 1, 2, B, T)
-    rest = np.maximum(total_spread - features.stem_spread, 0.0)  # (pop, stems, 2, B, T)
-    offset = (10.0 ** (-threshold_offset_db(features.band_bark) / 10.0)).astype(y.dtype)  # (B,)
-    ratio = rest * offset[:, None]
-    ratio /= np.maximum(y, y.dtype.type(_FLOOR))
+    ratio = features.rest_threshold / np.maximum(y, y.dtype.type(_FLOOR))
     with np.errstate(divide="ignore", invalid="ignore"):
         return 10.0 * np.log10(np.maximum(ratio, ratio.dtype.type(1.0)))
 

@@ -5,6 +5,7 @@ The fast tier (``engine.batch``) only ever touches these arrays; it never reads 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,6 +69,16 @@ class Analysis:
     @property
     def n_stems(self) -> int:
         return self.band_power.shape[0]
+
+    @cached_property
+    def heavy_power(self) -> np.ndarray:
+        """``band_power`` on the heavy frames, contiguous (stems, 2, B, T')."""
+        return np.ascontiguousarray(self.band_power[..., self.heavy_frames])
+
+    @cached_property
+    def heavy_cross(self) -> np.ndarray:
+        """``cross_power`` on the heavy frames, contiguous (stems, B, T')."""
+        return np.ascontiguousarray(self.cross_power[..., self.heavy_frames])
 
 
     @property

@@ -151,7 +151,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     coef = np.einsum("psj,psgc->scpjg", w_cut, amp).reshape(n_stems, 2, n_pop, n_cut * n_groups)  # (s, 2, p, J*G)
     per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, J*G) @ (s, 2, J*G, K) -> (s, 2, p, K)
     k = a.peak_frames
-    g_peak = np.ascontiguousarray(np.sqrt(g_comp[:, :, k], dtype=np.float32).transpose(1, 0, 2))  # (s, p, K)
+    g_peak = np.take(np.sqrt(g_comp.astype(np.float32)).transpose(1, 0, 2), k, axis=2)  # (s, p, T) -> (s, p, K)
     values = per_stem[0] * g_peak[0]  # (2, p, K)
     for s_ in range(1, n_stems):  # accumulate stem by stem (each term vectorized over pop)
         values += per_stem[s_] * g_peak[s_]
@@ -167,11 +167,12 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     h = a.heavy_frames
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
     w32 = w_mix.astype(np.float32)
-    stem_power = w32[..., None] * g_time[:, :, None, None, :] * P[None, :, :, :, h]
-    stem_spread = w32[..., None] * g_time[:, :, None, None, :] * a.spread_power[None]
+    wg = w32[..., None] * g_time[:, :, None, None, :]  # (p, s, 2, B, T') gains of each cell
+    stem_power = wg * a.heavy_power[None]
+    stem_spread = np.multiply(wg, a.spread_power[None], out=wg)
     mix_power = stem_power.sum(axis=1)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
-    mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.cross_power[..., h], optimize=True)
+    mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross, optimize=True)
 
     return Features(
         bands_hz=grid.centres_hz,

@@ -329,15 +329,14 @@ def compressor_static_db(level_db, threshold_db, ratio, knee_db=6.0):
 
     over_db = level_db - threshold_db  # x - T
     slope = 1.0 / ratio - 1.0  # (1/R - 1) <= 0
-    above = over_db * slope  # eq. 4, upper branch: T + (x - T)/R - x
+    # eq. 4 in one expression: with o = x - T and knee W, the three branches are
+    #   0 (o < -W/2),  (o + W/2)^2 / (2W) (|o| <= W/2),  o (o > W/2), all times (1/R - 1);
+    # clip(o + W/2, 0, W)^2 / (2W) + max(o - W/2, 0) equals each of them on its range.
+    half = knee_db / 2.0
+    inside = np.clip(over_db + half, 0.0, knee_db)
     safe_knee_db = np.where(knee_db > 0.0, knee_db, 1.0)
-    in_knee = slope * (over_db + knee_db / 2.0) ** 2 / (2.0 * safe_knee_db)  # eq. 4, middle branch
-    gain_db = np.where(
-        2.0 * over_db < -knee_db,
-        0.0,  # eq. 4, lower branch: y = x
-        np.where((2.0 * np.abs(over_db) <= knee_db) & (knee_db > 0.0), in_knee, above),
-    )
-    return np.minimum(gain_db, 0.0)  # also turns the -0.0 of `above` at x == T into 0
+    gain_db = slope * (inside * inside / (2.0 * safe_knee_db) + np.maximum(over_db - half, 0.0))
+    return np.minimum(gain_db, 0.0)  # also turns -0.0 into 0
 
 
 def smooth_gain_db(gain_db, attack_ms, release_ms, step_s):
