@@ -21,7 +21,7 @@ The numbers are the ones the ``genre`` and ``loudness`` objectives look at:
   measured on the analysis grid exactly as the ``genre`` objective measures a mix.
 
 Mono input is treated as a centre-panned stereo signal (each side ``x / sqrt(2)``, the
-constant-power law of :func:`evomix.engine.analysis.centre_panned`), so its width is 0.
+constant-power law of the analysis (``pan_gains(0, mono)``)), so its width is 0.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def as_stereo(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2 or x.shape[0] not in (1, 2):
         raise ParameterError(f"x: expected (channels, samples) with 1 or 2 channels, got shape {x.shape}")
     if x.shape[0] == 1:
-        g = pan_gains(0.0, True)  # (2,), cos/sin(pi/4): the centre_panned law
+        g = pan_gains(0.0, True)  # (2,), cos/sin(pi/4): the centre-panned law of the analysis
         return x * g[:, None]
     return x
 

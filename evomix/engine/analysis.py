@@ -80,19 +80,9 @@ class Analysis:
         """``cross_power`` on the heavy frames, contiguous (stems, B, T')."""
         return np.ascontiguousarray(self.cross_power[..., self.heavy_frames])
 
-
     @property
     def n_frames(self) -> int:
         return self.band_power.shape[-1]
-
-
-def centre_panned(session_audio: np.ndarray, is_mono: np.ndarray) -> np.ndarray:
-    """Stems as they sound panned to the centre: mono stems get the -3 dB constant-power law.
-
-    (stems, 2, samples) -> (stems, 2, samples) float32
-    """
-    g = pan_gains(np.zeros(len(is_mono)), np.asarray(is_mono))  # (stems, 2)
-    return (session_audio * g[:, :, None]).astype(np.float32)
 
 
 DEFAULT_HEAVY_FRAMES = 96  # frames (evenly spread) the fast tier's per-stem band tensors use
