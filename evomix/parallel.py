@@ -182,6 +182,11 @@ def _array_bytes(obj, depth: int = 3) -> int:
     return sum(_array_bytes(getattr(obj, n, None), depth - 1) for n in names)
 
 
+def unpickled_count(token: str) -> int:
+    """How many times this process unpickled the Problem of run ``token`` (``client.run`` probe)."""
+    return UNPICKLED[token]
+
+
 def _report(shipment: _Shipment) -> tuple:
     return f"{socket.gethostname()}:{os.getpid()}", UNPICKLED[shipment.token]
 

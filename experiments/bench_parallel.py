@@ -20,9 +20,9 @@ processes, ``evomix.parallel.ParallelEvaluator``; with ``--dask``, also a
   generation of the search costs once the pool is warm;
 - ``payload_bytes`` per generation vs ``problem_bytes`` (what travels once).
 
-``speedup`` = per-generation time with jobs=1 / with jobs=2. jobs=1 runs with this process's BLAS
-threads (``--blas-threads``; OpenBLAS's default is one per CPU), each local worker with
-cpus // jobs (joblib's rule), so run it both ways to separate parallelism from BLAS threading.
+``speedup`` = per-generation time with jobs=1 / with jobs=2. ``evaluate_population`` runs BLAS
+single-threaded (threadpoolctl) in this process and in every worker alike, so the ratio is the
+gain from the processes alone.
 Other processes on the machine skew the timings: each configuration reports the share of the CPUs
 that processes outside this session used while it ran (``other_processes_cpu_share``, from /proc);
 trust only runs where it is near 0. Every configuration's F is checked to
@@ -32,21 +32,13 @@ Usage::
 
     python experiments/bench_parallel.py              # standard workload
     python experiments/bench_parallel.py --dask       # also a 2-worker LocalCluster
-    python experiments/bench_parallel.py --blas-threads 1   # jobs=1 with single-threaded BLAS
     python experiments/bench_parallel.py --duration 10 --generations 5
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-
-if "--blas-threads" in sys.argv:  # must be set before numpy loads OpenBLAS
-    _n = sys.argv[sys.argv.index("--blas-threads") + 1]
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = _n
-BLAS_THREADS_ENV = os.environ.get("OPENBLAS_NUM_THREADS", "default (one per CPU)")  # before dask/joblib touch it
-
-import argparse
 import json
 import platform
 import statistics
@@ -191,9 +183,6 @@ def main(argv=None) -> int:
     ap.add_argument("--population", type=int, default=64)
     ap.add_argument("--generations", type=int, default=5, help="timed generations (>= 5), after one warm-up")
     ap.add_argument("--dask", action="store_true", help="also a 2-worker distributed.LocalCluster")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="BLAS threads of this process (jobs=1); default: OpenBLAS's own (one per CPU). "
-                         "Local workers always get cpus // jobs (joblib's rule).")
     args = ap.parse_args(argv)
     if args.generations < 5:
         ap.error("--generations must be >= 5")
@@ -207,35 +196,37 @@ def main(argv=None) -> int:
     populations = [table.initial_population(args.population, np.random.default_rng(100 + i))
                    for i in range(args.generations + 1)]
 
-    configs = {"jobs1": {"n_jobs": 1}, "jobs2": {"n_jobs": 2}}
+    configs = ["jobs1", "jobs2"] + (["dask2"] if args.dask else [])
     results, reference = {}, None
-    cluster = None
-    if args.dask:
-        from distributed import LocalCluster
+    for name in configs:
+        cluster = None
+        if name == "dask2":  # started only now: an idle cluster on the same cores skews the local timings
+            from distributed import LocalCluster
 
-        t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
-        print(f"LocalCluster of 2 workers started in {time.perf_counter() - t0:.2f} s", flush=True)
-        configs["dask2"] = {"backend": "dask", "scheduler": cluster.scheduler_address}
-    try:
-        for name, opts in configs.items():
+            t0 = time.perf_counter()
+            cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
+            print(f"LocalCluster of 2 workers started in {time.perf_counter() - t0:.2f} s", flush=True)
+            opts = {"backend": "dask", "scheduler": cluster.scheduler_address}
+        else:
+            opts = {"n_jobs": int(name[-1])}
+        try:
             snap = _cpu_snapshot()
             t0 = time.perf_counter()
             rec, out = run_config(problem, populations, **opts)
             rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, _cpu_snapshot()) / (time.perf_counter() - t0) / (os.cpu_count() or 1), 3)
-            if reference is None:
-                reference = out
-            rec["identical_to_jobs1"] = all(np.array_equal(a, b) for a, b in zip(out, reference))
-            results[name] = rec
-            print(f"{name}: {rec['per_generation_s']:.3f} s per generation (median of {args.generations}; "
-                  f"{args.population / rec['per_generation_s']:.0f} candidates/s), first generation "
-                  f"{rec['first_s']:.2f} s, ship {rec['ship_s']:.2f} s, payload {rec['payload_bytes'] / 1e3:.1f} kB "
-                  f"per generation vs Problem {rec['problem_bytes'] / 1e6:.1f} MB once, identical F: "
-                  f"{rec['identical_to_jobs1']}; other processes used {100 * rec['other_processes_cpu_share']:.0f}% of the CPUs meanwhile",
-                  flush=True)
-    finally:
-        if cluster is not None:
-            cluster.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
+        if reference is None:
+            reference = out
+        rec["identical_to_jobs1"] = all(np.array_equal(a, b) for a, b in zip(out, reference))
+        results[name] = rec
+        print(f"{name}: {rec['per_generation_s']:.3f} s per generation (median of {args.generations}; "
+              f"{args.population / rec['per_generation_s']:.0f} candidates/s), first generation "
+              f"{rec['first_s']:.2f} s, ship {rec['ship_s']:.2f} s, payload {rec['payload_bytes'] / 1e3:.1f} kB "
+              f"per generation vs Problem {rec['problem_bytes'] / 1e6:.1f} MB once, identical F: "
+              f"{rec['identical_to_jobs1']}; other processes used {100 * rec['other_processes_cpu_share']:.0f}% of the CPUs meanwhile",
+              flush=True)
 
     speedup = results["jobs1"]["per_generation_s"] / results["jobs2"]["per_generation_s"]
     print(f"speedup jobs=2 vs jobs=1: {speedup:.2f}x", flush=True)
@@ -243,7 +234,6 @@ def main(argv=None) -> int:
         "bench": "parallel", "stems": len(STEMS), "duration_s": args.duration, "sr": SR,
         "population": args.population, "generations_timed": args.generations,
         "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-        "blas_threads_jobs1": BLAS_THREADS_ENV,
         "analysis_s": round(analysis_s, 3), "results": results, "speedup_jobs2": round(speedup, 3),
     }
     if "dask2" in results:
