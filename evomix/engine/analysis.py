@@ -84,6 +84,22 @@ class Analysis:
     def n_frames(self) -> int:
         return self.band_power.shape[-1]
 
+    @cached_property
+    def detector_power(self) -> np.ndarray:
+        """Each stem's un-panned, stereo-linked mean square per band and frame (stems, B, T): what
+        a stem compressor's RMS detector sees before EQ and trim."""
+        centre = pan_gains(np.zeros(self.n_stems), self.is_mono)  # (s, 2): band_power is centre-panned
+        return self.band_power.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]
+
+    @cached_property
+    def peak_group_share(self) -> np.ndarray:
+        """(stems, G, B): each stem's long-term power share of every band within each peak band,
+        to turn per-band EQ gains into per-peak-band gains."""
+        share = self.band_power.sum(axis=(1, 3))  # (s, B)
+        n_groups = len(PEAK_GROUP_EDGES_HZ) + 1
+        g = np.stack([np.where(self.band_group == k, share, 0.0) for k in range(n_groups)], axis=1)
+        return g / np.maximum(g.sum(axis=2, keepdims=True), 1e-20)
+
 
 DEFAULT_HEAVY_FRAMES = 96  # frames (evenly spread) the fast tier's per-stem band tensors use
 

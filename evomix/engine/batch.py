@@ -104,8 +104,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     rel_pan = pan_gains(params.pan, a.is_mono[None, :]) / centre[None]  # (p, s, 2)
 
     # --- stem compressors (detector: stereo-linked mean square, pre-pan) -----------------------
-    det = P.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]  # (s, B, T) un-panned mean square
-    lev = np.matmul(eq.transpose(1, 0, 2), det).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
+    lev = np.matmul(eq.transpose(1, 0, 2), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
     gr = compressor_static_db(lev_db, params.comp_threshold_db[:, :, None], params.comp_ratio[:, :, None], KNEE_DB)
@@ -136,10 +135,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     #     analysis' peak-candidate instants, summed with signs (waveforms add, not powers) --------
     n_cut = len(PEAK_HPF_HZ)
     n_groups = a.peak_values.shape[2] // n_cut
-    share = P.sum(axis=(1, 3))  # (s, B) long-term power per band
-    gshare = np.stack([np.where(a.band_group == g, share, 0.0) for g in range(n_groups)], axis=1)  # (s, G, B)
-    gshare = gshare / np.maximum(gshare.sum(axis=2, keepdims=True), _FLOOR)
-    group_eq = np.einsum("psb,sgb->psg", eq_rest * meq, gshare)  # (p, s, G) power gain, high-pass excluded
+    group_eq = np.einsum("psb,sgb->psg", eq_rest * meq, a.peak_group_share)  # (p, s, G) power gain, high-pass excluded
     amp = np.sqrt((trim_pow * fader_pow)[:, :, None, None] * group_eq[..., None] * rel_pan[:, :, None, :] ** 2)  # (p, s, G, 2)
     # the high-pass (phase and magnitude) comes from the precomputed cutoffs, interpolated in log cutoff
     pos = np.log(params.highpass_hz / PEAK_HPF_HZ[0]) / np.log(PEAK_HPF_HZ[-1] / PEAK_HPF_HZ[0]) * (n_cut - 1)
