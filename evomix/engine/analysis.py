@@ -14,11 +14,14 @@ from evomix.engine.bands import BandGrid, band_grid, band_sum, frame_spectra, _b
 from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
-PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # peak-candidate bands
-PEAK_CANDIDATES_PER_STEM = 225  # instants (local maxima) kept per stem
-PEAK_CANDIDATES_SUM = 1000
-PEAK_HPF_HZ = tuple(np.geomspace(20.0, 400.0, 8))  # high-pass cutoffs precomputed (the gene's range)
-PEAK_KERNEL = 4096  # samples of signal around each candidate instant  # instants kept from the unity-gain sum
+PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
+PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
+PEAK_CANDIDATES_PER_STEM = 450  # instants (local maxima) kept per stem
+PEAK_CANDIDATES_SUM = 1000  # instants kept from the unity-gain sum
+PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 59)  # ~1/3-octave nodes of the peak basis (Hz)
+PEAK_KERNEL = 4096  # samples of signal around each candidate instant
+DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
+DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
 TRIM_RANGE_DB = (-30.0, 40.0)
 
@@ -40,12 +43,17 @@ class Analysis:
     k_band : (stems, B) float32, K-weighting power gain per band, weighted by the stem's spectrum.
     trim_db : (stems,) dB, gain that brings each stem to ``STEM_REFERENCE_LUFS`` (0 for silent stems).
     stem_lufs : (stems,) LUFS of each raw stem panned centre (-200 for silence).
-    peak_values : (stems, 2, J * G, K) float32, each stem's (centre-panned) signal high-passed at
-        each of J cutoffs (``PEAK_HPF_HZ``) and split into G bands (``PEAK_GROUP_EDGES_HZ``,
-        complementary masks) at K candidate instants: the local maxima of each stem and of the
-        unity-gain sum. The fast tier sums them with each candidate's gains to estimate the peak.
-    peak_frames : (K,) int, the frame of each candidate instant.
-    band_group : (B,) int, the peak band of each analysis band.
+    peak_values : (stems, 2, 2 N, K) float32, each stem's (centre-panned) signal split into N
+        bands (triangular in log frequency around ``PEAK_NODES_HZ``, summing to the signal), in
+        phase (first N rows) and in quadrature (Hilbert transform, last N rows), at K candidate
+        instants: the local maxima of each stem and of the unity-gain sum. An EQ with complex
+        response ``H`` at the nodes turns a band's pair ``(x, x^)`` into ``Re(H) x - Im(H) x^``,
+        so the fast tier gets each candidate's waveform at the instants, phase included.
+    peak_instants : (K,) int, sorted sample index of each candidate instant.
+    peak_detector : (stems, C, K) float32, what each stem's compressor detector sees at each
+        instant (the mean square over the channels and a 50 ms rectangular window centred on it,
+        as ``engine.dsp.rms_level_db``), split into C groups of ``DETECTOR_GROUP_BANDS``
+        adjacent analysis bands so that each candidate's EQ can be applied.
     """
 
     sr: int
@@ -63,12 +71,27 @@ class Analysis:
     stem_lufs: np.ndarray
     n_samples: int
     peak_values: np.ndarray
-    peak_frames: np.ndarray
-    band_group: np.ndarray
+    peak_instants: np.ndarray
+    peak_detector: np.ndarray
 
     @property
     def n_stems(self) -> int:
         return self.band_power.shape[0]
+
+    @cached_property
+    def peak_frames(self) -> np.ndarray:
+        """(K,) int, the frame centred nearest each candidate instant."""
+        return np.minimum((self.peak_instants + self.grid.hop // 2) // self.grid.hop, self.n_frames - 1)
+
+    @cached_property
+    def detector_group_share(self) -> np.ndarray:
+        """(stems, B, C): each band's long-term power share within its detector group, per stem,
+        so that per-band EQ power gains (pop, stems, B) @ share -> per-group gains."""
+        power = self.band_power.sum(axis=(1, 3)).astype(float) + 1e-30  # (s, B)
+        group = np.arange(power.shape[1]) // DETECTOR_GROUP_BANDS  # (B,)
+        onehot = group[:, None] == np.arange(group.max() + 1)[None, :]  # (B, C)
+        share = power[:, :, None] * onehot[None]  # (s, B, C)
+        return (share / share.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @cached_property
     def heavy_power(self) -> np.ndarray:
@@ -90,15 +113,6 @@ class Analysis:
         a stem compressor's RMS detector sees before EQ and trim."""
         centre = pan_gains(np.zeros(self.n_stems), self.is_mono)  # (s, 2): band_power is centre-panned
         return self.band_power.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]
-
-    @cached_property
-    def peak_group_share(self) -> np.ndarray:
-        """(stems, G, B): each stem's long-term power share of every band within each peak band,
-        to turn per-band EQ gains into per-peak-band gains."""
-        share = self.band_power.sum(axis=(1, 3))  # (s, B)
-        n_groups = len(PEAK_GROUP_EDGES_HZ) + 1
-        g = np.stack([np.where(self.band_group == k, share, 0.0) for k in range(n_groups)], axis=1)
-        return g / np.maximum(g.sum(axis=2, keepdims=True), 1e-20)
 
 
 DEFAULT_HEAVY_FRAMES = 96  # frames (evenly spread) the fast tier's per-stem band tensors use
@@ -159,10 +173,14 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(0.005 * sr))))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
-    peak_values = np.empty((n_stems, 2, len(PEAK_HPF_HZ) * (len(PEAK_GROUP_EDGES_HZ) + 1), inst.size), np.float32)
+    peak_values = np.empty((n_stems, 2, 2 * PEAK_NODES_HZ.size, inst.size), np.float32)
     for s in range(n_stems):  # second pass (a view, or a re-read for a streaming session)
         peak_values[s] = peak_values_at(session.stem(s) * centre[s][:, None].astype(np.float32), inst, grid)
-    peak_frames = np.minimum((inst + grid.hop // 2) // grid.hop, n_frames - 1)  # frame centred nearest
+    n_groups = -(-n_bands // DETECTOR_GROUP_BANDS)
+    peak_detector = np.empty((n_stems, n_groups, inst.size), np.float32)
+    for s in range(n_stems):
+        x = session.stem(s) * centre[s][:, None].astype(np.float32)
+        peak_detector[s] = detector_at(x, inst, grid) / float((centre[s] ** 2).sum())  # un-pan: stereo-linked mean
 
     if max_heavy_frames is None or max_heavy_frames >= n_frames:
         heavy = np.arange(n_frames)
@@ -190,94 +208,123 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         stem_lufs=lufs,
         n_samples=n_samples,
         peak_values=peak_values,
-        peak_frames=peak_frames,
-        band_group=np.searchsorted(PEAK_GROUP_EDGES_HZ, grid.centres_hz),
+        peak_instants=inst,
+        peak_detector=peak_detector,
     )
 
 
 def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
-    """Indices of the k largest per-block maxima of ``env`` (samples,), blocks of ``hop`` samples."""
+    """About k indices of large per-block maxima of ``env`` (samples,), blocks of ``hop`` samples:
+    the k/2 largest overall, and the largest in each of k/2 equal stretches of the song (after a
+    compressor has flattened the dynamics, a quiet passage's transient can be the master's peak)."""
     n = env.size // hop * hop
     if n == 0:
         return np.array([int(np.argmax(env))])
     blocks = env[:n].reshape(-1, hop)
     arg = blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop  # (blocks,)
-    top = np.argsort(blocks.max(axis=1))[::-1][:k]
-    return arg[top]
+    peak = blocks.max(axis=1)
+    top = np.argsort(peak)[::-1][: max(1, k - k // 2)]
+    n_stretch = min(k // 2, peak.size)
+    if n_stretch == 0:
+        return arg[top]
+    bounds = np.linspace(0, peak.size, n_stretch + 1).astype(int)
+    spread = [b0 + int(np.argmax(peak[b0:b1])) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
+    return arg[np.unique(np.concatenate([top, spread]))]
 
 
-def _group_masks(freqs: np.ndarray) -> np.ndarray:
-    """Complementary smooth band masks (G, F) summing to 1: raised-cosine crossovers, 1/2 octave wide,
-    at ``PEAK_GROUP_EDGES_HZ``."""
-    lf = np.log2(np.maximum(freqs, 1.0))
-    lows = []  # low-pass shape of each crossover
-    for edge in PEAK_GROUP_EDGES_HZ:
-        x = np.clip((lf - np.log2(edge)) / 0.5 + 0.5, 0.0, 1.0)  # 0 below, 1 above the transition
-        lows.append(0.5 + 0.5 * np.cos(np.pi * x))
-    masks, prev = [], np.ones_like(freqs)
-    for low in lows:
-        masks.append(prev * low)
-        prev = prev * (1.0 - low)
-    masks.append(prev)
-    return np.array(masks)
+def _node_weights(freqs: np.ndarray) -> np.ndarray:
+    """(N, F) triangular weights in log frequency, one per ``PEAK_NODES_HZ`` node, summing to 1 at
+    every frequency (the first node takes everything below it, the last everything above)."""
+    nodes = np.log2(PEAK_NODES_HZ)
+    lf = np.log2(np.maximum(freqs, 1e-3))
+    eye = np.eye(nodes.size)
+    return np.array([np.interp(lf, nodes, eye[n]) for n in range(nodes.size)])  # (N, F)
 
 
 def _kernels(grid: BandGrid) -> np.ndarray:
-    """(N, J * G) impulse responses: high-pass at each ``PEAK_HPF_HZ`` x band ``PEAK_GROUP_EDGES_HZ``,
-    index i <-> lag i - N/2 (FFT-designed, ``PEAK_KERNEL`` samples)."""
-    from scipy.signal import sosfreqz
-
-    from evomix.engine.dsp import rbj_sos
-
-    N = PEAK_KERNEL
-    freqs = np.fft.rfftfreq(N, 1.0 / grid.sr)
-    masks = _group_masks(freqs)  # (G, F)
-    kernels = []
-    for cut in PEAK_HPF_HZ:
-        _, h = sosfreqz(np.asarray(rbj_sos("highpass", cut, 0.0, 0.707, grid.sr)).reshape(1, 6), worN=freqs, fs=grid.sr)
-        for m in masks:
-            kernels.append(np.roll(np.fft.irfft(h * m, n=N), N // 2))
-    return np.array(kernels).T.astype(np.float32)
+    """(L, 2 N) impulse responses, index i <-> lag i - L/2 (``L = PEAK_KERNEL``, FFT-designed):
+    the zero-phase band filters of :func:`_node_weights` and their Hilbert transforms
+    (response ``-j w_n(f)`` for f > 0)."""
+    L = PEAK_KERNEL
+    w = _node_weights(np.fft.rfftfreq(L, 1.0 / grid.sr))  # (N, F)
+    w[:, 0] = np.where(np.arange(w.shape[0]) == 0, 1.0, 0.0)  # DC: in phase only
+    real = np.fft.irfft(w, n=L, axis=-1)
+    quad = np.fft.irfft(-1j * w, n=L, axis=-1)
+    return np.roll(np.concatenate([real, quad]), L // 2, axis=-1).T.astype(np.float32)
 
 
 def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Sample indices where stem ``x`` (2, samples) peaks, overall and in each peak band (an EQ boost
-    in a band moves the mix's peak to where that band peaks)."""
+    """Sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
+    ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
+    band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
     from scipy.signal import butter, sosfilt
+
+    from evomix.engine.dsp import rbj_sos
 
     sr = grid.sr
     block = max(1, int(0.005 * sr))  # one candidate per 5 ms at most
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
-    per_group = max(1, PEAK_CANDIDATES_PER_STEM // len(edges))
-    idx = [_local_maxima(np.abs(x).max(axis=0), per_group, block)]
+    filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
     for lo, hi in zip(edges[:-1], edges[1:]):
         if lo is None:
-            sos = butter(2, hi, "lowpass", fs=sr, output="sos")
+            filters.append(butter(2, hi, "lowpass", fs=sr, output="sos"))
         elif hi is None:
-            sos = butter(2, lo, "highpass", fs=sr, output="sos")
+            filters.append(butter(2, lo, "highpass", fs=sr, output="sos"))
         else:
-            sos = butter(2, (lo, hi), "bandpass", fs=sr, output="sos")
-        idx.append(_local_maxima(np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0), per_group, block))
+            filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
+    per_search = max(1, PEAK_CANDIDATES_PER_STEM // (len(filters) + 1))
+    idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
+    for sos in filters:
+        idx.append(_local_maxima(np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0), per_search, block))
     return np.concatenate(idx)
 
 
 def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Stem ``x`` (2, samples) high-passed at each cutoff and band-split, at instants ``inst`` (K,).
+    """Stem ``x`` (2, samples) split into the peak basis (in phase and quadrature per node) at
+    instants ``inst`` (K,).
 
     Each value is a dot product of the signal around the instant with the filter's impulse
-    response: excerpts (K, N) @ kernels (N, J * G). Returns (2, J * G, K) float32.
+    response: excerpts (K, L) @ kernels (L, 2 N). Returns (2, 2 N, K) float32.
 
-    The high-pass cutoffs (``PEAK_HPF_HZ``, RBJ Q 0.707) are precomputed because a high-pass shifts
-    the phase of the low end and so moves the peaks (measured: up to ~1.5 dB); the fast tier
-    interpolates between the two nearest cutoffs.
+    Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
+    and so moves and reshapes the peaks; magnitude-only band gains misjudged the true peak of random
+    mixes by up to ~3 dB (measured on the demo song, ``experiments/fidelity.py``).
     """
-    N = PEAK_KERNEL
+    N = PEAK_KERNEL  # excerpt length L
     n = x.shape[-1]
-    K_mat = _kernels(grid)  # (N, J * G)
+    K_mat = _kernels(grid)  # (L, 2 N)
     pad = np.zeros((2, n + 2 * N), np.float32)
     pad[:, N : N + n] = x
     offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N): e_k[i] = x[t_k + N/2 - i]
     out = np.empty((2, K_mat.shape[1], inst.size), np.float32)
     for c in range(2):
-        out[c] = (pad[c][offs] @ K_mat).T  # (K, J*G) -> (J*G, K)
+        out[c] = (pad[c][offs] @ K_mat).T  # (K, 2N) -> (2N, K)
+    return out
+
+
+def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
+    """Power of ``x`` (2, samples) summed over channels in a ``DETECTOR_WINDOW_S`` rectangular
+    window centred on each instant (K,), per group of ``DETECTOR_GROUP_BANDS`` analysis bands
+    -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
+    L = int(round(DETECTOR_WINDOW_S * grid.sr))
+    n_fft = 1 << (L - 1).bit_length()
+    n = x.shape[-1]
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)
+    band = np.clip(np.searchsorted(grid.edges_hz, freqs) - 1, 0, grid.n_bands - 1)
+    group = band // DETECTOR_GROUP_BANDS  # (bins,)
+    n_groups = -(-grid.n_bands // DETECTOR_GROUP_BANDS)
+    onehot = (group[:, None] == np.arange(n_groups)[None, :]).astype(np.float32)  # (bins, C)
+    w = np.full(freqs.size, 2.0, np.float32)
+    w[0] = 1.0
+    if n_fft % 2 == 0:
+        w[-1] = 1.0
+    onehot *= (w / (n_fft * L))[:, None]
+    pad = np.zeros((2, n + L), np.float32)
+    pad[:, L // 2 : L // 2 + n] = x
+    out = np.zeros((n_groups, inst.size), np.float32)
+    for c in range(2):
+        for i0 in range(0, inst.size, 4096):  # chunks: (chunk, L) excerpts stay small
+            idx = inst[i0 : i0 + 4096, None] + np.arange(L)[None, :]  # window [t - L/2, t + L/2)
+            spec = np.fft.rfft(pad[c][idx], n=n_fft, axis=-1)
+            out[:, i0 : i0 + 4096] += ((spec.real**2 + spec.imag**2).astype(np.float32) @ onehot).T
     return out

@@ -13,8 +13,11 @@ How each block is modelled here (no Python loop over candidates):
 * Mix: powers add (stems are treated as uncorrelated); the L/R cross power adds too.
 * Loudness: BS.1770-4 gating on 400 ms blocks built from the frames, with the K-weighting applied
   per band; normalisation is exact in this domain.
-* Limiter: the mix's true peak is estimated from each stem's per-frame sample peak (power sum of
-  the scaled peaks); the limiter's gain reduction is the excess over the ceiling.
+* Limiter: the mix's peak is estimated at candidate instants (each stem's and the unity-gain
+  sum's local maxima) from each stem's in-phase and quadrature band values there: the
+  candidate's complex EQ response, gains, pan and compressor gain turn them into the mix's
+  waveform at those instants (``Analysis.peak_values``); the limiter's gain reduction is the
+  excess over the ceiling.
 * Masking tensors: per-stem band powers and their spread (the spreading is applied to the
   unprocessed stem and scaled by the band's EQ gain; exact when the EQ is flat across the spread).
 
@@ -24,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.analysis import PEAK_HPF_HZ, Analysis
-from evomix.engine.dsp import compressor_static_db, pan_gains, rbj_sos, smooth_gain_db, sos_power_response
+from evomix.engine.analysis import DETECTOR_WINDOW_S, PEAK_NODES_HZ, Analysis
+from evomix.engine.dsp import LIMITER_RELEASE_MS, compressor_static_db, pan_gains, rbj_sos, smooth_gain_db, sos_power_response, sos_response
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -43,17 +46,34 @@ BLOCK_FRAMES = 8  # 400 ms gating block = 8 hops of 50 ms
 BLOCK_STEP = 2  # 75 % overlap -> 100 ms step
 SHORT_TERM_FRAMES = 60  # 3 s short-term window (EBU Tech 3342)
 _FLOOR = 1e-20
+LIMITER_TOLERANCE_LU = 0.05  # as the exact tier's LOUDNESS_TOLERANCE_LU
+LIMITER_PASSES = 4  # normalise -> limit -> re-normalise passes (the exact tier iterates the same way)
 INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
 
 
-def stem_eq_power(params: Params, sr: int, freq_hz: np.ndarray, *, highpass: bool = True) -> np.ndarray:
+def stem_eq_power(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
     """Power response of each stem's EQ cascade on ``freq_hz`` (F,) -> (pop, stems, F)."""
     h2 = sos_power_response(rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr), freq_hz, sr)
-    if highpass:
-        h2 = h2 * sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
+    h2 = h2 * sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
     h2 = h2 * sos_power_response(rbj_sos("peak", params.peak_hz, params.peak_db, params.peak_q, sr), freq_hz, sr)
     h2 = h2 * sos_power_response(rbj_sos("highshelf", params.high_shelf_hz, params.high_shelf_db, SHELF_Q, sr), freq_hz, sr)
     return h2
+
+
+def stem_eq_response(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
+    """Complex response of each stem's EQ cascade (high-pass, shelves, peak) on ``freq_hz`` (F,)
+    -> (pop, stems, F)."""
+    h = sos_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
+    h = h * sos_response(rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr), freq_hz, sr)
+    h = h * sos_response(rbj_sos("peak", params.peak_hz, params.peak_db, params.peak_q, sr), freq_hz, sr)
+    return h * sos_response(rbj_sos("highshelf", params.high_shelf_hz, params.high_shelf_db, SHELF_Q, sr), freq_hz, sr)
+
+
+def master_eq_response(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
+    """Complex response of the master shelves on ``freq_hz`` (F,) -> (pop, F)."""
+    lo = rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db, SHELF_Q, sr)
+    hi = rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db, SHELF_Q, sr)
+    return sos_response(lo, freq_hz, sr) * sos_response(hi, freq_hz, sr)
 
 
 def master_eq_power(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
@@ -84,6 +104,48 @@ def frames_to_blocks(z: np.ndarray, block: int, step: int) -> np.ndarray:
     return (c[..., starts + block] - c[..., starts]) / block
 
 
+def limiter_frame_gain(frame_peak: np.ndarray, ceiling_lin: float, hop_s: float) -> np.ndarray:
+    """Mean power gain per frame of the master's look-ahead limiter (``engine.dsp.limiter_gain``),
+    from each frame's peak (linear, (..., T)): the depth ``u = 1 - ceiling / peak`` where the
+    peak is over the ceiling, held and released with the limiter's one-pole release
+    (``LIMITER_RELEASE_MS``) from frame to frame, averaged over the frame -> (..., T) in (0, 1]."""
+    depth = np.maximum(1.0 - ceiling_lin / np.maximum(frame_peak, 1e-12), 0.0)  # (..., T)
+    if not np.any(depth > 0.0):
+        return np.ones_like(depth)
+    tau_frames = LIMITER_RELEASE_MS / 1000.0 / hop_s
+    # u_rel[t] = max_i<=t u[i] exp(-(t - i)/tau): running maximum in the log domain (as the exact tier)
+    t = np.arange(depth.shape[-1]) / tau_frames
+    with np.errstate(divide="ignore"):
+        released = np.exp(np.maximum.accumulate(np.log(depth) + t, axis=-1) - t)
+    mean_depth = released * tau_frames * (1.0 - np.exp(-1.0 / tau_frames))  # mean over the frame's decay
+    return (1.0 - np.minimum(mean_depth, 1.0)) ** 2
+
+
+def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attack_ms, release_ms,
+                      gr_frames: np.ndarray) -> np.ndarray:
+    """A compressor's gain (dB) at the peak-candidate instants from its detector level there.
+
+    The frame-rate gain misses what a transient does inside its frame, and peaks are transients.
+    At each instant: the static curve on the instant-centred detector level ``level`` (..., K)
+    (mean square), approached from the smoothed state of the last frame whose window ends before
+    the transient enters the detector, over half the detector window (the time the centred RMS
+    window has seen the transient), with the attack or release time constant (the branching
+    smoothing of ``engine.dsp.smooth_gain_db``, Giannoulis et al. 2012, eq. 17).
+    ``gr_frames`` (..., T) dB; ``threshold_db`` ... broadcast against (..., K). Returns (..., K) dB.
+    """
+    level = np.asarray(level, np.float32)
+    lev_db = 10.0 * np.log10(np.maximum(level, np.float32(_FLOOR)))
+    target = compressor_static_db(lev_db, threshold_db, ratio, KNEE_DB)  # (..., K) float32
+    before = a.peak_instants // a.grid.hop - 1  # (K,) frame centred a hop or more before the instant
+    state = np.take(gr_frames.astype(np.float32), np.maximum(before, 0), axis=-1)  # (..., K)
+    state[..., before < 0] = 0.0
+    half_window = DETECTOR_WINDOW_S / 2.0
+    keep_attack = np.exp(-half_window / (np.asarray(attack_ms, np.float32) / 1000.0)).astype(np.float32)
+    keep_release = np.exp(-half_window / (np.asarray(release_ms, np.float32) / 1000.0)).astype(np.float32)
+    keep = np.where(target < state, keep_attack, keep_release)  # (..., K) share of the old state kept
+    return target + (state - target) * keep
+
+
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
     """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
     a = analysis
@@ -93,10 +155,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
-    h2_rest = stem_eq_power(params, sr, grid.grid_hz, highpass=False)  # (p, s, G) shelves and peak
-    h2_hp = sos_power_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), grid.grid_hz, sr)
-    eq_rest = np.einsum("psg,sgb->psb", h2_rest, a.grid_weight)  # (p, s, B)
-    eq = np.einsum("psg,sgb->psb", h2_rest * h2_hp, a.grid_weight)  # (p, s, B)
+    eq = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
     meq = np.einsum("pg,sgb->psb", master_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
@@ -121,47 +180,64 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     mgr = smooth_gain_db(mgr, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s)
     g_master = 10.0 ** (mgr / 10.0)  # (p, T)
 
-    # --- loudness (BS.1770-4 on K-weighted band powers) and normalisation ------------------------
-    k_frames = np.einsum("pst,pst->pt", _per_stem_frames(w_mix * a.k_band[None, :, None, :], P), g_comp) * g_master  # (p, T)
-    blocks = frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)  # (p, blocks)
-    raw_lufs = np.asarray(gated_loudness(blocks[:, None, :]), dtype=float)  # (p,)
-    audible = raw_lufs > -150.0
-    norm_db = np.where(audible, target_lufs - raw_lufs, 0.0)
-    g_norm = 10.0 ** (norm_db / 10.0)  # (p,) power
-    short = frames_to_blocks(k_frames, SHORT_TERM_FRAMES, BLOCK_STEP)  # (p, windows)
-    lra = np.asarray(lra_from_short_term(short[:, None, :]), dtype=float)
-
-    # --- true-peak estimate: the candidates' gains applied to each stem's band-split values at the
-    #     analysis' peak-candidate instants, summed with signs (waveforms add, not powers) --------
-    n_cut = len(PEAK_HPF_HZ)
-    n_groups = a.peak_values.shape[2] // n_cut
-    group_eq = np.einsum("psb,sgb->psg", eq_rest * meq, a.peak_group_share)  # (p, s, G) power gain, high-pass excluded
-    amp = np.sqrt((trim_pow * fader_pow)[:, :, None, None] * group_eq[..., None] * rel_pan[:, :, None, :] ** 2)  # (p, s, G, 2)
-    # the high-pass (phase and magnitude) comes from the precomputed cutoffs, interpolated in log cutoff
-    pos = np.log(params.highpass_hz / PEAK_HPF_HZ[0]) / np.log(PEAK_HPF_HZ[-1] / PEAK_HPF_HZ[0]) * (n_cut - 1)
-    j0 = np.clip(np.floor(pos).astype(int), 0, n_cut - 2)  # (p, s)
-    frac = np.clip(pos - j0, 0.0, 1.0)
-    w_cut = np.zeros((n_pop, n_stems, n_cut))  # (p, s, J) interpolation weights over the cutoffs
-    np.put_along_axis(w_cut, j0[..., None], (1.0 - frac)[..., None], axis=2)
-    np.put_along_axis(w_cut, (j0 + 1)[..., None], frac[..., None], axis=2)
-    coef = np.einsum("psj,psgc->scpjg", w_cut, amp).reshape(n_stems, 2, n_pop, n_cut * n_groups)  # (s, 2, p, J*G)
-    per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, J*G) @ (s, 2, J*G, K) -> (s, 2, p, K)
-    k = a.peak_frames
-    g_peak = np.take(np.sqrt(g_comp.astype(np.float32)).transpose(1, 0, 2), k, axis=2)  # (s, p, T) -> (s, p, K)
+    # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
+    #     stem's in-phase/quadrature band values at the peak-candidate instants, summed as waveforms --
+    h_nodes = stem_eq_response(params, sr, PEAK_NODES_HZ) * master_eq_response(params, sr, PEAK_NODES_HZ)[:, None, :]  # (p, s, N)
+    amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * rel_pan  # (p, s, 2)
+    hc = h_nodes[:, :, None, :] * amp[..., None]  # (p, s, 2, N) complex
+    coef = np.concatenate([hc.real, -hc.imag], axis=-1).transpose(1, 2, 0, 3)  # (s, 2, p, 2N)
+    per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, 2N) @ (s, 2, 2N, K) -> (s, 2, p, K)
+    k = a.peak_frames  # (K,) sorted
+    # compressors at the instants: stem detectors (EQ'd, trimmed), then the master's (the mix)
+    det = a.peak_detector  # (s, C, K)
+    eq_groups = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_group_share)  # (s, p, C)
+    trim32 = trim_pow.T[:, :, None].astype(np.float32)  # (s, p, 1)
+    lev = np.matmul(eq_groups, det) * trim32  # (s, p, K)
+    gr_peak = _gain_at_instants(a, lev, params.comp_threshold_db.T[:, :, None], params.comp_ratio.T[:, :, None],
+                                params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
+    g_peak = np.power(np.float32(10.0), gr_peak / np.float32(20.0))  # (s, p, K) amplitude
+    mix_w = (trim_pow * fader_pow * (pan_gains(params.pan, a.is_mono[None, :]) ** 2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
+    meq_groups = np.matmul((eq * meq).transpose(1, 0, 2).astype(np.float32), a.detector_group_share)  # (s, p, C)
+    mlev = (np.matmul(meq_groups, det) * mix_w * g_peak**2).sum(axis=0) * np.float32(0.5)  # (p, K)
+    mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
+                                 MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)
     values = per_stem[0] * g_peak[0]  # (2, p, K)
     for s_ in range(1, n_stems):  # accumulate stem by stem (each term vectorized over pop)
         values += per_stem[s_] * g_peak[s_]
-    values = values.transpose(1, 0, 2)  # (2, p, K) -> (p, 2, K)
-    values = np.abs(values) * np.sqrt(g_master[:, k] * g_norm[:, None])[:, None, :]
+    peaks = np.abs(values).max(axis=0) * 10.0 ** (mgr_peak / 20.0)  # (p, K) before normalisation
+    starts = np.flatnonzero(np.diff(k, prepend=-1))  # first instant of each frame that has any
+    frame_peak = np.zeros_like(g_master)  # (p, T)
+    frame_peak[:, k[starts]] = np.maximum.reduceat(peaks, starts, axis=1)  # (p, T)
     with np.errstate(divide="ignore"):
-        tp_db = 20.0 * np.log10(np.maximum(values.max(axis=(1, 2)), 1e-10)) + INTER_SAMPLE_DB
+        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
+
+    # --- loudness (BS.1770-4 on K-weighted band powers), normalisation and limiting, iterated as in
+    #     the exact tier: the limiter lowers the loudness, the normalisation makes it up -----------
+    k_frames = np.einsum("pst,pst->pt", _per_stem_frames(w_mix * a.k_band[None, :, None, :], P), g_comp) * g_master  # (p, T)
+    raw_lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
+    audible = raw_lufs > -150.0
+    norm_db = np.where(audible, target_lufs - raw_lufs, 0.0)  # (p,)
+    ceiling_lin = 10.0 ** (ceiling_dbtp / 20.0)
+    g_lim = np.ones_like(k_frames)
+    for _ in range(LIMITER_PASSES):
+        g_lim = limiter_frame_gain(frame_peak * 10.0 ** (norm_db / 20.0)[:, None], ceiling_lin, hop_s)  # (p, T)
+        lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames * g_lim, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
+        err = np.where(audible, target_lufs - (lufs + norm_db), 0.0)
+        moving = np.abs(err) > LIMITER_TOLERANCE_LU  # a converged candidate stays put: same result alone or in any batch
+        if not moving.any():
+            break
+        norm_db = norm_db + np.where(moving, err, 0.0)
+    g_norm = 10.0 ** (norm_db / 10.0)  # (p,) power
+    short = frames_to_blocks(k_frames * g_lim, SHORT_TERM_FRAMES, BLOCK_STEP)  # (p, windows)
+    lra = np.asarray(lra_from_short_term(short[:, None, :]), dtype=float)
+    tp_db = peak_db + norm_db  # pre-limiter true peak of the normalised master, dBTP
     limiter_gr = np.maximum(tp_db - ceiling_dbtp, 0.0)
     true_peak = np.minimum(tp_db, ceiling_dbtp)
     loudness = np.where(audible, target_lufs, raw_lufs)
 
     # --- heavy tensors on the selected frames: (p, s, 2, B, T') --------------------------------
     h = a.heavy_frames
-    g_time = (g_comp[:, :, h] * (g_master[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
+    g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
     w32 = w_mix.astype(np.float32)
     wg = w32[..., None] * g_time[:, :, None, None, :]  # (p, s, 2, B, T') gains of each cell
     stem_power = wg * a.heavy_power[None]

@@ -171,6 +171,18 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr):
     return np.stack([b0, b1, b2, a0, a1, a2], axis=-1) / a0[..., None]
 
 
+def _check_response_args(sos, freq_hz, sr):
+    """Validated ``(sos (..., 6), freq_hz (F,), sr)`` as float arrays for the response functions."""
+    sos = np.asarray(sos, dtype=float)
+    if sos.shape[-1:] != (6,):
+        raise ParameterError(f"sos must have shape (..., 6), got {sos.shape}")
+    freq_hz = np.asarray(freq_hz, dtype=float)
+    if freq_hz.ndim != 1:
+        raise ParameterError(f"freq_hz must be 1-D (F,), got shape {freq_hz.shape}")
+    sr = float(_require_positive("sr", sr))
+    return sos, freq_hz, sr
+
+
 def sos_power_response(sos, freq_hz, sr):
     """Power response ``|H(e^jw)|^2`` of one biquad per row, without complex arrays.
 
@@ -209,13 +221,7 @@ def sos_power_response(sos, freq_hz, sr):
     >>> float(np.round(10 * np.log10(sos_power_response(sos, np.array([1000.0]), 48000))[0], 6))
     6.0
     """
-    sos = np.asarray(sos, dtype=float)
-    if sos.shape[-1:] != (6,):
-        raise ParameterError(f"sos must have shape (..., 6), got {sos.shape}")
-    freq_hz = np.asarray(freq_hz, dtype=float)
-    if freq_hz.ndim != 1:
-        raise ParameterError(f"freq_hz must be 1-D (F,), got shape {freq_hz.shape}")
-    sr = float(_require_positive("sr", sr))
+    sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
 
     phi = np.sin(np.pi * freq_hz / sr) ** 2  # phi = sin^2(w/2), w = 2 pi f / sr; (F,)
     c = sos[..., :, None]  # (..., 6) -> (..., 6, 1) to broadcast against (F,)
@@ -225,6 +231,39 @@ def sos_power_response(sos, freq_hz, sr):
     den = (a0 + a1 + a2) ** 2 - 4.0 * (a0 * a1 + 4.0 * a0 * a2 + a1 * a2) * phi + 16.0 * a0 * a2 * phi**2
     # rounding can leave -1e-17 where the exact value is 0 (highpass at DC)
     return np.maximum(num, 0.0) / den  # (..., F)
+
+
+def sos_response(sos, freq_hz, sr):
+    """Complex frequency response ``H(e^jw)`` of one biquad per row (magnitude and phase).
+
+    ``H = (b0 + b1 z^-1 + b2 z^-2) / (a0 + a1 z^-1 + a2 z^-2)`` at ``z = e^{j 2 pi f / sr}``
+    (the transfer function of the RBJ cookbook biquads, https://www.w3.org/TR/audio-eq-cookbook/).
+    Used where phase matters (the fast tier's peak estimate); for power use
+    :func:`sos_power_response`, which is accurate near DC.
+
+    Parameters
+    ----------
+    sos : ndarray, shape (..., 6), ``[b0, b1, b2, a0, a1, a2]`` rows.
+    freq_hz : ndarray, shape (F,), Hz in [0, sr/2].
+    sr : float, Hz > 0.
+
+    Returns
+    -------
+    h : complex ndarray, shape (..., F).
+
+    Examples
+    --------
+    >>> h = sos_response(rbj_sos("peak", 1000.0, 6.0, 1.0, 48000), np.array([1000.0]), 48000)
+    >>> float(np.round(20 * np.log10(abs(h[0])), 6)), abs(float(np.round(np.angle(h[0]), 6)))
+    (6.0, 0.0)
+    """
+    sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
+    z1 = np.exp(-2j * np.pi * freq_hz / sr)  # z^-1, (F,)
+    z2 = z1 * z1
+    c = sos[..., :, None]  # (..., 6, 1)
+    num = c[..., 0, :] + c[..., 1, :] * z1 + c[..., 2, :] * z2
+    den = c[..., 3, :] + c[..., 4, :] * z1 + c[..., 5, :] * z2
+    return num / den  # (..., F)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,10 +357,12 @@ def compressor_static_db(level_db, threshold_db, ratio, knee_db=6.0):
     >>> compressor_static_db(np.array([-40.0, -10.0]), -20.0, 4.0).tolist()
     [0.0, -7.5]
     """
-    level_db = np.asarray(level_db, dtype=float)
-    threshold_db = np.asarray(threshold_db, dtype=float)
-    ratio = np.asarray(ratio, dtype=float)
-    knee_db = np.asarray(knee_db, dtype=float)
+    level_db = np.asarray(level_db)
+    dtype = level_db.dtype if level_db.dtype in (np.float32, np.float64) else np.float64  # float32 stays float32
+    level_db = level_db.astype(dtype, copy=False)
+    threshold_db = np.asarray(threshold_db, dtype=dtype)
+    ratio = np.asarray(ratio, dtype=dtype)
+    knee_db = np.asarray(knee_db, dtype=dtype)
     if np.any(~(ratio >= 1.0)):
         raise ParameterError(f"ratio must be >= 1, got {ratio!r}")
     if np.any(~(knee_db >= 0.0)):
@@ -770,7 +811,10 @@ def true_peak_envelope(x, *, oversample=4):
     return _true_peak_envelope(np.asarray(x, dtype=float), _check_oversample(oversample))
 
 
-def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=80.0, oversample=4,
+LIMITER_RELEASE_MS = 80.0  # ms, the master limiter's release (the fast tier models it per frame)
+
+
+def limiter_gain(x, sr, *, ceiling_dbtp=-1.0, lookahead_ms=5.0, release_ms=LIMITER_RELEASE_MS, oversample=4,
                  envelope=None):
     """Gain curve of a look-ahead brickwall limiter on the true (oversampled) peak, no delay.
 

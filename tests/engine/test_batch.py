@@ -58,3 +58,50 @@ def test_fast_tier_ranks_like_exact(setup, name):
     e = np.array([evaluate(features_from_render(r, analysis.grid, analysis.roles), target, (name,))[0, 0] for r in exact])
     rho = spearmanr(f, e).statistic
     assert rho >= 0.8, f"{name}: Spearman {rho:.2f}; fast {np.round(f, 2)} exact {np.round(e, 2)}"
+
+
+def test_peak_basis_gives_the_eq_waveform_at_the_instants(setup):
+    """The fast tier's peak estimate rests on this: each stem's in-phase/quadrature band values
+    at the candidate instants, weighted by an EQ's complex response at the nodes, give the
+    EQ'd waveform there (scipy ``sosfilt`` of the RBJ cascade is the reference)."""
+    from scipy.signal import sosfilt
+
+    from evomix.engine.analysis import PEAK_NODES_HZ, peak_values_at
+    from evomix.engine.dsp import pan_gains, rbj_sos, sos_response
+
+    session, analysis, *_ = setup
+    sr, inst = session.sr, analysis.peak_instants
+    centre = pan_gains(np.zeros(session.n_stems), session.is_mono)
+    n = PEAK_NODES_HZ.size
+    eqs = {"flat": [], "hp 200 Hz": [("highpass", 200.0, 0.0, 0.707)],
+           "full strip": [("highpass", 120.0, 0.0, 0.707), ("lowshelf", 150.0, 6.0, 0.707),
+                          ("peak", 2500.0, 9.0, 2.0), ("highshelf", 6000.0, -6.0, 0.707)]}
+    for s in range(session.n_stems):
+        x = session.stem(s) * centre[s][:, None]
+        values = peak_values_at(x.astype(np.float32), inst, analysis.grid)  # (2, 2N, K)
+        for label, chain in eqs.items():
+            sos = np.array([np.asarray(rbj_sos(k, f, g, q, sr)).reshape(6) for k, f, g, q in chain]).reshape(-1, 6)
+            h = np.ones(n, complex)
+            for row in sos:
+                h = h * sos_response(row, PEAK_NODES_HZ, sr)
+            est = np.einsum("n,cnk->ck", h.real, values[:, :n]) - np.einsum("n,cnk->ck", h.imag, values[:, n:])
+            ref = (sosfilt(sos, x.astype(float), axis=-1) if len(sos) else x)[:, inst]
+            err = np.abs(est - ref).max() / np.abs(ref).max()
+            limit = 1e-3 if label == "flat" else 0.06
+            assert err < limit, f"stem {s}, {label}: max |estimate - sosfilt| = {err:.4f} of the peak (limit {limit})"
+
+
+def test_fast_tier_limiter_costs_loudness_like_the_exact_tier(setup):
+    """Driving the master into the limiter: the fast tier's limiter gain reduction grows with the
+    drive, and the exact tier's does too (both normalise, limit and re-normalise)."""
+    session, analysis, params, target, *_ = setup
+    one = params.member(0)
+    grs_fast, grs_exact = [], []
+    for ceiling in (-1.0, -3.0, -5.0):  # PLR still possible: the limiter works harder each step
+        fast = render_features(analysis, one, target_lufs=-14.0, ceiling_dbtp=ceiling)
+        exact = render_exact(session.audio, session.is_mono, session.sr, one, index=0, target_lufs=-14.0, ceiling_dbtp=ceiling)
+        grs_fast.append(float(fast.limiter_gr_db[0]))
+        grs_exact.append(exact.limiter_gr_db)
+    assert np.all(np.diff(grs_fast) > 0) and np.all(np.diff(grs_exact) > 0), (grs_fast, grs_exact)
+    # the re-normalisation after limiting: gain reduction beyond the plain peak excess
+    assert abs(grs_fast[-1] - grs_exact[-1]) < 0.35 * grs_exact[-1], (grs_fast, grs_exact)

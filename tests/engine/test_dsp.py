@@ -10,6 +10,7 @@ import pytest
 from scipy.signal import resample_poly, sosfilt, sosfreqz
 
 from evomix.engine.dsp import (
+    sos_response,
     compress,
     compressor_static_db,
     pan_gains,
@@ -132,6 +133,22 @@ def test_sos_power_response_matches_sosfreqz(sr, rng):
                 np.testing.assert_allclose(power[i, j], np.abs(h) ** 2, rtol=1e-8, atol=1e-14)
         # guard against a trivial pass: different parameters give different responses
         assert not np.allclose(power[0, 0], power[1, 1])
+
+
+@pytest.mark.parametrize("sr", SRS)
+def test_sos_response_matches_sosfreqz_magnitude_and_phase(sr, rng):
+    """The complex response (used where phase matters) equals scipy's, and its power equals
+    the cookbook power form."""
+    freq_hz = np.geomspace(10, 0.49 * sr, 200)
+    for kind in ("highpass", "lowshelf", "peak", "highshelf"):
+        sos = rbj_sos(kind, rng.uniform(20, 0.45 * sr, size=(3, 2)), rng.uniform(-18, 18, size=(3, 2)),
+                      rng.uniform(0.3, 8, size=(3, 2)), sr)  # (3, 2, 6)
+        h = sos_response(sos, freq_hz, sr)  # (3, 2, F)
+        for i in range(3):
+            for j in range(2):
+                _, ref = sosfreqz(sos[i, j][None], worN=freq_hz, fs=sr)
+                np.testing.assert_allclose(h[i, j], ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.abs(h) ** 2, sos_power_response(sos, freq_hz, sr), rtol=1e-8, atol=1e-14)
 
 
 def test_rbj_sos_clamps_frequency_and_rejects_bad_input():
