@@ -155,8 +155,9 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
-    eq = np.einsum("psg,sgb->psb", stem_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
-    meq = np.einsum("pg,sgb->psb", master_eq_power(params, sr, grid.grid_hz), a.grid_weight)  # (p, s, B)
+    gw = a.grid_weight.astype(float)  # (s, G, B)
+    eq = np.matmul(stem_eq_power(params, sr, grid.grid_hz).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
+    meq = np.matmul(master_eq_power(params, sr, grid.grid_hz)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
     centre = pan_gains(np.zeros(n_stems), a.is_mono)  # (s, 2): the Analysis is centre-panned
