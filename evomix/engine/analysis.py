@@ -16,9 +16,9 @@ from objectives.meter import integrated_loudness, k_weighting_power
 
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
 PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
-PEAK_CANDIDATES_PER_STEM = 450  # instants (local maxima) kept per stem
+PEAK_CANDIDATES_PER_STEM = 320  # instants (local maxima) kept per stem
 PEAK_CANDIDATES_SUM = 1000  # instants kept from the unity-gain sum
-PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 59)  # ~1/3-octave nodes of the peak basis (Hz)
+PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
 DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
