@@ -14,7 +14,7 @@ import scipy.fft
 
 from evomix.audio import Session
 from evomix.engine.bands import BandGrid, band_grid, band_sum, frame_spectra, _bin_weights
-from evomix.engine.dsp import pan_gains, rbj_sos, sos_power_response
+from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
@@ -53,10 +53,6 @@ class Analysis:
         response ``H`` at the nodes turns a band's pair ``(x, x^)`` into ``Re(H) x - Im(H) x^``,
         so the fast tier gets each candidate's waveform at the instants, phase included.
     peak_instants : (K,) int, sorted sample index of each candidate instant.
-    frame_crest : (stems, 1 + J, T) float32, each frame's sample peak (max over channels, the hop
-        around the frame's centre) over the square root of its channel-summed power, for the raw
-        stem and after each high-pass ``PEAK_SEARCH_HPF_HZ`` (a high-pass raises a kick's crest a
-        lot): turns a processed stem's frame power into an estimate of its frame peak (limiter model).
     peak_detector : (stems, C, K) float32, what each stem's compressor detector sees at each
         instant (the mean square over the channels and a 50 ms rectangular window centred on it,
         as ``engine.dsp.rms_level_db``), split into C groups of ``DETECTOR_GROUP_BANDS``
@@ -79,7 +75,6 @@ class Analysis:
     n_samples: int
     peak_values: np.ndarray
     peak_instants: np.ndarray
-    frame_crest: np.ndarray
     peak_detector: np.ndarray
 
     @property
@@ -152,9 +147,6 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     grid_weight = np.empty((n_stems, grid.grid_hz.size, n_bands), np.float32)
     k_band = np.empty((n_stems, n_bands), np.float32)
     lufs = np.empty(n_stems)
-    frame_crest = np.empty((n_stems, 1 + len(PEAK_SEARCH_HPF_HZ), n_frames), np.float32)
-    hp_band_power = np.array([np.ones(n_bands)] + [sos_power_response(rbj_sos("highpass", f, 0.0, 0.707, sr), grid.centres_hz, sr)
-                                                    for f in PEAK_SEARCH_HPF_HZ])  # (1 + J, B)
     # fine-grid index of each FFT bin (nearest sub-band of its band); bins outside bands dropped
     sub_edges = np.sqrt(grid.grid_hz[:-1] * grid.grid_hz[1:])
     bin_grid = np.searchsorted(sub_edges, freqs)
@@ -180,10 +172,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         kb = band_sum((lts * k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
         k_band[s] = kb
         lufs[s] = float(integrated_loudness(x, sr))
-        found, peaks = stem_candidate_instants(x, grid)  # (k,), (1 + J, T)
-        instants.append(found)
-        power = np.einsum("jb,cbt->jt", hp_band_power, band_power[s])  # (1 + J, T) after each high-pass
-        frame_crest[s] = peaks / np.sqrt(power + 1e-20)
+        instants.append(stem_candidate_instants(x, grid))
     instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(0.005 * sr))))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
@@ -223,7 +212,6 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         n_samples=n_samples,
         peak_values=peak_values,
         peak_instants=inst,
-        frame_crest=frame_crest,
         peak_detector=peak_detector,
     )
 
@@ -288,9 +276,7 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
         else:
             filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
     per_search = max(1, PEAK_CANDIDATES_PER_STEM // (len(filters) + 1))
-    env = np.abs(x).max(axis=0)
-    idx = [_local_maxima(env, per_search, block)]
-    peaks = [frame_peaks(env, grid)]  # raw, then after each search high-pass
+    idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
     from concurrent.futures import ThreadPoolExecutor
 
     def envelope(sos):  # scipy's sosfilt releases the GIL: the filters run on all cores
@@ -298,11 +284,8 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         envs = list(pool.map(envelope, filters))
-    for i, env in enumerate(envs):
-        idx.append(_local_maxima(env, per_search, block))
-        if i < len(PEAK_SEARCH_HPF_HZ):
-            peaks.append(frame_peaks(env, grid))
-    return np.concatenate(idx), np.array(peaks, np.float32)
+    idx += [_local_maxima(env, per_search, block) for env in envs]
+    return np.concatenate(idx)
 
 
 def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
@@ -354,12 +337,3 @@ def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
             spec = scipy.fft.rfft(pad[c][idx], n=n_fft, axis=-1, workers=-1)
             out[:, i0 : i0 + 4096] += ((spec.real**2 + spec.imag**2).astype(np.float32) @ onehot).T
     return out
-
-
-def frame_peaks(env: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Maximum of ``env`` (samples,) in the hop centred on each frame -> (T,)."""
-    hop, n = grid.hop, env.shape[-1]
-    T = grid.n_frames(n)
-    pad = np.zeros(T * hop, np.float32)
-    pad[hop // 2 : hop // 2 + n] = env[: T * hop - hop // 2]
-    return pad.reshape(T, hop).max(axis=1)

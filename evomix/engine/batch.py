@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.analysis import DETECTOR_WINDOW_S, PEAK_NODES_HZ, PEAK_SEARCH_HPF_HZ, Analysis
+from evomix.engine.analysis import DETECTOR_WINDOW_S, PEAK_NODES_HZ, Analysis
 from evomix.engine.dsp import LIMITER_RELEASE_MS, compressor_static_db, pan_gains, rbj_sos, smooth_gain_db, sos_power_response, sos_response
 from evomix.genome import (
     KNEE_DB,
@@ -146,28 +146,6 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     return target + (state - target) * keep
 
 
-def _log_interp_weights(x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-    """Linear-in-log interpolation weights of ``x`` (...) over increasing ``nodes`` (J,) -> (..., J)."""
-    pos = np.interp(np.log(x), np.log(nodes), np.arange(nodes.size))
-    lo = np.clip(np.floor(pos).astype(int), 0, max(nodes.size - 2, 0))
-    frac = np.clip(pos - lo, 0.0, 1.0)
-    w = np.zeros(x.shape + (nodes.size,))
-    np.put_along_axis(w, lo[..., None], (1.0 - frac)[..., None], axis=-1)
-    np.put_along_axis(w, np.minimum(lo + 1, nodes.size - 1)[..., None], frac[..., None], axis=-1)
-    return w
-
-
-def _transient_gain_db(static_db: np.ndarray, smoothed_db: np.ndarray, attack_ms, release_ms) -> np.ndarray:
-    """A compressor's gain (dB) on the transient of each frame (..., T): the frame's static target
-    approached from the previous frame's smoothed state over half the 50 ms detector window (the
-    time the centred RMS window has seen the transient; eq. 17 of Giannoulis et al. 2012)."""
-    state = np.concatenate([np.zeros(smoothed_db.shape[:-1] + (1,)), smoothed_db[..., :-1]], axis=-1)
-    attack = np.exp(-(DETECTOR_WINDOW_S / 2.0) / (np.asarray(attack_ms) / 1000.0))
-    release = np.exp(-(DETECTOR_WINDOW_S / 2.0) / (np.asarray(release_ms) / 1000.0))
-    keep = np.where(static_db < state, attack, release)
-    return static_db + (state - static_db) * keep
-
-
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
     """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
     a = analysis
@@ -189,8 +167,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     lev = np.matmul(eq.transpose(1, 0, 2), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
-    gr_static = compressor_static_db(lev_db, params.comp_threshold_db[:, :, None], params.comp_ratio[:, :, None], KNEE_DB)
-    gr = smooth_gain_db(gr_static, params.comp_attack_ms, params.comp_release_ms, hop_s)  # (p, s, T) dB
+    gr = compressor_static_db(lev_db, params.comp_threshold_db[:, :, None], params.comp_ratio[:, :, None], KNEE_DB)
+    gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, hop_s)  # (p, s, T) dB
     g_comp = 10.0 ** (gr / 10.0)  # power
 
     # --- power weights of each stem in the mix (before the master's time-varying gain) -------
@@ -199,8 +177,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     mix_frames = stem_frames.sum(axis=1)  # (p, T)
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mix_frames / 2.0, _FLOOR))
-    mgr_static = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
-    mgr = smooth_gain_db(mgr_static, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s)
+    mgr = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
+    mgr = smooth_gain_db(mgr, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s)
     g_master = 10.0 ** (mgr / 10.0)  # (p, T)
 
     # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
@@ -231,20 +209,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     starts = np.flatnonzero(np.diff(k, prepend=-1))  # first instant of each frame that has any
     frame_peak = np.zeros_like(g_master)  # (p, T)
     frame_peak[:, k[starts]] = np.maximum.reduceat(peaks, starts, axis=1)  # (p, T)
-    # frames the instants miss or undercount: each stem's own crest (after the nearest high-pass) on
-    # its processed frame power, with the compressors' gain on a transient; summed in amplitude
-    gr_tr = _transient_gain_db(gr_static, gr, params.comp_attack_ms[:, :, None], params.comp_release_ms[:, :, None])
-    mgr_tr = _transient_gain_db(mgr_static, mgr, MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS)
-    stem_peak_pow = stem_frames / g_comp * 10.0 ** (gr_tr / 10.0)  # (p, s, T) with the transient's gain
-    cut = np.array((20.0,) + tuple(PEAK_SEARCH_HPF_HZ))  # the raw stem stands for the gene's lowest cutoff
-    w_cut = _log_interp_weights(params.highpass_hz, cut)  # (p, s, 1 + J)
-    crest2 = np.einsum("psj,sjt->pst", w_cut, a.frame_crest.astype(float) ** 2)  # (p, s, T)
-    crest_peak = np.sqrt(crest2 * stem_peak_pow).sum(axis=1) * 10.0 ** (mgr_tr / 20.0)  # (p, T)
     with np.errstate(divide="ignore"):
         peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
-    # the crest estimate fills the frames in, but the master's peak stays the instants' (it is a sum of
-    # stem peaks in amplitude, an upper bound)
-    frame_peak = np.maximum(frame_peak, np.minimum(crest_peak, frame_peak.max(axis=1, keepdims=True)))
 
     # --- loudness (BS.1770-4 on K-weighted band powers), normalisation and limiting, iterated as in
     #     the exact tier: the limiter lowers the loudness, the normalisation makes it up -----------
