@@ -437,3 +437,12 @@ def test_true_peak_db_sees_inter_sample_peak(sr):
     # 4x finds the peak between samples: 20 log10(0.5) within 0.05 dB (the filter's passband ripple)
     np.testing.assert_allclose(tp_db, 20 * np.log10(0.5), atol=0.05)
     assert true_peak_db(np.zeros((2, 100)), sr) == -200.0
+
+
+def test_smooth_gain_db_single_curve_equals_batched_rows(rng):
+    """The exact tier's single-curve path (plain floats) gives bit-for-bit the batched result."""
+    gains = np.minimum(rng.normal(-6.0, 6.0, size=(3, 2000)), 0.0)
+    attack, release = np.array([1.0, 10.0, 80.0]), np.array([30.0, 200.0, 900.0])
+    batched = smooth_gain_db(gains, attack, release, 0.001)
+    for i in range(3):
+        assert np.array_equal(smooth_gain_db(gains[i], attack[i], release[i], 0.001), batched[i])
