@@ -9,7 +9,8 @@ How each block is modelled here (no Python loop over candidates):
 * EQ: the cascade's power response ``|H(f)|^2`` on the fine grid, averaged within each band with the
   stem's own long-term spectrum as weights -> a (pop, stems, bands) power gain.
 * Compressor: the same soft-knee gain computer and attack/release smoothing as the exact tier
-  (``engine.dsp``), run at the 50 ms frame rate on each stem's RMS per frame.
+  (``engine.dsp``), run at the 50 ms frame rate on each stem's RMS per frame; each frame gets the
+  smoothed gain's mean over the frame (``step_mean``), not its value at the frame's end.
 * Mix: powers add (stems are treated as uncorrelated); the L/R cross power adds too.
 * Loudness: BS.1770-4 gating on 400 ms blocks built from the frames, with the K-weighting applied
   per band; normalisation is exact in this domain.
@@ -168,7 +169,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
     gr = compressor_static_db(lev_db, params.comp_threshold_db[:, :, None], params.comp_ratio[:, :, None], KNEE_DB)
-    gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, hop_s)  # (p, s, T) dB
+    gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, hop_s, step_mean=True)  # (p, s, T) dB
     g_comp = 10.0 ** (gr / 10.0)  # power
 
     # --- power weights of each stem in the mix (before the master's time-varying gain) -------
@@ -178,7 +179,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mix_frames / 2.0, _FLOOR))
     mgr = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
-    mgr = smooth_gain_db(mgr, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s)
+    mgr = smooth_gain_db(mgr, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s, step_mean=True)
     g_master = 10.0 ** (mgr / 10.0)  # (p, T)
 
     # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each

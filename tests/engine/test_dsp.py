@@ -446,3 +446,16 @@ def test_smooth_gain_db_single_curve_equals_batched_rows(rng):
     batched = smooth_gain_db(gains, attack, release, 0.001)
     for i in range(3):
         assert np.array_equal(smooth_gain_db(gains[i], attack[i], release[i], 0.001), batched[i])
+
+
+def test_smooth_gain_db_step_mean_is_the_mean_of_the_fine_response(rng):
+    """With ``step_mean`` each coarse step reports the mean of the one-pole response over that step:
+    checked against the same smoothing run on 1000 times finer steps and averaged."""
+    coarse = np.minimum(rng.normal(-8.0, 6.0, size=(2, 40)), 0.0)  # (2, 40) dB
+    attack, release, step = np.array([5.0, 60.0]), np.array([40.0, 400.0]), 0.05
+    fine = smooth_gain_db(np.repeat(coarse, 1000, axis=-1), attack, release, step / 1000)  # (2, 40000)
+    expected = fine.reshape(2, 40, 1000).mean(axis=-1)
+    got = smooth_gain_db(coarse, attack, release, step, step_mean=True)
+    # tolerance: the fine run's own discretisation (1000 steps per frame)
+    np.testing.assert_allclose(got, expected, atol=0.01)
+    assert not np.allclose(got, smooth_gain_db(coarse, attack, release, step), atol=0.1)  # it differs from the end value
