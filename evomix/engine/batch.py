@@ -141,8 +141,12 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     state = np.take(gr_frames.astype(np.float32), np.maximum(before, 0), axis=-1)  # (..., K)
     state[..., before < 0] = 0.0
     half_window = DETECTOR_WINDOW_S / 2.0
-    keep_attack = np.exp(-half_window / (np.asarray(attack_ms, np.float32) / 1000.0)).astype(np.float32)
-    keep_release = np.exp(-half_window / (np.asarray(release_ms, np.float32) / 1000.0)).astype(np.float32)
+    # the detector's level ramps up over the half window as the transient enters it: the one-pole's
+    # response to a ramp leaves (tau / D)(1 - exp(-D / tau)) of the change still to go at its end
+    tau_a = np.asarray(attack_ms, np.float64) / 1000.0
+    tau_r = np.asarray(release_ms, np.float64) / 1000.0
+    keep_attack = (-(tau_a / half_window) * np.expm1(-half_window / tau_a)).astype(np.float32)
+    keep_release = (-(tau_r / half_window) * np.expm1(-half_window / tau_r)).astype(np.float32)
     keep = np.where(target < state, keep_attack, keep_release)  # (..., K) share of the old state kept
     return target + (state - target) * keep
 
