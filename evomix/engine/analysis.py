@@ -19,7 +19,9 @@ from objectives.meter import integrated_loudness, k_weighting_power
 
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
 PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
-PEAK_CANDIDATES_PER_STEM = 320  # instants (local maxima) kept per stem
+PEAK_CANDIDATES_PER_STEM = 320  # instants (local maxima) kept per stem, up to 8 stems
+PEAK_CANDIDATES_ALL_STEMS = 2560  # beyond 8 stems they share this budget (cost per evaluation ~ stems x instants)
+PEAK_CANDIDATES_MIN_PER_STEM = 64
 PEAK_CANDIDATES_SUM = 1000  # instants kept from the unity-gain sum
 PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
@@ -153,6 +155,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     keep = grid.bin_band >= 0
     total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates
     instants = []
+    per_stem = min(PEAK_CANDIDATES_PER_STEM, max(PEAK_CANDIDATES_MIN_PER_STEM, PEAK_CANDIDATES_ALL_STEMS // max(n_stems, 1)))
     for s in range(n_stems):  # one stem at a time: memory stays bounded for long sessions
         x = session.stem(s) * centre[s][:, None].astype(np.float32)  # (2, samples) centre-panned
         total += x
@@ -172,7 +175,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         kb = band_sum((lts * k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
         k_band[s] = kb
         lufs[s] = float(integrated_loudness(x, sr))
-        instants.append(stem_candidate_instants(x, grid))
+        instants.append(stem_candidate_instants(x, grid, per_stem))
     instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(0.005 * sr))))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
@@ -256,8 +259,8 @@ def _kernels(grid: BandGrid) -> np.ndarray:
     return np.roll(np.concatenate([real, quad]), L // 2, axis=-1).T.astype(np.float32)
 
 
-def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
+def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDATES_PER_STEM) -> np.ndarray:
+    """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
     ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
     band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
     from scipy.signal import butter, sosfilt
@@ -275,7 +278,7 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid) -> np.ndarray:
             filters.append(butter(2, lo, "highpass", fs=sr, output="sos"))
         else:
             filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
-    per_search = max(1, PEAK_CANDIDATES_PER_STEM // (len(filters) + 1))
+    per_search = max(1, n // (len(filters) + 1))
     idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
     from concurrent.futures import ThreadPoolExecutor
 
