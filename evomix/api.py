@@ -12,8 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -24,12 +22,12 @@ from evomix import __version__
 from evomix.audio import Session, load_session, write_audio, write_text_atomic
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, render_exact
-from evomix.errors import AudioFileError, ParameterError
+from evomix.errors import ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
-from evomix.measure import measure_audio, measure_file
+from evomix.measure import measure_file
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
@@ -322,7 +320,6 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
     Faders are ``fitted gain - trim``, shifted by a common offset (the master normalises level)
     that centres their span in the fader range (a span wider than the range is clipped at its ends).
     """
-    from evomix.genome import STEM_GENES
 
     genome = table.neutral().copy()
     k = len(table.stem_genes)

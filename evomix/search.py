@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import array
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
