@@ -104,4 +104,5 @@ def test_fast_tier_limiter_costs_loudness_like_the_exact_tier(setup):
         grs_exact.append(exact.limiter_gr_db)
     assert np.all(np.diff(grs_fast) > 0) and np.all(np.diff(grs_exact) > 0), (grs_fast, grs_exact)
     # the re-normalisation after limiting: gain reduction beyond the plain peak excess
-    assert abs(grs_fast[-1] - grs_exact[-1]) < 0.35 * grs_exact[-1], (grs_fast, grs_exact)
+    # measured: fast 0.50 / 2.93 / 5.32 dB vs exact 0.54 / 3.11 / 5.59 dB
+    assert np.all(np.abs(np.subtract(grs_fast, grs_exact)) <= 0.15 * np.array(grs_exact) + 0.05), (grs_fast, grs_exact)
