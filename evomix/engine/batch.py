@@ -122,6 +122,14 @@ def limiter_frame_gain(frame_peak: np.ndarray, ceiling_lin: float, hop_s: float)
     return (1.0 - np.minimum(mean_depth, 1.0)) ** 2
 
 
+def _keep_after_rise(tau_s: np.ndarray, rise_s: float) -> np.ndarray:
+    """Share of a level change a one-pole (time constant ``tau_s``, s) has still to go ``rise_s`` s
+    after the change began: the mean of its responses to a step and to a linear ramp."""
+    step = np.exp(-rise_s / tau_s)
+    ramp = -(tau_s / rise_s) * np.expm1(-rise_s / tau_s)
+    return (0.5 * (step + ramp)).astype(np.float32)
+
+
 def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attack_ms, release_ms,
                       gr_frames: np.ndarray) -> np.ndarray:
     """A compressor's gain (dB) at the peak-candidate instants from its detector level there.
@@ -141,12 +149,14 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     state = np.take(gr_frames.astype(np.float32), np.maximum(before, 0), axis=-1)  # (..., K)
     state[..., before < 0] = 0.0
     half_window = DETECTOR_WINDOW_S / 2.0
-    # the detector's level ramps up over the half window as the transient enters it: the one-pole's
-    # response to a ramp leaves (tau / D)(1 - exp(-D / tau)) of the change still to go at its end
-    tau_a = np.asarray(attack_ms, np.float64) / 1000.0
-    tau_r = np.asarray(release_ms, np.float64) / 1000.0
-    keep_attack = (-(tau_a / half_window) * np.expm1(-half_window / tau_a)).astype(np.float32)
-    keep_release = (-(tau_r / half_window) * np.expm1(-half_window / tau_r)).astype(np.float32)
+    # over the half window before the peak the detector's level rises as a step (a sharp hit enters
+    # the window's leading edge at once) or as a ramp (a swelling sound); the one-pole leaves
+    # exp(-D / tau) of the change to go after a step, (tau / D)(1 - exp(-D / tau)) after a ramp.
+    # The mean of the two (true-peak error on 24 random demo mixes: -0.35 +- 0.43 dB, worst 1.36;
+    # the step alone -0.58 +- 0.56, worst 1.88; the ramp alone -0.06 +- 0.45 but 1.8 dB high on
+    # mixes of another seed, where it under-compressed the transients)
+    keep_attack = _keep_after_rise(np.asarray(attack_ms, np.float64) / 1000.0, half_window)
+    keep_release = _keep_after_rise(np.asarray(release_ms, np.float64) / 1000.0, half_window)
     keep = np.where(target < state, keep_attack, keep_release)  # (..., K) share of the old state kept
     return target + (state - target) * keep
 
