@@ -38,17 +38,9 @@ import os
 import sys
 
 
-def _blas_threads_from_argv(argv) -> None:
-    """``--blas-threads N`` must act before numpy loads OpenBLAS: set the thread variables now
-    (inherited by every subprocess this script starts)."""
-    for i, a in enumerate(argv):
-        n = a.split("=", 1)[1] if a.startswith("--blas-threads=") else (argv[i + 1] if a == "--blas-threads" and i + 1 < len(argv) else None)
-        if n is not None:
-            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ[k] = str(int(n))
-
-
-_blas_threads_from_argv(sys.argv)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# importing bench_throughput applies --blas-threads (it must act before numpy loads OpenBLAS)
+from bench_throughput import SR, analysis_nbytes, code_version, make_stems, session_audio_nbytes  # noqa: E402
 
 import argparse
 import json
@@ -61,9 +53,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_throughput import SR, analysis_nbytes, code_version, make_stems, session_audio_nbytes  # noqa: E402
 
 try:
     import psutil

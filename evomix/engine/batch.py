@@ -17,8 +17,9 @@ How each block is modelled here (no Python loop over candidates):
 * Limiter: the mix's peak is estimated at candidate instants (each stem's and the unity-gain
   sum's local maxima) from each stem's in-phase and quadrature band values there: the
   candidate's complex EQ response, gains, pan and compressor gain turn them into the mix's
-  waveform at those instants (``Analysis.peak_values``); the limiter's gain reduction is the
-  excess over the ceiling.
+  waveform at those instants (``Analysis.peak_values``), with the compressors' gains computed at
+  each instant; the limiter's gain reduction is the excess over the ceiling, and the loudness it
+  removes (modelled per frame) is made up by re-normalising, as the exact tier iterates.
 * Masking tensors: per-stem band powers and their spread (the spreading is applied to the
   unprocessed stem and scaled by the band's EQ gain; exact when the EQ is flat across the spread).
 
