@@ -294,12 +294,14 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                objectives={n: float(raw[i, j]) for j, n in enumerate(names)})
         for i in range(len(G))
     ]
-    picks = choose_alternatives(G, F, int(alternatives))
-    alts = []
-    for m, (r, exact, measured) in zip([front[i] for i in picks],
-                                       _render_alternatives(session, analysis, params, picks, target, names)):
-        m.render, m.exact, m.measured = r, exact, measured
-        alts.append(m)
+    picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target, names)
+    alts = [front[i] for i in picks]
+    for i in replaced:
+        front[i].render = None  # scored exactly but not exported: keep the scores, drop the audio
+    worse = _beyond_front(front, picks, names)
+    for i, n in worse:
+        warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
+                        f"every front member's fast score (the fast tier misjudged it; no better replacement was found)")
     if len(alts) < alternatives:
         warnings.append(f"the front has only {len(alts)} member(s); exported {len(alts)} of {alternatives} alternatives")
     if ref_report is not None and ref_power is not None:
@@ -309,7 +311,8 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         ref_report["closest_member"] = {n: {"gain_db": round(float(g), 2), "pan": round(front[j].params["stems"][n]["pan"], 3)}
                                         for n, g in zip(session.names, total)}
     settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
-                "alternatives": int(alternatives), "evaluations": int(result.evaluations)}
+                "alternatives": int(alternatives), "evaluations": int(result.evaluations),
+                "replaced_alternatives": len(replaced)}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
                      result, settings, warnings, ref_report)
 
@@ -346,6 +349,44 @@ def _render_one(session, analysis, params, i, target, names):
     # keep only the master: the per-stem contributions (stems x 2 x samples, float64) were needed
     # for the scores alone, and holding them for every alternative would multiply memory
     return (dataclasses.replace(r, stems=None, stem_power=None),) + scores
+
+
+REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged
+
+
+def _beyond_front(front: list, picks, names) -> list:
+    """(index, objective) pairs where a pick's exact score is worse than every front member's fast
+    score: the fast tier promised a mix inside the front's spread and the render did not keep it."""
+    worst = {n: max(m.objectives[n] for m in front) for n in names}
+    return [(i, n) for i in picks for n in names if front[i].exact[n] > worst[n]]
+
+
+def _verified_alternatives(front, G, F, k, session, analysis, params, target, names) -> tuple[list, list]:
+    """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
+    any whose exact scores fall outside the front's spread (:func:`_beyond_front`) by the next
+    choice, for up to ``REPLACEMENT_ROUNDS`` rounds. Sets ``render``, ``exact`` and ``measured`` on
+    every member rendered. Returns (exported indices, replaced indices)."""
+    picks, rejected = [], []
+    todo = choose_alternatives(G, F, k)
+    for round_ in range(REPLACEMENT_ROUNDS + 1):
+        for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names)):
+            front[i].render, front[i].exact, front[i].measured = r, exact, measured
+        picks = picks + todo
+        bad = sorted({i for i, _ in _beyond_front(front, picks, names)})
+        if not bad or round_ == REPLACEMENT_ROUNDS:
+            break
+        keep = [i for i in picks if i not in bad]
+        nxt = choose_alternatives(G, F, k, keep=keep, exclude=rejected + bad)
+        if len(nxt) == len(keep):  # nothing left to try: keep the misjudged ones rather than export fewer
+            break
+        rejected += bad
+        picks, todo = keep, nxt[len(keep):]
+    for i in list(rejected):  # fewer candidates than alternatives asked for: take misjudged ones back
+        if len(picks) >= min(k, len(front)):
+            break
+        picks.append(i)
+        rejected.remove(i)
+    return picks, rejected
 
 
 def _render_alternatives(session, analysis, params, picks, target, names) -> list:

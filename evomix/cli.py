@@ -78,6 +78,7 @@ def _summary(result: api.MixResult, out: Path) -> dict:
         "front": str(out / "front.json"),
         "front_size": len(result.front),
         "evaluations": result.settings["evaluations"],
+        "replaced_alternatives": result.settings["replaced_alternatives"],
         "genre": result.genre,
         "objectives": list(result.names),
         "silent_stems": list(result.session.silent),

@@ -8,6 +8,10 @@
 3. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
    sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
    counts the same) concatenated with the normalised objectives.
+
+A choice can be continued: ``keep`` members stay chosen and ``exclude`` members are never chosen
+(``evomix.api`` uses this to replace an alternative whose exact render did not keep the fast
+tier's promise).
 """
 from __future__ import annotations
 
@@ -34,21 +38,34 @@ def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
     return np.sqrt(((d[:, None, :] - d[None, :, :]) ** 2).sum(axis=-1))
 
 
-def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None) -> list[int]:
-    """Indices of up to ``k`` diverse, good candidates (first = best weighted sum)."""
+def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None, *,
+                        keep=(), exclude=()) -> list[int]:
+    """Indices of up to ``k`` diverse, good candidates (first = best weighted sum).
+
+    ``keep``: indices already chosen (returned first, in their order); ``exclude``: indices never
+    chosen. The eligible set is the best ``ELIGIBLE_FRACTION`` of the candidates not excluded.
+    """
     n = len(genomes)
-    if n == 0 or k <= 0:
-        return []
+    banned = np.zeros(n, bool)
+    banned[list(exclude)] = True
+    chosen = [int(i) for i in keep]
+    n_free = int((~banned).sum())
+    if n == 0 or k <= 0 or n_free == 0:
+        return chosen[:max(k, 0)]
     w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     score = rank_normalise(F) @ w
-    chosen = [int(np.argmin(score))]
-    n_eligible = max(min(k, n), int(np.ceil(n * ELIGIBLE_FRACTION)))
+    order = [i for i in np.argsort(score, kind="stable") if not banned[i]]
+    n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
     eligible = np.zeros(n, bool)
-    eligible[np.argsort(score, kind="stable")[:n_eligible]] = True
+    eligible[order[:n_eligible]] = True
+    if not chosen:
+        chosen = [int(order[0])]
     dist = descriptor_distances(genomes, F)
-    while len(chosen) < min(k, n):
+    while len(chosen) < k:
         nearest = dist[:, chosen].min(axis=1)
         nearest[chosen] = -1.0
-        nearest[~eligible] = -1.0
+        nearest[~eligible | banned] = -1.0
+        if nearest.max() < 0.0:
+            break
         chosen.append(int(np.argmax(nearest)))
     return chosen

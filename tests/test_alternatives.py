@@ -1,0 +1,58 @@
+"""Exported alternatives: chosen by weighted rank and spread, and replaced when their exact render
+does not keep the fast tier's promise (exact score worse than every front member's fast score)."""
+import numpy as np
+import pytest
+
+import evomix.api as api
+from evomix.api import Member, _beyond_front, _verified_alternatives
+from evomix.select import choose_alternatives
+
+NAMES = ("masking", "loudness")
+
+
+@pytest.fixture
+def front(rng):
+    G = rng.uniform(size=(12, 6))
+    F = rng.uniform(size=(12, 2))
+    members = [Member(genome=G[i], params={}, objectives={n: float(F[i, j]) for j, n in enumerate(NAMES)}) for i in range(12)]
+    return G, F, members
+
+
+def fake_renders(exact_of):
+    """A stand-in for the exact renderer: member i's exact scores are ``exact_of(i)``."""
+    def render(session, analysis, params, picks, target, names):
+        return [(f"render-{i}", exact_of(i), {"integrated_lufs": -14.0}) for i in picks]
+    return render
+
+
+def test_continued_choice_keeps_the_kept_and_never_takes_the_excluded(rng):
+    G, F = rng.uniform(size=(30, 5)), rng.uniform(size=(30, 3))
+    first = choose_alternatives(G, F, 5)
+    again = choose_alternatives(G, F, 5, keep=first[:3], exclude=first[3:])
+    assert again[:3] == first[:3], (first, again)
+    assert len(set(again)) == 5 and not set(again[3:]) & set(first[3:]), (first, again)
+    assert choose_alternatives(G, F, 5, exclude=range(30)) == []
+
+
+def test_a_misjudged_alternative_is_replaced_by_the_next_choice(front, monkeypatch):
+    G, F, members = front
+    first = choose_alternatives(G, F, 3)
+    bad = first[1]
+    worst = F.max(axis=0)
+    exact = lambda i: {n: (float(worst[j]) + 0.1 if i == bad and n == "loudness" else float(F[i, j])) for j, n in enumerate(NAMES)}
+    assert exact(bad)["loudness"] > worst[1]  # the test's premise: beyond the front's worst
+    monkeypatch.setattr(api, "_render_alternatives", fake_renders(exact))
+    picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
+    assert replaced == [bad], (first, picks, replaced)
+    assert bad not in picks and len(picks) == 3 and picks[0] == first[0], (first, picks)
+    assert _beyond_front(members, picks, NAMES) == []
+    assert members[bad].exact is not None  # its exact scores are kept for front.json
+
+
+def test_when_every_candidate_is_misjudged_the_alternatives_are_still_exported(front, monkeypatch):
+    G, F, members = front
+    monkeypatch.setattr(api, "_render_alternatives", fake_renders(lambda i: {n: 10.0 for n in NAMES}))
+    picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
+    assert len(picks) == 3 and len(set(picks)) == 3, picks
+    assert len(replaced) <= api.REPLACEMENT_ROUNDS * 3
+    assert {i for i, _ in _beyond_front(members, picks, NAMES)} == set(picks)
