@@ -24,6 +24,7 @@ PEAK_CANDIDATES_ALL_STEMS = 2560  # beyond 8 stems they share this budget (cost 
 PEAK_CANDIDATES_MIN_PER_STEM = 64
 PEAK_CANDIDATES_SUM = 1000  # instants kept from the unity-gain sum
 PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
+PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
 DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
@@ -176,7 +177,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         k_band[s] = kb
         lufs[s] = float(integrated_loudness(x, sr))
         instants.append(stem_candidate_instants(x, grid, per_stem))
-    instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(0.005 * sr))))
+    instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(PEAK_BLOCK_S * sr))))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
     peak_values = np.empty((n_stems, 2, 2 * PEAK_NODES_HZ.size, inst.size), np.float32)
@@ -268,7 +269,7 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDA
     from evomix.engine.dsp import rbj_sos
 
     sr = grid.sr
-    block = max(1, int(0.005 * sr))  # one candidate per 5 ms at most
+    block = max(1, int(PEAK_BLOCK_S * sr))
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
     filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
     for lo, hi in zip(edges[:-1], edges[1:]):

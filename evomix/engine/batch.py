@@ -162,6 +162,50 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     return target + (state - target) * keep
 
 
+PEAK_REFINE_TOP = 32  # instants per candidate whose peak is refined between samples
+PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
+
+
+def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np.ndarray, g_peak: np.ndarray,
+                      g_master_peak: np.ndarray) -> None:
+    """Raise ``peaks`` (p, K) in place at each candidate's ``PEAK_REFINE_TOP`` largest instants to
+    the waveform's extremum next to the instant, between samples included (a true-peak meter's
+    oversampling, ITU-R BS.1770-4 Annex 2, finds those; a high-passed or treble-boosted mix peaks a
+    sample or two away from where the raw stem did).
+
+    Around an instant the mix is ``x(t + tau) = Re sum_n a_n exp(j w_n tau)`` over the peak basis's
+    nodes; its first and second derivatives at ``tau = 0`` are the same sums weighted by ``j w_n``
+    and ``-w_n^2``, and the parabola through them peaks at ``tau* = -x'/x''`` (kept within
+    ``PEAK_REFINE_MAX_SAMPLES``). Measured on 32 random standard-workload mixes without
+    compressors: the true-peak error went from -0.62 +- 0.64 dB to -0.24 +- 0.48 dB; a wider
+    reach overshoots (2 samples: +0.36 +- 0.92). ``values`` (2, p, K) is the mix at the instants
+    before the master compressor, ``hc`` (p, s, 2, N) the complex gains of each stem's nodes,
+    ``g_peak`` (s, p, K) and ``g_master_peak`` (p, K) the compressors' amplitude gains there.
+    """
+    n_pop, n_inst = peaks.shape
+    m = min(PEAK_REFINE_TOP, n_inst)
+    if m == 0:
+        return
+    top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
+    rows = np.arange(n_pop)[:, None]
+    basis = a.peak_values[..., top]  # (s, 2, 2N, p, m)
+    w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
+    g = np.take_along_axis(g_peak, top[None], axis=2)  # (s, p, m)
+
+    def mix_at_top(h):  # h (p, s, 2, N) complex -> the mix (2, p, m) of Re(h (I + jQ)) weighted by g
+        coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32)  # (p, s, 2, 2N)
+        return np.einsum("pscr,scrpm,spm->cpm", coef, basis, g, optimize=True)
+
+    x = values[:, rows, top]  # (2, p, m)
+    d1 = mix_at_top(hc * (1j * w))
+    d2 = mix_at_top(hc * -(w**2))
+    safe = np.where(d2 != 0.0, d2, 1.0)
+    tau = np.where(d2 * x < 0.0, -d1 / safe, 0.0)  # an extremum of the same sign as the sample
+    tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
+    refined = np.abs(x + tau * (d1 + 0.5 * tau * d2)).max(axis=0) * g_master_peak[rows, top]  # (p, m)
+    peaks[rows, top] = np.maximum(peaks[rows, top], refined)
+
+
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
     """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
     a = analysis
@@ -221,7 +265,9 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     values = per_stem[0] * g_peak[0]  # (2, p, K)
     for s_ in range(1, n_stems):  # accumulate stem by stem (each term vectorized over pop)
         values += per_stem[s_] * g_peak[s_]
-    peaks = np.abs(values).max(axis=0) * 10.0 ** (mgr_peak / 20.0)  # (p, K) before normalisation
+    g_master_peak = np.power(np.float32(10.0), mgr_peak.astype(np.float32) / np.float32(20.0))  # (p, K)
+    peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
+    _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
     starts = np.flatnonzero(np.diff(k, prepend=-1))  # first instant of each frame that has any
     frame_peak = np.zeros_like(g_master)  # (p, T)
     frame_peak[:, k[starts]] = np.maximum.reduceat(peaks, starts, axis=1)  # (p, T)
