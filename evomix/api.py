@@ -192,6 +192,7 @@ def mix(
     jobs: int = 1,
     backend: str = "local",
     scheduler: str | None = None,
+    threads: int | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -215,7 +216,9 @@ def mix(
     backend : "local" (``jobs`` processes on this machine) or "dask" (an existing dask cluster).
     scheduler : the dask scheduler's address, e.g. "tcp://10.0.0.5:8786" (``backend="dask"``);
         it is connected to before the stems are loaded, so a bad address fails at once.
-        The front is identical whatever ``jobs`` and ``backend`` (see :mod:`evomix.parallel`).
+    threads : int >= 1, threads scoring each generation on this machine, shared by the ``jobs``
+        processes (default: every core this process may use).
+        The front is identical whatever ``jobs``, ``threads`` and ``backend`` (see :mod:`evomix.parallel`).
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -225,7 +228,7 @@ def mix(
     _check_number("--seed", seed, low=0, integer=True)
     if reference_mode not in REFERENCE_MODES:
         raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
-    check_parallel_options(jobs, backend, scheduler)
+    check_parallel_options(jobs, backend, scheduler, threads)
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
@@ -234,7 +237,7 @@ def mix(
         raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
-    with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler) as evaluator:  # connects now
+    with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
         return _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,

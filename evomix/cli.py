@@ -108,7 +108,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None):
+             jobs=1, backend="local", scheduler=None, threads=None):
     from objectives import ALL_OBJECTIVES, parse_weights
 
     api.check_output_folder(out, force=force)
@@ -118,7 +118,7 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names),
                      reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler)
+                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -149,6 +149,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No per-generation
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 
 
@@ -169,6 +170,7 @@ def mix(
     reference: Annotated[Optional[Path], typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
     reference_mode: Annotated[str, typer.Option(help="auto (detect whether the reference is a mix of these stems), same-song or style.")] = "auto",
     jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
     scheduler: SchedulerOpt = None,
     force: ForceOpt = False,
@@ -179,7 +181,7 @@ def mix(
     try:
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler)
+                 jobs, backend, scheduler, threads)
     except EvomixError as e:
         _fail(e)
 
@@ -284,6 +286,7 @@ def demo(
     generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
     seed: SeedOpt = 0,
     jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
     scheduler: SchedulerOpt = None,
     force: ForceOpt = False,
@@ -296,12 +299,12 @@ def demo(
 
     try:
         api.check_output_folder(out, force=force)
-        check_parallel_options(jobs, backend, scheduler)
+        check_parallel_options(jobs, backend, scheduler, threads)
         stems = write_demo_stems(out / "stems")
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler)
+                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads)
     except EvomixError as e:
         _fail(e)
 

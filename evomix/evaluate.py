@@ -49,4 +49,9 @@ class Problem:
         competes for a core); use ``--jobs`` to spread candidates over cores instead.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]
+            return self.weighted_scores(genomes, chunk=chunk)
+
+    def weighted_scores(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """:meth:`evaluate_population` without touching the BLAS thread limit (the caller sets it;
+        ``evomix.parallel.score`` does, once, around its threads)."""
+        return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]

@@ -9,8 +9,10 @@ What travels, and when
 The :class:`~evomix.evaluate.Problem` (its ``Analysis`` is tens to hundreds of MB) goes to each
 worker **once per run**; every generation only sends genomes (a few kB) and receives F.
 
-- ``backend="local", n_jobs=1``: a plain call in this process; nothing is started.
-- ``backend="local", n_jobs=N``: the Problem is written once with ``joblib.dump`` to a temporary
+- ``backend="local", n_jobs=1``: a call in this process, the population split over ``threads``
+  threads (default: every core this process may use); no process is started.
+- ``backend="local", n_jobs=N``: each worker process scores its piece on ``threads // N`` threads.
+  The Problem is written once with ``joblib.dump`` to a temporary
   file; each worker process of a persistent joblib/loky pool maps it read-only
   (``joblib.load(path, mmap_mode="r")``) on its first task and keeps it for the run (module-level
   cache keyed by the path). The file is removed by :meth:`ParallelEvaluator.close`.
@@ -41,6 +43,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from evomix.errors import EvomixError, ParameterError
 from evomix.evaluate import DEFAULT_CHUNK
@@ -49,19 +52,46 @@ BACKENDS = ("local", "dask")
 CONNECT_TIMEOUT_S = 10.0  # connecting to a dask scheduler, and waiting for its first worker
 
 
-def score(problem, genomes: np.ndarray) -> np.ndarray:
-    """``problem.evaluate_population(genomes)`` with no vectorized batch of a single genome.
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and ``taskset`` limit)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
-    A batch that would hold one genome (n == 1, or a last chunk of one) is scored together with a
-    copy of that genome, whose row is dropped; every genome's F is then independent of the batch
-    it is in, so any contiguous split of a population gives the same F.
-    """
-    genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
+
+def _score_piece(problem, genomes: np.ndarray) -> np.ndarray:
+    """Weighted F of ``genomes``, a batch of one genome never vectorized alone: it is scored
+    together with a copy of itself, whose row is dropped."""
     n = genomes.shape[0]
     if n % DEFAULT_CHUNK != 1:
-        return problem.evaluate_population(genomes, chunk=DEFAULT_CHUNK)
+        return problem.weighted_scores(genomes, chunk=DEFAULT_CHUNK)
     padded = np.concatenate([genomes, genomes[-1:]])
-    return problem.evaluate_population(padded, chunk=DEFAULT_CHUNK)[:n]
+    return problem.weighted_scores(padded, chunk=DEFAULT_CHUNK)[:n]
+
+
+_THREAD_POOLS: dict = {}  # threads -> ThreadPoolExecutor, kept for the process (one per size)
+
+
+def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``problem.evaluate_population(genomes)`` with no vectorized batch of a single genome, on
+    ``threads`` threads of this process.
+
+    Every genome's F is independent of the batch it is in (see :func:`_score_piece`), so any
+    contiguous split of a population gives the same F: with ``threads`` > 1 the population is
+    split into that many pieces (:func:`split`), scored concurrently (numpy and BLAS release the
+    GIL for the large array operations that dominate) and put back in order. BLAS is held to one
+    thread meanwhile: the threads are the parallelism.
+    """
+    genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
+    pieces = split(genomes, threads) if threads > 1 else [genomes]
+    with threadpool_limits(limits=1, user_api="blas"):
+        if len(pieces) == 1:
+            return _score_piece(problem, genomes)
+        pool = _THREAD_POOLS.get(len(pieces))
+        if pool is None:
+            pool = _THREAD_POOLS[len(pieces)] = ThreadPoolExecutor(len(pieces), thread_name_prefix="evomix-score")
+        return np.concatenate(list(pool.map(lambda g: _score_piece(problem, g), pieces)), axis=0)
 
 
 def split(genomes: np.ndarray, parts: int) -> list[np.ndarray]:
@@ -72,17 +102,19 @@ def split(genomes: np.ndarray, parts: int) -> list[np.ndarray]:
     return [p for p in np.array_split(genomes, parts) if p.shape[0]]
 
 
-def check_options(n_jobs, backend, scheduler) -> None:
-    """Validate ``--jobs``, ``--backend`` and ``--scheduler`` (no connection is made).
+def check_options(n_jobs, backend, scheduler, threads=None) -> None:
+    """Validate ``--jobs``, ``--backend``, ``--scheduler`` and ``--threads`` (no connection is made).
 
     Raises
     ------
     ParameterError
-        jobs not a whole number >= 1; unknown backend; dask without a scheduler address (or a
+        jobs or threads not a whole number >= 1; unknown backend; dask without a scheduler address (or a
         scheduler without dask); ``--jobs`` with dask; dask.distributed not installed.
     """
     if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs < 1:
         raise ParameterError(f"--jobs must be a whole number >= 1, got {n_jobs!r}")
+    if threads is not None and (not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1):
+        raise ParameterError(f"--threads must be a whole number >= 1, got {threads!r}")
     if backend not in BACKENDS:
         raise ParameterError(f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "local":
@@ -191,7 +223,7 @@ def _report(shipment: _Shipment) -> tuple:
     return f"{socket.gethostname()}:{os.getpid()}", UNPICKLED[shipment.token]
 
 
-def _evaluate_file(path: str, genomes: np.ndarray):
+def _evaluate_file(path: str, genomes: np.ndarray, threads: int = 1):
     """Worker task (local backend): score ``genomes`` with the Problem dumped at ``path``."""
     shipment = _LOADED.get(path)
     if shipment is None:
@@ -199,7 +231,7 @@ def _evaluate_file(path: str, genomes: np.ndarray):
         import joblib
 
         shipment = _LOADED[path] = joblib.load(path, mmap_mode="r")
-    return score(shipment.problem, genomes), _report(shipment)
+    return score(shipment.problem, genomes, threads), _report(shipment)
 
 
 def _evaluate_scattered(shipment: _Shipment, genomes: np.ndarray):
@@ -227,9 +259,11 @@ class ParallelEvaluator:
     """
 
     def __init__(self, problem=None, *, n_jobs: int = 1, backend: str = "local", scheduler: str | None = None,
-                 timeout: float | None = None):
-        check_options(n_jobs, backend, scheduler)
+                 timeout: float | None = None, threads: int | None = None):
+        check_options(n_jobs, backend, scheduler, threads)
         self.n_jobs, self.backend, self.scheduler = int(n_jobs), backend, scheduler
+        total = available_cores() if threads is None else int(threads)
+        self.threads = 1 if backend == "dask" else max(1, total // self.n_jobs)  # per process
         self.problem = None
         self.loads: dict = {}
         self.payload_bytes = 0
@@ -289,7 +323,7 @@ class ParallelEvaluator:
             raise EvomixError("ParallelEvaluator: no Problem; call ship(problem) first")
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         if not self.spawns:
-            return score(self.problem, genomes)
+            return score(self.problem, genomes, self.threads)
         state = random.getstate()  # DEAP draws from the global ``random``; keep the search's sequence
         try:  # independent of the backend (dask samples payloads with it to decide on compression)
             return self._distribute(genomes)
@@ -304,7 +338,7 @@ class ParallelEvaluator:
 
             self.payload_bytes = len(pickle.dumps([(self._path, p) for p in pieces]))
             try:
-                out = self._pool(delayed(_evaluate_file)(self._path, p) for p in pieces)
+                out = self._pool(delayed(_evaluate_file)(self._path, p, self.threads) for p in pieces)
             except TerminatedWorkerError as e:
                 raise EvomixError(f"--jobs: a worker process died ({_one_line(e)[:200]}); try fewer --jobs") from None
         else:

@@ -76,6 +76,25 @@ def test_score_does_not_depend_on_the_batch(problem, generations):
     assert np.array_equal(score(problem, g[:1]), whole[:1])  # a batch of one is padded, not vectorized alone
 
 
+def test_threads_give_the_same_scores_as_one(problem, generations):
+    """Threads in this process split the population like workers do: bitwise the same F."""
+    g = np.concatenate(generations)
+    one = score(problem, g)
+    for threads in (2, 3):
+        assert np.array_equal(score(problem, g, threads), one), threads
+    assert np.array_equal(score(problem, g[:3], 2), one[:3])  # too few genomes for two pieces of >= 2
+
+
+def test_threads_option_is_checked():
+    from evomix.errors import ParameterError
+    from evomix.parallel import check_options
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ParameterError, match="--threads must be a whole number >= 1"):
+            check_options(1, "local", None, bad)
+    check_options(1, "local", None, 3)
+
+
 def test_split_is_contiguous_with_pieces_of_two_or_more():
     g = np.arange(34, dtype=float)[:, None]
     for parts in (1, 2, 3, 8, 40):
