@@ -299,8 +299,9 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     ]
     picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target, names)
     alts = [front[i] for i in picks]
-    for i in replaced:
-        front[i].render = None  # scored exactly but not exported: keep the scores, drop the audio
+    for i, m in enumerate(front):
+        if i not in picks:
+            m.render = None  # rendered as a spare or set aside: keep its exact scores, drop the audio
     worse = _beyond_front(front, picks, names)
     for i, n in worse:
         warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
@@ -366,38 +367,54 @@ def _beyond_front(front: list, picks, names) -> list:
 
 def _verified_alternatives(front, G, F, k, session, analysis, params, target, names) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
-    any whose exact scores fall outside the front's spread (:func:`_beyond_front`) by the next
-    choice, for up to ``REPLACEMENT_ROUNDS`` rounds. Sets ``render``, ``exact`` and ``measured`` on
-    every member rendered. Returns (exported indices, replaced indices)."""
-    picks, rejected = [], []
-    todo = choose_alternatives(G, F, k)
-    for round_ in range(REPLACEMENT_ROUNDS + 1):
+    any whose exact scores fall outside the front's spread (:func:`_beyond_front`).
+
+    Each round of renders also takes spares, the next choices, as many as fill its last batch of
+    parallel renders (free in wall time); a misjudged pick is replaced by the first good spare, or
+    by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds. Sets ``render``, ``exact`` and
+    ``measured`` on every member rendered. Returns (exported indices, rejected indices).
+    """
+    n_jobs = _render_jobs(session, k)
+    k = min(k, len(front))
+    rendered: list = []
+    picks: list = []
+    bad: set = set()
+    for _ in range(REPLACEMENT_ROUNDS + 1):
+        need = k - len(picks)
+        fill = (-need) % n_jobs if n_jobs > 1 else 0
+        todo = choose_alternatives(G, F, k + fill, keep=picks, exclude=sorted(bad))[len(picks):]
+        if not todo:  # nothing left to try
+            break
         for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
-        picks = picks + todo
-        bad = sorted({i for i, _ in _beyond_front(front, picks, names)})
-        if not bad or round_ == REPLACEMENT_ROUNDS:
+        rendered += todo
+        bad = {i for i, _ in _beyond_front(front, rendered, names)}
+        picks = [i for i in rendered if i not in bad][:k]
+        if len(picks) >= k:
             break
-        keep = [i for i in picks if i not in bad]
-        nxt = choose_alternatives(G, F, k, keep=keep, exclude=rejected + bad)
-        if len(nxt) == len(keep):  # nothing left to try: keep the misjudged ones rather than export fewer
-            break
-        rejected += bad
-        picks, todo = keep, nxt[len(keep):]
-    for i in list(rejected):  # fewer candidates than alternatives asked for: take misjudged ones back
-        if len(picks) >= min(k, len(front)):
+    rejected = [i for i in rendered if i in bad]
+    for i in list(rejected):  # still short: take misjudged ones back rather than export fewer
+        if len(picks) >= k:
             break
         picks.append(i)
         rejected.remove(i)
     return picks, rejected
 
 
+def _render_jobs(session, n: int) -> int:
+    """Processes for ``n`` exact renders: all cores when the session is long enough for that to pay."""
+    if session.n_stems * session.duration_s < PARALLEL_RENDER_STEM_SECONDS:
+        return 1
+    from evomix.parallel import available_cores
+
+    return max(1, min(n, available_cores()))
+
+
 def _render_alternatives(session, analysis, params, picks, target, names) -> list:
     """Exact renders (and exact scores) of the chosen members, in parallel processes when the session
     is long enough for that to pay (each render is deterministic, so the result is the same)."""
-    work = session.n_stems * session.duration_s
-    n_jobs = min(len(picks), os.cpu_count() or 1)
-    if n_jobs < 2 or work < PARALLEL_RENDER_STEM_SECONDS:
+    n_jobs = _render_jobs(session, len(picks))
+    if n_jobs < 2:
         return [_render_one(session, analysis, params, i, target, names) for i in picks]
     from joblib import Parallel, delayed
 

@@ -36,6 +36,7 @@ def test_continued_choice_keeps_the_kept_and_never_takes_the_excluded(rng):
 
 def test_a_misjudged_alternative_is_replaced_by_the_next_choice(front, monkeypatch):
     G, F, members = front
+    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 1)  # one process: no spares
     first = choose_alternatives(G, F, 3)
     bad = first[1]
     worst = F.max(axis=0)
@@ -51,8 +52,28 @@ def test_a_misjudged_alternative_is_replaced_by_the_next_choice(front, monkeypat
 
 def test_when_every_candidate_is_misjudged_the_alternatives_are_still_exported(front, monkeypatch):
     G, F, members = front
+    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 2)
     monkeypatch.setattr(api, "_render_alternatives", fake_renders(lambda i: {n: 10.0 for n in NAMES}))
     picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
     assert len(picks) == 3 and len(set(picks)) == 3, picks
-    assert len(replaced) <= api.REPLACEMENT_ROUNDS * 3
+    assert len(replaced) + len(picks) <= (3 + 1) * (api.REPLACEMENT_ROUNDS + 1)  # bounded: picks and a spare per round
     assert {i for i, _ in _beyond_front(members, picks, NAMES)} == set(picks)
+
+
+def test_a_spare_rendered_beside_the_picks_replaces_a_misjudged_one_without_another_round(front, monkeypatch):
+    """3 picks on 2 processes leave a free render slot: the next choice is rendered as a spare."""
+    G, F, members = front
+    first = choose_alternatives(G, F, 4)  # 3 picks + 1 spare
+    worst = F.max(axis=0)
+    calls = []
+
+    def render(session, analysis, params, picks, target, names):
+        calls.append(list(picks))
+        return fake_renders(lambda i: {n: (float(worst[j]) + 0.1 if i == first[2] and n == "masking" else float(F[i, j]))
+                                       for j, n in enumerate(NAMES)})(session, analysis, params, picks, target, names)
+
+    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 2)
+    monkeypatch.setattr(api, "_render_alternatives", render)
+    picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
+    assert calls == [first], calls  # one round of renders only
+    assert picks == [first[0], first[1], first[3]] and replaced == [first[2]], (first, picks, replaced)
