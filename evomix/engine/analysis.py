@@ -26,6 +26,7 @@ PEAK_CANDIDATES_SUM = 1000  # instants kept from the unity-gain sum
 PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
 PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
+MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
 DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
@@ -60,6 +61,10 @@ class Analysis:
         instant (the mean square over the channels and a 50 ms rectangular window centred on it,
         as ``engine.dsp.rms_level_db``), split into C groups of ``DETECTOR_GROUP_BANDS``
         adjacent analysis bands so that each candidate's EQ can be applied.
+    sub_detector : (stems, B, T R) float32, the same detector per analysis band, read
+        ``R = MASTER_DETECTOR_SUBSTEPS`` times per frame (instants ``t hop + (r - (R - 1) / 2) hop / R``): the master compressor's
+        level. A frame's band power is a 100 ms Hann-weighted mean, smoother than the exact tier's
+        50 ms rectangular detector, which rises further on a transient.
     """
 
     sr: int
@@ -79,6 +84,7 @@ class Analysis:
     peak_values: np.ndarray
     peak_instants: np.ndarray
     peak_detector: np.ndarray
+    sub_detector: np.ndarray
 
     @property
     def n_stems(self) -> int:
@@ -185,9 +191,14 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         peak_values[s] = peak_values_at(session.stem(s) * centre[s][:, None].astype(np.float32), inst, grid)
     n_groups = -(-n_bands // DETECTOR_GROUP_BANDS)
     peak_detector = np.empty((n_stems, n_groups, inst.size), np.float32)
+    R = MASTER_DETECTOR_SUBSTEPS
+    sub_inst = np.clip((np.arange(n_frames * R) / R - (R - 1) / (2 * R)) * grid.hop, 0, n_samples - 1).round().astype(int)
+    sub_detector = np.empty((n_stems, n_bands, sub_inst.size), np.float32)
     for s in range(n_stems):
         x = session.stem(s) * centre[s][:, None].astype(np.float32)
-        peak_detector[s] = detector_at(x, inst, grid) / float((centre[s] ** 2).sum())  # un-pan: stereo-linked mean
+        unpan = float((centre[s] ** 2).sum())  # un-pan: stereo-linked mean
+        peak_detector[s] = detector_at(x, inst, grid) / unpan
+        sub_detector[s] = detector_at(x, sub_inst, grid, group_bands=1) / unpan
 
     if max_heavy_frames is None or max_heavy_frames >= n_frames:
         heavy = np.arange(n_frames)
@@ -217,6 +228,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         peak_values=peak_values,
         peak_instants=inst,
         peak_detector=peak_detector,
+        sub_detector=sub_detector,
     )
 
 
@@ -315,17 +327,17 @@ def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarra
     return out
 
 
-def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
+def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: int = DETECTOR_GROUP_BANDS) -> np.ndarray:
     """Power of ``x`` (2, samples) summed over channels in a ``DETECTOR_WINDOW_S`` rectangular
-    window centred on each instant (K,), per group of ``DETECTOR_GROUP_BANDS`` analysis bands
+    window centred on each instant (K,), per group of ``group_bands`` analysis bands
     -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
     L = int(round(DETECTOR_WINDOW_S * grid.sr))
     n_fft = 1 << (L - 1).bit_length()
     n = x.shape[-1]
     freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)
     band = np.clip(np.searchsorted(grid.edges_hz, freqs) - 1, 0, grid.n_bands - 1)
-    group = band // DETECTOR_GROUP_BANDS  # (bins,)
-    n_groups = -(-grid.n_bands // DETECTOR_GROUP_BANDS)
+    group = band // group_bands  # (bins,)
+    n_groups = -(-grid.n_bands // group_bands)
     onehot = (group[:, None] == np.arange(n_groups)[None, :]).astype(np.float32)  # (bins, C)
     w = np.full(freqs.size, 2.0, np.float32)
     w[0] = 1.0

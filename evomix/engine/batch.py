@@ -10,7 +10,8 @@ How each block is modelled here (no Python loop over candidates):
   stem's own long-term spectrum as weights -> a (pop, stems, bands) power gain.
 * Compressor: the same soft-knee gain computer and attack/release smoothing as the exact tier
   (``engine.dsp``), run at the 50 ms frame rate on each stem's RMS per frame; each frame gets the
-  smoothed gain's mean over the frame (``step_mean``), not its value at the frame's end.
+  smoothed gain's mean over the frame (``step_mean``), not its value at the frame's end. The
+  master's runs at twice the frame rate, its gains weighted by the mix's power within the frame.
 * Mix: powers add (stems are treated as uncorrelated); the L/R cross power adds too.
 * Loudness: BS.1770-4 gating on 400 ms blocks built from the frames, with the K-weighting applied
   per band; normalisation is exact in this domain.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.analysis import DETECTOR_WINDOW_S, PEAK_NODES_HZ, Analysis
+from evomix.engine.analysis import DETECTOR_WINDOW_S, MASTER_DETECTOR_SUBSTEPS, PEAK_NODES_HZ, Analysis
 from evomix.engine.dsp import LIMITER_RELEASE_MS, compressor_static_db, pan_gains, rbj_sos, smooth_gain_db, sos_power_response, sos_response
 from evomix.genome import (
     KNEE_DB,
@@ -231,13 +232,31 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
 
     # --- power weights of each stem in the mix (before the master's time-varying gain) -------
     w_mix = (trim_pow * fader_pow)[:, :, None, None] * rel_pan[:, :, :, None] ** 2 * (eq * meq)[:, :, None, :]  # (p, s, 2, B)
-    stem_frames = _per_stem_frames(w_mix, P) * g_comp  # (p, s, T) channel-summed power
-    mix_frames = stem_frames.sum(axis=1)  # (p, T)
+    # --- master compressor, read R = MASTER_DETECTOR_SUBSTEPS times per frame. The frame's level is
+    #     the mix's band power (stems add in power); its shape within the frame comes from each stem's
+    #     50 ms detector at the sub-steps (Analysis.sub_detector) through the candidate's EQ, gains,
+    #     pan and stem compressors. Each frame then gets its sub-steps' gains weighted by the power
+    #     there: the gain dips where the power peaks, so a frame loses more loudness than its mean
+    #     gain says. Measured (experiments/fidelity.py populations, 8 cases): the worst fast-vs-exact
+    #     pre-normalisation loudness error 0.68 -> 0.51 LU, the loudness objective's lowest
+    #     Spearman 0.899 -> 0.903; the sub-step level alone (without the frame's band power) was
+    #     worse: 1.4 dB below the exact detector on a song with correlated stems.
+    R = MASTER_DETECTOR_SUBSTEPS
+    mix_w = (trim_pow * fader_pow * (pan_gains(params.pan, a.is_mono[None, :]) ** 2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
+    eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
+    g_comp_sub = np.repeat(g_comp.transpose(1, 0, 2).astype(np.float32), R, axis=-1)  # (s, p, T R)
+    shape = np.einsum("spk,spk->pk", np.matmul(eq_mix, a.sub_detector) * mix_w, g_comp_sub).reshape(n_pop, -1, R).astype(float)
+    shape /= np.maximum(shape.mean(axis=-1, keepdims=True), _FLOOR)  # (p, T, R) within-frame shape, mean 1
+    mix_frames = _per_stem_frames(w_mix, P).__imul__(g_comp).sum(axis=1)  # (p, T) channel-summed power
+    mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
-        mlev_db = 10.0 * np.log10(np.maximum(mix_frames / 2.0, _FLOOR))
-    mgr = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
-    mgr = smooth_gain_db(mgr, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS), hop_s, step_mean=True)
-    g_master = 10.0 ** (mgr / 10.0)  # (p, T)
+        mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), _FLOOR))
+    mgr_sub = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
+    mgr_sub = smooth_gain_db(mgr_sub, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS),
+                             hop_s / R, step_mean=True)  # (p, T R) dB
+    g_sub = 10.0 ** (mgr_sub.reshape(n_pop, -1, R) / 10.0)  # (p, T, R) power gain
+    g_master = (g_sub * mlev_sub).sum(axis=-1) / np.maximum(mlev_sub.sum(axis=-1), _FLOOR)  # (p, T)
+    mgr = 10.0 * np.log10(g_master)  # (p, T) dB
 
     # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
     #     stem's in-phase/quadrature band values at the peak-candidate instants, summed as waveforms --
@@ -255,8 +274,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     gr_peak = _gain_at_instants(a, lev, params.comp_threshold_db.T[:, :, None], params.comp_ratio.T[:, :, None],
                                 params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
     g_peak = np.power(np.float32(10.0), gr_peak / np.float32(20.0))  # (s, p, K) amplitude
-    mix_w = (trim_pow * fader_pow * (pan_gains(params.pan, a.is_mono[None, :]) ** 2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
-    meq_groups = np.matmul((eq * meq).transpose(1, 0, 2).astype(np.float32), a.detector_group_share)  # (s, p, C)
+    meq_groups = np.matmul(eq_mix, a.detector_group_share)  # (s, p, C)
     mlev = (np.matmul(meq_groups, det) * mix_w * g_peak**2).sum(axis=0) * np.float32(0.5)  # (p, K)
     mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
                                  MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)

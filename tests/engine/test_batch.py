@@ -132,3 +132,19 @@ def test_peak_refinement_finds_the_treble_boosted_true_peak(setup, monkeypatch):
     # measured: exact 2.50 dBTP, refined 2.88, samples only 1.47
     assert abs(refined - exact) < abs(samples - exact), (exact, refined, samples)
     assert abs(refined - exact) <= 0.5, (exact, refined, samples)
+
+
+def test_fast_loudness_under_heavy_master_compression_matches_exact(setup):
+    """The master compressor pumping on transients (fast attack on a low threshold): the fast
+    tier's sub-frame master model must keep the pre-normalisation loudness within 0.5 LU."""
+    import dataclasses
+
+    session, analysis, params, *_ = setup
+    one = params.member(1)
+    heavy = dataclasses.replace(one, master_comp_threshold_db=np.full_like(one.master_comp_threshold_db, -30.0),
+                                master_comp_ratio=np.full_like(one.master_comp_ratio, 4.0))  # the gene range's extremes
+    fast = float(render_features(analysis, heavy, target_lufs=-14.0, ceiling_dbtp=-1.0).raw_loudness_lufs[0])
+    plain = float(render_features(analysis, one, target_lufs=-14.0, ceiling_dbtp=-1.0).raw_loudness_lufs[0])
+    exact = render_exact(session.audio, session.is_mono, session.sr, heavy, index=0, target_lufs=-14.0, ceiling_dbtp=-1.0)
+    assert plain - fast > 3.0, (plain, fast)  # guard: the master really compresses
+    assert abs(fast - exact.raw_loudness_lufs) <= 0.5, (fast, exact.raw_loudness_lufs)  # measured: -23.95 vs -23.85 LUFS
