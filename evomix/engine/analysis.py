@@ -106,6 +106,12 @@ class Analysis:
         return (share / share.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @cached_property
+    def peak_values_by_instant(self) -> np.ndarray:
+        """``peak_values`` with the instant first, contiguous (K, stems, 2, 2 N): one instant's values
+        are one block, for gathering a few instants per candidate."""
+        return np.ascontiguousarray(np.moveaxis(self.peak_values, -1, 0))
+
+    @cached_property
     def heavy_power(self) -> np.ndarray:
         """``band_power`` on the heavy frames, contiguous (stems, 2, B, T')."""
         return np.ascontiguousarray(self.band_power[..., self.heavy_frames])

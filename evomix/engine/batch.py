@@ -189,15 +189,15 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
         return
     top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
     rows = np.arange(n_pop)[:, None]
-    basis = np.moveaxis(a.peak_values[..., top], 2, 3)  # (s, 2, p, 2N, m)
+    basis = a.peak_values_by_instant[top].transpose(0, 2, 3, 4, 1)  # (p, m, s, 2, 2N) -> view (p, s, 2, 2N, m)
     w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
-    g = np.take_along_axis(g_peak, top[None], axis=2)  # (s, p, m)
+    g = np.take_along_axis(g_peak, top[None], axis=2).transpose(1, 0, 2)  # (p, s, m)
     h = np.stack([hc * (1j * w), hc * -(w**2)], axis=3)  # (p, s, 2, 2, N): first and second derivative
-    coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32).transpose(1, 2, 0, 3, 4)  # (s, 2, p, 2, 2N)
-    # one small product per (stem, channel, candidate): the same for a candidate in any batch
-    d = (np.matmul(coef, basis) * g[:, None, :, None, :]).sum(axis=0)  # (2, p, 2, m)
+    coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32)  # (p, s, 2, 2, 2N)
+    # one small product per (candidate, stem, channel): the same for a candidate in any batch
+    d = (np.matmul(coef, basis) * g[:, :, None, None, :]).sum(axis=1)  # (p, 2, 2, m)
     x = values[:, rows, top]  # (2, p, m)
-    d1, d2 = d[:, :, 0], d[:, :, 1]
+    d1, d2 = d[:, :, 0].transpose(1, 0, 2), d[:, :, 1].transpose(1, 0, 2)  # (2, p, m)
     safe = np.where(d2 != 0.0, d2, 1.0)
     tau = np.where(d2 * x < 0.0, -d1 / safe, 0.0)  # an extremum of the same sign as the sample
     tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
