@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -411,14 +412,15 @@ def _render_jobs(session, n: int) -> int:
 
 
 def _render_alternatives(session, analysis, params, picks, target, names) -> list:
-    """Exact renders (and exact scores) of the chosen members, in parallel processes when the session
-    is long enough for that to pay (each render is deterministic, so the result is the same)."""
+    """Exact renders (and exact scores) of the chosen members, on threads of this process when the
+    session is long enough for that to pay: scipy's filters and numpy's array operations release the
+    GIL, and threads share the session's audio where worker processes would each need a copy
+    (each render is deterministic, so the result is the same)."""
     n_jobs = _render_jobs(session, len(picks))
     if n_jobs < 2:
         return [_render_one(session, analysis, params, i, target, names) for i in picks]
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=n_jobs)(delayed(_render_one)(session, analysis, params, i, target, names) for i in picks)
+    with ThreadPoolExecutor(n_jobs, thread_name_prefix="evomix-render") as pool:
+        return list(pool.map(lambda i: _render_one(session, analysis, params, i, target, names), picks))
 
 
 def load_params_file(path: str | Path) -> dict:

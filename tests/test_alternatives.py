@@ -77,3 +77,25 @@ def test_a_spare_rendered_beside_the_picks_replaces_a_misjudged_one_without_anot
     picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
     assert calls == [first], calls  # one round of renders only
     assert picks == [first[0], first[1], first[3]] and replaced == [first[2]], (first, picks, replaced)
+
+
+def test_renders_on_threads_equal_renders_one_by_one(stem_dir, monkeypatch):
+    """Exact renders of the alternatives run on threads for long sessions: same audio and scores."""
+    from evomix.audio import load_session
+    from evomix.engine.analysis import analyze_session
+    from evomix.genome import GeneTable
+    from objectives import Target, load_profile
+
+    session = load_session(sorted(stem_dir.glob("*.wav")))
+    analysis = analyze_session(session)
+    table = GeneTable(session.n_stems)
+    params = table.decode(table.initial_population(4, np.random.default_rng(2)), analysis.trim_db)
+    target = Target(load_profile("pop"), -14.0, -1.0)
+    names = ("masking", "loudness", "balance", "genre")
+    one_by_one = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
+    monkeypatch.setattr(api, "PARALLEL_RENDER_STEM_SECONDS", 0.0)
+    monkeypatch.setattr("evomix.parallel.available_cores", lambda: 2)
+    assert api._render_jobs(session, 3) == 2
+    threaded = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
+    for (r1, e1, m1), (r2, e2, m2) in zip(one_by_one, threaded):
+        assert np.array_equal(r1.mix, r2.mix) and e1 == e2 and m1 == m2
