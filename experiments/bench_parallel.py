@@ -1,4 +1,4 @@
-"""Parallel evaluation benchmark: seconds per generation of the fast tier with --jobs 1 and --jobs 2.
+"""Parallel evaluation benchmark: seconds per generation of the fast tier on one thread, two threads, --jobs 2.
 
 Standard workload
 -----------------
@@ -9,9 +9,10 @@ does; all four objectives (weights 1), genre "pop"; population 64.
 
 What is measured (wall clock, ``time.perf_counter``)
 ----------------------------------------------------
-For each configuration (``jobs=1``: one process, a plain call; ``jobs=2``: two local worker
-processes, ``evomix.parallel.ParallelEvaluator``; with ``--dask``, also a
-``distributed.LocalCluster`` of 2 single-threaded worker processes):
+For each configuration (``jobs1``: one process, one thread, a plain call; ``threads2``: one process,
+the population split over two threads (the default of ``evomix mix`` on 2 cores); ``jobs2``: two
+local worker processes of one thread each, ``evomix.parallel.ParallelEvaluator``; with ``--dask``,
+also a ``distributed.LocalCluster`` of 2 single-threaded worker processes):
 
 - ``ship_s``: creating the evaluator and sending the Problem (dump / scatter);
 - ``first_s``: the first generation (workers start, import evomix and load the Problem);
@@ -20,9 +21,9 @@ processes, ``evomix.parallel.ParallelEvaluator``; with ``--dask``, also a
   generation of the search costs once the pool is warm;
 - ``payload_bytes`` per generation vs ``problem_bytes`` (what travels once).
 
-``speedup`` = per-generation time with jobs=1 / with jobs=2. ``evaluate_population`` runs BLAS
+``speedup`` = per-generation time of ``jobs1`` / of the configuration. Scoring runs BLAS
 single-threaded (threadpoolctl) in this process and in every worker alike, so the ratio is the
-gain from the processes alone.
+gain from the threads or processes alone.
 Other processes on the machine skew the timings: each configuration reports the share of the CPUs
 that processes outside this session used while it ran (``other_processes_cpu_share``, from /proc);
 trust only runs where it is near 0. Every configuration's F is checked to
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
     populations = [table.initial_population(args.population, np.random.default_rng(100 + i))
                    for i in range(args.generations + 1)]
 
-    configs = ["jobs1", "jobs2"] + (["dask2"] if args.dask else [])
+    configs = ["jobs1", "threads2", "jobs2"] + (["dask2"] if args.dask else [])
     results, reference = {}, None
     for name in configs:
         cluster = None
@@ -207,8 +208,10 @@ def main(argv=None) -> int:
             cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
             print(f"LocalCluster of 2 workers started in {time.perf_counter() - t0:.2f} s", flush=True)
             opts = {"backend": "dask", "scheduler": cluster.scheduler_address}
+        elif name == "threads2":
+            opts = {"n_jobs": 1, "threads": 2}
         else:
-            opts = {"n_jobs": int(name[-1])}
+            opts = {"n_jobs": int(name[-1]), "threads": int(name[-1])}  # one thread per process
         try:
             snap = _cpu_snapshot()
             t0 = time.perf_counter()
@@ -229,12 +232,14 @@ def main(argv=None) -> int:
               flush=True)
 
     speedup = results["jobs1"]["per_generation_s"] / results["jobs2"]["per_generation_s"]
-    print(f"speedup jobs=2 vs jobs=1: {speedup:.2f}x", flush=True)
+    speedup_threads = results["jobs1"]["per_generation_s"] / results["threads2"]["per_generation_s"]
+    print(f"speedup vs one thread: jobs=2 {speedup:.2f}x, two threads {speedup_threads:.2f}x", flush=True)
     summary = {
         "bench": "parallel", "stems": len(STEMS), "duration_s": args.duration, "sr": SR,
         "population": args.population, "generations_timed": args.generations,
         "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
         "analysis_s": round(analysis_s, 3), "results": results, "speedup_jobs2": round(speedup, 3),
+        "speedup_threads2": round(speedup_threads, 3),
     }
     if "dask2" in results:
         summary["speedup_dask2"] = round(results["jobs1"]["per_generation_s"] / results["dask2"]["per_generation_s"], 3)
