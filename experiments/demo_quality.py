@@ -67,7 +67,7 @@ def main() -> None:
     target = Target(load_profile(front["genre"]), front["target_lufs"], front["ceiling_dbtp"])
     base = equal_gain_scores(sorted((out / "stems").glob("*.wav")), target)
 
-    alts = [m for m in front["members"] if "exact" in m]
+    alts = sorted((m for m in front["members"] if "alternative" in m), key=lambda m: m["alternative"])
     best_masking = min(a["exact"]["masking"] for a in alts)
     balances = [a["exact"]["balance"] for a in alts]
     F = np.array([[m["objectives"][n] for n in front["objectives"]] for m in front["members"]])
