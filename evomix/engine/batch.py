@@ -247,7 +247,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     g_comp_sub = np.repeat(g_comp.transpose(1, 0, 2).astype(np.float32), R, axis=-1)  # (s, p, T R)
     shape = np.einsum("spk,spk->pk", np.matmul(eq_mix, a.sub_detector) * mix_w, g_comp_sub).reshape(n_pop, -1, R).astype(float)
     shape /= np.maximum(shape.mean(axis=-1, keepdims=True), _FLOOR)  # (p, T, R) within-frame shape, mean 1
-    mix_frames = _per_stem_frames(w_mix, P).__imul__(g_comp).sum(axis=1)  # (p, T) channel-summed power
+    mix_frames = (_per_stem_frames(w_mix, P) * g_comp).sum(axis=1)  # (p, T) channel-summed power
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), _FLOOR))
