@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,7 +402,7 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
 
 
 def _render_jobs(session, n: int) -> int:
-    """Processes for ``n`` exact renders: all cores when the session is long enough for that to pay."""
+    """Threads for ``n`` exact renders: all cores when the session is long enough for that to pay."""
     if session.n_stems * session.duration_s < PARALLEL_RENDER_STEM_SECONDS:
         return 1
     from evomix.parallel import available_cores

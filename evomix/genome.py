@@ -8,7 +8,7 @@ Layout of a genome: ``[stem0 genes..., stem1 genes..., ..., master genes...]``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np

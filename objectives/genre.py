@@ -19,7 +19,7 @@ Each file's ``source`` field says which numbers are measured and which are model
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
