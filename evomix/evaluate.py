@@ -46,7 +46,7 @@ class Problem:
 
         BLAS runs single-threaded here: the fast tier's matrix products are small and batched, and
         measured on 2 cores a threaded BLAS was slower (and far slower when another process
-        competes for a core); use ``--jobs`` to spread candidates over cores instead.
+        competes for a core); ``evomix.parallel.score`` spreads the population over threads instead.
         """
         with threadpool_limits(limits=1, user_api="blas"):
             return self.weighted_scores(genomes, chunk=chunk)
