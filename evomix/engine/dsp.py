@@ -471,7 +471,6 @@ def _smooth_kernel():
     if _SMOOTH_KERNEL is None:
         import numba
 
-        @numba.njit(cache=True, nogil=True)
         def smooth_rows(target, k_release, k_diff, m_attack, m_release, step_mean):  # (T, n) -> (T, n)
             n_steps, n = target.shape
             out = np.empty_like(target)
@@ -490,7 +489,10 @@ def _smooth_kernel():
                         out[t, i] = state[i]
             return out
 
-        _SMOOTH_KERNEL = smooth_rows
+        try:
+            _SMOOTH_KERNEL = numba.njit(cache=True, nogil=True)(smooth_rows)
+        except RuntimeError:  # no writable cache location (read-only install, no home): compile each run
+            _SMOOTH_KERNEL = numba.njit(cache=False, nogil=True)(smooth_rows)
     return _SMOOTH_KERNEL
 
 
