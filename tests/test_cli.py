@@ -31,6 +31,12 @@ def test_exports_k_alternatives_with_params_and_front(mixed):
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"alt-{i:02d}.{ext}" for i in range(1, 6) for ext in ("json", "wav")] + ["front.json"]
     assert len(summary["alternatives"]) == 5
+    front = json.loads((out / "front.json").read_text())
+    replaced = front["settings"]["replaced_alternatives"]
+    assert summary["replaced_alternatives"] == replaced and replaced >= 0
+    # every member rendered exactly was exported or set aside (a session this short renders no spares)
+    rendered = [m for m in front["members"] if "exact" in m]
+    assert len(rendered) == 5 + replaced, (len(rendered), replaced)
 
 
 @pytest.mark.parametrize("k", range(1, 6))
