@@ -11,6 +11,7 @@ Contents
 --------
 rbj_sos               biquad coefficients, RBJ Audio EQ Cookbook
 sos_power_response    |H(e^jw)|^2 of one biquad, analytic and vectorized
+cascade_power_response  the same for biquads in series (compiled, one pass)
 pan_gains             constant-power (mono) and balance (stereo) pan laws
 compressor_static_db  soft-knee gain computer, Giannoulis et al. 2012
 smooth_gain_db        branching one-pole attack/release smoothing of a gain in dB
@@ -27,11 +28,13 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly
 
+from evomix.engine.compiled import lazy_njit
 from evomix.errors import ParameterError
 
 __all__ = [
     "rbj_sos",
     "sos_power_response",
+    "cascade_power_response",
     "pan_gains",
     "compressor_static_db",
     "smooth_gain_db",
@@ -222,15 +225,66 @@ def sos_power_response(sos, freq_hz, sr):
     6.0
     """
     sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
+    return cascade_power_response(sos[..., None, :], freq_hz, sr)
 
+
+def _power_polynomials(sos):
+    """Coefficients ``(c0, c1, c2)`` of the cookbook's numerator and denominator in ``phi``:
+    ``(b0 + b1 + b2)^2``, ``-4 (b0 b1 + 4 b0 b2 + b1 b2)``, ``16 b0 b2`` (and the same of the
+    ``a``) -> (..., 6) as ``[n0, n1, n2, d0, d1, d2]``."""
+    b0, b1, b2, a0, a1, a2 = (sos[..., i] for i in range(6))
+    return np.stack([
+        (b0 + b1 + b2) ** 2, -4.0 * (b0 * b1 + 4.0 * b0 * b2 + b1 * b2), 16.0 * b0 * b2,
+        (a0 + a1 + a2) ** 2, -4.0 * (a0 * a1 + 4.0 * a0 * a2 + a1 * a2), 16.0 * a0 * a2,
+    ], axis=-1)
+
+
+def cascade_power_response(sos, freq_hz, sr):
+    """Power response of a cascade of biquads: the product of :func:`sos_power_response` over the
+    sections, in one compiled pass (the fast tier evaluates every candidate's EQ with it).
+
+    Parameters
+    ----------
+    sos : ndarray, shape (..., sections, 6)
+        ``[b0, b1, b2, a0, a1, a2]`` rows, applied in series.
+    freq_hz : ndarray, shape (F,), Hz in [0, sr/2]
+    sr : float, Hz > 0
+
+    Returns
+    -------
+    power : ndarray, shape (..., F), linear power gain.
+
+    Examples
+    --------
+    >>> lo = rbj_sos("lowshelf", 100.0, 3.0, 0.707, 48000); hi = rbj_sos("highshelf", 8000.0, 3.0, 0.707, 48000)
+    >>> f = np.array([10.0, 20000.0])
+    >>> bool(np.allclose(cascade_power_response(np.stack([lo, hi]), f, 48000),
+    ...                  sos_power_response(lo, f, 48000) * sos_power_response(hi, f, 48000)))
+    True
+    """
+    sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
+    if sos.ndim < 2:
+        raise ParameterError(f"sos must have shape (..., sections, 6), got {sos.shape}")
     phi = np.sin(np.pi * freq_hz / sr) ** 2  # phi = sin^2(w/2), w = 2 pi f / sr; (F,)
-    c = sos[..., :, None]  # (..., 6) -> (..., 6, 1) to broadcast against (F,)
-    b0, b1, b2, a0, a1, a2 = (c[..., i, :] for i in range(6))
+    lead = sos.shape[:-2]
+    poly = np.ascontiguousarray(_power_polynomials(sos)).reshape(-1, sos.shape[-2], 6)  # (rows, sections, 6)
+    return _cascade_power_rows(poly, phi).reshape(lead + phi.shape)
 
-    num = (b0 + b1 + b2) ** 2 - 4.0 * (b0 * b1 + 4.0 * b0 * b2 + b1 * b2) * phi + 16.0 * b0 * b2 * phi**2
-    den = (a0 + a1 + a2) ** 2 - 4.0 * (a0 * a1 + 4.0 * a0 * a2 + a1 * a2) * phi + 16.0 * a0 * a2 * phi**2
-    # rounding can leave -1e-17 where the exact value is 0 (highpass at DC)
-    return np.maximum(num, 0.0) / den  # (..., F)
+
+@lazy_njit
+def _cascade_power_rows(poly, phi):  # (n, sections, 6), (F,) -> (n, F)
+    """Product over sections of ``max(num, 0) / den``, ``num = n0 + n1 phi + n2 phi^2`` (cookbook)."""
+    n_rows, n_sections, _ = poly.shape
+    out = np.ones((n_rows, phi.size))
+    for i in range(n_rows):
+        for j in range(n_sections):
+            n0, n1, n2, d0, d1, d2 = poly[i, j, 0], poly[i, j, 1], poly[i, j, 2], poly[i, j, 3], poly[i, j, 4], poly[i, j, 5]
+            for f in range(phi.size):
+                p = phi[f]
+                p2 = p * p
+                # rounding can leave -1e-17 where the exact value is 0 (highpass at DC)
+                out[i, f] *= max(n0 + n1 * p + n2 * p2, 0.0) / (d0 + d1 * p + d2 * p2)
+    return out
 
 
 def sos_response(sos, freq_hz, sr):
@@ -368,16 +422,42 @@ def compressor_static_db(level_db, threshold_db, ratio, knee_db=6.0):
     if np.any(~(knee_db >= 0.0)):
         raise ParameterError(f"knee_db must be >= 0, got {knee_db!r}")
 
-    over_db = level_db - threshold_db  # x - T
-    slope = 1.0 / ratio - 1.0  # (1/R - 1) <= 0
-    # eq. 4 in one expression: with o = x - T and knee W, the three branches are
-    #   0 (o < -W/2),  (o + W/2)^2 / (2W) (|o| <= W/2),  o (o > W/2), all times (1/R - 1);
-    # clip(o + W/2, 0, W)^2 / (2W) + max(o - W/2, 0) equals each of them on its range.
-    half = knee_db / 2.0
-    inside = np.clip(over_db + half, 0.0, knee_db)
-    safe_knee_db = np.where(knee_db > 0.0, knee_db, 1.0)
-    gain_db = slope * (inside * inside / (2.0 * safe_knee_db) + np.maximum(over_db - half, 0.0))
-    return np.minimum(gain_db, 0.0)  # also turns -0.0 into 0
+    params = (threshold_db, ratio, knee_db)
+    shape = np.broadcast_shapes(level_db.shape, *(p.shape for p in params))
+    if shape and all(p.ndim == 0 or p.shape[-1] == 1 for p in params):
+        # the usual case: one threshold/ratio/knee per curve (row), time on the last axis
+        lead = shape[:-1]
+        x = np.ascontiguousarray(np.broadcast_to(level_db, shape)).reshape(-1, shape[-1])  # (rows, T)
+        rows = [np.ascontiguousarray(np.broadcast_to(p[..., 0] if p.ndim else p, lead)).reshape(-1) for p in params]
+    else:  # parameters that change along the last axis: every element is a row of its own
+        x = np.ascontiguousarray(np.broadcast_to(level_db, shape)).reshape(-1, 1)
+        rows = [np.ascontiguousarray(np.broadcast_to(p, shape)).reshape(-1) for p in params]
+    return _static_gain_rows(x, *rows).reshape(shape)
+
+
+@lazy_njit
+def _static_gain_rows(level_db, threshold_db, ratio, knee_db):  # (n, T), (n,) x 3 -> (n, T)
+    """Eq. 4 of :func:`compressor_static_db`, compiled, one row of levels per parameter set.
+
+    With ``o = x - T`` and knee ``W`` the three branches are ``0`` (o < -W/2),
+    ``(o + W/2)^2 / (2W)`` (|o| <= W/2) and ``o`` (o > W/2), all times ``(1/R - 1)``;
+    ``clip(o + W/2, 0, W)^2 / (2W) + max(o - W/2, 0)`` equals each of them on its range, with
+    no branch in the inner loop (so LLVM vectorizes it).
+    """
+    n_rows, n_steps = level_db.shape
+    out = np.empty_like(level_db)
+    for i in range(n_rows):
+        threshold = threshold_db[i]
+        slope = 1.0 / ratio[i] - 1.0  # (1/R - 1) <= 0
+        knee = knee_db[i]
+        half = knee / 2.0
+        two_knee = 2.0 * knee if knee > 0.0 else 2.0  # W = 0 (hard knee): inside is 0 anyway
+        for t in range(n_steps):
+            over = level_db[i, t] - threshold
+            inside = min(max(over + half, 0.0), knee)
+            gain = slope * (inside * inside / two_knee + max(over - half, 0.0))
+            out[i, t] = min(gain, 0.0)  # also turns -0.0 into 0
+    return out
 
 
 def smooth_gain_db(gain_db, attack_ms, release_ms, step_s, *, step_mean=False):
@@ -416,7 +496,7 @@ def smooth_gain_db(gain_db, attack_ms, release_ms, step_s, *, step_mean=False):
 
     Notes
     -----
-    The time recursion runs compiled (numba, :func:`_smooth_kernel`) over time-major contiguous
+    The time recursion runs compiled (numba, :func:`_smooth_rows`) over time-major contiguous
     buffers with precomputed coefficients, for all leading axes at once.
 
     Examples
@@ -452,48 +532,35 @@ def smooth_gain_db(gain_db, attack_ms, release_ms, step_s, *, step_mean=False):
         m_attack_f, m_release_f = flat(m_attack), flat(m_release)
     else:
         m_attack_f = m_release_f = np.zeros(n_rows)
-    out = _smooth_kernel()(target, flat(k_release), flat(k_diff), m_attack_f, m_release_f, bool(step_mean))
+    out = _smooth_rows(target, flat(k_release), flat(k_diff), m_attack_f, m_release_f, bool(step_mean))
     return np.moveaxis(out.reshape((n_steps,) + lead_shape), 0, -1)  # (T, ...) -> (..., T)
 
 
-_SMOOTH_KERNEL = None
-
-
-def _smooth_kernel():
-    """The recursion of :func:`smooth_gain_db`, compiled by numba on first use (cached on disk).
+@lazy_njit
+def _smooth_rows(target, k_release, k_diff, m_attack, m_release, step_mean):  # (T, n) -> (T, n)
+    """The recursion of :func:`smooth_gain_db`, compiled (``engine.compiled``).
 
     A time recursion cannot be vectorized over time; numpy would need a Python loop over steps
     (~10 small array operations each, holding the GIL). Compiled, it is 5-25x faster and releases
     the GIL, so the fast tier's threads run it in parallel. The arithmetic is the same, in the same
     order, so the result is bit for bit what the numpy loop gave.
     """
-    global _SMOOTH_KERNEL
-    if _SMOOTH_KERNEL is None:
-        import numba
-
-        def smooth_rows(target, k_release, k_diff, m_attack, m_release, step_mean):  # (T, n) -> (T, n)
-            n_steps, n = target.shape
-            out = np.empty_like(target)
-            state = np.zeros(n)  # y[-1] = 0 dB
-            for t in range(n_steps):
-                for i in range(n):
-                    delta = target[t, i] - state[i]  # g[t] - y[t-1]
-                    attack = delta < 0.0  # more reduction -> attack branch
-                    if step_mean:
-                        out[t, i] = state[i] + (m_attack[i] if attack else m_release[i]) * delta
-                    coef = k_diff[i] * attack
-                    coef += k_release[i]  # (1 - a)
-                    coef *= delta
-                    state[i] += coef  # eq. 17: y = a y + (1 - a) g = y + (1 - a) (g - y)
-                    if not step_mean:
-                        out[t, i] = state[i]
-            return out
-
-        try:
-            _SMOOTH_KERNEL = numba.njit(cache=True, nogil=True)(smooth_rows)
-        except RuntimeError:  # no writable cache location (read-only install, no home): compile each run
-            _SMOOTH_KERNEL = numba.njit(cache=False, nogil=True)(smooth_rows)
-    return _SMOOTH_KERNEL
+    n_steps, n = target.shape
+    out = np.empty_like(target)
+    state = np.zeros(n)  # y[-1] = 0 dB
+    for t in range(n_steps):
+        for i in range(n):
+            delta = target[t, i] - state[i]  # g[t] - y[t-1]
+            attack = delta < 0.0  # more reduction -> attack branch
+            if step_mean:
+                out[t, i] = state[i] + (m_attack[i] if attack else m_release[i]) * delta
+            coef = k_diff[i] * attack
+            coef += k_release[i]  # (1 - a)
+            coef *= delta
+            state[i] += coef  # eq. 17: y = a y + (1 - a) g = y + (1 - a) (g - y)
+            if not step_mean:
+                out[t, i] = state[i]
+    return out
 
 
 def _control_grid(n_samples, sr, window_s, step_s):

@@ -148,3 +148,42 @@ def test_fast_loudness_under_heavy_master_compression_matches_exact(setup):
     exact = render_exact(session.audio, session.is_mono, session.sr, heavy, index=0, target_lufs=-14.0, ceiling_dbtp=-1.0)
     assert plain - fast > 3.0, (plain, fast)  # guard: the master really compresses
     assert abs(fast - exact.raw_loudness_lufs) <= 0.5, (fast, exact.raw_loudness_lufs)  # measured: -23.95 vs -23.85 LUFS
+
+
+def test_compressor_gain_at_instants_follows_the_detector_from_the_frame_state():
+    """The compiled per-instant gain equals the formula written out in numpy: the static curve on
+    the instant's level, approached from the state of the frame before the transient with the
+    attack share where the gain falls and the release share where it rises (0 dB before frame 0)."""
+    from types import SimpleNamespace
+
+    from evomix.engine.analysis import DETECTOR_WINDOW_S
+    from evomix.engine.batch import _gain_at_instants, _keep_after_rise
+    from evomix.engine.dsp import compressor_static_db
+    from evomix.genome import KNEE_DB
+
+    rng = np.random.default_rng(3)
+    hop, n_frames, n_inst = 2205, 40, 300
+    instants = np.sort(rng.integers(0, hop * n_frames, n_inst))
+    instants[:3] = [0, 5, hop]  # instants in the first two frames have no earlier frame
+    a = SimpleNamespace(peak_instants=instants, grid=SimpleNamespace(hop=hop))
+    level = (10.0 ** rng.uniform(-6, 0, (3, 4, n_inst))).astype(np.float32)  # (s, p, K) mean square
+    threshold, ratio = rng.uniform(-40, -5, (3, 4, 1)), rng.uniform(1, 8, (3, 4, 1))
+    attack, release = rng.uniform(1, 50, (3, 4, 1)), rng.uniform(30, 500, (3, 4, 1))
+    frames = rng.uniform(-20, 0, (3, 4, n_frames))  # smoothed frame gains, dB
+
+    got = _gain_at_instants(a, level, threshold, ratio, attack, release, frames)
+
+    target = compressor_static_db(10.0 * np.log10(level.astype(float)), threshold, ratio, KNEE_DB)
+    before = instants // hop - 1
+    state = np.where(before >= 0, frames[..., np.maximum(before, 0)], 0.0)
+    keep = np.where(target < state, _keep_after_rise(attack / 1000.0, DETECTOR_WINDOW_S / 2),
+                    _keep_after_rise(release / 1000.0, DETECTOR_WINDOW_S / 2))
+    want = target + (state - target) * keep
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert (target < state).any() and (target > state).any()  # both branches exercised
+    # the master's call: one curve per candidate, scalar time constants
+    got_master = _gain_at_instants(a, level[0], threshold[0], ratio[0], 5.0, 150.0, frames[0])
+    keep_m = np.where(target[0] < state[0], _keep_after_rise(np.float64(0.005), DETECTOR_WINDOW_S / 2),
+                      _keep_after_rise(np.float64(0.15), DETECTOR_WINDOW_S / 2))
+    np.testing.assert_allclose(got_master, target[0] + (state[0] - target[0]) * keep_m, atol=2e-4)

@@ -18,6 +18,7 @@ from evomix.engine.dsp import (
     rms_level_db,
     smooth_gain_db,
     sos_power_response,
+    cascade_power_response,
     true_peak_db,
     true_peak_limit,
 )
@@ -136,6 +137,29 @@ def test_sos_power_response_matches_sosfreqz(sr, rng):
 
 
 @pytest.mark.parametrize("sr", SRS)
+def test_cascade_power_response_matches_sosfreqz_of_the_cascade(sr, rng):
+    """Biquads in series (a stem's EQ): the compiled product equals scipy's response of the
+    whole cascade, per candidate and stem."""
+    freq_hz = np.concatenate([[0.0], np.geomspace(10, 0.49 * sr, 200), [sr / 2]])
+    shape = (5, 3)
+    sos = np.stack([
+        rbj_sos("highpass", rng.uniform(20, 400, shape), 0.0, 0.707, sr),
+        rbj_sos("lowshelf", rng.uniform(40, 400, shape), rng.uniform(-12, 12, shape), 0.707, sr),
+        rbj_sos("peak", rng.uniform(100, 0.4 * sr, shape), rng.uniform(-18, 18, shape), rng.uniform(0.3, 8, shape), sr),
+        rbj_sos("highshelf", rng.uniform(2000, 0.4 * sr, shape), rng.uniform(-12, 12, shape), 0.707, sr),
+    ], axis=-2)  # (5, 3, 4, 6)
+    power = cascade_power_response(sos, freq_hz, sr)
+    assert power.shape == shape + freq_hz.shape
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            _, h = sosfreqz(sos[i, j], worN=freq_hz, fs=sr)  # the four sections in series
+            np.testing.assert_allclose(power[i, j], np.abs(h) ** 2, rtol=1e-8, atol=1e-14)
+    assert not np.allclose(power[0, 0], power[1, 1])
+    with pytest.raises(ParameterError, match="sections, 6"):
+        cascade_power_response(sos[0, 0, 0], freq_hz, sr)
+
+
+@pytest.mark.parametrize("sr", SRS)
 def test_sos_response_matches_sosfreqz_magnitude_and_phase(sr, rng):
     """The complex response (used where phase matters) equals scipy's, and its power equals
     the cookbook power form."""
@@ -230,6 +254,23 @@ def test_compressor_static_curve(ratio, knee_db):
     everywhere = compressor_static_db(np.linspace(-60, 20, 801), threshold_db, ratio, knee_db)
     assert np.all(everywhere <= 0) and np.all(np.isfinite(everywhere))
     assert np.all(np.diff(everywhere) <= 1e-12)  # more level, never less reduction
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compressor_static_gives_each_element_its_own_parameters(dtype, rng):
+    """Per-row parameters (the compiled row loop) and parameters that change along time (every
+    element its own row) both give what the scalar formula gives element by element."""
+    level_db = rng.uniform(-80, 10, (4, 3, 50)).astype(dtype)
+    per_row = (rng.uniform(-40, 0, (4, 3, 1)), rng.uniform(1, 10, (4, 3, 1)), rng.uniform(0, 12, (1, 3, 1)))
+    per_time = (rng.uniform(-40, 0, (4, 3, 50)), rng.uniform(1, 10, (1, 1, 50)), 6.0)
+    for threshold_db, ratio, knee_db in (per_row, per_time):
+        got = compressor_static_db(level_db, threshold_db, ratio, knee_db)
+        assert got.dtype == dtype and got.shape == level_db.shape
+        t, r, k = np.broadcast_arrays(threshold_db, ratio, knee_db, level_db)[:3]
+        want = np.array([compressor_static_db(float(x), float(ti), float(ri), float(ki))
+                         for x, ti, ri, ki in zip(level_db.ravel(), t.ravel(), r.ravel(), k.ravel())]).reshape(level_db.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+        assert (got < -1.0).any() and (got == 0.0).any()  # both sides of the threshold are exercised
 
 
 def test_compressor_static_broadcasts_and_validates():

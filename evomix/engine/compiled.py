@@ -1,0 +1,38 @@
+"""Compiled loops (numba) for the few places where numpy needs many passes or a Python loop.
+
+numpy is fast per pass but a chain of elementwise steps (the compressor's gain computer, a time
+recursion) makes one temporary array per step; compiled, the chain is one pass over memory that
+LLVM vectorizes, and it releases the GIL so the fast tier's threads run it in parallel.
+
+:func:`lazy_njit` compiles a plain Python function on its first call, not at import (importing
+evomix stays cheap), with numba's on-disk cache where a writable cache location exists; on a
+read-only install without one it compiles once per process instead.
+"""
+from __future__ import annotations
+
+import functools
+
+
+def lazy_njit(func):
+    """``numba.njit(nogil=True)`` of ``func``, compiled on first call (cached on disk if possible).
+
+    The loop must give the same result as the numpy expression it replaces (the tests compare
+    them); no ``fastmath``, so the arithmetic is IEEE and a row's result does not depend on how
+    the rows are batched.
+    """
+    compiled = None
+
+    @functools.wraps(func)
+    def call(*args):
+        nonlocal compiled
+        if compiled is None:
+            import numba
+
+            try:
+                compiled = numba.njit(cache=True, nogil=True)(func)
+            except RuntimeError:  # no writable cache location (read-only install, no home)
+                compiled = numba.njit(cache=False, nogil=True)(func)
+        return compiled(*args)
+
+    call.py_func = func  # the uncompiled loop, for tests
+    return call
