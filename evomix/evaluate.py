@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from evomix.engine.analysis import Analysis
 from evomix.engine.batch import render_features
@@ -18,6 +18,19 @@ from evomix.genome import GeneTable
 from objectives import Target, evaluate
 
 DEFAULT_CHUNK = 64  # candidates rendered per vectorized call (memory: see Analysis.heavy_frames)
+_BLAS = None  # threadpoolctl's view of the loaded BLAS libraries, found once per process
+
+
+def single_threaded_blas():
+    """Context manager that holds BLAS to one thread (threadpoolctl).
+
+    The libraries are looked up once per process (the lookup reads the process's memory map,
+    ~1 ms, which would otherwise be paid every generation).
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class Problem:
         measured on 2 cores a threaded BLAS was slower (and far slower when another process
         competes for a core); ``evomix.parallel.score`` spreads the population over threads instead.
         """
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             return self.weighted_scores(genomes, chunk=chunk)
 
     def weighted_scores(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:

@@ -43,10 +43,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from evomix.errors import EvomixError, ParameterError
-from evomix.evaluate import DEFAULT_CHUNK
+from evomix.evaluate import DEFAULT_CHUNK, single_threaded_blas
 
 BACKENDS = ("local", "dask")
 CONNECT_TIMEOUT_S = 10.0  # connecting to a dask scheduler, and waiting for its first worker
@@ -85,7 +84,7 @@ def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
     """
     genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
     pieces = split(genomes, threads) if threads > 1 else [genomes]
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas():
         if len(pieces) == 1:
             return _score_piece(problem, genomes)
         pool = _THREAD_POOLS.get(len(pieces))

@@ -30,24 +30,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.compiled import lazy_njit
 from evomix.engine.analysis import DETECTOR_WINDOW_S, MASTER_DETECTOR_SUBSTEPS, PEAK_NODES_HZ, Analysis
+from evomix.engine.compiled import lazy_njit
 from evomix.engine.dsp import (
     LIMITER_RELEASE_MS,
     cascade_power_response,
+    cascade_response,
     compressor_static_db,
     pan_gains,
-    rbj_sos,
     smooth_gain_db,
-    sos_response,
 )
+from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
-    MASTER_HIGH_SHELF_HZ,
-    MASTER_LOW_SHELF_HZ,
-    SHELF_Q,
     Params,
 )
 from objectives.base import Features
@@ -69,40 +66,6 @@ def gain_from_db(db: np.ndarray, *, power: bool = False) -> np.ndarray:
     than its ``power`` on these arrays."""
     db = np.asarray(db)
     return np.exp(db * db.dtype.type(np.log(10.0) / (10.0 if power else 20.0)))
-
-
-def stem_eq_power(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
-    """Power response of each stem's EQ cascade on ``freq_hz`` (F,) -> (pop, stems, F)."""
-    sos = np.stack([
-        rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr),
-        rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr),
-        rbj_sos("peak", params.peak_hz, params.peak_db, params.peak_q, sr),
-        rbj_sos("highshelf", params.high_shelf_hz, params.high_shelf_db, SHELF_Q, sr),
-    ], axis=-2)  # (pop, stems, 4, 6)
-    return cascade_power_response(sos, freq_hz, sr)
-
-
-def stem_eq_response(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
-    """Complex response of each stem's EQ cascade (high-pass, shelves, peak) on ``freq_hz`` (F,)
-    -> (pop, stems, F)."""
-    h = sos_response(rbj_sos("highpass", params.highpass_hz, 0.0, SHELF_Q, sr), freq_hz, sr)
-    h = h * sos_response(rbj_sos("lowshelf", params.low_shelf_hz, params.low_shelf_db, SHELF_Q, sr), freq_hz, sr)
-    h = h * sos_response(rbj_sos("peak", params.peak_hz, params.peak_db, params.peak_q, sr), freq_hz, sr)
-    return h * sos_response(rbj_sos("highshelf", params.high_shelf_hz, params.high_shelf_db, SHELF_Q, sr), freq_hz, sr)
-
-
-def master_eq_response(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
-    """Complex response of the master shelves on ``freq_hz`` (F,) -> (pop, F)."""
-    lo = rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db, SHELF_Q, sr)
-    hi = rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db, SHELF_Q, sr)
-    return sos_response(lo, freq_hz, sr) * sos_response(hi, freq_hz, sr)
-
-
-def master_eq_power(params: Params, sr: int, freq_hz: np.ndarray) -> np.ndarray:
-    """Power response of the master shelves on ``freq_hz`` (F,) -> (pop, F)."""
-    lo = rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db, SHELF_Q, sr)
-    hi = rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db, SHELF_Q, sr)
-    return cascade_power_response(np.stack([lo, hi], axis=-2), freq_hz, sr)
 
 
 def _per_stem_frames(weights: np.ndarray, power: np.ndarray) -> np.ndarray:
@@ -255,9 +218,10 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
+    stem_sos, master_sos = stem_eq_sos(params, sr), master_eq_sos(params, sr)  # (p, s, 4, 6), (p, 2, 6)
     gw = a.grid_weight.astype(float)  # (s, G, B)
-    eq = np.matmul(stem_eq_power(params, sr, grid.grid_hz).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
-    meq = np.matmul(master_eq_power(params, sr, grid.grid_hz)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
+    eq = np.matmul(cascade_power_response(stem_sos, grid.grid_hz, sr).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
+    meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
     centre = pan_gains(np.zeros(n_stems), a.is_mono)  # (s, 2): the Analysis is centre-panned
@@ -301,7 +265,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
 
     # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
     #     stem's in-phase/quadrature band values at the peak-candidate instants, summed as waveforms --
-    h_nodes = stem_eq_response(params, sr, PEAK_NODES_HZ) * master_eq_response(params, sr, PEAK_NODES_HZ)[:, None, :]  # (p, s, N)
+    chain = np.concatenate([stem_sos, np.broadcast_to(master_sos[:, None], (n_pop, n_stems, 2, 6))], axis=2)  # (p, s, 6, 6)
+    h_nodes = cascade_response(chain, PEAK_NODES_HZ, sr)  # (p, s, N) stem EQ then master shelves
     amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * rel_pan  # (p, s, 2)
     hc = h_nodes[:, :, None, :] * amp[..., None]  # (p, s, 2, N) complex
     coef = np.concatenate([hc.real, -hc.imag], axis=-1).transpose(1, 2, 0, 3)  # (s, 2, p, 2N)

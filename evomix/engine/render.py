@@ -16,14 +16,12 @@ import numpy as np
 from scipy.signal import sosfilt
 
 from evomix.engine.bands import BandGrid, band_powers, bark
-from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, rbj_sos, true_peak_envelope
+from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, true_peak_envelope
+from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
-    MASTER_HIGH_SHELF_HZ,
-    MASTER_LOW_SHELF_HZ,
-    SHELF_Q,
     Params,
 )
 from objectives.base import Features
@@ -54,17 +52,6 @@ class ExactRender:
     stem_power: np.ndarray | None = None
 
 
-def _stem_sos(params: Params, i: int, s: int, sr: int) -> np.ndarray:
-    """The four biquads of stem ``s`` of candidate ``i`` as a (4, 6) sos cascade."""
-    rows = [
-        rbj_sos("highpass", params.highpass_hz[i, s], 0.0, SHELF_Q, sr),
-        rbj_sos("lowshelf", params.low_shelf_hz[i, s], params.low_shelf_db[i, s], SHELF_Q, sr),
-        rbj_sos("peak", params.peak_hz[i, s], params.peak_db[i, s], params.peak_q[i, s], sr),
-        rbj_sos("highshelf", params.high_shelf_hz[i, s], params.high_shelf_db[i, s], SHELF_Q, sr),
-    ]
-    return np.stack([np.asarray(r, dtype=float).reshape(6) for r in rows])
-
-
 def _stem_audio(audio, s: int) -> np.ndarray:
     """Stem ``s`` (2, samples) from an array (stems, 2, samples) or a Session (read on demand)."""
     return audio.stem(s) if hasattr(audio, "stem") else audio[s]
@@ -75,7 +62,7 @@ def _process_stem(x: np.ndarray, mono: bool, params: Params, i: int, s: int, sr:
     """One stem through its channel strip and the (linear) master EQ -> (2, samples) float64."""
     x = x[:1] if mono else x  # (ch, samples), ch = 1 or 2
     x = x.astype(np.float64) * 10.0 ** (params.trim_db[i, s] / 20.0)
-    x = sosfilt(_stem_sos(params, i, s, sr), x, axis=-1)
+    x = sosfilt(stem_eq_sos(params.member(i), sr)[0, s], x, axis=-1)
     x = x * compressor_gain(x, sr, threshold_db=params.comp_threshold_db[i, s], ratio=params.comp_ratio[i, s],
                             attack_ms=params.comp_attack_ms[i, s], release_ms=params.comp_release_ms[i, s],
                             knee_db=KNEE_DB)[None, :]
@@ -104,10 +91,7 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
     n_stems = len(is_mono)
     keep = not hasattr(audio, "stem") or getattr(audio, "audio", None) is not None
     pans = pan_gains(params.pan[i], np.asarray(is_mono))  # (stems, 2)
-    master_sos = np.stack([
-        np.asarray(rbj_sos("lowshelf", MASTER_LOW_SHELF_HZ, params.master_low_shelf_db[i], SHELF_Q, sr)).reshape(6),
-        np.asarray(rbj_sos("highshelf", MASTER_HIGH_SHELF_HZ, params.master_high_shelf_db[i], SHELF_Q, sr)).reshape(6),
-    ])
+    master_sos = master_eq_sos(params.member(i), sr)[0]  # (2, 6)
     stems = None
     mix = None
     for s in range(n_stems):

@@ -19,6 +19,7 @@ from evomix.engine.dsp import (
     smooth_gain_db,
     sos_power_response,
     cascade_power_response,
+    cascade_response,
     true_peak_db,
     true_peak_limit,
 )
@@ -137,9 +138,9 @@ def test_sos_power_response_matches_sosfreqz(sr, rng):
 
 
 @pytest.mark.parametrize("sr", SRS)
-def test_cascade_power_response_matches_sosfreqz_of_the_cascade(sr, rng):
-    """Biquads in series (a stem's EQ): the compiled product equals scipy's response of the
-    whole cascade, per candidate and stem."""
+def test_cascade_responses_match_sosfreqz_of_the_cascade(sr, rng):
+    """Biquads in series (a stem's EQ): the compiled products (power, and complex with phase)
+    equal scipy's response of the whole cascade, per candidate and stem."""
     freq_hz = np.concatenate([[0.0], np.geomspace(10, 0.49 * sr, 200), [sr / 2]])
     shape = (5, 3)
     sos = np.stack([
@@ -149,14 +150,18 @@ def test_cascade_power_response_matches_sosfreqz_of_the_cascade(sr, rng):
         rbj_sos("highshelf", rng.uniform(2000, 0.4 * sr, shape), rng.uniform(-12, 12, shape), 0.707, sr),
     ], axis=-2)  # (5, 3, 4, 6)
     power = cascade_power_response(sos, freq_hz, sr)
-    assert power.shape == shape + freq_hz.shape
+    response = cascade_response(sos, freq_hz, sr)
+    assert power.shape == response.shape == shape + freq_hz.shape
     for i in range(shape[0]):
         for j in range(shape[1]):
             _, h = sosfreqz(sos[i, j], worN=freq_hz, fs=sr)  # the four sections in series
             np.testing.assert_allclose(power[i, j], np.abs(h) ** 2, rtol=1e-8, atol=1e-14)
+            np.testing.assert_allclose(response[i, j], h, rtol=1e-9, atol=1e-12)
     assert not np.allclose(power[0, 0], power[1, 1])
     with pytest.raises(ParameterError, match="sections, 6"):
         cascade_power_response(sos[0, 0, 0], freq_hz, sr)
+    with pytest.raises(ParameterError, match="sections, 6"):
+        cascade_response(sos[0, 0, 0], freq_hz, sr)
 
 
 @pytest.mark.parametrize("sr", SRS)
