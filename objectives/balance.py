@@ -42,7 +42,7 @@ KICK_BASS_TOLERANCE_DB = 4.0
 def relative_levels_db(features: Features) -> np.ndarray:
     """Each stem's K-weighted power relative to the mix, dB, (pop, stems)."""
     k = k_weights(features)  # (B,)
-    stem = (features.stem_power.sum(axis=(2, 4)) * k).sum(axis=-1)  # (pop, stems)
+    stem = (features.stem_band_power.sum(axis=2) * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
     return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
 
@@ -50,9 +50,11 @@ def relative_levels_db(features: Features) -> np.ndarray:
 def audible_levels_db(features: Features) -> np.ndarray:
     """Each stem's unmasked K-weighted power relative to the mix, dB, (pop, stems)."""
     y = features.stem_power  # (pop, stems, 2, B, T)
-    audible = y * (y / np.maximum(y + features.rest_threshold, y.dtype.type(_FLOOR)))  # (pop, stems, 2, B, T)
+    share = np.add(y, features.rest_threshold)  # one buffer, worked in place: P_s / (P_s + T_rest)
+    np.maximum(share, y.dtype.type(_FLOOR), out=share)
+    np.divide(y, share, out=share)
     k = k_weights(features).astype(y.dtype)
-    stem = (audible.sum(axis=(2, 4)) * k).sum(axis=-1)  # (pop, stems)
+    stem = np.einsum("pscbt,pscbt->pscb", y, share).sum(axis=2) @ k  # (pop, stems) sum of P_s * share * k
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
     return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
 
@@ -99,7 +101,7 @@ def spatial_penalty(features: Features) -> np.ndarray:
         low_side = np.zeros(features.n_pop)
     centre = np.array([r in CENTRE_ROLES for r in features.roles])
     if centre.any():
-        sp = features.stem_power[:, centre].sum(axis=(3, 4))  # (pop, k, 2)
+        sp = features.stem_band_power[:, centre].sum(axis=3)  # (pop, k, 2)
         off = np.abs(10.0 * np.log10(np.maximum(sp[..., 0], _FLOOR) / np.maximum(sp[..., 1], _FLOOR)))
         off = np.minimum(off, MAX_OFF_CENTRE_DB)  # a hard-panned stem counts as 30 dB off
         off_centre = (np.maximum(off - 1.5, 0.0) / 3.0).sum(axis=1)

@@ -66,6 +66,12 @@ class Features:
         return self.stem_power.shape[0]
 
     @cached_property
+    def stem_band_power(self) -> np.ndarray:
+        """Each stem's power per channel and band, summed over the frames, (pop, stems, 2, B)
+        (computed once per batch; the objectives' per-stem levels come from it)."""
+        return self.stem_power.sum(axis=-1)
+
+    @cached_property
     def rest_threshold(self) -> np.ndarray:
         """Masking threshold that the rest of the mix puts on each stem, (pop, stems, 2, B, T).
 
@@ -75,7 +81,7 @@ class Features:
         from objectives.masking import threshold_offset_db
 
         y = self.stem_spread
-        rest = y.sum(axis=1, keepdims=True) - y  # (pop, stems, 2, B, T)
+        rest = np.subtract(y.sum(axis=1, keepdims=True), y)  # (pop, stems, 2, B, T)
         np.maximum(rest, 0.0, out=rest)
         rest *= (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)[:, None]
         return rest

@@ -47,16 +47,20 @@ def masker_to_signal_db(features: Features) -> np.ndarray:
     ``MSR = O(z) * spread(rest) / P_s`` with ``rest = mix - s`` (eq. of the module docstring).
     """
     y = features.stem_power  # (pop, stems, 2, B, T)
-    ratio = features.rest_threshold / np.maximum(y, y.dtype.type(_FLOOR))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 10.0 * np.log10(np.maximum(ratio, ratio.dtype.type(1.0)))
+    msr = np.maximum(y, y.dtype.type(_FLOOR))  # one buffer, worked in place (these arrays are large)
+    np.divide(features.rest_threshold, msr, out=msr)
+    np.maximum(msr, msr.dtype.type(1.0), out=msr)
+    np.log10(msr, out=msr)
+    msr *= msr.dtype.type(10.0)
+    return msr
 
 
 def masking_per_stem(features: Features) -> np.ndarray:
     """Power-weighted mean positive masker-to-signal ratio of each stem, dB, (pop, stems)."""
     y = features.stem_power
-    num = (y * masker_to_signal_db(features)).sum(axis=(2, 3, 4))  # (pop, stems)
-    return num / np.maximum(y.sum(axis=(2, 3, 4)), _FLOOR)
+    n_pop, n_stems = y.shape[:2]
+    num = np.einsum("psk,psk->ps", y.reshape(n_pop, n_stems, -1), masker_to_signal_db(features).reshape(n_pop, n_stems, -1))
+    return num / np.maximum(features.stem_band_power.sum(axis=(2, 3)), _FLOOR)
 
 
 def masking_matrix(features: Features) -> np.ndarray:
@@ -88,7 +92,7 @@ def masking_by_band(features: Features) -> np.ndarray:
     """
     y = features.stem_power  # (pop, stems, 2, B, T)
     msr_db = masker_to_signal_db(features)
-    band_pow = y.sum(axis=(2, 4))  # (pop, stems, B)
+    band_pow = features.stem_band_power.sum(axis=2)  # (pop, stems, B)
     per_stem = (y * msr_db).sum(axis=(2, 4)) / np.maximum(band_pow, _FLOOR)  # (pop, stems, B)
     present = band_pow > band_pow.max(axis=2, keepdims=True) * 10.0 ** (-PRESENT_DB / 10.0)
     w = np.array([ROLE_PRIORITY.get(r, 1.0) for r in features.roles])[None, :, None] * present
@@ -104,6 +108,6 @@ def role_weights(roles, audible: np.ndarray) -> np.ndarray:
 @register("masking", unit="dB", description="role-weighted mean masker-to-signal ratio of each stem under the rest of the mix")
 def masking(features: Features, target: Target) -> np.ndarray:
     m = masking_per_stem(features)  # (pop, stems)
-    audible = (features.stem_power.sum(axis=(2, 3, 4)) > _FLOOR).astype(float)
+    audible = (features.stem_band_power.sum(axis=(2, 3)) > _FLOOR).astype(float)
     w = role_weights(features.roles, audible)
     return (m * w).sum(axis=1) / np.maximum(w.sum(axis=1), _FLOOR)
