@@ -1,9 +1,13 @@
 """``evaluate_population``: genomes (n, genes) -> objective matrix F (n, n_obj), one call per generation.
 
-The population is scored in chunks (bounded memory: the fast tier's per-stem tensors grow with
-pop x stems x bands x frames). Objectives with weight 0 are not computed; the others are
-multiplied by their weight (NSGA-II is invariant to that scaling, but the choice of alternatives
-and any scalarisation use it).
+The population is scored in blocks of ``BLOCK`` genomes, counted from its first row, one vectorized
+render per block (this also bounds memory: the fast tier's per-stem tensors grow with
+pop x stems x bands x frames). A genome's F depends on its block and nothing else: the matrix
+products of a block round the same way whenever the block is the same, but BLAS may round a row
+differently in a batch of another size, so a block is never cut. Threads and workers get whole
+blocks (``evomix.parallel.split``), which makes F bitwise the same for any number of them.
+Objectives with weight 0 are not computed; the others are multiplied by their weight (NSGA-II is
+invariant to that scaling, but the choice of alternatives and any scalarisation use it).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from evomix.engine.batch import render_features
 from evomix.genome import GeneTable
 from objectives import Target, evaluate
 
-DEFAULT_CHUNK = 64  # candidates rendered per vectorized call (memory: see Analysis.heavy_frames)
+BLOCK = 32  # genomes per vectorized render; also the unit of work of a thread or worker
 _BLAS = None  # threadpoolctl's view of the loaded BLAS libraries, found once per process
 
 
@@ -43,18 +47,24 @@ class Problem:
     names: tuple  # objectives in the search, in column order
     weights: tuple  # weight of each objective in ``names``, > 0
 
-    def raw_scores(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-        """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier."""
+    def raw_scores(self, genomes: np.ndarray) -> np.ndarray:
+        """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier, rendered
+        block by block (``BLOCK`` genomes; a block of one is rendered beside a copy of itself,
+        because numpy's matrix-vector kernels round differently from the matrix-matrix ones)."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
-        for start in range(0, genomes.shape[0], chunk):  # chunks of candidates, each vectorized
-            params = self.table.decode(genomes[start : start + chunk], self.analysis.trim_db)
+        for start in range(0, genomes.shape[0], BLOCK):
+            block = genomes[start : start + BLOCK]
+            n = block.shape[0]
+            if n == 1:
+                block = np.concatenate([block, block])
+            params = self.table.decode(block, self.analysis.trim_db)
             feats = render_features(self.analysis, params, target_lufs=self.target.target_lufs,
                                     ceiling_dbtp=self.target.ceiling_dbtp)
-            out[start : start + chunk] = evaluate(feats, self.target, self.names)
+            out[start : start + n] = evaluate(feats, self.target, self.names)[:n]
         return out
 
-    def evaluate_population(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def evaluate_population(self, genomes: np.ndarray) -> np.ndarray:
         """Weighted objective matrix F (n, len(names)), lower is better.
 
         BLAS runs single-threaded here: the fast tier's matrix products are small and batched, and
@@ -62,9 +72,9 @@ class Problem:
         competes for a core); ``evomix.parallel.score`` spreads the population over threads instead.
         """
         with single_threaded_blas():
-            return self.weighted_scores(genomes, chunk=chunk)
+            return self.weighted_scores(genomes)
 
-    def weighted_scores(self, genomes: np.ndarray, *, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def weighted_scores(self, genomes: np.ndarray) -> np.ndarray:
         """:meth:`evaluate_population` without touching the BLAS thread limit (the caller sets it;
         ``evomix.parallel.score`` does, once, around its threads)."""
-        return self.raw_scores(genomes, chunk=chunk) * np.asarray(self.weights)[None, :]
+        return self.raw_scores(genomes) * np.asarray(self.weights)[None, :]

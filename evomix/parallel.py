@@ -21,10 +21,10 @@ worker **once per run**; every generation only sends genomes (a few kB) and rece
 
 Determinism
 -----------
-Evaluation is deterministic per genome, provided no genome is ever scored in a vectorized batch of
-one (numpy's matrix-vector kernels round differently from the matrix-matrix ones used for larger
-batches). :func:`score` guarantees that; the population is split into contiguous pieces of >= 2
-genomes, each piece is scored with :func:`score` and the results are concatenated in order.
+A genome's F depends only on the block of ``evomix.evaluate.BLOCK`` genomes it is rendered in
+(blocks are counted from the population's first row). :func:`split` cuts a population into pieces
+of whole blocks, one per thread or worker, so every block is rendered exactly as in a single call
+and the concatenated F is bitwise the same for any number of threads, jobs or dask workers.
 The search draws from Python's global ``random`` (DEAP's operators do), which dask's client also
 uses (to sample payloads before compressing them); a distributed call restores the global state
 it found, so the sequence of the search does not depend on the backend either.
@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from evomix.errors import EvomixError, ParameterError
-from evomix.evaluate import DEFAULT_CHUNK, single_threaded_blas
+from evomix.evaluate import BLOCK, single_threaded_blas
 
 BACKENDS = ("local", "dask")
 CONNECT_TIMEOUT_S = 10.0  # connecting to a dask scheduler, and waiting for its first worker
@@ -59,46 +59,37 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _score_piece(problem, genomes: np.ndarray) -> np.ndarray:
-    """Weighted F of ``genomes``, a batch of one genome never vectorized alone: it is scored
-    together with a copy of itself, whose row is dropped."""
-    n = genomes.shape[0]
-    if n % DEFAULT_CHUNK != 1:
-        return problem.weighted_scores(genomes, chunk=DEFAULT_CHUNK)
-    padded = np.concatenate([genomes, genomes[-1:]])
-    return problem.weighted_scores(padded, chunk=DEFAULT_CHUNK)[:n]
-
-
 _THREAD_POOLS: dict = {}  # threads -> ThreadPoolExecutor, kept for the process (one per size)
 
 
 def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
-    """``problem.evaluate_population(genomes)`` with no vectorized batch of a single genome, on
-    ``threads`` threads of this process.
+    """``problem.evaluate_population(genomes)`` on ``threads`` threads of this process.
 
-    Every genome's F is independent of the batch it is in (see :func:`_score_piece`), so any
-    contiguous split of a population gives the same F: with ``threads`` > 1 the population is
-    split into that many pieces (:func:`split`), scored concurrently (numpy and BLAS release the
-    GIL for the large array operations that dominate) and put back in order. BLAS is held to one
-    thread meanwhile: the threads are the parallelism.
+    With ``threads`` > 1 the population is split into pieces of whole blocks (:func:`split`),
+    scored concurrently (numpy, BLAS and the compiled loops release the GIL for the large array
+    operations that dominate) and put back in order: bitwise the same F as one thread. BLAS is
+    held to one thread meanwhile: the threads are the parallelism.
     """
     genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
     pieces = split(genomes, threads) if threads > 1 else [genomes]
     with single_threaded_blas():
         if len(pieces) == 1:
-            return _score_piece(problem, genomes)
+            return problem.weighted_scores(genomes)
         pool = _THREAD_POOLS.get(len(pieces))
         if pool is None:
             pool = _THREAD_POOLS[len(pieces)] = ThreadPoolExecutor(len(pieces), thread_name_prefix="evomix-score")
-        return np.concatenate(list(pool.map(lambda g: _score_piece(problem, g), pieces)), axis=0)
+        return np.concatenate(list(pool.map(problem.weighted_scores, pieces)), axis=0)
 
 
 def split(genomes: np.ndarray, parts: int) -> list[np.ndarray]:
-    """Contiguous pieces of ``genomes`` (n, genes) for ``parts`` workers, each of >= 2 genomes
-    (one piece when n < 4), sizes differing by at most one."""
+    """Contiguous pieces of ``genomes`` (n, genes) for up to ``parts`` workers, each made of whole
+    blocks of ``BLOCK`` genomes (the last block may be shorter), block counts differing by at most
+    one. A population of one block is one piece."""
     n = genomes.shape[0]
-    parts = max(1, min(int(parts), n // 2))
-    return [p for p in np.array_split(genomes, parts) if p.shape[0]]
+    n_blocks = -(-n // BLOCK)
+    parts = max(1, min(int(parts), n_blocks))
+    edges = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(n_blocks), parts)]) * BLOCK  # block boundaries
+    return [genomes[a : min(b, n)] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def check_options(n_jobs, backend, scheduler, threads=None) -> None:

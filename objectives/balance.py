@@ -54,7 +54,7 @@ def audible_levels_db(features: Features) -> np.ndarray:
     np.maximum(share, y.dtype.type(_FLOOR), out=share)
     np.divide(y, share, out=share)
     k = k_weights(features).astype(y.dtype)
-    stem = np.einsum("pscbt,pscbt->pscb", y, share).sum(axis=2) @ k  # (pop, stems) sum of P_s * share * k
+    stem = (np.einsum("pscbt,pscbt->psb", y, share) * k).sum(axis=-1)  # (pop, stems) sum of P_s * share * k
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
     return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
 

@@ -13,7 +13,7 @@ from evomix import api
 from evomix.audio import load_session
 from evomix.cli import app
 from evomix.engine.analysis import analyze_session
-from evomix.evaluate import Problem
+from evomix.evaluate import BLOCK, Problem
 from evomix.genome import GeneTable
 from evomix.parallel import ParallelEvaluator, score, split
 from objectives import OBJECTIVE_NAMES, Target, load_profile
@@ -66,23 +66,33 @@ def test_dask_cluster_gives_the_same_front_as_jobs_1(stem_dir, tmp_path, front_j
     assert (tmp_path / "out" / "front.json").read_bytes() == front_jobs1
 
 
-def test_score_does_not_depend_on_the_batch(problem, generations):
-    """What determinism across workers rests on: a genome's F is the same in any batch."""
-    g = np.concatenate(generations)
+@pytest.fixture(scope="module")
+def big_population(problem):
+    """Three blocks: two full, one short (the shapes where BLAS may round a row differently)."""
+    return np.random.default_rng(11).random((2 * BLOCK + 6, problem.table.n_genes))
+
+
+def test_a_genome_is_scored_the_same_in_any_split_into_whole_blocks(problem, big_population):
+    """What determinism across workers rests on: F depends only on the genome's block."""
+    g = big_population
     whole = score(problem, g)
-    assert np.array_equal(whole[:8], problem.evaluate_population(g[:8]))
-    for parts in (2, 3, 7, 17):
-        assert np.array_equal(np.concatenate([score(problem, p) for p in np.array_split(g, parts)]), whole)
-    assert np.array_equal(score(problem, g[:1]), whole[:1])  # a batch of one is padded, not vectorized alone
+    assert np.array_equal(whole, problem.evaluate_population(g))
+    for parts in (2, 3, 7):
+        pieces = split(g, parts)
+        assert np.array_equal(np.concatenate([score(problem, p) for p in pieces]), whole), parts
+    assert np.array_equal(score(problem, g[BLOCK : 2 * BLOCK]), whole[BLOCK : 2 * BLOCK])  # a block alone
+    assert np.array_equal(score(problem, g[2 * BLOCK :]), whole[2 * BLOCK :])
+    # a block of one genome is rendered beside a copy of itself (never vectorized alone)
+    assert np.array_equal(score(problem, g[:1]), score(problem, g[[0, 0]])[:1])
+    assert len(np.unique(whole[:, 0])) > len(g) // 2  # guard: the genomes really score differently
 
 
-def test_threads_give_the_same_scores_as_one(problem, generations):
+def test_threads_give_the_same_scores_as_one(problem, generations, big_population):
     """Threads in this process split the population like workers do: bitwise the same F."""
-    g = np.concatenate(generations)
-    one = score(problem, g)
-    for threads in (2, 3):
-        assert np.array_equal(score(problem, g, threads), one), threads
-    assert np.array_equal(score(problem, g[:3], 2), one[:3])  # too few genomes for two pieces of >= 2
+    for g in [big_population, *generations]:
+        one = score(problem, g)
+        for threads in (2, 3):
+            assert np.array_equal(score(problem, g, threads), one), (len(g), threads)
 
 
 def test_threads_option_is_checked():
@@ -95,12 +105,17 @@ def test_threads_option_is_checked():
     check_options(1, "local", None, 3)
 
 
-def test_split_is_contiguous_with_pieces_of_two_or_more():
-    g = np.arange(34, dtype=float)[:, None]
-    for parts in (1, 2, 3, 8, 40):
+def test_split_gives_contiguous_pieces_of_whole_blocks():
+    n = 3 * BLOCK + 5
+    g = np.arange(n, dtype=float)[:, None]
+    for parts in (1, 2, 3, 4, 40):
         pieces = split(g, parts)
         assert np.array_equal(np.concatenate(pieces), g)
-        assert all(len(p) >= 2 for p in pieces) and len(pieces) <= parts
+        assert len(pieces) == min(parts, 4)
+        starts = np.cumsum([0] + [len(p) for p in pieces])[:-1]
+        assert all(s % BLOCK == 0 for s in starts)  # every piece begins on a block boundary
+        assert all(len(p) % BLOCK == 0 for p in pieces[:-1])
+    assert [len(p) for p in split(g, 2)] == [2 * BLOCK, BLOCK + 5]
     assert [len(p) for p in split(g[:1], 4)] == [1]
 
 

@@ -68,17 +68,6 @@ def gain_from_db(db: np.ndarray, *, power: bool = False) -> np.ndarray:
     return np.exp(db * db.dtype.type(np.log(10.0) / (10.0 if power else 20.0)))
 
 
-def _per_stem_frames(weights: np.ndarray, power: np.ndarray) -> np.ndarray:
-    """sum over (ch, bands) of weights[p, s, c, b] * power[s, c, b, t] -> (pop, stems, T).
-
-    A batched matmul over stems: (s, p, 2B) @ (s, 2B, T) -> (s, p, T).
-    """
-    n_pop, n_stems, n_ch, n_bands = weights.shape
-    w = weights.reshape(n_pop, n_stems, n_ch * n_bands).transpose(1, 0, 2)  # (s, p, 2B)
-    pw = power.reshape(n_stems, n_ch * n_bands, -1)  # (s, 2B, T)
-    return np.matmul(w, pw).transpose(1, 0, 2)  # (p, s, T)
-
-
 def frames_to_blocks(z: np.ndarray, block: int, step: int) -> np.ndarray:
     """Mean of ``block`` consecutive frames every ``step`` frames: (..., T) -> (..., blocks)."""
     n = z.shape[-1]
@@ -249,10 +238,15 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     R = MASTER_DETECTOR_SUBSTEPS
     mix_w = (trim_pow * fader_pow * (pan_gains(params.pan, a.is_mono[None, :]) ** 2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
     eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
-    g_comp_sub = np.repeat(g_comp.transpose(1, 0, 2).astype(np.float32), R, axis=-1)  # (s, p, T R)
-    shape = np.einsum("spk,spk->pk", np.matmul(eq_mix, a.sub_detector) * mix_w, g_comp_sub).reshape(n_pop, -1, R).astype(float)
+    g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
+    sub = np.matmul(eq_mix * mix_w, a.sub_detector).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
+    shape = np.einsum("sptr,spt->ptr", sub, g_comp32).astype(float)
     shape /= np.maximum(shape.mean(axis=-1, keepdims=True), _FLOOR)  # (p, T, R) within-frame shape, mean 1
-    mix_frames = (_per_stem_frames(w_mix, P) * g_comp).sum(axis=1)  # (p, T) channel-summed power
+    # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
+    w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
+    both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))  # (s, 2p, T)
+    both = np.einsum("sqpt,spt->qpt", both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
+    mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), _FLOOR))
@@ -298,27 +292,32 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
 
     # --- loudness (BS.1770-4 on K-weighted band powers), normalisation and limiting, iterated as in
     #     the exact tier: the limiter lowers the loudness, the normalisation makes it up -----------
-    k_frames = np.einsum("pst,pst->pt", _per_stem_frames(w_mix * a.k_band[None, :, None, :], P), g_comp) * g_master  # (p, T)
+    k_frames = k_frames_pre * g_master  # (p, T)
     raw_lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
     audible = raw_lufs > -150.0
     norm_db = np.where(audible, target_lufs - raw_lufs, 0.0)  # (p,)
     ceiling_lin = 10.0 ** (ceiling_dbtp / 20.0)
     g_lim = np.ones_like(k_frames)
-    prev_err = prev_norm = None
-    for _ in range(LIMITER_PASSES):
-        g_lim = limiter_frame_gain(frame_peak * 10.0 ** (norm_db / 20.0)[:, None], ceiling_lin, hop_s)  # (p, T)
-        lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames * g_lim, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
-        err = np.where(audible, target_lufs - (lufs + norm_db), 0.0)
-        moving = np.abs(err) > LIMITER_TOLERANCE_LU  # a converged candidate stays put: same result alone or in any batch
-        if not moving.any():
+    prev_err, prev_norm = np.zeros(n_pop), np.zeros(n_pop)
+    # only candidates whose normalised peak reaches the ceiling are limited (the others keep a gain
+    # of exactly 1 and their loudness); each pass works on the ones still off target
+    active = np.flatnonzero(frame_peak.max(axis=1) * 10.0 ** (norm_db / 20.0) > ceiling_lin)
+    for n_pass in range(LIMITER_PASSES):
+        if active.size == 0:
             break
+        norm_a = norm_db[active]
+        g_lim[active] = g_a = limiter_frame_gain(frame_peak[active] * 10.0 ** (norm_a / 20.0)[:, None], ceiling_lin, hop_s)
+        lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames[active] * g_a, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
+        err = np.where(audible[active], target_lufs - (lufs + norm_a), 0.0)
+        moving = np.abs(err) > LIMITER_TOLERANCE_LU  # a converged candidate stays put: same result alone or in any batch
         slope = np.ones_like(err)  # secant steps as in the exact tier: limiting flattens the slope
-        if prev_err is not None:
-            step = norm_db - prev_norm
+        if n_pass:
+            step = norm_a - prev_norm[active]
             ok = np.abs(step) > 1e-6
-            slope[ok] = np.clip((prev_err[ok] - err[ok]) / step[ok], 0.1, 1.0)
-        prev_err, prev_norm = err, norm_db
-        norm_db = norm_db + np.where(moving, err / slope, 0.0)
+            slope[ok] = np.clip((prev_err[active][ok] - err[ok]) / step[ok], 0.1, 1.0)
+        prev_err[active], prev_norm[active] = err, norm_a
+        norm_db[active] = norm_a + np.where(moving, err / slope, 0.0)
+        active = active[moving]
     g_norm = 10.0 ** (norm_db / 10.0)  # (p,) power
     short = frames_to_blocks(k_frames * g_lim, SHORT_TERM_FRAMES, BLOCK_STEP)  # (p, windows)
     lra = np.asarray(lra_from_short_term(short[:, None, :]), dtype=float)
