@@ -139,10 +139,10 @@ class Analysis:
 
 
 # frames (evenly spread) the fast tier's per-stem band tensors use. Measured with the cached exact
-# scores of experiments/fidelity.py's populations (8 cases): 48 frames rank masking, balance and
-# genre as well as 96 (lowest Spearman 0.968 / 0.985 / 0.984 vs 0.951 / 0.992 / 0.988), 32 a
-# little worse (0.960 / 0.974 / 0.970); 48 instead of 96 makes a generation ~15 % faster.
-DEFAULT_HEAVY_FRAMES = 48
+# scores of experiments/fidelity.py's populations (8 cases), lowest Spearman of masking / balance /
+# genre: 96 frames 0.951 / 0.992 / 0.988, 48 frames 0.968 / 0.985 / 0.984, 32 frames 0.960 / 0.973 /
+# 0.971, 24 frames 0.959 / 0.984 / 0.943. 32 instead of 48 makes a generation ~8 % faster.
+DEFAULT_HEAVY_FRAMES = 32
 
 
 def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_HEAVY_FRAMES) -> Analysis:
