@@ -1,6 +1,8 @@
 """Spectral helpers shared by objectives: long-term spectra, mid/side, K-weighted band shares."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from objectives.base import Features
@@ -46,6 +48,14 @@ def side_fraction(power_lr: np.ndarray, cross: np.ndarray) -> np.ndarray:
 
 def k_weights(features: Features) -> np.ndarray:
     """K-weighting power gain at each band centre (B,) (BS.1770-4 pre-filter + RLB)."""
+    return _k_weights_at(tuple(np.asarray(features.bands_hz, dtype=float).tolist()))
+
+
+@functools.lru_cache(maxsize=16)
+def _k_weights_at(bands_hz: tuple) -> np.ndarray:
+    """:func:`k_weights` for one band layout, computed once (read-only)."""
     from objectives.meter import k_weighting_power
 
-    return k_weighting_power(features.bands_hz, 48000)
+    k = k_weighting_power(np.array(bands_hz), 48000)
+    k.setflags(write=False)
+    return k

@@ -73,9 +73,25 @@ def frames_to_blocks(z: np.ndarray, block: int, step: int) -> np.ndarray:
     n = z.shape[-1]
     if n < block:
         return z.mean(axis=-1, keepdims=True)
-    c = np.concatenate([np.zeros(z.shape[:-1] + (1,)), np.cumsum(z, axis=-1, dtype=np.float64)], axis=-1)
-    starts = np.arange(0, n - block + 1, step)
-    return (c[..., starts + block] - c[..., starts]) / block
+    rows = np.ascontiguousarray(z, dtype=np.float64).reshape(-1, n)
+    return _block_means(rows, block, step).reshape(z.shape[:-1] + (-1,))
+
+
+@lazy_njit
+def _block_means(z, block, step):  # (n, T) -> (n, blocks)
+    """Running sum of each row, differenced at the block edges (one pass, no Python loop; numpy's
+    cumsum would hold the GIL)."""
+    n_rows, n = z.shape
+    n_blocks = (n - block) // step + 1
+    out = np.empty((n_rows, n_blocks))
+    c = np.empty(n + 1)
+    for i in range(n_rows):
+        c[0] = 0.0
+        for t in range(n):
+            c[t + 1] = c[t] + z[i, t]
+        for j in range(n_blocks):
+            out[i, j] = (c[j * step + block] - c[j * step]) / block
+    return out
 
 
 def limiter_frame_gain(frame_peak: np.ndarray, ceiling_lin: float, hop_s: float) -> np.ndarray:
@@ -87,12 +103,35 @@ def limiter_frame_gain(frame_peak: np.ndarray, ceiling_lin: float, hop_s: float)
     if not np.any(depth > 0.0):
         return np.ones_like(depth)
     tau_frames = LIMITER_RELEASE_MS / 1000.0 / hop_s
-    # u_rel[t] = max_i<=t u[i] exp(-(t - i)/tau): running maximum in the log domain (as the exact tier)
-    t = np.arange(depth.shape[-1]) / tau_frames
-    with np.errstate(divide="ignore"):
-        released = np.exp(np.maximum.accumulate(np.log(depth) + t, axis=-1) - t)
+    # u_rel[t] = max_i<=t u[i] exp(-(t - i)/tau) = max(u[t], u_rel[t-1] exp(-1/tau)) (as the exact tier)
+    rows = np.ascontiguousarray(depth, dtype=np.float64).reshape(-1, depth.shape[-1])
+    released = _released(rows, np.exp(-1.0 / tau_frames)).reshape(depth.shape)
     mean_depth = released * tau_frames * (1.0 - np.exp(-1.0 / tau_frames))  # mean over the frame's decay
     return (1.0 - np.minimum(mean_depth, 1.0)) ** 2
+
+
+@lazy_njit
+def _released(depth, decay):  # (n, T), float -> (n, T)
+    """Peak hold with exponential release: ``r[t] = max(u[t], r[t-1] * decay)``, ``r[-1] = 0``."""
+    out = np.empty_like(depth)
+    for i in range(depth.shape[0]):
+        r = 0.0
+        for t in range(depth.shape[1]):
+            r = max(depth[i, t], r * decay)
+            out[i, t] = r
+    return out
+
+
+@lazy_njit
+def _frame_max(peaks, frame_of, n_frames):  # (p, K), (K,) -> (p, T)
+    """Largest of each frame's instants per candidate (0 where a frame has none)."""
+    out = np.zeros((peaks.shape[0], n_frames))
+    for i in range(peaks.shape[0]):
+        for k in range(peaks.shape[1]):
+            f = frame_of[k]
+            if peaks[i, k] > out[i, f]:
+                out[i, f] = peaks[i, k]
+    return out
 
 
 def _keep_after_rise(tau_s: np.ndarray, rise_s: float) -> np.ndarray:
@@ -182,13 +221,10 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
         return
     top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
     rows = np.arange(n_pop)[:, None]
-    basis = a.peak_values_by_instant[top].transpose(0, 2, 3, 4, 1)  # (p, m, s, 2, 2N) -> view (p, s, 2, 2N, m)
     w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
-    g = np.take_along_axis(g_peak, top[None], axis=2).transpose(1, 0, 2)  # (p, s, m)
     h = np.stack([hc * (1j * w), hc * -(w**2)], axis=3)  # (p, s, 2, 2, N): first and second derivative
     coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32)  # (p, s, 2, 2, 2N)
-    # one small product per (candidate, stem, channel): the same for a candidate in any batch
-    d = (np.matmul(coef, basis) * g[:, :, None, None, :]).sum(axis=1)  # (p, 2, 2, m)
+    d = _derivatives_at(np.ascontiguousarray(top), a.peak_values_by_instant, coef, g_peak)  # (p, 2, 2, m)
     x = values[:, rows, top]  # (2, p, m)
     d1, d2 = d[:, :, 0].transpose(1, 0, 2), d[:, :, 1].transpose(1, 0, 2)  # (2, p, m)
     safe = np.where(d2 != 0.0, d2, 1.0)
@@ -196,6 +232,29 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
     tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
     refined = np.abs(x + tau * (d1 + 0.5 * tau * d2)).max(axis=0) * g_master_peak[rows, top]  # (p, m)
     peaks[rows, top] = np.maximum(peaks[rows, top], refined)
+
+
+@lazy_njit(fastmath={"reassoc"})
+def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2, 2, 2N), (s, p, K) -> (p, 2, 2, m)
+    """First and second derivative of the mix (per channel) at each candidate's instants ``top``:
+    ``sum_s gain[s, p, k] sum_n coef[p, s, c, d, n] basis[k, s, c, n]``, read straight from the
+    basis (no gathered copy). Each dot product has the basis's length, so its lanes (``reassoc``)
+    are summed in the same order for a candidate in any batch."""
+    n_pop, n_top = top.shape
+    n_stems, n_ch, n_coef = basis.shape[1], basis.shape[2], basis.shape[3]
+    out = np.zeros((n_pop, n_ch, 2, n_top), dtype=np.float32)
+    for p in range(n_pop):
+        for j in range(n_top):
+            k = top[p, j]
+            for s in range(n_stems):
+                g = gain[s, p, k]
+                for c in range(n_ch):
+                    for d in range(2):
+                        acc = np.float32(0.0)
+                        for n in range(n_coef):
+                            acc += coef[p, s, c, d, n] * basis[k, s, c, n]
+                        out[p, c, d, j] += acc * g
+    return out
 
 
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
@@ -207,14 +266,15 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     P = a.band_power  # (s, 2, B, T)
 
     # --- per-stem static gains -------------------------------------------------------------
-    stem_sos, master_sos = stem_eq_sos(params, sr), master_eq_sos(params, sr)  # (p, s, 4, 6), (p, 2, 6)
+    stem_sos, master_sos = stem_eq_sos(params, sr, check=False), master_eq_sos(params, sr, check=False)  # (p, s, 4, 6), (p, 2, 6)
     gw = a.grid_weight.astype(float)  # (s, G, B)
     eq = np.matmul(cascade_power_response(stem_sos, grid.grid_hz, sr).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
     meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
     centre = pan_gains(np.zeros(n_stems), a.is_mono)  # (s, 2): the Analysis is centre-panned
-    rel_pan = pan_gains(params.pan, a.is_mono[None, :]) / centre[None]  # (p, s, 2)
+    pans = pan_gains(params.pan, a.is_mono[None, :])  # (p, s, 2)
+    rel_pan = pans / centre[None]  # (p, s, 2)
 
     # --- stem compressors (detector: stereo-linked mean square, pre-pan) -----------------------
     lev = np.matmul(eq.transpose(1, 0, 2), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
@@ -236,7 +296,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     #     Spearman 0.899 -> 0.903; the sub-step level alone (without the frame's band power) was
     #     worse: 1.4 dB below the exact detector on a song with correlated stems.
     R = MASTER_DETECTOR_SUBSTEPS
-    mix_w = (trim_pow * fader_pow * (pan_gains(params.pan, a.is_mono[None, :]) ** 2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
+    mix_w = (trim_pow * fader_pow * (pans**2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
     eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_detector).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
@@ -284,9 +344,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     g_master_peak = gain_from_db(mgr_peak)  # (p, K) amplitude
     peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
     _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
-    starts = np.flatnonzero(np.diff(k, prepend=-1))  # first instant of each frame that has any
-    frame_peak = np.zeros_like(g_master)  # (p, T)
-    frame_peak[:, k[starts]] = np.maximum.reduceat(peaks, starts, axis=1)  # (p, T)
+    frame_peak = _frame_max(peaks, k, g_master.shape[-1])  # (p, T)
     with np.errstate(divide="ignore"):
         peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
 
@@ -335,7 +393,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     stem_spread = np.multiply(wg, a.spread_power[None], out=wg)
     mix_power = stem_power.sum(axis=1)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
-    mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross, optimize=True)
+    mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
 
     return Features(
         bands_hz=grid.centres_hz,

@@ -13,13 +13,17 @@ from __future__ import annotations
 import functools
 
 
-def lazy_njit(func):
+def lazy_njit(func=None, *, fastmath=False):
     """``numba.njit(nogil=True)`` of ``func``, compiled on first call (cached on disk if possible).
 
     The loop must give the same result as the numpy expression it replaces (the tests compare
-    them); no ``fastmath``, so the arithmetic is IEEE and a row's result does not depend on how
-    the rows are batched.
+    them). Without ``fastmath`` the arithmetic is IEEE in the written order. ``fastmath`` may be a
+    set of LLVM flags, e.g. ``{"reassoc"}`` to let a dot product's sum run in SIMD lanes: the order
+    then depends on the loop's length only, so a row's result still does not depend on how the
+    rows are batched.
     """
+    if func is None:
+        return lambda f: lazy_njit(f, fastmath=fastmath)
     compiled = None
 
     @functools.wraps(func)
@@ -29,9 +33,9 @@ def lazy_njit(func):
             import numba
 
             try:
-                compiled = numba.njit(cache=True, nogil=True)(func)
+                compiled = numba.njit(cache=True, nogil=True, fastmath=fastmath)(func)
             except RuntimeError:  # no writable cache location (read-only install, no home)
-                compiled = numba.njit(cache=False, nogil=True)(func)
+                compiled = numba.njit(cache=False, nogil=True, fastmath=fastmath)(func)
         return compiled(*args)
 
     call.py_func = func  # the uncompiled loop, for tests

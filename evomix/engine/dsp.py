@@ -78,7 +78,7 @@ def _require_signal(x, name="x"):
 # ----------------------------------------------------------------------------------------------
 # Filters
 # ----------------------------------------------------------------------------------------------
-def rbj_sos(kind, freq_hz, gain_db, q, sr):
+def rbj_sos(kind, freq_hz, gain_db, q, sr, *, check=True):
     """Biquad coefficients of the RBJ cookbook filters, as scipy second-order sections.
 
     Source: R. Bristow-Johnson, "Cookbook formulae for audio EQ biquad filter coefficients",
@@ -98,6 +98,9 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr):
         ``Q = 1/sqrt(2)`` is the steepest shelf without overshoot (equivalent to S = 1).
     sr : float, Hz > 0
         Sample rate.
+    check : bool, keyword-only, default True
+        Validate the parameters; the fast tier passes False for parameters decoded from genomes,
+        which are in range by construction (the checks cost more than the formulas there).
 
     Returns
     -------
@@ -127,12 +130,15 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr):
     """
     if kind not in FILTER_KINDS:
         raise ParameterError(f"kind: unknown filter {kind!r}; choose from {', '.join(FILTER_KINDS)}")
-    sr = float(_require_positive("sr", sr))
-    freq_hz = _require_positive("freq_hz", freq_hz)
-    q = _require_positive("q", q)
-    gain_db = np.asarray(gain_db, dtype=float)
-    if not np.all(np.isfinite(gain_db)):
-        raise ParameterError(f"gain_db must be finite, got {gain_db!r}")
+    if check:
+        sr = float(_require_positive("sr", sr))
+        freq_hz = _require_positive("freq_hz", freq_hz)
+        q = _require_positive("q", q)
+        gain_db = np.asarray(gain_db, dtype=float)
+        if not np.all(np.isfinite(gain_db)):
+            raise ParameterError(f"gain_db must be finite, got {gain_db!r}")
+    else:
+        sr, freq_hz, q, gain_db = float(sr), np.asarray(freq_hz, dtype=float), np.asarray(q, dtype=float), np.asarray(gain_db, dtype=float)
     freq_hz, gain_db, q = np.broadcast_arrays(freq_hz, gain_db, q)
 
     freq_hz = np.minimum(freq_hz, MAX_FREQ_FRACTION * sr)
