@@ -187,3 +187,28 @@ def test_compressor_gain_at_instants_follows_the_detector_from_the_frame_state()
     keep_m = np.where(target[0] < state[0], _keep_after_rise(np.float64(0.005), DETECTOR_WINDOW_S / 2),
                       _keep_after_rise(np.float64(0.15), DETECTOR_WINDOW_S / 2))
     np.testing.assert_allclose(got_master, target[0] + (state[0] - target[0]) * keep_m, atol=2e-4)
+
+
+def test_block_means_and_limiter_release_match_their_numpy_definitions():
+    """The compiled loops equal the formulas they replace: block means as differences of a running
+    sum, and the limiter's release as a running maximum of ``u[i] exp(-(t - i) / tau)``."""
+    from evomix.engine.batch import LIMITER_RELEASE_MS, frames_to_blocks, limiter_frame_gain
+
+    rng = np.random.default_rng(4)
+    z = rng.random((3, 5, 97))
+    for block, step in ((8, 2), (60, 2), (97, 1)):
+        c = np.concatenate([np.zeros((3, 5, 1)), np.cumsum(z, axis=-1)], axis=-1)
+        starts = np.arange(0, 97 - block + 1, step)
+        np.testing.assert_allclose(frames_to_blocks(z, block, step), (c[..., starts + block] - c[..., starts]) / block, rtol=1e-12)
+    np.testing.assert_allclose(frames_to_blocks(z[..., :5], 8, 2), z[..., :5].mean(axis=-1, keepdims=True))
+
+    peaks = 10.0 ** rng.uniform(-1.0, 0.3, (4, 200))  # some frames over a 0 dBFS ceiling
+    hop_s = 0.05
+    got = limiter_frame_gain(peaks, 1.0, hop_s)
+    tau = LIMITER_RELEASE_MS / 1000.0 / hop_s
+    depth = np.maximum(1.0 - 1.0 / peaks, 0.0)
+    t = np.arange(200)
+    released = np.max(np.where(t[None, :, None] >= t[None, None, :], depth[:, None, :] * np.exp(-(t[:, None] - t[None, :]) / tau)[None], 0.0), axis=-1)
+    want = (1.0 - np.minimum(released * tau * (1.0 - np.exp(-1.0 / tau)), 1.0)) ** 2
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert (got < 1.0).any() and (got == 1.0).any()
