@@ -59,7 +59,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_THREAD_POOLS: dict = {}  # threads -> ThreadPoolExecutor, kept for the process (one per size)
+_THREAD_POOLS: dict = {}  # extra threads -> ThreadPoolExecutor, kept for the process (one per size)
 
 
 def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -75,10 +75,12 @@ def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
     with single_threaded_blas():
         if len(pieces) == 1:
             return problem.weighted_scores(genomes)
-        pool = _THREAD_POOLS.get(len(pieces))
+        pool = _THREAD_POOLS.get(len(pieces) - 1)  # this thread scores the first piece itself
         if pool is None:
-            pool = _THREAD_POOLS[len(pieces)] = ThreadPoolExecutor(len(pieces), thread_name_prefix="evomix-score")
-        return np.concatenate(list(pool.map(problem.weighted_scores, pieces)), axis=0)
+            pool = _THREAD_POOLS[len(pieces) - 1] = ThreadPoolExecutor(len(pieces) - 1, thread_name_prefix="evomix-score")
+        others = [pool.submit(problem.weighted_scores, p) for p in pieces[1:]]
+        first = problem.weighted_scores(pieces[0])
+        return np.concatenate([first] + [f.result() for f in others], axis=0)
 
 
 def split(genomes: np.ndarray, parts: int) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ from evomix.engine.dsp import (
     LIMITER_RELEASE_MS,
     cascade_power_response,
     cascade_response,
-    compressor_static_db,
+    compressor_static_rows,
     pan_gains,
     smooth_gain_db,
 )
@@ -155,10 +155,16 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     ``gr_frames`` (..., T) dB; ``threshold_db`` ... broadcast against (..., K). Returns (..., K) dB.
     """
     level = np.asarray(level, np.float32)
-    lead = level.shape[:-1]
-    lev_db = np.log10(np.maximum(level, np.float32(_FLOOR)))
+    lead, n_inst = level.shape[:-1], level.shape[-1]
+
+    def rows(x, dtype=np.float64):  # per-curve parameter, (..., 1) or scalar -> (n,)
+        x = np.asarray(x, dtype)
+        return np.ascontiguousarray(np.broadcast_to(x[..., 0] if x.ndim else x, lead)).reshape(-1)
+
+    lev_db = np.log10(np.maximum(level, np.float32(_FLOOR))).reshape(-1, n_inst)  # (n, K)
     lev_db *= np.float32(10.0)
-    target = compressor_static_db(lev_db, threshold_db, ratio, KNEE_DB)  # (..., K) float32
+    target = compressor_static_rows(lev_db, rows(threshold_db, np.float32), rows(ratio, np.float32),
+                                    np.full(lev_db.shape[0], KNEE_DB, np.float32))  # (n, K)
     before = a.peak_instants // a.grid.hop - 1  # (K,) frame centred a hop or more before the instant
     half_window = DETECTOR_WINDOW_S / 2.0
     # over the half window before the peak the detector's level rises as a step (a sharp hit enters
@@ -167,15 +173,10 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     # The mean of the two (true-peak error on 24 random demo mixes: -0.35 +- 0.43 dB, worst 1.36;
     # the step alone -0.58 +- 0.56, worst 1.88; the ramp alone -0.06 +- 0.45 but 1.8 dB high on
     # mixes of another seed, where it under-compressed the transients)
-    def rows(x):  # per-curve parameter, (..., 1) or scalar -> (n,)
-        x = np.asarray(x, np.float64)
-        return np.ascontiguousarray(np.broadcast_to(x[..., 0] if x.ndim else x, lead)).reshape(-1)
-
     keep_attack = _keep_after_rise(rows(attack_ms) / 1000.0, half_window)
     keep_release = _keep_after_rise(rows(release_ms) / 1000.0, half_window)
     frames = np.ascontiguousarray(gr_frames, np.float32).reshape(-1, gr_frames.shape[-1])  # (n, T)
-    out = _approach_rows(target.reshape(-1, target.shape[-1]), frames, before, keep_attack, keep_release)
-    return out.reshape(target.shape)
+    return _approach_rows(target, frames, before, keep_attack, keep_release).reshape(level.shape)
 
 
 @lazy_njit
@@ -257,6 +258,55 @@ def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2,
     return out
 
 
+@lazy_njit
+def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
+    """``sum_s sub[s, p, t, r] * gain[s, p, t]``: each stem's sub-step detector level through its
+    compressor's frame gain, summed over the stems."""
+    n_stems, n_pop, n_frames, n_sub = sub.shape
+    out = np.zeros((n_pop, n_frames, n_sub), dtype=np.float32)
+    for s in range(n_stems):
+        for p in range(n_pop):
+            for t in range(n_frames):
+                g = gain[s, p, t]
+                for r in range(n_sub):
+                    out[p, t, r] += sub[s, p, t, r] * g
+    return out
+
+
+@lazy_njit
+def _master_level_at_instants(eq_groups, det, weight, gain):  # (s, p, C), (s, C, K), (s, p), (s, p, K) -> (p, K)
+    """The master detector's level at each instant: the mean over channels of the mix's power,
+    ``0.5 sum_s weight[s, p] gain[s, p, k]^2 sum_c eq_groups[s, p, c] det[s, c, k]`` (each stem's
+    detector groups through the candidate's EQ, its fader/pan power and its compressor)."""
+    n_stems, n_pop, n_groups = eq_groups.shape
+    n_inst = det.shape[2]
+    out = np.zeros((n_pop, n_inst), dtype=np.float32)
+    for s in range(n_stems):
+        for p in range(n_pop):
+            w = weight[s, p] * np.float32(0.5)
+            for k in range(n_inst):
+                level = np.float32(0.0)
+                for c in range(n_groups):
+                    level += eq_groups[s, p, c] * det[s, c, k]
+                g = gain[s, p, k]
+                out[p, k] += level * w * g * g
+    return out
+
+
+@lazy_njit
+def _mix_at_instants(per_stem, gain):  # (s, 2, p, K), (s, p, K) -> (2, p, K)
+    """The mix's waveform at the instants: each stem's (EQ'd, panned) value times its compressor's
+    amplitude gain there, summed over the stems."""
+    n_stems, n_ch, n_pop, n_inst = per_stem.shape
+    out = np.zeros((n_ch, n_pop, n_inst), dtype=np.float32)
+    for s in range(n_stems):
+        for c in range(n_ch):
+            for p in range(n_pop):
+                for k in range(n_inst):
+                    out[c, p, k] += per_stem[s, c, p, k] * gain[s, p, k]
+    return out
+
+
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
     """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
     a = analysis
@@ -280,7 +330,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     lev = np.matmul(eq.transpose(1, 0, 2), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
-    gr = compressor_static_db(lev_db, params.comp_threshold_db[:, :, None], params.comp_ratio[:, :, None], KNEE_DB)
+    gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(), params.comp_ratio.ravel(),
+                                np.full(lev_db.shape[0] * n_stems, KNEE_DB)).reshape(lev_db.shape)  # (p, s, T) dB
     gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, hop_s, step_mean=True)  # (p, s, T) dB
     g_comp = gain_from_db(gr, power=True)  # (p, s, T) power
 
@@ -300,7 +351,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_detector).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
-    shape = np.einsum("sptr,spt->ptr", sub, g_comp32).astype(float)
+    shape = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R)
     shape /= np.maximum(shape.mean(axis=-1, keepdims=True), _FLOOR)  # (p, T, R) within-frame shape, mean 1
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
@@ -310,7 +361,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), _FLOOR))
-    mgr_sub = compressor_static_db(mlev_db, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None], KNEE_DB)
+    mgr_sub = compressor_static_rows(mlev_db, params.master_comp_threshold_db, params.master_comp_ratio, np.full(n_pop, KNEE_DB))
     mgr_sub = smooth_gain_db(mgr_sub, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS),
                              hop_s / R, step_mean=True)  # (p, T R) dB
     g_sub = gain_from_db(mgr_sub.reshape(n_pop, -1, R), power=True)  # (p, T, R) power gain
@@ -335,12 +386,10 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
                                 params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
     g_peak = gain_from_db(gr_peak)  # (s, p, K) amplitude
     meq_groups = np.matmul(eq_mix, a.detector_group_share)  # (s, p, C)
-    mlev = (np.matmul(meq_groups, det) * mix_w * g_peak**2).sum(axis=0) * np.float32(0.5)  # (p, K)
+    mlev = _master_level_at_instants(meq_groups, det, mix_w[:, :, 0], g_peak)  # (p, K)
     mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
                                  MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)
-    values = per_stem[0] * g_peak[0]  # (2, p, K)
-    for s_ in range(1, n_stems):  # accumulate stem by stem (each term vectorized over pop)
-        values += per_stem[s_] * g_peak[s_]
+    values = _mix_at_instants(per_stem, g_peak)  # (2, p, K)
     g_master_peak = gain_from_db(mgr_peak)  # (p, K) amplitude
     peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
     _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)

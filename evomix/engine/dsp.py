@@ -14,7 +14,7 @@ sos_power_response    |H(e^jw)|^2 of one biquad, analytic and vectorized
 cascade_power_response  the same for biquads in series (compiled, one pass)
 sos_response, cascade_response  complex response (phase) of one biquad / biquads in series
 pan_gains             constant-power (mono) and balance (stereo) pan laws
-compressor_static_db  soft-knee gain computer, Giannoulis et al. 2012
+compressor_static_db  soft-knee gain computer, Giannoulis et al. 2012 (compressor_static_rows: unchecked rows)
 smooth_gain_db        branching one-pole attack/release smoothing of a gain in dB
 rms_level_db          stereo-linked windowed RMS detector at control rate
 compressor_gain       gain curve of the feed-forward RMS compressor (exact tier)
@@ -24,6 +24,8 @@ true_peak_limit       x * limiter_gain
 true_peak_db          oversampled peak level (the limiter's own check)
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d
@@ -58,8 +60,12 @@ MAX_FREQ_FRACTION = 0.49
 
 def _require_positive(name, value):
     """Raise ParameterError unless every element of ``value`` is finite and > 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # the common scalar case, without numpy calls
+        if not (math.isfinite(value) and value > 0):
+            raise ParameterError(f"{name} must be finite and > 0, got {value!r}")
+        return np.asarray(float(value))
     arr = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(arr) & (arr > 0)):
+    if not (arr.size and np.isfinite(arr).all() and arr.min() > 0) and arr.size:
         raise ParameterError(f"{name} must be finite and > 0, got {value!r}")
     return arr
 
@@ -487,12 +493,14 @@ def compressor_static_db(level_db, threshold_db, ratio, knee_db=6.0):
     else:  # parameters that change along the last axis: every element is a row of its own
         x = np.ascontiguousarray(np.broadcast_to(level_db, shape)).reshape(-1, 1)
         rows = [np.ascontiguousarray(np.broadcast_to(p, shape)).reshape(-1) for p in params]
-    return _static_gain_rows(x, *rows).reshape(shape)
+    return compressor_static_rows(x, *rows).reshape(shape)
 
 
 @lazy_njit
-def _static_gain_rows(level_db, threshold_db, ratio, knee_db):  # (n, T), (n,) x 3 -> (n, T)
-    """Eq. 4 of :func:`compressor_static_db`, compiled, one row of levels per parameter set.
+def compressor_static_rows(level_db, threshold_db, ratio, knee_db):  # (n, T), (n,) x 3 -> (n, T)
+    """Eq. 4 of :func:`compressor_static_db`, compiled, one row of levels per parameter set:
+    ``level_db`` (n, T) C-contiguous, ``threshold_db``, ``ratio``, ``knee_db`` (n,) of the same
+    dtype. Unchecked: for callers whose parameters are valid by construction (the fast tier).
 
     With ``o = x - T`` and knee ``W`` the three branches are ``0`` (o < -W/2),
     ``(o + W/2)^2 / (2W)`` (|o| <= W/2) and ``o`` (o > W/2), all times ``(1/R - 1)``;
@@ -568,26 +576,24 @@ def smooth_gain_db(gain_db, attack_ms, release_ms, step_s, *, step_mean=False):
     step_s = float(_require_positive("step_s", step_s))
     lead_shape = gain_db.shape[:-1]
     n_steps = gain_db.shape[-1]
-
-    # (1 - alpha) per leading element, alpha = exp(-step / tau); broadcast to (...)
-    k_attack = np.broadcast_to(-np.expm1(-step_s / (attack_ms / 1000.0)), lead_shape)
-    k_release = np.broadcast_to(-np.expm1(-step_s / (release_ms / 1000.0)), lead_shape)
-    k_diff = k_attack - k_release  # (...)
-    if step_mean:  # share of (g - y[t-1]) reached on average over the step: 1 - (tau/step)(1 - alpha)
-        m_attack = np.broadcast_to(1.0 + (attack_ms / 1000.0 / step_s) * np.expm1(-step_s / (attack_ms / 1000.0)), lead_shape)
-        m_release = np.broadcast_to(1.0 + (release_ms / 1000.0 / step_s) * np.expm1(-step_s / (release_ms / 1000.0)), lead_shape)
-
-    n_rows = int(np.prod(lead_shape))
+    n_rows = math.prod(lead_shape)
 
     def flat(a):  # (...) -> (n,) contiguous float64
         return np.ascontiguousarray(np.broadcast_to(a, lead_shape), dtype=float).reshape(n_rows)
 
-    target = np.ascontiguousarray(np.moveaxis(gain_db, -1, 0)).reshape(n_steps, n_rows)  # (..., T) -> (T, n)
-    if step_mean:
-        m_attack_f, m_release_f = flat(m_attack), flat(m_release)
+    tau_attack, tau_release = flat(attack_ms) / 1000.0, flat(release_ms) / 1000.0  # (n,) s
+    # (1 - alpha) per row, alpha = exp(-step / tau)
+    e_attack, e_release = np.expm1(-step_s / tau_attack), np.expm1(-step_s / tau_release)  # alpha - 1
+    k_attack, k_release = -e_attack, -e_release
+    k_diff = k_attack - k_release
+    if step_mean:  # share of (g - y[t-1]) reached on average over the step: 1 - (tau/step)(1 - alpha)
+        m_attack = 1.0 + (tau_attack / step_s) * e_attack
+        m_release = 1.0 + (tau_release / step_s) * e_release
     else:
-        m_attack_f = m_release_f = np.zeros(n_rows)
-    out = _smooth_rows(target, flat(k_release), flat(k_diff), m_attack_f, m_release_f, bool(step_mean))
+        m_attack = m_release = np.zeros(n_rows)
+
+    target = np.ascontiguousarray(np.moveaxis(gain_db, -1, 0)).reshape(n_steps, n_rows)  # (..., T) -> (T, n)
+    out = _smooth_rows(target, k_release, k_diff, m_attack, m_release, bool(step_mean))
     return np.moveaxis(out.reshape((n_steps,) + lead_shape), 0, -1)  # (T, ...) -> (..., T)
 
 
