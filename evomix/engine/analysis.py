@@ -133,9 +133,9 @@ class Analysis:
     @cached_property
     def detector_power(self) -> np.ndarray:
         """Each stem's un-panned, stereo-linked mean square per band and frame (stems, B, T): what
-        a stem compressor's RMS detector sees before EQ and trim."""
+        a stem compressor's RMS detector sees before EQ and trim; float32 like ``band_power``."""
         centre = pan_gains(np.zeros(self.n_stems), self.is_mono)  # (s, 2): band_power is centre-panned
-        return self.band_power.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]
+        return (self.band_power.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]).astype(np.float32)
 
 
 # frames (evenly spread) the fast tier's per-stem band tensors use. Measured with the cached exact

@@ -281,15 +281,18 @@ def _master_level_at_instants(eq_groups, det, weight, gain):  # (s, p, C), (s, C
     n_stems, n_pop, n_groups = eq_groups.shape
     n_inst = det.shape[2]
     out = np.zeros((n_pop, n_inst), dtype=np.float32)
+    level = np.empty(n_inst, dtype=np.float32)
     for s in range(n_stems):
         for p in range(n_pop):
+            level[:] = 0.0
+            for c in range(n_groups):  # the inner loops run along the instants (SIMD)
+                e = eq_groups[s, p, c]
+                for k in range(n_inst):
+                    level[k] += e * det[s, c, k]
             w = weight[s, p] * np.float32(0.5)
             for k in range(n_inst):
-                level = np.float32(0.0)
-                for c in range(n_groups):
-                    level += eq_groups[s, p, c] * det[s, c, k]
                 g = gain[s, p, k]
-                out[p, k] += level * w * g * g
+                out[p, k] += level[k] * w * g * g
     return out
 
 
@@ -327,7 +330,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     rel_pan = pans / centre[None]  # (p, s, 2)
 
     # --- stem compressors (detector: stereo-linked mean square, pre-pan) -----------------------
-    lev = np.matmul(eq.transpose(1, 0, 2), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
+    lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
     gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(), params.comp_ratio.ravel(),
