@@ -465,19 +465,24 @@ def max_short_term_lufs(x, sr):
 
 
 def _nan_percentile(v, q):
-    """Linear-interpolation percentile along the last axis ignoring NaN (vectorized).
+    """Linear-interpolation percentiles along the last axis ignoring NaN (vectorized).
 
-    ``v`` shape (..., n); returns shape (...); NaN where a row has no value.
-    Same as ``np.nanpercentile(v, q, axis=-1)`` without its per-row loop.
+    ``v`` shape (..., n), ``q`` one percentile or a tuple of them; returns shape (...) (a tuple of
+    them for a tuple ``q``); NaN where a row has no value. Same as ``np.nanpercentile(v, q,
+    axis=-1)`` without its per-row loop; the rows are sorted once for all ``q``.
     """
     s = np.sort(v, axis=-1)  # NaN sorts last
     k = np.sum(~np.isnan(v), axis=-1)  # (...)
-    pos = (q / 100.0) * np.maximum(k - 1, 0)
-    i0 = np.floor(pos).astype(np.intp)
-    i1 = np.minimum(i0 + 1, np.maximum(k - 1, 0))
-    v0 = np.take_along_axis(s, i0[..., None], axis=-1)[..., 0]
-    v1 = np.take_along_axis(s, i1[..., None], axis=-1)[..., 0]
-    return v0 + (pos - i0) * (v1 - v0)
+    last = np.maximum(k - 1, 0)
+    out = []
+    for qi in (q if isinstance(q, tuple) else (q,)):
+        pos = (qi / 100.0) * last
+        i0 = np.floor(pos).astype(np.intp)
+        i1 = np.minimum(i0 + 1, last)
+        v0 = np.take_along_axis(s, i0[..., None], axis=-1)[..., 0]
+        v1 = np.take_along_axis(s, i1[..., None], axis=-1)[..., 0]
+        out.append(v0 + (pos - i0) * (v1 - v0))
+    return tuple(out) if isinstance(q, tuple) else out[0]
 
 
 def lra_from_short_term(z, *, channel_weights=None):
@@ -506,7 +511,8 @@ def lra_from_short_term(z, *, channel_weights=None):
     gate = _power_to_db(p_abs, _LOUDNESS_OFFSET_DB) - 20.0  # relative gate, LU
     keep = abs_mask & (loud >= gate[..., None])
     vals = np.where(keep, loud, np.nan)  # (..., windows), NaN = gated out
-    lra = _nan_percentile(vals, 95.0) - _nan_percentile(vals, 10.0)
+    high, low = _nan_percentile(vals, (95.0, 10.0))
+    lra = high - low
     return np.where(keep.sum(axis=-1) >= 2, lra, 0.0)
 
 

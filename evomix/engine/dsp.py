@@ -145,7 +145,7 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr, *, check=True):
             raise ParameterError(f"gain_db must be finite, got {gain_db!r}")
     else:
         sr, freq_hz, q, gain_db = float(sr), np.asarray(freq_hz, dtype=float), np.asarray(q, dtype=float), np.asarray(gain_db, dtype=float)
-    freq_hz, gain_db, q = np.broadcast_arrays(freq_hz, gain_db, q)
+    shape = np.broadcast_shapes(np.shape(freq_hz), np.shape(gain_db), np.shape(q))
 
     freq_hz = np.minimum(freq_hz, MAX_FREQ_FRACTION * sr)
     w0 = 2.0 * np.pi * freq_hz / sr  # w0 = 2 pi f0 / Fs
@@ -186,7 +186,11 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr, *, check=True):
             a2 = ap1 - am1 * cos_w0 - two_sqrt_a_alpha
 
     # cookbook eq. 2: divide everything by a0 -> (..., 6)
-    return np.stack([b0, b1, b2, a0, a1, a2], axis=-1) / a0[..., None]
+    sos = np.empty(shape + (6,))
+    for i, c in enumerate((b0, b1, b2, a0, a1, a2)):
+        sos[..., i] = c  # broadcast to the common shape
+    sos /= sos[..., 3:4]
+    return sos
 
 
 def _check_response_args(sos, freq_hz, sr):
