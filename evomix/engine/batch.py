@@ -310,6 +310,30 @@ def _mix_at_instants(per_stem, gain):  # (s, 2, p, K), (s, p, K) -> (2, p, K)
     return out
 
 
+@lazy_njit
+def _stem_tensors(weight, gain, power, spread):  # (p, s, 2, B), (p, s, T'), (s, 2, B, T') x 2
+    """Each stem's power and spread power in the mix per cell, ``weight[p, s, c, b] gain[p, s, t]``
+    times the stem's own (``power``, ``spread``), and the mix's power (their sum over stems), in one
+    pass -> (p, s, 2, B, T'), (p, s, 2, B, T'), (p, 2, B, T')."""
+    n_pop, n_stems, n_ch, n_bands = weight.shape
+    n_t = gain.shape[2]
+    stem_power = np.empty((n_pop, n_stems, n_ch, n_bands, n_t), dtype=np.float32)
+    stem_spread = np.empty((n_pop, n_stems, n_ch, n_bands, n_t), dtype=np.float32)
+    mix_power = np.zeros((n_pop, n_ch, n_bands, n_t), dtype=np.float32)
+    for p in range(n_pop):
+        for s in range(n_stems):
+            for c in range(n_ch):
+                for b in range(n_bands):
+                    w = weight[p, s, c, b]
+                    for t in range(n_t):
+                        wg = w * gain[p, s, t]
+                        y = wg * power[s, c, b, t]
+                        stem_power[p, s, c, b, t] = y
+                        stem_spread[p, s, c, b, t] = wg * spread[s, c, b, t]
+                        mix_power[p, c, b, t] += y
+    return stem_power, stem_spread, mix_power
+
+
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
     """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
     a = analysis
@@ -439,11 +463,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     # --- heavy tensors on the selected frames: (p, s, 2, B, T') --------------------------------
     h = a.heavy_frames
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
-    w32 = w_mix.astype(np.float32)
-    wg = w32[..., None] * g_time[:, :, None, None, :]  # (p, s, 2, B, T') gains of each cell
-    stem_power = wg * a.heavy_power[None]
-    stem_spread = np.multiply(wg, a.spread_power[None], out=wg)
-    mix_power = stem_power.sum(axis=1)
+    stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
 
