@@ -66,10 +66,12 @@ class Analysis:
         instant (the mean square over the channels and a 50 ms rectangular window centred on it,
         as ``engine.dsp.rms_level_db``), split into C groups of ``DETECTOR_GROUP_BANDS``
         adjacent analysis bands so that each candidate's EQ can be applied.
-    sub_detector : (stems, B, T R) float32, the same detector per analysis band, read
-        ``R = MASTER_DETECTOR_SUBSTEPS`` times per frame (instants ``t hop + (r - (R - 1) / 2) hop / R``): the master compressor's
-        level. A frame's band power is a 100 ms Hann-weighted mean, smoother than the exact tier's
-        50 ms rectangular detector, which rises further on a transient.
+    sub_power : (stems, B, T R) float32, each stem's un-panned mean square per analysis band in
+        ``R = MASTER_DETECTOR_SUBSTEPS`` abutting rectangular blocks of ``hop / R`` per frame
+        (centred on ``t hop + (r - (R - 1) / 2) hop / R``): where the power lies within each frame,
+        for the master compressor. A frame's band power is a 100 ms Hann-weighted mean, smoother
+        than the exact tier's 50 ms rectangular detector, which rises further on a transient; the
+        detector itself is R of these blocks wide (``batch._master_detector_shape``).
     """
 
     sr: int
@@ -89,7 +91,7 @@ class Analysis:
     peak_values: np.ndarray
     peak_instants: np.ndarray
     peak_detector: np.ndarray
-    sub_detector: np.ndarray
+    sub_power: np.ndarray
 
     @property
     def n_stems(self) -> int:
@@ -208,12 +210,12 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     peak_detector = np.empty((n_stems, n_groups, inst.size), np.float32)
     R = MASTER_DETECTOR_SUBSTEPS
     sub_inst = np.clip((np.arange(n_frames * R) / R - (R - 1) / (2 * R)) * grid.hop, 0, n_samples - 1).round().astype(int)
-    sub_detector = np.empty((n_stems, n_bands, sub_inst.size), np.float32)
+    sub_power = np.empty((n_stems, n_bands, sub_inst.size), np.float32)
     for s in range(n_stems):
         x = session.stem(s) * centre[s][:, None].astype(np.float32)
         unpan = float((centre[s] ** 2).sum())  # un-pan: stereo-linked mean
         peak_detector[s] = detector_at(x, inst, grid) / unpan
-        sub_detector[s] = detector_at(x, sub_inst, grid, group_bands=1) / unpan
+        sub_power[s] = detector_at(x, sub_inst, grid, group_bands=1, window_s=grid.hop_s / R) / unpan
 
     if max_heavy_frames is None or max_heavy_frames >= n_frames:
         heavy = np.arange(n_frames)
@@ -243,7 +245,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         peak_values=peak_values,
         peak_instants=inst,
         peak_detector=peak_detector,
-        sub_detector=sub_detector,
+        sub_power=sub_power,
     )
 
 
@@ -342,11 +344,12 @@ def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarra
     return out
 
 
-def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: int = DETECTOR_GROUP_BANDS) -> np.ndarray:
-    """Power of ``x`` (2, samples) summed over channels in a ``DETECTOR_WINDOW_S`` rectangular
-    window centred on each instant (K,), per group of ``group_bands`` analysis bands
+def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: int = DETECTOR_GROUP_BANDS,
+                window_s: float = DETECTOR_WINDOW_S) -> np.ndarray:
+    """Power of ``x`` (2, samples) summed over channels in a ``window_s`` (s) rectangular window
+    centred on each instant (K,), per group of ``group_bands`` analysis bands
     -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
-    L = int(round(DETECTOR_WINDOW_S * grid.sr))
+    L = int(round(window_s * grid.sr))
     n_fft = 1 << (L - 1).bit_length()
     n = x.shape[-1]
     freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)

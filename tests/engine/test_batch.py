@@ -212,3 +212,27 @@ def test_block_means_and_limiter_release_match_their_numpy_definitions():
     want = (1.0 - np.minimum(released * tau * (1.0 - np.exp(-1.0 / tau)), 1.0)) ** 2
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     assert (got < 1.0).any() and (got == 1.0).any()
+
+
+@pytest.mark.parametrize("R", [2, 3, 4])
+def test_master_detector_reads_a_one_hop_window_from_the_block_powers(R):
+    """The master detector's level at each sub-step, built from the power of R abutting blocks per
+    frame, equals the mean square over a one-hop rectangular window centred on the block (computed
+    here from the fine power signal, steady within each block), up to the frame-mean normalisation."""
+    from evomix.engine.batch import _master_detector_shape
+
+    rng = np.random.default_rng(R)
+    n_frames, block = 40, 6 if R % 2 == 0 else 4  # samples per block (even: the window's halves fall on sample edges)
+    fine = np.repeat(rng.gamma(0.5, size=(3, n_frames * R)), block, axis=1)  # (p, samples) power, bursty from block to block
+    blocks = fine.reshape(3, n_frames, R, block).mean(axis=-1)  # (p, T, R)
+    got = _master_detector_shape(blocks)
+    hop = R * block
+    centres = (np.arange(n_frames * R) + 0.5) * block
+    padded = np.concatenate([np.repeat(fine[:, :block], hop // block, axis=1), fine,
+                             np.repeat(fine[:, -block:], hop // block, axis=1)], axis=1)  # the ends repeat a block
+    start = (centres - hop / 2).astype(int) + hop
+    want = np.stack([padded[:, a : a + hop].mean(axis=1) for a in start], axis=1).reshape(3, n_frames, R)
+    want /= want.mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(got[:, 1:-1], want[:, 1:-1], rtol=1e-10)  # interior frames
+    np.testing.assert_allclose(got.mean(axis=-1), 1.0, rtol=1e-12)
+    assert np.abs(got - 1.0).max() > 0.05  # the level really varies within frames
