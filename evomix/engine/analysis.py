@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft
 
 from evomix.audio import Session
-from evomix.engine.bands import BandGrid, band_grid, band_sum, frame_spectra, _bin_weights
+from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
 from evomix.engine.dsp import pan_gains
 from objectives.meter import integrated_loudness, k_weighting_power
 
@@ -96,6 +96,21 @@ class Analysis:
     @property
     def n_stems(self) -> int:
         return self.band_power.shape[0]
+
+    @cached_property
+    def centre_gains(self) -> np.ndarray:
+        """(stems, 2) the centre pan gains the Analysis was made with (``engine.dsp.pan_gains``)."""
+        return pan_gains(np.zeros(self.n_stems), self.is_mono)
+
+    @cached_property
+    def band_bark(self) -> np.ndarray:
+        """(B,) the band centres in Bark."""
+        return bark(self.grid.centres_hz)
+
+    @cached_property
+    def frame_before_instant(self) -> np.ndarray:
+        """(K,) int, for each candidate instant the frame centred a hop or more before it (-1: none)."""
+        return self.peak_instants // self.grid.hop - 1
 
     @cached_property
     def peak_frames(self) -> np.ndarray:

@@ -49,7 +49,6 @@ from evomix.genome import (
 )
 from objectives.base import Features
 from objectives.meter import gated_loudness, lra_from_short_term
-from evomix.engine.bands import bark
 
 BLOCK_FRAMES = 8  # 400 ms gating block = 8 hops of 50 ms
 BLOCK_STEP = 2  # 75 % overlap -> 100 ms step
@@ -144,15 +143,28 @@ def _master_detector_shape(block_power: np.ndarray) -> np.ndarray:
     song's ends repeat their first and last blocks.
     """
     n_pop, n_frames, R = block_power.shape
-    flat = block_power.reshape(n_pop, -1)
     kernel = np.ones(R + 1 if R % 2 == 0 else R)
     if R % 2 == 0:
         kernel[[0, -1]] = 0.5
-    kernel /= R
-    half = kernel.size // 2
-    padded = np.concatenate([np.repeat(flat[:, :1], half, axis=1), flat, np.repeat(flat[:, -1:], half, axis=1)], axis=1)
-    level = sum(w * padded[:, i : i + flat.shape[1]] for i, w in enumerate(kernel)).reshape(n_pop, n_frames, R)
+    level = _running_mean(np.ascontiguousarray(block_power, dtype=np.float64).reshape(n_pop, -1), kernel / R)
+    level = level.reshape(n_pop, n_frames, R)
     return level / np.maximum(level.mean(axis=-1, keepdims=True), _FLOOR)
+
+
+@lazy_njit
+def _running_mean(x, kernel):  # (n, L), (W,) odd W -> (n, L)
+    """``sum_i kernel[i] x[t + i - W//2]`` along each row, the ends repeated."""
+    n_rows, n = x.shape
+    half = kernel.size // 2
+    out = np.zeros_like(x)
+    for r in range(n_rows):
+        for t in range(n):
+            acc = 0.0
+            for i in range(kernel.size):
+                j = min(max(t + i - half, 0), n - 1)
+                acc += kernel[i] * x[r, j]
+            out[r, t] = acc
+    return out
 
 
 def _keep_after_rise(tau_s: np.ndarray, rise_s: float) -> np.ndarray:
@@ -186,7 +198,7 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     lev_db *= np.float32(10.0)
     target = compressor_static_rows(lev_db, rows(threshold_db, np.float32), rows(ratio, np.float32),
                                     np.full(lev_db.shape[0], KNEE_DB, np.float32))  # (n, K)
-    before = a.peak_instants // a.grid.hop - 1  # (K,) frame centred a hop or more before the instant
+    before = a.frame_before_instant  # (K,) frame centred a hop or more before the instant
     half_window = DETECTOR_WINDOW_S / 2.0
     # over the half window before the peak the detector's level rises as a step (a sharp hit enters
     # the window's leading edge at once) or as a ramp (a swelling sound); the one-pole leaves
@@ -217,7 +229,10 @@ def _approach_rows(target, frames_db, before, keep_attack, keep_release):  # (n,
     return out
 
 
-PEAK_REFINE_TOP = 32  # instants per candidate whose peak is refined between samples
+# instants per candidate whose peak is refined between samples: on 32 random standard-workload mixes
+# 16 estimate the true peak as well as 32 (error -0.19 +- 0.73 dB vs -0.19 +- 0.72), 8 a little worse
+# (-0.25 +- 0.72)
+PEAK_REFINE_TOP = 16
 PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
 
 
@@ -370,7 +385,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
-    centre = pan_gains(np.zeros(n_stems), a.is_mono)  # (s, 2): the Analysis is centre-panned
+    centre = a.centre_gains  # (s, 2): the Analysis is centre-panned
     pans = pan_gains(params.pan, a.is_mono[None, :])  # (p, s, 2)
     rel_pan = pans / centre[None]  # (p, s, 2)
 
@@ -492,7 +507,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     return Features(
         bands_hz=grid.centres_hz,
         band_edges_hz=grid.edges_hz,
-        band_bark=bark(grid.centres_hz),
+        band_bark=a.band_bark,
         spread=grid.spread,
         roles=a.roles,
         stem_power=stem_power,

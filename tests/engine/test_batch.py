@@ -165,7 +165,7 @@ def test_compressor_gain_at_instants_follows_the_detector_from_the_frame_state()
     hop, n_frames, n_inst = 2205, 40, 300
     instants = np.sort(rng.integers(0, hop * n_frames, n_inst))
     instants[:3] = [0, 5, hop]  # instants in the first two frames have no earlier frame
-    a = SimpleNamespace(peak_instants=instants, grid=SimpleNamespace(hop=hop))
+    a = SimpleNamespace(peak_instants=instants, grid=SimpleNamespace(hop=hop), frame_before_instant=instants // hop - 1)
     level = (10.0 ** rng.uniform(-6, 0, (3, 4, n_inst))).astype(np.float32)  # (s, p, K) mean square
     threshold, ratio = rng.uniform(-40, -5, (3, 4, 1)), rng.uniform(1, 8, (3, 4, 1))
     attack, release = rng.uniform(1, 50, (3, 4, 1)), rng.uniform(30, 500, (3, 4, 1))
