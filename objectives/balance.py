@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from evomix.engine.compiled import lazy_njit
 from objectives.base import Features, Target, register
 from objectives.spectrum import k_weights, long_term_spectrum_db, side_fraction
 
@@ -49,14 +50,30 @@ def relative_levels_db(features: Features) -> np.ndarray:
 
 def audible_levels_db(features: Features) -> np.ndarray:
     """Each stem's unmasked K-weighted power relative to the mix, dB, (pop, stems)."""
-    y = features.stem_power  # (pop, stems, 2, B, T)
-    share = np.add(y, features.rest_threshold)  # one buffer, worked in place: P_s / (P_s + T_rest)
-    np.maximum(share, y.dtype.type(_FLOOR), out=share)
-    np.divide(y, share, out=share)
-    k = k_weights(features).astype(y.dtype)
-    stem = (np.einsum("pscbt,pscbt->psb", y, share) * k).sum(axis=-1)  # (pop, stems) sum of P_s * share * k
+    y = np.ascontiguousarray(features.stem_power)  # (pop, stems, 2, B, T)
+    audible = _audible_band_power(y, np.ascontiguousarray(features.rest_threshold, dtype=y.dtype))  # (pop, stems, B)
+    k = k_weights(features)  # (B,)
+    stem = (audible * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
     return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
+
+
+@lazy_njit
+def _audible_band_power(power, rest):  # (pop, stems, 2, B, T) x 2 -> (pop, stems, B)
+    """``sum over channels and frames of P_s * P_s / (P_s + T_rest)``: each cell's power, counted in
+    proportion to how far it rises above the rest of the mix's masking threshold."""
+    n_pop, n_stems, n_ch, n_bands, n_t = power.shape
+    out = np.zeros((n_pop, n_stems, n_bands))
+    for p in range(n_pop):
+        for s in range(n_stems):
+            for c in range(n_ch):
+                for b in range(n_bands):
+                    acc = 0.0
+                    for t in range(n_t):
+                        y = power[p, s, c, b, t]
+                        acc += y * (y / max(y + rest[p, s, c, b, t], _FLOOR))
+                    out[p, s, b] += acc
+    return out
 
 
 def kick_bass_penalty(features: Features) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from evomix.engine.compiled import lazy_njit
 from evomix.errors import EvomixError, ParameterError
 
 
@@ -80,16 +81,35 @@ class Features:
         """
         from objectives.masking import threshold_offset_db
 
-        y = self.stem_spread
-        rest = np.subtract(y.sum(axis=1, keepdims=True), y)  # (pop, stems, 2, B, T)
-        np.maximum(rest, 0.0, out=rest)
-        rest *= (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)[:, None]
-        return rest
+        y = np.ascontiguousarray(self.stem_spread)
+        offset = (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)  # (B,)
+        return _rest_of_mix(y, offset)
 
     @property
     def plr_db(self) -> np.ndarray:
         """Peak-to-loudness ratio, dB (true peak - integrated loudness)."""
         return self.true_peak_dbtp - self.loudness_lufs
+
+
+@lazy_njit
+def _rest_of_mix(spread, offset):  # (pop, stems, 2, B, T), (B,) -> (pop, stems, 2, B, T)
+    """``max(sum_j spread_j - spread_s, 0) * offset[b]`` per cell, in one pass over the stems."""
+    n_pop, n_stems, n_ch, n_bands, n_t = spread.shape
+    out = np.empty_like(spread)
+    total = np.empty(n_t, dtype=spread.dtype)
+    for p in range(n_pop):
+        for c in range(n_ch):
+            for b in range(n_bands):
+                total[:] = 0.0
+                for s in range(n_stems):
+                    for t in range(n_t):
+                        total[t] += spread[p, s, c, b, t]
+                o = offset[b]
+                for s in range(n_stems):
+                    for t in range(n_t):
+                        r = total[t] - spread[p, s, c, b, t]
+                        out[p, s, c, b, t] = max(r, 0.0) * o
+    return out
 
 
 @dataclass(frozen=True)

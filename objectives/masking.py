@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evomix.engine.compiled import lazy_njit
 from objectives.base import Features, Target, register
 
 TONALITY = 0.5
@@ -46,13 +47,21 @@ def masker_to_signal_db(features: Features) -> np.ndarray:
 
     ``MSR = O(z) * spread(rest) / P_s`` with ``rest = mix - s`` (eq. of the module docstring).
     """
-    y = features.stem_power  # (pop, stems, 2, B, T)
-    msr = np.maximum(y, y.dtype.type(_FLOOR))  # one buffer, worked in place (these arrays are large)
-    np.divide(features.rest_threshold, msr, out=msr)
-    np.maximum(msr, msr.dtype.type(1.0), out=msr)
+    y = np.ascontiguousarray(features.stem_power)  # (pop, stems, 2, B, T)
+    msr = _masker_ratio(y, np.ascontiguousarray(features.rest_threshold, dtype=y.dtype))  # one buffer, worked in place
     np.log10(msr, out=msr)
     msr *= msr.dtype.type(10.0)
     return msr
+
+
+@lazy_njit
+def _masker_ratio(power, rest):  # (pop, stems, 2, B, T) x 2 -> same
+    """``max(rest / max(power, floor), 1)`` per cell (the ratio whose dB is counted)."""
+    flat_p, flat_r = power.reshape(-1), rest.reshape(-1)
+    out = np.empty_like(flat_p)
+    for i in range(flat_p.size):
+        out[i] = max(flat_r[i] / max(flat_p[i], _FLOOR), 1.0)
+    return out.reshape(power.shape)
 
 
 def masking_per_stem(features: Features) -> np.ndarray:

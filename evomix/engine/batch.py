@@ -11,7 +11,8 @@ How each block is modelled here (no Python loop over candidates):
 * Compressor: the same soft-knee gain computer and attack/release smoothing as the exact tier
   (``engine.dsp``), run at the 50 ms frame rate on each stem's RMS per frame; each frame gets the
   smoothed gain's mean over the frame (``step_mean``), not its value at the frame's end. The
-  master's runs at twice the frame rate, its gains weighted by the mix's power within the frame.
+  master's runs at twice the frame rate: its detector reads the mix's power in abutting 25 ms
+  blocks (a 50 ms running mean), and each frame's gain is the blocks' gains weighted by their power.
 * Mix: powers add (stems are treated as uncorrelated); the L/R cross power adds too.
 * Loudness: BS.1770-4 gating on 400 ms blocks built from the frames, with the K-weighting applied
   per band; normalisation is exact in this domain.
@@ -25,6 +26,8 @@ How each block is modelled here (no Python loop over candidates):
   unprocessed stem and scaled by the band's EQ gain; exact when the EQ is flat across the spread).
 
 ``experiments/fidelity.py`` measures how closely this ranks candidates like the exact tier.
+Chains of elementwise steps over large arrays run as compiled loops (``engine.compiled``), which
+also release the GIL for the threads of ``evomix.parallel.score``.
 """
 from __future__ import annotations
 
@@ -296,8 +299,8 @@ def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2,
 
 @lazy_njit
 def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
-    """``sum_s sub[s, p, t, r] * gain[s, p, t]``: each stem's sub-step detector level through its
-    compressor's frame gain, summed over the stems."""
+    """``sum_s sub[s, p, t, r] * gain[s, p, t]``: each stem's power in the sub-step blocks through
+    its compressor's frame gain, summed over the stems (the mix's power per block)."""
     n_stems, n_pop, n_frames, n_sub = sub.shape
     out = np.zeros((n_pop, n_frames, n_sub), dtype=np.float32)
     for s in range(n_stems):
