@@ -281,13 +281,18 @@ def cascade_power_response(sos, freq_hz, sr):
     ...                  sos_power_response(lo, f, 48000) * sos_power_response(hi, f, 48000)))
     True
     """
+    rows, lead, freq_hz, sr = _check_cascade_args(sos, freq_hz, sr)
+    phi = np.sin(np.pi * freq_hz / sr) ** 2  # phi = sin^2(w/2), w = 2 pi f / sr; (F,)
+    return _cascade_power_rows(_power_polynomials(rows), phi).reshape(lead + phi.shape)
+
+
+def _check_cascade_args(sos, freq_hz, sr):
+    """Validated cascade arguments: ``sos`` (..., sections, 6) as contiguous rows (n, sections, 6),
+    the leading shape ``...``, ``freq_hz`` (F,) and ``sr``."""
     sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
     if sos.ndim < 2:
         raise ParameterError(f"sos must have shape (..., sections, 6), got {sos.shape}")
-    phi = np.sin(np.pi * freq_hz / sr) ** 2  # phi = sin^2(w/2), w = 2 pi f / sr; (F,)
-    lead = sos.shape[:-2]
-    poly = np.ascontiguousarray(_power_polynomials(sos)).reshape(-1, sos.shape[-2], 6)  # (rows, sections, 6)
-    return _cascade_power_rows(poly, phi).reshape(lead + phi.shape)
+    return np.ascontiguousarray(sos).reshape(-1, sos.shape[-2], 6), sos.shape[:-2], freq_hz, sr
 
 
 @lazy_njit
@@ -331,12 +336,7 @@ def sos_response(sos, freq_hz, sr):
     (6.0, 0.0)
     """
     sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
-    z1 = np.exp(-2j * np.pi * freq_hz / sr)  # z^-1, (F,)
-    z2 = z1 * z1
-    c = sos[..., :, None]  # (..., 6, 1)
-    num = c[..., 0, :] + c[..., 1, :] * z1 + c[..., 2, :] * z2
-    den = c[..., 3, :] + c[..., 4, :] * z1 + c[..., 5, :] * z2
-    return num / den  # (..., F)
+    return cascade_response(sos[..., None, :], freq_hz, sr)
 
 
 def cascade_response(sos, freq_hz, sr):
@@ -361,12 +361,8 @@ def cascade_response(sos, freq_hz, sr):
     ...                  sos_response(lo, f, 48000) * sos_response(hi, f, 48000)))
     True
     """
-    sos, freq_hz, sr = _check_response_args(sos, freq_hz, sr)
-    if sos.ndim < 2:
-        raise ParameterError(f"sos must have shape (..., sections, 6), got {sos.shape}")
+    rows, lead, freq_hz, sr = _check_cascade_args(sos, freq_hz, sr)
     z1 = np.exp(-2j * np.pi * freq_hz / sr)  # z^-1, (F,)
-    lead = sos.shape[:-2]
-    rows = np.ascontiguousarray(sos).reshape(-1, sos.shape[-2], 6)
     return _cascade_response_rows(rows, z1).reshape(lead + freq_hz.shape)
 
 
@@ -523,7 +519,7 @@ def compressor_static_rows(level_db, threshold_db, ratio, knee_db):  # (n, T), (
             over = level_db[i, t] - threshold
             inside = min(max(over + half, 0.0), knee)
             gain = slope * (inside * inside / two_knee + max(over - half, 0.0))
-            out[i, t] = min(gain, 0.0)  # also turns -0.0 into 0
+            out[i, t] = gain if gain < 0.0 else 0.0  # also turns -0.0 into 0
     return out
 
 
