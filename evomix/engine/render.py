@@ -1,22 +1,39 @@
 """Exact tier: sample-accurate, time-domain rendering of one candidate, and its Features.
 
-Per stem: trim -> RBJ biquads (high-pass, low shelf, peak, high shelf; scipy ``sosfilt``) ->
-feed-forward RMS compressor -> fader -> constant-power pan. Master: low/high shelves ->
-stereo-linked compressor -> loudness normalisation to the target (BS.1770-4) -> look-ahead
-true-peak limiter to the ceiling; normalisation and limiting are iterated until the integrated
-loudness of the limited master is within ``LOUDNESS_TOLERANCE_LU`` of the target.
+Per stem: trim -> RBJ biquads (high-pass, low shelf, peak, high shelf) -> feed-forward RMS
+compressor -> fader -> constant-power pan -> the master's two shelves (linear, so filtering each
+stem is filtering the sum). Master: stereo-linked compressor -> loudness normalisation to the
+target (BS.1770-4) -> look-ahead true-peak limiter to the ceiling; normalisation and limiting are
+iterated until the integrated loudness of the limited master is within ``LOUDNESS_TOLERANCE_LU``
+of the target.
 
-Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4.
+Every stage runs as a compiled loop over preallocated float64 buffers (``engine.chain``): a stem
+is read once, filtered, compressed, panned and added to the mix in three passes, its band powers
+measured from the same buffer. Stems are processed on ``threads`` threads, each with one buffer,
+and added to the mix in stem order, so the result does not depend on the thread count.
+
+Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4;
+U. Zölzer, DAFX 2nd ed., ch. 4.
 """
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import sosfilt
+import scipy.fft
 
-from evomix.engine.bands import BandGrid, band_powers, bark
-from evomix.engine.dsp import compressor_gain, limiter_gain, pan_gains, true_peak_envelope
+from evomix.engine import chain
+from evomix.engine.bands import BandGrid, _bin_weights, _window, bark
+from evomix.engine.dsp import (
+    LEVEL_FLOOR_DB,
+    LIMITER_RELEASE_MS,
+    compressor_static_rows,
+    pan_gains,
+    smooth_gain_db,
+)
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.genome import (
     KNEE_DB,
@@ -25,10 +42,23 @@ from evomix.genome import (
     Params,
 )
 from objectives.base import Features
-from objectives.meter import integrated_loudness, loudness_range, true_peak_dbtp
+from objectives.meter import (
+    _oversample_factor,
+    _polyphase_filter,
+    gated_loudness,
+    integrated_loudness,
+    k_weighting_sos,
+    loudness_range,
+)
 
 LOUDNESS_TOLERANCE_LU = 0.05
 MAX_NORMALISE_PASSES = 6
+COMP_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
+COMP_STEP_S = 0.001  # their control-step period, s
+LIMITER_LOOKAHEAD_MS = 5.0
+LIMITER_OVERSAMPLE = 4  # the limiter's true-peak envelope (engine.dsp.true_peak_envelope)
+PEAK_BLOCK = 4096  # samples per block of the oversampling kernel
+STFT_CHUNK_FRAMES = 256  # frames per chunk of the band-power measurement
 
 
 @dataclass(frozen=True)
@@ -37,19 +67,22 @@ class ExactRender:
 
     mix : (2, samples) float64, the finished master.
     stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (they sum to it), or
-        None for a session that streams from its files (then see ``stem_power``).
+        None (kept only when asked for: ``render_exact(keep_stems=True)``).
     raw_loudness_lufs : loudness after the master compressor, before normalisation, LUFS.
     normalise_db : gain applied for loudness normalisation, dB.
     limiter_gr_db : peak gain reduction the limiter applied, dB >= 0.
-    stem_power : (stems, 2, B, T) float32 band powers of each contribution, when ``stems`` is None.
+    stem_power : (stems, 2, B, T) float32 band powers of each contribution, measured during the
+        render when it was given a ``grid`` (see :func:`render_exact`), else None.
+    true_peak_dbtp : the master's true peak (BS.1770-4 Annex 2), dBTP, or None.
     """
 
     mix: np.ndarray
-    stems: np.ndarray
+    stems: np.ndarray | None
     raw_loudness_lufs: float
     normalise_db: float
     limiter_gr_db: float
     stem_power: np.ndarray | None = None
+    true_peak_dbtp: float | None = None
 
 
 def _stem_audio(audio, s: int) -> np.ndarray:
@@ -57,68 +90,207 @@ def _stem_audio(audio, s: int) -> np.ndarray:
     return audio.stem(s) if hasattr(audio, "stem") else audio[s]
 
 
-def _process_stem(x: np.ndarray, mono: bool, params: Params, i: int, s: int, sr: int,
-                  pan: np.ndarray, master_sos: np.ndarray) -> np.ndarray:
-    """One stem through its channel strip and the (linear) master EQ -> (2, samples) float64."""
-    x = x[:1] if mono else x  # (ch, samples), ch = 1 or 2
-    x = x.astype(np.float64) * 10.0 ** (params.trim_db[i, s] / 20.0)
-    x = sosfilt(stem_eq_sos(params.member(i), sr)[0, s], x, axis=-1)
-    x = x * compressor_gain(x, sr, threshold_db=params.comp_threshold_db[i, s], ratio=params.comp_ratio[i, s],
-                            attack_ms=params.comp_attack_ms[i, s], release_ms=params.comp_release_ms[i, s],
-                            knee_db=KNEE_DB)[None, :]
-    x = x * 10.0 ** (params.gain_db[i, s] / 20.0) * pan[:, None]  # mono (1, n) broadcasts to (2, n)
-    return sosfilt(master_sos, x, axis=-1)  # linear: filtering each stem = filtering the sum
+class _Grid:
+    """The compressor and limiter grids of one session: sample counts at rate ``sr``."""
+
+    def __init__(self, sr: int, n: int):
+        self.sr = int(sr)
+        self.n = int(n)
+        self.step = max(1, int(round(COMP_STEP_S * sr)))
+        self.window = max(1, int(round(COMP_WINDOW_S * sr)))
+        self.n_steps = -(-self.n // self.step)
+        self.lookahead = max(1, int(round(LIMITER_LOOKAHEAD_MS / 1000.0 * sr)))
+        self.decay_per_sample = 1.0 / (LIMITER_RELEASE_MS / 1000.0 * sr)
+        self.phases, self.offset = _polyphase_filter(LIMITER_OVERSAMPLE)
+        self.k_sos = k_weighting_sos(sr)
+        self.block = int(round(0.4 * sr))  # BS.1770-4 gating block, 75 % overlap
+        self.block_hop = int(round(0.1 * sr))
+
+    def control_gain(self, x: np.ndarray, n_ch: int, threshold_db: float, ratio: float,
+                     attack_ms: float, release_ms: float) -> np.ndarray:
+        """The compressor's control gains (T,), linear, for signal rows ``x[:n_ch]``: RMS detector,
+        soft-knee static curve, attack/release smoothing (``engine.dsp.compressor_gain``)."""
+        level = chain.detector_levels_db(x, n_ch, self.step, self.window, self.n_steps, LEVEL_FLOOR_DB)  # (T,)
+        target = compressor_static_rows(level[None, :], np.array([float(threshold_db)]), np.array([float(ratio)]),
+                                        np.array([KNEE_DB]))  # (1, T) dB
+        smoothed = smooth_gain_db(target, attack_ms, release_ms, self.step / self.sr)  # (1, T) dB
+        return 10.0 ** (smoothed[0] / 20.0)
+
+    def loudness(self, x: np.ndarray, gain: np.ndarray, scale: float) -> float:
+        """Integrated loudness (LUFS) of ``scale * x * gain`` (``gain`` (samples,) or empty)."""
+        z = chain.k_block_powers(x, gain, float(scale), self.k_sos, self.block, self.block_hop)  # (ch, blocks)
+        return float(gated_loudness(z))
+
+    def envelope(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """(true-peak envelope (samples,), oversampled peak without refinement), linear."""
+        raw = np.zeros(1)
+        env = chain.true_peak_envelope(x, self.phases, self.offset, PEAK_BLOCK, raw)
+        return env, float(raw[0])
+
+
+def stem_band_powers(x: np.ndarray, grid: BandGrid, *, cross: bool = False):
+    """Band powers of ``x`` (ch, samples) per frame, as ``engine.bands.band_powers`` defines them,
+    measured in chunks of ``STFT_CHUNK_FRAMES`` frames (no full-length spectrogram in memory).
+
+    Returns (ch, B, T) float32, and the (B, T) cross power of a 2-row ``x`` if ``cross``.
+    """
+    hop, n_fft = grid.hop, grid.n_fft
+    n_ch, n = x.shape
+    n_frames = grid.n_frames(n)
+    win = _window(n_fft).astype(np.float32)
+    w = _bin_weights(grid)
+    keep = grid.bin_band >= 0
+    onehot = np.zeros((keep.size, grid.n_bands), dtype=np.float32)  # (bins, B)
+    onehot[np.nonzero(keep)[0], grid.bin_band[keep]] = 1.0
+    power = np.empty((n_ch, grid.n_bands, n_frames), np.float32)
+    xc = np.empty((grid.n_bands, n_frames), np.float32) if cross else None
+    seg = np.zeros((n_ch, (STFT_CHUNK_FRAMES + 1) * hop), np.float32)
+    for t0 in range(0, n_frames, STFT_CHUNK_FRAMES):
+        t1 = min(t0 + STFT_CHUNK_FRAMES, n_frames)
+        a = t0 * hop - hop  # frame t covers samples [t hop - hop, t hop + hop)
+        b = (t1 - 1) * hop + hop
+        seg[:] = 0.0
+        lo, hi = max(a, 0), min(b, n)
+        if hi > lo:
+            seg[:, lo - a : hi - a] = x[:, lo:hi]
+        # (ch, frames, n_fft) strided view: frame t0 + f = seg[f hop : f hop + n_fft]
+        frames = np.lib.stride_tricks.sliding_window_view(seg[:, : b - a], n_fft, axis=-1)[:, ::hop, :][:, : t1 - t0]
+        spec = scipy.fft.rfft(frames * win, axis=-1)  # (ch, f, bins) complex64
+        p = (spec.real**2 + spec.imag**2) * w
+        power[:, :, t0:t1] = np.swapaxes(p @ onehot, -1, -2)  # (ch, f, B) -> (ch, B, f)
+        if cross:
+            c = (spec[0] * np.conj(spec[1])).real * w  # (f, bins)
+            xc[:, t0:t1] = (c @ onehot).T
+    return (power, xc) if cross else power
+
+
+class _Mixer:
+    """Runs the stems' channel strips on threads and adds them to the mix in stem order."""
+
+    def __init__(self, audio, is_mono, params: Params, i: int, g: _Grid, bands: BandGrid | None,
+                 keep_stems: bool, threads: int):
+        self.audio, self.is_mono, self.params, self.i, self.g = audio, is_mono, params, i, g
+        self.bands, self.keep_stems = bands, keep_stems
+        self.n_stems = len(is_mono)
+        self.threads = max(1, min(int(threads), self.n_stems))
+        self.pans = pan_gains(params.pan[i], np.asarray(is_mono))  # (stems, 2)
+        one = params.member(i)
+        self.stem_sos = stem_eq_sos(one, g.sr)[0]  # (stems, 4, 6)
+        self.master_sos = np.ascontiguousarray(master_eq_sos(one, g.sr)[0])  # (2, 6)
+        self.mix = np.zeros((2, g.n))
+        self.stems = np.empty((self.n_stems, 2, g.n)) if keep_stems else None
+        self.stem_power = (np.empty((self.n_stems, 2, bands.n_bands, bands.n_frames(g.n)), np.float32)
+                           if bands is not None else None)
+        self._added = 0
+        self._failed = False
+        self._turn = threading.Condition()
+
+    def strip(self, s: int, buf: np.ndarray) -> None:
+        """Stem ``s`` through its strip into ``buf`` (2, samples): its contribution to the mix."""
+        p, i, g = self.params, self.i, self.g
+        x = _stem_audio(self.audio, s)  # (2, samples) float32
+        rows = 1 if self.is_mono[s] else 2
+        sos = np.ascontiguousarray(self.stem_sos[s])
+        trim = 10.0 ** (float(p.trim_db[i, s]) / 20.0)
+        for c in range(rows):
+            chain.biquad_cascade(x[c], trim, sos, buf[c])
+        gain_ctrl = g.control_gain(buf, rows, p.comp_threshold_db[i, s], p.comp_ratio[i, s],
+                                   p.comp_attack_ms[i, s], p.comp_release_ms[i, s])
+        fader = 10.0 ** (float(p.gain_db[i, s]) / 20.0)
+        for c in (1, 0):  # a mono stem's one row feeds both sides: write the right side first
+            src = buf[0] if rows == 1 else buf[c]
+            chain.gain_fader_pan_eq(src, gain_ctrl, g.step, fader, float(self.pans[s, c]), self.master_sos, buf[c])
+        if self.stem_power is not None:
+            self.stem_power[s] = stem_band_powers(buf, self.bands)
+
+    def _one(self, s: int, buffers: queue.SimpleQueue) -> None:
+        buf = buffers.get()
+        try:
+            self.strip(s, buf)
+            with self._turn:  # add in stem order: the sum's rounding never depends on the threads
+                self._turn.wait_for(lambda: self._added == s or self._failed)
+            if self._failed:
+                return
+            self.mix += buf
+            if self.stems is not None:
+                self.stems[s] = buf
+            with self._turn:
+                self._added += 1
+                self._turn.notify_all()
+        except BaseException:
+            with self._turn:
+                self._failed = True
+                self._turn.notify_all()
+            raise
+        finally:
+            buffers.put(buf)
+
+    def run(self) -> None:
+        buffers: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.threads):
+            buffers.put(np.empty((2, self.g.n)))
+        if self.threads == 1:
+            for s in range(self.n_stems):
+                self._one(s, buffers)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") as pool:
+            for f in [pool.submit(self._one, s, buffers) for s in range(self.n_stems)]:
+                f.result()
 
 
 def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
                  target_lufs: float, ceiling_dbtp: float, index: int = 0,
-                 grid: BandGrid | None = None) -> ExactRender:
+                 grid: BandGrid | None = None, keep_stems: bool | None = None,
+                 threads: int = 1) -> ExactRender:
     """Render candidate ``index`` of ``params`` from the session audio.
 
     Parameters
     ----------
-    audio : (stems, 2, samples) float array, or a Session (stems are then taken one at a time with
-        ``Session.stem``, so a session that streams from its files is never all in memory).
+    audio : (stems, 2, samples) float array, or a Session (each stem is taken once with
+        ``Session.stem``: a view of the held audio, or read from its file when it streams).
     is_mono : (stems,) bool.
     sr : int, Hz.
     params : Params.
     target_lufs : float, LUFS.  ceiling_dbtp : float, dBTP.
-    grid : BandGrid, optional. For a session that does not hold its audio, the per-stem
-        contributions are not kept; with ``grid`` their band powers are measured in a second pass
-        (``ExactRender.stem_power``) so that :func:`features_from_render` can still score it.
+    grid : BandGrid, optional. With it, each stem's band powers after the master chain are
+        measured while the stem is in its buffer (``ExactRender.stem_power``): its band powers
+        before the master gain, times each frame's window-weighted mean of the squared master gain
+        (compressor, normalisation, limiter: the same for every stem). That is exact where the
+        gain is constant over a frame (100 ms); ``tests/engine/test_chain.py`` measures the
+        difference from measuring the finished contributions.
+    keep_stems : bool, optional. Keep each stem's finished contribution (``ExactRender.stems``,
+        stems x 2 x samples float64). Default: only without ``grid``, where the scores need them.
+    threads : int >= 1, threads running the stems' strips (the result is the same for any number).
     """
     i = index
     n_stems = len(is_mono)
-    keep = not hasattr(audio, "stem") or getattr(audio, "audio", None) is not None
-    pans = pan_gains(params.pan[i], np.asarray(is_mono))  # (stems, 2)
-    master_sos = master_eq_sos(params.member(i), sr)[0]  # (2, 6)
-    stems = None
-    mix = None
-    for s in range(n_stems):
-        y = _process_stem(_stem_audio(audio, s), bool(is_mono[s]), params, i, s, sr, pans[s], master_sos)
-        if keep:
-            if stems is None:
-                stems = np.empty((n_stems,) + y.shape)
-            stems[s] = y
-        mix = y if mix is None else mix + y
-    g_master = compressor_gain(mix, sr, threshold_db=params.master_comp_threshold_db[i],
-                               ratio=params.master_comp_ratio[i], attack_ms=MASTER_COMP_ATTACK_MS,
-                               release_ms=MASTER_COMP_RELEASE_MS, knee_db=KNEE_DB)  # (samples,)
-    mix = mix * g_master
-    raw = float(integrated_loudness(mix, sr))
+    n = audio.n_samples if hasattr(audio, "n_samples") else audio.shape[-1]
+    keep = (grid is None) if keep_stems is None else bool(keep_stems)
+    g = _Grid(sr, n)
+    mixer = _Mixer(audio, np.asarray(is_mono, bool), params, i, g, grid, keep, threads)
+    mixer.run()
+    mix, stems, stem_power = mixer.mix, mixer.stems, mixer.stem_power
+    del mixer
+    # master compressor
+    comp_ctrl = g.control_gain(mix, 2, params.master_comp_threshold_db[i], params.master_comp_ratio[i],
+                               MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS)  # (T,)
+    chain.apply_control_gain(mix, comp_ctrl, g.step)
+    empty = np.zeros(0)
+    raw = g.loudness(mix, empty, 1.0)
+    ceiling_lin = 10.0 ** (float(ceiling_dbtp) / 20.0)
     if raw <= -150.0:  # silence: nothing to normalise or limit
-        gain, out, norm_db, gr = g_master, mix, 0.0, 0.0
+        norm_db, gr, g_lim, scale = 0.0, 0.0, empty, 1.0
+        peak_raw = float(np.abs(mix).max())
     else:
         norm_db = target_lufs - raw
         best = prev = None
-        env = true_peak_envelope(mix)  # (samples,), scales with the normalisation gain
+        env, _ = g.envelope(mix)  # (samples,), scales with the normalisation gain
         for _ in range(MAX_NORMALISE_PASSES):
-            pre = mix * 10.0 ** (norm_db / 20.0)
-            g_lim = limiter_gain(pre, sr, ceiling_dbtp=ceiling_dbtp, envelope=env * 10.0 ** (norm_db / 20.0))
-            out = pre * g_lim
-            err = target_lufs - float(integrated_loudness(out, sr))
+            scale = 10.0 ** (norm_db / 20.0)
+            g_lim = chain.limiter_core(env, scale, ceiling_lin, g.lookahead, g.decay_per_sample)  # (samples,)
+            err = target_lufs - g.loudness(mix, g_lim, scale)
             if best is None or abs(err) < abs(best[0]):
-                best = (err, norm_db, pre, g_lim, out)
+                best = (err, norm_db, g_lim)
             if abs(err) <= LOUDNESS_TOLERANCE_LU:
                 break
             if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
@@ -127,31 +299,61 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
                 slope = 1.0
             prev = (err, norm_db)
             norm_db += err / slope
-        _, norm_db, pre, g_lim, out = best  # the pass closest to the target
+        _, norm_db, g_lim = best  # the pass closest to the target
+        del prev, best
         gr = max(0.0, 20.0 * np.log10(max(float(env.max()), 1e-10)) + norm_db - ceiling_dbtp)  # pre-limiter true peak
-        gain = g_master * 10.0 ** (norm_db / 20.0) * g_lim  # (samples,) total master gain curve
-    stem_power = None
+        del env
+        scale = 10.0 ** (norm_db / 20.0)
+        mix *= scale
+        mix *= g_lim
+        # safety step (engine.dsp.limiter_gain, note 6): the gain is applied at the base rate, so
+        # re-measure the output's true peak once and scale the whole gain if it is over
+        env_out, peak_raw = g.envelope(mix)
+        peak = float(env_out.max())
+        del env_out
+        if peak > ceiling_lin:
+            factor = ceiling_lin / peak
+            mix *= factor
+            g_lim = g_lim * factor
+            peak_raw *= factor
+    factor = _oversample_factor(sr, 4)
+    if factor == LIMITER_OVERSAMPLE:
+        tp = 20.0 * np.log10(peak_raw) if peak_raw > 0 else -200.0
+    else:  # the meter's own factor at this rate (2x at 88.2/96 kHz)
+        from objectives.meter import true_peak_dbtp
+
+        tp = float(true_peak_dbtp(mix, sr))
     if stems is not None:
-        stems = stems * gain
-    elif grid is not None:  # second pass: each stem's contribution, measured and dropped
-        stem_power = np.empty((n_stems, 2, grid.n_bands, grid.n_frames(mix.shape[-1])), np.float32)
         for s in range(n_stems):
-            y = _process_stem(_stem_audio(audio, s), bool(is_mono[s]), params, i, s, sr, pans[s], master_sos)
-            stem_power[s] = band_powers(y * gain, grid)[0]
-    return ExactRender(out, stems, raw, norm_db, gr, stem_power)
+            chain.apply_control_gain(stems[s], comp_ctrl, g.step)
+            stems[s] *= scale
+            if g_lim.size:
+                stems[s] *= g_lim
+    if stem_power is not None:
+        n_frames = stem_power.shape[-1]
+        win_sq = _window(grid.n_fft) ** 2
+        gp = chain.frame_gain_power(comp_ctrl, g.step, g_lim, float(scale), win_sq, grid.hop, n_frames, n)  # (T,)
+        stem_power *= gp.astype(np.float32)
+    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp))
 
 
 def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
     """Measure an exact render on the analysis grid -> Features with pop = 1 (every frame)."""
-    if render.stems is not None:  # one stem at a time: the STFT of all stems at once is large
-        stem_power = np.stack([band_powers(x, grid)[0] for x in render.stems])  # (stems, 2, B, T)
-    elif render.stem_power is not None:
+    if render.stem_power is not None:
         stem_power = render.stem_power
+    elif render.stems is not None:  # one stem at a time: the STFT of all stems at once is large
+        stem_power = np.stack([stem_band_powers(x, grid) for x in render.stems])  # (stems, 2, B, T)
     else:
         raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
-    mix_power, mix_cross = band_powers(render.mix, grid)  # (2, B, T), (B, T)
+    mix_power, mix_cross = stem_band_powers(render.mix, grid, cross=True)  # (2, B, T), (B, T)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
     sr = grid.sr
+    if render.true_peak_dbtp is not None:
+        tp = render.true_peak_dbtp
+    else:
+        from objectives.meter import true_peak_dbtp
+
+        tp = float(true_peak_dbtp(render.mix, sr))
     return Features(
         bands_hz=grid.centres_hz,
         band_edges_hz=grid.edges_hz,
@@ -165,7 +367,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         loudness_lufs=np.atleast_1d(np.asarray(integrated_loudness(render.mix, sr), dtype=float)),
         raw_loudness_lufs=np.array([render.raw_loudness_lufs]),
         lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr), dtype=float)),
-        true_peak_dbtp=np.atleast_1d(np.asarray(true_peak_dbtp(render.mix, sr), dtype=float)),
+        true_peak_dbtp=np.array([tp]),
         limiter_gr_db=np.array([render.limiter_gr_db]),
         frames=np.arange(mix_power.shape[-1]),
     )
