@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -343,16 +342,20 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
     return genome
 
 
-PARALLEL_RENDER_STEM_SECONDS = 60.0  # render alternatives in parallel above this many stem-seconds
+def render_threads() -> int:
+    """Threads for one exact render: every core this process may use (the result is the same)."""
+    from evomix.parallel import available_cores
+
+    return available_cores()
 
 
 def _render_one(session, analysis, params, i, target, names):
     r = render_exact(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
-                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads())
     scores = _exact_scores(r, analysis, target, names)
-    # keep only the master: the per-stem contributions (stems x 2 x samples, float64) were needed
-    # for the scores alone, and holding them for every alternative would multiply memory
-    return (dataclasses.replace(r, stems=None, stem_power=None),) + scores
+    # keep only the master, as float32 (what the 24-bit file is written from): the per-stem band
+    # powers were needed for the scores alone
+    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None),) + scores
 
 
 REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged
@@ -369,20 +372,16 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`_beyond_front`).
 
-    Each round of renders also takes spares, the next choices, as many as fill its last batch of
-    parallel renders (free in wall time); a misjudged pick is replaced by the first good spare, or
-    by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds. Sets ``render``, ``exact`` and
-    ``measured`` on every member rendered. Returns (exported indices, rejected indices).
+    A misjudged pick is replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds. Sets
+    ``render``, ``exact`` and ``measured`` on every member rendered; only the exported members keep
+    their audio. Returns (exported indices, rejected indices).
     """
-    n_jobs = _render_jobs(session, k)
     k = min(k, len(front))
     rendered: list = []
     picks: list = []
     bad: set = set()
     for _ in range(REPLACEMENT_ROUNDS + 1):
-        need = k - len(picks)
-        fill = (-need) % n_jobs if n_jobs > 1 else 0
-        todo = choose_alternatives(G, F, k + fill, keep=picks, exclude=sorted(bad))[len(picks):]
+        todo = choose_alternatives(G, F, k, keep=picks, exclude=sorted(bad))[len(picks):]
         if not todo:  # nothing left to try
             break
         for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names)):
@@ -391,6 +390,8 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
         bad = {i for i, _ in _beyond_front(front, rendered, names)}
         picks = [i for i in rendered if i not in bad][:k]
         if len(picks) >= k:
+            for i in bad:  # set aside for good: keep the scores, not the audio
+                front[i].render = None
             break
     rejected = [i for i in rendered if i in bad]
     for i in list(rejected):  # still short: take misjudged ones back rather than export fewer
@@ -401,25 +402,11 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     return picks, rejected
 
 
-def _render_jobs(session, n: int) -> int:
-    """Threads for ``n`` exact renders: all cores when the session is long enough for that to pay."""
-    if session.n_stems * session.duration_s < PARALLEL_RENDER_STEM_SECONDS:
-        return 1
-    from evomix.parallel import available_cores
-
-    return max(1, min(n, available_cores()))
-
-
 def _render_alternatives(session, analysis, params, picks, target, names) -> list:
-    """Exact renders (and exact scores) of the chosen members, on threads of this process when the
-    session is long enough for that to pay: scipy's filters and numpy's array operations release the
-    GIL, and threads share the session's audio where worker processes would each need a copy
-    (each render is deterministic, so the result is the same)."""
-    n_jobs = _render_jobs(session, len(picks))
-    if n_jobs < 2:
-        return [_render_one(session, analysis, params, i, target, names) for i in picks]
-    with ThreadPoolExecutor(n_jobs, thread_name_prefix="evomix-render") as pool:
-        return list(pool.map(lambda i: _render_one(session, analysis, params, i, target, names), picks))
+    """Exact renders (and exact scores) of the chosen members, one after the other, each on every
+    core (``render_exact(threads=)``): the stems of one render share the cores, so one render's
+    buffers are in memory at a time, and the session's audio is shared, never copied."""
+    return [_render_one(session, analysis, params, i, target, names) for i in picks]
 
 
 def load_params_file(path: str | Path) -> dict:
@@ -457,8 +444,9 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
         raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
     params = Params.from_dict(p, session.names, source=str(params_path))
-    r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
-    return write_audio(out, r.mix, session.sr, subtype="PCM_24")
+    r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                     keep_stems=False, threads=render_threads())
+    return write_audio(out, r.mix.astype(np.float32), session.sr, subtype="PCM_24")  # as mix() writes it
 
 
 def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[dict]:

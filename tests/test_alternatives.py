@@ -36,7 +36,6 @@ def test_continued_choice_keeps_the_kept_and_never_takes_the_excluded(rng):
 
 def test_a_misjudged_alternative_is_replaced_by_the_next_choice(front, monkeypatch):
     G, F, members = front
-    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 1)  # one process: no spares
     first = choose_alternatives(G, F, 3)
     bad = first[1]
     worst = F.max(axis=0)
@@ -52,18 +51,17 @@ def test_a_misjudged_alternative_is_replaced_by_the_next_choice(front, monkeypat
 
 def test_when_every_candidate_is_misjudged_the_alternatives_are_still_exported(front, monkeypatch):
     G, F, members = front
-    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 2)
     monkeypatch.setattr(api, "_render_alternatives", fake_renders(lambda i: {n: 10.0 for n in NAMES}))
     picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
     assert len(picks) == 3 and len(set(picks)) == 3, picks
-    assert len(replaced) + len(picks) <= (3 + 1) * (api.REPLACEMENT_ROUNDS + 1)  # bounded: picks and a spare per round
+    assert len(replaced) + len(picks) <= 3 * (api.REPLACEMENT_ROUNDS + 1)  # bounded: the picks of each round
     assert {i for i, _ in _beyond_front(members, picks, NAMES)} == set(picks)
 
 
-def test_a_spare_rendered_beside_the_picks_replaces_a_misjudged_one_without_another_round(front, monkeypatch):
-    """3 picks on 2 processes leave a free render slot: the next choice is rendered as a spare."""
+def test_each_round_renders_only_what_it_still_needs(front, monkeypatch):
+    """A round renders the picks still missing: one misjudged pick costs one more render."""
     G, F, members = front
-    first = choose_alternatives(G, F, 4)  # 3 picks + 1 spare
+    first = choose_alternatives(G, F, 3)
     worst = F.max(axis=0)
     calls = []
 
@@ -72,15 +70,14 @@ def test_a_spare_rendered_beside_the_picks_replaces_a_misjudged_one_without_anot
         return fake_renders(lambda i: {n: (float(worst[j]) + 0.1 if i == first[2] and n == "masking" else float(F[i, j]))
                                        for j, n in enumerate(NAMES)})(session, analysis, params, picks, target, names)
 
-    monkeypatch.setattr(api, "_render_jobs", lambda session, n: 2)
     monkeypatch.setattr(api, "_render_alternatives", render)
     picks, replaced = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES)
-    assert calls == [first], calls  # one round of renders only
-    assert picks == [first[0], first[1], first[3]] and replaced == [first[2]], (first, picks, replaced)
+    assert calls[0] == first and len(calls) == 2 and len(calls[1]) == 1, calls
+    assert picks[:2] == first[:2] and replaced == [first[2]] and calls[1][0] == picks[2], (first, picks, replaced)
 
 
-def test_renders_on_threads_equal_renders_one_by_one(stem_dir, monkeypatch):
-    """Exact renders of the alternatives run on threads for long sessions: same audio and scores."""
+def test_renders_on_several_threads_equal_renders_on_one(stem_dir, monkeypatch):
+    """Each exact render runs its stems on every core: same audio and scores as on one."""
     from evomix.audio import load_session
     from evomix.engine.analysis import analyze_session
     from evomix.genome import GeneTable
@@ -92,10 +89,10 @@ def test_renders_on_threads_equal_renders_one_by_one(stem_dir, monkeypatch):
     params = table.decode(table.initial_population(4, np.random.default_rng(2)), analysis.trim_db)
     target = Target(load_profile("pop"), -14.0, -1.0)
     names = ("masking", "loudness", "balance", "genre")
-    one_by_one = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
-    monkeypatch.setattr(api, "PARALLEL_RENDER_STEM_SECONDS", 0.0)
-    monkeypatch.setattr("evomix.parallel.available_cores", lambda: 2)
-    assert api._render_jobs(session, 3) == 2
-    threaded = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
-    for (r1, e1, m1), (r2, e2, m2) in zip(one_by_one, threaded):
+    monkeypatch.setattr(api, "render_threads", lambda: 1)
+    one = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
+    monkeypatch.setattr(api, "render_threads", lambda: 3)
+    three = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
+    for (r1, e1, m1), (r2, e2, m2) in zip(one, three):
         assert np.array_equal(r1.mix, r2.mix) and e1 == e2 and m1 == m2
+        assert r1.mix.dtype == np.float32 and r1.stem_power is None  # only the master is kept
