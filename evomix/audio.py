@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -144,13 +144,13 @@ class Session:
         """
         if self.audio is not None:
             return self.audio[i]
-        x, rate = read_audio(self.paths[i])
+        x, rate = read_audio(self.paths[i], dtype="float32")
         if rate != self.sr:
             g = gcd(self.sr, rate)
             x = resample_poly(x, self.sr // g, rate // g, axis=1)
         out = np.zeros((2, self.n_samples), dtype=np.float32)
         m = min(x.shape[1], self.n_samples)
-        out[:, :m] = x[:, :m]
+        out[:, :m] = x[:, :m]  # a mono (1, m) row fills both channels
         return out
 
     @property
@@ -340,18 +340,20 @@ def _declared_frames(path: Path) -> int | None:
     return None
 
 
-def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
+def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray, int]:
     """Read one mono or stereo audio file.
 
     Parameters
     ----------
     path : str or pathlib.Path
         Any file libsndfile can decode (WAV, FLAC, AIFF, OGG, ...).
+    dtype : "float64" or "float32", keyword-only
+        Sample type of the result (libsndfile decodes straight to it).
 
     Returns
     -------
     audio : numpy.ndarray
-        Shape ``(channels, samples)`` with channels 1 or 2, float64, linear
+        Shape ``(channels, samples)`` with channels 1 or 2, ``dtype``, linear
         full scale.
     sr : int
         Sample rate in Hz.
@@ -397,7 +399,7 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
                         f"but only {frames} are present")
             if frames == 0:
                 raise AudioFileError(f"{path}: is empty (0 samples)")
-            data = f.read(dtype="float64", always_2d=True)
+            data = f.read(dtype=dtype, always_2d=True)
     except sf.LibsndfileError as exc:
         raise AudioFileError(
             f"{path}: not a readable audio file or corrupt ({exc.error_string.strip().rstrip('.')})"
@@ -468,12 +470,38 @@ def _session_rate(rates: Sequence[int]) -> int:
     return max(counts, key=lambda r: (counts[r], r))
 
 
-KEEP_AUDIO_BYTES = 1 << 30
-"""Sessions whose float32 audio would exceed this many bytes are not held in memory."""
+HOLD_AUDIO_FRACTION = 0.4
+"""A session is held in memory when its float32 audio takes at most this share of the memory
+available when it is loaded (the rest is left for the analysis, the search and the exact renders,
+which need about a third of the session's size more); beyond that it streams from its files."""
+
+FALLBACK_AVAILABLE_BYTES = 4 << 30
+"""Memory assumed available where the system does not say (no ``/proc/meminfo``)."""
+
+
+def available_memory_bytes() -> int:
+    """Memory available to new allocations now (Linux ``MemAvailable``), in bytes."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return FALLBACK_AVAILABLE_BYTES
+
+
+def hold_audio_budget_bytes() -> int:
+    """Largest session audio (float32 bytes) :func:`load_session` holds in memory by default."""
+    return int(HOLD_AUDIO_FRACTION * available_memory_bytes())
 
 
 def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
-                 sr: int | None = None, keep_audio: bool | None = None) -> Session:
+                 sr: int | None = None, keep_audio: bool | None = None,
+                 progress: Callable[[int, int, Path | None], None] | None = None) -> Session:
     """Load stems from files and/or folders into a :class:`Session`.
 
     Parameters
@@ -490,10 +518,14 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
         Session sample rate in Hz (8000-384000).  Default: the most common
         rate among the files, ties going to the highest.
     keep_audio : bool, optional
-        Hold every stem in memory (``Session.audio``).  Default: only if that
-        takes at most :data:`KEEP_AUDIO_BYTES`; otherwise every file is still
-        read and checked now, but stems are read again when needed
-        (:meth:`Session.stem`), so memory stays bounded for long sessions.
+        Hold every stem in memory (``Session.audio``).  Default: only if its
+        float32 audio takes at most :func:`hold_audio_budget_bytes` (a share
+        :data:`HOLD_AUDIO_FRACTION` of the memory available now); otherwise
+        every file is still read and checked now, but stems are read again when
+        needed (:meth:`Session.stem`), so memory stays bounded for long sessions.
+        Either way each file is decoded once here, as float32.
+    progress : callable(done, total, path), optional
+        Called before each file is read (``path``) and once at the end (``None``).
 
     Returns
     -------
@@ -537,47 +569,48 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     if not files:
         raise ParameterError("no stems given; pass audio files or a folder of stems")
 
-    rates = []
-    for f in files:  # rates first (header only), so each file is read and resampled once
+    rates, frames = [], []
+    for f in files:  # headers first (no samples read): the session's rate and length
         try:
-            rates.append(int(sf.info(str(f)).samplerate))
+            info = sf.info(str(f))
+            rates.append(int(info.samplerate))
+            frames.append(int(info.frames))
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
             read_audio(f)  # raises the one-line error for this file
             raise AudioFileError(f"{f}: not a readable audio file") from None
     target = sr if sr is not None else _session_rate(rates)
+    # length after resampling: resample_poly gives ceil(frames * up / down) samples
+    lengths_est = [-(-m * target // r) if r != target else m for m, r in zip(frames, rates)]
+    n_est = max(lengths_est)
+    keep = (len(files) * 2 * n_est * 4 <= hold_audio_budget_bytes()) if keep_audio is None else bool(keep_audio)
 
     names, name_warnings = _unique_names(files)
     warnings.extend(name_warnings)
 
-    kept: list[np.ndarray | None] = []
+    audio = np.zeros((len(files), 2, n_est), dtype=np.float32) if keep else None
     lengths, peaks = [], []
     is_mono = np.zeros(len(files), dtype=bool)
-    estimate = 0
-    for i, f in enumerate(files):
-        x, rate = read_audio(f)
+    for i, f in enumerate(files):  # each file decoded once, as float32, into its place
+        if progress is not None:
+            progress(i, len(files), f)
+        x, rate = read_audio(f, dtype="float32")
         if rate != target:
             g = gcd(target, rate)
-            x = resample_poly(x, target // g, rate // g, axis=1)
+            x = resample_poly(x, target // g, rate // g, axis=1).astype(np.float32, copy=False)
             warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
         is_mono[i] = x.shape[0] == 1
-        lengths.append(x.shape[1])
+        m = min(x.shape[1], n_est)  # a header may promise a frame more or less than decoded
+        lengths.append(m)
         peaks.append(float(np.max(np.abs(x))))
-        estimate = len(files) * 2 * max(lengths) * 4
-        if keep_audio is None:
-            keep = estimate <= KEEP_AUDIO_BYTES
-        else:
-            keep = bool(keep_audio)
-        kept.append(x.astype(np.float32) if keep else None)
-        if not keep:  # drop what was kept so far: this session streams from its files
-            kept = [None] * len(kept)
-            keep_audio = False
+        if audio is not None:
+            audio[i, :, :m] = x[:, :m]  # broadcasts a mono (1, m) row into both channels
+        del x
+    if progress is not None:
+        progress(len(files), len(files), None)
 
     n = max(lengths)
-    audio = None
-    if keep_audio is not False:
-        audio = np.zeros((len(files), 2, n), dtype=np.float32)
-        for i, x in enumerate(kept):
-            audio[i, :, : x.shape[1]] = x  # broadcasts a mono (1, m) row into both channels
+    if audio is not None and n < n_est:
+        audio = np.ascontiguousarray(audio[:, :, :n])
     silent: list[str] = []
     for i, f in enumerate(files):
         m = lengths[i]

@@ -452,3 +452,33 @@ def test_read_wav_cut_right_after_header_is_truncated_not_empty(tmp_path):
     p.write_bytes(p.read_bytes()[:44])
     with pytest.raises(AudioFileError, match=re.escape(f"{p}: truncated: header declares 4410 frames but only 0")):
         read_audio(p)
+
+
+def test_each_file_is_decoded_once_and_held_when_it_fits_the_budget(stem_dir, monkeypatch):
+    import evomix.audio as audio_mod
+
+    paths = sorted(stem_dir.glob("*.wav"))
+    calls = []
+    real = audio_mod.read_audio
+    monkeypatch.setattr(audio_mod, "read_audio", lambda p, **kw: calls.append(p) or real(p, **kw))
+    held = audio_mod.load_session(paths)
+    assert held.audio is not None and held.audio.dtype == np.float32
+    assert sorted(calls) == sorted(paths)  # once each
+    calls.clear()
+    monkeypatch.setattr(audio_mod, "hold_audio_budget_bytes", lambda: held.audio.nbytes - 1)  # one byte short
+    streamed = audio_mod.load_session(paths)
+    assert streamed.audio is None and sorted(calls) == sorted(paths)  # checked once each, not held
+    np.testing.assert_array_equal(streamed.stem(0), held.stem(0))
+
+
+def test_the_budget_is_a_share_of_the_available_memory(monkeypatch):
+    import evomix.audio as audio_mod
+
+    monkeypatch.setattr(audio_mod, "available_memory_bytes", lambda: 10 << 30)
+    assert audio_mod.hold_audio_budget_bytes() == int(audio_mod.HOLD_AUDIO_FRACTION * (10 << 30))
+
+
+def test_available_memory_is_read_from_the_system():
+    from evomix.audio import available_memory_bytes
+
+    assert 64 << 20 < available_memory_bytes() < 1 << 50  # a real figure, in bytes
