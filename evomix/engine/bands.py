@@ -21,6 +21,7 @@ import scipy.fft
 
 HOP_S = 0.05  # s, frame hop (<= 50 ms as masking models need)
 N_BANDS = 32  # critical bands (>= 24)
+STFT_CHUNK_FRAMES = 256  # frames per chunk of band_powers_chunked: no full-length spectrogram in memory
 SUBBANDS = 8  # fine-grid points per band, for EQ responses
 
 
@@ -156,3 +157,45 @@ def band_powers(x: np.ndarray, grid: BandGrid) -> tuple[np.ndarray, np.ndarray]:
     power = np.swapaxes(band_sum(p, grid), -1, -2)  # (..., 2, T, B) -> (..., 2, B, T)
     cross = np.swapaxes(band_sum(c, grid), -1, -2)  # (..., T, B) -> (..., B, T)
     return power.astype(np.float32), cross.astype(np.float32)
+
+
+def band_powers_chunked(x: np.ndarray, grid: BandGrid, *, cross: bool = False, bin_total: bool = False):
+    """Band powers of ``x`` (ch, samples) per frame, as ``engine.bands.band_powers`` defines them,
+    measured in chunks of ``STFT_CHUNK_FRAMES`` frames (no full-length spectrogram in memory).
+
+    Returns (ch, B, T) float32, then the (B, T) cross power of a 2-row ``x`` if ``cross``, then
+    each bin's power summed over channels and frames (bins,) float64 if ``bin_total`` (the
+    long-term spectrum).
+    """
+    hop, n_fft = grid.hop, grid.n_fft
+    n_ch, n = x.shape
+    n_frames = grid.n_frames(n)
+    win = _window(n_fft).astype(np.float32)
+    w = _bin_weights(grid)
+    keep = grid.bin_band >= 0
+    onehot = np.zeros((keep.size, grid.n_bands), dtype=np.float32)  # (bins, B)
+    onehot[np.nonzero(keep)[0], grid.bin_band[keep]] = 1.0
+    power = np.empty((n_ch, grid.n_bands, n_frames), np.float32)
+    xc = np.empty((grid.n_bands, n_frames), np.float32) if cross else None
+    total = np.zeros(w.size) if bin_total else None
+    seg = np.zeros((n_ch, (STFT_CHUNK_FRAMES + 1) * hop), np.float32)
+    for t0 in range(0, n_frames, STFT_CHUNK_FRAMES):
+        t1 = min(t0 + STFT_CHUNK_FRAMES, n_frames)
+        a = t0 * hop - hop  # frame t covers samples [t hop - hop, t hop + hop)
+        b = (t1 - 1) * hop + hop
+        seg[:] = 0.0
+        lo, hi = max(a, 0), min(b, n)
+        if hi > lo:
+            seg[:, lo - a : hi - a] = x[:, lo:hi]
+        # (ch, frames, n_fft) strided view: frame t0 + f = seg[f hop : f hop + n_fft]
+        frames = np.lib.stride_tricks.sliding_window_view(seg[:, : b - a], n_fft, axis=-1)[:, ::hop, :][:, : t1 - t0]
+        spec = scipy.fft.rfft(frames * win, axis=-1)  # (ch, f, bins) complex64
+        p = (spec.real**2 + spec.imag**2) * w
+        power[:, :, t0:t1] = np.swapaxes(p @ onehot, -1, -2)  # (ch, f, B) -> (ch, B, f)
+        if cross:
+            c = (spec[0] * np.conj(spec[1])).real * w  # (f, bins)
+            xc[:, t0:t1] = (c @ onehot).T
+        if bin_total:
+            total += p.sum(axis=(0, 1))
+    out = (power,) + ((xc,) if cross else ()) + ((total,) if bin_total else ())
+    return out if len(out) > 1 else power

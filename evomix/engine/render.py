@@ -23,10 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from evomix.engine import chain
-from evomix.engine.bands import BandGrid, _bin_weights, _window, bark
+from evomix.engine.bands import BandGrid, _window, band_powers_chunked, bark
 from evomix.engine.dsp import (
     LEVEL_FLOOR_DB,
     LIMITER_RELEASE_MS,
@@ -58,7 +57,6 @@ COMP_STEP_S = 0.001  # their control-step period, s
 LIMITER_LOOKAHEAD_MS = 5.0
 LIMITER_OVERSAMPLE = 4  # the limiter's true-peak envelope (engine.dsp.true_peak_envelope)
 PEAK_BLOCK = 4096  # samples per block of the oversampling kernel
-STFT_CHUNK_FRAMES = 256  # frames per chunk of the band-power measurement
 
 
 @dataclass(frozen=True)
@@ -128,42 +126,6 @@ class _Grid:
         return env, float(raw[0])
 
 
-def stem_band_powers(x: np.ndarray, grid: BandGrid, *, cross: bool = False):
-    """Band powers of ``x`` (ch, samples) per frame, as ``engine.bands.band_powers`` defines them,
-    measured in chunks of ``STFT_CHUNK_FRAMES`` frames (no full-length spectrogram in memory).
-
-    Returns (ch, B, T) float32, and the (B, T) cross power of a 2-row ``x`` if ``cross``.
-    """
-    hop, n_fft = grid.hop, grid.n_fft
-    n_ch, n = x.shape
-    n_frames = grid.n_frames(n)
-    win = _window(n_fft).astype(np.float32)
-    w = _bin_weights(grid)
-    keep = grid.bin_band >= 0
-    onehot = np.zeros((keep.size, grid.n_bands), dtype=np.float32)  # (bins, B)
-    onehot[np.nonzero(keep)[0], grid.bin_band[keep]] = 1.0
-    power = np.empty((n_ch, grid.n_bands, n_frames), np.float32)
-    xc = np.empty((grid.n_bands, n_frames), np.float32) if cross else None
-    seg = np.zeros((n_ch, (STFT_CHUNK_FRAMES + 1) * hop), np.float32)
-    for t0 in range(0, n_frames, STFT_CHUNK_FRAMES):
-        t1 = min(t0 + STFT_CHUNK_FRAMES, n_frames)
-        a = t0 * hop - hop  # frame t covers samples [t hop - hop, t hop + hop)
-        b = (t1 - 1) * hop + hop
-        seg[:] = 0.0
-        lo, hi = max(a, 0), min(b, n)
-        if hi > lo:
-            seg[:, lo - a : hi - a] = x[:, lo:hi]
-        # (ch, frames, n_fft) strided view: frame t0 + f = seg[f hop : f hop + n_fft]
-        frames = np.lib.stride_tricks.sliding_window_view(seg[:, : b - a], n_fft, axis=-1)[:, ::hop, :][:, : t1 - t0]
-        spec = scipy.fft.rfft(frames * win, axis=-1)  # (ch, f, bins) complex64
-        p = (spec.real**2 + spec.imag**2) * w
-        power[:, :, t0:t1] = np.swapaxes(p @ onehot, -1, -2)  # (ch, f, B) -> (ch, B, f)
-        if cross:
-            c = (spec[0] * np.conj(spec[1])).real * w  # (f, bins)
-            xc[:, t0:t1] = (c @ onehot).T
-    return (power, xc) if cross else power
-
-
 class _Mixer:
     """Runs the stems' channel strips on threads and adds them to the mix in stem order."""
 
@@ -201,7 +163,7 @@ class _Mixer:
             src = buf[0] if rows == 1 else buf[c]
             chain.gain_fader_pan_eq(src, gain_ctrl, g.step, fader, float(self.pans[s, c]), self.master_sos, buf[c])
         if self.stem_power is not None:
-            self.stem_power[s] = stem_band_powers(buf, self.bands)
+            self.stem_power[s] = band_powers_chunked(buf, self.bands)
 
     def _one(self, s: int, buffers: queue.SimpleQueue) -> None:
         buf = buffers.get()
@@ -342,10 +304,10 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
     if render.stem_power is not None:
         stem_power = render.stem_power
     elif render.stems is not None:  # one stem at a time: the STFT of all stems at once is large
-        stem_power = np.stack([stem_band_powers(x, grid) for x in render.stems])  # (stems, 2, B, T)
+        stem_power = np.stack([band_powers_chunked(x, grid) for x in render.stems])  # (stems, 2, B, T)
     else:
         raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
-    mix_power, mix_cross = stem_band_powers(render.mix, grid, cross=True)  # (2, B, T), (B, T)
+    mix_power, mix_cross = band_powers_chunked(render.mix, grid, cross=True)  # (2, B, T), (B, T)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
     sr = grid.sr
     if render.true_peak_dbtp is not None:

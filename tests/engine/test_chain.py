@@ -5,7 +5,7 @@ import pytest
 from scipy.signal import resample_poly, sosfilt
 
 from evomix.engine import chain
-from evomix.engine.bands import band_grid, band_powers
+from evomix.engine.bands import band_grid, band_powers, band_powers_chunked
 from evomix.engine.dsp import (
     LEVEL_FLOOR_DB,
     _limiter_gain,
@@ -14,7 +14,7 @@ from evomix.engine.dsp import (
     rms_level_db,
     true_peak_envelope,
 )
-from evomix.engine.render import _Grid, features_from_render, render_exact, stem_band_powers
+from evomix.engine.render import _Grid, features_from_render, render_exact
 from evomix.genome import GeneTable
 from objectives.meter import _polyphase_filter, block_powers, k_weighting_sos, true_peak_dbtp
 
@@ -104,13 +104,19 @@ def test_k_block_powers_is_the_meter(sr, rng):
     np.testing.assert_allclose(z1, block_powers(x, sr), rtol=1e-10)
 
 
-def test_stem_band_powers_are_band_powers(rng):
+def test_band_powers_chunked_are_band_powers(rng):
     grid = band_grid(SR)
     x = _signal(rng, SR * 2 + 123, 2)
-    p, c = stem_band_powers(x, grid, cross=True)
+    p, c = band_powers_chunked(x, grid, cross=True)
     p_ref, c_ref = band_powers(x, grid)
     np.testing.assert_allclose(p, p_ref, rtol=2e-5, atol=1e-12)  # float32 sums in another blocking
     np.testing.assert_allclose(c, c_ref, rtol=2e-5, atol=1e-10)
+    from evomix.engine.bands import _bin_weights, frame_spectra
+
+    spec = frame_spectra(x, grid)
+    total_ref = ((spec.real**2 + spec.imag**2) * _bin_weights(grid)).sum(axis=(0, 1))
+    _, total = band_powers_chunked(x, grid, bin_total=True)
+    np.testing.assert_allclose(total, total_ref, rtol=1e-5)  # the long-term spectrum
 
 
 def test_frame_gain_power_of_a_constant_gain_is_its_square():
