@@ -1,6 +1,7 @@
-"""The progress reporter: lines on a pipe, rich bars on a terminal, nothing when quiet, and the
-wall time of every phase."""
+"""Progress of every phase (lines on a pipe, rich bars on a terminal, nothing with --quiet), the
+phase times and the exact-render count in the --json summary."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -8,11 +9,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from evomix.cli import app
 from evomix.errors import ParameterError
 from evomix.progress import INTERVAL_ENV, NULL_REPORTER, Reporter, format_seconds
 
+from tests.conftest import song_stems, write_stems
+
 ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("load", "analysis", "search", "render", "write")
+SMALL = ["--population", "8", "--generations", "3", "--seed", "1", "--alternatives", "2"]
+runner = CliRunner()
 
 
 class FakeClock:
@@ -23,6 +31,14 @@ class FakeClock:
 
     def __call__(self):
         return self.t
+
+
+def _evomix(*args, env=None, warnings_as_errors=False):
+    """``python -m evomix ARGS`` with stdout and stderr on pipes (not terminals), this checkout first."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    flags = ["-W", "error::RuntimeWarning"] if warnings_as_errors else []
+    return subprocess.run([sys.executable, *flags, "-m", "evomix", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
 
 
 # --- the reporter ---------------------------------------------------------------------------------
@@ -147,3 +163,89 @@ def test_the_library_never_imports_rich():
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lines_run(stem_dir, tmp_path_factory):
+    """``evomix mix`` with stderr on a pipe, a line for every update (interval 0)."""
+    out = tmp_path_factory.mktemp("lines") / "out"
+    res = _evomix("mix", stem_dir, "--out", out, *SMALL, env={INTERVAL_ENV: "0"})
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+@pytest.fixture(scope="module")
+def quiet_run(stem_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quiet") / "out"
+    res = _evomix("mix", stem_dir, "--out", out, *SMALL, "--quiet", "--json")
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+def _phase_lines(stderr: str, name: str) -> list:
+    return [ln for ln in stderr.splitlines() if ln.startswith(f"evomix: {name}: ")]
+
+
+@pytest.mark.parametrize("name", PHASES)
+def test_every_phase_of_a_mix_reports_on_a_non_terminal_stderr(lines_run, name):
+    _, res = lines_run
+    lines = _phase_lines(res.stderr, name)
+    assert len(lines) >= 2, res.stderr
+    assert lines[-1].startswith(f"evomix: {name}: done in "), lines  # the end line has the phase's time
+    assert "\x1b[" not in res.stderr  # plain lines: no terminal control codes in a log
+
+
+def test_the_search_reports_generation_front_best_per_objective_elapsed_and_eta(lines_run):
+    _, res = lines_run
+    lines = _phase_lines(res.stderr, "search")
+    assert any("0/3 generations" in ln for ln in lines), lines
+    last = [ln for ln in lines if "3/3 generations" in ln and "ETA" in ln]
+    assert last, lines
+    for piece in ("front ", "best masking ", " dB", "loudness ", " LU", "balance ", "genre ", "elapsed", "ETA"):
+        assert piece in last[0], (piece, last[0])
+
+
+def test_the_renders_report_each_exact_render(lines_run):
+    _, res = lines_run
+    counts = [ln for ln in _phase_lines(res.stderr, "render") if "exact renders |" in ln]
+    assert any(ln.startswith("evomix: render: 1/") for ln in counts), counts
+    assert any(ln.startswith("evomix: render: 2/") for ln in counts), counts
+
+
+def test_quiet_prints_nothing_on_stderr_and_json_has_phase_times_and_exact_renders(quiet_run):
+    out, res = quiet_run
+    # nothing but warnings (printed as ever: a misjudged pick, a resampled stem) may reach stderr
+    assert all(ln.startswith(("evomix: warning:", "evomix: note:")) for ln in res.stderr.splitlines()), res.stderr
+    summary = json.loads(res.stdout)
+    t = summary["timings_s"]
+    assert set(PHASES) | {"total"} <= set(t), t
+    assert all(v >= 0 for v in t.values()) and t["total"] >= sum(t[p] for p in PHASES) - 1e-3, t
+    settings = json.loads((out / "front.json").read_text())["settings"]
+    assert summary["exact_renders"] == settings["exact_renders"] >= 2  # at least the 2 picks
+    rendered = [m for m in json.loads((out / "front.json").read_text())["members"] if "exact" in m]
+    assert settings["exact_renders"] == len(rendered)
+
+
+def test_render_command_reports_load_render_and_write(quiet_run, stem_dir, tmp_path):
+    out, _ = quiet_run
+    target = tmp_path / "again.wav"
+    res = runner.invoke(app, ["render", str(out / "alt-01.json"), str(stem_dir), "-o", str(target)])
+    assert res.exit_code == 0, res.output
+    for name in ("load", "render", "write"):
+        assert f"evomix: {name}: done in" in res.stderr, res.stderr
+    assert res.stdout.strip() == str(target)
+    res = runner.invoke(app, ["render", str(out / "alt-01.json"), str(stem_dir), "-o", str(target), "--force", "--quiet"])
+    assert res.exit_code == 0 and res.stderr == "", res.stderr
+
+
+def test_demo_reports_its_synthesis_too(tmp_path, monkeypatch):
+    """The demo's own song is long; a tiny one stands in (the phase, not the song, is tested)."""
+    import evomix.demo
+
+    monkeypatch.setattr(evomix.demo, "write_demo_stems", lambda folder: write_stems(folder, song_stems(duration_s=3.0)))
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--population", "4", "--generations", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "evomix: synthesis: done in" in res.stderr
+    assert {"synthesis", *PHASES, "total"} <= set(json.loads(res.stdout)["timings_s"])
