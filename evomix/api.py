@@ -22,12 +22,12 @@ from evomix import __version__
 from evomix.audio import Session, load_session, write_audio, write_text_atomic
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, render_exact
-from evomix.errors import ParameterError
+from evomix.errors import AudioFileError, ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
-from evomix.measure import measure_file
+from evomix.measure import MIN_AUDIO_S, measure_file
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
@@ -256,6 +256,22 @@ def mix(
                     reporter=NULL_REPORTER if reporter is None else reporter)
 
 
+def check_session_length(session: Session) -> None:
+    """Fail before any analysis when even the longest stem is shorter than one loudness block.
+
+    Raises
+    ------
+    AudioFileError
+        Naming the files and the length needed.
+    """
+    need = int(round(MIN_AUDIO_S * session.sr))
+    if session.n_samples < need:
+        raise AudioFileError(
+            f"every stem is shorter than one {MIN_AUDIO_S} s loudness block (BS.1770): "
+            f"{', '.join(Path(p).name for p in session.paths)} (the longest is {session.n_samples / session.sr:.3f} s); "
+            f"give at least one stem of {MIN_AUDIO_S} s ({need} samples at {session.sr} Hz) or more")
+
+
 def _load(paths, reporter: ProgressReporter, **kw) -> Session:
     """:func:`load_session` as the "load" phase."""
     with reporter.phase("load", unit="stems") as ph:
@@ -275,6 +291,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
          reporter: ProgressReporter = NULL_REPORTER) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
     session = session if session is not None else _load(paths, reporter, roles=roles)
+    check_session_length(session)
     warnings = list(session.warnings)
     n_pop = int(population)
     if n_pop % 4:
@@ -506,6 +523,7 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     session = _load(paths, reporter, sr=d.get("sr"))
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
         raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
+    check_session_length(session)
     params = Params.from_dict(p, session.names, source=str(params_path))
     with reporter.phase("render", total=1, unit="exact renders") as ph:
         r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)

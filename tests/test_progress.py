@@ -1,5 +1,6 @@
 """Progress of every phase (lines on a pipe, rich bars on a terminal, nothing with --quiet), the
-phase times and the exact-render count in the --json summary."""
+phase times and the exact-render count in the --json summary, and a defect met as a new user:
+stems shorter than one loudness block."""
 import io
 import json
 import os
@@ -15,7 +16,7 @@ from evomix.cli import app
 from evomix.errors import ParameterError
 from evomix.progress import INTERVAL_ENV, NULL_REPORTER, Reporter, format_seconds
 
-from tests.conftest import song_stems, write_stems
+from tests.conftest import SR, song_stems, write_stems
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("load", "analysis", "search", "render", "write")
@@ -249,3 +250,35 @@ def test_demo_reports_its_synthesis_too(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "evomix: synthesis: done in" in res.stderr
     assert {"synthesis", *PHASES, "total"} <= set(json.loads(res.stdout)["timings_s"])
+
+
+# --- defects met as a new user ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("duration_s", [0.009, 0.39])
+def test_stems_shorter_than_one_loudness_block_fail_naming_the_files_and_the_length_needed(tmp_path, duration_s):
+    d = tmp_path / "short"
+    write_stems(d, {k: v[:, : int(duration_s * SR)] for k, v in song_stems(duration_s=1.0).items()})
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["mix", str(d), "--out", str(out), "--population", "4", "--generations", "1", "--quiet"])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evomix: error:"), res.stderr
+    for name in ("drums.wav", "bass.wav", "keys.wav", "vocal.wav"):
+        assert name in lines[0]
+    assert "at least one stem of 0.4 s (17640 samples at 44100 Hz)" in lines[0], lines[0]
+    assert f"{duration_s:.3f} s" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+    res = runner.invoke(app, ["analyze", str(d / "bass.wav")])
+    assert res.exit_code == 1 and "bass.wav" in res.stderr and "at least 0.4 s" in res.stderr, res.stderr
+
+
+def test_a_session_shorter_than_one_short_term_window_still_mixes(tmp_path):
+    """0.4-3 s: one loudness block but no 3 s LRA window; the exact tier then reads LRA 0 LU, as the
+    fast tier does (it failed after the whole search with "shorter than one 3.0 s window")."""
+    d = tmp_path / "jingle"
+    write_stems(d, song_stems(duration_s=1.5))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["mix", str(d), "--out", str(out), "--population", "4", "--generations", "1",
+                              "--alternatives", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (out / "alt-01.wav").exists()
