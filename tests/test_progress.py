@@ -1,6 +1,6 @@
 """Progress of every phase (lines on a pipe, rich bars on a terminal, nothing with --quiet), the
-phase times and the exact-render count in the --json summary, and a defect met as a new user:
-stems shorter than one loudness block."""
+phase times and exact-render count in the --json summary, and two defects met as a new user:
+stems shorter than one loudness block, and numpy RuntimeWarnings from silent passages."""
 import io
 import json
 import os
@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -282,3 +283,17 @@ def test_a_session_shorter_than_one_short_term_window_still_mixes(tmp_path):
                               "--alternatives", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     assert (out / "alt-01.wav").exists()
+
+
+def test_a_mix_with_silent_passages_leaves_no_runtime_warning(tmp_path):
+    """Every stem silent from 1 s to 3 s: the frames there have no power, and the fast tier's master
+    gain took log10(0) (a numpy RuntimeWarning on the terminal). With -W error it would crash."""
+    stems = song_stems(duration_s=4.0)
+    for x in stems.values():
+        x[:, SR : 3 * SR] = 0.0
+    d = tmp_path / "gap"
+    write_stems(d, stems)
+    res = _evomix("mix", d, "--out", tmp_path / "out", "--population", "8", "--generations", "2",
+                  "--alternatives", "2", "--quiet", warnings_as_errors=True)
+    assert res.returncode == 0, res.stderr
+    assert "RuntimeWarning" not in res.stderr and "Traceback" not in res.stderr, res.stderr
