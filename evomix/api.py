@@ -21,12 +21,13 @@ from evomix import __version__
 from evomix.audio import Session, load_session, write_audio, write_text_atomic
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, render_exact
-from evomix.errors import ParameterError
+from evomix.errors import AudioFileError, ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
-from evomix.measure import measure_file
+from evomix.measure import MIN_AUDIO_S, measure_file
+from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
@@ -123,21 +124,27 @@ class MixResult:
             "params": m.params,
         }
 
-    def write(self, out: str | Path, *, force: bool = False) -> list[Path]:
+    def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None) -> list[Path]:
         """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``.
 
         Every file is complete before it appears (written to a temporary name, then renamed).
         Refuses a non-empty folder unless ``force``; never writes over an input stem.
+        ``reporter`` (:mod:`evomix.progress`) gets a "write" phase, one unit per file.
         """
         out = Path(out)
         check_output_folder(out, force=force, inputs=self.session.paths)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for i, m in enumerate(self.alternatives):
-            name = f"alt-{i + 1:02d}"
-            written.append(write_audio(out / f"{name}.wav", m.render.mix, self.session.sr, subtype="PCM_24"))
-            written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
-        written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
+        reporter = NULL_REPORTER if reporter is None else reporter
+        with reporter.phase("write", total=2 * len(self.alternatives) + 1, unit="files") as ph:
+            for i, m in enumerate(self.alternatives):
+                name = f"alt-{i + 1:02d}"
+                written.append(write_audio(out / f"{name}.wav", m.render.mix, self.session.sr, subtype="PCM_24"))
+                ph.advance()
+                written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
+                ph.advance()
+            written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
+            ph.advance()
         return written
 
 
@@ -192,6 +199,7 @@ def mix(
     backend: str = "local",
     scheduler: str | None = None,
     threads: int | None = None,
+    reporter: ProgressReporter | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -218,6 +226,9 @@ def mix(
     threads : int >= 1, threads scoring each generation on this machine, shared by the ``jobs``
         processes (default: every core this process may use).
         The front is identical whatever ``jobs``, ``threads`` and ``backend`` (see :mod:`evomix.parallel`).
+    reporter : progress of the phases (load, analysis, reference, search, render), e.g. an
+        ``evomix.progress.Reporter``; default none. The exact renders done (picks, spares and
+        replacements) are counted in ``settings["exact_renders"]``.
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -240,26 +251,61 @@ def mix(
         return _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
-                    reference=reference, reference_mode=reference_mode)
+                    reference=reference, reference_mode=reference_mode,
+                    reporter=NULL_REPORTER if reporter is None else reporter)
+
+
+def check_session_length(session: Session) -> None:
+    """Fail before any analysis when even the longest stem is shorter than one loudness block.
+
+    Raises
+    ------
+    AudioFileError
+        Naming the files and the length needed.
+    """
+    need = int(round(MIN_AUDIO_S * session.sr))
+    if session.n_samples < need:
+        raise AudioFileError(
+            f"every stem is shorter than one {MIN_AUDIO_S} s loudness block (BS.1770): "
+            f"{', '.join(Path(p).name for p in session.paths)} (the longest is {session.n_samples / session.sr:.3f} s); "
+            f"give at least one stem of {MIN_AUDIO_S} s ({need} samples at {session.sr} Hz) or more")
+
+
+def _load(paths, reporter: ProgressReporter, **kw) -> Session:
+    """:func:`load_session` as the "load" phase."""
+    with reporter.phase("load", unit="files") as ph:
+        session = load_session(paths, progress=lambda done, total, _path: ph.update(done=done, total=total), **kw)
+        ph.update(info=f"{session.n_stems} stems, {format_seconds(session.duration_s)} at {session.sr} Hz")
+    return session
+
+
+def _search_info(names, weights, front_size: int, best) -> str:
+    """``"front 12 | best masking 0.21 dB, loudness 0.4 LU"``: ``best`` (n_obj,) is weighted."""
+    raw = np.asarray(best, dtype=float) / np.asarray(weights, dtype=float)
+    return f"front {front_size} | best " + ", ".join(f"{n} {v:.3g} {REGISTRY[n].unit}" for n, v in zip(names, raw))
 
 
 def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
-         generations, seed, alternatives, roles, progress, session, reference, reference_mode) -> MixResult:
+         generations, seed, alternatives, roles, progress, session, reference, reference_mode,
+         reporter: ProgressReporter = NULL_REPORTER) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
-    session = session if session is not None else load_session(paths, roles=roles)
+    session = session if session is not None else _load(paths, reporter, roles=roles)
+    check_session_length(session)
     warnings = list(session.warnings)
     n_pop = int(population)
     if n_pop % 4:
         n_pop += 4 - n_pop % 4
         warnings.append(f"--population rounded up from {population} to {n_pop} (NSGA-II tournament needs a multiple of 4)")
 
-    analysis = analyze_session(session)
+    with reporter.phase("analysis", total=session.n_stems, unit="stems") as ph:
+        analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
     table = GeneTable(session.n_stems)
     ref_power, base, ref_report = None, None, None
     if reference is not None:
         from evomix.reference import fit_reference
 
-        fit = fit_reference(reference, session, analysis)
+        with reporter.phase("reference", info=Path(reference).name):
+            fit = fit_reference(reference, session, analysis)
         same = fit.same_song if reference_mode == "auto" else reference_mode == "same-song"
         ref_report = {"file": str(reference), "mode": "same-song" if same else "style",
                       "correlation": round(fit.correlation, 4)}
@@ -280,7 +326,14 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
     rng = np.random.default_rng(seed)
     initial = table.initial_population(n_pop, rng, base=base, spread=0.15 if base is None else 0.05)
-    result = run_nsga2(evaluator.ship(problem), initial, generations=int(generations), seed=int(seed), progress=progress)
+    with reporter.phase("search", total=int(generations), unit="generations", info=f"{n_pop} candidates each") as ph:
+        def on_generation(gen, n_gen, front_size, best):
+            ph.update(done=gen, total=n_gen, info=_search_info(names, problem.weights, front_size, best))
+            if progress is not None:
+                progress(gen, n_gen, front_size, best)
+
+        result = run_nsga2(evaluator.ship(problem), initial, generations=int(generations), seed=int(seed),
+                           progress=on_generation)
     evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
@@ -296,7 +349,10 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                objectives={n: float(raw[i, j]) for j, n in enumerate(names)})
         for i in range(len(G))
     ]
-    picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target, names)
+    with reporter.phase("render", total=min(int(alternatives), len(front)), unit="exact renders") as ph:
+        picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
+                                                 names, phase=ph)
+    exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
     alts = [front[i] for i in picks]
     for i, m in enumerate(front):
         if i not in picks:
@@ -315,7 +371,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                                         for n, g in zip(session.names, total)}
     settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
-                "replaced_alternatives": len(replaced)}
+                "replaced_alternatives": len(replaced), "exact_renders": exact_renders}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
                      result, settings, warnings, ref_report)
 
@@ -368,13 +424,14 @@ def _beyond_front(front: list, picks, names) -> list:
     return [(i, n) for i in picks for n in names if front[i].exact[n] > worst[n]]
 
 
-def _verified_alternatives(front, G, F, k, session, analysis, params, target, names) -> tuple[list, list]:
+def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
+                           phase: Phase = NULL_PHASE) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`_beyond_front`).
 
     A misjudged pick is replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds. Sets
     ``render``, ``exact`` and ``measured`` on every member rendered; only the exported members keep
-    their audio. Returns (exported indices, rejected indices).
+    their audio; ``phase`` counts the renders. Returns (exported indices, rejected indices).
     """
     k = min(k, len(front))
     rendered: list = []
@@ -384,7 +441,9 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
         todo = choose_alternatives(G, F, k, keep=picks, exclude=sorted(bad))[len(picks):]
         if not todo:  # nothing left to try
             break
-        for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names)):
+        phase.update(total=len(rendered) + len(todo))
+        for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names,
+                                                                      phase=phase)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
         rendered += todo
         bad = {i for i, _ in _beyond_front(front, rendered, names)}
@@ -402,11 +461,16 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     return picks, rejected
 
 
-def _render_alternatives(session, analysis, params, picks, target, names) -> list:
+def _render_alternatives(session, analysis, params, picks, target, names, phase: Phase = NULL_PHASE) -> list:
     """Exact renders (and exact scores) of the chosen members, one after the other, each on every
     core (``render_exact(threads=)``): the stems of one render share the cores, so one render's
-    buffers are in memory at a time, and the session's audio is shared, never copied."""
-    return [_render_one(session, analysis, params, i, target, names) for i in picks]
+    buffers are in memory at a time, and the session's audio is shared, never copied. ``phase``
+    advances once per render."""
+    out = []
+    for i in picks:
+        out.append(_render_one(session, analysis, params, i, target, names))
+        phase.advance()
+    return out
 
 
 def load_params_file(path: str | Path) -> dict:
@@ -425,12 +489,14 @@ def load_params_file(path: str | Path) -> dict:
 
 def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path, *,
            target_lufs: float | None = None, ceiling_dbtp: float | None = None,
-           force: bool = False) -> Path:
+           force: bool = False, reporter: ProgressReporter | None = None) -> Path:
     """Re-render a saved solution (``alt-NN.json``) from the stems into ``out`` (24-bit).
 
     The stems are matched by file stem name; the target and ceiling default to the saved ones,
-    so the output reproduces the exported ``alt-NN.wav``.
+    so the output reproduces the exported ``alt-NN.wav``. ``reporter`` (:mod:`evomix.progress`)
+    gets the phases load, render and write.
     """
+    reporter = NULL_REPORTER if reporter is None else reporter
     d = load_params_file(params_path)
     p = d.get("params", d)
     target_lufs = float(d.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
@@ -440,13 +506,19 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     out = Path(out)
     if out.exists() and not force:
         raise ParameterError(f"-o: {out} exists; pass --force to replace it")
-    session = load_session(paths, sr=d.get("sr"))
+    session = _load(paths, reporter, sr=d.get("sr"))
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
         raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
+    check_session_length(session)
     params = Params.from_dict(p, session.names, source=str(params_path))
-    r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                     keep_stems=False, threads=render_threads())
-    return write_audio(out, r.mix.astype(np.float32), session.sr, subtype="PCM_24")  # as mix() writes it
+    with reporter.phase("render", total=1, unit="exact renders") as ph:
+        r = render_exact(session, session.is_mono, session.sr, params, target_lufs=target_lufs,
+                         ceiling_dbtp=ceiling_dbtp, keep_stems=False, threads=render_threads())
+        ph.advance()
+    with reporter.phase("write", total=1, unit="files") as ph:
+        path = write_audio(out, r.mix.astype(np.float32), session.sr, subtype="PCM_24")  # as mix() writes it
+        ph.advance()
+    return path
 
 
 def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[dict]:

@@ -24,6 +24,7 @@ from typing_extensions import Annotated
 
 from evomix import api
 from evomix.errors import EvomixError, ParameterError
+from evomix.progress import Reporter
 
 app = typer.Typer(
     add_completion=False,
@@ -50,18 +51,12 @@ def _parse_roles(items: Optional[List[str]]) -> dict:
     return roles
 
 
-def _progress_printer(quiet: bool, names):
-    if quiet:
-        return None
-
-    def show(gen, n_gen, front_size, best):
-        best_txt = " ".join(f"{n[:4]} {v:.3g}" for n, v in zip(names, best))
-        err_console.print(f"gen {gen}/{n_gen} front {front_size} best: {best_txt}", markup=False, soft_wrap=True)
-
-    return show
+def _reporter(quiet: bool) -> Reporter:
+    """Progress on stderr: rich bars on a terminal, plain lines otherwise, nothing with --quiet."""
+    return Reporter.auto(quiet=quiet, console=err_console)
 
 
-def _summary(result: api.MixResult, out: Path) -> dict:
+def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     alts = []
     for i, m in enumerate(result.alternatives):
         meas = m.measured  # BS.1770-4 loudness and 4x true peak of the exported master
@@ -79,12 +74,14 @@ def _summary(result: api.MixResult, out: Path) -> dict:
         "front_size": len(result.front),
         "evaluations": result.settings["evaluations"],
         "replaced_alternatives": result.settings["replaced_alternatives"],
+        "exact_renders": result.settings["exact_renders"],
         "genre": result.genre,
         "objectives": list(result.names),
         "silent_stems": list(result.session.silent),
         "warnings": list(result.warnings),
         "reference": result.reference,
         "alternatives": alts,
+        "timings_s": reporter.timings_s,  # wall time per phase, and total since the command started
     }
 
 
@@ -108,17 +105,13 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None):
-    from objectives import ALL_OBJECTIVES, parse_weights
-
+             jobs=1, backend="local", scheduler=None, threads=None, reporter=None):
+    reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
-    names = [n for n, w in parse_weights(weights, ALL_OBJECTIVES).items()
-             if w > 0 and (n != "reference" or reference is not None)]
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
-                     roles=_parse_roles(roles), progress=_progress_printer(quiet or as_json, names),
-                     reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads)
+                     roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
+                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -130,8 +123,8 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
     if result.session.silent:
         err_console.print(f"evomix: note: silent stem(s) kept: {', '.join(result.session.silent)}", markup=False)
-    result.write(out, force=force)
-    summary = _summary(result, out)
+    result.write(out, force=force, reporter=reporter)
+    summary = _summary(result, out, reporter)
     _print_summary(summary, as_json)
     return summary
 
@@ -145,7 +138,7 @@ SeedOpt = Annotated[int, typer.Option(help="Random seed (>= 0): the same seed gi
 WeightsOpt = Annotated[Optional[str], typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
 AltOpt = Annotated[int, typer.Option(help="Number of distinct mixes to export (>= 1).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder (replacing earlier results).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No per-generation progress.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (warnings and errors are still printed).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
@@ -179,9 +172,10 @@ def mix(
 ):
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
+        reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler, threads)
+                 jobs, backend, scheduler, threads, reporter)
     except EvomixError as e:
         _fail(e)
 
@@ -194,10 +188,12 @@ def render(
     target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.")] = None,
     ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+    quiet: QuietOpt = False,
 ):
     """Re-render a saved solution from the stems (same samples as the exported file)."""
     try:
-        path = api.render(params, paths, output, target_lufs=target_lufs, ceiling_dbtp=ceiling, force=force)
+        path = api.render(params, paths, output, target_lufs=target_lufs, ceiling_dbtp=ceiling, force=force,
+                          reporter=_reporter(quiet))
         out_console.print(str(path), markup=False)
     except EvomixError as e:
         _fail(e)
@@ -298,13 +294,15 @@ def demo(
     from evomix.parallel import check_options as check_parallel_options
 
     try:
+        reporter = _reporter(quiet)
         api.check_output_folder(out, force=force)
         check_parallel_options(jobs, backend, scheduler, threads)
-        stems = write_demo_stems(out / "stems")
+        with reporter.phase("synthesis", info=str(out / "stems")):
+            stems = write_demo_stems(out / "stems")
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads)
+                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
     except EvomixError as e:
         _fail(e)
 

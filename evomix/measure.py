@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from evomix.audio import read_audio
+from evomix.errors import AudioFileError
 from evomix.engine.bands import band_grid, band_powers
 from objectives.meter import integrated_loudness, loudness_range, max_momentary_lufs, max_short_term_lufs, sample_peak_db, true_peak_dbtp
 
 _FLOOR = 1e-20
+MIN_AUDIO_S = 0.4  # s: one BS.1770 gating block, the least audio a loudness measurement needs
 
 
 def spectral_tilt_db_per_octave(x: np.ndarray, sr: int) -> float:
@@ -92,6 +94,10 @@ def measure_file(path: str | Path, *, genre=None, profiles=None) -> dict:
     (None: the built-in ones).
     """
     x, sr = read_audio(Path(path))
+    need = int(round(MIN_AUDIO_S * sr))
+    if x.shape[-1] < need:
+        raise AudioFileError(f"{path}: {x.shape[-1] / sr:.3f} s of audio is shorter than one {MIN_AUDIO_S} s loudness "
+                             f"block (BS.1770); measuring it needs at least {MIN_AUDIO_S} s ({need} samples at {sr} Hz)")
     d = {"file": str(path)}
     d.update(measure_audio(x, sr))
     d["plr_db"] = d["true_peak_dbtp"] - d["integrated_lufs"]

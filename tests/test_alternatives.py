@@ -20,7 +20,7 @@ def front(rng):
 
 def fake_renders(exact_of):
     """A stand-in for the exact renderer: member i's exact scores are ``exact_of(i)``."""
-    def render(session, analysis, params, picks, target, names):
+    def render(session, analysis, params, picks, target, names, **_):  # **_: the progress phase
         return [(f"render-{i}", exact_of(i), {"integrated_lufs": -14.0}) for i in picks]
     return render
 
@@ -65,7 +65,7 @@ def test_each_round_renders_only_what_it_still_needs(front, monkeypatch):
     worst = F.max(axis=0)
     calls = []
 
-    def render(session, analysis, params, picks, target, names):
+    def render(session, analysis, params, picks, target, names, **_):
         calls.append(list(picks))
         return fake_renders(lambda i: {n: (float(worst[j]) + 0.1 if i == first[2] and n == "masking" else float(F[i, j]))
                                        for j, n in enumerate(NAMES)})(session, analysis, params, picks, target, names)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import os
 
@@ -162,7 +163,8 @@ class Analysis:
 DEFAULT_HEAVY_FRAMES = 32
 
 
-def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_HEAVY_FRAMES) -> Analysis:
+def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_HEAVY_FRAMES,
+                    progress: Callable[[int, int], None] | None = None) -> Analysis:
     """Analyse every stem once.
 
     Parameters
@@ -172,6 +174,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         Cap on the frames the fast tier's per-stem band tensors (masking, balance, genre, reference)
         use, evenly spread over the song; None uses every frame. Compressors, loudness, LRA and
         peaks always use every frame. ``experiments/fidelity.py`` measures what the cap costs.
+    progress : callable (stems done, stems) -> None, optional
+        Called once per stem as the main per-stem pass goes (``evomix.progress``).
     """
     sr = session.sr
     grid = band_grid(sr)
@@ -215,6 +219,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         k_band[s] = kb
         lufs[s] = float(integrated_loudness(x, sr))
         instants.append(stem_candidate_instants(x, grid, per_stem))
+        if progress is not None:
+            progress(s + 1, n_stems)
     instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(PEAK_BLOCK_S * sr))))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)

@@ -433,7 +433,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
                              hop_s / R, step_mean=True)  # (p, T R) dB
     g_sub = gain_from_db(mgr_sub.reshape(n_pop, -1, R), power=True)  # (p, T, R) power gain
     g_master = (g_sub * block_power).sum(axis=-1) / np.maximum(block_power.sum(axis=-1), _FLOOR)  # (p, T)
-    mgr = 10.0 * np.log10(g_master)  # (p, T) dB
+    with np.errstate(divide="ignore"):  # a silent frame (no block power) has g_master 0: -inf dB, weighs nothing
+        mgr = 10.0 * np.log10(g_master)  # (p, T) dB
 
     # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
     #     stem's in-phase/quadrature band values at the peak-candidate instants, summed as waveforms --

@@ -328,7 +328,9 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         mix_cross=mix_cross[None],
         loudness_lufs=np.atleast_1d(np.asarray(integrated_loudness(render.mix, sr), dtype=float)),
         raw_loudness_lufs=np.array([render.raw_loudness_lufs]),
-        lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr), dtype=float)),
+        # LRA needs one 3 s short-term window; shorter, 0 LU, as the fast tier (one window) and measure.py
+        lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr) if render.mix.shape[-1] >= 3 * sr else 0.0,
+                                        dtype=float)),
         true_peak_dbtp=np.array([tp]),
         limiter_gr_db=np.array([render.limiter_gr_db]),
         frames=np.arange(mix_power.shape[-1]),
