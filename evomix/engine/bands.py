@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from evomix.engine.compiled import lazy_njit
+
 HOP_S = 0.05  # s, frame hop (<= 50 ms as masking models need)
 N_BANDS = 32  # critical bands (>= 24)
 STFT_CHUNK_FRAMES = 256  # frames per chunk of band_powers_chunked: no full-length spectrogram in memory
@@ -172,9 +174,6 @@ def band_powers_chunked(x: np.ndarray, grid: BandGrid, *, cross: bool = False, b
     n_frames = grid.n_frames(n)
     win = _window(n_fft).astype(np.float32)
     w = _bin_weights(grid)
-    keep = grid.bin_band >= 0
-    onehot = np.zeros((keep.size, grid.n_bands), dtype=np.float32)  # (bins, B)
-    onehot[np.nonzero(keep)[0], grid.bin_band[keep]] = 1.0
     power = np.empty((n_ch, grid.n_bands, n_frames), np.float32)
     xc = np.empty((grid.n_bands, n_frames), np.float32) if cross else None
     total = np.zeros(w.size) if bin_total else None
@@ -189,13 +188,39 @@ def band_powers_chunked(x: np.ndarray, grid: BandGrid, *, cross: bool = False, b
             seg[:, lo - a : hi - a] = x[:, lo:hi]
         # (ch, frames, n_fft) strided view: frame t0 + f = seg[f hop : f hop + n_fft]
         frames = np.lib.stride_tricks.sliding_window_view(seg[:, : b - a], n_fft, axis=-1)[:, ::hop, :][:, : t1 - t0]
-        spec = scipy.fft.rfft(frames * win, axis=-1)  # (ch, f, bins) complex64
-        p = (spec.real**2 + spec.imag**2) * w
-        power[:, :, t0:t1] = np.swapaxes(p @ onehot, -1, -2)  # (ch, f, B) -> (ch, B, f)
-        if cross:
-            c = (spec[0] * np.conj(spec[1])).real * w  # (f, bins)
-            xc[:, t0:t1] = (c @ onehot).T
-        if bin_total:
-            total += p.sum(axis=(0, 1))
+        spec = scipy.fft.rfft(frames * win, axis=-1, workers=1)  # (ch, f, bins) complex64
+        _band_sums(spec, w, grid.bin_band, power[:, :, t0:t1], xc[:, t0:t1] if cross else power[0, :, :0],
+                   total if bin_total else w[:0].astype(np.float64), cross, bin_total)
     out = (power,) + ((xc,) if cross else ()) + ((total,) if bin_total else ())
     return out if len(out) > 1 else power
+
+
+@lazy_njit
+def _band_sums(spec, w, bin_band, power, cross_out, total, cross, with_total):
+    """``power[c, b, f] = sum_{k in b} w_k |spec[c, f, k]|^2`` (float32 sums, bins in order), the
+    cross power ``Re(X_0 X_1*) w`` likewise when ``cross``, and each bin's ``w |X|^2`` summed over
+    channels and frames into ``total`` when ``with_total``: one pass over the chunk's spectra."""
+    n_ch, n_f, n_bins = spec.shape
+    n_bands = power.shape[1]
+    for c in range(n_ch):
+        for f in range(n_f):
+            for b in range(n_bands):
+                power[c, b, f] = 0.0
+            for k in range(n_bins):
+                b = bin_band[k]
+                z = spec[c, f, k]
+                p = (z.real * z.real + z.imag * z.imag) * w[k]
+                if with_total:
+                    total[k] += p
+                if b >= 0:
+                    power[c, b, f] += p
+    if cross:
+        for f in range(n_f):
+            for b in range(n_bands):
+                cross_out[b, f] = 0.0
+            for k in range(n_bins):
+                b = bin_band[k]
+                if b >= 0:
+                    z0 = spec[0, f, k]
+                    z1 = spec[1, f, k]
+                    cross_out[b, f] += (z0.real * z1.real + z0.imag * z1.imag) * w[k]
