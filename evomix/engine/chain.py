@@ -173,7 +173,6 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
     top = 0.0
     m = block + 2  # the block's samples plus one neighbour each side
     seg = np.zeros(m + taps)
-    up = np.zeros((n_ph, m))
     flat = np.zeros(n_ph * m)
     for ch in range(n_ch):
         for a in range(0, n, block):
@@ -184,8 +183,8 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
             for u in range(cnt + taps - 1):
                 t = first + u
                 seg[u] = x[ch, t] if 0 <= t < n else 0.0
-            # up[p, u] = sum_k phases_rev[p, k] seg[u + k]: four outputs at a time, each summed
-            # over k in order (vectorised across outputs, never across the sum)
+            # |y| at sample a - 1 + u + p / P into flat[P u + p]: y = sum_k phases_rev[p, k] seg[u + k],
+            # four outputs at a time, each summed over k in order (vectorised across outputs only)
             for p in range(n_ph):
                 u = 0
                 while u < cnt:
@@ -200,21 +199,17 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
                             a1 += h * seg[u + 1 + k]
                             a2 += h * seg[u + 2 + k]
                             a3 += h * seg[u + 3 + k]
-                        up[p, u] = a0
-                        up[p, u + 1] = a1
-                        up[p, u + 2] = a2
-                        up[p, u + 3] = a3
+                        flat[n_ph * u + p] = abs(a0)
+                        flat[n_ph * (u + 1) + p] = abs(a1)
+                        flat[n_ph * (u + 2) + p] = abs(a2)
+                        flat[n_ph * (u + 3) + p] = abs(a3)
                         u += 4
                     else:
                         a0 = 0.0
                         for k in range(taps):
                             a0 += phases_rev[p, k] * seg[u + k]
-                        up[p, u] = a0
+                        flat[n_ph * u + p] = abs(a0)
                         u += 1
-            for u in range(cnt):  # interleave phases: flat[P u + p] ~ sample a - 1 + u + p / P
-                for p in range(n_ph):
-                    v = up[p, u]
-                    flat[n_ph * u + p] = v if v >= 0.0 else -v
             length = n_ph * cnt
             lo_valid = n_ph if a == 0 else 0  # indices before sample 0 do not exist
             hi_valid = length - n_ph if b == n else length
