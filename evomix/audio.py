@@ -472,8 +472,12 @@ def _session_rate(rates: Sequence[int]) -> int:
 
 HOLD_AUDIO_FRACTION = 0.4
 """A session is held in memory when its float32 audio takes at most this share of the memory
-available when it is loaded (the rest is left for the analysis, the search and the exact renders,
-which need about a third of the session's size more); beyond that it streams from its files."""
+available when it is loaded, and at most :data:`HOLD_AUDIO_MAX_BYTES` (the rest is left for the
+analysis, the search and the exact renders); beyond that it streams from its files."""
+
+HOLD_AUDIO_MAX_BYTES = 2 << 30
+"""Largest session audio held in memory whatever the machine: 2 GiB of float32 is 30 stereo stems
+of 4 minutes at 48 kHz, so a whole run stays within about 3.5 GB; longer sessions stream."""
 
 FALLBACK_AVAILABLE_BYTES = 4 << 30
 """Memory assumed available where the system does not say (no ``/proc/meminfo``)."""
@@ -496,7 +500,7 @@ def available_memory_bytes() -> int:
 
 def hold_audio_budget_bytes() -> int:
     """Largest session audio (float32 bytes) :func:`load_session` holds in memory by default."""
-    return int(HOLD_AUDIO_FRACTION * available_memory_bytes())
+    return int(min(HOLD_AUDIO_FRACTION * available_memory_bytes(), HOLD_AUDIO_MAX_BYTES))
 
 
 def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
@@ -520,7 +524,8 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     keep_audio : bool, optional
         Hold every stem in memory (``Session.audio``).  Default: only if its
         float32 audio takes at most :func:`hold_audio_budget_bytes` (a share
-        :data:`HOLD_AUDIO_FRACTION` of the memory available now); otherwise
+        :data:`HOLD_AUDIO_FRACTION` of the memory available now, at most
+        :data:`HOLD_AUDIO_MAX_BYTES`); otherwise
         every file is still read and checked now, but stems are read again when
         needed (:meth:`Session.stem`), so memory stays bounded for long sessions.
         Either way each file is decoded once here, as float32.

@@ -474,8 +474,10 @@ def test_each_file_is_decoded_once_and_held_when_it_fits_the_budget(stem_dir, mo
 def test_the_budget_is_a_share_of_the_available_memory(monkeypatch):
     import evomix.audio as audio_mod
 
-    monkeypatch.setattr(audio_mod, "available_memory_bytes", lambda: 10 << 30)
-    assert audio_mod.hold_audio_budget_bytes() == int(audio_mod.HOLD_AUDIO_FRACTION * (10 << 30))
+    monkeypatch.setattr(audio_mod, "available_memory_bytes", lambda: 1 << 30)
+    assert audio_mod.hold_audio_budget_bytes() == int(audio_mod.HOLD_AUDIO_FRACTION * (1 << 30))
+    monkeypatch.setattr(audio_mod, "available_memory_bytes", lambda: 64 << 30)
+    assert audio_mod.hold_audio_budget_bytes() == audio_mod.HOLD_AUDIO_MAX_BYTES  # capped
 
 
 def test_available_memory_is_read_from_the_system():
