@@ -436,7 +436,7 @@ def _arp(v: _Voice) -> None:
 
 def _fx(v: _Voice) -> None:
     """A noise riser over the bar before each section change, then a low impact on the downbeat."""
-    sr, rng = v.sr, v.rng
+    sr = v.sr
     for start, _name in section_starts(v.n, sr)[1:]:
         L = int(_BAR_S * sr)
         ramp = np.linspace(0.0, 1.0, L) ** 2
