@@ -1,0 +1,318 @@
+"""Shared pieces of the benchmarks in ``experiments/``: threads, the session and its Problem, the
+exact tier timed per candidate, subprocesses measured for wall time and peak RSS, the environment.
+
+Import it FIRST in a benchmark script (before numpy): importing it applies ``--blas-threads N``
+from ``sys.argv`` to the OpenBLAS/OMP/MKL thread variables, which only act before numpy loads.
+
+The songs themselves come from :mod:`evomix.songs` (one synthesizer for the whole project).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def blas_threads_from_argv(argv) -> None:
+    """``--blas-threads N`` must act before numpy loads OpenBLAS: set the thread variables now
+    (inherited by every subprocess the script starts)."""
+    for i, a in enumerate(argv):
+        n = a.split("=", 1)[1] if a.startswith("--blas-threads=") else (argv[i + 1] if a == "--blas-threads" and i + 1 < len(argv) else None)
+        if n is not None:
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[k] = str(int(n))
+
+
+blas_threads_from_argv(sys.argv)
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+try:  # optional (the ``bench`` extra): only used to cross-check peak RSS by polling
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
+
+
+# ------------------------------------------------------------------------------------------------
+# The session, its Problem, and the exact tier per candidate
+# ------------------------------------------------------------------------------------------------
+
+def build_problem(folder: Path, genre: str = "pop"):
+    """load_session + analyze_session (timed) -> (problem, session, timings dict)."""
+    from evomix.audio import load_session
+    from evomix.engine.analysis import analyze_session
+    from evomix.evaluate import Problem
+    from evomix.genome import GeneTable
+    from objectives import OBJECTIVE_NAMES, Target, load_profile
+
+    t0 = time.perf_counter()
+    session = load_session([folder])
+    t1 = time.perf_counter()
+    analysis = analyze_session(session)
+    t2 = time.perf_counter()
+    target = Target(profile=load_profile(genre), target_lufs=-14.0, ceiling_dbtp=-1.0)
+    names = tuple(OBJECTIVE_NAMES)
+    problem = Problem(analysis, GeneTable(session.n_stems), target, names, tuple(1.0 for _ in names))
+    return problem, session, {"load_s": t1 - t0, "analyze_s": t2 - t1, "total_s": t2 - t0}
+
+
+def analysis_nbytes(analysis) -> int:
+    """Bytes held in the Analysis' numpy arrays (whatever fields the current engine defines)."""
+    import dataclasses
+
+    return sum(v.nbytes for f in dataclasses.fields(analysis)
+               if isinstance(v := getattr(analysis, f.name), np.ndarray))
+
+
+def session_audio_nbytes(session) -> int | None:
+    """Bytes of the in-memory session audio, or None when the session streams from its files."""
+    audio = getattr(session, "audio", None)
+    return None if audio is None else int(audio.nbytes)
+
+
+def exact_render(session, params, i: int, target, grid):
+    """``render_exact`` called the way ``api.mix`` calls it in the engine version installed."""
+    import inspect
+
+    from evomix.engine.render import render_exact
+
+    if "grid" in inspect.signature(render_exact).parameters:  # newer engine: takes the Session
+        return render_exact(session, session.is_mono, session.sr, params, index=i, grid=grid,
+                            target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+    return render_exact(session.audio, session.is_mono, session.sr, params, index=i,
+                        target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+
+
+def random_population(problem, kind: str, n: int, rng) -> np.ndarray:
+    if kind == "initial":
+        return problem.table.initial_population(n, rng)
+    return rng.uniform(0.0, 1.0, size=(n, problem.table.n_genes))
+
+
+def time_exact_tier(problem, session, *, n_candidates: int, seed: int, genomes: np.ndarray | None = None) -> dict:
+    """render_exact + features_from_render + objectives.evaluate, per candidate (the work
+    ``api.mix`` does per exported alternative), each stage timed; medians over the candidates.
+
+    The candidates are ``genomes`` (n, genes) if given, else ``n_candidates - 1`` members of
+    ``initial_population`` (seeded by ``seed + 1``) and the neutral mix.
+    """
+    from evomix.engine.render import features_from_render
+    from objectives import evaluate
+
+    if genomes is not None:
+        G = np.atleast_2d(np.asarray(genomes, dtype=float))
+        n_candidates = G.shape[0]
+    else:
+        rng = np.random.default_rng(seed + 1)
+        G = np.concatenate([problem.table.initial_population(n_candidates, rng)[1:],
+                            problem.table.neutral()[None]])[:n_candidates]
+    params = problem.table.decode(G, problem.analysis.trim_db)
+    t_render, t_feat, t_obj, t_total, cpu = [], [], [], [], []
+    tgt = problem.target
+    for i in range(n_candidates):
+        c0, t0 = time.process_time(), time.perf_counter()
+        r = exact_render(session, params, i, tgt, problem.analysis.grid)
+        t1 = time.perf_counter()
+        feats = features_from_render(r, problem.analysis.grid, problem.analysis.roles)
+        t2 = time.perf_counter()
+        F = evaluate(feats, tgt, problem.names)
+        t3 = time.perf_counter()
+        cpu.append(time.process_time() - c0)
+        assert np.isfinite(F).all()
+        t_render.append(t1 - t0)
+        t_feat.append(t2 - t1)
+        t_obj.append(t3 - t2)
+        t_total.append(t3 - t0)
+        del r, feats
+    med = statistics.median(t_total)
+    return {
+        "candidates": n_candidates, "times_s": [round(t, 4) for t in t_total],
+        "s_per_candidate": med, "mean_s": statistics.fmean(t_total),
+        "cpu_s_per_candidate_median": statistics.median(cpu),
+        "render_exact_s": statistics.median(t_render),
+        "features_from_render_s": statistics.median(t_feat),
+        "objectives_s": statistics.median(t_obj),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Subprocesses: wall time, peak RSS, and what `evomix mix --json` reports
+# ------------------------------------------------------------------------------------------------
+
+def _poll_tree_rss(pid: int, stop: threading.Event, out: dict) -> None:
+    """Peak of the summed RSS of process ``pid`` and its descendants (psutil), every 50 ms."""
+    try:
+        proc = psutil.Process(pid)
+    except Exception:
+        return
+    peak = 0
+    while not stop.is_set():
+        try:
+            procs = [proc] + proc.children(recursive=True)
+            rss = 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            peak = max(peak, rss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            break
+        out["peak_rss_bytes"] = peak
+        stop.wait(0.05)
+
+
+def run_measured(cmd: list[str], *, timeout_s: float = 7200.0) -> dict:
+    """Run ``cmd`` as a fresh process: wall time, peak RSS, CPU time, stdout and stderr.
+
+    ``peak_rss_mb`` is ``ru_maxrss`` of the process from ``os.wait4`` (kB on Linux; the largest
+    single process of its tree, since children are reaped by it); ``peak_rss_mb_psutil_poll`` is
+    the summed RSS of the process and its descendants polled every 50 ms (psutil; None without
+    it), which also sees worker processes. A process still running after ``timeout_s`` is killed.
+    """
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
+        polled: dict = {}
+        stop = threading.Event()
+        th = None
+        if psutil is not None:
+            th = threading.Thread(target=_poll_tree_rss, args=(proc.pid, stop, polled), daemon=True)
+            th.start()
+        status, ru, timed_out = None, None, False
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout_s:
+                proc.kill()
+                timed_out = True
+                pid, status, ru = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen consistent
+        stop.set()
+        if th is not None:
+            th.join()
+        fo.seek(0)
+        fe.seek(0)
+        stdout, stderr = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+    return {
+        "command": " ".join(cmd), "returncode": proc.returncode, "timed_out": timed_out,
+        "wall_s": wall,
+        "peak_rss_mb": ru.ru_maxrss / 1024.0,  # Linux: kB
+        "peak_rss_mb_psutil_poll": polled.get("peak_rss_bytes", 0) / 2**20 if psutil is not None else None,
+        "cpu_user_s": ru.ru_utime, "cpu_sys_s": ru.ru_stime,
+        "stdout": stdout, "stderr": stderr,
+    }
+
+
+TIMING_PHASES = ("load", "analysis", "search", "render", "write", "total")
+"""Phases of ``evomix mix --json``'s ``timings_s`` (when the CLI reports them)."""
+
+
+def run_cli_mix(folder: Path, out: Path, *, population: int, generations: int, alternatives: int,
+                timeout_s: float = 7200.0, extra_args: tuple = ()) -> dict:
+    """Run ``python -m evomix mix FOLDER --out OUT ... --quiet --json`` as a fresh process.
+
+    Returns :func:`run_measured`'s figures (without the full stdout/stderr) and, from the ``--json``
+    summary: front size, evaluations, alternatives, replaced alternatives, and -- when the CLI
+    reports them -- ``timings_s`` (per phase, see :data:`TIMING_PHASES`) and ``exact_renders``;
+    those are None when absent (an older CLI).
+    """
+    cmd = [sys.executable, "-m", "evomix", "mix", str(folder), "--out", str(out),
+           "--population", str(population), "--generations", str(generations),
+           "--alternatives", str(alternatives), "--quiet", "--json", *extra_args]
+    run = run_measured(cmd, timeout_s=timeout_s)
+    stdout, stderr = run.pop("stdout"), run.pop("stderr")
+    res = dict(run)
+    res["timings_s"] = None
+    res["exact_renders"] = None
+    try:
+        summary = json.loads(stdout)
+        res["front_size"] = summary.get("front_size")
+        res["evaluations"] = summary.get("evaluations")
+        res["alternatives_written"] = len(summary.get("alternatives", []))
+        res["alternatives_exact"] = [a.get("exact") for a in summary.get("alternatives", [])]
+        res["alternative_params"] = [a.get("params") for a in summary.get("alternatives", [])]
+        res["replaced_alternatives"] = summary.get("replaced_alternatives")
+        res["alternatives_lufs_dbtp"] = [(round(a["integrated_lufs"], 2), round(a["true_peak_dbtp"], 2))
+                                         for a in summary.get("alternatives", [])]
+        res["warnings"] = summary.get("warnings")
+        timings = summary.get("timings_s")
+        if isinstance(timings, dict):
+            res["timings_s"] = {k: (float(v) if isinstance(v, (int, float)) else None) for k, v in timings.items()}
+        if isinstance(summary.get("exact_renders"), int):
+            res["exact_renders"] = summary["exact_renders"]
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
+        res["stdout_tail"] = stdout[-2000:]
+    if res["returncode"] != 0:
+        res["stderr_tail"] = stderr[-2000:]
+    return res
+
+
+def fmt_s(x, digits: int = 2) -> str:
+    """Seconds for a report line, or "n/a" for a figure that was not measured."""
+    return "n/a" if x is None else f"{x:.{digits}f} s"
+
+
+# ------------------------------------------------------------------------------------------------
+# Environment
+# ------------------------------------------------------------------------------------------------
+
+def cpu_snapshot() -> dict:
+    """{pid: (session id, CPU ticks)} of every process (Linux /proc; {} elsewhere)."""
+    snap = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            snap[int(d.name)] = (int(fields[3]), int(fields[11]) + int(fields[12]))  # session, utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return snap
+
+
+def foreign_cpu_s(before: dict, after: dict) -> float:
+    """CPU seconds used between two snapshots by processes outside this session (other people's
+    jobs on the machine: they skew the timings). Processes that start and end in between are missed."""
+    if not after:
+        return float("nan")
+    mine = os.getsid(0)
+    ticks = sum(t - before.get(pid, (0, 0))[1] for pid, (sid, t) in after.items() if sid != mine)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def code_version() -> dict:
+    """git commit of the evomix checkout and whether the working tree differs from it."""
+    import evomix
+
+    root = Path(evomix.__file__).resolve().parent.parent
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "modified_files": dirty.splitlines() if dirty else []}
+
+
+def environment() -> dict:
+    import numpy
+    import scipy
+
+    import evomix
+
+    return {"code": code_version(), "evomix_file": evomix.__file__, "loadavg_start": os.getloadavg(),
+            "python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "cpus": os.cpu_count(), "machine": platform.machine(),
+            "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                            if os.environ.get(k) is not None}}
