@@ -27,8 +27,9 @@ What is measured (wall-clock, ``time.perf_counter``; single process, whatever BL
 5. End to end: ``python -m evomix mix DIR --out OUT --population 64 --generations 50 --quiet --json``
    as a subprocess (fresh interpreter: imports, loading, analysis, search, exact renders of the
    alternatives, writing). Wall time, and peak RSS of that process from ``os.wait4``'s
-   ``ru_maxrss`` (kB on Linux) -- cross-checked by psutil polling of the process tree when psutil
-   is installed.
+   ``ru_maxrss`` (kB on Linux; read by a small launcher process, since a child forked from this
+   one would count this process's own high-water RSS) -- cross-checked by psutil polling of the
+   process tree when psutil is installed (``benchlib.run_measured``).
 6. ``--profile``: cProfile of one ``evaluate_population`` call (64 genomes, standard session);
    top 12 functions by cumulative time (and, for where the self time goes, top 12 by tottime).
 
@@ -52,7 +53,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
     analysis_nbytes, build_problem, environment, random_population, run_cli_mix, session_audio_nbytes,
-    time_exact_tier,
+    time_exact_tier, time_fast_tier,
 )
 
 import argparse  # noqa: E402
@@ -62,7 +63,6 @@ import json  # noqa: E402
 import pstats  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -77,37 +77,6 @@ SR = 44100
 # ------------------------------------------------------------------------------------------------
 # Measurements
 # ------------------------------------------------------------------------------------------------
-
-
-def time_fast_tier(problem, *, pop: int, reps: int, seed: int, warmup: bool = True, threads: int = 1) -> dict:
-    """Median wall time of scoring fresh populations of ``pop`` genomes on ``threads`` threads
-    (``evomix.parallel.score``, as ``evomix mix`` does; 1 = ``Problem.evaluate_population``)."""
-    from evomix.parallel import score
-
-    rng = np.random.default_rng(seed)
-    if warmup:
-        score(problem, random_population(problem, "initial", pop, rng), threads)
-    times = {"initial": [], "uniform": []}
-    cpu = []
-    for r in range(reps):
-        kind = "initial" if r % 2 == 0 else "uniform"
-        G = random_population(problem, kind, pop, rng)
-        c0, t0 = time.process_time(), time.perf_counter()
-        F = score(problem, G, threads)
-        times[kind].append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        assert F.shape == (pop, len(problem.names)) and np.isfinite(F).all()
-    all_t = times["initial"] + times["uniform"]
-    med = statistics.median(all_t)
-    return {
-        "pop": pop, "reps": reps, "threads": threads, "times_s": [round(t, 5) for t in all_t],
-        "median_s": med, "min_s": min(all_t), "max_s": max(all_t),
-        "cpu_s_per_call_median": statistics.median(cpu),  # process CPU time (all threads)
-        "evals_per_s": pop / med,
-        "s_per_eval": med / pop,
-        "median_s_initial": statistics.median(times["initial"]) if times["initial"] else None,
-        "median_s_uniform": statistics.median(times["uniform"]) if times["uniform"] else None,
-    }
 
 
 def profile_fast_tier(problem, *, pop: int, seed: int, top: int = 12) -> dict:

@@ -97,6 +97,37 @@ def random_population(problem, kind: str, n: int, rng) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=(n, problem.table.n_genes))
 
 
+def time_fast_tier(problem, *, pop: int, reps: int, seed: int, warmup: bool = True, threads: int = 1) -> dict:
+    """Median wall time of scoring fresh populations of ``pop`` genomes on ``threads`` threads
+    (``evomix.parallel.score``, as ``evomix mix`` does; 1 = ``Problem.evaluate_population``)."""
+    from evomix.parallel import score
+
+    rng = np.random.default_rng(seed)
+    if warmup:
+        score(problem, random_population(problem, "initial", pop, rng), threads)
+    times = {"initial": [], "uniform": []}
+    cpu = []
+    for r in range(reps):
+        kind = "initial" if r % 2 == 0 else "uniform"
+        G = random_population(problem, kind, pop, rng)
+        c0, t0 = time.process_time(), time.perf_counter()
+        F = score(problem, G, threads)
+        times[kind].append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        assert F.shape == (pop, len(problem.names)) and np.isfinite(F).all()
+    all_t = times["initial"] + times["uniform"]
+    med = statistics.median(all_t)
+    return {
+        "pop": pop, "reps": reps, "threads": threads, "times_s": [round(t, 5) for t in all_t],
+        "median_s": med, "min_s": min(all_t), "max_s": max(all_t),
+        "cpu_s_per_call_median": statistics.median(cpu),  # process CPU time (all threads)
+        "evals_per_s": pop / med,
+        "s_per_eval": med / pop,
+        "median_s_initial": statistics.median(times["initial"]) if times["initial"] else None,
+        "median_s_uniform": statistics.median(times["uniform"]) if times["uniform"] else None,
+    }
+
+
 def time_exact_tier(problem, session, *, n_candidates: int, seed: int, genomes: np.ndarray | None = None) -> dict:
     """render_exact + features_from_render + objectives.evaluate, per candidate (the work
     ``api.mix`` does per exported alternative), each stage timed; medians over the candidates.
@@ -147,16 +178,17 @@ def time_exact_tier(problem, session, *, n_candidates: int, seed: int, genomes: 
 # Subprocesses: wall time, peak RSS, and what `evomix mix --json` reports
 # ------------------------------------------------------------------------------------------------
 
-def _poll_tree_rss(pid: int, stop: threading.Event, out: dict) -> None:
-    """Peak of the summed RSS of process ``pid`` and its descendants (psutil), every 50 ms."""
+def _poll_tree_rss(pid: int, stop: threading.Event, out: dict, *, include_root: bool = True) -> None:
+    """Peak of the summed RSS of process ``pid``'s descendants (and of ``pid`` itself when
+    ``include_root``), polled every 50 ms with psutil, into ``out["peak_rss_bytes"]``."""
     try:
         proc = psutil.Process(pid)
-    except Exception:
+    except psutil.Error:
         return
     peak = 0
     while not stop.is_set():
         try:
-            procs = [proc] + proc.children(recursive=True)
+            procs = ([proc] if include_root else []) + proc.children(recursive=True)
             rss = 0
             for p in procs:
                 try:
@@ -170,48 +202,74 @@ def _poll_tree_rss(pid: int, stop: threading.Event, out: dict) -> None:
         stop.wait(0.05)
 
 
+# A small fresh interpreter that starts the measured command, waits for it with os.wait4 and
+# writes its rusage as JSON. Why not wait4 from here: on Linux a child's ru_maxrss includes the
+# high-water RSS of the address space it was forked (or vforked) from, i.e. of THIS process, which
+# may hold gigabytes by then; the launcher's own address space is ~10 MB.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+out, timeout_s, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+t0 = time.perf_counter()
+p = subprocess.Popen(cmd)
+timed_out = False
+while True:
+    pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+    if pid:
+        break
+    if time.perf_counter() - t0 > timeout_s:
+        p.kill()
+        timed_out = True
+        pid, status, ru = os.wait4(p.pid, 0)
+        break
+    time.sleep(0.02)
+wall = time.perf_counter() - t0
+with open(out, "w") as f:
+    json.dump({"wall_s": wall, "maxrss_kb": ru.ru_maxrss, "utime_s": ru.ru_utime, "stime_s": ru.ru_stime,
+               "returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out}, f)
+"""
+
+
 def run_measured(cmd: list[str], *, timeout_s: float = 7200.0) -> dict:
     """Run ``cmd`` as a fresh process: wall time, peak RSS, CPU time, stdout and stderr.
 
-    ``peak_rss_mb`` is ``ru_maxrss`` of the process from ``os.wait4`` (kB on Linux; the largest
-    single process of its tree, since children are reaped by it); ``peak_rss_mb_psutil_poll`` is
-    the summed RSS of the process and its descendants polled every 50 ms (psutil; None without
-    it), which also sees worker processes. A process still running after ``timeout_s`` is killed.
+    The command is started by a small launcher interpreter (see ``_LAUNCHER``), which times it
+    (``wall_s``: from just before its start to its exit) and reads its rusage with ``os.wait4``:
+    ``peak_rss_mb`` is its ``ru_maxrss`` (kB on Linux; the largest single process of its tree,
+    since its children are reaped by it). ``peak_rss_mb_psutil_poll`` is the summed RSS of the
+    command and its descendants polled every 50 ms by psutil (None without psutil), which also
+    counts worker processes. A command still running after ``timeout_s`` is killed.
     """
-    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
-        polled: dict = {}
-        stop = threading.Event()
-        th = None
-        if psutil is not None:
-            th = threading.Thread(target=_poll_tree_rss, args=(proc.pid, stop, polled), daemon=True)
-            th.start()
-        status, ru, timed_out = None, None, False
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout_s:
-                proc.kill()
-                timed_out = True
-                pid, status, ru = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen consistent
-        stop.set()
-        if th is not None:
-            th.join()
-        fo.seek(0)
-        fe.seek(0)
-        stdout, stderr = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+    with tempfile.TemporaryDirectory(prefix="evomix-run-") as td:
+        usage_p = Path(td) / "rusage.json"
+        with open(Path(td) / "stdout", "w+b") as fo, open(Path(td) / "stderr", "w+b") as fe:
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(usage_p), str(timeout_s), *cmd],
+                                    stdout=fo, stderr=fe)
+            polled: dict = {}
+            stop = threading.Event()
+            th = None
+            if psutil is not None:
+                th = threading.Thread(target=_poll_tree_rss, args=(proc.pid, stop, polled),
+                                      kwargs={"include_root": False}, daemon=True)
+                th.start()
+            proc.wait()
+            stop.set()
+            if th is not None:
+                th.join()
+            fo.seek(0)
+            fe.seek(0)
+            stdout, stderr = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+        try:
+            usage = json.loads(usage_p.read_text())
+        except (OSError, ValueError):
+            usage = {"wall_s": float("nan"), "maxrss_kb": 0, "utime_s": float("nan"), "stime_s": float("nan"),
+                     "returncode": proc.returncode, "timed_out": False}
+            stderr += f"\n[launcher failed with return code {proc.returncode}]"
     return {
-        "command": " ".join(cmd), "returncode": proc.returncode, "timed_out": timed_out,
-        "wall_s": wall,
-        "peak_rss_mb": ru.ru_maxrss / 1024.0,  # Linux: kB
+        "command": " ".join(cmd), "returncode": usage["returncode"], "timed_out": usage["timed_out"],
+        "wall_s": usage["wall_s"],
+        "peak_rss_mb": usage["maxrss_kb"] / 1024.0,  # Linux: kB
         "peak_rss_mb_psutil_poll": polled.get("peak_rss_bytes", 0) / 2**20 if psutil is not None else None,
-        "cpu_user_s": ru.ru_utime, "cpu_sys_s": ru.ru_stime,
+        "cpu_user_s": usage["utime_s"], "cpu_sys_s": usage["stime_s"],
         "stdout": stdout, "stderr": stderr,
     }
 
