@@ -954,7 +954,7 @@ def write_session(folder: str | Path, n_stems: int = 8, duration_s: float = 30.0
     Notes
     -----
     Memory: one stem at a time (float64 (2, samples) and a few temporaries, ~150 MB per stem of
-    210 s at 44.1 kHz). Time: about 0.8 s per stem of 210 s, plus writing.
+    210 s at 44.1 kHz). Time: about 0.8 s per stem of 210 s, writing included.
     """
     _check_session_args(n_stems, duration_s, sr)
     mono_kinds = _mono_kinds(mono)
@@ -1034,7 +1034,7 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
     module's source, numpy/scipy versions) in its ``manifest.json``; it is reused only when the key
     matches and every file has the recorded size. A new session is written into a temporary
     sibling folder and renamed into place, so concurrent callers never see a half-written session.
-    Nothing is pruned: delete the cache folder to reclaim the space (16 stems x 210 s is 777 MB).
+    Nothing is pruned: delete the cache folder to reclaim the space (16 stems x 210 s is 889 MB).
 
     Parameters
     ----------
@@ -1062,6 +1062,7 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
         paths = write_session(tmp, n_stems, duration_s, sr=sr, seed=seed, mono=mono)
         manifest = {"key": key, "files": {p.name: p.stat().st_size for p in paths}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache is for every user of the machine
         if folder.exists():  # stale (other key) or incomplete: replace it
             shutil.rmtree(folder, ignore_errors=True)
         try:

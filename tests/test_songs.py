@@ -96,6 +96,7 @@ def test_cached_session_is_reused_and_keyed(tmp_path):
     folder, reused = cached_session(2, 1.0, sr=SR, seed=3, cache_dir=tmp_path)
     assert not reused
     assert sorted(p.name for p in folder.iterdir()) == ["bass.wav", "kick.wav", "manifest.json"]
+    assert folder.stat().st_mode & 0o777 == 0o755  # readable by every user of the machine
     key = json.loads((folder / "manifest.json").read_text())["key"]
     assert (key["n_stems"], key["duration_s"], key["sr"], key["seed"]) == (2, 1.0, SR, 3)
     stamp = (folder / "kick.wav").stat().st_mtime_ns
