@@ -5,9 +5,9 @@ Workload
 --------
 ``evomix.songs.cached_session(16, 210.0, sr=44100, seed=1234)``: 16 stereo 24-bit WAV stems x 210 s
 at 44.1 kHz (kick, bass, vocal, keys, guitar, pad, snare, lead, hihat, piano, arp, fx, kick_2,
-bass_2, vocal_2, keys_2; 120 BPM, A minor, sections), about 777 MB. The folder is cached
+bass_2, vocal_2, keys_2; 120 BPM, A minor, sections), 889 MB. The folder is cached
 (``$EVOMIX_SONG_CACHE``, default ``<temp dir>/evomix-songs``) keyed by stems, duration, sr, seed and
-the generator version, so later runs reuse it; synthesis (~25 s) is not part of any figure. Every
+the generator version, so later runs reuse it; synthesis (13 s here) is not part of any figure. Every
 file is read once before the first measurement, so every step below reads from the page cache.
 Search settings, passed explicitly: ``--population 32 --generations 30 --alternatives 5`` (the
 budget the issue's figures are measured at), genre pop, all four objectives, weights 1, seed 0.

@@ -328,25 +328,44 @@ def fmt_s(x, digits: int = 2) -> str:
 # ------------------------------------------------------------------------------------------------
 
 def cpu_snapshot() -> dict:
-    """{pid: (session id, CPU ticks)} of every process (Linux /proc; {} elsewhere)."""
-    snap = {}
+    """What :func:`foreign_cpu_s` compares ({} off Linux): the machine's busy CPU time from
+    ``/proc/stat`` (which counts processes that came and went in between), this process's CPU
+    time, that of its reaped children (``RUSAGE_CHILDREN``: they include grandchildren reaped by
+    their parents, e.g. a command run through :func:`run_measured`), and the CPU ticks of every
+    other live process of this session (worker pools that are not reaped yet)."""
+    import resource
+
+    try:
+        with open("/proc/stat") as f:
+            cpu = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return {}
+    busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6]  # user nice system irq softirq (not idle, iowait, steal)
+    mine, me = os.getsid(0), os.getpid()
+    session = {}
     for d in Path("/proc").glob("[0-9]*"):
         try:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            snap[int(d.name)] = (int(fields[3]), int(fields[11]) + int(fields[12]))  # session, utime + stime
+            if int(fields[3]) == mine and int(d.name) != me:  # session id
+                session[int(d.name)] = int(fields[11]) + int(fields[12])  # utime + stime, ticks
         except (OSError, IndexError, ValueError):
             continue
-    return snap
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"busy_ticks": busy, "self_s": time.process_time(), "children_s": ch.ru_utime + ch.ru_stime,
+            "session_ticks": session}
 
 
 def foreign_cpu_s(before: dict, after: dict) -> float:
-    """CPU seconds used between two snapshots by processes outside this session (other people's
-    jobs on the machine: they skew the timings). Processes that start and end in between are missed."""
-    if not after:
+    """CPU seconds used between two :func:`cpu_snapshot` calls by processes outside this session
+    (other people's jobs on the machine: they skew the timings): the machine's busy time minus
+    this process's, its reaped children's and its session's live processes' (nan off Linux)."""
+    if not before or not after:
         return float("nan")
-    mine = os.getsid(0)
-    ticks = sum(t - before.get(pid, (0, 0))[1] for pid, (sid, t) in after.items() if sid != mine)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (after["busy_ticks"] - before["busy_ticks"]) / hz
+    live = sum(t - before["session_ticks"].get(pid, 0) for pid, t in after["session_ticks"].items()) / hz
+    own = (after["self_s"] - before["self_s"]) + (after["children_s"] - before["children_s"]) + live
+    return max(0.0, busy - own)
 
 
 def code_version() -> dict:
