@@ -24,7 +24,8 @@ What is measured (wall clock ``time.perf_counter``; CPU time beside it where it 
    summary, the phase times ``timings_s`` (load, analysis, search, render, write, total) and the
    number of exact renders ``exact_renders`` when the CLI reports them ("n/a" / null otherwise),
    evaluations and replaced alternatives. The CPU share used meanwhile by processes outside this
-   session (other people's jobs; ``other_processes_cpu_share``) says how far to trust the run.
+   session (other people's jobs; ``other_processes_cpu_share``, also given for steps 2-4 and the
+   whole run) says how far to trust the run.
 2. In this process: ``evomix.audio.load_session`` and ``evomix.engine.analysis.analyze_session``
    (each timed once); the fast tier at the search's population (``evomix.parallel.score`` on all
    cores, as ``evomix mix`` does; one warm-up, then the median of ``--reps`` calls), from which
@@ -97,6 +98,17 @@ SR = 44100
 
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class OtherLoad:
+    """Share of the machine's CPUs that processes outside this session used during a phase."""
+
+    def __init__(self):
+        self.snap, self.t0 = cpu_snapshot(), time.perf_counter()
+
+    def share(self) -> float:
+        wall = time.perf_counter() - self.t0
+        return round(foreign_cpu_s(self.snap, cpu_snapshot()) / wall / (os.cpu_count() or 1), 3)
 
 
 def read_through(files) -> tuple[float, int]:
@@ -283,6 +295,7 @@ def main(argv=None) -> int:
         "stems": args.stems, "duration_s": args.duration, "sr": SR, "song_seed": song_seed, "channels": 2,
         "format": "WAV PCM_24", "population": args.population, "generations": args.generations,
         "alternatives": args.alternatives, "search_seed": args.seed}, "environment": environment()}
+    run_load = OtherLoad()
     try:
         t0 = time.perf_counter()
         if args.no_cache:
@@ -307,12 +320,11 @@ def main(argv=None) -> int:
         # 1. end to end ------------------------------------------------------------------------
         alt_path = None
         if not args.no_e2e:
-            snap, t_e = cpu_snapshot(), time.perf_counter()
+            load = OtherLoad()
             e2e = run_cli_mix(folder, work / "out", population=args.population, generations=args.generations,
                               alternatives=args.alternatives, timeout_s=args.timeout,
                               extra_args=("--seed", str(args.seed)))
-            e2e["other_processes_cpu_share"] = round(
-                foreign_cpu_s(snap, cpu_snapshot()) / (time.perf_counter() - t_e) / (os.cpu_count() or 1), 3)
+            e2e["other_processes_cpu_share"] = load.share()
             result["e2e"] = e2e
             tm = e2e.get("timings_s") or {}
             poll = e2e.get("peak_rss_mb_psutil_poll")
@@ -331,8 +343,10 @@ def main(argv=None) -> int:
                 alt_path = cand
 
         # 2. in this process --------------------------------------------------------------------
+        load = OtherLoad()
         ip = in_process(folder, population=args.population, generations=args.generations, reps=max(3, args.reps),
                         seed=args.seed)
+        ip["other_processes_cpu_share"] = load.share()
         fallback = ip.pop("fallback_alt")
         result["in_process"] = ip
         if alt_path is None:
@@ -344,12 +358,14 @@ def main(argv=None) -> int:
         alt = json.loads(alt_path.read_text())
 
         # 3. `evomix render` --------------------------------------------------------------------
+        load = OtherLoad()
         rnd = run_measured([sys.executable, "-m", "evomix", "render", str(alt_path), str(folder),
                             "-o", str(work / "render.wav"), "--force"], timeout_s=args.timeout)
         rnd.pop("stdout")
         err = rnd.pop("stderr")
         if rnd["returncode"] != 0:
             rnd["stderr_tail"] = err[-2000:]
+        rnd["other_processes_cpu_share"] = load.share()
         result["render_cli"] = rnd
         print(f"`evomix render {alt_path.name}` (load + exact render + write): {rnd['wall_s']:.1f} s wall, "
               f"peak RSS {rnd['peak_rss_mb']:.0f} MB, CPU {rnd['cpu_user_s'] + rnd['cpu_sys_s']:.1f} s, "
@@ -358,7 +374,9 @@ def main(argv=None) -> int:
             print(f"evomix render FAILED: {rnd.get('stderr_tail', '')}", flush=True)
 
         # 4. the peer ---------------------------------------------------------------------------
+        load = OtherLoad()
         peer = run_peer(files, alt)
+        peer["other_processes_cpu_share"] = load.share()
         result["peer"] = peer
         print(f"peer (pedalboard {peer['pedalboard']}, the same candidate): load {peer['load_s']:.1f} s + full chain -> "
               f"{peer['load_render_s']:.1f} s; render only: {peer['render_no_master_s']:.1f} s without the master chain, "
@@ -403,6 +421,11 @@ def main(argv=None) -> int:
               f"evomix render {fmt_s(s['render_cli_wall_s'])}, peer load+render {fmt_s(s['peer_load_render_s'])}, "
               f"peer render {fmt_s(s['peer_render_master_s'])}", flush=True)
         result["environment"]["loadavg_end"] = os.getloadavg()
+        result["other_processes_cpu_share"] = run_load.share()
+        print(f"other processes used {100 * result['other_processes_cpu_share']:.0f}% of the CPUs over the whole run "
+              f"(end to end {100 * (result.get('e2e') or {}).get('other_processes_cpu_share', float('nan')):.0f}%, "
+              f"in-process {100 * ip['other_processes_cpu_share']:.0f}%, render {100 * rnd['other_processes_cpu_share']:.0f}%, "
+              f"peer {100 * peer['other_processes_cpu_share']:.0f}%)", flush=True)
         result["self_peak_rss_mb"] = _maxrss_mb()
     finally:
         if args.keep is None:
