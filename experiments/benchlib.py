@@ -84,9 +84,17 @@ def exact_render(session, params, i: int, target, grid):
 
     from evomix.engine.render import render_exact
 
-    if "grid" in inspect.signature(render_exact).parameters:  # newer engine: takes the Session
+    sig = inspect.signature(render_exact).parameters
+    if "grid" in sig:  # newer engine: takes the Session
+        kw = {}
+        if "threads" in sig:  # newer still: a render's stems on threads, as many as api.mix gives it
+            try:
+                from evomix.api import render_threads
+            except ImportError:
+                from evomix.parallel import available_cores as render_threads
+            kw["threads"] = render_threads()
         return render_exact(session, session.is_mono, session.sr, params, index=i, grid=grid,
-                            target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+                            target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, **kw)
     return render_exact(session.audio, session.is_mono, session.sr, params, index=i,
                         target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
 
