@@ -2,10 +2,12 @@
 
 Standard workload
 -----------------
-8 stereo stems x 30 s at 44.1 kHz (kick, snare, bass, keys, pad, guitar, lead, vocal), synthesised
-here from a seeded numpy generator (120 BPM, A minor chords, a vocal-like formant line) and written
-as 24-bit WAVs into a temporary folder; ``load_session`` + ``analyze_session`` as ``evomix mix``
-does; all four objectives (weights 1), genre "pop"; population 64.
+8 stereo stems x 30 s at 44.1 kHz (kick, bass, vocal, keys, guitar, pad, snare, lead), the same
+session as ``bench_throughput.py``'s standard workload: ``evomix.songs.write_session(folder, 8,
+30.0, seed=1234)`` (the project's one song synthesizer: 120 BPM, A minor, sections), 24-bit WAVs in
+a temporary folder; ``load_session`` + ``analyze_session`` as ``evomix mix`` does; all four
+objectives (weights 1), genre "pop"; population 64. (Until this script used ``evomix.songs`` it had
+a simpler synthesizer of its own: figures from before then were measured on other signals.)
 
 What is measured (wall clock, ``time.perf_counter``)
 ----------------------------------------------------
@@ -37,89 +39,26 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import json
-import platform
-import statistics
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import cpu_snapshot, foreign_cpu_s  # noqa: E402
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from evomix.songs import write_session  # noqa: E402
 
 SR = 44100
-STEMS = ("kick", "snare", "bass", "keys", "pad", "guitar", "lead", "vocal")
-CHORDS = ((57, 60, 64), (53, 57, 60), (48, 52, 55), (55, 59, 62))  # Am F C G
-
-
-def _hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69) / 12.0)
-
-
-def synth_stem(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """One stereo stem (2, n) float32 of the standard workload."""
-    t = np.arange(n) / SR
-    beat = int(SR * 0.5)
-    bar = 4 * beat
-    x = np.zeros(n)
-    if kind in ("kick", "snare"):
-        step = beat if kind == "kick" else 2 * beat
-        offset = 0 if kind == "kick" else beat
-        for start in range(offset, n, step):
-            k = np.arange(min(int(0.4 * SR), n - start))
-            if kind == "kick":
-                hit = np.sin(2 * np.pi * (45 + 90 * np.exp(-k / (0.02 * SR))) * k / SR) * np.exp(-k / (0.09 * SR))
-            else:
-                hit = (0.6 * rng.standard_normal(k.size) + 0.4 * np.sin(2 * np.pi * 190 * k / SR)) * np.exp(-k / (0.06 * SR))
-            x[start : start + k.size] += 0.8 * hit
-        side = 0.0
-    elif kind == "bass":
-        root = np.array([_hz(c[0] - 12) for c in CHORDS])[(np.arange(n) // bar) % 4]
-        ph = 2 * np.pi * np.cumsum(root) / SR
-        x = 0.5 * np.tanh(2.0 * np.sin(ph)) + 0.2 * np.sin(2 * ph)
-        side = 0.0
-    elif kind in ("keys", "pad", "guitar"):
-        idx = (np.arange(n) // bar) % 4
-        amp = {"keys": 0.12, "pad": 0.08, "guitar": 0.1}[kind]
-        octave = {"keys": 0, "pad": -12, "guitar": 12}[kind]
-        for v in range(3):
-            f = np.array([_hz(c[v] + octave) for c in CHORDS])[idx]
-            ph = 2 * np.pi * np.cumsum(f) / SR + rng.uniform(0, 2 * np.pi)
-            x += amp * sum(np.sin(h * ph) / h ** (1.5 if kind == "pad" else 1.0) for h in range(1, 6))
-        if kind == "guitar":  # strummed: a decaying envelope every beat
-            x *= 0.3 + 0.7 * np.exp(-(np.arange(n) % beat) / (0.2 * SR))
-        side = 0.3
-    else:  # lead / vocal: a melodic harmonic line with vibrato (vocal: formant-like spectrum)
-        notes = rng.choice([69, 72, 74, 76, 79] if kind == "lead" else [57, 60, 62, 64, 67], size=n // beat + 1)
-        f0 = np.array([_hz(m) for m in notes])[np.arange(n) // beat] * (1 + 0.006 * np.sin(2 * np.pi * 5.5 * t))
-        ph = 2 * np.pi * np.cumsum(f0) / SR
-        if kind == "vocal":
-            x = sum(0.25 * np.exp(-((h * 220 - 700) / 500) ** 2) * np.sin(h * ph) + 0.02 * np.sin(h * ph) / h for h in range(1, 16))
-        else:
-            x = sum(0.2 * np.sin(h * ph) / h for h in range(1, 8))
-        x *= 0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t) ** 2  # phrasing
-        side = 0.1
-    x = x / max(np.abs(x).max(), 1e-9) * 0.5
-    delay = 23 + int(rng.integers(0, 40))
-    y = np.stack([x, (1 - side) * x + side * np.roll(x, delay)])
-    fade = np.minimum(1.0, np.minimum(np.arange(n), n - 1 - np.arange(n)) / (0.01 * SR))
-    return (y * fade).astype(np.float32)
-
-
-def make_stems(folder: Path, duration_s: float, seed: int = 1234) -> list[Path]:
-    import soundfile as sf
-
-    rng = np.random.default_rng(seed)
-    n = int(duration_s * SR)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for kind in STEMS:
-        p = folder / f"{kind}.wav"
-        sf.write(p, synth_stem(kind, n, rng).T, SR, subtype="PCM_24")
-        paths.append(p)
-    return paths
+N_STEMS = 8
 
 
 def build_problem(folder: Path):
@@ -135,28 +74,6 @@ def build_problem(folder: Path):
     target = Target(profile=load_profile("pop"), target_lufs=-14.0, ceiling_dbtp=-1.0)
     problem = Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
     return problem, time.perf_counter() - t0
-
-
-def _cpu_snapshot() -> dict:
-    """{pid: (session id, CPU ticks)} of every process (Linux /proc; {} elsewhere)."""
-    snap = {}
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            snap[int(d.name)] = (int(fields[3]), int(fields[11]) + int(fields[12]))  # session, utime + stime
-        except (OSError, IndexError, ValueError):
-            continue
-    return snap
-
-
-def foreign_cpu_s(before: dict, after: dict) -> float:
-    """CPU seconds used between two snapshots by processes outside this session (other people's
-    jobs on the machine: they skew the timings). Processes that start and end in between are missed."""
-    if not after:
-        return float("nan")
-    mine = os.getsid(0)
-    ticks = sum(t - before.get(pid, (0, 0))[1] for pid, (sid, t) in after.items() if sid != mine)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_config(problem, populations, **options) -> tuple[dict, list[np.ndarray]]:
@@ -189,9 +106,9 @@ def main(argv=None) -> int:
         ap.error("--generations must be >= 5")
 
     with tempfile.TemporaryDirectory(prefix="evomix-bench-") as tmp:
-        make_stems(Path(tmp) / "stems", args.duration)
+        write_session(Path(tmp) / "stems", N_STEMS, args.duration, sr=SR, seed=1234)
         problem, analysis_s = build_problem(Path(tmp) / "stems")
-    print(f"workload: {len(STEMS)} stereo stems x {args.duration:g} s @ {SR} Hz, population {args.population}; "
+    print(f"workload: {N_STEMS} stereo stems x {args.duration:g} s @ {SR} Hz, population {args.population}; "
           f"load + analysis {analysis_s:.2f} s", flush=True)
     table = problem.table
     populations = [table.initial_population(args.population, np.random.default_rng(100 + i))
@@ -213,10 +130,10 @@ def main(argv=None) -> int:
         else:
             opts = {"n_jobs": int(name[-1]), "threads": int(name[-1])}  # one thread per process
         try:
-            snap = _cpu_snapshot()
+            snap = cpu_snapshot()
             t0 = time.perf_counter()
             rec, out = run_config(problem, populations, **opts)
-            rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, _cpu_snapshot()) / (time.perf_counter() - t0) / (os.cpu_count() or 1), 3)
+            rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, cpu_snapshot()) / (time.perf_counter() - t0) / (os.cpu_count() or 1), 3)
         finally:
             if cluster is not None:
                 cluster.close()
@@ -235,7 +152,7 @@ def main(argv=None) -> int:
     speedup_threads = results["jobs1"]["per_generation_s"] / results["threads2"]["per_generation_s"]
     print(f"speedup vs one thread: jobs=2 {speedup:.2f}x, two threads {speedup_threads:.2f}x", flush=True)
     summary = {
-        "bench": "parallel", "stems": len(STEMS), "duration_s": args.duration, "sr": SR,
+        "bench": "parallel", "stems": N_STEMS, "duration_s": args.duration, "sr": SR,
         "population": args.population, "generations_timed": args.generations,
         "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
         "analysis_s": round(analysis_s, 3), "results": results, "speedup_jobs2": round(speedup, 3),

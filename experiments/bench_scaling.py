@@ -3,7 +3,7 @@
 For every case (stems in 4, 8, 16, 32) x (duration in 30, 120, 300 s) -- ``--quick``: (4, 8) x (10, 30) --
 this script
 
-1. synthesises the stems (the same seeded generator as ``bench_throughput.py``: stereo, 44.1 kHz,
+1. synthesises the stems (``evomix.songs.write_session``, as ``bench_throughput.py``: stereo, 44.1 kHz,
    24-bit WAV, roles kick, bass, vocal, keys, guitar, pad, snare, lead, hihat, piano, arp, fx, then
    numbered variants) into a temporary folder -- in this (parent) process, so synthesis does not
    count towards the case's memory or time limit;
@@ -39,8 +39,8 @@ import sys
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# importing bench_throughput applies --blas-threads (it must act before numpy loads OpenBLAS)
-from bench_throughput import SR, analysis_nbytes, code_version, make_stems, session_audio_nbytes  # noqa: E402
+# importing benchlib applies --blas-threads (it must act before numpy loads OpenBLAS)
+from benchlib import analysis_nbytes, code_version, session_audio_nbytes  # noqa: E402
 
 import argparse
 import json
@@ -53,6 +53,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from evomix.songs import write_session
+
+SR = 44100
 
 try:
     import psutil
@@ -264,7 +268,7 @@ def main(argv=None) -> int:
         if folder is None:
             tmp = Path(tempfile.mkdtemp(prefix="evomix-scale-"))
             folder = tmp / "stems"
-            make_stems(folder, stems, duration, seed=1234 + args.seed)
+            write_session(folder, stems, duration, sr=SR, seed=1234 + args.seed)
         try:
             run_case(stems, duration, folder, pop=args.population, reps=args.reps, seed=args.seed)
         finally:
@@ -289,7 +293,7 @@ def main(argv=None) -> int:
         work = Path(tempfile.mkdtemp(prefix="evomix-scale-"))
         try:
             t0 = time.perf_counter()
-            make_stems(work / "stems", stems, duration, seed=1234 + args.seed)
+            write_session(work / "stems", stems, duration, sr=SR, seed=1234 + args.seed)
             synth_s = time.perf_counter() - t0
             rec = launch_case(stems, duration, work / "stems", pop=args.population, reps=args.reps,
                               seed=args.seed, timeout_s=args.timeout, mem_limit_gb=args.mem_limit_gb)
