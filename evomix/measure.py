@@ -1,6 +1,6 @@
 """Measurements of a finished audio file, for ``evomix analyze`` and the mix report.
 
-Loudness, LRA and true peak come from ``objectives.meter`` (ITU-R BS.1770-4, EBU Tech 3342).
+Loudness, LRA and true peak come from ``evomix.core.meter`` (ITU-R BS.1770-4, EBU Tech 3342).
 Crest factor = sample peak - RMS (dB, AES17 RMS with no +3 dB offset). Spectral tilt = the slope
 of a least-squares line through the long-term 1/3-octave-equivalent levels against log2(f),
 100 Hz–10 kHz (dB/octave of band levels, in which pink noise is flat; Pestana et al. 2013 report ≈ −4.5…−5
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from evomix.audio import read_audio
-from evomix.errors import AudioFileError
+from evomix.core.meter import integrated_loudness, loudness_range, max_momentary_lufs, max_short_term_lufs, sample_peak_db, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers
-from objectives.meter import integrated_loudness, loudness_range, max_momentary_lufs, max_short_term_lufs, sample_peak_db, true_peak_dbtp
+from evomix.errors import AudioFileError
 
 _FLOOR = 1e-20
 MIN_AUDIO_S = 0.4  # s: one BS.1770 gating block, the least audio a loudness measurement needs

@@ -16,7 +16,7 @@ The numbers are the ones the ``genre`` and ``loudness`` objectives look at:
   Note the unit: in 1/3-octave levels pink noise is flat (0 dB/octave), whereas FFT (per-Hz)
   spectra show it at −3 dB/octave (see ``experiments/make_profiles.py`` on the built-in slopes).
 * **PLR** = true peak − integrated loudness (dB), **LRA** (EBU Tech 3342, LU) and the integrated
-  loudness (LUFS), from :mod:`objectives.meter` (BS.1770-4).
+  loudness (LUFS), from :mod:`evomix.core.meter` (BS.1770-4).
 * **Width**: side / (mid + side) energy per region of :data:`objectives.genre.WIDTH_REGIONS_HZ`,
   measured on the analysis grid exactly as the ``genre`` objective measures a mix.
 
@@ -34,12 +34,13 @@ import scipy.fft
 import scipy.signal
 
 from evomix.audio import expand_paths, read_audio, write_text_atomic
+from evomix.core.features import Features
+from evomix.core.meter import integrated_loudness, k_weighting_power, loudness_range, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers, bark
 from evomix.engine.dsp import pan_gains
 from evomix.errors import ParameterError
-from objectives.base import Features, Target
+from objectives.base import Target
 from objectives.genre import WIDTH_REGIONS_HZ, GenreProfile, builtin_genres, genre, load_profile, width_by_region
-from objectives.meter import integrated_loudness, loudness_range, true_peak_dbtp
 from objectives.spectrum import THIRD_OCTAVE_HZ, normalise_level
 
 __all__ = [
@@ -86,7 +87,7 @@ def features_from_audio(x: np.ndarray, sr: int) -> Features:
     """Measure a finished mix as objective :class:`Features` with pop = 1.
 
     The file is a single stem with role ``"other"`` (``stem_power = mix_power[None]``); loudness,
-    LRA and true peak come from :mod:`objectives.meter` on the (centre-panned) stereo signal;
+    LRA and true peak come from :mod:`evomix.core.meter` on the (centre-panned) stereo signal;
     ``raw_loudness_lufs = loudness_lufs`` and ``limiter_gr_db = 0`` (nothing was normalised or
     limited here). LRA is 0 for signals shorter than 3 s (no short-term window).
 
@@ -384,8 +385,6 @@ def _lra_envelope(lra_lu: float, n: int, sr: int, rng: np.random.Generator) -> n
 
 def _loudness_of_spectrum(spec: np.ndarray, freqs: np.ndarray, n: int, sr: int) -> float:
     """Integrated loudness (LUFS) of the periodic stationary signal irfft(spec) (2, bins), via Parseval."""
-    from objectives.meter import k_weighting_power
-
     w = np.full(freqs.size, 2.0)
     w[0] = 1.0
     if n % 2 == 0:

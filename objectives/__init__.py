@@ -3,7 +3,8 @@
 Importing the package registers the four objectives in :data:`REGISTRY`:
 ``masking``, ``loudness``, ``balance``, ``genre`` and ``reference`` (active with a same-song reference).
 """
-from objectives.base import REGISTRY, Features, Objective, Target, evaluate, parse_weights, register
+from evomix.core.features import Features
+from objectives.base import REGISTRY, Objective, Target, evaluate, parse_weights, register
 from objectives import masking, loudness, balance, genre, reference  # noqa: F401  (registration)
 from objectives.genre import GenreProfile, builtin_genres, load_profile
 

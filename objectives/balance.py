@@ -27,8 +27,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from evomix.engine.compiled import lazy_njit
-from objectives.base import Features, Target, register
+from evomix.core.compiled import lazy_njit
+from evomix.core.features import Features
+from objectives.base import Target, register
 from objectives.spectrum import k_weights, long_term_spectrum_db, side_fraction
 
 _FLOOR = 1e-20

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from evomix.core.features import Features
 from evomix.errors import ParameterError
-from objectives.base import Features, Target, register
+from objectives.base import Target, register
 from objectives.spectrum import long_term_spectrum_db, normalise_level, side_fraction
 
 WIDTH_REGIONS_HZ = {"low": (20.0, 150.0), "mid": (150.0, 4000.0), "high": (4000.0, 20000.0)}

@@ -14,13 +14,14 @@ max(0, |x - x0| - tol)`` and
   limiter must work; the first 2 dB are free, beyond that the mix should get its density from
   the compressors rather than from the brickwall limiter.
 
-The measurement functions (BS.1770-4, Tech 3341/3342, true peak) live in ``objectives.meter``.
+The measurement functions (BS.1770-4, Tech 3341/3342, true peak) live in ``evomix.core.meter``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from objectives.base import Features, Target, register
+from evomix.core.features import Features
+from objectives.base import Target, register
 
 FREE_LIMITING_DB = 2.0
 

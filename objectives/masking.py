@@ -6,7 +6,9 @@ Model (after Hafezi & Reiss 2015, with the spreading and offset of the MPEG-1 ps
 * its excitation is spread across bands with the Schroeder et al. (1979) spreading function
   ``SF(dz) = 15.81 + 7.5 (dz + 0.474) - 17.5 sqrt(1 + (dz + 0.474)^2)`` dB (dz in Bark);
 * the masking threshold lies ``O(z) = a (14.5 + z) + (1 - a) 5.5`` dB below the spread masker
-  (Johnston 1988; ``a = 0.5``: music is neither pure tone nor pure noise);
+  (Johnston 1988; ``a = 0.5``: music is neither pure tone nor pure noise); ``O(z)`` and ``a`` are
+  ``threshold_offset_db`` and ``TONALITY`` in ``evomix.core.features``, because
+  ``Features.rest_threshold`` applies them once per batch for masking and balance alike;
 * the masker-to-signal ratio ``MSR = T_R / P_s`` in dB, counted where positive, is averaged
   over channels, bands and frames weighted by the stem's own power (a loud band that is masked
   counts more than a quiet one): ``m_s = sum(P_s max(0, 10 log10 MSR)) / sum(P_s)``, dB;
@@ -25,21 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.compiled import lazy_njit
-from objectives.base import Features, Target, register
+from evomix.core.compiled import lazy_njit
+from evomix.core.features import Features
+from objectives.base import Target, register
 
-TONALITY = 0.5
 PRESENT_DB = 30.0  # a stem counts in a band's profile if within this of its strongest band
 ROLE_PRIORITY = {
     "vocal": 3.0, "lead": 2.5, "kick": 1.5, "snare": 1.5, "bass": 1.5, "drums": 1.2,
     "guitar": 1.0, "keys": 1.0, "piano": 1.0, "synth": 1.0, "other": 1.0, "pad": 0.7, "fx": 0.5,
 }
 _FLOOR = 1e-20
-
-
-def threshold_offset_db(band_bark: np.ndarray) -> np.ndarray:
-    """Masking threshold offset below the spread masker, dB, per band (Johnston 1988)."""
-    return TONALITY * (14.5 + band_bark) + (1.0 - TONALITY) * 5.5
 
 
 def masker_to_signal_db(features: Features) -> np.ndarray:

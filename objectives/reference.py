@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from objectives.base import Features, Target, register
+from evomix.core.features import Features
+from objectives.base import Target, register
 
 _FLOOR = 1e-20
 RANGE_DB = 60.0

@@ -5,7 +5,8 @@ import functools
 
 import numpy as np
 
-from objectives.base import Features
+from evomix.core.features import Features
+from evomix.core.meter import k_weighting_power
 
 _FLOOR = 1e-20
 THIRD_OCTAVE_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)  # 31.5 Hz .. 16 kHz, 28 centres
@@ -54,8 +55,6 @@ def k_weights(features: Features) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _k_weights_at(bands_hz: tuple) -> np.ndarray:
     """:func:`k_weights` for one band layout, computed once (read-only)."""
-    from objectives.meter import k_weighting_power
-
     k = k_weighting_power(np.array(bands_hz), 48000)
     k.setflags(write=False)
     return k

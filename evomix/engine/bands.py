@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from evomix.engine.compiled import lazy_njit
+from evomix.core.compiled import lazy_njit
 
 HOP_S = 0.05  # s, frame hop (<= 50 ms as masking models need)
 N_BANDS = 32  # critical bands (>= 24)

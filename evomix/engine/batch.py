@@ -26,15 +26,17 @@ How each block is modelled here (no Python loop over candidates):
   unprocessed stem and scaled by the band's EQ gain; exact when the EQ is flat across the spread).
 
 ``experiments/fidelity.py`` measures how closely this ranks candidates like the exact tier.
-Chains of elementwise steps over large arrays run as compiled loops (``engine.compiled``), which
+Chains of elementwise steps over large arrays run as compiled loops (``evomix.core.compiled``), which
 also release the GIL for the threads of ``evomix.parallel.score``.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from evomix.core.compiled import lazy_njit
+from evomix.core.features import Features
+from evomix.core.meter import gated_loudness, lra_from_short_term
 from evomix.engine.analysis import DETECTOR_WINDOW_S, MASTER_DETECTOR_SUBSTEPS, PEAK_NODES_HZ, Analysis
-from evomix.engine.compiled import lazy_njit
 from evomix.engine.dsp import (
     LIMITER_RELEASE_MS,
     cascade_power_response,
@@ -50,8 +52,6 @@ from evomix.genome import (
     MASTER_COMP_RELEASE_MS,
     Params,
 )
-from objectives.base import Features
-from objectives.meter import gated_loudness, lra_from_short_term
 
 BLOCK_FRAMES = 8  # 400 ms gating block = 8 hops of 50 ms
 BLOCK_STEP = 2  # 75 % overlap -> 100 ms step

@@ -15,7 +15,7 @@ a kernel) and the stems are added to the mix in stem order whatever thread proce
 render is bit-for-bit the same on any machine with the same numpy/numba and any thread count.
 
 Each kernel equals the numpy/scipy definition it replaces (``engine.dsp``, ``scipy.signal.sosfilt``,
-``scipy.signal.resample_poly``, ``objectives.meter``); ``tests/engine/test_chain.py`` compares
+``scipy.signal.resample_poly``, ``evomix.core.meter``); ``tests/engine/test_chain.py`` compares
 them. Sources are those of the definitions: RBJ Audio EQ Cookbook (biquads), Giannoulis, Massberg &
 Reiss, JAES 60(6), 2012 (compressor), ITU-R BS.1770-4 Annex 1 (K-weighted block power) and Annex 2
 (true peak), U. Zölzer, DAFX 2nd ed., ch. 4 (look-ahead limiter).
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.compiled import lazy_njit
+from evomix.core.compiled import lazy_njit
 
 __all__ = [
     "biquad_cascade",
@@ -157,7 +157,7 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
     of the ``P``-times oversampled signal over ``[i, i + 1)``, each local maximum of ``|y|``
     refined by the parabola through it and its neighbours, and never below ``|x[:, i]|`` -- as
     ``engine.dsp.true_peak_envelope``. ``y[P i + p] = sum_j phases[p, j] x[i + offset - j]``
-    is ``resample_poly(x, P, 1)`` (``phases`` and ``offset`` from ``objectives.meter``'s
+    is ``resample_poly(x, P, 1)`` (``phases`` and ``offset`` from ``evomix.core.meter``'s
     ``_polyphase_filter``), computed block by block.
 
     ``raw_max`` (1,) receives the largest ``|y|`` (and ``|x|``) without the refinement: the
@@ -306,7 +306,7 @@ def limiter_core(env, scale, ceiling_lin, lookahead, decay_per_sample):  # (n,) 
 @lazy_njit
 def k_block_powers(x, gain, scale, sos, block, hop):  # (C, n), (n,) or (0,), float, (k, 6) -> (C, blocks)
     """Mean square of the K-weighted ``scale * x * gain`` per gating block (BS.1770-4 Annex 1,
-    eqs. 1 and 3; ``objectives.meter.block_powers``) without forming the product: each row is
+    eqs. 1 and 3; ``evomix.core.meter.block_powers``) without forming the product: each row is
     filtered once (``sos``: the K-weighting sections) and its squares summed into the blocks
     (``block`` samples every ``hop``). An empty ``gain`` means 1."""
     n_ch, n = x.shape

@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly
 
-from evomix.engine.compiled import lazy_njit
+from evomix.core.compiled import lazy_njit
 from evomix.errors import ParameterError
 
 __all__ = [
@@ -599,7 +599,7 @@ def smooth_gain_db(gain_db, attack_ms, release_ms, step_s, *, step_mean=False):
 
 @lazy_njit
 def _smooth_rows(target, k_release, k_diff, m_attack, m_release, step_mean):  # (T, n) -> (T, n)
-    """The recursion of :func:`smooth_gain_db`, compiled (``engine.compiled``).
+    """The recursion of :func:`smooth_gain_db`, compiled (``evomix.core.compiled``).
 
     A time recursion cannot be vectorized over time; numpy would need a Python loop over steps
     (~10 small array operations each, holding the GIL). Compiled, it is 5-25x faster and releases

@@ -24,6 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evomix.core.features import Features
+from evomix.core.meter import (
+    _oversample_factor,
+    _polyphase_filter,
+    gated_loudness,
+    integrated_loudness,
+    k_weighting_sos,
+    loudness_range,
+    true_peak_dbtp,
+)
 from evomix.engine import chain
 from evomix.engine.bands import BandGrid, _window, band_powers_chunked, bark
 from evomix.engine.dsp import (
@@ -39,15 +49,6 @@ from evomix.genome import (
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
     Params,
-)
-from objectives.base import Features
-from objectives.meter import (
-    _oversample_factor,
-    _polyphase_filter,
-    gated_loudness,
-    integrated_loudness,
-    k_weighting_sos,
-    loudness_range,
 )
 
 LOUDNESS_TOLERANCE_LU = 0.05
@@ -282,8 +283,6 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
     if factor == LIMITER_OVERSAMPLE:
         tp = 20.0 * np.log10(peak_raw) if peak_raw > 0 else -200.0
     else:  # the meter's own factor at this rate (2x at 88.2/96 kHz)
-        from objectives.meter import true_peak_dbtp
-
         tp = float(true_peak_dbtp(mix, sr))
     if stems is not None:
         for s in range(n_stems):
@@ -313,8 +312,6 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
     if render.true_peak_dbtp is not None:
         tp = render.true_peak_dbtp
     else:
-        from objectives.meter import true_peak_dbtp
-
         tp = float(true_peak_dbtp(render.mix, sr))
     return Features(
         bands_hz=grid.centres_hz,

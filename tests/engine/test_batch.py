@@ -4,12 +4,12 @@ import pytest
 from scipy.stats import spearmanr
 
 from evomix.audio import load_session
+from evomix.core.meter import integrated_loudness, true_peak_dbtp
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
 from evomix.genome import GeneTable
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
-from objectives.meter import integrated_loudness, true_peak_dbtp
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,6 @@ def test_peak_refinement_finds_the_treble_boosted_true_peak(setup, monkeypatch):
     import dataclasses
 
     import evomix.engine.batch as batch
-    from objectives.meter import true_peak_dbtp
 
     session, analysis, params, *_ = setup
     one = params.member(0)

@@ -1,4 +1,4 @@
-"""Conformance and consistency tests for objectives.meter (BS.1770-4, EBU Tech 3341/3342).
+"""Conformance and consistency tests for evomix.core.meter (BS.1770-4, EBU Tech 3341/3342).
 
 Every signal is synthesized here (no ../shared audio); noise comes from the seeded ``rng``
 fixture. Layout is (..., ch, samples) throughout.
@@ -10,8 +10,8 @@ import pyloudnorm
 import pytest
 import scipy.signal
 
+from evomix.core import meter
 from evomix.errors import ParameterError
-from objectives import meter
 
 SR_EBU = 48000  # the EBU test signals are specified at 48 kHz
 
