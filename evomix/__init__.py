@@ -10,8 +10,11 @@ __all__ = ["mix", "render", "analyze", "MixResult", "EvomixError", "ParameterErr
 
 
 def __getattr__(name):
-    # The API is imported on first use, so that `objectives` (which uses evomix.errors) and
-    # `evomix.api` (which uses objectives) can import each other's pieces in any order.
+    # The API is imported on first use, not here: `objectives` imports the leaf layer `evomix.core`
+    # (and `evomix.errors`), which runs this file first. Importing `evomix.api` here would make
+    # `import objectives` load the whole engine and re-enter `objectives` half-initialised
+    # (`evomix.api` imports `objectives`). No cycle is left between the packages; this keeps
+    # `import evomix.errors` and `import evomix.core.meter` light.
     if name in ("mix", "render", "analyze", "MixResult"):
         from evomix import api
 

@@ -17,8 +17,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from evomix import __version__
-from evomix.audio import Session, load_session, write_audio, write_text_atomic
+from evomix import __version__, parallel
+from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, render_exact
 from evomix.errors import AudioFileError, ParameterError
@@ -28,9 +28,11 @@ from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
 from evomix.measure import MIN_AUDIO_S, measure_file
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
+from evomix.profiling import learn_profile
+from evomix.reference import fit_reference
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
-from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, evaluate, load_profile, parse_weights
+from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
 
 REFERENCE_MODES = ("auto", "same-song", "style")
 
@@ -302,8 +304,6 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     table = GeneTable(session.n_stems)
     ref_power, base, ref_report = None, None, None
     if reference is not None:
-        from evomix.reference import fit_reference
-
         with reporter.phase("reference", info=Path(reference).name):
             fit = fit_reference(reference, session, analysis)
         same = fit.same_song if reference_mode == "auto" else reference_mode == "same-song"
@@ -315,8 +315,6 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
             ref_report["fitted"] = {n: {"gain_db": round(float(g), 2), "pan": round(float(p), 3)}
                                     for n, g, p in zip(session.names, fit.gain_db, fit.pan)}
         else:
-            from evomix.profiling import learn_profile
-
             profile = learn_profile([reference], name=Path(reference).stem)
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and (n != "reference" or ref_power is not None))
     if not names:
@@ -400,9 +398,7 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
 
 def render_threads() -> int:
     """Threads for one exact render: every core this process may use (the result is the same)."""
-    from evomix.parallel import available_cores
-
-    return available_cores()
+    return parallel.available_cores()
 
 
 def _render_one(session, analysis, params, i, target, names):
@@ -529,11 +525,6 @@ def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[di
         file profile also joins the ranking (its name gets the file name appended if it clashes
         with a built-in one).
     """
-    from dataclasses import replace
-
-    from evomix.audio import expand_paths
-    from objectives import builtin_genres
-
     names = builtin_genres()
     profiles = [load_profile(n) for n in names]
     target = None
@@ -541,6 +532,6 @@ def analyze(paths: Sequence[str | Path], *, genre: str | None = None) -> list[di
         target = load_profile(genre)
         if str(genre) not in names:
             if target.name in names:
-                target = replace(target, name=f"{target.name} ({Path(genre).name})")
+                target = dataclasses.replace(target, name=f"{target.name} ({Path(genre).name})")
             profiles.append(target)
     return [measure_file(p, genre=target, profiles=profiles) for p in expand_paths(paths)]

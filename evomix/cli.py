@@ -23,8 +23,13 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from evomix import api
+from evomix.audio import expand_paths
+from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
+from evomix.parallel import check_options as check_parallel_options
+from evomix.profiling import check_profile_output, learn_profile, write_profile
 from evomix.progress import Reporter
+from objectives import builtin_genres, load_profile
 
 app = typer.Typer(
     add_completion=False,
@@ -242,9 +247,6 @@ def profile(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing profile file.")] = False,
 ):
     """Learn a genre profile (1/3-octave spectrum, width, PLR, LRA) from reference mixes."""
-    from evomix.audio import expand_paths
-    from evomix.profiling import check_profile_output, learn_profile, write_profile
-
     try:
         files = expand_paths(refs)
         check_profile_output(output, force=force, inputs=files)
@@ -261,8 +263,6 @@ def profile(
 @app.command()
 def genres(json_out: JsonOpt = False):
     """List the built-in genre profiles."""
-    from objectives import builtin_genres, load_profile
-
     profs = [load_profile(n) for n in builtin_genres()]
     if json_out:
         out_console.print_json(json.dumps([p.to_dict() for p in profs]))
@@ -290,9 +290,6 @@ def demo(
     json_out: JsonOpt = False,
 ):
     """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
-    from evomix.demo import write_demo_stems
-    from evomix.parallel import check_options as check_parallel_options
-
     try:
         reporter = _reporter(quiet)
         api.check_output_folder(out, force=force)

@@ -20,6 +20,8 @@ from evomix.audio import read_audio
 from evomix.core.meter import integrated_loudness, loudness_range, max_momentary_lufs, max_short_term_lufs, sample_peak_db, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers
 from evomix.errors import AudioFileError
+from evomix.profiling import MIN_REFERENCE_S, features_from_audio, genre_distance, genre_similarity
+from objectives.genre import GenreProfile, load_profile
 
 _FLOOR = 1e-20
 MIN_AUDIO_S = 0.4  # s: one BS.1770 gating block, the least audio a loudness measurement needs
@@ -73,9 +75,6 @@ def genre_measurements(x: np.ndarray, sr: int, *, profiles=None, genre=None) -> 
     ``"genre_distance"`` to it. Distances are dB-like (spectral dB RMS + width and dynamics
     penalties); silence gives ``[]`` and ``None``.
     """
-    from evomix.profiling import MIN_REFERENCE_S, features_from_audio, genre_distance, genre_similarity
-    from objectives.genre import GenreProfile, load_profile
-
     if genre is not None and not isinstance(genre, GenreProfile):
         genre = load_profile(genre)
     feats = features_from_audio(x, sr)

@@ -41,9 +41,11 @@ import tempfile
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 
 import numpy as np
 
+import evomix
 from evomix.errors import EvomixError, ParameterError
 from evomix.evaluate import BLOCK, single_threaded_blas
 
@@ -118,7 +120,7 @@ def check_options(n_jobs, backend, scheduler, threads=None) -> None:
     if n_jobs != 1:
         raise ParameterError("--jobs is for --backend local; with --backend dask every worker thread of the cluster takes a share")
     try:
-        import distributed  # noqa: F401
+        import distributed  # noqa: F401  (optional dependency, evomix[dask]: is it installed?)
     except ImportError:
         raise ParameterError('--backend dask needs dask.distributed: pip install "evomix[dask]"') from None
 
@@ -129,7 +131,7 @@ def _one_line(e: BaseException) -> str:
 
 
 async def _probe(address: str, timeout: float) -> None:
-    from distributed.comm import connect as comm_connect
+    from distributed.comm import connect as comm_connect  # optional dependency (evomix[dask])
 
     comm = await comm_connect(address, timeout=timeout)
     await comm.close()
@@ -144,11 +146,7 @@ def connect(address: str, timeout: float | None = None):
         the scheduler cannot be reached within ``timeout`` s (default ``CONNECT_TIMEOUT_S``), no
         worker joins it within that time, or a worker lacks this version of evomix.
     """
-    from importlib.metadata import version
-
-    from distributed import Client
-
-    from evomix import __version__
+    from distributed import Client  # optional dependency (evomix[dask])
 
     timeout = CONNECT_TIMEOUT_S if timeout is None else float(timeout)
     try:  # probe first: a Client that fails to connect leaves noise on stderr when collected
@@ -164,12 +162,12 @@ def connect(address: str, timeout: float | None = None):
             raise ParameterError(f"--scheduler: no dask worker is connected to {address} "
                                  f"(start one with 'dask worker {address}' on a machine with evomix installed)") from None
         found = client.run(version, "evomix", on_error="return")
-        bad = sorted(w for w, v in found.items() if v != __version__)
+        bad = sorted(w for w, v in found.items() if v != evomix.__version__)
         if bad:
             seen = found[bad[0]]
             seen = f"evomix {seen}" if isinstance(seen, str) else "no evomix"
             raise ParameterError(f"--scheduler: dask worker(s) {', '.join(bad)} at {address} have {seen}; "
-                                 f"install evomix {__version__} (with its dask extra) on every worker")
+                                 f"install evomix {evomix.__version__} (with its dask extra) on every worker")
     except BaseException:
         client.close()
         raise
@@ -220,7 +218,7 @@ def _evaluate_file(path: str, genomes: np.ndarray, threads: int = 1):
     shipment = _LOADED.get(path)
     if shipment is None:
         _LOADED.clear()  # a previous run's Problem: drop it
-        import joblib
+        import joblib  # in worker processes only; the serial path never loads joblib (~0.1 s)
 
         shipment = _LOADED[path] = joblib.load(path, mmap_mode="r")
     return score(shipment.problem, genomes, threads), _report(shipment)
@@ -283,7 +281,7 @@ class ParallelEvaluator:
         self._token = uuid.uuid4().hex
         shipment = _Shipment(problem, self._token)
         if self.backend == "local":
-            import joblib
+            import joblib  # only when workers are spawned (--jobs > 1): the serial path never loads it
 
             self._dir = tempfile.mkdtemp(prefix="evomix-problem-")
             self._path = os.path.join(self._dir, "problem.joblib")
@@ -325,7 +323,7 @@ class ParallelEvaluator:
     def _distribute(self, genomes: np.ndarray) -> np.ndarray:
         pieces = split(genomes, self.workers())
         if self.backend == "local":
-            from joblib import delayed
+            from joblib import delayed  # loaded by ship() above
             from joblib.externals.loky.process_executor import TerminatedWorkerError
 
             self.payload_bytes = len(pickle.dumps([(self._path, p) for p in pieces]))
@@ -336,7 +334,7 @@ class ParallelEvaluator:
         else:
             self.payload_bytes = len(pickle.dumps([(self._future.key, p) for p in pieces]))
             futures = [self._client.submit(_evaluate_scattered, self._future, p, pure=False) for p in pieces]
-            from distributed import KilledWorker
+            from distributed import KilledWorker  # optional dependency (evomix[dask])
 
             try:
                 out = self._client.gather(futures)

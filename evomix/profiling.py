@@ -25,6 +25,7 @@ constant-power law of the analysis (``pan_gains(0, mono)``)), so its width is 0.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -227,8 +228,6 @@ def write_profile(profile: GenreProfile, path: str | Path, *, force: bool = Fals
     ParameterError
         ``path`` exists and not ``force``, is a folder, its folder is missing, or it is one of ``inputs``.
     """
-    import json
-
     path = Path(path)
     check_profile_output(path, force=force, inputs=inputs)
     return write_text_atomic(path, json.dumps(profile.to_dict(), indent=1) + "\n")

@@ -4,19 +4,20 @@ The fast tier (``engine.batch``) only ever touches these arrays; it never reads 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-import os
-
 import numpy as np
 import scipy.fft
+from scipy.signal import butter, sosfilt
 
 from evomix.audio import Session
 from evomix.core.meter import integrated_loudness, k_weighting_power
 from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
-from evomix.engine.dsp import pan_gains
+from evomix.engine.dsp import pan_gains, rbj_sos
 
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
 PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
@@ -314,10 +315,6 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDA
     """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
     ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
     band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
-    from scipy.signal import butter, sosfilt
-
-    from evomix.engine.dsp import rbj_sos
-
     sr = grid.sr
     block = max(1, int(PEAK_BLOCK_S * sr))
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
@@ -331,8 +328,6 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDA
             filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
     per_search = max(1, n // (len(filters) + 1))
     idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
-    from concurrent.futures import ThreadPoolExecutor
-
     def envelope(sos):  # scipy's sosfilt releases the GIL: the filters run on all cores
         return np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0)
 
