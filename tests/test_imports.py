@@ -1,0 +1,114 @@
+"""Import structure (issue 11, item 7): no import cycle between ``evomix`` and ``objectives``.
+
+Every module of both packages imports first, on its own, in an interpreter that has imported no
+module of either package yet; all of them import in reverse order in one interpreter; and the
+contract layer ``evomix.core`` imports neither ``evomix.engine`` nor ``objectives``. The child
+interpreters get this process's ``sys.path``, so they test this copy of the code.
+"""
+import importlib.util
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SHIMS = ("objectives.meter",)  # old paths kept for callers outside the packages
+EVOMIX_INIT = importlib.util.find_spec("evomix").origin  # found, not imported: this process stays out of it
+
+
+def _walk(name: str, folder: str):
+    """``name`` and every module below it, from the files in ``folder`` (nothing is imported)."""
+    yield name
+    for info in pkgutil.iter_modules([folder]):
+        if info.ispkg:
+            yield from _walk(f"{name}.{info.name}", os.path.join(folder, info.name))
+        elif info.name != "__main__":  # evomix.__main__ runs the command line when imported (python -m evomix)
+            yield f"{name}.{info.name}"
+
+
+MODULES = sorted(m for pkg in ("evomix", "objectives")
+                 for m in _walk(pkg, importlib.util.find_spec(pkg).submodule_search_locations[0]))
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with this process's sys.path."""
+    prelude = f"import sys\nsys.path[:] = {sys.path!r}\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_modules_are_found():
+    assert {"evomix.core.features", "evomix.engine.batch", "objectives.base"} <= set(MODULES)  # guard: the walk works
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="one interpreter per module needs fork to stay fast")
+def test_each_module_imports_first_in_a_fresh_interpreter():
+    # One child interpreter loads the third-party libraries, then forks once per module: each fork
+    # starts with no module of evomix or objectives loaded and imports its module first (a
+    # subprocess per module would spend ~1 s each re-importing numpy and scipy).
+    result = _run(f"""
+        import importlib, json, os, traceback
+        import deap, numpy, rich, scipy.fft, scipy.ndimage, scipy.optimize, scipy.signal, soundfile, typer  # shared by the forks
+        assert not [m for m in sys.modules if m.split(".")[0] in ("evomix", "objectives")]
+        failed = {{}}
+        for name in {MODULES!r}:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: import one module first, report a traceback on failure
+                os.close(read)
+                try:
+                    importlib.import_module(name)
+                    code = 0
+                except BaseException:
+                    os.write(write, traceback.format_exc().encode())
+                    code = 1
+                os._exit(code)
+            os.close(write)
+            with os.fdopen(read) as f:
+                message = f.read()
+            if os.waitpid(pid, 0)[1] != 0:
+                failed[name] = message
+        print(json.dumps(failed))
+    """)
+    assert result.returncode == 0, result.stderr
+    failed = json.loads(result.stdout.splitlines()[-1])
+    assert not failed, "\n".join(f"{name} imported first fails:\n{tb}" for name, tb in failed.items())
+
+
+def test_all_modules_import_in_reverse_order_and_none_uses_a_shim():
+    result = _run(f"""
+        import importlib, json
+        for name in {[m for m in reversed(MODULES) if m not in SHIMS]!r}:
+            importlib.import_module(name)
+        used = [m for m in {SHIMS!r} if m in sys.modules]  # no module of the packages imports an old path
+        for name in {SHIMS!r}:
+            importlib.import_module(name)
+        print(json.dumps([sys.modules["evomix"].__file__, used]))
+    """)
+    assert result.returncode == 0, result.stderr
+    path, used = json.loads(result.stdout.splitlines()[-1])
+    assert path == EVOMIX_INIT  # the child tested this copy
+    assert not used, f"imported by a module of evomix or objectives: {used}"
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("evomix.core", ("evomix.engine", "objectives")),  # the leaf: neither side
+    ("evomix.engine", ("objectives",)),  # the engine reaches objectives' contract through the leaf only
+    ("objectives", ("evomix.engine",)),  # and objectives never reaches into the engine
+])
+def test_a_layer_does_not_import_the_other_side(layer, forbidden):
+    names = [m for m in MODULES if (m == layer or m.startswith(layer + ".")) and m not in SHIMS]
+    result = _run(f"""
+        import importlib, json
+        for name in {names!r}:
+            importlib.import_module(name)
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("evomix", "objectives"))))
+    """)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert len(names) > 1 and set(names) <= set(loaded)  # guard: the layer's modules were imported
+    bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
+    assert not bad, f"importing {layer} loads {bad}"
