@@ -38,7 +38,7 @@ from evomix.audio import expand_paths, read_audio, write_text_atomic
 from evomix.core.features import Features
 from evomix.core.meter import integrated_loudness, k_weighting_power, loudness_range, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers, bark
-from evomix.engine.dsp import pan_gains
+from evomix.engine.dsp.pan import pan_gains
 from evomix.errors import ParameterError
 from objectives.base import Target
 from objectives.genre import WIDTH_REGIONS_HZ, GenreProfile, builtin_genres, genre, load_profile, width_by_region

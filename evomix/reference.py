@@ -23,7 +23,7 @@ from scipy.signal import resample_poly
 from evomix.audio import Session, read_audio
 from evomix.engine.analysis import Analysis
 from evomix.engine.bands import band_powers, frame_spectra
-from evomix.engine.dsp import pan_gains
+from evomix.engine.dsp.pan import pan_gains
 from evomix.errors import AudioFileError
 
 FIT_REGION_EDGES_HZ = (250.0, 4000.0)  # the fit allows each stem a different gain below/between/above

@@ -17,7 +17,8 @@ from scipy.signal import butter, sosfilt
 from evomix.audio import Session
 from evomix.core.meter import integrated_loudness, k_weighting_power
 from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
-from evomix.engine.dsp import pan_gains, rbj_sos
+from evomix.engine.dsp.filters import rbj_sos
+from evomix.engine.dsp.pan import pan_gains
 
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
 PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too

@@ -37,14 +37,10 @@ from evomix.core.compiled import lazy_njit
 from evomix.core.features import Features
 from evomix.core.meter import gated_loudness, lra_from_short_term
 from evomix.engine.analysis import DETECTOR_WINDOW_S, MASTER_DETECTOR_SUBSTEPS, PEAK_NODES_HZ, Analysis
-from evomix.engine.dsp import (
-    LIMITER_RELEASE_MS,
-    cascade_power_response,
-    cascade_response,
-    compressor_static_rows,
-    pan_gains,
-    smooth_gain_db,
-)
+from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
+from evomix.engine.dsp.filters import cascade_power_response, cascade_response
+from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
+from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.genome import (
     KNEE_DB,

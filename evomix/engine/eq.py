@@ -2,13 +2,13 @@
 
 Each stem: high-pass (``highpass_hz``, Q 0.707), low shelf, peaking EQ and high shelf, in that
 order; the master bus: a low shelf at ``MASTER_LOW_SHELF_HZ`` and a high shelf at
-``MASTER_HIGH_SHELF_HZ``. Coefficients from the RBJ Audio EQ Cookbook (``engine.dsp.rbj_sos``).
+``MASTER_HIGH_SHELF_HZ``. Coefficients from the RBJ Audio EQ Cookbook (``engine.dsp.filters.rbj_sos``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from evomix.engine.dsp import rbj_sos
+from evomix.engine.dsp.filters import rbj_sos
 from evomix.genome import MASTER_HIGH_SHELF_HZ, MASTER_LOW_SHELF_HZ, SHELF_Q, Params
 
 

@@ -36,13 +36,9 @@ from evomix.core.meter import (
 )
 from evomix.engine import chain
 from evomix.engine.bands import BandGrid, _window, band_powers_chunked, bark
-from evomix.engine.dsp import (
-    LEVEL_FLOOR_DB,
-    LIMITER_RELEASE_MS,
-    compressor_static_rows,
-    pan_gains,
-    smooth_gain_db,
-)
+from evomix.engine.dsp.dynamics import LEVEL_FLOOR_DB, compressor_static_rows, smooth_gain_db
+from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
+from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.genome import (
     KNEE_DB,

@@ -9,12 +9,12 @@ from evomix.engine import chain
 from evomix.engine.bands import band_grid, band_powers, band_powers_chunked
 from evomix.engine.dsp import (
     LEVEL_FLOOR_DB,
-    _limiter_gain,
     compressor_gain,
     rbj_sos,
     rms_level_db,
     true_peak_envelope,
 )
+from evomix.engine.dsp.limiter import _limiter_gain
 from evomix.engine.render import _Grid, features_from_render, render_exact
 from evomix.genome import GeneTable
 
