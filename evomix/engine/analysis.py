@@ -4,39 +4,27 @@ The fast tier (``engine.batch``) only ever touches these arrays; it never reads 
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
 import numpy as np
-import scipy.fft
-from scipy.signal import butter, sosfilt
 
 from evomix.audio import Session
 from evomix.core.meter import integrated_loudness, k_weighting_power
 from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
-from evomix.engine.dsp.filters import rbj_sos
 from evomix.engine.dsp.pan import pan_gains
+from evomix.engine.peaks import (
+    DETECTOR_GROUP_BANDS,
+    PEAK_NODES_HZ,
+    candidates_per_stem,
+    detector_at,
+    peak_values_at,
+    stem_candidate_instants,
+    sum_candidate_instants,
+)
 
-PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
-PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
-# Instants (local maxima) kept per stem, up to 8 stems; beyond 8 stems they share a budget (cost per
-# evaluation ~ stems x instants). Measured since the peaks are refined between samples
-# (batch._refine_top_peaks): 200 per stem + 600 from the sum estimate the true peak of 32 random
-# standard-workload mixes as well as 320 + 1000 (error -0.22 +- 0.72 dB vs -0.22 +- 0.73), and
-# rank the loudness objective as well, at ~60 % of the instants.
-PEAK_CANDIDATES_PER_STEM = 200
-PEAK_CANDIDATES_ALL_STEMS = 1600
-PEAK_CANDIDATES_MIN_PER_STEM = 40
-PEAK_CANDIDATES_SUM = 600  # instants kept from the unity-gain sum
-PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
-PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
-PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
-DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
-DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
 TRIM_RANGE_DB = (-30.0, 40.0)
 
@@ -200,7 +188,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     keep = grid.bin_band >= 0
     total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates
     instants = []
-    per_stem = min(PEAK_CANDIDATES_PER_STEM, max(PEAK_CANDIDATES_MIN_PER_STEM, PEAK_CANDIDATES_ALL_STEMS // max(n_stems, 1)))
+    per_stem = candidates_per_stem(n_stems)
     for s in range(n_stems):  # one stem at a time: memory stays bounded for long sessions
         x = session.stem(s) * centre[s][:, None].astype(np.float32)  # (2, samples) centre-panned
         total += x
@@ -223,7 +211,7 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         instants.append(stem_candidate_instants(x, grid, per_stem))
         if progress is not None:
             progress(s + 1, n_stems)
-    instants.append(_local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(PEAK_BLOCK_S * sr))))
+    instants.append(sum_candidate_instants(total, sr))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
     peak_values = np.empty((n_stems, 2, 2 * PEAK_NODES_HZ.size, inst.size), np.float32)
@@ -272,119 +260,3 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     )
 
 
-def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
-    """About k indices of large per-block maxima of ``env`` (samples,), blocks of ``hop`` samples:
-    the k/2 largest overall, and the largest in each of k/2 equal stretches of the song (after a
-    compressor has flattened the dynamics, a quiet passage's transient can be the master's peak)."""
-    n = env.size // hop * hop
-    if n == 0:
-        return np.array([int(np.argmax(env))])
-    blocks = env[:n].reshape(-1, hop)
-    arg = blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop  # (blocks,)
-    peak = blocks.max(axis=1)
-    top = np.argsort(peak)[::-1][: max(1, k - k // 2)]
-    n_stretch = min(k // 2, peak.size)
-    if n_stretch == 0:
-        return arg[top]
-    bounds = np.linspace(0, peak.size, n_stretch + 1).astype(int)
-    spread = [b0 + int(np.argmax(peak[b0:b1])) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
-    return arg[np.unique(np.concatenate([top, spread]))]
-
-
-def _node_weights(freqs: np.ndarray) -> np.ndarray:
-    """(N, F) triangular weights in log frequency, one per ``PEAK_NODES_HZ`` node, summing to 1 at
-    every frequency (the first node takes everything below it, the last everything above)."""
-    nodes = np.log2(PEAK_NODES_HZ)
-    lf = np.log2(np.maximum(freqs, 1e-3))
-    eye = np.eye(nodes.size)
-    return np.array([np.interp(lf, nodes, eye[n]) for n in range(nodes.size)])  # (N, F)
-
-
-def _kernels(grid: BandGrid) -> np.ndarray:
-    """(L, 2 N) impulse responses, index i <-> lag i - L/2 (``L = PEAK_KERNEL``, FFT-designed):
-    the zero-phase band filters of :func:`_node_weights` and their Hilbert transforms
-    (response ``-j w_n(f)`` for f > 0)."""
-    L = PEAK_KERNEL
-    w = _node_weights(np.fft.rfftfreq(L, 1.0 / grid.sr))  # (N, F)
-    w[:, 0] = np.where(np.arange(w.shape[0]) == 0, 1.0, 0.0)  # DC: in phase only
-    real = np.fft.irfft(w, n=L, axis=-1)
-    quad = np.fft.irfft(-1j * w, n=L, axis=-1)
-    return np.roll(np.concatenate([real, quad]), L // 2, axis=-1).T.astype(np.float32)
-
-
-def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDATES_PER_STEM) -> np.ndarray:
-    """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
-    ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
-    band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
-    sr = grid.sr
-    block = max(1, int(PEAK_BLOCK_S * sr))
-    edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
-    filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if lo is None:
-            filters.append(butter(2, hi, "lowpass", fs=sr, output="sos"))
-        elif hi is None:
-            filters.append(butter(2, lo, "highpass", fs=sr, output="sos"))
-        else:
-            filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
-    per_search = max(1, n // (len(filters) + 1))
-    idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
-    def envelope(sos):  # scipy's sosfilt releases the GIL: the filters run on all cores
-        return np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0)
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        envs = list(pool.map(envelope, filters))
-    idx += [_local_maxima(env, per_search, block) for env in envs]
-    return np.concatenate(idx)
-
-
-def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
-    """Stem ``x`` (2, samples) split into the peak basis (in phase and quadrature per node) at
-    instants ``inst`` (K,).
-
-    Each value is a dot product of the signal around the instant with the filter's impulse
-    response: excerpts (K, L) @ kernels (L, 2 N). Returns (2, 2 N, K) float32.
-
-    Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
-    and so moves and reshapes the peaks; magnitude-only band gains misjudged the true peak of random
-    mixes by up to ~3 dB (measured on the demo song, ``experiments/fidelity.py``).
-    """
-    N = PEAK_KERNEL  # excerpt length L
-    n = x.shape[-1]
-    K_mat = _kernels(grid)  # (L, 2 N)
-    pad = np.zeros((2, n + 2 * N), np.float32)
-    pad[:, N : N + n] = x
-    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N): e_k[i] = x[t_k + N/2 - i]
-    out = np.empty((2, K_mat.shape[1], inst.size), np.float32)
-    for c in range(2):
-        out[c] = (pad[c][offs] @ K_mat).T  # (K, 2N) -> (2N, K)
-    return out
-
-
-def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: int = DETECTOR_GROUP_BANDS,
-                window_s: float = DETECTOR_WINDOW_S) -> np.ndarray:
-    """Power of ``x`` (2, samples) summed over channels in a ``window_s`` (s) rectangular window
-    centred on each instant (K,), per group of ``group_bands`` analysis bands
-    -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
-    L = int(round(window_s * grid.sr))
-    n_fft = 1 << (L - 1).bit_length()
-    n = x.shape[-1]
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)
-    band = np.clip(np.searchsorted(grid.edges_hz, freqs) - 1, 0, grid.n_bands - 1)
-    group = band // group_bands  # (bins,)
-    n_groups = -(-grid.n_bands // group_bands)
-    onehot = (group[:, None] == np.arange(n_groups)[None, :]).astype(np.float32)  # (bins, C)
-    w = np.full(freqs.size, 2.0, np.float32)
-    w[0] = 1.0
-    if n_fft % 2 == 0:
-        w[-1] = 1.0
-    onehot *= (w / (n_fft * L))[:, None]
-    pad = np.zeros((2, n + L), np.float32)
-    pad[:, L // 2 : L // 2 + n] = x
-    out = np.zeros((n_groups, inst.size), np.float32)
-    for c in range(2):
-        for i0 in range(0, inst.size, 4096):  # chunks: (chunk, L) excerpts stay small
-            idx = inst[i0 : i0 + 4096, None] + np.arange(L)[None, :]  # window [t - L/2, t + L/2)
-            spec = scipy.fft.rfft(pad[c][idx], n=n_fft, axis=-1, workers=-1)
-            out[:, i0 : i0 + 4096] += ((spec.real**2 + spec.imag**2).astype(np.float32) @ onehot).T
-    return out

@@ -36,12 +36,21 @@ import numpy as np
 from evomix.core.compiled import lazy_njit
 from evomix.core.features import Features
 from evomix.core.meter import gated_loudness, lra_from_short_term
-from evomix.engine.analysis import DETECTOR_WINDOW_S, MASTER_DETECTOR_SUBSTEPS, PEAK_NODES_HZ, Analysis
+from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.filters import cascade_power_response, cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
+from evomix.engine.peaks import (
+    INTER_SAMPLE_DB,
+    PEAK_NODES_HZ,
+    _frame_max,
+    _gain_at_instants,
+    _master_level_at_instants,
+    _mix_at_instants,
+    _refine_top_peaks,
+)
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -55,7 +64,6 @@ SHORT_TERM_FRAMES = 60  # 3 s short-term window (EBU Tech 3342)
 _FLOOR = 1e-20
 LIMITER_TOLERANCE_LU = 0.05  # as the exact tier's LOUDNESS_TOLERANCE_LU
 LIMITER_PASSES = 6  # normalise -> limit -> re-normalise passes (the exact tier iterates the same way)
-INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
 
 
 def gain_from_db(db: np.ndarray, *, power: bool = False) -> np.ndarray:
@@ -120,23 +128,11 @@ def _released(depth, decay):  # (n, T), float -> (n, T)
     return out
 
 
-@lazy_njit
-def _frame_max(peaks, frame_of, n_frames):  # (p, K), (K,) -> (p, T)
-    """Largest of each frame's instants per candidate (0 where a frame has none)."""
-    out = np.zeros((peaks.shape[0], n_frames))
-    for i in range(peaks.shape[0]):
-        for k in range(peaks.shape[1]):
-            f = frame_of[k]
-            if peaks[i, k] > out[i, f]:
-                out[i, f] = peaks[i, k]
-    return out
-
-
 def _master_detector_shape(block_power: np.ndarray) -> np.ndarray:
     """The master detector's level at the sub-steps relative to its frame mean, from the mix's power
     in R abutting blocks per frame (p, T, R) -> (p, T, R), mean 1 per frame.
 
-    The 50 ms rectangular detector (``DETECTOR_WINDOW_S``, one hop) centred on a block spans R
+    The 50 ms rectangular detector (``peaks.DETECTOR_WINDOW_S``, one hop) centred on a block spans R
     blocks: for even R the block, (R - 2)/2 blocks on each side and half of the next ones
     (weights ``[1/2, 1, ..., 1, 1/2] / R``), for odd R the block and (R - 1)/2 on each side. The
     song's ends repeat their first and last blocks.
@@ -166,133 +162,6 @@ def _running_mean(x, kernel):  # (n, L), (W,) odd W -> (n, L)
     return out
 
 
-def _keep_after_rise(tau_s: np.ndarray, rise_s: float) -> np.ndarray:
-    """Share of a level change a one-pole (time constant ``tau_s``, s) has still to go ``rise_s`` s
-    after the change began: the mean of its responses to a step and to a linear ramp."""
-    step = np.exp(-rise_s / tau_s)
-    ramp = -(tau_s / rise_s) * np.expm1(-rise_s / tau_s)
-    return (0.5 * (step + ramp)).astype(np.float32)
-
-
-def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attack_ms, release_ms,
-                      gr_frames: np.ndarray) -> np.ndarray:
-    """A compressor's gain (dB) at the peak-candidate instants from its detector level there.
-
-    The frame-rate gain misses what a transient does inside its frame, and peaks are transients.
-    At each instant: the static curve on the instant-centred detector level ``level`` (..., K)
-    (mean square), approached from the smoothed state of the last frame whose window ends before
-    the transient enters the detector, over half the detector window (the time the centred RMS
-    window has seen the transient), with the attack or release time constant (the branching
-    smoothing of ``engine.dsp.smooth_gain_db``, Giannoulis et al. 2012, eq. 17).
-    ``gr_frames`` (..., T) dB; ``threshold_db`` ... broadcast against (..., K). Returns (..., K) dB.
-    """
-    level = np.asarray(level, np.float32)
-    lead, n_inst = level.shape[:-1], level.shape[-1]
-
-    def rows(x, dtype=np.float64):  # per-curve parameter, (..., 1) or scalar -> (n,)
-        x = np.asarray(x, dtype)
-        return np.ascontiguousarray(np.broadcast_to(x[..., 0] if x.ndim else x, lead)).reshape(-1)
-
-    lev_db = np.log10(np.maximum(level, np.float32(_FLOOR))).reshape(-1, n_inst)  # (n, K)
-    lev_db *= np.float32(10.0)
-    target = compressor_static_rows(lev_db, rows(threshold_db, np.float32), rows(ratio, np.float32),
-                                    np.full(lev_db.shape[0], KNEE_DB, np.float32))  # (n, K)
-    before = a.frame_before_instant  # (K,) frame centred a hop or more before the instant
-    half_window = DETECTOR_WINDOW_S / 2.0
-    # over the half window before the peak the detector's level rises as a step (a sharp hit enters
-    # the window's leading edge at once) or as a ramp (a swelling sound); the one-pole leaves
-    # exp(-D / tau) of the change to go after a step, (tau / D)(1 - exp(-D / tau)) after a ramp.
-    # The mean of the two (true-peak error on 24 random demo mixes: -0.35 +- 0.43 dB, worst 1.36;
-    # the step alone -0.58 +- 0.56, worst 1.88; the ramp alone -0.06 +- 0.45 but 1.8 dB high on
-    # mixes of another seed, where it under-compressed the transients)
-    keep_attack = _keep_after_rise(rows(attack_ms) / 1000.0, half_window)
-    keep_release = _keep_after_rise(rows(release_ms) / 1000.0, half_window)
-    frames = np.ascontiguousarray(gr_frames, np.float32).reshape(-1, gr_frames.shape[-1])  # (n, T)
-    return _approach_rows(target, frames, before, keep_attack, keep_release).reshape(level.shape)
-
-
-@lazy_njit
-def _approach_rows(target, frames_db, before, keep_attack, keep_release):  # (n, K), (n, T), (K,), (n,), (n,)
-    """Gain (dB) at each instant: from the state of frame ``before[k]`` (0 dB before the first
-    frame) towards ``target``, keeping ``keep_attack`` of the difference where the gain falls
-    (attack) and ``keep_release`` where it rises -> (n, K)."""
-    n_rows, n_inst = target.shape
-    out = np.empty_like(target)
-    for i in range(n_rows):
-        for k in range(n_inst):
-            b = before[k]
-            state = frames_db[i, b] if b >= 0 else np.float32(0.0)
-            t = target[i, k]
-            keep = keep_attack[i] if t < state else keep_release[i]
-            out[i, k] = t + (state - t) * keep
-    return out
-
-
-# instants per candidate whose peak is refined between samples: on 32 random standard-workload mixes
-# 16 estimate the true peak as well as 32 (error -0.19 +- 0.73 dB vs -0.19 +- 0.72), 8 a little worse
-# (-0.25 +- 0.72)
-PEAK_REFINE_TOP = 16
-PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
-
-
-def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np.ndarray, g_peak: np.ndarray,
-                      g_master_peak: np.ndarray) -> None:
-    """Raise ``peaks`` (p, K) in place at each candidate's ``PEAK_REFINE_TOP`` largest instants to
-    the waveform's extremum next to the instant, between samples included (a true-peak meter's
-    oversampling, ITU-R BS.1770-4 Annex 2, finds those; a high-passed or treble-boosted mix peaks a
-    sample or two away from where the raw stem did).
-
-    Around an instant the mix is ``x(t + tau) = Re sum_n a_n exp(j w_n tau)`` over the peak basis's
-    nodes; its first and second derivatives at ``tau = 0`` are the same sums weighted by ``j w_n``
-    and ``-w_n^2``, and the parabola through them peaks at ``tau* = -x'/x''`` (kept within
-    ``PEAK_REFINE_MAX_SAMPLES``). Measured on 32 random standard-workload mixes without
-    compressors: the true-peak error went from -0.62 +- 0.64 dB to -0.24 +- 0.48 dB; a wider
-    reach overshoots (2 samples: +0.36 +- 0.92). ``values`` (2, p, K) is the mix at the instants
-    before the master compressor, ``hc`` (p, s, 2, N) the complex gains of each stem's nodes,
-    ``g_peak`` (s, p, K) and ``g_master_peak`` (p, K) the compressors' amplitude gains there.
-    """
-    n_pop, n_inst = peaks.shape
-    m = min(PEAK_REFINE_TOP, n_inst)
-    if m == 0:
-        return
-    top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
-    rows = np.arange(n_pop)[:, None]
-    w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
-    h = np.stack([hc * (1j * w), hc * -(w**2)], axis=3)  # (p, s, 2, 2, N): first and second derivative
-    coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32)  # (p, s, 2, 2, 2N)
-    d = _derivatives_at(np.ascontiguousarray(top), a.peak_values_by_instant, coef, g_peak)  # (p, 2, 2, m)
-    x = values[:, rows, top]  # (2, p, m)
-    d1, d2 = d[:, :, 0].transpose(1, 0, 2), d[:, :, 1].transpose(1, 0, 2)  # (2, p, m)
-    safe = np.where(d2 != 0.0, d2, 1.0)
-    tau = np.where(d2 * x < 0.0, -d1 / safe, 0.0)  # an extremum of the same sign as the sample
-    tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
-    refined = np.abs(x + tau * (d1 + 0.5 * tau * d2)).max(axis=0) * g_master_peak[rows, top]  # (p, m)
-    peaks[rows, top] = np.maximum(peaks[rows, top], refined)
-
-
-@lazy_njit(fastmath={"reassoc"})
-def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2, 2, 2N), (s, p, K) -> (p, 2, 2, m)
-    """First and second derivative of the mix (per channel) at each candidate's instants ``top``:
-    ``sum_s gain[s, p, k] sum_n coef[p, s, c, d, n] basis[k, s, c, n]``, read straight from the
-    basis (no gathered copy). Each dot product has the basis's length, so its lanes (``reassoc``)
-    are summed in the same order for a candidate in any batch."""
-    n_pop, n_top = top.shape
-    n_stems, n_ch, n_coef = basis.shape[1], basis.shape[2], basis.shape[3]
-    out = np.zeros((n_pop, n_ch, 2, n_top), dtype=np.float32)
-    for p in range(n_pop):
-        for j in range(n_top):
-            k = top[p, j]
-            for s in range(n_stems):
-                g = gain[s, p, k]
-                for c in range(n_ch):
-                    for d in range(2):
-                        acc = np.float32(0.0)
-                        for n in range(n_coef):
-                            acc += coef[p, s, c, d, n] * basis[k, s, c, n]
-                        out[p, c, d, j] += acc * g
-    return out
-
-
 @lazy_njit
 def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
     """``sum_s sub[s, p, t, r] * gain[s, p, t]``: each stem's power in the sub-step blocks through
@@ -305,43 +174,6 @@ def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
                 g = gain[s, p, t]
                 for r in range(n_sub):
                     out[p, t, r] += sub[s, p, t, r] * g
-    return out
-
-
-@lazy_njit
-def _master_level_at_instants(eq_groups, det, weight, gain):  # (s, p, C), (s, C, K), (s, p), (s, p, K) -> (p, K)
-    """The master detector's level at each instant: the mean over channels of the mix's power,
-    ``0.5 sum_s weight[s, p] gain[s, p, k]^2 sum_c eq_groups[s, p, c] det[s, c, k]`` (each stem's
-    detector groups through the candidate's EQ, its fader/pan power and its compressor)."""
-    n_stems, n_pop, n_groups = eq_groups.shape
-    n_inst = det.shape[2]
-    out = np.zeros((n_pop, n_inst), dtype=np.float32)
-    level = np.empty(n_inst, dtype=np.float32)
-    for s in range(n_stems):
-        for p in range(n_pop):
-            level[:] = 0.0
-            for c in range(n_groups):  # the inner loops run along the instants (SIMD)
-                e = eq_groups[s, p, c]
-                for k in range(n_inst):
-                    level[k] += e * det[s, c, k]
-            w = weight[s, p] * np.float32(0.5)
-            for k in range(n_inst):
-                g = gain[s, p, k]
-                out[p, k] += level[k] * w * g * g
-    return out
-
-
-@lazy_njit
-def _mix_at_instants(per_stem, gain):  # (s, 2, p, K), (s, p, K) -> (2, p, K)
-    """The mix's waveform at the instants: each stem's (EQ'd, panned) value times its compressor's
-    amplitude gain there, summed over the stems."""
-    n_stems, n_ch, n_pop, n_inst = per_stem.shape
-    out = np.zeros((n_ch, n_pop, n_inst), dtype=np.float32)
-    for s in range(n_stems):
-        for c in range(n_ch):
-            for p in range(n_pop):
-                for k in range(n_inst):
-                    out[c, p, k] += per_stem[s, c, p, k] * gain[s, p, k]
     return out
 
 

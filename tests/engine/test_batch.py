@@ -66,7 +66,7 @@ def test_peak_basis_gives_the_eq_waveform_at_the_instants(setup):
     EQ'd waveform there (scipy ``sosfilt`` of the RBJ cascade is the reference)."""
     from scipy.signal import sosfilt
 
-    from evomix.engine.analysis import PEAK_NODES_HZ, peak_values_at
+    from evomix.engine.peaks import PEAK_NODES_HZ, peak_values_at
     from evomix.engine.dsp import pan_gains, rbj_sos, sos_response
 
     session, analysis, *_ = setup
@@ -110,11 +110,11 @@ def test_fast_tier_limiter_costs_loudness_like_the_exact_tier(setup):
 
 def test_peak_refinement_finds_the_treble_boosted_true_peak(setup, monkeypatch):
     """A treble-boosted mix peaks between samples and beside the raw stems' peak instants; the
-    refinement between samples (``batch._refine_top_peaks``) must bring the fast true peak closer
+    refinement between samples (``peaks._refine_top_peaks``) must bring the fast true peak closer
     to the exact tier's 4x-oversampled true peak (ITU-R BS.1770-4 Annex 2) than the samples alone."""
     import dataclasses
 
-    import evomix.engine.batch as batch
+    import evomix.engine.peaks as peaks
 
     session, analysis, params, *_ = setup
     one = params.member(0)
@@ -126,7 +126,7 @@ def test_peak_refinement_finds_the_treble_boosted_true_peak(setup, monkeypatch):
     exact = true_peak_dbtp(render_exact(session.audio, session.is_mono, session.sr, loud_treble, index=0,
                                         target_lufs=-14.0, ceiling_dbtp=40.0).mix, session.sr)
     refined = float(render_features(analysis, loud_treble, target_lufs=-14.0, ceiling_dbtp=40.0).true_peak_dbtp[0])
-    monkeypatch.setattr(batch, "PEAK_REFINE_TOP", 0)
+    monkeypatch.setattr(peaks, "PEAK_REFINE_TOP", 0)
     samples = float(render_features(analysis, loud_treble, target_lufs=-14.0, ceiling_dbtp=40.0).true_peak_dbtp[0])
     # measured: exact 2.50 dBTP, refined 2.88, samples only 1.47
     assert abs(refined - exact) < abs(samples - exact), (exact, refined, samples)
@@ -155,9 +155,8 @@ def test_compressor_gain_at_instants_follows_the_detector_from_the_frame_state()
     attack share where the gain falls and the release share where it rises (0 dB before frame 0)."""
     from types import SimpleNamespace
 
-    from evomix.engine.analysis import DETECTOR_WINDOW_S
-    from evomix.engine.batch import _gain_at_instants, _keep_after_rise
     from evomix.engine.dsp import compressor_static_db
+    from evomix.engine.peaks import DETECTOR_WINDOW_S, _gain_at_instants, _keep_after_rise
     from evomix.genome import KNEE_DB
 
     rng = np.random.default_rng(3)

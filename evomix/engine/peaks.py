@@ -1,0 +1,366 @@
+"""The fast tier's true-peak model: what is precomputed per stem, and the estimate per candidate.
+
+The limiter and the ``limiter_gr_db`` feature need each candidate's true peak, but the fast tier
+has no waveform. So the Analysis keeps, at K candidate instants (local maxima of each stem, of
+the stem after each of a few filters, and of the unity-gain sum), each stem split into
+``PEAK_NODES_HZ`` bands, in phase and in quadrature (:func:`peak_values_at`), plus what each
+compressor's detector sees there (:func:`detector_at`). At render time a candidate's complex EQ
+response at the nodes, its gains and pan turn them into the mix's waveform at the instants,
+the compressors' gains are computed at each instant (:func:`_gain_at_instants`), and the largest
+instants are refined between samples (:func:`_refine_top_peaks`).
+
+Precompute (``engine.analysis.analyze_session``): :func:`stem_candidate_instants`,
+:func:`sum_candidate_instants`, :func:`peak_values_at`, :func:`detector_at`.
+Estimate (``engine.batch.render_features``): :func:`_gain_at_instants`,
+:func:`_master_level_at_instants`, :func:`_mix_at_instants`, :func:`_refine_top_peaks`,
+:func:`_frame_max`.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.fft
+from scipy.signal import butter, sosfilt
+
+from evomix.core.compiled import lazy_njit
+from evomix.engine.bands import BandGrid
+from evomix.engine.dsp.dynamics import compressor_static_rows
+from evomix.engine.dsp.filters import rbj_sos
+from evomix.genome import KNEE_DB
+
+if TYPE_CHECKING:  # annotations only: engine.analysis imports this module
+    from evomix.engine.analysis import Analysis
+
+_FLOOR = 1e-20
+
+# ---------------------------------------------------------------------------------------------
+# Precompute, once per session (engine.analysis)
+# ---------------------------------------------------------------------------------------------
+PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
+PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
+# Instants (local maxima) kept per stem, up to 8 stems; beyond 8 stems they share a budget (cost per
+# evaluation ~ stems x instants). Measured since the peaks are refined between samples
+# (_refine_top_peaks): 200 per stem + 600 from the sum estimate the true peak of 32 random
+# standard-workload mixes as well as 320 + 1000 (error -0.22 +- 0.72 dB vs -0.22 +- 0.73), and
+# rank the loudness objective as well, at ~60 % of the instants.
+PEAK_CANDIDATES_PER_STEM = 200
+PEAK_CANDIDATES_ALL_STEMS = 1600
+PEAK_CANDIDATES_MIN_PER_STEM = 40
+PEAK_CANDIDATES_SUM = 600  # instants kept from the unity-gain sum
+PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
+PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
+PEAK_KERNEL = 4096  # samples of signal around each candidate instant
+DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
+DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
+
+
+def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
+    """About k indices of large per-block maxima of ``env`` (samples,), blocks of ``hop`` samples:
+    the k/2 largest overall, and the largest in each of k/2 equal stretches of the song (after a
+    compressor has flattened the dynamics, a quiet passage's transient can be the master's peak)."""
+    n = env.size // hop * hop
+    if n == 0:
+        return np.array([int(np.argmax(env))])
+    blocks = env[:n].reshape(-1, hop)
+    arg = blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop  # (blocks,)
+    peak = blocks.max(axis=1)
+    top = np.argsort(peak)[::-1][: max(1, k - k // 2)]
+    n_stretch = min(k // 2, peak.size)
+    if n_stretch == 0:
+        return arg[top]
+    bounds = np.linspace(0, peak.size, n_stretch + 1).astype(int)
+    spread = [b0 + int(np.argmax(peak[b0:b1])) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 > b0]
+    return arg[np.unique(np.concatenate([top, spread]))]
+
+
+def _node_weights(freqs: np.ndarray) -> np.ndarray:
+    """(N, F) triangular weights in log frequency, one per ``PEAK_NODES_HZ`` node, summing to 1 at
+    every frequency (the first node takes everything below it, the last everything above)."""
+    nodes = np.log2(PEAK_NODES_HZ)
+    lf = np.log2(np.maximum(freqs, 1e-3))
+    eye = np.eye(nodes.size)
+    return np.array([np.interp(lf, nodes, eye[n]) for n in range(nodes.size)])  # (N, F)
+
+
+def _kernels(grid: BandGrid) -> np.ndarray:
+    """(L, 2 N) impulse responses, index i <-> lag i - L/2 (``L = PEAK_KERNEL``, FFT-designed):
+    the zero-phase band filters of :func:`_node_weights` and their Hilbert transforms
+    (response ``-j w_n(f)`` for f > 0)."""
+    L = PEAK_KERNEL
+    w = _node_weights(np.fft.rfftfreq(L, 1.0 / grid.sr))  # (N, F)
+    w[:, 0] = np.where(np.arange(w.shape[0]) == 0, 1.0, 0.0)  # DC: in phase only
+    real = np.fft.irfft(w, n=L, axis=-1)
+    quad = np.fft.irfft(-1j * w, n=L, axis=-1)
+    return np.roll(np.concatenate([real, quad]), L // 2, axis=-1).T.astype(np.float32)
+
+
+def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDATES_PER_STEM) -> np.ndarray:
+    """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
+    ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
+    band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
+    sr = grid.sr
+    block = max(1, int(PEAK_BLOCK_S * sr))
+    edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
+    filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo is None:
+            filters.append(butter(2, hi, "lowpass", fs=sr, output="sos"))
+        elif hi is None:
+            filters.append(butter(2, lo, "highpass", fs=sr, output="sos"))
+        else:
+            filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
+    per_search = max(1, n // (len(filters) + 1))
+    idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
+    def envelope(sos):  # scipy's sosfilt releases the GIL: the filters run on all cores
+        return np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        envs = list(pool.map(envelope, filters))
+    idx += [_local_maxima(env, per_search, block) for env in envs]
+    return np.concatenate(idx)
+
+
+def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
+    """Stem ``x`` (2, samples) split into the peak basis (in phase and quadrature per node) at
+    instants ``inst`` (K,).
+
+    Each value is a dot product of the signal around the instant with the filter's impulse
+    response: excerpts (K, L) @ kernels (L, 2 N). Returns (2, 2 N, K) float32.
+
+    Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
+    and so moves and reshapes the peaks; magnitude-only band gains misjudged the true peak of random
+    mixes by up to ~3 dB (measured on the demo song, ``experiments/fidelity.py``).
+    """
+    N = PEAK_KERNEL  # excerpt length L
+    n = x.shape[-1]
+    K_mat = _kernels(grid)  # (L, 2 N)
+    pad = np.zeros((2, n + 2 * N), np.float32)
+    pad[:, N : N + n] = x
+    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N): e_k[i] = x[t_k + N/2 - i]
+    out = np.empty((2, K_mat.shape[1], inst.size), np.float32)
+    for c in range(2):
+        out[c] = (pad[c][offs] @ K_mat).T  # (K, 2N) -> (2N, K)
+    return out
+
+
+def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: int = DETECTOR_GROUP_BANDS,
+                window_s: float = DETECTOR_WINDOW_S) -> np.ndarray:
+    """Power of ``x`` (2, samples) summed over channels in a ``window_s`` (s) rectangular window
+    centred on each instant (K,), per group of ``group_bands`` analysis bands
+    -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
+    L = int(round(window_s * grid.sr))
+    n_fft = 1 << (L - 1).bit_length()
+    n = x.shape[-1]
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)
+    band = np.clip(np.searchsorted(grid.edges_hz, freqs) - 1, 0, grid.n_bands - 1)
+    group = band // group_bands  # (bins,)
+    n_groups = -(-grid.n_bands // group_bands)
+    onehot = (group[:, None] == np.arange(n_groups)[None, :]).astype(np.float32)  # (bins, C)
+    w = np.full(freqs.size, 2.0, np.float32)
+    w[0] = 1.0
+    if n_fft % 2 == 0:
+        w[-1] = 1.0
+    onehot *= (w / (n_fft * L))[:, None]
+    pad = np.zeros((2, n + L), np.float32)
+    pad[:, L // 2 : L // 2 + n] = x
+    out = np.zeros((n_groups, inst.size), np.float32)
+    for c in range(2):
+        for i0 in range(0, inst.size, 4096):  # chunks: (chunk, L) excerpts stay small
+            idx = inst[i0 : i0 + 4096, None] + np.arange(L)[None, :]  # window [t - L/2, t + L/2)
+            spec = scipy.fft.rfft(pad[c][idx], n=n_fft, axis=-1, workers=-1)
+            out[:, i0 : i0 + 4096] += ((spec.real**2 + spec.imag**2).astype(np.float32) @ onehot).T
+    return out
+
+
+def candidates_per_stem(n_stems: int) -> int:
+    """Instants kept per stem for a session of ``n_stems`` stems (``PEAK_CANDIDATES_PER_STEM`` up to
+    8 stems, then a share of ``PEAK_CANDIDATES_ALL_STEMS``, at least ``PEAK_CANDIDATES_MIN_PER_STEM``)."""
+    return min(PEAK_CANDIDATES_PER_STEM, max(PEAK_CANDIDATES_MIN_PER_STEM, PEAK_CANDIDATES_ALL_STEMS // max(n_stems, 1)))
+
+
+def sum_candidate_instants(total: np.ndarray, sr: int) -> np.ndarray:
+    """About ``PEAK_CANDIDATES_SUM`` sample indices where the unity-gain sum ``total`` (2, samples) peaks."""
+    return _local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(PEAK_BLOCK_S * sr)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimate, per candidate (engine.batch)
+# ---------------------------------------------------------------------------------------------
+INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
+# instants per candidate whose peak is refined between samples: on 32 random standard-workload mixes
+# 16 estimate the true peak as well as 32 (error -0.19 +- 0.73 dB vs -0.19 +- 0.72), 8 a little worse
+# (-0.25 +- 0.72)
+PEAK_REFINE_TOP = 16
+PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
+
+
+def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attack_ms, release_ms,
+                      gr_frames: np.ndarray) -> np.ndarray:
+    """A compressor's gain (dB) at the peak-candidate instants from its detector level there.
+
+    The frame-rate gain misses what a transient does inside its frame, and peaks are transients.
+    At each instant: the static curve on the instant-centred detector level ``level`` (..., K)
+    (mean square), approached from the smoothed state of the last frame whose window ends before
+    the transient enters the detector, over half the detector window (the time the centred RMS
+    window has seen the transient), with the attack or release time constant (the branching
+    smoothing of ``engine.dsp.smooth_gain_db``, Giannoulis et al. 2012, eq. 17).
+    ``gr_frames`` (..., T) dB; ``threshold_db`` ... broadcast against (..., K). Returns (..., K) dB.
+    """
+    level = np.asarray(level, np.float32)
+    lead, n_inst = level.shape[:-1], level.shape[-1]
+
+    def rows(x, dtype=np.float64):  # per-curve parameter, (..., 1) or scalar -> (n,)
+        x = np.asarray(x, dtype)
+        return np.ascontiguousarray(np.broadcast_to(x[..., 0] if x.ndim else x, lead)).reshape(-1)
+
+    lev_db = np.log10(np.maximum(level, np.float32(_FLOOR))).reshape(-1, n_inst)  # (n, K)
+    lev_db *= np.float32(10.0)
+    target = compressor_static_rows(lev_db, rows(threshold_db, np.float32), rows(ratio, np.float32),
+                                    np.full(lev_db.shape[0], KNEE_DB, np.float32))  # (n, K)
+    before = a.frame_before_instant  # (K,) frame centred a hop or more before the instant
+    half_window = DETECTOR_WINDOW_S / 2.0
+    # over the half window before the peak the detector's level rises as a step (a sharp hit enters
+    # the window's leading edge at once) or as a ramp (a swelling sound); the one-pole leaves
+    # exp(-D / tau) of the change to go after a step, (tau / D)(1 - exp(-D / tau)) after a ramp.
+    # The mean of the two (true-peak error on 24 random demo mixes: -0.35 +- 0.43 dB, worst 1.36;
+    # the step alone -0.58 +- 0.56, worst 1.88; the ramp alone -0.06 +- 0.45 but 1.8 dB high on
+    # mixes of another seed, where it under-compressed the transients)
+    keep_attack = _keep_after_rise(rows(attack_ms) / 1000.0, half_window)
+    keep_release = _keep_after_rise(rows(release_ms) / 1000.0, half_window)
+    frames = np.ascontiguousarray(gr_frames, np.float32).reshape(-1, gr_frames.shape[-1])  # (n, T)
+    return _approach_rows(target, frames, before, keep_attack, keep_release).reshape(level.shape)
+
+
+def _keep_after_rise(tau_s: np.ndarray, rise_s: float) -> np.ndarray:
+    """Share of a level change a one-pole (time constant ``tau_s``, s) has still to go ``rise_s`` s
+    after the change began: the mean of its responses to a step and to a linear ramp."""
+    step = np.exp(-rise_s / tau_s)
+    ramp = -(tau_s / rise_s) * np.expm1(-rise_s / tau_s)
+    return (0.5 * (step + ramp)).astype(np.float32)
+
+
+@lazy_njit
+def _approach_rows(target, frames_db, before, keep_attack, keep_release):  # (n, K), (n, T), (K,), (n,), (n,)
+    """Gain (dB) at each instant: from the state of frame ``before[k]`` (0 dB before the first
+    frame) towards ``target``, keeping ``keep_attack`` of the difference where the gain falls
+    (attack) and ``keep_release`` where it rises -> (n, K)."""
+    n_rows, n_inst = target.shape
+    out = np.empty_like(target)
+    for i in range(n_rows):
+        for k in range(n_inst):
+            b = before[k]
+            state = frames_db[i, b] if b >= 0 else np.float32(0.0)
+            t = target[i, k]
+            keep = keep_attack[i] if t < state else keep_release[i]
+            out[i, k] = t + (state - t) * keep
+    return out
+
+
+@lazy_njit
+def _master_level_at_instants(eq_groups, det, weight, gain):  # (s, p, C), (s, C, K), (s, p), (s, p, K) -> (p, K)
+    """The master detector's level at each instant: the mean over channels of the mix's power,
+    ``0.5 sum_s weight[s, p] gain[s, p, k]^2 sum_c eq_groups[s, p, c] det[s, c, k]`` (each stem's
+    detector groups through the candidate's EQ, its fader/pan power and its compressor)."""
+    n_stems, n_pop, n_groups = eq_groups.shape
+    n_inst = det.shape[2]
+    out = np.zeros((n_pop, n_inst), dtype=np.float32)
+    level = np.empty(n_inst, dtype=np.float32)
+    for s in range(n_stems):
+        for p in range(n_pop):
+            level[:] = 0.0
+            for c in range(n_groups):  # the inner loops run along the instants (SIMD)
+                e = eq_groups[s, p, c]
+                for k in range(n_inst):
+                    level[k] += e * det[s, c, k]
+            w = weight[s, p] * np.float32(0.5)
+            for k in range(n_inst):
+                g = gain[s, p, k]
+                out[p, k] += level[k] * w * g * g
+    return out
+
+
+@lazy_njit
+def _mix_at_instants(per_stem, gain):  # (s, 2, p, K), (s, p, K) -> (2, p, K)
+    """The mix's waveform at the instants: each stem's (EQ'd, panned) value times its compressor's
+    amplitude gain there, summed over the stems."""
+    n_stems, n_ch, n_pop, n_inst = per_stem.shape
+    out = np.zeros((n_ch, n_pop, n_inst), dtype=np.float32)
+    for s in range(n_stems):
+        for c in range(n_ch):
+            for p in range(n_pop):
+                for k in range(n_inst):
+                    out[c, p, k] += per_stem[s, c, p, k] * gain[s, p, k]
+    return out
+
+
+def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np.ndarray, g_peak: np.ndarray,
+                      g_master_peak: np.ndarray) -> None:
+    """Raise ``peaks`` (p, K) in place at each candidate's ``PEAK_REFINE_TOP`` largest instants to
+    the waveform's extremum next to the instant, between samples included (a true-peak meter's
+    oversampling, ITU-R BS.1770-4 Annex 2, finds those; a high-passed or treble-boosted mix peaks a
+    sample or two away from where the raw stem did).
+
+    Around an instant the mix is ``x(t + tau) = Re sum_n a_n exp(j w_n tau)`` over the peak basis's
+    nodes; its first and second derivatives at ``tau = 0`` are the same sums weighted by ``j w_n``
+    and ``-w_n^2``, and the parabola through them peaks at ``tau* = -x'/x''`` (kept within
+    ``PEAK_REFINE_MAX_SAMPLES``). Measured on 32 random standard-workload mixes without
+    compressors: the true-peak error went from -0.62 +- 0.64 dB to -0.24 +- 0.48 dB; a wider
+    reach overshoots (2 samples: +0.36 +- 0.92). ``values`` (2, p, K) is the mix at the instants
+    before the master compressor, ``hc`` (p, s, 2, N) the complex gains of each stem's nodes,
+    ``g_peak`` (s, p, K) and ``g_master_peak`` (p, K) the compressors' amplitude gains there.
+    """
+    n_pop, n_inst = peaks.shape
+    m = min(PEAK_REFINE_TOP, n_inst)
+    if m == 0:
+        return
+    top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
+    rows = np.arange(n_pop)[:, None]
+    w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
+    h = np.stack([hc * (1j * w), hc * -(w**2)], axis=3)  # (p, s, 2, 2, N): first and second derivative
+    coef = np.concatenate([h.real, -h.imag], axis=-1).astype(np.float32)  # (p, s, 2, 2, 2N)
+    d = _derivatives_at(np.ascontiguousarray(top), a.peak_values_by_instant, coef, g_peak)  # (p, 2, 2, m)
+    x = values[:, rows, top]  # (2, p, m)
+    d1, d2 = d[:, :, 0].transpose(1, 0, 2), d[:, :, 1].transpose(1, 0, 2)  # (2, p, m)
+    safe = np.where(d2 != 0.0, d2, 1.0)
+    tau = np.where(d2 * x < 0.0, -d1 / safe, 0.0)  # an extremum of the same sign as the sample
+    tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
+    refined = np.abs(x + tau * (d1 + 0.5 * tau * d2)).max(axis=0) * g_master_peak[rows, top]  # (p, m)
+    peaks[rows, top] = np.maximum(peaks[rows, top], refined)
+
+
+@lazy_njit(fastmath={"reassoc"})
+def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2, 2, 2N), (s, p, K) -> (p, 2, 2, m)
+    """First and second derivative of the mix (per channel) at each candidate's instants ``top``:
+    ``sum_s gain[s, p, k] sum_n coef[p, s, c, d, n] basis[k, s, c, n]``, read straight from the
+    basis (no gathered copy). Each dot product has the basis's length, so its lanes (``reassoc``)
+    are summed in the same order for a candidate in any batch."""
+    n_pop, n_top = top.shape
+    n_stems, n_ch, n_coef = basis.shape[1], basis.shape[2], basis.shape[3]
+    out = np.zeros((n_pop, n_ch, 2, n_top), dtype=np.float32)
+    for p in range(n_pop):
+        for j in range(n_top):
+            k = top[p, j]
+            for s in range(n_stems):
+                g = gain[s, p, k]
+                for c in range(n_ch):
+                    for d in range(2):
+                        acc = np.float32(0.0)
+                        for n in range(n_coef):
+                            acc += coef[p, s, c, d, n] * basis[k, s, c, n]
+                        out[p, c, d, j] += acc * g
+    return out
+
+
+@lazy_njit
+def _frame_max(peaks, frame_of, n_frames):  # (p, K), (K,) -> (p, T)
+    """Largest of each frame's instants per candidate (0 where a frame has none)."""
+    out = np.zeros((peaks.shape[0], n_frames))
+    for i in range(peaks.shape[0]):
+        for k in range(peaks.shape[1]):
+            f = frame_of[k]
+            if peaks[i, k] > out[i, f]:
+                out[i, f] = peaks[i, k]
+    return out
