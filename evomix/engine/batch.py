@@ -31,6 +31,8 @@ also release the GIL for the threads of ``evomix.parallel.score``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from evomix.core.compiled import lazy_njit
@@ -38,19 +40,9 @@ from evomix.core.features import Features
 from evomix.core.meter import gated_loudness, lra_from_short_term
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
-from evomix.engine.dsp.filters import cascade_power_response, cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
-from evomix.engine.dsp.pan import pan_gains
-from evomix.engine.eq import master_eq_sos, stem_eq_sos
-from evomix.engine.peaks import (
-    INTER_SAMPLE_DB,
-    PEAK_NODES_HZ,
-    _frame_max,
-    _gain_at_instants,
-    _master_level_at_instants,
-    _mix_at_instants,
-    _refine_top_peaks,
-)
+from evomix.engine.gains import MixWeights, StemGains, gain_from_db, mix_weights, stem_gains
+from evomix.engine.peaks import PeakEstimate, estimate_peaks
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -64,14 +56,6 @@ SHORT_TERM_FRAMES = 60  # 3 s short-term window (EBU Tech 3342)
 _FLOOR = 1e-20
 LIMITER_TOLERANCE_LU = 0.05  # as the exact tier's LOUDNESS_TOLERANCE_LU
 LIMITER_PASSES = 6  # normalise -> limit -> re-normalise passes (the exact tier iterates the same way)
-
-
-def gain_from_db(db: np.ndarray, *, power: bool = False) -> np.ndarray:
-    """Linear gain from dB, ``10^(db/20)`` (amplitude) or ``10^(db/10)`` (power), in the input's
-    dtype. Written as ``exp(db ln10 / 20)``: numpy's exp is vectorized and several times faster
-    than its ``power`` on these arrays."""
-    db = np.asarray(db)
-    return np.exp(db * db.dtype.type(np.log(10.0) / (10.0 if power else 20.0)))
 
 
 def frames_to_blocks(z: np.ndarray, block: int, step: int) -> np.ndarray:
@@ -201,49 +185,140 @@ def _stem_tensors(weight, gain, power, spread):  # (p, s, 2, B), (p, s, T'), (s,
     return stem_power, stem_spread, mix_power
 
 
+@dataclass(frozen=True)
+class Compression:
+    """A compressor's frame-rate gain: ``gain_db`` (..., T) dB <= 0 and the same as a linear power
+    gain ``power_gain`` (..., T) in (0, 1]; ``...`` is (pop, stems) for the stems, (pop,) for the master."""
+
+    gain_db: np.ndarray
+    power_gain: np.ndarray
+
+
+@dataclass(frozen=True)
+class MasterBus:
+    """The master compressor's gain and what the loudness stage needs from before it.
+
+    Attributes
+    ----------
+    compression : Compression, (pop, T).
+    k_power_pre : (pop, T) the mix's K-weighted power per frame, channels summed, before the master
+        compressor (mean square per hop; BS.1770-4 eq. 1 per frame).
+    """
+
+    compression: Compression
+    k_power_pre: np.ndarray
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Loudness normalisation and limiting of each candidate's master.
+
+    Attributes
+    ----------
+    raw_lufs : (pop,) LUFS, integrated loudness after the master compressor, before normalisation.
+    loudness_lufs : (pop,) LUFS, after normalisation (the target; ``raw_lufs`` for silence).
+    norm_power : (pop,) linear power gain of the normalisation.
+    limiter_power : (pop, T) linear power gain of the limiter per frame (1 where it is idle).
+    lra_lu : (pop,) LU, loudness range of the limited master (EBU Tech 3342).
+    true_peak_dbtp : (pop,) dBTP, true peak after the limiter (at most the ceiling).
+    limiter_gr_db : (pop,) dB >= 0, by how much the normalised pre-limiter peak exceeds the ceiling.
+    """
+
+    raw_lufs: np.ndarray
+    loudness_lufs: np.ndarray
+    norm_power: np.ndarray
+    limiter_power: np.ndarray
+    lra_lu: np.ndarray
+    true_peak_dbtp: np.ndarray
+    limiter_gr_db: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeavyTensors:
+    """The per-stem band tensors on the heavy frames T' (``Analysis.heavy_frames``), float32.
+
+    stem_power, stem_spread : (pop, stems, 2, B, T'); mix_power : (pop, 2, B, T');
+    mix_cross : (pop, B, T') Re(L R*) (as in :class:`~evomix.core.features.Features`).
+    """
+
+    stem_power: np.ndarray
+    stem_spread: np.ndarray
+    mix_power: np.ndarray
+    mix_cross: np.ndarray
+
+
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
-    """Render a population (pop, ...) in the fast tier and return its :class:`Features`."""
+    """Render a population (pop, ...) in the fast tier and return its :class:`Features`.
+
+    The stages, in signal order (each documents its shapes and units): static gains and mix
+    weights (``engine.gains``), stem compressors, master compressor, true-peak estimate
+    (``engine.peaks``), loudness normalisation and limiting, the per-stem band tensors.
+    """
     a = analysis
-    sr, grid = a.sr, a.grid
-    n_pop, n_stems = params.gain_db.shape
-    hop_s = grid.hop_s
-    P = a.band_power  # (s, 2, B, T)
+    gains = stem_gains(a, params)
+    mix = mix_weights(gains)
+    stems = _stem_compressors(a, params, gains)
+    master = _master_compressor(a, params, mix, stems)
+    peaks = estimate_peaks(a, params, gains, mix, stems.gain_db, master.compression.gain_db)
+    levels = _normalise_and_limit(a, master, peaks, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    heavy = _heavy_tensors(a, gains, mix, stems, master, levels)
+    return Features(
+        bands_hz=a.grid.centres_hz,
+        band_edges_hz=a.grid.edges_hz,
+        band_bark=a.band_bark,
+        spread=a.grid.spread,
+        roles=a.roles,
+        stem_power=heavy.stem_power,
+        stem_spread=heavy.stem_spread,
+        mix_power=heavy.mix_power,
+        mix_cross=heavy.mix_cross,
+        loudness_lufs=levels.loudness_lufs,
+        raw_loudness_lufs=levels.raw_lufs,
+        lra_lu=levels.lra_lu,
+        true_peak_dbtp=levels.true_peak_dbtp,
+        limiter_gr_db=levels.limiter_gr_db,
+        frames=a.heavy_frames,
+    )
 
-    # --- per-stem static gains -------------------------------------------------------------
-    stem_sos, master_sos = stem_eq_sos(params, sr, check=False), master_eq_sos(params, sr, check=False)  # (p, s, 4, 6), (p, 2, 6)
-    gw = a.grid_weight.astype(float)  # (s, G, B)
-    eq = np.matmul(cascade_power_response(stem_sos, grid.grid_hz, sr).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
-    meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
-    trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
-    fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
-    centre = a.centre_gains  # (s, 2): the Analysis is centre-panned
-    pans = pan_gains(params.pan, a.is_mono[None, :])  # (p, s, 2)
-    rel_pan = pans / centre[None]  # (p, s, 2)
 
-    # --- stem compressors (detector: stereo-linked mean square, pre-pan) -----------------------
+def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
+    """Each stem's compressor per frame, (pop, stems, T).
+
+    The detector is the stereo-linked mean square before the pan (``Analysis.detector_power``)
+    through the stem's EQ and trim; the gain computer and the attack/release smoothing are the
+    exact tier's (``engine.dsp.dynamics``), each frame getting the smoothed gain's mean over it.
+    """
+    n_stems = params.gain_db.shape[1]
+    eq, trim_pow = g.eq_pow, g.trim_pow
     lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
     gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(), params.comp_ratio.ravel(),
                                 np.full(lev_db.shape[0] * n_stems, KNEE_DB)).reshape(lev_db.shape)  # (p, s, T) dB
-    gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, hop_s, step_mean=True)  # (p, s, T) dB
+    gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, a.grid.hop_s, step_mean=True)  # (p, s, T) dB
     g_comp = gain_from_db(gr, power=True)  # (p, s, T) power
+    return Compression(gain_db=gr, power_gain=g_comp)
 
-    # --- power weights of each stem in the mix (before the master's time-varying gain) -------
-    w_mix = (trim_pow * fader_pow)[:, :, None, None] * rel_pan[:, :, :, None] ** 2 * (eq * meq)[:, :, None, :]  # (p, s, 2, B)
-    # --- master compressor, read R = MASTER_DETECTOR_SUBSTEPS times per frame. The frame's level is
-    #     the mix's band power (stems add in power); where that power lies within the frame comes from
-    #     each stem's power in R abutting blocks (Analysis.sub_power) through the candidate's EQ,
-    #     gains, pan and stem compressors. The detector (50 ms, R blocks wide) reads their running
-    #     mean; each frame then gets its sub-steps' gains weighted by the blocks' power: the gain dips
-    #     where the power peaks, so a frame loses more loudness than its mean gain says. Measured
-    #     (experiments/fidelity.py populations, 8 cases): the worst fast-vs-exact pre-normalisation
-    #     loudness error 0.68 (one gain per frame) -> 0.51 (sub-steps weighted by the detector's own
-    #     level) -> 0.41 LU (weighted by the blocks' power); the sub-step level alone (without the
-    #     frame's band power) was worse: 1.4 dB below the exact detector on a song with correlated stems.
+
+def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression) -> MasterBus:
+    """The master compressor per frame, (pop, T), read R = MASTER_DETECTOR_SUBSTEPS times per frame.
+
+    The frame's level is the mix's band power (stems add in power); where that power lies within
+    the frame comes from each stem's power in R abutting blocks (``Analysis.sub_power``) through
+    the candidate's EQ, gains, pan and stem compressors. The detector (50 ms, R blocks wide) reads
+    their running mean; each frame then gets its sub-steps' gains weighted by the blocks' power:
+    the gain dips where the power peaks, so a frame loses more loudness than its mean gain says.
+    Measured (experiments/fidelity.py populations, 8 cases): the worst fast-vs-exact
+    pre-normalisation loudness error 0.68 (one gain per frame) -> 0.51 (sub-steps weighted by the
+    detector's own level) -> 0.41 LU (weighted by the blocks' power); the sub-step level alone
+    (without the frame's band power) was worse: 1.4 dB below the exact detector on a song with
+    correlated stems.
+    """
+    n_pop, n_stems = params.gain_db.shape
+    hop_s = a.grid.hop_s
+    P = a.band_power  # (s, 2, B, T)
+    w_mix, mix_w, eq_mix, g_comp = mix.band_pow, mix.linked_pow, mix.eq_pow, stems.power_gain
     R = MASTER_DETECTOR_SUBSTEPS
-    mix_w = (trim_pow * fader_pow * (pans**2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
-    eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_power).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
     block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
@@ -263,38 +338,18 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     g_master = (g_sub * block_power).sum(axis=-1) / np.maximum(block_power.sum(axis=-1), _FLOOR)  # (p, T)
     with np.errstate(divide="ignore"):  # a silent frame (no block power) has g_master 0: -inf dB, weighs nothing
         mgr = 10.0 * np.log10(g_master)  # (p, T) dB
+    return MasterBus(compression=Compression(gain_db=mgr, power_gain=g_master), k_power_pre=k_frames_pre)
 
-    # --- true-peak estimate: each candidate's EQ (complex, phase included) and gains applied to each
-    #     stem's in-phase/quadrature band values at the peak-candidate instants, summed as waveforms --
-    chain = np.concatenate([stem_sos, np.broadcast_to(master_sos[:, None], (n_pop, n_stems, 2, 6))], axis=2)  # (p, s, 6, 6)
-    h_nodes = cascade_response(chain, PEAK_NODES_HZ, sr)  # (p, s, N) stem EQ then master shelves
-    amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * rel_pan  # (p, s, 2)
-    hc = h_nodes[:, :, None, :] * amp[..., None]  # (p, s, 2, N) complex
-    coef = np.concatenate([hc.real, -hc.imag], axis=-1).transpose(1, 2, 0, 3)  # (s, 2, p, 2N)
-    per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, 2N) @ (s, 2, 2N, K) -> (s, 2, p, K)
-    k = a.peak_frames  # (K,) sorted
-    # compressors at the instants: stem detectors (EQ'd, trimmed), then the master's (the mix)
-    det = a.peak_detector  # (s, C, K)
-    eq_groups = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_group_share)  # (s, p, C)
-    trim32 = trim_pow.T[:, :, None].astype(np.float32)  # (s, p, 1)
-    lev = np.matmul(eq_groups, det) * trim32  # (s, p, K)
-    gr_peak = _gain_at_instants(a, lev, params.comp_threshold_db.T[:, :, None], params.comp_ratio.T[:, :, None],
-                                params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
-    g_peak = gain_from_db(gr_peak)  # (s, p, K) amplitude
-    meq_groups = np.matmul(eq_mix, a.detector_group_share)  # (s, p, C)
-    mlev = _master_level_at_instants(meq_groups, det, mix_w[:, :, 0], g_peak)  # (p, K)
-    mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
-                                 MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)
-    values = _mix_at_instants(per_stem, g_peak)  # (2, p, K)
-    g_master_peak = gain_from_db(mgr_peak)  # (p, K) amplitude
-    peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
-    _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
-    frame_peak = _frame_max(peaks, k, g_master.shape[-1])  # (p, T)
-    with np.errstate(divide="ignore"):
-        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
 
-    # --- loudness (BS.1770-4 on K-weighted band powers), normalisation and limiting, iterated as in
-    #     the exact tier: the limiter lowers the loudness, the normalisation makes it up -----------
+def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *, target_lufs: float,
+                         ceiling_dbtp: float) -> Levels:
+    """Loudness (BS.1770-4 on K-weighted band powers), normalisation to ``target_lufs`` (LUFS) and
+    limiting to ``ceiling_dbtp`` (dBTP), iterated as in the exact tier: the limiter lowers the
+    loudness, the normalisation makes it up. Returns :class:`Levels` (pop, ...)."""
+    hop_s = a.grid.hop_s
+    g_master, k_frames_pre = master.compression.power_gain, master.k_power_pre
+    frame_peak, peak_db = peaks.frame_peak, peaks.peak_db
+    n_pop = g_master.shape[0]
     k_frames = k_frames_pre * g_master  # (p, T)
     raw_lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
     audible = raw_lufs > -150.0
@@ -328,28 +383,21 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     limiter_gr = np.maximum(tp_db - ceiling_dbtp, 0.0)
     true_peak = np.minimum(tp_db, ceiling_dbtp)
     loudness = np.where(audible, target_lufs, raw_lufs)
+    return Levels(raw_lufs=raw_lufs, loudness_lufs=loudness, norm_power=g_norm, limiter_power=g_lim, lra_lu=lra,
+                  true_peak_dbtp=true_peak, limiter_gr_db=limiter_gr)
 
-    # --- heavy tensors on the selected frames: (p, s, 2, B, T') --------------------------------
+
+def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
+                   levels: Levels) -> HeavyTensors:
+    """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
+    the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T')."""
+    trim_pow, fader_pow, rel_pan, eq, meq = g.trim_pow, g.fader_pow, g.rel_pan_amp, g.eq_pow, g.master_eq_pow
+    w_mix, g_comp, g_master = mix.band_pow, stems.power_gain, master.compression.power_gain
+    g_lim, g_norm = levels.limiter_power, levels.norm_power
     h = a.heavy_frames
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
-
-    return Features(
-        bands_hz=grid.centres_hz,
-        band_edges_hz=grid.edges_hz,
-        band_bark=a.band_bark,
-        spread=grid.spread,
-        roles=a.roles,
-        stem_power=stem_power,
-        stem_spread=stem_spread,
-        mix_power=mix_power,
-        mix_cross=mix_cross.astype(np.float32),
-        loudness_lufs=loudness,
-        raw_loudness_lufs=raw_lufs,
-        lra_lu=lra,
-        true_peak_dbtp=true_peak,
-        limiter_gr_db=limiter_gr,
-        frames=h,
-    )
+    return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
+                        mix_cross=mix_cross.astype(np.float32))

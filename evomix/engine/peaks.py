@@ -11,14 +11,15 @@ instants are refined between samples (:func:`_refine_top_peaks`).
 
 Precompute (``engine.analysis.analyze_session``): :func:`stem_candidate_instants`,
 :func:`sum_candidate_instants`, :func:`peak_values_at`, :func:`detector_at`.
-Estimate (``engine.batch.render_features``): :func:`_gain_at_instants`,
-:func:`_master_level_at_instants`, :func:`_mix_at_instants`, :func:`_refine_top_peaks`,
-:func:`_frame_max`.
+Estimate (a stage of ``engine.batch.render_features``): :func:`estimate_peaks`, with
+:func:`_gain_at_instants`, :func:`_master_level_at_instants`, :func:`_mix_at_instants`,
+:func:`_refine_top_peaks` and :func:`_frame_max`.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,8 +29,9 @@ from scipy.signal import butter, sosfilt
 from evomix.core.compiled import lazy_njit
 from evomix.engine.bands import BandGrid
 from evomix.engine.dsp.dynamics import compressor_static_rows
-from evomix.engine.dsp.filters import rbj_sos
-from evomix.genome import KNEE_DB
+from evomix.engine.dsp.filters import cascade_response, rbj_sos
+from evomix.engine.gains import MixWeights, StemGains, gain_from_db
+from evomix.genome import KNEE_DB, MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, Params
 
 if TYPE_CHECKING:  # annotations only: engine.analysis imports this module
     from evomix.engine.analysis import Analysis
@@ -195,6 +197,73 @@ INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidate
 # (-0.25 +- 0.72)
 PEAK_REFINE_TOP = 16
 PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
+
+
+@dataclass(frozen=True)
+class PeakEstimate:
+    """Each candidate's estimated master peak, before loudness normalisation and limiting.
+
+    Attributes
+    ----------
+    frame_peak : (pop, T) linear, the largest estimated peak among each frame's candidate instants
+        (0 where a frame has none), full scale = 1.
+    peak_db : (pop,) dB, the largest of them (plus ``INTER_SAMPLE_DB``).
+    """
+
+    frame_peak: np.ndarray
+    peak_db: np.ndarray
+
+
+def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, stem_gr_db: np.ndarray,
+                   master_gr_db: np.ndarray) -> PeakEstimate:
+    """The master's peak per frame of each candidate, from the peak basis at the candidate instants.
+
+    Each candidate's EQ (complex, phase included: stem EQ then master shelves at
+    ``PEAK_NODES_HZ``), trim, fader and pan applied to each stem's in-phase/quadrature band values
+    at the instants (``Analysis.peak_values``), summed as waveforms; the compressors' gains at the
+    instants come from their detectors there (:func:`_gain_at_instants`: the stems' EQ'd and
+    trimmed detectors, then the master's on the mix); the largest instants are refined between
+    samples (:func:`_refine_top_peaks`).
+
+    Parameters
+    ----------
+    a : Analysis.  params : Params (pop, ...).
+    g : StemGains.  mix : MixWeights (``engine.gains``).
+    stem_gr_db : (pop, stems, T) dB, the stem compressors' smoothed frame gains.
+    master_gr_db : (pop, T) dB, the master compressor's frame gain.
+    """
+    sr = a.sr
+    n_pop, n_stems = params.gain_db.shape
+    stem_sos, master_sos, eq, trim_pow, fader_pow, rel_pan = g.stem_sos, g.master_sos, g.eq_pow, g.trim_pow, g.fader_pow, g.rel_pan_amp
+    eq_mix, mix_w = mix.eq_pow, mix.linked_pow
+    gr, mgr = stem_gr_db, master_gr_db
+    chain = np.concatenate([stem_sos, np.broadcast_to(master_sos[:, None], (n_pop, n_stems, 2, 6))], axis=2)  # (p, s, 6, 6)
+    h_nodes = cascade_response(chain, PEAK_NODES_HZ, sr)  # (p, s, N) stem EQ then master shelves
+    amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * rel_pan  # (p, s, 2)
+    hc = h_nodes[:, :, None, :] * amp[..., None]  # (p, s, 2, N) complex
+    coef = np.concatenate([hc.real, -hc.imag], axis=-1).transpose(1, 2, 0, 3)  # (s, 2, p, 2N)
+    per_stem = np.matmul(coef.astype(np.float32), a.peak_values)  # (s, 2, p, 2N) @ (s, 2, 2N, K) -> (s, 2, p, K)
+    k = a.peak_frames  # (K,) sorted
+    # compressors at the instants: stem detectors (EQ'd, trimmed), then the master's (the mix)
+    det = a.peak_detector  # (s, C, K)
+    eq_groups = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_group_share)  # (s, p, C)
+    trim32 = trim_pow.T[:, :, None].astype(np.float32)  # (s, p, 1)
+    lev = np.matmul(eq_groups, det) * trim32  # (s, p, K)
+    gr_peak = _gain_at_instants(a, lev, params.comp_threshold_db.T[:, :, None], params.comp_ratio.T[:, :, None],
+                                params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
+    g_peak = gain_from_db(gr_peak)  # (s, p, K) amplitude
+    meq_groups = np.matmul(eq_mix, a.detector_group_share)  # (s, p, C)
+    mlev = _master_level_at_instants(meq_groups, det, mix_w[:, :, 0], g_peak)  # (p, K)
+    mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
+                                 MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)
+    values = _mix_at_instants(per_stem, g_peak)  # (2, p, K)
+    g_master_peak = gain_from_db(mgr_peak)  # (p, K) amplitude
+    peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
+    _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
+    frame_peak = _frame_max(peaks, k, mgr.shape[-1])  # (p, T)
+    with np.errstate(divide="ignore"):
+        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
+    return PeakEstimate(frame_peak=frame_peak, peak_db=peak_db)
 
 
 def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attack_ms, release_ms,
