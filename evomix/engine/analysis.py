@@ -146,10 +146,9 @@ class Analysis:
         return (self.band_power.sum(axis=1) / (centre**2).sum(axis=1)[:, None, None]).astype(np.float32)
 
 
-# frames (evenly spread) the fast tier's per-stem band tensors use. Measured with the cached exact
-# scores of experiments/fidelity.py's populations (8 cases), lowest Spearman of masking / balance /
-# genre: 96 frames 0.951 / 0.992 / 0.988, 48 frames 0.968 / 0.985 / 0.984, 32 frames 0.960 / 0.973 /
-# 0.971, 24 frames 0.959 / 0.984 / 0.943. 32 instead of 48 makes a generation ~8 % faster.
+# frames (evenly spread) the fast tier's per-stem band tensors use: they rank masking, balance and
+# genre nearly as well as 96 frames do, at a fraction of the cost; fewer lose genre's ranking
+# (experiments/fidelity.py measures it; the figures are in the README's fast-tier details)
 DEFAULT_HEAVY_FRAMES = 32
 
 

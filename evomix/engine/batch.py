@@ -307,12 +307,10 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     the frame comes from each stem's power in R abutting blocks (``Analysis.sub_power``) through
     the candidate's EQ, gains, pan and stem compressors. The detector (50 ms, R blocks wide) reads
     their running mean; each frame then gets its sub-steps' gains weighted by the blocks' power:
-    the gain dips where the power peaks, so a frame loses more loudness than its mean gain says.
-    Measured (experiments/fidelity.py populations, 8 cases): the worst fast-vs-exact
-    pre-normalisation loudness error 0.68 (one gain per frame) -> 0.51 (sub-steps weighted by the
-    detector's own level) -> 0.41 LU (weighted by the blocks' power); the sub-step level alone
-    (without the frame's band power) was worse: 1.4 dB below the exact detector on a song with
-    correlated stems.
+    the gain dips where the power peaks, so a frame loses more loudness than its mean gain says
+    (one gain per frame, or sub-steps weighted by the detector's own level, miss more of the exact
+    tier's loss). The level comes from the frame's band power, not from the sub-step blocks alone,
+    which read it too low on a song with correlated stems.
     """
     n_pop, n_stems = params.gain_db.shape
     hop_s = a.grid.hop_s

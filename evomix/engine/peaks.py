@@ -44,10 +44,8 @@ _FLOOR = 1e-20
 PEAK_GROUP_EDGES_HZ = (150.0, 1000.0, 5000.0)  # bands in which each stem's peak instants are sought
 PEAK_SEARCH_HPF_HZ = (60.0, 150.0, 400.0)  # high-passes after which each stem's peaks are sought too
 # Instants (local maxima) kept per stem, up to 8 stems; beyond 8 stems they share a budget (cost per
-# evaluation ~ stems x instants). Measured since the peaks are refined between samples
-# (_refine_top_peaks): 200 per stem + 600 from the sum estimate the true peak of 32 random
-# standard-workload mixes as well as 320 + 1000 (error -0.22 +- 0.72 dB vs -0.22 +- 0.73), and
-# rank the loudness objective as well, at ~60 % of the instants.
+# evaluation ~ stems x instants). With the refinement between samples (_refine_top_peaks) the
+# true peak does not need more: larger budgets estimate it, and rank loudness, no better.
 PEAK_CANDIDATES_PER_STEM = 200
 PEAK_CANDIDATES_ALL_STEMS = 1600
 PEAK_CANDIDATES_MIN_PER_STEM = 40
@@ -133,8 +131,8 @@ def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarra
     response: excerpts (K, L) @ kernels (L, 2 N). Returns (2, 2 N, K) float32.
 
     Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
-    and so moves and reshapes the peaks; magnitude-only band gains misjudged the true peak of random
-    mixes by up to ~3 dB (measured on the demo song, ``experiments/fidelity.py``).
+    and so moves and reshapes the peaks; magnitude-only band gains misjudge the true peak of a mix
+    by up to ~3 dB (``experiments/fidelity.py``).
     """
     N = PEAK_KERNEL  # excerpt length L
     n = x.shape[-1]
@@ -192,9 +190,8 @@ def sum_candidate_instants(total: np.ndarray, sr: int) -> np.ndarray:
 # Estimate, per candidate (engine.batch)
 # ---------------------------------------------------------------------------------------------
 INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
-# instants per candidate whose peak is refined between samples: on 32 random standard-workload mixes
-# 16 estimate the true peak as well as 32 (error -0.19 +- 0.73 dB vs -0.19 +- 0.72), 8 a little worse
-# (-0.25 +- 0.72)
+# instants per candidate whose peak is refined between samples: a mix's true peak lies next to one
+# of its largest few sample peaks; refining more finds no higher one, refining fewer misses some
 PEAK_REFINE_TOP = 16
 PEAK_REFINE_MAX_SAMPLES = 1.0  # how far from its instant a refined peak may lie (samples)
 
@@ -294,9 +291,8 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
     # over the half window before the peak the detector's level rises as a step (a sharp hit enters
     # the window's leading edge at once) or as a ramp (a swelling sound); the one-pole leaves
     # exp(-D / tau) of the change to go after a step, (tau / D)(1 - exp(-D / tau)) after a ramp.
-    # The mean of the two (true-peak error on 24 random demo mixes: -0.35 +- 0.43 dB, worst 1.36;
-    # the step alone -0.58 +- 0.56, worst 1.88; the ramp alone -0.06 +- 0.45 but 1.8 dB high on
-    # mixes of another seed, where it under-compressed the transients)
+    # The mean of the two: the step alone over-compresses (the true peak reads low), the ramp
+    # alone under-compresses sharp transients (it reads high on some songs).
     keep_attack = _keep_after_rise(rows(attack_ms) / 1000.0, half_window)
     keep_release = _keep_after_rise(rows(release_ms) / 1000.0, half_window)
     frames = np.ascontiguousarray(gr_frames, np.float32).reshape(-1, gr_frames.shape[-1])  # (n, T)
@@ -375,10 +371,9 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
     Around an instant the mix is ``x(t + tau) = Re sum_n a_n exp(j w_n tau)`` over the peak basis's
     nodes; its first and second derivatives at ``tau = 0`` are the same sums weighted by ``j w_n``
     and ``-w_n^2``, and the parabola through them peaks at ``tau* = -x'/x''`` (kept within
-    ``PEAK_REFINE_MAX_SAMPLES``). Measured on 32 random standard-workload mixes without
-    compressors: the true-peak error went from -0.62 +- 0.64 dB to -0.24 +- 0.48 dB; a wider
-    reach overshoots (2 samples: +0.36 +- 0.92). ``values`` (2, p, K) is the mix at the instants
-    before the master compressor, ``hc`` (p, s, 2, N) the complex gains of each stem's nodes,
+    ``PEAK_REFINE_MAX_SAMPLES``: a wider reach overshoots, the parabola holds only near its
+    sample). ``values`` (2, p, K) is the mix at the instants before the master compressor, ``hc``
+    (p, s, 2, N) the complex gains of each stem's nodes,
     ``g_peak`` (s, p, K) and ``g_master_peak`` (p, K) the compressors' amplitude gains there.
     """
     n_pop, n_inst = peaks.shape
