@@ -33,11 +33,14 @@ MODULES = sorted(m for pkg in ("evomix", "objectives")
                  for m in _walk(pkg, importlib.util.find_spec(pkg).submodule_search_locations[0]))
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter with this process's sys.path."""
+def _run(code: str):
+    """Run ``code`` in a fresh interpreter with this process's sys.path; it must succeed and print
+    JSON on its last line, which is returned."""
     prelude = f"import sys\nsys.path[:] = {sys.path!r}\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+    result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def test_the_modules_are_found():
@@ -49,7 +52,7 @@ def test_each_module_imports_first_in_a_fresh_interpreter():
     # One child interpreter loads the third-party libraries, then forks once per module: each fork
     # starts with no module of evomix or objectives loaded and imports its module first (a
     # subprocess per module would spend ~1 s each re-importing numpy and scipy).
-    result = _run(f"""
+    failed = _run(f"""
         import importlib, json, os, traceback
         import deap, numpy, rich, scipy.fft, scipy.ndimage, scipy.optimize, scipy.signal, soundfile, typer  # shared by the forks
         assert not [m for m in sys.modules if m.split(".")[0] in ("evomix", "objectives")]
@@ -73,13 +76,11 @@ def test_each_module_imports_first_in_a_fresh_interpreter():
                 failed[name] = message
         print(json.dumps(failed))
     """)
-    assert result.returncode == 0, result.stderr
-    failed = json.loads(result.stdout.splitlines()[-1])
     assert not failed, "\n".join(f"{name} imported first fails:\n{tb}" for name, tb in failed.items())
 
 
 def test_all_modules_import_in_reverse_order_and_none_uses_a_shim():
-    result = _run(f"""
+    path, used = _run(f"""
         import importlib, json
         for name in {[m for m in reversed(MODULES) if m not in SHIMS]!r}:
             importlib.import_module(name)
@@ -88,8 +89,6 @@ def test_all_modules_import_in_reverse_order_and_none_uses_a_shim():
             importlib.import_module(name)
         print(json.dumps([sys.modules["evomix"].__file__, used]))
     """)
-    assert result.returncode == 0, result.stderr
-    path, used = json.loads(result.stdout.splitlines()[-1])
     assert path == EVOMIX_INIT  # the child tested this copy
     assert not used, f"imported by a module of evomix or objectives: {used}"
 
@@ -101,14 +100,14 @@ def test_all_modules_import_in_reverse_order_and_none_uses_a_shim():
 ])
 def test_a_layer_does_not_import_the_other_side(layer, forbidden):
     names = [m for m in MODULES if (m == layer or m.startswith(layer + ".")) and m not in SHIMS]
-    result = _run(f"""
+    loaded = _run(f"""
         import importlib, json
         for name in {names!r}:
             importlib.import_module(name)
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("evomix", "objectives"))))
     """)
-    assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout.splitlines()[-1])
     assert len(names) > 1 and set(names) <= set(loaded)  # guard: the layer's modules were imported
     bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
     assert not bad, f"importing {layer} loads {bad}"
+    if layer == "evomix.core":  # the leaf loads nothing of ours but itself and evomix.errors (a leaf too)
+        assert set(loaded) <= {"evomix", "evomix.errors", *names}, loaded
