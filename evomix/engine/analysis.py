@@ -12,6 +12,7 @@ import numpy as np
 
 from evomix.audio import Session
 from evomix.core.meter import integrated_loudness, k_weighting_power
+from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.peaks import (
@@ -63,6 +64,9 @@ class Analysis:
         for the master compressor. A frame's band power is a 100 ms Hann-weighted mean, smoother
         than the exact tier's 50 ms rectangular detector, which rises further on a transient; the
         detector itself is R of these blocks wide (``batch._master_detector_shape``).
+    pairs : (P, 2) int, the pairs of correlated stems (``engine.coherence``), s < s'.
+    pair_cross : (P, 2, B, T) float32, their modelled cross power ``rho sqrt(P_s P_s')`` per channel,
+        band and frame (centre-panned, as ``band_power``): what a sum in power misses of their mix.
     """
 
     sr: int
@@ -83,6 +87,8 @@ class Analysis:
     peak_instants: np.ndarray
     peak_detector: np.ndarray
     sub_power: np.ndarray
+    pairs: np.ndarray
+    pair_cross: np.ndarray
 
     @property
     def n_stems(self) -> int:
@@ -150,18 +156,29 @@ class Analysis:
 # genre nearly as well as 96 frames do, at a fraction of the cost; fewer lose genre's ranking
 # (experiments/fidelity.py measures it; the figures are in the README's fast-tier details)
 DEFAULT_HEAVY_FRAMES = 32
+# a long song needs more of them: its long-term spectrum (genre) and its sections' balance are not
+# seen in 32 frames over 3 minutes; one frame per HEAVY_FRAME_SPACING_S, within these bounds
+HEAVY_FRAME_SPACING_S = 1.6
+MAX_HEAVY_FRAMES = 128
 
 
-def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_HEAVY_FRAMES,
+def heavy_frame_count(duration_s: float) -> int:
+    """Frames of the fast tier's band tensors for a song of ``duration_s`` s: 32 up to 51 s, then
+    one per ``HEAVY_FRAME_SPACING_S`` s, at most ``MAX_HEAVY_FRAMES``."""
+    return int(np.clip(round(duration_s / HEAVY_FRAME_SPACING_S), DEFAULT_HEAVY_FRAMES, MAX_HEAVY_FRAMES))
+
+
+def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "auto",
                     progress: Callable[[int, int], None] | None = None) -> Analysis:
     """Analyse every stem once.
 
     Parameters
     ----------
     session : Session
-    max_heavy_frames : int > 0 or None
+    max_heavy_frames : int > 0, None or "auto"
         Cap on the frames the fast tier's per-stem band tensors (masking, balance, genre, reference)
-        use, evenly spread over the song; None uses every frame. Compressors, loudness, LRA and
+        use, evenly spread over the song; None uses every frame; "auto" (default)
+        :func:`heavy_frame_count` of the song's duration. Compressors, loudness, LRA and
         peaks always use every frame. ``experiments/fidelity.py`` measures what the cap costs.
     progress : callable (stems done, stems) -> None, optional
         Called once per stem as the main per-stem pass goes (``evomix.progress``).
@@ -188,6 +205,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
     total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates
     instants = []
     per_stem = candidates_per_stem(n_stems)
+    coh_frames = coherence_frames(n_frames)
+    coh_spectra = np.empty((n_stems, 2, coh_frames.size, grid.n_fft // 2 + 1), np.complex64)
     for s in range(n_stems):  # one stem at a time: memory stays bounded for long sessions
         x = session.stem(s) * centre[s][:, None].astype(np.float32)  # (2, samples) centre-panned
         total += x
@@ -208,8 +227,11 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         k_band[s] = kb
         lufs[s] = float(integrated_loudness(x, sr))
         instants.append(stem_candidate_instants(x, grid, per_stem))
+        coh_spectra[s] = spectra_at(x, grid, coh_frames)
         if progress is not None:
             progress(s + 1, n_stems)
+    pairs, pair_cross = coherent_pairs(coh_spectra, band_power, grid)
+    del coh_spectra
     instants.append(sum_candidate_instants(total, sr))
     del total
     inst = np.unique(np.concatenate(instants))  # (K,)
@@ -227,6 +249,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         peak_detector[s] = detector_at(x, inst, grid) / unpan
         sub_power[s] = detector_at(x, sub_inst, grid, group_bands=1, window_s=grid.hop_s / R) / unpan
 
+    if isinstance(max_heavy_frames, str):
+        max_heavy_frames = heavy_frame_count(session.duration_s)
     if max_heavy_frames is None or max_heavy_frames >= n_frames:
         heavy = np.arange(n_frames)
     else:
@@ -256,6 +280,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None = DEFAULT_
         peak_instants=inst,
         peak_detector=peak_detector,
         sub_power=sub_power,
+        pairs=pairs,
+        pair_cross=pair_cross,
     )
 
 

@@ -325,6 +325,8 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))  # (s, 2p, T)
     both = np.einsum("sqpt,spt->qpt", both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
+    if a.pairs.size:  # correlated stems add in amplitude: their cross terms (engine.coherence)
+        both = np.maximum(both + _pair_terms(a, w_mix, g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
@@ -337,6 +339,22 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     with np.errstate(divide="ignore"):  # a silent frame (no block power) has g_master 0: -inf dB, weighs nothing
         mgr = 10.0 * np.log10(g_master)  # (p, T) dB
     return MasterBus(compression=Compression(gain_db=mgr, power_gain=g_master), k_power_pre=k_frames_pre)
+
+
+def _pair_terms(a: Analysis, w_mix: np.ndarray, g_comp32: np.ndarray) -> np.ndarray:
+    """The correlated pairs' cross terms of the mix's power per frame, plain and K-weighted,
+    channels and bands summed: (2, pop, T). ``2 sqrt(w_s w_s') rho sqrt(P_s P_s')`` per pair, band
+    and channel (``Analysis.pair_cross``), times ``sqrt(g_s g_s')`` of the two stem compressors."""
+    n_pop = w_mix.shape[0]
+    s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
+    n_pairs = s_idx.size
+    wp = 2.0 * np.sqrt(w_mix[:, s_idx] * w_mix[:, r_idx])  # (p, P, 2, B)
+    kp = np.sqrt(a.k_band[s_idx] * a.k_band[r_idx])[None, :, None, :]  # (1, P, 1, B) K-weighting
+    wq = np.concatenate([wp, wp * kp]).reshape(2 * n_pop, n_pairs, -1)  # (2p, P, 2B)
+    pc = a.pair_cross.reshape(n_pairs, wq.shape[-1], -1)  # (P, 2B, T)
+    cross = np.matmul(wq.transpose(1, 0, 2).astype(np.float32), pc)  # (P, 2p, T)
+    g_pair = np.sqrt(g_comp32[s_idx] * g_comp32[r_idx])  # (P, p, T)
+    return np.einsum("Pqpt,Ppt->qpt", cross.reshape(n_pairs, 2, n_pop, -1), g_pair).astype(float)  # (2, p, T)
 
 
 def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *, target_lufs: float,
@@ -395,6 +413,12 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     h = a.heavy_frames
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
+    if a.pairs.size:  # correlated stems' cross terms (engine.coherence), on the heavy frames
+        s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
+        wp = (2.0 * np.sqrt(w_mix[:, s_idx] * w_mix[:, r_idx])).astype(np.float32)  # (p, P, 2, B)
+        g_pair = np.sqrt(g_time[:, s_idx] * g_time[:, r_idx])  # (p, P, T')
+        pc = np.ascontiguousarray(a.pair_cross[..., h])  # (P, 2, B, T')
+        mix_power = np.maximum(mix_power + np.einsum("pqcb,qcbt,pqt->pcbt", wp, pc, g_pair), 0.0)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
