@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly, sosfilt
 
-from evomix.core.meter import _polyphase_filter, block_powers, k_weighting_sos, true_peak_dbtp
+from evomix.core.meter import block_powers, k_weighting_sos, true_peak_dbtp
 from evomix.engine import chain
 from evomix.engine.bands import band_grid, band_powers, band_powers_chunked
 from evomix.engine.dsp import (
