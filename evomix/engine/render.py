@@ -29,9 +29,8 @@ from evomix.core.meter import (
     _oversample_factor,
     _polyphase_filter,
     gated_loudness,
-    integrated_loudness,
     k_weighting_sos,
-    loudness_range,
+    lra_from_short_term,
     true_peak_dbtp,
 )
 from evomix.engine import chain
@@ -116,11 +115,26 @@ class _Grid:
         z = chain.k_block_powers(x, gain, float(scale), self.k_sos, self.block, self.block_hop)  # (ch, blocks)
         return float(gated_loudness(z))
 
-    def envelope(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """(true-peak envelope (samples,), oversampled peak without refinement), linear."""
-        raw = np.zeros(1)
-        env = chain.true_peak_envelope(x, self.phases, self.offset, PEAK_BLOCK, raw)
-        return env, float(raw[0])
+    def loudness_range(self, x: np.ndarray) -> float:
+        """Loudness range (LU, EBU Tech 3342) of ``x``: 3 s short-term windows every 0.1 s."""
+        z = chain.k_block_powers(x, np.zeros(0), 1.0, self.k_sos, int(round(3.0 * self.sr)), self.block_hop)
+        return float(lra_from_short_term(z))
+
+    def envelope(self, x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, float]:
+        """(true-peak envelope (samples,), oversampled peak without refinement), linear; the
+        channels on ``threads`` threads (a maximum: the same result for any number)."""
+        def one(rows):
+            raw = np.zeros(1)
+            return chain.true_peak_envelope(rows, self.phases, self.offset, PEAK_BLOCK, raw), float(raw[0])
+
+        if threads < 2 or x.shape[0] < 2:
+            return one(x)
+        with ThreadPoolExecutor(x.shape[0], thread_name_prefix="evomix-peak") as pool:
+            parts = list(pool.map(one, [x[c : c + 1] for c in range(x.shape[0])]))
+        env = parts[0][0]
+        for e, _ in parts[1:]:
+            np.maximum(env, e, out=env)
+        return env, max(r for _, r in parts)
 
 
 class _Mixer:
@@ -243,7 +257,7 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
     else:
         norm_db = target_lufs - raw
         best = prev = None
-        env, _ = g.envelope(mix)  # (samples,), scales with the normalisation gain
+        env, _ = g.envelope(mix, threads)  # (samples,), scales with the normalisation gain
         for _ in range(MAX_NORMALISE_PASSES):
             scale = 10.0 ** (norm_db / 20.0)
             g_lim = chain.limiter_core(env, scale, ceiling_lin, g.lookahead, g.decay_per_sample)  # (samples,)
@@ -267,7 +281,7 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
         mix *= g_lim
         # safety step (engine.dsp.limiter_gain, note 6): the gain is applied at the base rate, so
         # re-measure the output's true peak once and scale the whole gain if it is over
-        env_out, peak_raw = g.envelope(mix)
+        env_out, peak_raw = g.envelope(mix, threads)
         peak = float(env_out.max())
         del env_out
         if peak > ceiling_lin:
@@ -303,6 +317,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
     else:
         raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
     mix_power, mix_cross = band_powers_chunked(render.mix, grid, cross=True)  # (2, B, T), (B, T)
+    g = _Grid(grid.sr, render.mix.shape[-1])
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
     sr = grid.sr
     if render.true_peak_dbtp is not None:
@@ -319,10 +334,10 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         stem_spread=stem_spread[None].astype(np.float32),
         mix_power=mix_power[None],
         mix_cross=mix_cross[None],
-        loudness_lufs=np.atleast_1d(np.asarray(integrated_loudness(render.mix, sr), dtype=float)),
+        loudness_lufs=np.array([g.loudness(render.mix, np.zeros(0), 1.0)]),
         raw_loudness_lufs=np.array([render.raw_loudness_lufs]),
         # LRA needs one 3 s short-term window; shorter, 0 LU, as the fast tier (one window) and measure.py
-        lra_lu=np.atleast_1d(np.asarray(loudness_range(render.mix, sr) if render.mix.shape[-1] >= 3 * sr else 0.0,
+        lra_lu=np.atleast_1d(np.asarray(g.loudness_range(render.mix) if render.mix.shape[-1] >= 3 * sr else 0.0,
                                         dtype=float)),
         true_peak_dbtp=np.array([tp]),
         limiter_gr_db=np.array([render.limiter_gr_db]),

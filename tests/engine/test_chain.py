@@ -162,6 +162,20 @@ def test_kept_stems_sum_to_the_master_and_meet_the_ceiling(rng):
     assert r.true_peak_dbtp == pytest.approx(float(true_peak_dbtp(r.mix, SR)), abs=1e-9)
 
 
+def test_features_loudness_and_range_are_the_meters(rng):
+    from evomix.core.meter import integrated_loudness, loudness_range
+
+    audio, is_mono = _session(rng, 3, seconds=5.0)
+    table = GeneTable(3)
+    params = table.decode(table.initial_population(1, np.random.default_rng(6), spread=0.3), np.full(3, 6.0))
+    grid = band_grid(SR)
+    r = render_exact(audio, is_mono, SR, params, target_lufs=-14, ceiling_dbtp=-1, grid=grid, threads=2)
+    f = features_from_render(r, grid, ("other",) * 3)
+    assert f.loudness_lufs[0] == pytest.approx(float(integrated_loudness(r.mix, SR)), abs=1e-9)
+    assert f.lra_lu[0] == pytest.approx(float(loudness_range(r.mix, SR)), abs=1e-6)
+    assert f.loudness_lufs[0] == pytest.approx(-14.0, abs=0.05)
+
+
 def test_stem_powers_measured_in_the_pass_match_the_finished_stems_under_gentle_limiting(rng):
     """The in-pass route applies the master gain per frame; where the gain barely moves within a
     frame (gain reduction under ~1.5 dB) it matches measuring the finished contributions."""
