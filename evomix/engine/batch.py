@@ -40,6 +40,7 @@ from evomix.core.features import Features
 from evomix.core.meter import gated_loudness, lra_from_short_term
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
+from evomix.engine.dsp.filters import cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
@@ -258,10 +259,11 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     gains = stem_gains(a, params)
     mix = mix_weights(gains)
     stems = _stem_compressors(a, params, gains)
-    master = _master_compressor(a, params, mix, stems)
+    pair_w = _pair_weights(a, gains, mix)
+    master = _master_compressor(a, params, mix, stems, pair_w)
     peaks = estimate_peaks(a, params, gains, mix, stems.gain_db, master.compression.gain_db)
     levels = _normalise_and_limit(a, master, peaks, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
-    heavy = _heavy_tensors(a, gains, mix, stems, master, levels)
+    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w)
     return Features(
         bands_hz=a.grid.centres_hz,
         band_edges_hz=a.grid.edges_hz,
@@ -300,7 +302,24 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     return Compression(gain_db=gr, power_gain=g_comp)
 
 
-def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression) -> MasterBus:
+def _pair_weights(a: Analysis, g: StemGains, mix: MixWeights) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each correlated pair's weight in the mix's power (``engine.coherence``), (pop, P, 2, B):
+    ``2 sqrt(w_s w_s') cos(phi_s - phi_s')``, the two stems' power weights (trim, fader, pan, EQs)
+    and the phase difference of their EQs at each band's centre (a high-pass on one of two
+    doubled stems turns their sum partly out of phase), and ``cos(phi_s - phi_s')`` (pop, P, B).
+    None without pairs."""
+    if not a.pairs.size:
+        return None
+    s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
+    h = cascade_response(g.stem_sos, a.grid.centres_hz, a.sr)  # (p, s, B) complex
+    hs, hr = h[:, s_idx], h[:, r_idx]
+    cos_phi = (hs * np.conj(hr)).real / np.maximum(np.abs(hs) * np.abs(hr), 1e-30)  # (p, P, B)
+    w_mix = mix.band_pow
+    return 2.0 * np.sqrt(w_mix[:, s_idx] * w_mix[:, r_idx]) * cos_phi[:, :, None, :], cos_phi  # (p, P, 2, B), (p, P, B)
+
+
+def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
+                       pair_w: np.ndarray | None = None) -> MasterBus:
     """The master compressor per frame, (pop, T), read R = MASTER_DETECTOR_SUBSTEPS times per frame.
 
     The frame's level is the mix's band power (stems add in power); where that power lies within
@@ -325,8 +344,8 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))  # (s, 2p, T)
     both = np.einsum("sqpt,spt->qpt", both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
-    if a.pairs.size:  # correlated stems add in amplitude: their cross terms (engine.coherence)
-        both = np.maximum(both + _pair_terms(a, w_mix, g_comp32), 0.0)
+    if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
+        both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
@@ -341,14 +360,14 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     return MasterBus(compression=Compression(gain_db=mgr, power_gain=g_master), k_power_pre=k_frames_pre)
 
 
-def _pair_terms(a: Analysis, w_mix: np.ndarray, g_comp32: np.ndarray) -> np.ndarray:
+def _pair_terms(a: Analysis, wp: np.ndarray, g_comp32: np.ndarray) -> np.ndarray:
     """The correlated pairs' cross terms of the mix's power per frame, plain and K-weighted,
-    channels and bands summed: (2, pop, T). ``2 sqrt(w_s w_s') rho sqrt(P_s P_s')`` per pair, band
-    and channel (``Analysis.pair_cross``), times ``sqrt(g_s g_s')`` of the two stem compressors."""
-    n_pop = w_mix.shape[0]
+    channels and bands summed: (2, pop, T). The pair weights ``wp`` (:func:`_pair_weights`) times
+    ``rho sqrt(P_s P_s')`` per band and channel (``Analysis.pair_cross``), times ``sqrt(g_s g_s')``
+    of the two stem compressors."""
+    n_pop = wp.shape[0]
     s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
     n_pairs = s_idx.size
-    wp = 2.0 * np.sqrt(w_mix[:, s_idx] * w_mix[:, r_idx])  # (p, P, 2, B)
     kp = np.sqrt(a.k_band[s_idx] * a.k_band[r_idx])[None, :, None, :]  # (1, P, 1, B) K-weighting
     wq = np.concatenate([wp, wp * kp]).reshape(2 * n_pop, n_pairs, -1)  # (2p, P, 2B)
     pc = a.pair_cross.reshape(n_pairs, wq.shape[-1], -1)  # (P, 2B, T)
@@ -404,7 +423,7 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
 
 
 def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
-                   levels: Levels) -> HeavyTensors:
+                   levels: Levels, pair_w: np.ndarray | None = None) -> HeavyTensors:
     """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
     the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T')."""
     trim_pow, fader_pow, rel_pan, eq, meq = g.trim_pow, g.fader_pow, g.rel_pan_amp, g.eq_pow, g.master_eq_pow
@@ -413,13 +432,21 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     h = a.heavy_frames
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
-    if a.pairs.size:  # correlated stems' cross terms (engine.coherence), on the heavy frames
+    if pair_w is not None:  # correlated stems' cross terms (engine.coherence), on the heavy frames
         s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
-        wp = (2.0 * np.sqrt(w_mix[:, s_idx] * w_mix[:, r_idx])).astype(np.float32)  # (p, P, 2, B)
+        wp, cos_phi = pair_w[0].astype(np.float32), pair_w[1]  # (p, P, 2, B), (p, P, B)
         g_pair = np.sqrt(g_time[:, s_idx] * g_time[:, r_idx])  # (p, P, T')
         pc = np.ascontiguousarray(a.pair_cross[..., h])  # (P, 2, B, T')
         mix_power = np.maximum(mix_power + np.einsum("pqcb,qcbt,pqt->pcbt", wp, pc, g_pair), 0.0)
+        # and their L/R cross power: stem s's left with stem s''s right and the other way round
+        amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * np.sqrt(eq * meq)  # (p, s, B) amplitude gain
+        lr = (rel_pan[:, s_idx, 0] * rel_pan[:, r_idx, 1] + rel_pan[:, r_idx, 0] * rel_pan[:, s_idx, 1])  # (p, P)
+        w_lr = (amp[:, s_idx] * amp[:, r_idx] * lr[:, :, None] * cos_phi).astype(np.float32)  # (p, P, B)
+        pair_mean = 0.5 * (pc[:, 0] + pc[:, 1])  # (P, B, T') centre-panned: the same content on both sides
+        extra_cross = np.einsum("pqb,qbt,pqt->pbt", w_lr, pair_mean, g_pair)
     cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
+    if pair_w is not None:
+        mix_cross = mix_cross + extra_cross
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32))
