@@ -246,60 +246,59 @@ def limiter_core(env, scale, ceiling_lin, lookahead, decay_per_sample):  # (n,) 
     """The look-ahead limiter's gain from its true-peak envelope (steps 2-5 of
     ``engine.dsp.limiter_gain``): required gain, look-ahead minimum over ``lookahead + 1``
     samples, one-pole release of the reduction depth, attack ramp as its moving average over
-    ``lookahead + 1`` samples, for the envelope ``env * scale`` (the mix at a normalisation gain). The release is the recursion ``u[t] = max(u[t], alpha u[t-1])``,
-    which the numpy version evaluates as a running maximum in the log domain."""
+    ``lookahead + 1`` samples, for the envelope ``env * scale`` (the mix at a normalisation gain).
+    The release is the recursion ``u[t] = max(u[t], alpha u[t-1])``, which the numpy version
+    evaluates as a running maximum in the log domain. One pass, memory O(lookahead) besides the
+    result."""
     n = env.shape[0]
     L = lookahead
     size = L + 1
     total = n + L  # index j <-> time t = j - L, as in engine.dsp
-    # required gain with the [n-1, n) fold: g_req[t] = min(1, c / max(env[t], env[t-1]))
-    req = np.ones(n + 2 * L)
-    prev = 0.0
-    for t in range(n):
-        e = env[t] * scale
-        e2 = e if e > prev else prev
-        prev = e
-        if e2 > 0.0:
-            g = ceiling_lin / e2
-            req[L + t] = g if g < 1.0 else 1.0
-    # m[j] = min(req[j .. j + L]) for j in [0, n + L): van Herk / Gil-Werman in blocks of size
-    n_pad = req.shape[0]
-    pre = np.empty(n_pad)
-    suf = np.empty(n_pad)
-    for s0 in range(0, n_pad, size):
-        s1 = min(s0 + size, n_pad)
-        cur = 1.0
-        for i in range(s0, s1):
-            v = req[i]
-            cur = v if (i == s0 or v < cur) else cur
-            pre[i] = cur
-        cur = 1.0
-        for i in range(s1 - 1, s0 - 1, -1):
-            v = req[i]
-            cur = v if (i == s1 - 1 or v < cur) else cur
-            suf[i] = cur
+    n_pad = n + 2 * L  # the required gain, padded with 1 for L samples on each side
     alpha = np.exp(-decay_per_sample)
-    csum = np.zeros(total + 1)
+    # look-ahead minimum m[j] = min(req[j .. j + L]) with a monotonic queue of padded indices
+    # (values increasing from the front), O(L) memory; the running sum of the released depth kept
+    # for the last ``size + 1`` indices (gain[t] needs csum[t] and csum[t + size])
+    q_idx = np.empty(size + 1, np.int64)
+    q_val = np.empty(size + 1)
+    head = 0
+    count = 0
+    ring = np.zeros(size + 1)  # ring[k % (size + 1)] = csum[k]
+    gain = np.empty(n)
     rel = 0.0
     acc = 0.0
-    for j in range(total):
-        e = j + L  # window [j, j + L]
-        if e < n_pad:
-            a = suf[j]
-            b = pre[e]
-            mn = a if a < b else b
-        else:
-            mn = suf[j]
-        depth = 1.0 - mn
+    prev = 0.0
+    for i in range(n_pad):
+        v = 1.0
+        t = i - L
+        if 0 <= t < n:  # required gain with the [n-1, n) fold: min(1, c / max(env[t], env[t-1]))
+            e = env[t] * scale
+            e2 = e if e > prev else prev
+            prev = e
+            if e2 > 0.0:
+                g = ceiling_lin / e2
+                v = g if g < 1.0 else 1.0
+        while count > 0 and q_val[(head + count - 1) % (size + 1)] >= v:
+            count -= 1
+        q_idx[(head + count) % (size + 1)] = i
+        q_val[(head + count) % (size + 1)] = v
+        count += 1
+        if i < L:
+            continue
+        j = i - L  # the window [j, j + L] is complete
+        while q_idx[head] < j:
+            head = (head + 1) % (size + 1)
+            count -= 1
+        depth = 1.0 - q_val[head]
         rel = rel * alpha
         if depth > rel:
             rel = depth
         acc += rel
-        csum[j + 1] = acc
-    gain = np.empty(n)
-    for t in range(n):
-        g = 1.0 - (csum[t + size] - csum[t]) / size
-        gain[t] = 0.0 if g < 0.0 else (1.0 if g > 1.0 else g)
+        ring[(j + 1) % (size + 1)] = acc  # csum[j + 1]
+        t = j + 1 - size  # csum[t + size] is now known
+        if 0 <= t < n:
+            g = 1.0 - (ring[(t + size) % (size + 1)] - ring[t % (size + 1)]) / size
+            gain[t] = 0.0 if g < 0.0 else (1.0 if g > 1.0 else g)
     return gain
 
 
