@@ -299,7 +299,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         n_pop += 4 - n_pop % 4
         warnings.append(f"--population rounded up from {population} to {n_pop} (NSGA-II tournament needs a multiple of 4)")
 
-    with reporter.phase("analysis", total=session.n_stems, unit="stems") as ph:
+    with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:  # two passes per stem
         analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
     table = GeneTable(session.n_stems)
     ref_power, base, ref_report = None, None, None

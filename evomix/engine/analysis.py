@@ -4,6 +4,9 @@ The fast tier (``engine.batch``) only ever touches these arrays; it never reads 
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
@@ -11,9 +14,10 @@ from typing import Callable
 import numpy as np
 
 from evomix.audio import Session
-from evomix.core.meter import integrated_loudness, k_weighting_power
+from evomix.core.meter import gated_loudness, integrated_loudness, k_weighting_power, k_weighting_sos
 from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
-from evomix.engine.bands import BandGrid, _bin_weights, band_grid, band_sum, bark, frame_spectra
+from evomix.engine.bands import BandGrid, band_grid, band_powers_chunked, band_sum, bark
+from evomix.engine.chain import k_block_powers
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.peaks import (
     DETECTOR_GROUP_BANDS,
@@ -28,6 +32,7 @@ from evomix.engine.peaks import (
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
 TRIM_RANGE_DB = (-30.0, 40.0)
+LOUDNESS_BLOCK_S, LOUDNESS_BLOCK_HOP_S = 0.4, 0.1  # BS.1770-4 gating blocks (75 % overlap)
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,19 @@ def heavy_frame_count(duration_s: float) -> int:
 
 
 def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "auto",
-                    progress: Callable[[int, int], None] | None = None) -> Analysis:
+                    progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> Analysis:
     """Analyse every stem once.
+
+    Two passes over the stems, each reading every stem once (a view of the held audio, or one
+    decode of its file for a streaming session), on one pool of ``threads`` threads for the whole
+    analysis, one task per stem. Pass 1 (:meth:`_Work.first_pass`): band powers, cross power and
+    long-term spectrum from one chunked STFT (``engine.bands.band_powers_chunked``), the
+    integrated loudness from one compiled K-weighted pass (``engine.chain.k_block_powers``), and
+    the peak-candidate search (``engine.peaks.stem_candidate_instants``: one compiled pass for all
+    its filters); the unity-gain sum of the stems (whose peaks are candidates too) is added up in
+    stem order. Pass 2 (:meth:`_Work.second_pass`), once the instants are known: the peak basis and the
+    compressors' detectors at them. Every stem's results go to its own slots, so the Analysis is
+    bit for bit the same for any number of threads.
 
     Parameters
     ----------
@@ -180,108 +196,215 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
         use, evenly spread over the song; None uses every frame; "auto" (default)
         :func:`heavy_frame_count` of the song's duration. Compressors, loudness, LRA and
         peaks always use every frame. ``experiments/fidelity.py`` measures what the cap costs.
-    progress : callable (stems done, stems) -> None, optional
-        Called once per stem as the main per-stem pass goes (``evomix.progress``).
+    progress : callable (stem passes done, 2 x stems) -> None, optional
+        Called from the calling thread each time a stem finishes a pass (``evomix.progress``).
+    threads : int >= 1, optional
+        Threads of the analysis' pool; default ``evomix.parallel.available_cores()``. The numba
+        kernels, ``scipy.fft`` and large numpy operations release the GIL; BLAS is held to one
+        thread meanwhile (the stems are the parallelism).
     """
-    sr = session.sr
-    grid = band_grid(sr)
-    n_stems, n_samples = session.n_stems, session.n_samples
-    n_frames = grid.n_frames(n_samples)
-    n_bands = grid.n_bands
-    w = _bin_weights(grid)
-    freqs = np.fft.rfftfreq(grid.n_fft, 1.0 / sr)
-    k_bins = k_weighting_power(freqs, sr).astype(np.float32)  # (bins,)
-    centre = pan_gains(np.zeros(n_stems), np.asarray(session.is_mono))  # (stems, 2)
+    # evomix.parallel and evomix.evaluate import this module: imported when called, not at the top
+    from evomix.evaluate import single_threaded_blas
+    from evomix.parallel import available_cores
 
-    band_power = np.empty((n_stems, 2, n_bands, n_frames), np.float32)
-    cross_power = np.empty((n_stems, n_bands, n_frames), np.float32)
-    grid_weight = np.empty((n_stems, grid.grid_hz.size, n_bands), np.float32)
-    k_band = np.empty((n_stems, n_bands), np.float32)
-    lufs = np.empty(n_stems)
-    # fine-grid index of each FFT bin (nearest sub-band of its band); bins outside bands dropped
-    sub_edges = np.sqrt(grid.grid_hz[:-1] * grid.grid_hz[1:])
-    bin_grid = np.searchsorted(sub_edges, freqs)
-    keep = grid.bin_band >= 0
-    total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates
-    instants = []
-    per_stem = candidates_per_stem(n_stems)
-    coh_frames = coherence_frames(n_frames)
-    coh_spectra = np.empty((n_stems, 2, coh_frames.size, grid.n_fft // 2 + 1), np.complex64)
-    for s in range(n_stems):  # one stem at a time: memory stays bounded for long sessions
-        x = session.stem(s) * centre[s][:, None].astype(np.float32)  # (2, samples) centre-panned
-        total += x
-        spec = frame_spectra(x, grid)  # (2, T, bins)
-        p = (spec.real**2 + spec.imag**2) * w  # (2, T, bins)
-        band_power[s] = np.swapaxes(band_sum(p, grid), -1, -2)
-        c = (spec[0] * np.conj(spec[1])).real * w  # (T, bins)
-        cross_power[s] = band_sum(c, grid).T
-        lts = p.sum(axis=(0, 1)) + 1e-20  # (bins,) long-term power
-        del spec, p, c
-        fine = np.zeros(grid.grid_hz.size)
-        np.add.at(fine, bin_grid[keep], lts[keep])  # (G,)
-        band_of_fine = np.repeat(np.arange(n_bands), grid.grid_hz.size // n_bands)
-        gw = np.zeros((grid.grid_hz.size, n_bands))
-        gw[np.arange(grid.grid_hz.size), band_of_fine] = fine
-        grid_weight[s] = gw / np.maximum(gw.sum(axis=0, keepdims=True), 1e-30)
-        kb = band_sum((lts * k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
-        k_band[s] = kb
-        lufs[s] = float(integrated_loudness(x, sr))
-        instants.append(stem_candidate_instants(x, grid, per_stem))
-        coh_spectra[s] = spectra_at(x, grid, coh_frames)
+    n_threads = max(1, min(available_cores() if threads is None else int(threads), session.n_stems))
+    work = _Work(session)
+    n_stems = session.n_stems
+    done = [0]
+
+    def advance():
+        done[0] += 1
         if progress is not None:
-            progress(s + 1, n_stems)
-    pairs, pair_cross = coherent_pairs(coh_spectra, band_power, grid)
-    del coh_spectra
-    instants.append(sum_candidate_instants(total, sr))
-    del total
-    inst = np.unique(np.concatenate(instants))  # (K,)
-    peak_values = np.empty((n_stems, 2, 2 * PEAK_NODES_HZ.size, inst.size), np.float32)
-    for s in range(n_stems):  # second pass (a view, or a re-read for a streaming session)
-        peak_values[s] = peak_values_at(session.stem(s) * centre[s][:, None].astype(np.float32), inst, grid)
-    n_groups = -(-n_bands // DETECTOR_GROUP_BANDS)
-    peak_detector = np.empty((n_stems, n_groups, inst.size), np.float32)
-    R = MASTER_DETECTOR_SUBSTEPS
-    sub_inst = np.clip((np.arange(n_frames * R) / R - (R - 1) / (2 * R)) * grid.hop, 0, n_samples - 1).round().astype(int)
-    sub_power = np.empty((n_stems, n_bands, sub_inst.size), np.float32)
-    for s in range(n_stems):
-        x = session.stem(s) * centre[s][:, None].astype(np.float32)
-        unpan = float((centre[s] ** 2).sum())  # un-pan: stereo-linked mean
-        peak_detector[s] = detector_at(x, inst, grid) / unpan
-        sub_power[s] = detector_at(x, sub_inst, grid, group_bands=1, window_s=grid.hop_s / R) / unpan
+            progress(done[0], 2 * n_stems)
 
-    if isinstance(max_heavy_frames, str):
-        max_heavy_frames = heavy_frame_count(session.duration_s)
-    if max_heavy_frames is None or max_heavy_frames >= n_frames:
-        heavy = np.arange(n_frames)
-    else:
-        heavy = np.unique(np.linspace(0, n_frames - 1, max_heavy_frames).round().astype(int))
-    # (B, B) @ (stems, 2, B, T') -> (stems, 2, B, T')
-    spread_power = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), band_power[..., heavy])
-
-    silent = lufs <= -199.0
-    trim = np.clip(STEM_REFERENCE_LUFS - lufs, *TRIM_RANGE_DB)
-    trim[silent] = 0.0
-    return Analysis(
-        sr=sr,
-        grid=grid,
-        names=tuple(session.names),
-        roles=tuple(session.roles),
-        is_mono=np.asarray(session.is_mono, bool),
-        band_power=band_power,
-        cross_power=cross_power,
-        spread_power=spread_power.astype(np.float32),
-        heavy_frames=heavy,
-        grid_weight=grid_weight,
-        k_band=k_band,
-        trim_db=trim,
-        stem_lufs=lufs,
-        n_samples=n_samples,
-        peak_values=peak_values,
-        peak_instants=inst,
-        peak_detector=peak_detector,
-        sub_power=sub_power,
-        pairs=pairs,
-        pair_cross=pair_cross,
-    )
+    with single_threaded_blas(), contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(n_threads, thread_name_prefix="evomix-analysis")) if n_threads > 1 else None
+        _each_stem(pool, work.first_pass, n_stems, advance)
+        work.find_instants()
+        _each_stem(pool, work.second_pass, n_stems, advance)
+    return work.result(max_heavy_frames)
 
 
+def _each_stem(pool: ThreadPoolExecutor | None, task: Callable[[int], None], n_stems: int,
+               advance: Callable[[], None]) -> None:
+    """``task(s)`` for every stem, on ``pool`` (or here, in stem order, without one); ``advance()``
+    in this thread as each one finishes. A failure cancels the tasks not yet started and is raised."""
+    if pool is None:
+        for s in range(n_stems):
+            task(s)
+            advance()
+        return
+    futures = [pool.submit(task, s) for s in range(n_stems)]
+    try:
+        for f in as_completed(futures):
+            f.result()
+            advance()
+    except BaseException as exc:
+        for f in futures:
+            f.cancel()
+        wait(futures)
+        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        first = next((e for e in errors if not isinstance(e, _Aborted)), exc)  # the cause, not the stems it stopped
+        if first is exc:
+            raise
+        raise first from None
+
+
+class _Aborted(Exception):
+    """A stem's task gave up because another stem's task failed."""
+
+
+class _InStemOrder:
+    """Lets tasks that run in any order do one step each in stem order (``_Mixer._one`` in
+    ``engine.render`` does the same): a sum's rounding must not depend on the threads."""
+
+    def __init__(self):
+        self._next = 0
+        self._failed = False
+        self._turn = threading.Condition()
+
+    def run(self, s: int, step: Callable[[], None]) -> None:
+        with self._turn:
+            self._turn.wait_for(lambda: self._next == s or self._failed)
+            if self._failed:
+                raise _Aborted()
+        step()  # outside the lock: only stem s may run now
+        with self._turn:
+            self._next += 1
+            self._turn.notify_all()
+
+    def fail(self) -> None:
+        with self._turn:
+            self._failed = True
+            self._turn.notify_all()
+
+
+class _Work:
+    """One analysis in progress: the session, the grids, and a slot per stem for every result."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        sr = self.sr = session.sr
+        grid = self.grid = band_grid(sr)
+        n_stems, n_samples = session.n_stems, session.n_samples
+        n_frames = self.n_frames = grid.n_frames(n_samples)
+        n_bands = grid.n_bands
+        freqs = np.fft.rfftfreq(grid.n_fft, 1.0 / sr)
+        self.k_bins = k_weighting_power(freqs, sr).astype(np.float32)  # (bins,)
+        self.centre = pan_gains(np.zeros(n_stems), np.asarray(session.is_mono))  # (stems, 2)
+        self.centre32 = self.centre.astype(np.float32)
+        # fine-grid index of each FFT bin (nearest sub-band of its band); bins outside bands dropped
+        sub_edges = np.sqrt(grid.grid_hz[:-1] * grid.grid_hz[1:])
+        self.keep = grid.bin_band >= 0
+        self.bin_grid = np.searchsorted(sub_edges, freqs)[self.keep]
+        self.band_of_fine = np.repeat(np.arange(n_bands), grid.grid_hz.size // n_bands)
+        self.k_sos = k_weighting_sos(sr)
+        self.block, self.block_hop = int(round(LOUDNESS_BLOCK_S * sr)), int(round(LOUDNESS_BLOCK_HOP_S * sr))
+        self.per_stem = candidates_per_stem(n_stems)
+
+        self.band_power = np.empty((n_stems, 2, n_bands, n_frames), np.float32)
+        self.cross_power = np.empty((n_stems, n_bands, n_frames), np.float32)
+        self.grid_weight = np.empty((n_stems, grid.grid_hz.size, n_bands), np.float32)
+        self.k_band = np.empty((n_stems, n_bands), np.float32)
+        self.lufs = np.empty(n_stems)
+        self.instants: list = [None] * n_stems
+        self.total = np.zeros((2, n_samples))  # unity-gain sum, for peak candidates (added in stem order)
+        self.order = _InStemOrder()
+        R = MASTER_DETECTOR_SUBSTEPS
+        self.sub_inst = np.clip((np.arange(n_frames * R) / R - (R - 1) / (2 * R)) * grid.hop, 0,
+                                n_samples - 1).round().astype(np.int64)
+        self.sub_power = np.empty((n_stems, n_bands, self.sub_inst.size), np.float32)
+        self.inst = self.peak_values = self.peak_detector = None
+        self.coh_frames = coherence_frames(n_frames)  # spectra at these frames: the pairs' coherence
+        self.coh_spectra = np.empty((n_stems, 2, self.coh_frames.size, grid.n_fft // 2 + 1), np.complex64)
+
+    def stem(self, s: int) -> np.ndarray:
+        """Stem ``s`` panned centre (2, samples) float32: one read of it."""
+        return self.session.stem(s) * self.centre32[s][:, None]
+
+    def first_pass(self, s: int) -> None:
+        """Band powers, spectrum weights, loudness and candidate instants of stem ``s``; then, in
+        stem order, its share of the unity-gain sum."""
+        try:
+            x = self.stem(s)
+            grid = self.grid
+            self.band_power[s], self.cross_power[s], lts = band_powers_chunked(x, grid, cross=True, bin_total=True)
+            lts = lts + 1e-20  # (bins,) long-term power
+            fine = np.zeros(grid.grid_hz.size)
+            np.add.at(fine, self.bin_grid, lts[self.keep])  # (G,)
+            gw = np.zeros((grid.grid_hz.size, grid.n_bands))
+            gw[np.arange(grid.grid_hz.size), self.band_of_fine] = fine
+            self.grid_weight[s] = gw / np.maximum(gw.sum(axis=0, keepdims=True), 1e-30)
+            self.k_band[s] = band_sum((lts * self.k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
+            if x.shape[-1] >= self.block:  # BS.1770 integrated loudness, one compiled pass
+                z = k_block_powers(x, np.zeros(0), 1.0, self.k_sos, self.block, self.block_hop)  # (2, blocks)
+                self.lufs[s] = float(gated_loudness(z))
+            else:  # shorter than one gating block: the meter says so
+                self.lufs[s] = float(integrated_loudness(x, self.sr))
+            self.instants[s] = stem_candidate_instants(x, grid, self.per_stem)
+            self.coh_spectra[s] = spectra_at(x, grid, self.coh_frames)
+            self.order.run(s, lambda: np.add(self.total, x, out=self.total))
+        except BaseException:
+            self.order.fail()
+            raise
+
+    def find_instants(self) -> None:
+        """The candidate instants (K,): every stem's and the unity-gain sum's, sorted, unique; and
+        the correlated pairs (``engine.coherence``)."""
+        self.pairs, self.pair_cross = coherent_pairs(self.coh_spectra, self.band_power, self.grid)
+        self.coh_spectra = None
+        sum_inst = sum_candidate_instants(self.total, self.sr)
+        self.total = None
+        self.inst = np.unique(np.concatenate(self.instants + [sum_inst]))  # (K,)
+        n_stems, K = self.session.n_stems, self.inst.size
+        self.peak_values = np.empty((n_stems, 2, 2 * PEAK_NODES_HZ.size, K), np.float32)
+        n_groups = -(-self.grid.n_bands // DETECTOR_GROUP_BANDS)
+        self.peak_detector = np.empty((n_stems, n_groups, K), np.float32)
+
+    def second_pass(self, s: int) -> None:
+        """Stem ``s``'s peak basis and detector readings at the instants, from one read of it."""
+        x = self.stem(s)
+        grid = self.grid
+        unpan = float((self.centre[s] ** 2).sum())  # un-pan: stereo-linked mean
+        self.peak_values[s] = peak_values_at(x, self.inst, grid)
+        self.peak_detector[s] = detector_at(x, self.inst, grid) / unpan
+        self.sub_power[s] = detector_at(x, self.sub_inst, grid, group_bands=1,
+                                        window_s=grid.hop_s / MASTER_DETECTOR_SUBSTEPS) / unpan
+
+    def result(self, max_heavy_frames: int | None | str) -> Analysis:
+        session, grid, n_frames = self.session, self.grid, self.n_frames
+        band_power, lufs = self.band_power, self.lufs
+        if isinstance(max_heavy_frames, str):
+            max_heavy_frames = heavy_frame_count(session.duration_s)
+        if max_heavy_frames is None or max_heavy_frames >= n_frames:
+            heavy = np.arange(n_frames)
+        else:
+            heavy = np.unique(np.linspace(0, n_frames - 1, max_heavy_frames).round().astype(int))
+        # (B, B) @ (stems, 2, B, T') -> (stems, 2, B, T')
+        spread_power = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), band_power[..., heavy])
+
+        silent = lufs <= -199.0
+        trim = np.clip(STEM_REFERENCE_LUFS - lufs, *TRIM_RANGE_DB)
+        trim[silent] = 0.0
+        return Analysis(
+            sr=self.sr,
+            grid=grid,
+            names=tuple(session.names),
+            roles=tuple(session.roles),
+            is_mono=np.asarray(session.is_mono, bool),
+            band_power=band_power,
+            cross_power=self.cross_power,
+            spread_power=spread_power.astype(np.float32),
+            heavy_frames=heavy,
+            grid_weight=self.grid_weight,
+            k_band=self.k_band,
+            trim_db=trim,
+            stem_lufs=lufs,
+            n_samples=session.n_samples,
+            peak_values=self.peak_values,
+            peak_instants=self.inst,
+            peak_detector=self.peak_detector,
+            sub_power=self.sub_power,
+            pairs=self.pairs,
+            pair_cross=self.pair_cross,
+        )

@@ -17,14 +17,12 @@ Estimate (a stage of ``engine.batch.render_features``): :func:`estimate_peaks`, 
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter
 
 from evomix.core.compiled import lazy_njit
 from evomix.engine.bands import BandGrid
@@ -55,6 +53,7 @@ PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
 DETECTOR_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain), s
+EXCERPT_ROWS = 1024  # excerpts gathered (and transformed) at a time by peak_values_at / detector_at
 
 
 def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
@@ -65,8 +64,12 @@ def _local_maxima(env: np.ndarray, k: int, hop: int) -> np.ndarray:
     if n == 0:
         return np.array([int(np.argmax(env))])
     blocks = env[:n].reshape(-1, hop)
-    arg = blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop  # (blocks,)
-    peak = blocks.max(axis=1)
+    return _top_blocks(blocks.max(axis=1), blocks.argmax(axis=1) + np.arange(blocks.shape[0]) * hop, k)
+
+
+def _top_blocks(peak: np.ndarray, arg: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_local_maxima` from the blocks' maxima ``peak`` (blocks,) and the sample index of
+    each (``arg``, blocks,): the k/2 largest blocks and the largest of each of k/2 stretches."""
     top = np.argsort(peak)[::-1][: max(1, k - k // 2)]
     n_stretch = min(k // 2, peak.size)
     if n_stretch == 0:
@@ -97,12 +100,10 @@ def _kernels(grid: BandGrid) -> np.ndarray:
     return np.roll(np.concatenate([real, quad]), L // 2, axis=-1).T.astype(np.float32)
 
 
-def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDATES_PER_STEM) -> np.ndarray:
-    """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
-    ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
-    band (an EQ boost in a band moves the mix's peak to where that band peaks)."""
-    sr = grid.sr
-    block = max(1, int(PEAK_BLOCK_S * sr))
+def search_filters(sr: int) -> list:
+    """The filters after which each stem's peaks are sought, as second-order sections (k, 6) each:
+    the RBJ high-passes ``PEAK_SEARCH_HPF_HZ`` (Q 0.707), then 2nd-order Butterworth sections
+    splitting the spectrum at ``PEAK_GROUP_EDGES_HZ`` (a low-pass, band-passes, a high-pass)."""
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
     filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -112,15 +113,141 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDA
             filters.append(butter(2, lo, "highpass", fs=sr, output="sos"))
         else:
             filters.append(butter(2, (lo, hi), "bandpass", fs=sr, output="sos"))
-    per_search = max(1, n // (len(filters) + 1))
-    idx = [_local_maxima(np.abs(x).max(axis=0), per_search, block)]
-    def envelope(sos):  # scipy's sosfilt releases the GIL: the filters run on all cores
-        return np.abs(sosfilt(sos.astype(np.float32), x, axis=-1)).max(axis=0)
+    return filters
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        envs = list(pool.map(envelope, filters))
-    idx += [_local_maxima(env, per_search, block) for env in envs]
-    return np.concatenate(idx)
+
+def search_block_maxima(x: np.ndarray, sr: int, filters: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per block of ``PEAK_BLOCK_S`` the largest ``|x|`` over the channels of ``x`` (ch, samples)
+    and, for a stereo ``x``, of ``x`` after each of ``filters`` (default :func:`search_filters`),
+    and where it is, in one compiled pass over the samples (no envelope is stored).
+
+    Returns ``peak`` (1 + F, blocks) and ``arg`` (1 + F, blocks) int64 sample indices, row 0 the
+    raw signal. The filters run in float32 (as ``scipy.signal.sosfilt`` on the float32 session
+    audio did), in ``sosfilt``'s arithmetic order, so they give its values except where a
+    filter's state has decayed below ``_STATE_FLOOR`` (set to 0 after each block, see
+    :func:`_filtered_block_maxima`: values some 300 dB down, in silences). A signal shorter than
+    one block is one block.
+    """
+    filters = search_filters(sr) if filters is None else filters
+    n = x.shape[-1]
+    block = max(1, min(int(PEAK_BLOCK_S * sr), n))
+    n_blocks = n // block
+    peak = np.empty((1 + len(filters), n_blocks), np.float32 if filters else x.dtype)
+    arg = np.empty((1 + len(filters), n_blocks), np.int64)
+    if not filters:
+        _block_abs_max(np.ascontiguousarray(x), block, peak[0], arg[0])
+        return peak, arg
+    if x.shape[0] != 2 or len(filters) > _SEARCH_LANES // 2 or max(f.shape[0] for f in filters) > 2:
+        raise ValueError("search_block_maxima: filters need a stereo signal and at most "
+                         f"{_SEARCH_LANES // 2} filters of one or two sections")
+    sos = np.zeros((2, _SEARCH_LANES, 6), np.float32)  # (stage, lane): lane j < L/2 left, else right
+    sos[:, :, 0] = sos[:, :, 3] = 1.0  # unused lanes and second stages pass their input through
+    for f, sec in enumerate(filters):
+        sos[: sec.shape[0], f] = sos[: sec.shape[0], f + _SEARCH_LANES // 2] = sec
+    _filtered_block_maxima(np.ascontiguousarray(x, np.float32), sos, block, peak, arg)
+    return peak, arg
+
+
+@lazy_njit
+def _block_abs_max(x, block, peak, arg):  # (C, n), int, (nb,), (nb,) int64
+    """``peak[b]`` = max over block ``b`` (``block`` samples) of ``max_c |x[c]|``, ``arg[b]`` its
+    first sample index (``np.abs(x).max(axis=0)`` then each block's max and argmax)."""
+    for b in range(peak.shape[0]):
+        best = abs(x[0, b * block])
+        at = b * block
+        for i in range(b * block, (b + 1) * block):
+            m = abs(x[0, i])
+            for c in range(1, x.shape[0]):
+                a = abs(x[c, i])
+                if a > m:
+                    m = a
+            if m > best:
+                best = m
+                at = i
+        peak[b] = best
+        arg[b] = at
+
+
+_SEARCH_LANES = 16  # recursions advanced together by _filtered_block_maxima: up to 8 filters x 2 channels
+_STATE_FLOOR = np.float32(1e-30)  # filter states below this are set to 0 after each block: no subnormals
+
+
+@lazy_njit
+def _filtered_block_maxima(x, sos, block, peak, arg):  # (2, n) f32, (2, LANES, 6) f32, int, (1+F, nb), (1+F, nb) int64
+    """``peak[0, b]`` = max over block ``b`` of ``max(|x[0]|, |x[1]|)`` and ``arg[0, b]`` its first
+    sample; rows ``1 + f`` the same for ``y_f`` = ``x`` through filter ``f``'s two sections
+    (``sos[0, f]`` then ``sos[1, f]`` for the left channel, lane ``f + LANES / 2`` for the right),
+    direct form II transposed in ``sosfilt``'s arithmetic order, float32.
+
+    All the recursions advance one sample at a time in a fixed-length lane loop over one workspace
+    (one base pointer: the compiler sees that the rows do not overlap and makes the loop SIMD; the
+    samples enter it as scalars, not through memory). After each block a state below
+    ``_STATE_FLOOR`` (some 300 dB under full scale: a filter ringing out into a silence) is set
+    to 0; left alone it decays into subnormal floats, which the CPU handles in microcode, and
+    makes the pass ~4x slower on a stem with silent stretches."""
+    half = _SEARCH_LANES // 2
+    n_f = peak.shape[0] - 1
+    # rows 0-4: first sections' b0 b1 b2 a1 a2, 5-9: second sections', 10-13: their states
+    # (z0, z1 of the first, then of the second), 14: each filter's max(|left|, |right|)
+    ws = np.zeros((15, _SEARCH_LANES), np.float32)
+    for st in range(2):
+        for j in range(_SEARCH_LANES):
+            for r, col in enumerate((0, 1, 2, 4, 5)):
+                ws[5 * st + r, j] = sos[st, j, col]
+    best = np.empty(half + 1, np.float32)  # filters' block maxima so far, then the raw signal's
+    at = np.empty(half + 1, np.int64)
+    for b in range(peak.shape[1]):
+        best[:] = -1.0
+        for i in range(b * block, (b + 1) * block):
+            x0 = x[0, i]
+            x1 = x[1, i]
+            for j in range(half):  # lane j: left channel, lane k: right channel
+                k = j + half
+                yl = ws[0, j] * x0 + ws[10, j]
+                ws[10, j] = ws[1, j] * x0 - ws[3, j] * yl + ws[11, j]
+                ws[11, j] = ws[2, j] * x0 - ws[4, j] * yl
+                yr = ws[0, k] * x1 + ws[10, k]
+                ws[10, k] = ws[1, k] * x1 - ws[3, k] * yr + ws[11, k]
+                ws[11, k] = ws[2, k] * x1 - ws[4, k] * yr
+                u = yl
+                yl = ws[5, j] * u + ws[12, j]
+                ws[12, j] = ws[6, j] * u - ws[8, j] * yl + ws[13, j]
+                ws[13, j] = ws[7, j] * u - ws[9, j] * yl
+                u = yr
+                yr = ws[5, k] * u + ws[12, k]
+                ws[12, k] = ws[6, k] * u - ws[8, k] * yr + ws[13, k]
+                ws[13, k] = ws[7, k] * u - ws[9, k] * yr
+                ws[14, j] = max(abs(yl), abs(yr))
+            e = max(abs(x0), abs(x1))
+            if e > best[half]:
+                best[half] = e
+                at[half] = i
+            for j in range(n_f):
+                e = ws[14, j]
+                if e > best[j]:
+                    best[j] = e
+                    at[j] = i
+        peak[0, b] = best[half]
+        arg[0, b] = at[half]
+        for f in range(n_f):
+            peak[1 + f, b] = best[f]
+            arg[1 + f, b] = at[f]
+        for r in range(10, 14):
+            for j in range(_SEARCH_LANES):
+                if abs(ws[r, j]) < _STATE_FLOOR:
+                    ws[r, j] = 0.0
+
+
+def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDATES_PER_STEM) -> np.ndarray:
+    """About ``n`` sample indices where stem ``x`` (2, samples) peaks: overall, after each of the high-passes
+    ``PEAK_SEARCH_HPF_HZ`` (a high-pass moves a stem's peaks to its transients) and in each peak
+    band (an EQ boost in a band moves the mix's peak to where that band peaks): the blocks'
+    maxima of all the searches come from one pass over the stem (:func:`search_block_maxima`)."""
+    if x.shape[-1] < max(1, int(PEAK_BLOCK_S * grid.sr)):
+        return np.array([int(np.argmax(np.abs(x).max(axis=0)))])
+    peak, arg = search_block_maxima(x, grid.sr)
+    per_search = max(1, n // peak.shape[0])
+    return np.concatenate([_top_blocks(p, a, per_search) for p, a in zip(peak, arg)])
 
 
 def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
@@ -128,21 +255,26 @@ def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarra
     instants ``inst`` (K,).
 
     Each value is a dot product of the signal around the instant with the filter's impulse
-    response: excerpts (K, L) @ kernels (L, 2 N). Returns (2, 2 N, K) float32.
+    response: excerpts (K, L) @ kernels (L, 2 N), the excerpts copied by a compiled loop
+    (:func:`_gather_windows`, zeros beyond the signal's ends) into one buffer of
+    ``EXCERPT_ROWS`` rows at a time. Returns (2, 2 N, K) float32.
 
     Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
     and so moves and reshapes the peaks; magnitude-only band gains misjudge the true peak of a mix
     by up to ~3 dB (``experiments/fidelity.py``).
     """
-    N = PEAK_KERNEL  # excerpt length L
-    n = x.shape[-1]
+    L = PEAK_KERNEL
     K_mat = _kernels(grid)  # (L, 2 N)
-    pad = np.zeros((2, n + 2 * N), np.float32)
-    pad[:, N : N + n] = x
-    offs = (inst + N // 2 + N)[:, None] - np.arange(N)[None, :]  # (K, N): e_k[i] = x[t_k + N/2 - i]
+    inst = np.asarray(inst, np.int64)
     out = np.empty((2, K_mat.shape[1], inst.size), np.float32)
+    buf = np.empty((min(EXCERPT_ROWS, inst.size), L), np.float32)
     for c in range(2):
-        out[c] = (pad[c][offs] @ K_mat).T  # (K, 2N) -> (2N, K)
+        row = np.ascontiguousarray(x[c], np.float32)
+        for i0 in range(0, inst.size, EXCERPT_ROWS):
+            part = inst[i0 : i0 + EXCERPT_ROWS]
+            e = buf[: part.size]
+            _gather_windows(row, part + L // 2, -1, L, e)  # e[k, i] = x[t_k + L/2 - i]
+            out[c, :, i0 : i0 + part.size] = (e @ K_mat).T  # (k, 2N) -> (2N, k)
     return out
 
 
@@ -150,29 +282,62 @@ def detector_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid, group_bands: in
                 window_s: float = DETECTOR_WINDOW_S) -> np.ndarray:
     """Power of ``x`` (2, samples) summed over channels in a ``window_s`` (s) rectangular window
     centred on each instant (K,), per group of ``group_bands`` analysis bands
-    -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once)."""
+    -> (C, K) float32, a mean square (Parseval: one-sided spectrum, DC and Nyquist once).
+
+    The windows ``[t - L/2, t + L/2)`` are copied by a compiled loop into a buffer already
+    ``n_fft`` long (its zero tail is the FFT's padding), ``EXCERPT_ROWS`` at a time, and each
+    spectrum's bins summed into the groups by another (:func:`_add_group_power`, in float64)."""
     L = int(round(window_s * grid.sr))
     n_fft = 1 << (L - 1).bit_length()
-    n = x.shape[-1]
     freqs = np.fft.rfftfreq(n_fft, 1.0 / grid.sr)
     band = np.clip(np.searchsorted(grid.edges_hz, freqs) - 1, 0, grid.n_bands - 1)
-    group = band // group_bands  # (bins,)
+    group = band // group_bands  # (bins,) non-decreasing: each group is one run of bins
     n_groups = -(-grid.n_bands // group_bands)
-    onehot = (group[:, None] == np.arange(n_groups)[None, :]).astype(np.float32)  # (bins, C)
-    w = np.full(freqs.size, 2.0, np.float32)
+    first = np.searchsorted(group, np.arange(n_groups + 1)).astype(np.int64)  # (C + 1,) run starts
+    w = np.full(freqs.size, 2.0)
     w[0] = 1.0
     if n_fft % 2 == 0:
         w[-1] = 1.0
-    onehot *= (w / (n_fft * L))[:, None]
-    pad = np.zeros((2, n + L), np.float32)
-    pad[:, L // 2 : L // 2 + n] = x
-    out = np.zeros((n_groups, inst.size), np.float32)
+    w /= n_fft * L
+    inst = np.asarray(inst, np.int64)
+    acc = np.zeros((inst.size, n_groups))  # (K, C) float64, both channels
+    buf = np.zeros((min(EXCERPT_ROWS, inst.size), n_fft), np.float32)  # columns >= L stay 0
     for c in range(2):
-        for i0 in range(0, inst.size, 4096):  # chunks: (chunk, L) excerpts stay small
-            idx = inst[i0 : i0 + 4096, None] + np.arange(L)[None, :]  # window [t - L/2, t + L/2)
-            spec = scipy.fft.rfft(pad[c][idx], n=n_fft, axis=-1, workers=-1)
-            out[:, i0 : i0 + 4096] += ((spec.real**2 + spec.imag**2).astype(np.float32) @ onehot).T
-    return out
+        row = np.ascontiguousarray(x[c], np.float32)
+        for i0 in range(0, inst.size, EXCERPT_ROWS):
+            part = inst[i0 : i0 + EXCERPT_ROWS]
+            e = buf[: part.size]
+            _gather_windows(row, part - L // 2, 1, L, e)
+            spec = scipy.fft.rfft(e, axis=-1, workers=1)  # (k, bins) complex64
+            _add_group_power(spec, first, w, acc[i0 : i0 + part.size])
+    return np.ascontiguousarray(acc.T, np.float32)
+
+
+@lazy_njit
+def _gather_windows(x, start, step, length, out):  # (n,), (K,) int, int, int, (K, >= length)
+    """``out[k, j] = x[start[k] + step * j]`` for ``j < length`` (0 outside the signal)."""
+    n = x.shape[0]
+    for k in range(start.shape[0]):
+        a = start[k]
+        for j in range(length):
+            i = a + step * j
+            out[k, j] = x[i] if 0 <= i < n else 0.0
+
+
+@lazy_njit(fastmath={"reassoc"})
+def _add_group_power(spec, first, weight, out):  # (k, bins) complex, (C + 1,) int, (bins,) float64, (k, C) float64
+    """``out[r, g] += sum_{first[g] <= b < first[g + 1]} weight[b] |spec[r, b]|^2``: each group's
+    bins are one run; summed in float64 (``reassoc``: in SIMD lanes, an order that depends only on
+    the run's length)."""
+    for r in range(spec.shape[0]):
+        for g in range(first.shape[0] - 1):
+            acc = 0.0
+            for b in range(first[g], first[g + 1]):
+                z = spec[r, b]
+                re = np.float64(z.real)
+                im = np.float64(z.imag)
+                acc += (re * re + im * im) * weight[b]
+            out[r, g] += acc
 
 
 def candidates_per_stem(n_stems: int) -> int:
@@ -183,7 +348,10 @@ def candidates_per_stem(n_stems: int) -> int:
 
 def sum_candidate_instants(total: np.ndarray, sr: int) -> np.ndarray:
     """About ``PEAK_CANDIDATES_SUM`` sample indices where the unity-gain sum ``total`` (2, samples) peaks."""
-    return _local_maxima(np.abs(total).max(axis=0), PEAK_CANDIDATES_SUM, max(1, int(PEAK_BLOCK_S * sr)))
+    if total.shape[-1] < max(1, int(PEAK_BLOCK_S * sr)):
+        return np.array([int(np.argmax(np.abs(total).max(axis=0)))])
+    peak, arg = search_block_maxima(total, sr, filters=[])
+    return _top_blocks(peak[0], arg[0], PEAK_CANDIDATES_SUM)
 
 
 # ---------------------------------------------------------------------------------------------

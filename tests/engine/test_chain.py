@@ -192,3 +192,13 @@ def test_stem_powers_measured_in_the_pass_match_the_finished_stems_under_gentle_
     loud = p_full > p_full.max(axis=(-2), keepdims=True) * 1e-3  # within 30 dB of each frame's loudest band
     err_db = np.abs(10 * np.log10(p_fast[loud] / p_full[loud]))
     assert np.percentile(err_db, 99) < 0.1 and err_db.max() < 1.0
+
+
+def test_k_block_powers_after_a_digital_silence_is_the_meter(rng):
+    # 3 s of exact zeros: the K-weighting states decay past SUBNORMAL_FLOOR and are set to 0 (no
+    # subnormal arithmetic); the block powers are still the meter's, the returning signal's too
+    x = _signal(rng, 4 * SR, 2)
+    x[:, SR // 2: SR // 2 + 3 * SR] = 0.0
+    g = _Grid(SR, x.shape[1])
+    z = chain.k_block_powers(x.astype(np.float32), np.zeros(0), 1.0, k_weighting_sos(SR), g.block, g.block_hop)
+    np.testing.assert_allclose(z, block_powers(x.astype(np.float32), SR), rtol=1e-10, atol=0)
