@@ -43,12 +43,20 @@ __all__ = [
 def biquad_cascade(src, scale, sos, dst):  # (n,) float32|float64, float, (k, 6), (n,) float64
     """``dst = sosfilt(sos, src * scale)``: the sections run one after the other on each sample
     (direct form II transposed, as scipy's ``sosfilt``, so the arithmetic is the same), in one
-    pass. ``dst`` may be ``src`` (in place). ``sos`` rows are normalised (a0 = 1)."""
+    pass. Filter states below 1e-200 are set to 0 every 256 samples (after a silence they would
+    decay through subnormal numbers, which the CPU handles ~20x slower); the output then differs
+    from ``sosfilt`` by less than 1e-200. ``dst`` may be ``src`` (in place). ``sos`` rows are normalised (a0 = 1)."""
     n = src.shape[0]
     k = sos.shape[0]
     z0 = np.zeros(k)
     z1 = np.zeros(k)
     for i in range(n):
+        if (i & 255) == 0:  # a decayed state is set to 0: subnormal arithmetic after a silence is ~20x slower
+            for s in range(k):
+                if abs(z0[s]) < 1e-200:
+                    z0[s] = 0.0
+                if abs(z1[s]) < 1e-200:
+                    z1[s] = 0.0
         v = src[i] * scale
         for s in range(k):
             y = sos[s, 0] * v + z0[s]
@@ -128,6 +136,12 @@ def gain_fader_pan_eq(src, gain_ctrl, step, fader, pan, sos, dst):  # (n,) f64, 
         g_next = gain_ctrl[c + 1] if c + 1 < n_ctrl else g
         g = g + (g_next - g) * (j / step)
         v = ((src[i] * g) * fader) * pan
+        if (i & 255) == 0:  # as in biquad_cascade: no subnormal states after a silence
+            for s in range(k):
+                if abs(z0[s]) < 1e-200:
+                    z0[s] = 0.0
+                if abs(z1[s]) < 1e-200:
+                    z1[s] = 0.0
         for s in range(k):
             y = sos[s, 0] * v + z0[s]
             z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]

@@ -202,3 +202,11 @@ def test_k_block_powers_after_a_digital_silence_is_the_meter(rng):
     g = _Grid(SR, x.shape[1])
     z = chain.k_block_powers(x.astype(np.float32), np.zeros(0), 1.0, k_weighting_sos(SR), g.block, g.block_hop)
     np.testing.assert_allclose(z, block_powers(x.astype(np.float32), SR), rtol=1e-10, atol=0)
+
+
+def test_biquad_cascade_after_a_digital_silence_is_sosfilt_to_1e_200(rng):
+    x = np.concatenate([rng.standard_normal(5000), np.zeros(60000), rng.standard_normal(5000)]).astype(np.float32)
+    sos = _eq()
+    out = np.empty(x.size)
+    chain.biquad_cascade(x, 1.0, sos, out)
+    np.testing.assert_allclose(out, sosfilt(sos, x.astype(np.float64)), rtol=1e-12, atol=1e-199)
