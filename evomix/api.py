@@ -19,6 +19,7 @@ import numpy as np
 
 from evomix import __version__, parallel
 from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
+from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, render_exact
 from evomix.errors import AudioFileError, ParameterError
@@ -202,6 +203,7 @@ def mix(
     scheduler: str | None = None,
     threads: int | None = None,
     reporter: ProgressReporter | None = None,
+    constraints: Constraints | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -231,6 +233,10 @@ def mix(
     reporter : progress of the phases (load, analysis, reference, search, render), e.g. an
         ``evomix.progress.Reporter``; default none. The exact renders done (picks, spares and
         replacements) are counted in ``settings["exact_renders"]``.
+    constraints : locks and ranges of parameters (:class:`evomix.constraints.Constraints`, e.g.
+        ``Constraints.parse(locks=["vocal.gain_db=-3"], ranges={"*.eq.highpass_hz": (40, 120)})``);
+        they edit the gene table, so every front member and export obeys them; recorded in
+        ``settings["constraints"]``.
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -241,6 +247,9 @@ def mix(
     if reference_mode not in REFERENCE_MODES:
         raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
+    if constraints is not None and not isinstance(constraints, Constraints):
+        raise ParameterError(f"constraints must be an evomix.constraints.Constraints (Constraints.parse(locks=..., "
+                             f"ranges=...)), got {type(constraints).__name__}")
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
@@ -254,7 +263,7 @@ def mix(
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
-                    reporter=NULL_REPORTER if reporter is None else reporter)
+                    reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints)
 
 
 def check_session_length(session: Session) -> None:
@@ -289,10 +298,12 @@ def _search_info(names, weights, front_size: int, best) -> str:
 
 def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
-         reporter: ProgressReporter = NULL_REPORTER) -> MixResult:
+         reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
+    constraints = Constraints() if constraints is None else constraints
     session = session if session is not None else _load(paths, reporter, roles=roles)
     check_session_length(session)
+    table = constraints.apply(GeneTable(session.n_stems), session.names)  # locks and ranges: before any analysis
     warnings = list(session.warnings)
     n_pop = int(population)
     if n_pop % 4:
@@ -301,7 +312,6 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
 
     with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:  # two passes per stem
         analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
-    table = GeneTable(session.n_stems)
     ref_power, base, ref_report = None, None, None
     if reference is not None:
         with reporter.phase("reference", info=Path(reference).name):
@@ -335,7 +345,9 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
-    G, F = result.front_genomes, result.front_F
+    G, F = table.canonical(result.front_genomes), result.front_F  # locked genes at 0.5: same mix, same genome
+    _, first = np.unique(G, axis=0, return_index=True)
+    G, F = G[np.sort(first)], F[np.sort(first)]
     keep = non_dominated(F)
     G, F = G[keep], F[keep]
     raw = F / np.asarray(problem.weights)[None, :]
@@ -369,7 +381,8 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                                         for n, g in zip(session.names, total)}
     settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
-                "replaced_alternatives": len(replaced), "exact_renders": exact_renders}
+                "replaced_alternatives": len(replaced), "exact_renders": exact_renders,
+                "constraints": constraints.to_dict()}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
                      result, settings, warnings, ref_report)
 
@@ -378,21 +391,29 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
     """The neutral genome with faders and pans set to a reference fit (n_genes,).
 
     Faders are ``fitted gain - trim``, shifted by a common offset (the master normalises level)
-    that centres their span in the fader range (a span wider than the range is clipped at its ends).
+    that centres their span in the fader range (a span wider than the range is clipped at its ends);
+    if an audible stem's fader is locked, the offset puts that stem exactly at its lock instead, so
+    the others keep their fitted level relative to it. Each value is encoded in its stem's own
+    range (locks and ranges of ``table``), clipped into it.
     """
 
     genome = table.neutral().copy()
     k = len(table.stem_genes)
     names = [g.name for g in table.stem_genes]
-    gain_gene, pan_gene = table.stem_genes[names.index("gain_db")], table.stem_genes[names.index("pan")]
+    jg, jp = names.index("gain_db"), names.index("pan")
+    gain_gene = table.stem_genes[jg]  # the every-stem range (the per-stem ones may be narrower)
     audible = fit.gain_db > -120.0
     fader = np.where(audible, fit.gain_db - analysis.trim_db, gain_gene.low)
-    if audible.any():  # common offset: centre the faders' span inside the gene range
+    locked = [s for s in range(table.n_stems) if audible[s] and table.genes_of_stem(s)[jg].low == table.genes_of_stem(s)[jg].high]
+    if locked:  # anchor the balance on the first locked audible fader
+        fader = fader + table.genes_of_stem(locked[0])[jg].low - fader[locked[0]]
+    elif audible.any():  # common offset: centre the faders' span inside the gene range
         lo, hi = fader[audible].min(), fader[audible].max()
         fader = fader + (gain_gene.low + gain_gene.high) / 2.0 - (lo + hi) / 2.0
     for s in range(table.n_stems):
-        genome[s * k + names.index("gain_db")] = gain_gene.encode(fader[s])
-        genome[s * k + names.index("pan")] = pan_gene.encode(fit.pan[s])
+        genes = table.genes_of_stem(s)
+        genome[s * k + jg] = genes[jg].encode(fader[s])
+        genome[s * k + jp] = genes[jp].encode(fit.pan[s])
     return genome
 
 

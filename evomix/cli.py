@@ -24,6 +24,7 @@ from typing_extensions import Annotated
 
 from evomix import api
 from evomix.audio import expand_paths
+from evomix.constraints import Constraints
 from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
 from evomix.parallel import check_options as check_parallel_options
@@ -56,6 +57,11 @@ def _parse_roles(items: Optional[List[str]]) -> dict:
     return roles
 
 
+def _constraints(locks: Optional[List[str]], ranges: Optional[List[str]]) -> Constraints:
+    """``--lock`` / ``--range`` entries, parsed and checked before any file is read."""
+    return Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
+
+
 def _reporter(quiet: bool) -> Reporter:
     """Progress on stderr: rich bars on a terminal, plain lines otherwise, nothing with --quiet."""
     return Reporter.auto(quiet=quiet, console=err_console)
@@ -85,6 +91,7 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
         "silent_stems": list(result.session.silent),
         "warnings": list(result.warnings),
         "reference": result.reference,
+        "constraints": result.settings.get("constraints"),  # the --lock / --range of the run
         "alternatives": alts,
         "timings_s": reporter.timings_s,  # wall time per phase, and total since the command started
     }
@@ -110,13 +117,14 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None, reporter=None):
+             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
+                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
+                     constraints=constraints)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -149,6 +157,8 @@ JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker process
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
+LockOpt = Annotated[Optional[List[str]], typer.Option("--lock", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
+RangeOpt = Annotated[Optional[List[str]], typer.Option("--range", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
 
 
 @app.command()
@@ -171,6 +181,8 @@ def mix(
     threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
     scheduler: SchedulerOpt = None,
+    lock: LockOpt = None,
+    range_: RangeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -178,9 +190,10 @@ def mix(
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
+        constraints = _constraints(lock, range_)
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler, threads, reporter)
+                 jobs, backend, scheduler, threads, reporter, constraints=constraints)
     except EvomixError as e:
         _fail(e)
 
@@ -285,6 +298,8 @@ def demo(
     threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
     scheduler: SchedulerOpt = None,
+    lock: LockOpt = None,
+    range_: RangeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -292,6 +307,7 @@ def demo(
     """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
     try:
         reporter = _reporter(quiet)
+        constraints = _constraints(lock, range_)
         api.check_output_folder(out, force=force)
         check_parallel_options(jobs, backend, scheduler, threads)
         with reporter.phase("synthesis", info=str(out / "stems")):
@@ -299,7 +315,8 @@ def demo(
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
+                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
+                 constraints=constraints)
     except EvomixError as e:
         _fail(e)
 

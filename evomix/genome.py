@@ -82,6 +82,37 @@ MASTER_COMP_ATTACK_MS = 20.0
 MASTER_COMP_RELEASE_MS = 200.0
 KNEE_DB = 6.0
 SHELF_Q = 0.707
+TRIM_RANGE_DB = (-30.0, 40.0)  # dB: the analysis' fixed input gain is clipped to this (``engine.analysis``)
+
+# Where each gene sits in the params JSON (``Params.to_dict``): a stem gene's path below
+# ``stems.NAME``, a master gene's path below ``master``. Command-line names are ``STEM.PATH`` and
+# ``master.PATH`` (``evomix.constraints``).
+STEM_PARAM_PATHS: dict[str, str] = {
+    "gain_db": "gain_db", "pan": "pan",
+    "highpass_hz": "eq.highpass_hz", "low_shelf_hz": "eq.low_shelf_hz", "low_shelf_db": "eq.low_shelf_db",
+    "peak_hz": "eq.peak_hz", "peak_db": "eq.peak_db", "peak_q": "eq.peak_q",
+    "high_shelf_hz": "eq.high_shelf_hz", "high_shelf_db": "eq.high_shelf_db",
+    "comp_threshold_db": "comp.threshold_db", "comp_ratio": "comp.ratio",
+    "comp_attack_ms": "comp.attack_ms", "comp_release_ms": "comp.release_ms",
+}
+MASTER_PARAM_PATHS: dict[str, str] = {
+    "master_low_shelf_db": "eq.low_shelf_db", "master_high_shelf_db": "eq.high_shelf_db",
+    "master_comp_threshold_db": "comp.threshold_db", "master_comp_ratio": "comp.ratio",
+}
+# Values in the params JSON that are not searched (fixed by the analysis or by the master chain), with
+# their value or origin, for error messages.
+FIXED_STEM_PATHS: dict[str, str] = {"trim_db": "set by the analysis", "comp.knee_db": f"fixed at {KNEE_DB:g} dB"}
+FIXED_MASTER_PATHS: dict[str, str] = {
+    "eq.low_shelf_hz": f"fixed at {MASTER_LOW_SHELF_HZ:g} Hz", "eq.high_shelf_hz": f"fixed at {MASTER_HIGH_SHELF_HZ:g} Hz",
+    "comp.attack_ms": f"fixed at {MASTER_COMP_ATTACK_MS:g} ms", "comp.release_ms": f"fixed at {MASTER_COMP_RELEASE_MS:g} ms",
+    "comp.knee_db": f"fixed at {KNEE_DB:g} dB",
+}
+RANGE_TOLERANCE = 1e-9  # relative to a gene's span: a JSON value this far outside the range is rounding
+
+
+def format_range(gene: Gene) -> str:
+    """``"-24..12 dB"``: a gene's range with its unit, for messages."""
+    return f"{gene.low:g}..{gene.high:g}" + (f" {gene.unit}" if gene.unit else "")
 
 
 @dataclass(frozen=True)
@@ -211,72 +242,153 @@ class Params:
         bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
         if bad:
             raise ParameterError(f"{source}: non-finite value in {', '.join(bad)}")
+        _check_ranges(arrays, names, source)
         return cls(**arrays)
+
+
+def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:
+    """Refuse (one line, naming ``source``, the parameter and its range) any value outside its gene's
+    range (``STEM_GENES``/``MASTER_GENES``, ``TRIM_RANGE_DB`` for ``trim_db``), before any DSP sees it.
+    Values within ``RANGE_TOLERANCE`` of the span outside are JSON rounding: clipped in place."""
+    checks = [(g, arrays[g.name][0], [f"{n}.{STEM_PARAM_PATHS[g.name]}" for n in names]) for g in STEM_GENES]
+    checks.append((Gene("trim_db", *TRIM_RANGE_DB, unit="dB"), arrays["trim_db"][0], [f"{n}.trim_db" for n in names]))
+    checks += [(g, arrays[g.name], [f"master.{MASTER_PARAM_PATHS[g.name]}"]) for g in MASTER_GENES]
+    for gene, values, labels in checks:  # values (stems,) or (1,), a view into ``arrays``
+        slack = RANGE_TOLERANCE * (gene.high - gene.low)
+        for j, (v, label) in enumerate(zip(values, labels)):
+            if not gene.low - slack <= v <= gene.high + slack:
+                raise ParameterError(f"{source}: {label} = {v:g} is outside its range {format_range(gene)}")
+        np.clip(values, gene.low, gene.high, out=values)
 
 
 @dataclass(frozen=True)
 class GeneTable:
     """The genes of a session: ``STEM_GENES`` for each of ``n_stems`` stems, then ``MASTER_GENES``.
 
-    ``stem_genes`` may differ from the defaults (edited ranges / locks).
+    ``stem_genes`` may differ from the defaults (edited ranges / locks for every stem);
+    ``per_stem`` is ``()`` (every stem uses ``stem_genes``) or one gene tuple per stem, the same
+    genes in the same order with each stem's own low/high (``with_gene(..., stem=s)``). A locked
+    gene has ``low == high`` and decodes to exactly that value whatever the genome holds.
     """
 
     n_stems: int
     stem_genes: tuple[Gene, ...] = STEM_GENES
     master_genes: tuple[Gene, ...] = MASTER_GENES
+    per_stem: tuple[tuple[Gene, ...], ...] = ()
 
     @property
     def n_genes(self) -> int:
         return self.n_stems * len(self.stem_genes) + len(self.master_genes)
 
+    def genes_of_stem(self, s: int) -> tuple[Gene, ...]:
+        """The genes of stem ``s`` (its own ranges if it has any)."""
+        return self.per_stem[s] if self.per_stem else self.stem_genes
+
+    def gene(self, name: str, stem: int | None = None) -> Gene:
+        """Gene ``name`` of stem ``stem`` (a stem gene), or the master gene ``name`` (``stem=None``)."""
+        genes = self.master_genes if stem is None else self.genes_of_stem(stem)
+        for g in genes:
+            if g.name == name:
+                return g
+        raise ParameterError(f"unknown gene '{name}'; choose from {', '.join(g.name for g in genes)}")
+
     def with_range(self, name: str, low: float, high: float | None = None) -> "GeneTable":
         """A copy with gene ``name`` restricted to [low, high] (``high=None`` locks it at ``low``)."""
+        return self.with_gene(name, low, high)
+
+    def with_gene(self, name: str, low: float, high: float | None = None, *, stem: int | None = None) -> "GeneTable":
+        """A copy with gene ``name`` restricted to [low, high] (``high=None`` locks it at ``low``),
+        in every stem (``stem=None``; or the master gene of that name) or in stem ``stem`` only.
+
+        Raises
+        ------
+        ParameterError
+            Unknown gene, ``low > high``, a non-finite bound, or a bound <= 0 on a log-scale gene.
+        """
         high = low if high is None else high
-        all_names = [g.name for g in self.stem_genes + self.master_genes]
+        stem_names = [g.name for g in self.stem_genes]
+        all_names = stem_names + [g.name for g in self.master_genes]
         if name not in all_names:
             raise ParameterError(f"unknown gene '{name}'; choose from {', '.join(all_names)}")
+        low, high = float(low), float(high)
+        template = (self.stem_genes + self.master_genes)[all_names.index(name)]
+        if not (np.isfinite(low) and np.isfinite(high)) or low > high:
+            raise ParameterError(f"{name}: the range must be finite with low <= high, got {low:g}..{high:g}")
+        if template.scale == "log" and low <= 0.0:
+            raise ParameterError(f"{name}: a log-scale gene needs low > 0, got {low:g}")
 
         def edit(g: Gene) -> Gene:
             return replace(g, low=low, high=high) if g.name == name else g
 
-        return replace(
-            self,
-            stem_genes=tuple(edit(g) for g in self.stem_genes),
-            master_genes=tuple(edit(g) for g in self.master_genes),
-        )
+        if name not in stem_names:
+            return replace(self, master_genes=tuple(edit(g) for g in self.master_genes))
+        if stem is None:
+            return replace(self, stem_genes=tuple(edit(g) for g in self.stem_genes),
+                           per_stem=tuple(tuple(edit(g) for g in genes) for genes in self.per_stem))
+        if not 0 <= stem < self.n_stems:
+            raise ParameterError(f"stem index {stem} out of range 0..{self.n_stems - 1}")
+        per_stem = [self.genes_of_stem(s) for s in range(self.n_stems)]
+        per_stem[stem] = tuple(edit(g) for g in per_stem[stem])
+        return replace(self, per_stem=tuple(per_stem))
+
+    def stem_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stem gene's low and high, each (stems, genes per stem), in real units."""
+        lows = np.array([[g.low for g in self.genes_of_stem(s)] for s in range(self.n_stems)], dtype=float)
+        highs = np.array([[g.high for g in self.genes_of_stem(s)] for s in range(self.n_stems)], dtype=float)
+        return lows.reshape(self.n_stems, -1), highs.reshape(self.n_stems, -1)
 
     def decode(self, genomes: np.ndarray, trim_db: np.ndarray) -> Params:
         """Decode genomes (pop, n_genes) in [0, 1] into :class:`Params`.
 
         ``trim_db`` (stems,) dB is the analysis' fixed input gain, copied into every candidate.
+        Every value lies in its gene's [low, high] (clipped after the mapping, so rounding cannot
+        leave the range); a locked gene decodes to exactly its value.
         """
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         n_pop, n_genes = genomes.shape
         if n_genes != self.n_genes:
             raise ParameterError(f"genome has {n_genes} genes; this session needs {self.n_genes}")
         k = len(self.stem_genes)
-        stem_part = genomes[:, : self.n_stems * k].reshape(n_pop, self.n_stems, k)  # (pop, stems, k)
-        out = {g.name: g.decode(stem_part[:, :, j]) for j, g in enumerate(self.stem_genes)}
+        stem_part = np.clip(genomes[:, : self.n_stems * k].reshape(n_pop, self.n_stems, k), 0.0, 1.0)  # (pop, stems, k)
+        lows, highs = self.stem_bounds()  # (stems, k)
+        out = {}
+        for j, g in enumerate(self.stem_genes):
+            lo, hi, u = lows[:, j], highs[:, j], stem_part[:, :, j]  # (stems,), (stems,), (pop, stems)
+            v = lo * (hi / lo) ** u if g.scale == "log" else lo + (hi - lo) * u
+            out[g.name] = np.clip(v, lo, hi)
         out["trim_db"] = np.broadcast_to(np.asarray(trim_db, dtype=float)[None, :], (n_pop, self.n_stems)).copy()
         master_part = genomes[:, self.n_stems * k :]  # (pop, master genes)
-        out.update({g.name: g.decode(master_part[:, j]) for j, g in enumerate(self.master_genes)})
+        out.update({g.name: np.clip(g.decode(master_part[:, j]), g.low, g.high) for j, g in enumerate(self.master_genes)})
         return Params(**out)
 
     def encode(self, params: Params) -> np.ndarray:
-        """Inverse of :meth:`decode`: (pop, n_genes) in [0, 1]."""
+        """Inverse of :meth:`decode`: (pop, n_genes) in [0, 1] (values outside a range are clipped)."""
         cols = []
         for j, g in enumerate(self.stem_genes):
-            v = np.asarray(getattr(params, g.name), dtype=float)
-            cols.append(g.encode(v))
-        stem_part = np.stack(cols, axis=-1).reshape(params.n_pop, -1)  # (pop, stems * k)
+            v = np.asarray(getattr(params, g.name), dtype=float)  # (pop, stems)
+            cols.append(np.stack([self.genes_of_stem(s)[j].encode(v[:, s]) for s in range(self.n_stems)], axis=-1))
+        stem_part = np.stack(cols, axis=-1).reshape(params.n_pop, -1)  # (pop, stems, k) -> (pop, stems * k)
         master_part = np.stack([g.encode(getattr(params, g.name)) for g in self.master_genes], axis=-1)
         return np.concatenate([stem_part, master_part], axis=1)
 
+    def locked(self) -> np.ndarray:
+        """Boolean mask (n_genes,) of the locked genes (``low == high``)."""
+        stem = [g.low == g.high for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        return np.array(stem + [g.low == g.high for g in self.master_genes], dtype=bool)
+
+    def canonical(self, genomes: np.ndarray) -> np.ndarray:
+        """Genomes (pop, n_genes) with every locked gene set to 0.5: a locked gene's value in the
+        genome has no effect, so two genomes that differ only there are the same mix."""
+        genomes = np.array(genomes, dtype=float, ndmin=2)
+        genomes[:, self.locked()] = 0.5
+        return genomes
+
     def neutral(self) -> np.ndarray:
-        """The genome (n_genes,) that leaves every stem at its trim with flat EQ and no compression."""
-        stem = np.array([g.encode(g.neutral) for g in self.stem_genes])
-        master = np.array([g.encode(g.neutral) for g in self.master_genes])
-        return np.concatenate([np.tile(stem, self.n_stems), master])
+        """The genome (n_genes,) that leaves every stem at its trim with flat EQ and no compression
+        (each neutral value clipped into its stem's range)."""
+        stem = [g.encode(g.neutral) for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        master = [g.encode(g.neutral) for g in self.master_genes]
+        return np.array(stem + master, dtype=float)
 
     def initial_population(self, n_pop: int, rng: np.random.Generator, *, spread: float = 0.15,
                            random_fraction: float = 0.25, base: np.ndarray | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.bands import BandGrid, band_grid, band_powers_chunked, band_sum, bark
 from evomix.engine.chain import k_block_powers
 from evomix.engine.dsp.pan import pan_gains
+from evomix.genome import TRIM_RANGE_DB  # dB, the trim's clip range (render checks saved trims against it)
 from evomix.engine.peaks import (
     DETECTOR_GROUP_BANDS,
     PEAK_NODES_HZ,
@@ -31,7 +32,6 @@ from evomix.engine.peaks import (
 
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
-TRIM_RANGE_DB = (-30.0, 40.0)
 LOUDNESS_BLOCK_S, LOUDNESS_BLOCK_HOP_S = 0.4, 0.1  # BS.1770-4 gating blocks (75 % overlap)
 
 
