@@ -516,6 +516,8 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     reporter = NULL_REPORTER if reporter is None else reporter
     d = load_params_file(params_path)
     p = d.get("params", d)
+    stems_d = p.get("stems") if isinstance(p, dict) else None
+    Params.from_dict(p, list(stems_d) if isinstance(stems_d, dict) else [], source=str(params_path))  # values in range: before any audio is read
     target_lufs = float(d.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
     ceiling_dbtp = float(d.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
