@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 
 from evomix.errors import ParameterError
 from evomix.genome import (FIXED_MASTER_PATHS, FIXED_STEM_PATHS, MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES,
-                           STEM_PARAM_PATHS, Gene, GeneTable, format_range)
+                           STEM_PARAM_PATHS, Gene, GeneTable, format_range, format_value)
 
 WILDCARD = "*"
 MASTER = "master"
@@ -122,7 +122,7 @@ def _resolve_name(name: str, entry: str, option: str) -> tuple[str | None, str, 
 def _check_within(gene: Gene, low: float, high: float, entry: str, option: str, name: str) -> None:
     for v in {low, high}:
         if not gene.low <= v <= gene.high:
-            raise ParameterError(f"{option} '{entry}': {v:g} is outside the range of {name}, {format_range(gene)}")
+            raise ParameterError(f"{option} '{entry}': {format_value(v)} is outside the range of {name}, {format_range(gene)}")
 
 
 def parse_lock(entry: str, *, option: str = "--lock") -> Constraint:
@@ -166,7 +166,7 @@ def _parse(entry: str, option: str, *, lock: bool) -> Constraint:
         low = _number(lo_text.strip(), entry, option, "LO")
         high = _number(hi_text.strip(), entry, option, "HI")
         if low > high:
-            raise ParameterError(f"{option} '{entry}': LO {low:g} is above HI {high:g} (did you swap them?)")
+            raise ParameterError(f"{option} '{entry}': LO {format_value(low)} is above HI {format_value(high)} (did you swap them?)")
     _check_within(gene, low, high, entry, option, name)
     return Constraint(text=entry, option=option, stem=stem, path=path, gene=gene, low=low, high=high,
                       kind="lock" if lock else "range")

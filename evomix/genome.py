@@ -110,6 +110,12 @@ FIXED_MASTER_PATHS: dict[str, str] = {
 RANGE_TOLERANCE = 1e-9  # relative to a gene's span: a JSON value this far outside the range is rounding
 
 
+def format_value(v: float) -> str:
+    """A number for messages: short (``1e+09``, ``-3``) unless that hides a digit (``1000.001``)."""
+    short = f"{float(v):g}"
+    return short if float(short) == float(v) else repr(float(v))
+
+
 def format_range(gene: Gene) -> str:
     """``"-24..12 dB"``: a gene's range with its unit, for messages."""
     return f"{gene.low:g}..{gene.high:g}" + (f" {gene.unit}" if gene.unit else "")
@@ -249,16 +255,17 @@ class Params:
 def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:
     """Refuse (one line, naming ``source``, the parameter and its range) any value outside its gene's
     range (``STEM_GENES``/``MASTER_GENES``, ``TRIM_RANGE_DB`` for ``trim_db``), before any DSP sees it.
-    Values within ``RANGE_TOLERANCE`` of the span outside are JSON rounding: clipped in place."""
+    Values within ``RANGE_TOLERANCE`` of the span outside are rounding (files written before decode
+    clipped, e.g. a release of 1000.0000000000001 ms) and are kept as they are, so such a file still
+    renders exactly as it was exported."""
     checks = [(g, arrays[g.name][0], [f"{n}.{STEM_PARAM_PATHS[g.name]}" for n in names]) for g in STEM_GENES]
     checks.append((Gene("trim_db", *TRIM_RANGE_DB, unit="dB"), arrays["trim_db"][0], [f"{n}.trim_db" for n in names]))
     checks += [(g, arrays[g.name], [f"master.{MASTER_PARAM_PATHS[g.name]}"]) for g in MASTER_GENES]
-    for gene, values, labels in checks:  # values (stems,) or (1,), a view into ``arrays``
+    for gene, values, labels in checks:  # values (stems,) or (1,)
         slack = RANGE_TOLERANCE * (gene.high - gene.low)
-        for j, (v, label) in enumerate(zip(values, labels)):
+        for v, label in zip(values, labels):
             if not gene.low - slack <= v <= gene.high + slack:
-                raise ParameterError(f"{source}: {label} = {v:g} is outside its range {format_range(gene)}")
-        np.clip(values, gene.low, gene.high, out=values)
+                raise ParameterError(f"{source}: {label} = {format_value(v)} is outside its range {format_range(gene)}")
 
 
 @dataclass(frozen=True)

@@ -308,8 +308,11 @@ def test_render_cli_out_of_range_is_one_line(tmp_path, stem_dir):
 
 
 def test_rounding_just_outside_a_range_is_accepted():
-    """Files written before decode clipped (e.g. release 1000.0000000000001 ms) still load, clipped."""
+    """Files written before decode clipped (e.g. release 1000.0000000000001 ms) still load, unchanged."""
     table = GeneTable(1)
     d = table.decode(table.neutral()[None], np.zeros(1)).to_dict(0, ["a"], ["other"])
     d["stems"]["a"]["comp"]["release_ms"] = 1000.0000000000001
-    assert Params.from_dict(d, ["a"]).comp_release_ms[0, 0] == 1000.0
+    assert Params.from_dict(d, ["a"]).comp_release_ms[0, 0] == 1000.0000000000001
+    d["stems"]["a"]["comp"]["release_ms"] = 1000.001  # beyond rounding: refused
+    with pytest.raises(ParameterError, match="a.comp.release_ms = 1000.001 is outside its range 30..1000 ms"):
+        Params.from_dict(d, ["a"])
