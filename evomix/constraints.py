@@ -120,7 +120,7 @@ def _resolve_name(name: str, entry: str, option: str) -> tuple[str | None, str, 
 
 
 def _check_within(gene: Gene, low: float, high: float, entry: str, option: str, name: str) -> None:
-    for v in {low, high}:
+    for v in (low, high):
         if not gene.low <= v <= gene.high:
             raise ParameterError(f"{option} '{entry}': {format_value(v)} is outside the range of {name}, {format_range(gene)}")
 
