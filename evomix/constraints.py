@@ -4,7 +4,8 @@
 the params JSON's (``Params.to_dict``, the ``params`` object of ``alt-NN.json``): ``vocal.gain_db``,
 ``bass.pan``, ``keys.eq.highpass_hz``, ``drums.comp.ratio``, ``master.comp.threshold_db``;
 ``*.PARAM`` means every stem (not the master). Values are in the parameter's unit (dB, Hz, ms, or
-none for pan, Q and ratios) and must lie in the gene's full range (``evomix.genome``).
+none for pan, Q and ratios; the unit may be written after the number, ``120Hz``) and must lie in
+the gene's full range (``evomix.genome``).
 
 The edit goes into the :class:`~evomix.genome.GeneTable` (DESIGN.md: "Locks and ranges given on
 the command line edit the table, never the code"), so every decoded genome obeys it: the fast
@@ -24,6 +25,11 @@ Precedence, whatever the order on the command line:
 
 Parsing (:meth:`Constraints.parse`) needs no stems and checks syntax, names and values; stem names
 are resolved when the table is edited (:meth:`Constraints.apply`), once the session is loaded.
+A command that searches (``mix``, and ``vary``/``explore`` alike) takes ``cli.LockOpt`` and
+``cli.RangeOpt``, builds ``Constraints.parse(..., lock_option="--lock", range_option="--range")``
+before reading any file, and edits its table with ``constraints.apply(GeneTable(n_stems),
+session.names)`` (or :func:`constrain_table`); genomes it makes itself should be encoded with that
+table (``table.encode(params)``, ``table.genes_of_stem(s)``), and every decode then obeys it.
 """
 from __future__ import annotations
 
@@ -82,11 +88,14 @@ class Constraint:
         return f"{self.option} '{self.text}'"
 
 
-def _number(text: str, entry: str, option: str, what: str) -> float:
+def _number(text: str, entry: str, option: str, what: str, unit: str = "") -> float:
+    """A finite number; a trailing unit equal to the gene's (``120Hz``, ``-3 dB``, ``5 ms``) is allowed."""
+    number = text[: -len(unit)].strip() if unit and text.lower().endswith(unit.lower()) else text
     try:
-        v = float(text)
+        v = float(number)
     except ValueError:
-        raise ParameterError(f"{option} '{entry}': {what} '{text}' is not a number") from None
+        raise ParameterError(f"{option} '{entry}': {what} '{text}' is not a number"
+                             + (f" (in {unit})" if unit else "")) from None
     if not math.isfinite(v):
         raise ParameterError(f"{option} '{entry}': {what} must be a finite number, got '{text}'")
     return v
@@ -152,19 +161,19 @@ def _parse(entry: str, option: str, *, lock: bool) -> Constraint:
     if not isinstance(entry, str):
         raise ParameterError(f"{option}: expected a string STEM.PARAM={'VALUE' if lock else 'LO:HI'}, got {entry!r}")
     form = "STEM.PARAM=VALUE" if lock else "STEM.PARAM=LO:HI"
-    name, eq, value = entry.partition("=")
+    name, eq, value = entry.rpartition("=")  # a value has no "=", a stem name might
     name, value = name.strip(), value.strip()
     if not eq or not name or not value:
         raise ParameterError(f"{option} '{entry}': expected {form}, e.g. {'vocal.gain_db=-3' if lock else 'vocal.gain_db=-6:0'}")
     stem, path, gene = _resolve_name(name, entry, option)
     if lock:
-        low = high = _number(value, entry, option, "value")
+        low = high = _number(value, entry, option, "value", gene.unit)
     else:
         lo_text, colon, hi_text = value.partition(":")
         if not colon:
             raise ParameterError(f"{option} '{entry}': expected {form} (two numbers separated by ':'), e.g. {name}=LO:HI")
-        low = _number(lo_text.strip(), entry, option, "LO")
-        high = _number(hi_text.strip(), entry, option, "HI")
+        low = _number(lo_text.strip(), entry, option, "LO", gene.unit)
+        high = _number(hi_text.strip(), entry, option, "HI", gene.unit)
         if low > high:
             raise ParameterError(f"{option} '{entry}': LO {format_value(low)} is above HI {format_value(high)} (did you swap them?)")
     _check_within(gene, low, high, entry, option, name)

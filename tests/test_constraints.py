@@ -44,6 +44,9 @@ def _uniform(table: GeneTable, n: int = 400) -> Params:
     ("master.comp.ratio=2", None, "comp.ratio", 2.0, 2.0),
     ("master.eq.high_shelf_db=-1.5", None, "eq.high_shelf_db", -1.5, -1.5),
     ("lead.take2.gain_db=1e0", "lead.take2", "gain_db", 1.0, 1.0),  # a stem name with a dot
+    ("keys.eq.highpass_hz=120Hz", "keys", "eq.highpass_hz", 120.0, 120.0),  # the gene's unit may follow
+    ("vocal.gain_db=-3 dB", "vocal", "gain_db", -3.0, -3.0),
+    ("a=b.pan=0.5", "a=b", "pan", 0.5, 0.5),  # a stem name with "="
 ])
 def test_parse_lock_forms(text, stem, path, low, high):
     c = parse_lock(text)
@@ -55,6 +58,7 @@ def test_parse_lock_forms(text, stem, path, low, high):
     ("*.eq.highpass_hz=40:120", "*", "eq.highpass_hz", 40.0, 120.0),
     ("master.comp.threshold_db=-12:-3", None, "comp.threshold_db", -12.0, -3.0),
     ("vocal.comp.attack_ms= 5 : 20 ", "vocal", "comp.attack_ms", 5.0, 20.0),
+    ("*.eq.highpass_hz=40Hz:120hz", "*", "eq.highpass_hz", 40.0, 120.0),
     ("vocal.gain_db=-3:-3", "vocal", "gain_db", -3.0, -3.0),  # a zero-width range is a lock
 ])
 def test_parse_range_forms(text, stem, path, low, high):
@@ -102,7 +106,8 @@ def test_mappings_and_round_trip_of_the_record():
     (None, ["*.eq.highpass_hz=10:100"], r"10 is outside the range of \*.eq.highpass_hz, 20..400 Hz"),
     (["vocal.pan=2"], None, r"outside the range of vocal.pan, -1..1$"),
     (["vocal.gain_db"], None, r"--lock 'vocal.gain_db': expected STEM.PARAM=VALUE"),
-    (["vocal.gain_db=loud"], None, r"value 'loud' is not a number"),
+    (["vocal.gain_db=loud"], None, r"value 'loud' is not a number \(in dB\)"),
+    (["keys.eq.highpass_hz=0.1kHz"], None, r"value '0.1kHz' is not a number \(in Hz\)"),
     (["vocal.gain_db=inf"], None, r"finite"),
     (["gain_db=0"], None, r"expected STEM.PARAM"),
     (None, ["bass.pan=0.5"], r"--range 'bass.pan=0.5': expected STEM.PARAM=LO:HI"),
