@@ -9,6 +9,7 @@ Layout of a genome: ``[stem0 genes..., stem1 genes..., ..., master genes...]``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -338,6 +339,10 @@ class GeneTable:
         per_stem[stem] = tuple(edit(g) for g in per_stem[stem])
         return replace(self, per_stem=tuple(per_stem))
 
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.stem_bounds()
+
     def stem_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Every stem gene's low and high, each (stems, genes per stem), in real units."""
         lows = np.array([[g.low for g in self.genes_of_stem(s)] for s in range(self.n_stems)], dtype=float)
@@ -357,15 +362,16 @@ class GeneTable:
             raise ParameterError(f"genome has {n_genes} genes; this session needs {self.n_genes}")
         k = len(self.stem_genes)
         stem_part = np.clip(genomes[:, : self.n_stems * k].reshape(n_pop, self.n_stems, k), 0.0, 1.0)  # (pop, stems, k)
-        lows, highs = self.stem_bounds()  # (stems, k)
+        lows, highs = self._bounds  # (stems, k), computed once per table
         out = {}
         for j, g in enumerate(self.stem_genes):
             lo, hi, u = lows[:, j], highs[:, j], stem_part[:, :, j]  # (stems,), (stems,), (pop, stems)
             v = lo * (hi / lo) ** u if g.scale == "log" else lo + (hi - lo) * u
-            out[g.name] = np.clip(v, lo, hi)
+            out[g.name] = np.minimum(np.maximum(v, lo), hi)  # rounding cannot leave [lo, hi] (np.clip is slower)
         out["trim_db"] = np.broadcast_to(np.asarray(trim_db, dtype=float)[None, :], (n_pop, self.n_stems)).copy()
         master_part = genomes[:, self.n_stems * k :]  # (pop, master genes)
-        out.update({g.name: np.clip(g.decode(master_part[:, j]), g.low, g.high) for j, g in enumerate(self.master_genes)})
+        out.update({g.name: np.minimum(np.maximum(g.decode(master_part[:, j]), g.low), g.high)
+                    for j, g in enumerate(self.master_genes)})
         return Params(**out)
 
     def encode(self, params: Params) -> np.ndarray:
