@@ -17,6 +17,10 @@ What is written, for an alternative ``alt-NN`` (exact tier, ``evomix.engine.rend
 
 Stems are produced one at a time and written as they are produced (float32), so memory holds the
 master render (2 x samples float64, its limiter gain) and one stem buffer, never all stems.
+
+Source: the exact tier's signal flow (``evomix.engine.render``; RBJ Audio EQ Cookbook for the
+shelves, Giannoulis, Massberg & Reiss, JAES 60(6), 2012 for the compressor's control gain); the
+sum rule is superposition through a linear time-invariant filter followed by a gain.
 """
 from __future__ import annotations
 
