@@ -261,3 +261,50 @@ def test_cli_rejects_an_unknown_daw_before_the_search(stem_dir, tmp_path):
     assert res.exit_code == 1
     assert "--daw: unknown format 'protools'" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def _session_and_params(out, alt="alt-01"):
+    from evomix.audio import load_session
+
+    fr = json.loads((out / "front.json").read_text())
+    session = load_session([Path(v["file"]) for v in fr["stems"].values()])
+    return session, _params(out, alt)
+
+
+def test_each_export_writes_only_what_was_asked(exported, tmp_path):
+    from evomix.export import export_alternative
+
+    session, d = _session_and_params(exported)
+    kw = dict(target_lufs=d["target_lufs"], ceiling_dbtp=d["ceiling_dbtp"], genre="pop")
+    assert export_alternative(session, d["params"], "alt-01", tmp_path, **kw) == []  # nothing asked, nothing rendered
+    written = export_alternative(session, d["params"], "alt-01", tmp_path, stems=True, **kw)
+    assert written == [tmp_path / "alt-01-stems"] and sorted(p.name for p in tmp_path.iterdir()) == ["alt-01-stems"]
+    written = export_alternative(session, d["params"], "alt-01", tmp_path, daw=["reaper"], **kw)  # implies the stems
+    assert [p.name for p in written] == ["alt-01-stems", "alt-01.RPP"]
+    for f in (tmp_path / "alt-01-stems").iterdir():  # the same render, the same files as the CLI's export
+        assert np.array_equal(sf.read(f)[0], sf.read(exported / "alt-01-stems" / f.name)[0])
+
+
+def test_a_failed_stem_export_leaves_no_folder_behind(exported, tmp_path, monkeypatch):
+    import evomix.export.stems as stems_mod
+    from evomix.errors import AudioFileError
+
+    session, d = _session_and_params(exported)
+    params = Params.from_dict(d["params"], session.names)
+    render = render_for_stems(session, params, target_lufs=d["target_lufs"], ceiling_dbtp=d["ceiling_dbtp"])
+    calls = []
+    real = stems_mod.write_float_wav
+
+    def failing(path, audio, sr):
+        calls.append(path)
+        if len(calls) == 2:
+            raise AudioFileError(f"{path}: cannot write (disk full)")
+        return real(path, audio, sr)
+
+    monkeypatch.setattr(stems_mod, "write_float_wav", failing)
+    (tmp_path / "alt-01-stems").mkdir()
+    (tmp_path / "alt-01-stems" / "earlier.wav").write_bytes(b"x")  # an earlier export stays untouched
+    with pytest.raises(AudioFileError, match="disk full"):
+        write_stems(session, params, tmp_path / "alt-01-stems", render)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alt-01-stems"]  # no temporary folder left
+    assert [p.name for p in (tmp_path / "alt-01-stems").iterdir()] == ["earlier.wav"]
