@@ -155,7 +155,7 @@ class MixResult:
                 written += export.export_alternative(
                     self.session, m.params, name, out, target_lufs=self.target.target_lufs,
                     ceiling_dbtp=self.target.ceiling_dbtp, genre=self.genre, stems=export_stems, pre_stems=pre_stems,
-                    daw=daw, threads=render_threads(), phase=ph)
+                    daw=daw, threads=render_threads(), phase=ph, render=m.render)
             written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
             ph.advance()
         return written
@@ -414,11 +414,14 @@ def render_threads() -> int:
 
 def _render_one(session, analysis, params, i, target, names):
     r = render_exact(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
-                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads())
+                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads(),
+                     keep_master_gain=True)
     scores = _exact_scores(r, analysis, target, names)
-    # keep only the master, as float32 (what the 24-bit file is written from): the per-stem band
+    # keep only the master, as float32 (what the 24-bit file is written from), and the master
+    # chain's gain (the processed stems' export needs it, evomix.export.stems): the per-stem band
     # powers were needed for the scores alone
-    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None),) + scores
+    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None,
+                                master_gain=r.master_gain.compact()),) + scores
 
 
 REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged

@@ -101,6 +101,11 @@ class MasterGain:
     scale: float
     limiter: np.ndarray
 
+    def compact(self) -> "MasterGain":
+        """The same gain with the limiter's held as float32 (half the memory; relative error
+        <= 6e-8, below the float32 rounding of the stems it is applied to)."""
+        return MasterGain(self.comp_ctrl, self.step, self.scale, self.limiter.astype(np.float32))
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         """``x *= gain`` in place, in the order the master applies it; ``x`` (ch, samples) float64."""
         chain.apply_control_gain(x, self.comp_ctrl, self.step)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from evomix.engine.render import ExactRender
 from evomix.export.dawproject import write_dawproject
 from evomix.export.model import DAW_SUFFIX, describe, parse_daw
 from evomix.export.reaper import write_rpp
@@ -18,7 +19,8 @@ from evomix.progress import NULL_PHASE, Phase
 
 def export_alternative(session, params_dict: dict, name: str, out: Path | str, *, target_lufs: float,
                        ceiling_dbtp: float, genre: str, stems: bool = False, pre_stems: bool = False,
-                       daw: Sequence[str] = (), threads: int = 1, phase: Phase = NULL_PHASE) -> list[Path]:
+                       daw: Sequence[str] = (), threads: int = 1, phase: Phase = NULL_PHASE,
+                       render: ExactRender | None = None) -> list[Path]:
     """Write the processed stems and DAW sessions of one alternative into ``out``.
 
     Parameters
@@ -31,6 +33,9 @@ def export_alternative(session, params_dict: dict, name: str, out: Path | str, *
     pre_stems : also write ``name-stems-pre/`` (pre-master).
     daw : formats from :data:`DAW_FORMATS` (see :func:`parse_daw`).
     threads : threads of the exact render.  phase : progress, one unit per stem file and session.
+    render : the alternative's exact render with its ``master_gain`` (``evomix.api`` keeps it for
+        the exported alternatives); without one, the master is rendered again here (the same
+        samples: the renderer is deterministic).
 
     Returns the written paths (folders for the stems).
     """
@@ -40,7 +45,9 @@ def export_alternative(session, params_dict: dict, name: str, out: Path | str, *
     if not (stems or pre_stems or daw):
         return written
     params = Params.from_dict(params_dict, session.names, source=name)
-    render = render_for_stems(session, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads)
+    if render is None or render.master_gain is None:
+        render = render_for_stems(session, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                                  threads=threads)
     post = stems_folder_name(name, "post")
     if stems or daw:
         written.append(write_stems(session, params, out / post, render, kind="post", phase=phase).folder)
