@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from evomix import __version__, parallel
+from evomix import __version__, export, parallel
 from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
 from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
@@ -127,25 +127,36 @@ class MixResult:
             "params": m.params,
         }
 
-    def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None) -> list[Path]:
+    def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None,
+              export_stems: bool = False, pre_stems: bool = False, daw: Sequence[str] | str = ()) -> list[Path]:
         """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``.
 
         Every file is complete before it appears (written to a temporary name, then renamed).
         Refuses a non-empty folder unless ``force``; never writes over an input stem.
         ``reporter`` (:mod:`evomix.progress`) gets a "write" phase, one unit per file.
+        ``export_stems``: also ``alt-NN-stems/`` (each stem as it sounds in the mix, float WAV,
+        summing to the master); ``pre_stems``: ``alt-NN-stems-pre/`` (before the master chain);
+        ``daw``: DAW sessions, "dawproject" and/or "reaper" (imply ``export_stems``); see
+        :mod:`evomix.export`.
         """
+        daw = export.parse_daw(daw)
         out = Path(out)
         check_output_folder(out, force=force, inputs=self.session.paths)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         reporter = NULL_REPORTER if reporter is None else reporter
-        with reporter.phase("write", total=2 * len(self.alternatives) + 1, unit="files") as ph:
+        per_alt = 2 + self.session.n_stems * (int(export_stems or bool(daw)) + int(pre_stems)) + len(daw)
+        with reporter.phase("write", total=per_alt * len(self.alternatives) + 1, unit="files") as ph:
             for i, m in enumerate(self.alternatives):
                 name = f"alt-{i + 1:02d}"
                 written.append(write_audio(out / f"{name}.wav", m.render.mix, self.session.sr, subtype="PCM_24"))
                 ph.advance()
                 written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
                 ph.advance()
+                written += export.export_alternative(
+                    self.session, m.params, name, out, target_lufs=self.target.target_lufs,
+                    ceiling_dbtp=self.target.ceiling_dbtp, genre=self.genre, stems=export_stems, pre_stems=pre_stems,
+                    daw=daw, threads=render_threads(), phase=ph, render=m.render)
             written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
             ph.advance()
         return written
@@ -424,11 +435,14 @@ def render_threads() -> int:
 
 def _render_one(session, analysis, params, i, target, names):
     r = render_exact(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
-                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads())
+                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads(),
+                     keep_master_gain=True)
     scores = _exact_scores(r, analysis, target, names)
-    # keep only the master, as float32 (what the 24-bit file is written from): the per-stem band
+    # keep only the master, as float32 (what the 24-bit file is written from), and the master
+    # chain's gain (the processed stems' export needs it, evomix.export.stems): the per-stem band
     # powers were needed for the scores alone
-    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None),) + scores
+    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None,
+                                master_gain=r.master_gain.compact()),) + scores
 
 
 REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged

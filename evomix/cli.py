@@ -27,6 +27,7 @@ from evomix.audio import expand_paths
 from evomix.constraints import Constraints
 from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
+from evomix.export import parse_daw
 from evomix.parallel import check_options as check_parallel_options
 from evomix.profiling import check_profile_output, learn_profile, write_profile
 from evomix.progress import Reporter
@@ -117,9 +118,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None):
+             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None,
+             export_stems=False, pre_stems=False, daw=None):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
+    daw = parse_daw(daw)  # before the search: an unknown format fails at once
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
@@ -136,7 +139,10 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
     if result.session.silent:
         err_console.print(f"evomix: note: silent stem(s) kept: {', '.join(result.session.silent)}", markup=False)
-    result.write(out, force=force, reporter=reporter)
+    exported = result.write(out, force=force, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems, daw=daw)
+    if (export_stems or pre_stems or daw) and not (as_json or quiet):
+        extra = [p for p in exported if p.is_dir() or p.suffix in (".dawproject", ".RPP")]
+        err_console.print("exported: " + ", ".join(str(p) for p in extra), markup=False, soft_wrap=True)
     summary = _summary(result, out, reporter)
     _print_summary(summary, as_json)
     return summary
@@ -186,6 +192,9 @@ def mix(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    export_stems: Annotated[bool, typer.Option("--export-stems", help="Also write alt-NN-stems/: each stem as it sounds in that mix (float WAV; they sum to alt-NN.wav).")] = False,
+    export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help="Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus input).")] = False,
+    daw: Annotated[Optional[List[str]], typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
 ):
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
@@ -193,7 +202,8 @@ def mix(
         constraints = _constraints(lock, range_)
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler, threads, reporter, constraints=constraints)
+                 jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
+                 pre_stems=export_pre_stems, daw=daw)
     except EvomixError as e:
         _fail(e)
 

@@ -77,6 +77,42 @@ class ExactRender:
     limiter_gr_db: float
     stem_power: np.ndarray | None = None
     true_peak_dbtp: float | None = None
+    master_gain: "MasterGain | None" = None
+
+
+@dataclass(frozen=True)
+class MasterGain:
+    """The master chain after its EQ as one gain per sample, the same on both channels.
+
+    The master compressor is stereo-linked (one control gain from both channels), normalisation is
+    one constant and the limiter's gain (with the safety factor folded in) is one value per sample,
+    so ``mix[c, t] = gain(t) * bus[c, t]`` where ``bus`` is the sum of the stems after the master EQ.
+    That gain is computed from the whole mix: applied to one stem it gives that stem's share of
+    the master, not how the stem would sound through the master on its own.
+
+    comp_ctrl : (T,) float64, the master compressor's control gains, linear, every ``step`` samples.
+    step : int > 0, samples per control step.
+    scale : float > 0, the normalisation gain, linear.
+    limiter : (samples,) float64 limiter gain in (0, 1], or (0,) when nothing was limited (silence).
+    """
+
+    comp_ctrl: np.ndarray
+    step: int
+    scale: float
+    limiter: np.ndarray
+
+    def compact(self) -> "MasterGain":
+        """The same gain with the limiter's held as float32 (half the memory; relative error
+        <= 6e-8, below the float32 rounding of the stems it is applied to)."""
+        return MasterGain(self.comp_ctrl, self.step, self.scale, self.limiter.astype(np.float32))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x *= gain`` in place, in the order the master applies it; ``x`` (ch, samples) float64."""
+        chain.apply_control_gain(x, self.comp_ctrl, self.step)
+        x *= self.scale
+        if self.limiter.size:
+            x *= self.limiter
+        return x
 
 
 def _stem_audio(audio, s: int) -> np.ndarray:
@@ -214,7 +250,7 @@ class _Mixer:
 def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
                  target_lufs: float, ceiling_dbtp: float, index: int = 0,
                  grid: BandGrid | None = None, keep_stems: bool | None = None,
-                 threads: int = 1) -> ExactRender:
+                 threads: int = 1, keep_master_gain: bool = False) -> ExactRender:
     """Render candidate ``index`` of ``params`` from the session audio.
 
     Parameters
@@ -234,6 +270,9 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
     keep_stems : bool, optional. Keep each stem's finished contribution (``ExactRender.stems``,
         stems x 2 x samples float64). Default: only without ``grid``, where the scores need them.
     threads : int >= 1, threads running the stems' strips (the result is the same for any number).
+    keep_master_gain : bool. Keep the master chain's per-sample gain (``ExactRender.master_gain``,
+        :class:`MasterGain`): with :func:`iter_stem_strips` it gives each stem's contribution one
+        stem at a time, without holding all of them.
     """
     i = index
     n_stems = len(is_mono)
@@ -305,7 +344,29 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
         win_sq = _window(grid.n_fft) ** 2
         gp = chain.frame_gain_power(comp_ctrl, g.step, g_lim, float(scale), win_sq, grid.hop, n_frames, n)  # (T,)
         stem_power *= gp.astype(np.float32)
-    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp))
+    master_gain = MasterGain(comp_ctrl, g.step, float(scale), g_lim) if keep_master_gain else None
+    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain)
+
+
+def iter_stem_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,
+                     master_eq: bool = True):
+    """Each stem through its channel strip, one at a time, as :func:`render_exact` runs it.
+
+    Yields ``(s, buf)`` in stem order, ``buf`` (2, samples) float64: stem ``s`` after trim, EQ,
+    compressor, fader and pan, and the master's two shelves when ``master_eq`` (these are linear,
+    so the render filters each stem with them: the stems then sum to the master bus exactly);
+    without ``master_eq`` the shelves are left out (the bus before the master EQ). The same buffer
+    is reused: copy or write it before the next step.
+    """
+    n = audio.n_samples if hasattr(audio, "n_samples") else audio.shape[-1]
+    g = _Grid(sr, n)
+    mixer = _Mixer(audio, np.asarray(is_mono, bool), params, index, g, None, False, 1)
+    if not master_eq:
+        mixer.master_sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])  # identity biquad, (1, 6)
+    buf = np.empty((2, n))
+    for s in range(mixer.n_stems):
+        mixer.strip(s, buf)
+        yield s, buf
 
 
 def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
