@@ -72,6 +72,8 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
             "exact": m.exact,
             "integrated_lufs": meas["integrated_lufs"],
             "true_peak_dbtp": meas["true_peak_dbtp"],
+            "labels": list(m.labels),
+            "descriptors": meas.get("descriptors"),
         })
     return {
         "out": str(out),
@@ -90,6 +92,30 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     }
 
 
+#: listener descriptors in the summary table (evomix.describe): key, column, format
+SUMMARY_DESCRIPTORS = (("centroid_hz", "centroid Hz", "{:.0f}"), ("side_mid_db", "S/M dB", "{:.1f}"),
+                       ("vocal_lu", "vocal LU", "{:+.1f}"), ("low_end_db", "<120Hz dB", "{:.1f}"),
+                       ("punch_db", "punch dB", "{:.1f}"), ("plr_db", "PLR dB", "{:.1f}"), ("lra_lu", "LRA", "{:.1f}"))
+
+
+def _print_sounds(alternatives: list) -> None:
+    """A second table: how each alternative sounds (exact listener descriptors and labels)."""
+    shown = [(k, h, f) for k, h, f in SUMMARY_DESCRIPTORS
+             if any((a.get("descriptors") or {}).get(k) is not None for a in alternatives)]
+    if not shown:
+        return
+    t = Table(title="how they sound, relative to each other")
+    t.add_column("file", no_wrap=True, min_width=10)
+    for _, h, _ in shown:
+        t.add_column(h, justify="right")
+    t.add_column("labels")
+    for a in alternatives:
+        d = a.get("descriptors") or {}
+        t.add_row(Path(a["file"]).name, *[("-" if d.get(k) is None else f.format(d[k])) for k, _, f in shown],
+                  ", ".join(a.get("labels") or []) or "-")
+    out_console.print(t)
+
+
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         out_console.print_json(json.dumps(summary))
@@ -105,6 +131,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         t.add_row(Path(a["file"]).name, *[f"{a['exact'][n]:.2f}" for n in summary["objectives"]],
                   f"{a['integrated_lufs']:.1f}", f"{a['true_peak_dbtp']:.2f}")
     out_console.print(t)
+    _print_sounds(summary["alternatives"])
     out_console.print(f"front: {summary['front']}")
 
 
@@ -181,6 +208,35 @@ def mix(
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
                  jobs, backend, scheduler, threads, reporter)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
+def rank(
+    run: Annotated[Path, typer.Argument(help="A folder written by 'evomix mix' (its front.json keeps every member's genome).", show_default=False)],
+    paths: Annotated[Optional[List[Path]], typer.Argument(help="The stems, if not at the paths saved in front.json.", show_default=False)] = None,
+    weights: WeightsOpt = None,
+    alternatives: Annotated[Optional[int], typer.Option(help="Number of distinct mixes to export (>= 1; default: as the run).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and front.json).", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search)."""
+    from evomix.rerank import rank as rank_front, write_ranked
+
+    try:
+        reporter = _reporter(quiet)
+        in_place = out is None or (out.exists() and out.resolve() == run.resolve())
+        target = run if out is None else out
+        if not in_place:
+            api.check_output_folder(target, force=force)
+        result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
+        for w in result.warnings:
+            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+        write_ranked(result, target, in_place=in_place, reporter=reporter)
+        _print_summary(_summary(result, target, reporter), json_out)
     except EvomixError as e:
         _fail(e)
 
