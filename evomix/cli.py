@@ -242,6 +242,45 @@ def rank(
 
 
 @app.command()
+def vary(
+    files: Annotated[List[Path], typer.Argument(help="One or two saved mixes (alt-NN.json), then the stems (files or folders).", show_default=False)],
+    out: OutOpt,
+    spread: Annotated[float, typer.Option(help="How far from the input, in (0, 1]: Gaussian mutation of sigma spread/3 per gene (genome units).")] = 0.3,
+    n: Annotated[int, typer.Option("-n", help="Variations to export (>= 1), closest first.")] = 8,
+    seed: SeedOpt = 0,
+    genre: Annotated[Optional[str], typer.Option(help="Genre for the scores (default: the saved one).", show_default=False)] = None,
+    weights: WeightsOpt = None,
+    target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
+    ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Mixes near a saved one (one JSON) or children of two (two JSONs): pick favourites by ear, breed the next round."""
+    from evomix.vary import vary as vary_mixes
+
+    try:
+        reporter = _reporter(quiet)
+        parents = [f for f in files if f.suffix.lower() == ".json"]
+        stems = [f for f in files if f.suffix.lower() != ".json"]
+        if not parents or len(parents) > 2 or files[: len(parents)] != parents:
+            raise ParameterError("vary: give one or two params files (alt-NN.json) first, then the stems")
+        if not stems:
+            raise ParameterError("vary: give the stems after the params file(s)")
+        api.check_output_folder(out, force=force)
+        result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
+                            target_lufs=target_lufs, ceiling_dbtp=ceiling, reporter=reporter)
+        for w in result.warnings:
+            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+        result.write(out, force=force, reporter=reporter)
+        summary = _summary(result, out, reporter)
+        summary["genome_distance"] = result.settings["genome_distance"]
+        _print_summary(summary, json_out)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
 def render(
     params: Annotated[Path, typer.Argument(help="A saved solution (alt-NN.json).", show_default=False)],
     paths: Annotated[List[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
