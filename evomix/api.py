@@ -101,6 +101,7 @@ class MixResult:
                 d["labels"] = list(m.labels)
             if m.measured is not None and "descriptors" in m.measured:
                 d["descriptors"] = m.measured["descriptors"]
+                d["measured"] = {k: v for k, v in m.measured.items() if k != "descriptors"}
             if m.fast_descriptors is not None:
                 d["descriptors_fast"] = m.fast_descriptors
             d["genome"] = [round(float(v), 9) for v in m.genome]
@@ -484,7 +485,8 @@ def _duplicates(front, rendered) -> set:
 
 
 def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
-                           phase: Phase = NULL_PHASE, weights=None, descriptors=None) -> tuple[list, list]:
+                           phase: Phase = NULL_PHASE, weights=None, descriptors=None,
+                           known_bad=()) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`_beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`_duplicates`).
@@ -493,7 +495,8 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     in JND units (:func:`describe_front`) in which the picks are spread. A misjudged pick is
     replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds (and one more round each
     time duplicates were found). A near-duplicate is never exported: with too few distinct members
-    fewer than ``k`` come back. Sets ``render``, ``exact`` and ``measured`` on every member
+    fewer than ``k`` come back. ``known_bad``: members already known to be misjudged (never
+    chosen, never rendered; ``evomix.rerank``). Sets ``render``, ``exact`` and ``measured`` on every member
     rendered; only the exported members keep their audio; ``phase`` counts the renders. Returns
     (exported indices, rejected misjudged indices).
     """
@@ -505,13 +508,14 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     rounds, limit = 0, REPLACEMENT_ROUNDS + 1
     while rounds < limit:
         rounds += 1
-        todo = choose_alternatives(G, F, k, weights, keep=picks, exclude=sorted(bad | dup),
+        todo = choose_alternatives(G, F, k, weights, keep=picks, exclude=sorted(bad | dup | set(known_bad)),
                                    descriptors=descriptors)[len(picks):]
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))
-        for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names,
-                                                                      phase=phase)):
+        new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.rerank)
+        for i, (r, exact, measured) in zip(new, _render_alternatives(session, analysis, params, new, target, names,
+                                                                     phase=phase)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
         rendered += todo
         bad = {i for i, _ in _beyond_front(front, rendered, names)}

@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from evomix import api
+from evomix.audio import expand_paths, read_audio
+from evomix.engine.render import ExactRender
 from evomix.describe import jnd_matrix
 from evomix.engine.analysis import analyze_session
 from evomix.engine.bands import band_grid
@@ -60,7 +62,8 @@ def _stem_paths(front: dict, paths: Sequence[str | Path], source: Path) -> tuple
     stems = front.get("stems") or {}
     roles = {n: s.get("role", "other") for n, s in stems.items()}
     if paths:
-        return list(paths), roles
+        given = {Path(f).stem for f in expand_paths(paths)}
+        return list(paths), {n: r for n, r in roles.items() if n in given}  # the check of the names follows
     files = [Path(s["file"]) for s in stems.values()]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
@@ -83,6 +86,26 @@ class _SavedAnalysis:
         self.roles = tuple(session.roles)
         stems = members[0]["params"]["stems"]
         self.trim_db = np.array([float(stems[n]["trim_db"]) for n in session.names])
+
+
+def _reuse_exports(front: list, saved: list, source: Path, names) -> int:
+    """Give front members that the run exported their saved exact render (the alt-NN.wav, read
+    back: writing it again reproduces the same 24-bit samples), exact scores and descriptors, so
+    they are not rendered again. Returns how many were reused."""
+    folder = source if source.is_dir() else source.parent
+    n = 0
+    for m, d in zip(front, saved):
+        wav = folder / f"{d.get('alternative', '')}.wav"
+        if "alternative" not in d or "measured" not in d or "descriptors" not in d or not wav.is_file():
+            continue
+        if any(k not in (d.get("exact") or {}) for k in names):
+            continue
+        mix, _ = read_audio(wav, dtype="float32")
+        m.render = ExactRender(mix=mix, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0)
+        m.exact = {k: float(d["exact"][k]) for k in names}
+        m.measured = dict(d["measured"], descriptors=d["descriptors"])
+        n += 1
+    return n
 
 
 def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str | Mapping[str, float] | None = None,
@@ -152,18 +175,33 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     params = table.decode(G, analysis.trim_db)
     front = [api.Member(genome=G[i], params=params.to_dict(i, session.names, session.roles),
                         objectives={n: float(raw[i, j]) for j, n in enumerate(names)}) for i in range(len(G))]
+    idx = np.flatnonzero(keep)[order]  # saved member of each front member
+    if quick:
+        reused = _reuse_exports(front, [members[i] for i in idx], source, names)
     if fast_rows is not None:
-        idx = np.flatnonzero(keep)[order]
         for m, i in zip(front, idx):
             m.fast_descriptors = fast_rows[i]
         D = jnd_matrix([m.fast_descriptors for m in front])
     else:
         D = api.describe_front(front, analysis, table, target)
+    known_bad = []
+    if quick:  # members the run rendered (spares, set-aside picks) whose exact scores miss the new front
+        worst = raw.max(axis=0)
+        for j, d in enumerate(members[i] for i in idx):
+            ex = d.get("exact") or {}
+            if all(n in ex for n in names) and any(ex[n] > worst[c] for c, n in enumerate(names)):
+                known_bad.append(j)
     with reporter.phase("render", total=min(k, len(front)), unit="exact renders") as ph:
         picks, replaced = api._verified_alternatives(front, G, F, k, session, analysis, params, target, names,
-                                                     phase=ph, weights=tuple(wv), descriptors=D)
+                                                     phase=ph, weights=tuple(wv), descriptors=D,
+                                                     known_bad=known_bad)
     warnings = list(session.warnings) + api.label_front(front, picks, k, session.roles)
-    settings.update({"alternatives": k, "ranked_from": str(source), "rank_used_saved_scores": quick, "replaced_alternatives": len(replaced),
+    if quick:
+        for m in front:
+            if m.render is not None and not any(m is front[i] for i in picks):
+                m.render = None
+    settings.update({"alternatives": k, "ranked_from": str(source), "rank_used_saved_scores": quick,
+                     "reused_renders": reused if quick else 0, "replaced_alternatives": len(replaced),
                      "exact_renders": sum(m.exact is not None for m in front), "rank_scored": len(G)})
     settings.setdefault("evaluations", len(G))
     return api.MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front,
