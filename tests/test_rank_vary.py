@@ -127,3 +127,21 @@ def test_breeding_two_parents_gives_children_between_them(run, tmp_path):
     assert np.all(inside >= 0.9), inside
     assert np.all((t > 0.0) & (t < 1.0)), t
     assert np.all(genome_distance(kids, a) < d_ab) and np.all(genome_distance(kids, b) < d_ab)
+
+
+def test_cli_rank_and_vary(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from evomix.cli import app
+
+    folder, paths, _ = run
+    r = CliRunner().invoke(app, ["rank", str(folder / "run"), "--weights", "genre=4", "--out", str(tmp_path / "r"),
+                                 "--alternatives", "2", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert len(summary["alternatives"]) == 2 and all("labels" in a for a in summary["alternatives"])
+    r = CliRunner().invoke(app, ["vary", str(folder / "run" / "alt-01.json"), "--out", str(tmp_path / "v")])
+    assert r.exit_code == 1 and "give the stems" in r.output, r.output
+    r = CliRunner().invoke(app, ["vary", str(folder / "run" / "alt-01.json"), *map(str, paths), "--out",
+                                 str(tmp_path / "v"), "-n", "2", "--spread", "2"])
+    assert r.exit_code == 1 and "--spread" in r.output, r.output
