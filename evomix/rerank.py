@@ -196,6 +196,9 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
                                                      phase=ph, weights=tuple(wv), descriptors=D,
                                                      known_bad=known_bad)
     warnings = list(session.warnings) + api.label_front(front, picks, k, session.roles)
+    for i, n in api._beyond_front(front, picks, names):  # as api.mix reports them
+        warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
+                        f"every front member's fast score (the fast tier misjudged it; no better replacement was found)")
     if quick:
         for m in front:
             if m.render is not None and not any(m is front[i] for i in picks):
