@@ -275,7 +275,14 @@ def vary(
         result.write(out, force=force, reporter=reporter)
         summary = _summary(result, out, reporter)
         summary["genome_distance"] = result.settings["genome_distance"]
+        for a, d, vs in zip(summary["alternatives"], result.settings["genome_distance"], result.settings["labels_vs_input"]):
+            a["genome_distance"], a["labels_vs_input"] = d, vs
         _print_summary(summary, json_out)
+        if not json_out:
+            for a in summary["alternatives"]:
+                out_console.print(f"{Path(a['file']).name}: distance {a['genome_distance']:.3f} from the input; "
+                                  f"vs the input: {', '.join(a['labels_vs_input']) or 'no single descriptor 1 JND apart'}",
+                                  markup=False, soft_wrap=True)
     except EvomixError as e:
         _fail(e)
 

@@ -184,3 +184,19 @@ def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str
     for i in range(k):
         out[i] = [lab for _, lab in sorted(found[i], key=lambda t: -t[0])[:MAX_LABELS]]
     return out
+
+
+def label_against(row: dict, reference: dict, *, lead_role: str = "vocal") -> list[str]:
+    """Labels of one mix against one reference mix (e.g. a variation against its input): d's
+    "more"/"less" label where the two differ by at least one JND, largest difference first."""
+    from evomix.describe import COMPARED, jnd_matrix
+
+    M = jnd_matrix([row, reference])  # (2, d) JND units
+    found = []
+    for name, (up, down) in LABELS.items():
+        gap = M[0, COMPARED.index(name)] - M[1, COMPARED.index(name)]
+        if name == "vocal_lu" and lead_role != "vocal":
+            up, down = f"{lead_role}-forward", f"{lead_role}-back"
+        if abs(gap) >= 1.0:
+            found.append((abs(gap), up if gap > 0 else down))
+    return [lab for _, lab in sorted(found, key=lambda t: -t[0])[:MAX_LABELS]]

@@ -16,7 +16,9 @@ unless overridden), scored and described (:mod:`evomix.describe`). A candidate i
 sounds distinct (``describe.DISTINCT_JND``) from the parent(s) and from every variation kept
 before it: first on fast-tier descriptors (cheap, on ``CANDIDATES_PER_MIX`` x N candidates), then
 on the exact ones. The variations are ordered by their distance from the input in genome space
-(RMS gene change, genome units; for two parents, the distance to the nearer parent).
+(RMS gene change, genome units; for two parents, the distance to the nearer parent). Labels are
+relative to the other variations (``select.label_alternatives``); ``settings["labels_vs_input"]``
+gives each one's labels against the (first) input (``select.label_against``).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from evomix.errors import ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
 from evomix.progress import NULL_REPORTER, ProgressReporter
-from evomix.select import label_alternatives
+from evomix.select import label_against, label_alternatives
 from objectives import OBJECTIVE_NAMES, Target, load_profile, parse_weights
 
 SIGMA_PER_SPREAD = 1.0 / 3.0
@@ -179,10 +181,12 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     lead = "vocal" if "vocal" in session.roles else "lead"
     for m, labels in zip(alts, label_alternatives([m.measured["descriptors"] for m in alts], lead_role=lead)):
         m.labels = labels
+    vs_input = [label_against(m.measured["descriptors"], members[parent_idx[0]].measured["descriptors"], lead_role=lead)
+                for m in alts]  # each variation against the (first) input
     front = alts + [members[i] for i in rendered if i not in kept]
     settings = {"mode": "breed" if len(parents) == 2 else "vary", "parents": [str(p) for p in params_paths],
                 "spread": float(spread), "n": int(n), "seed": int(seed), "alternatives": int(n),
                 "evaluations": len(pool), "exact_renders": len(rendered) + len(parents), "replaced_alternatives": 0,
-                "genome_distance": [round(float(dist[i]), 5) for i in kept]}
+                "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input}
     return api.MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
                          settings, warnings, None)

@@ -145,3 +145,17 @@ def test_cli_rank_and_vary(run, tmp_path):
     r = CliRunner().invoke(app, ["vary", str(folder / "run" / "alt-01.json"), *map(str, paths), "--out",
                                  str(tmp_path / "v"), "-n", "2", "--spread", "2"])
     assert r.exit_code == 1 and "--spread" in r.output, r.output
+
+
+def test_labels_against_the_input_agree_with_the_descriptors(run, varied):
+    from evomix.select import LABELS
+
+    folder, _, _ = run
+    res, out = varied
+    ref = json.loads((folder / "run" / "alt-01.json").read_text())["descriptors"]
+    for m, labels in zip(res.alternatives, res.settings["labels_vs_input"]):
+        for lab in labels:
+            key, sign = next((k, 1 if lab == up else -1) for k, (up, down) in LABELS.items() if lab in (up, down))
+            mine, theirs = m.measured["descriptors"][key], ref[key]
+            gap = np.log2(mine / theirs) / 0.1 if key == "centroid_hz" else mine - theirs
+            assert sign * gap >= 1.0 - 1e-9, (lab, mine, theirs)
