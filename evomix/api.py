@@ -32,7 +32,10 @@ from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, 
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
 from evomix.search import SearchResult, non_dominated, run_nsga2
-from evomix.select import choose_alternatives
+from evomix.describe import UNITS as DESCRIPTOR_UNITS
+from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
+from evomix.describe import row as descriptor_row
+from evomix.select import choose_alternatives, label_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
 
 REFERENCE_MODES = ("auto", "same-song", "style")
@@ -61,7 +64,9 @@ class Member:
     objectives: dict
     exact: dict | None = None
     render: ExactRender | None = None
-    measured: dict | None = None  # exported members: integrated_lufs, loudness_range_lu, true_peak_dbtp
+    measured: dict | None = None  # exported members: integrated_lufs, loudness_range_lu, true_peak_dbtp, descriptors
+    fast_descriptors: dict | None = None  # listener descriptors in the fast tier (evomix.describe)
+    labels: list = field(default_factory=list)  # exported members: relative to the others (select.label_alternatives)
 
 
 @dataclass
@@ -94,6 +99,13 @@ class MixResult:
                 d["exact"] = m.exact
             if id(m) in alt_of:
                 d["alternative"] = f"alt-{alt_of[id(m)]:02d}"
+                d["labels"] = list(m.labels)
+            if m.measured is not None and "descriptors" in m.measured:
+                d["descriptors"] = m.measured["descriptors"]
+                d["measured"] = {k: v for k, v in m.measured.items() if k != "descriptors"}
+            if m.fast_descriptors is not None:
+                d["descriptors_fast"] = m.fast_descriptors
+            d["genome"] = [round(float(v), 9) for v in m.genome]
             d["params"] = m.params
             members.append(d)
         return {
@@ -103,9 +115,12 @@ class MixResult:
             "units": {n: REGISTRY[n].unit for n in self.names},
             "weights": self.weights,
             "genre": self.genre,
+            "profile": self.target.profile.to_dict(),
             "target_lufs": self.target.target_lufs,
             "ceiling_dbtp": self.target.ceiling_dbtp,
             "sr": self.session.sr,
+            "descriptor_units": dict(DESCRIPTOR_UNITS),
+            "distinct": distinct_rule(),
             "stems": {n: {"file": str(p), "role": r} for n, p, r in zip(self.session.names, self.session.paths, self.session.roles)},
             "settings": self.settings,
             "reference": self.reference,
@@ -124,6 +139,8 @@ class MixResult:
             "ceiling_dbtp": self.target.ceiling_dbtp,
             "objectives": m.objectives,
             "exact": m.exact,
+            "labels": list(m.labels),
+            "descriptors": (m.measured or {}).get("descriptors"),
             "params": m.params,
         }
 
@@ -189,7 +206,7 @@ def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names
     feats = features_from_render(render, analysis.grid, analysis.roles)
     F = evaluate(feats, target, tuple(names))[0]
     measured = {"integrated_lufs": float(feats.loudness_lufs[0]), "loudness_range_lu": float(feats.lra_lu[0]),
-                "true_peak_dbtp": float(feats.true_peak_dbtp[0])}
+                "true_peak_dbtp": float(feats.true_peak_dbtp[0]), "descriptors": descriptor_row(describe(feats))}
     return {n: float(v) for n, v in zip(names, F)}, measured
 
 
@@ -370,9 +387,11 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                objectives={n: float(raw[i, j]) for j, n in enumerate(names)})
         for i in range(len(G))
     ]
+    D = describe_front(front, analysis, table, target)
     with reporter.phase("render", total=min(int(alternatives), len(front)), unit="exact renders") as ph:
         picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
-                                                 names, phase=ph)
+                                                 names, phase=ph, weights=problem.weights, descriptors=D)
+    warnings += label_front(front, picks, int(alternatives), session.roles)
     exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
     alts = [front[i] for i in picks]
     for i, m in enumerate(front):
@@ -382,7 +401,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     for i, n in worse:
         warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
                         f"every front member's fast score (the fast tier misjudged it; no better replacement was found)")
-    if len(alts) < alternatives:
+    if len(alts) < alternatives and len(front) < alternatives:
         warnings.append(f"the front has only {len(alts)} member(s); exported {len(alts)} of {alternatives} alternatives")
     if ref_report is not None and ref_power is not None:
         j = int(np.argmin([m.objectives["reference"] for m in front])) if "reference" in names else 0
@@ -455,40 +474,102 @@ def _beyond_front(front: list, picks, names) -> list:
     return [(i, n) for i in picks for n in names if front[i].exact[n] > worst[n]]
 
 
-def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
-                           phase: Phase = NULL_PHASE) -> tuple[list, list]:
-    """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
-    any whose exact scores fall outside the front's spread (:func:`_beyond_front`).
+def describe_front(front: list, analysis: Analysis, table: GeneTable, target: Target) -> np.ndarray:
+    """Fast-tier listener descriptors of every front member (set as ``Member.fast_descriptors``)
+    and their (n, d) matrix in JND units (``describe.jnd_matrix``) for the choice of alternatives."""
+    if not front:
+        return np.zeros((0, 0))
+    d = fast_descriptors(analysis, table, np.stack([m.genome for m in front]), target_lufs=target.target_lufs,
+                         ceiling_dbtp=target.ceiling_dbtp)
+    for i, m in enumerate(front):
+        m.fast_descriptors = descriptor_row(d, i)
+    return jnd_matrix(d)
 
-    A misjudged pick is replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds. Sets
-    ``render``, ``exact`` and ``measured`` on every member rendered; only the exported members keep
-    their audio; ``phase`` counts the renders. Returns (exported indices, rejected indices).
+
+def label_front(front: list, picks: list, k: int, roles) -> list:
+    """Label the exported members relative to each other (``select.label_alternatives``); returns a
+    warning when fewer than ``k`` distinct mixes could be exported."""
+    rows = [front[i].measured["descriptors"] for i in picks if front[i].measured and "descriptors" in front[i].measured]
+    if len(rows) == len(picks):
+        lead = "vocal" if "vocal" in roles else "lead"
+        for i, labels in zip(picks, label_alternatives(rows, lead_role=lead)):
+            front[i].labels = labels
+    if len(picks) < k and len(front) >= k:
+        return [f"only {len(picks)} of the front's {len(front)} members sound distinct ({distinct_rule()}); "
+                f"exported {len(picks)} of {k} alternatives rather than near-duplicates"]
+    return []
+
+
+def _duplicates(front, rendered) -> set:
+    """Rendered members whose exact descriptors are within ``describe.DISTINCT_JND`` of an earlier
+    rendered, non-duplicate one (in ``rendered`` order)."""
+    from evomix.describe import DISTINCT_JND
+
+    have = [i for i in rendered if front[i].measured and "descriptors" in front[i].measured]
+    if len(have) < 2:
+        return set()
+    M = jnd_matrix([front[i].measured["descriptors"] for i in have])
+    dup: set = set()
+    kept: list = []
+    for a, i in enumerate(have):
+        if kept and jnd_distance(M[a], M[kept]).min() < DISTINCT_JND:
+            dup.add(i)
+        else:
+            kept.append(a)
+    return dup
+
+
+def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
+                           phase: Phase = NULL_PHASE, weights=None, descriptors=None,
+                           known_bad=()) -> tuple[list, list]:
+    """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
+    any whose exact scores fall outside the front's spread (:func:`_beyond_front`) or whose exact
+    listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`_duplicates`).
+
+    ``weights`` (n_obj,) rank the candidates; ``descriptors`` (n, d) are the fast-tier descriptors
+    in JND units (:func:`describe_front`) in which the picks are spread. A misjudged pick is
+    replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds (and one more round each
+    time duplicates were found). A near-duplicate is never exported: with too few distinct members
+    fewer than ``k`` come back. ``known_bad``: members already known to be misjudged (never
+    chosen, never rendered; ``evomix.rerank``). Sets ``render``, ``exact`` and ``measured`` on every member
+    rendered; only the exported members keep their audio; ``phase`` counts the renders. Returns
+    (exported indices, rejected misjudged indices).
     """
     k = min(k, len(front))
     rendered: list = []
     picks: list = []
     bad: set = set()
-    for _ in range(REPLACEMENT_ROUNDS + 1):
-        todo = choose_alternatives(G, F, k, keep=picks, exclude=sorted(bad))[len(picks):]
+    dup: set = set()  # rendered, and sounding the same as an earlier pick: never exported
+    rounds, limit = 0, REPLACEMENT_ROUNDS + 1
+    while rounds < limit:
+        rounds += 1
+        todo = choose_alternatives(G, F, k, weights, keep=picks, exclude=sorted(bad | dup | set(known_bad)),
+                                   descriptors=descriptors)[len(picks):]
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))
-        for i, (r, exact, measured) in zip(todo, _render_alternatives(session, analysis, params, todo, target, names,
-                                                                      phase=phase)):
+        new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.rerank)
+        for i, (r, exact, measured) in zip(new, _render_alternatives(session, analysis, params, new, target, names,
+                                                                     phase=phase)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
         rendered += todo
         bad = {i for i, _ in _beyond_front(front, rendered, names)}
-        picks = [i for i in rendered if i not in bad][:k]
+        n_dup = len(dup)
+        dup = _duplicates(front, [i for i in rendered if i not in bad] + [i for i in rendered if i in bad])
+        if len(dup) > n_dup:
+            limit += 1  # a round spent on duplicates does not count against the misjudged ones
+        picks = [i for i in rendered if i not in bad and i not in dup][:k]
         if len(picks) >= k:
-            for i in bad:  # set aside for good: keep the scores, not the audio
-                front[i].render = None
             break
-    rejected = [i for i in rendered if i in bad]
-    for i in list(rejected):  # still short: take misjudged ones back rather than export fewer
+    rejected = [i for i in rendered if i in bad and i not in dup]
+    for i in list(rejected):  # still short: take misjudged ones back rather than export fewer (never a duplicate)
         if len(picks) >= k:
             break
         picks.append(i)
         rejected.remove(i)
+    for i in rendered:  # set aside for good: keep the scores, not the audio
+        if i not in picks:
+            front[i].render = None
     return picks, rejected
 
 

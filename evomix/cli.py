@@ -79,6 +79,8 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
             "exact": m.exact,
             "integrated_lufs": meas["integrated_lufs"],
             "true_peak_dbtp": meas["true_peak_dbtp"],
+            "labels": list(m.labels),
+            "descriptors": meas.get("descriptors"),
         })
     return {
         "out": str(out),
@@ -98,6 +100,30 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     }
 
 
+#: listener descriptors in the summary table (evomix.describe): key, column, format
+SUMMARY_DESCRIPTORS = (("centroid_hz", "centroid Hz", "{:.0f}"), ("side_mid_db", "S/M dB", "{:.1f}"),
+                       ("vocal_lu", "vocal LU", "{:+.1f}"), ("low_end_db", "<120Hz dB", "{:.1f}"),
+                       ("punch_db", "punch dB", "{:.1f}"), ("plr_db", "PLR dB", "{:.1f}"), ("lra_lu", "LRA", "{:.1f}"))
+
+
+def _print_sounds(alternatives: list) -> None:
+    """A second table: how each alternative sounds (exact listener descriptors and labels)."""
+    shown = [(k, h, f) for k, h, f in SUMMARY_DESCRIPTORS
+             if any((a.get("descriptors") or {}).get(k) is not None for a in alternatives)]
+    if not shown:
+        return
+    t = Table(title="how they sound, relative to each other")
+    t.add_column("file", no_wrap=True, min_width=10)
+    for _, h, _ in shown:
+        t.add_column(h, justify="right")
+    t.add_column("labels")
+    for a in alternatives:
+        d = a.get("descriptors") or {}
+        t.add_row(Path(a["file"]).name, *[("-" if d.get(k) is None else f.format(d[k])) for k, _, f in shown],
+                  ", ".join(a.get("labels") or []) or "-")
+    out_console.print(t)
+
+
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         out_console.print_json(json.dumps(summary))
@@ -113,6 +139,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         t.add_row(Path(a["file"]).name, *[f"{a['exact'][n]:.2f}" for n in summary["objectives"]],
                   f"{a['integrated_lufs']:.1f}", f"{a['true_peak_dbtp']:.2f}")
     out_console.print(t)
+    _print_sounds(summary["alternatives"])
     out_console.print(f"front: {summary['front']}")
 
 
@@ -204,6 +231,81 @@ def mix(
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
                  jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
                  pre_stems=export_pre_stems, daw=daw)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
+def rank(
+    run: Annotated[Path, typer.Argument(help="A folder written by 'evomix mix' (its front.json keeps every member's genome).", show_default=False)],
+    paths: Annotated[Optional[List[Path]], typer.Argument(help="The stems, if not at the paths saved in front.json.", show_default=False)] = None,
+    weights: WeightsOpt = None,
+    alternatives: Annotated[Optional[int], typer.Option(help="Number of distinct mixes to export (>= 1; default: as the run).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and front.json).", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search)."""
+    from evomix.rerank import rank as rank_front, write_ranked
+
+    try:
+        reporter = _reporter(quiet)
+        in_place = out is None or (out.exists() and out.resolve() == run.resolve())
+        target = run if out is None else out
+        if not in_place:
+            api.check_output_folder(target, force=force)
+        result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
+        for w in result.warnings:
+            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+        write_ranked(result, target, in_place=in_place, reporter=reporter)
+        _print_summary(_summary(result, target, reporter), json_out)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
+def vary(
+    files: Annotated[List[Path], typer.Argument(help="One or two saved mixes (alt-NN.json), then the stems (files or folders).", show_default=False)],
+    out: OutOpt,
+    spread: Annotated[float, typer.Option(help="How far from the input, in (0, 1]: Gaussian mutation of sigma spread/3 per gene (genome units).")] = 0.3,
+    n: Annotated[int, typer.Option("-n", help="Variations to export (>= 1), closest first.")] = 8,
+    seed: SeedOpt = 0,
+    genre: Annotated[Optional[str], typer.Option(help="Genre for the scores (default: the saved one).", show_default=False)] = None,
+    weights: WeightsOpt = None,
+    target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
+    ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Mixes near a saved one (one JSON) or children of two (two JSONs): pick favourites by ear, breed the next round."""
+    from evomix.vary import vary as vary_mixes
+
+    try:
+        reporter = _reporter(quiet)
+        parents = [f for f in files if f.suffix.lower() == ".json"]
+        stems = [f for f in files if f.suffix.lower() != ".json"]
+        if not parents or len(parents) > 2 or files[: len(parents)] != parents:
+            raise ParameterError("vary: give one or two params files (alt-NN.json) first, then the stems")
+        if not stems:
+            raise ParameterError("vary: give the stems after the params file(s)")
+        api.check_output_folder(out, force=force)
+        result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
+                            target_lufs=target_lufs, ceiling_dbtp=ceiling, reporter=reporter)
+        for w in result.warnings:
+            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+        result.write(out, force=force, reporter=reporter)
+        summary = _summary(result, out, reporter)
+        summary["genome_distance"] = result.settings["genome_distance"]
+        for a, d, vs in zip(summary["alternatives"], result.settings["genome_distance"], result.settings["labels_vs_input"]):
+            a["genome_distance"], a["labels_vs_input"] = d, vs
+        _print_summary(summary, json_out)
+        if not json_out:
+            for a in summary["alternatives"]:
+                out_console.print(f"{Path(a['file']).name}: distance {a['genome_distance']:.3f} from the input; "
+                                  f"vs the input: {', '.join(a['labels_vs_input']) or 'no single descriptor 1 JND apart'}",
+                                  markup=False, soft_wrap=True)
     except EvomixError as e:
         _fail(e)
 

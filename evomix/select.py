@@ -9,9 +9,27 @@
    sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
    counts the same) concatenated with the normalised objectives.
 
+   With listener descriptors (``descriptors``: :func:`evomix.describe.jnd_matrix` of the fast-tier
+   descriptors of every candidate, in JND units), the distance is the Euclidean distance in that
+   space instead, and a candidate within ``describe.DISTINCT_JND`` (Chebyshev, JND units) of one
+   already chosen is never chosen: it would sound the same. When no eligible candidate is distinct
+   any more, the best-scoring distinct candidate outside the eligible set is taken; when none is
+   left at all, fewer than ``k`` are returned (never a duplicate).
+
 A choice can be continued: ``keep`` members stay chosen and ``exclude`` members are never chosen
 (``evomix.api`` uses this to replace an alternative whose exact render did not keep the fast
-tier's promise).
+tier's promise, or that sounds the same as another once rendered exactly).
+
+Labels (:func:`label_alternatives`): each alternative is described relative to the others from its
+*exact* descriptors. For descriptor d with values x_1..x_K over the K alternatives, alternative i
+gets d's "more" label (e.g. "brighter") when both
+
+* its z-score ``(x_i - mean(x)) / sd(x)`` (population sd) is >= ``LABEL_Z`` (0.5), and
+* it exceeds the mean of the *other* alternatives by at least one JND (``describe.JND``),
+
+and d's "less" label (e.g. "darker") in the mirror case. Labels are ordered by the size of that
+difference in JNDs, at most ``MAX_LABELS`` per alternative. With one alternative there is nothing
+to compare: no labels.
 """
 from __future__ import annotations
 
@@ -39,12 +57,16 @@ def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None, *,
-                        keep=(), exclude=()) -> list[int]:
+                        keep=(), exclude=(), descriptors: np.ndarray | None = None) -> list[int]:
     """Indices of up to ``k`` diverse, good candidates (first = best weighted sum).
 
     ``keep``: indices already chosen (returned first, in their order); ``exclude``: indices never
     chosen. The eligible set is the best ``ELIGIBLE_FRACTION`` of the candidates not excluded.
+    ``descriptors`` (n, d) in JND units: choose far apart in them and never within
+    ``DISTINCT_JND`` of a chosen one (see the module docstring).
     """
+    if descriptors is not None:
+        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude)
     n = len(genomes)
     banned = np.zeros(n, bool)
     banned[list(exclude)] = True
@@ -69,3 +91,112 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
             break
         chosen.append(int(np.argmax(nearest)))
     return chosen
+
+
+def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
+    """:func:`choose_alternatives` in the listener-descriptor space ``D`` (n, d), JND units."""
+    from evomix.describe import DISTINCT_JND, jnd_distance
+
+    n = F.shape[0]
+    banned = np.zeros(n, bool)
+    banned[list(exclude)] = True
+    chosen = [int(i) for i in keep]
+    if n == 0 or k <= 0:
+        return chosen[:max(k, 0)]
+    w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    score = rank_normalise(F) @ w  # (n,) lower is better
+    order = [int(i) for i in np.argsort(score, kind="stable") if not banned[i]]
+    n_free = len(order)
+    if n_free == 0:
+        return chosen[:k]
+    n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
+    eligible = np.zeros(n, bool)
+    eligible[order[:n_eligible]] = True
+    cheb = jnd_distance(D, D)  # (n, n), JND units
+    eucl = np.sqrt(((D[:, None, :] - D[None, :, :]) ** 2).sum(axis=-1))  # (n, n)
+    if not chosen:
+        chosen = [order[0]]
+    while len(chosen) < k:
+        distinct = (cheb[:, chosen].min(axis=1) >= DISTINCT_JND) & ~banned
+        distinct[chosen] = False
+        pool = distinct & eligible
+        if pool.any():
+            nearest = np.where(pool, eucl[:, chosen].min(axis=1), -1.0)
+            chosen.append(int(np.argmax(nearest)))
+        elif distinct.any():  # the eligible ones all sound like a chosen one: the best distinct other
+            chosen.append(next(i for i in order if distinct[i]))
+        else:
+            break
+    return chosen
+
+
+LABEL_Z = 0.5
+MAX_LABELS = 3
+#: descriptor -> (label when higher, label when lower)
+LABELS = {
+    "centroid_hz": ("brighter", "darker"),
+    "side_mid_db": ("wider", "narrower"),
+    "vocal_lu": ("vocal-forward", "vocal-back"),
+    "low_end_db": ("warmer", "leaner"),
+    "punch_db": ("punchier", "softer"),
+    "plr_db": ("more dynamic", "denser"),
+    "lra_lu": ("more loudness range", "steadier"),
+}
+
+
+def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str]]:
+    """Labels of each alternative relative to the others (rule in the module docstring).
+
+    rows : one descriptor dict per alternative (``evomix.describe.row``), exact renders.
+    lead_role : "vocal" or "lead": the word used for ``vocal_lu`` ("lead-forward" for a lead).
+    Returns one list of labels per alternative, strongest first.
+    """
+    from evomix.describe import JND, jnd_matrix
+
+    k = len(rows)
+    out: list[list[str]] = [[] for _ in range(k)]
+    if k < 2:
+        return out
+    names = [n for n in LABELS if n in JND]
+    raw = jnd_matrix(rows)  # (k, d) JND units, centroid in log2 / 0.1 oct
+    from evomix.describe import COMPARED
+
+    found: list[list[tuple[float, str]]] = [[] for _ in range(k)]
+    for name in names:
+        j = COMPARED.index(name)
+        x = raw[:, j]
+        if not np.all(np.isfinite(x)) or all(r.get(name) is None for r in rows):
+            continue
+        sd = x.std()
+        if sd <= 0:
+            continue
+        z = (x - x.mean()) / sd
+        for i in range(k):
+            others = np.delete(x, i).mean()
+            gap = x[i] - others  # JND units
+            up, down = LABELS[name]
+            if name == "vocal_lu" and lead_role != "vocal":
+                up, down = f"{lead_role}-forward", f"{lead_role}-back"
+            if z[i] >= LABEL_Z and gap >= 1.0:
+                found[i].append((gap, up))
+            elif z[i] <= -LABEL_Z and gap <= -1.0:
+                found[i].append((-gap, down))
+    for i in range(k):
+        out[i] = [lab for _, lab in sorted(found[i], key=lambda t: -t[0])[:MAX_LABELS]]
+    return out
+
+
+def label_against(row: dict, reference: dict, *, lead_role: str = "vocal") -> list[str]:
+    """Labels of one mix against one reference mix (e.g. a variation against its input): d's
+    "more"/"less" label where the two differ by at least one JND, largest difference first."""
+    from evomix.describe import COMPARED, jnd_matrix
+
+    M = jnd_matrix([row, reference])  # (2, d) JND units
+    found = []
+    for name, (up, down) in LABELS.items():
+        gap = M[0, COMPARED.index(name)] - M[1, COMPARED.index(name)]
+        if name == "vocal_lu" and lead_role != "vocal":
+            up, down = f"{lead_role}-forward", f"{lead_role}-back"
+        if abs(gap) >= 1.0:
+            found.append((abs(gap), up if gap > 0 else down))
+    return [lab for _, lab in sorted(found, key=lambda t: -t[0])[:MAX_LABELS]]
