@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from evomix import __version__, export, parallel
 from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
 from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
-from evomix.engine.render import ExactRender, features_from_render, render_exact
+from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
 from evomix.errors import AudioFileError, ParameterError
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable, Params
@@ -232,6 +233,7 @@ def mix(
     threads: int | None = None,
     reporter: ProgressReporter | None = None,
     constraints: Constraints | None = None,
+    keep_master_gain: bool = False,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -265,6 +267,9 @@ def mix(
         ``Constraints.parse(locks=["vocal.gain_db=-3"], ranges={"*.eq.highpass_hz": (40, 120)})``);
         they edit the gene table, so every front member and export obeys them; recorded in
         ``settings["constraints"]``.
+    keep_master_gain : keep each exported alternative's master-chain gain (4 bytes per sample: 37 MB
+        for 210 s at 44.1 kHz), so that ``MixResult.write(export_stems=/daw=)`` need not render the
+        master again (without it, the export renders it once more: the same samples).
     """
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
@@ -291,7 +296,8 @@ def mix(
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
-                    reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints)
+                    reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints,
+                    keep_master_gain=keep_master_gain)
 
 
 def check_session_length(session: Session) -> None:
@@ -326,7 +332,8 @@ def _search_info(names, weights, front_size: int, best) -> str:
 
 def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
-         reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None) -> MixResult:
+         reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None,
+         keep_master_gain: bool = False) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
     constraints = Constraints() if constraints is None else constraints
     session = session if session is not None else _load(paths, reporter, roles=roles)
@@ -390,7 +397,8 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     D = describe_front(front, analysis, table, target)
     with reporter.phase("render", total=min(int(alternatives), len(front)), unit="exact renders") as ph:
         picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
-                                                 names, phase=ph, weights=problem.weights, descriptors=D)
+                                                 names, phase=ph, weights=problem.weights, descriptors=D,
+                                                 keep_master_gain=keep_master_gain)
     warnings += label_front(front, picks, int(alternatives), session.roles)
     exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
     alts = [front[i] for i in picks]
@@ -452,16 +460,16 @@ def render_threads() -> int:
     return parallel.available_cores()
 
 
-def _render_one(session, analysis, params, i, target, names):
-    r = render_exact(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
-                     target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=render_threads(),
-                     keep_master_gain=True)
+def _finish_one(strips, analysis, target, names, keep_master_gain: bool = False):
+    """The master chain and the exact scores of one candidate's summed strips. Keeps only the
+    master, as float32 (what the 24-bit file is written from), and with ``keep_master_gain`` the
+    master chain's gain (the processed stems' export needs it, ``evomix.export.stems``; limiter
+    gain as float32, 4 bytes per sample): the per-stem band powers were needed for the scores alone."""
+    r = finish_master(strips, target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp,
+                      threads=render_threads(), keep_master_gain=keep_master_gain)
     scores = _exact_scores(r, analysis, target, names)
-    # keep only the master, as float32 (what the 24-bit file is written from), and the master
-    # chain's gain (the processed stems' export needs it, evomix.export.stems): the per-stem band
-    # powers were needed for the scores alone
-    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None,
-                                master_gain=r.master_gain.compact()),) + scores
+    gain = r.master_gain.compact() if r.master_gain is not None else None
+    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None, master_gain=gain),) + scores
 
 
 REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged
@@ -521,7 +529,7 @@ def _duplicates(front, rendered) -> set:
 
 def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
                            phase: Phase = NULL_PHASE, weights=None, descriptors=None,
-                           known_bad=()) -> tuple[list, list]:
+                           known_bad=(), keep_master_gain: bool = False) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`_beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`_duplicates`).
@@ -550,7 +558,7 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
         phase.update(total=len(rendered) + len(todo))
         new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.rerank)
         for i, (r, exact, measured) in zip(new, _render_alternatives(session, analysis, params, new, target, names,
-                                                                     phase=phase)):
+                                                                     phase=phase, keep_master_gain=keep_master_gain)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
         rendered += todo
         bad = {i for i, _ in _beyond_front(front, rendered, names)}
@@ -573,15 +581,29 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     return picks, rejected
 
 
-def _render_alternatives(session, analysis, params, picks, target, names, phase: Phase = NULL_PHASE) -> list:
-    """Exact renders (and exact scores) of the chosen members, one after the other, each on every
-    core (``render_exact(threads=)``): the stems of one render share the cores, so one render's
-    buffers are in memory at a time, and the session's audio is shared, never copied. ``phase``
-    advances once per render."""
-    out = []
-    for i in picks:
-        out.append(_render_one(session, analysis, params, i, target, names))
-        phase.advance()
+def _render_alternatives(session, analysis, params, picks, target, names, phase: Phase = NULL_PHASE,
+                         keep_master_gain: bool = False) -> list:
+    """Exact renders (and exact scores) of the chosen members, as a two-stage pipeline: the strips
+    of candidate k+1 (``mix_strips``, on every core) run while the master chain and scores of
+    candidate k (``finish_master``, ``_exact_scores``) finish on one more thread, so the cores the
+    mostly serial master chain leaves idle are used. At most one master is in flight (one
+    candidate's strips and one's master in memory); the session's audio is shared, never copied;
+    each render's result is the same as alone. ``phase`` advances once per finished render;
+    ``keep_master_gain``: as for :func:`_finish_one`."""
+    out: list = []
+    with ThreadPoolExecutor(1, thread_name_prefix="evomix-master") as master:
+        pending = None
+        for i in picks:
+            strips = mix_strips(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
+                                threads=render_threads())
+            if pending is not None:
+                out.append(pending.result())
+                phase.advance()
+            pending = master.submit(_finish_one, strips, analysis, target, names, keep_master_gain)
+            del strips
+        if pending is not None:
+            out.append(pending.result())
+            phase.advance()
     return out
 
 

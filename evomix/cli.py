@@ -154,7 +154,7 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
                      jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
-                     constraints=constraints)
+                     constraints=constraints, keep_master_gain=bool(export_stems or pre_stems or daw))
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)

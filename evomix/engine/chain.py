@@ -36,6 +36,9 @@ __all__ = [
     "limiter_core",
     "k_block_powers",
     "frame_gain_power",
+    "eq_detect_chunk",
+    "smooth_chunk",
+    "gain_pan_eq_chunk",
 ]
 
 
@@ -409,3 +412,108 @@ def frame_gain_power(gain_ctrl, step, gain, scale, window_sq, hop, n_frames, n):
                 num += w * g * g
         out[t] = num / den if den > 0.0 else 0.0
     return out
+
+
+# --- the channel strip as a stream (engine.strip): the same arithmetic as biquad_cascade,
+# detector_levels_db, smooth_gain_db and gain_fader_pan_eq, resumable chunk by chunk -----------
+
+@lazy_njit
+def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level, floor_db):
+    """Samples ``[a, b)`` of ``src`` (rows, n) through the strip's EQ into ``y[:, i - y_off]``
+    (as ``biquad_cascade``, its states ``z`` (2, k, 2) carried between calls, stereo rows
+    interleaved), and the compressor detector fed on the way (as ``detector_levels_db``): the
+    running sum of the channel-mean square ``det[0]`` is recorded at each control step's window
+    start ``lo[k]`` (into ``level[k]``) and turned into that step's level in dB at its window end
+    ``hi[k]``. ``det[1]``, ``det[2]`` count the steps whose start / end were passed. At ``b = n``
+    the steps ending at ``n`` are finished. Returns the number of finished steps."""
+    n = src.shape[1]
+    k = sos.shape[0]
+    n_steps = lo.shape[0]
+    c = det[0]
+    kl = int(det[1])
+    kh = int(det[2])
+    floor = 10.0 ** (floor_db / 10.0)
+    for i in range(a, b + (1 if b == n else 0)):
+        while kl < n_steps and lo[kl] == i:
+            level[kl] = c
+            kl += 1
+        while kh < n_steps and hi[kh] == i:
+            ms = (c - level[kh]) / (hi[kh] - lo[kh]) if hi[kh] > lo[kh] else 0.0
+            if ms < floor:
+                ms = floor
+            level[kh] = 10.0 * np.log10(ms)
+            kh += 1
+        if i >= b:
+            break
+        if (i & 255) == 0:  # decayed states set to 0: subnormal arithmetic after a silence is ~20x slower
+            for r in range(rows):
+                for s in range(k):
+                    if abs(z[r, s, 0]) < 1e-200:
+                        z[r, s, 0] = 0.0
+                    if abs(z[r, s, 1]) < 1e-200:
+                        z[r, s, 1] = 0.0
+        p = 0.0
+        for r in range(rows):
+            v = src[r, i] * scale
+            for s in range(k):
+                yv = sos[s, 0] * v + z[r, s, 0]
+                z[r, s, 0] = sos[s, 1] * v - sos[s, 4] * yv + z[r, s, 1]
+                z[r, s, 1] = sos[s, 2] * v - sos[s, 5] * yv
+                v = yv
+            y[r, i - y_off] = v
+            if r == 0:
+                p = v * v
+            else:
+                p += v * v
+        p /= rows
+        c += p
+    det[0] = c
+    det[1] = kl
+    det[2] = kh
+    return kh
+
+
+@lazy_njit
+def smooth_chunk(target, state, k_release, k_diff, out):  # (m,), (1,), float, float, (m,)
+    """``smooth_gain_db`` (not ``step_mean``) of one row, resumable: ``state[0]`` is y[t-1]."""
+    y = state[0]
+    for t in range(target.shape[0]):
+        delta = target[t] - y
+        coef = k_diff * (delta < 0.0)
+        coef += k_release
+        coef *= delta
+        y += coef
+        out[t] = y
+    state[0] = y
+
+
+@lazy_njit
+def gain_pan_eq_chunk(y, y_off, a, b, rows, gain_ctrl, step, fader, pans, sos, z, out, out_off):
+    """Samples ``[a, b)`` of the EQ'd stem ``y[:, i - y_off]`` times the compressor's control
+    gains interpolated to each sample, the fader and each side's pan gain, through the master's
+    shelves (states ``z`` (2, k, 2) carried), into ``out[:, i - out_off]`` (as ``gain_fader_pan_eq``
+    on each side; a mono stem's one row feeds both)."""
+    k = sos.shape[0]
+    n_ctrl = gain_ctrl.shape[0]
+    for i in range(a, b):
+        cs = i // step
+        j = i - cs * step
+        g = gain_ctrl[cs]
+        g_next = gain_ctrl[cs + 1] if cs + 1 < n_ctrl else g
+        g = g + (g_next - g) * (j / step)
+        if (i & 255) == 0:
+            for ch in range(2):
+                for s in range(k):
+                    if abs(z[ch, s, 0]) < 1e-200:
+                        z[ch, s, 0] = 0.0
+                    if abs(z[ch, s, 1]) < 1e-200:
+                        z[ch, s, 1] = 0.0
+        for ch in range(2):
+            src = y[0, i - y_off] if rows == 1 else y[ch, i - y_off]
+            v = ((src * g) * fader) * pans[ch]
+            for s in range(k):
+                yv = sos[s, 0] * v + z[ch, s, 0]
+                z[ch, s, 0] = sos[s, 1] * v - sos[s, 4] * yv + z[ch, s, 1]
+                z[ch, s, 1] = sos[s, 2] * v - sos[s, 5] * yv
+                v = yv
+            out[ch, i - out_off] = v

@@ -7,10 +7,13 @@ target (BS.1770-4) -> look-ahead true-peak limiter to the ceiling; normalisation
 iterated until the integrated loudness of the limited master is within ``LOUDNESS_TOLERANCE_LU``
 of the target.
 
-Every stage runs as a compiled loop over preallocated float64 buffers (``engine.chain``): a stem
-is read once, filtered, compressed, panned and added to the mix in three passes, its band powers
-measured from the same buffer. Stems are processed on ``threads`` threads, each with one buffer,
-and added to the mix in stem order, so the result does not depend on the thread count.
+Every stage runs as a compiled loop over preallocated float64 buffers (``engine.chain``). A
+stem's strip is a stream (``engine.strip``): read once, filtered, compressed, panned and measured
+(band powers) 1.6 s at a time, each chunk added to the mix in stem order, so the result does not
+depend on the thread count and a render holds no stem-length buffer besides the mix (a streaming
+session is mixed stem by stem instead). The master chain runs on the whole mix
+(:func:`finish_master`); a caller rendering several candidates may run the master of one while
+the strips of the next run (``evomix.api``).
 
 Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4;
 U. Zölzer, DAFX 2nd ed., ch. 4.
@@ -34,11 +37,12 @@ from evomix.core.meter import (
     true_peak_dbtp,
 )
 from evomix.engine import chain
-from evomix.engine.bands import BandGrid, _window, band_powers_chunked, bark
+from evomix.engine.bands import HOP_S, BandGrid, _window, band_powers_chunked, bark
 from evomix.engine.dsp.dynamics import LEVEL_FLOOR_DB, compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
+from evomix.engine.strip import CHUNK_HOPS, StripStream
 from evomix.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -135,6 +139,10 @@ class _Grid:
         self.k_sos = k_weighting_sos(sr)
         self.block = int(round(0.4 * sr))  # BS.1770-4 gating block, 75 % overlap
         self.block_hop = int(round(0.1 * sr))
+        # each control step's detector window [lo, hi), cut at the signal's edges (detector_levels_db)
+        starts = np.arange(self.n_steps, dtype=np.int64) * self.step - self.window // 2
+        self.lo = np.clip(starts, 0, self.n)
+        self.hi = np.clip(starts + self.window, 0, self.n)
 
     def control_gain(self, x: np.ndarray, n_ch: int, threshold_db: float, ratio: float,
                      attack_ms: float, release_ms: float) -> np.ndarray:
@@ -174,7 +182,15 @@ class _Grid:
 
 
 class _Mixer:
-    """Runs the stems' channel strips on threads and adds them to the mix in stem order."""
+    """Runs the stems' channel strips (``engine.strip``) on threads and adds them to the mix in
+    stem order, so the sum's rounding never depends on the threads.
+
+    A session held in memory is mixed in lockstep: every stem advances one chunk (1.6 s), then
+    the chunks are added in stem order, so no stem-length buffer is needed besides the mix. A
+    streaming session (stems read from their files) is mixed stem by stem, each into a
+    stem-length buffer per thread, since holding every stem's chunk would mean reading every file
+    at once.
+    """
 
     def __init__(self, audio, is_mono, params: Params, i: int, g: _Grid, bands: BandGrid | None,
                  keep_stems: bool, threads: int):
@@ -186,6 +202,8 @@ class _Mixer:
         one = params.member(i)
         self.stem_sos = stem_eq_sos(one, g.sr)[0]  # (stems, 4, 6)
         self.master_sos = np.ascontiguousarray(master_eq_sos(one, g.sr)[0])  # (2, 6)
+        hop = bands.hop if bands is not None else max(1, int(round(HOP_S * g.sr)))
+        self.chunk = CHUNK_HOPS * hop
         self.mix = np.zeros((2, g.n))
         self.stems = np.empty((self.n_stems, 2, g.n)) if keep_stems else None
         self.stem_power = (np.empty((self.n_stems, 2, bands.n_bands, bands.n_frames(g.n)), np.float32)
@@ -194,23 +212,54 @@ class _Mixer:
         self._failed = False
         self._turn = threading.Condition()
 
-    def strip(self, s: int, buf: np.ndarray) -> None:
-        """Stem ``s`` through its strip into ``buf`` (2, samples): its contribution to the mix."""
-        p, i, g = self.params, self.i, self.g
+    def stream(self, s: int) -> StripStream:
+        """Stem ``s``'s strip as a :class:`StripStream` (its band powers into ``stem_power[s]``)."""
+        p, i = self.params, self.i
         x = _stem_audio(self.audio, s)  # (2, samples) float32
         rows = 1 if self.is_mono[s] else 2
-        sos = np.ascontiguousarray(self.stem_sos[s])
-        trim = 10.0 ** (float(p.trim_db[i, s]) / 20.0)
-        for c in range(rows):
-            chain.biquad_cascade(x[c], trim, sos, buf[c])
-        gain_ctrl = g.control_gain(buf, rows, p.comp_threshold_db[i, s], p.comp_ratio[i, s],
-                                   p.comp_attack_ms[i, s], p.comp_release_ms[i, s])
-        fader = 10.0 ** (float(p.gain_db[i, s]) / 20.0)
-        for c in (1, 0):  # a mono stem's one row feeds both sides: write the right side first
-            src = buf[0] if rows == 1 else buf[c]
-            chain.gain_fader_pan_eq(src, gain_ctrl, g.step, fader, float(self.pans[s, c]), self.master_sos, buf[c])
-        if self.stem_power is not None:
-            self.stem_power[s] = band_powers_chunked(buf, self.bands)
+        return StripStream(x[:rows], self.g, self.stem_sos[s], self.master_sos,
+                           trim=10.0 ** (float(p.trim_db[i, s]) / 20.0), fader=10.0 ** (float(p.gain_db[i, s]) / 20.0),
+                           pans=self.pans[s], threshold_db=p.comp_threshold_db[i, s], ratio=p.comp_ratio[i, s],
+                           attack_ms=p.comp_attack_ms[i, s], release_ms=p.comp_release_ms[i, s], bands=self.bands,
+                           chunk=self.chunk, power=self.stem_power[s] if self.stem_power is not None else None)
+
+    def strip(self, s: int, buf: np.ndarray) -> None:
+        """Stem ``s`` through its strip into ``buf`` (2, samples): its contribution to the mix."""
+        st = self.stream(s)
+        while st.advance(buf[:, st.done:]):
+            pass
+
+    def run(self) -> None:
+        streaming = hasattr(self.audio, "stem") and getattr(self.audio, "audio", None) is None
+        if streaming:
+            self._run_per_stem()
+        else:
+            self._run_lockstep()
+
+    def _run_lockstep(self) -> None:
+        streams = [self.stream(s) for s in range(self.n_stems)]
+        outs = [np.empty((2, self.chunk)) for _ in range(self.n_stems)]  # (2, chunk) per stem
+
+        def step(s: int) -> None:
+            streams[s].advance(outs[s])
+
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") if self.threads > 1 else None
+        try:
+            for a in range(0, self.g.n, self.chunk):
+                if pool is None:
+                    for s in range(self.n_stems):
+                        step(s)
+                else:
+                    list(pool.map(step, range(self.n_stems)))
+                b = min(a + self.chunk, self.g.n)
+                mix = self.mix[:, a:b]
+                for s in range(self.n_stems):  # in stem order
+                    mix += outs[s][:, : b - a]
+                    if self.stems is not None:
+                        self.stems[s, :, a:b] = outs[s][:, : b - a]
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
     def _one(self, s: int, buffers: queue.SimpleQueue) -> None:
         buf = buffers.get()
@@ -234,7 +283,7 @@ class _Mixer:
         finally:
             buffers.put(buf)
 
-    def run(self) -> None:
+    def _run_per_stem(self) -> None:
         buffers: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.threads):
             buffers.put(np.empty((2, self.g.n)))
@@ -247,11 +296,45 @@ class _Mixer:
                 f.result()
 
 
+@dataclass
+class SummedStrips:
+    """The first stage of an exact render: every stem through its channel strip, summed in stem
+    order (:func:`mix_strips`); :func:`finish_master` runs the master chain on it.
+
+    mix : (2, samples) float64, the sum before the master compressor (consumed by the master).
+    stems : (stems, 2, samples) float64 or None, each strip's output (``keep_stems``).
+    stem_power : (stems, 2, B, T) float32 or None, their band powers (with ``grid``).
+    """
+
+    mix: np.ndarray
+    stems: np.ndarray | None
+    stem_power: np.ndarray | None
+    grid: BandGrid | None
+    params: Params
+    index: int
+    sr: int
+
+
+def mix_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,
+               grid: BandGrid | None = None, keep_stems: bool | None = None, threads: int = 1) -> SummedStrips:
+    """Stage 1 of :func:`render_exact`: the stems' strips on ``threads`` threads, summed in stem
+    order (the same result for any number of threads). Arguments as for :func:`render_exact`."""
+    n = audio.n_samples if hasattr(audio, "n_samples") else audio.shape[-1]
+    keep = (grid is None) if keep_stems is None else bool(keep_stems)
+    mixer = _Mixer(audio, np.asarray(is_mono, bool), params, index, _Grid(sr, n), grid, keep, threads)
+    mixer.run()
+    return SummedStrips(mixer.mix, mixer.stems, mixer.stem_power, grid, params, index, int(sr))
+
+
 def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
                  target_lufs: float, ceiling_dbtp: float, index: int = 0,
                  grid: BandGrid | None = None, keep_stems: bool | None = None,
                  threads: int = 1, keep_master_gain: bool = False) -> ExactRender:
     """Render candidate ``index`` of ``params`` from the session audio.
+
+    Two stages, which a caller rendering several candidates may overlap (``api`` runs the master
+    of one candidate while the strips of the next run): :func:`mix_strips`, then
+    :func:`finish_master`.
 
     Parameters
     ----------
@@ -274,15 +357,24 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
         :class:`MasterGain`): with :func:`iter_stem_strips` it gives each stem's contribution one
         stem at a time, without holding all of them.
     """
-    i = index
-    n_stems = len(is_mono)
-    n = audio.n_samples if hasattr(audio, "n_samples") else audio.shape[-1]
-    keep = (grid is None) if keep_stems is None else bool(keep_stems)
+    strips = mix_strips(audio, is_mono, sr, params, index=index, grid=grid, keep_stems=keep_stems,
+                        threads=threads)
+    return finish_master(strips, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads,
+                         keep_master_gain=keep_master_gain)
+
+
+def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: float,
+                  threads: int = 1, keep_master_gain: bool = False) -> ExactRender:
+    """Stage 2 of :func:`render_exact`: the master chain on the summed strips (in place: ``strips``
+    gives up its buffers), the stems' contributions and band powers scaled by the master gain.
+    ``threads`` (a maximum) runs the true-peak envelope's channels in parallel;
+    ``keep_master_gain`` as for :func:`render_exact`."""
+    params, i, sr, grid = strips.params, strips.index, strips.sr, strips.grid
+    mix, stems, stem_power = strips.mix, strips.stems, strips.stem_power
+    strips.mix = strips.stems = strips.stem_power = None
+    n_stems = len(params.gain_db[i])
+    n = mix.shape[-1]
     g = _Grid(sr, n)
-    mixer = _Mixer(audio, np.asarray(is_mono, bool), params, i, g, grid, keep, threads)
-    mixer.run()
-    mix, stems, stem_power = mixer.mix, mixer.stems, mixer.stem_power
-    del mixer
     # master compressor
     comp_ctrl = g.control_gain(mix, 2, params.master_comp_threshold_db[i], params.master_comp_ratio[i],
                                MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS)  # (T,)
@@ -367,6 +459,8 @@ def iter_stem_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, ind
     for s in range(mixer.n_stems):
         mixer.strip(s, buf)
         yield s, buf
+
+
 
 
 def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> Features:
