@@ -30,6 +30,8 @@ from evomix.measure import MIN_AUDIO_S, measure_file
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
+from evomix.report import write_mix_report
+from evomix.report_data import features_summary
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.select import choose_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
@@ -82,6 +84,7 @@ class MixResult:
     settings: dict
     warnings: list = field(default_factory=list)
     reference: dict | None = None
+    call: dict | None = None  # the mix() call's arguments, for run.json
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""
@@ -126,8 +129,11 @@ class MixResult:
             "params": m.params,
         }
 
-    def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None) -> list[Path]:
-        """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``.
+    def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None,
+              command: Sequence[str] | None = None) -> list[Path]:
+        """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``, then the
+        listening report (``before.wav``, ``report-data.json``, ``run.json``, ``report.html``,
+        :func:`evomix.report.write_mix_report`; ``command`` is the command line for ``run.json``).
 
         Every file is complete before it appears (written to a temporary name, then renamed).
         Refuses a non-empty folder unless ``force``; never writes over an input stem.
@@ -147,10 +153,11 @@ class MixResult:
                 ph.advance()
             written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
             ph.advance()
+        written += write_mix_report(self, out, reporter=reporter, command=command)
         return written
 
 
-OUTPUT_NAMES = ("front.json",)
+OUTPUT_NAMES = ("front.json", "before.wav", "report.html", "report-data.json", "run.json")
 
 
 def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
@@ -177,7 +184,8 @@ def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names
     feats = features_from_render(render, analysis.grid, analysis.roles)
     F = evaluate(feats, target, tuple(names))[0]
     measured = {"integrated_lufs": float(feats.loudness_lufs[0]), "loudness_range_lu": float(feats.lra_lu[0]),
-                "true_peak_dbtp": float(feats.true_peak_dbtp[0])}
+                "true_peak_dbtp": float(feats.true_peak_dbtp[0]),
+                "report": features_summary(feats)}  # spectrum and masking for the listening report
     return {n: float(v) for n, v in zip(names, F)}, measured
 
 
@@ -249,12 +257,19 @@ def mix(
         raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+    call = {"api": "evomix.mix", "arguments": {
+        "paths": [str(p) for p in paths], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+        "population": population, "generations": generations, "seed": seed, "weights": weights,
+        "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
+        "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads}}
     with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
-        return _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
+        result = _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter)
+    result.call = call
+    return result
 
 
 def check_session_length(session: Session) -> None:
