@@ -616,3 +616,61 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
 def open_report(path: str | Path) -> bool:
     """Open ``path`` in the default browser (``webbrowser``); False when no browser could be started."""
     return bool(webbrowser.open(Path(path).resolve().as_uri()))
+
+
+# --------------------------------------------------------------------------- evomix analyze --plot
+
+def file_spectrum_db(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A file's long-term spectrum as the ``genre`` objective sees it: band centres (B,) Hz and
+    level-normalised 1/3-octave-equivalent levels (B,) dB (mean over 40 Hz-16 kHz removed)."""
+    from evomix.audio import read_audio
+    from evomix.profiling import features_from_audio
+    from objectives.spectrum import long_term_spectrum_db, normalise_level
+
+    x, sr = read_audio(Path(path))
+    feats = features_from_audio(x, sr)
+    return feats.bands_hz, normalise_level(long_term_spectrum_db(feats), feats.bands_hz)[0]
+
+
+def write_spectrum_plot(paths, profile, out: str | Path) -> Path:
+    """Draw the long-term spectrum of each file in ``paths`` against ``profile`` (a GenreProfile)
+    into the PNG ``out`` (written to a temporary name, then renamed)."""
+    import os
+    import tempfile
+
+    from objectives.genre import profile_on_bands
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ParameterError(f"--plot: {out} must be a .png file")
+    if not out.parent.is_dir():
+        raise ParameterError(f"--plot: folder {out.parent} does not exist")
+    curves, bands = [], None
+    colours = ["#c0392b", "#2e6da4", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"]
+    for k, p in enumerate(paths):
+        bands, spec = file_spectrum_db(p)
+        curves.append((Path(p).name, spec, {"color": colours[k % len(colours)], "lw": 1.6}))
+    curves.insert(0, (f"{profile.name} target", profile_on_bands(profile, bands), {"color": "#27ae60", "ls": "--", "lw": 1.5}))
+    plt = _pyplot()
+    f = np.asarray(bands, dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, 3.5))
+    for label, y, style in curves:
+        ax.semilogx(f, y, label=label, **style)
+    ax.set_xlim(max(20.0, f.min()), min(20000.0, f.max()))
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("level (dB, mean 40 Hz-16 kHz = 0)")
+    ax.set_title(f"long-term spectrum against the {profile.name} profile")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise ParameterError(f"--plot: cannot write {out} ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
