@@ -99,7 +99,7 @@ def _svg(fig) -> str:
     """The figure as an inline <svg> element, its ids made unique on the page."""
     plt = _pyplot()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")  # fixed margins (no tight bbox: one draw per figure)
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
@@ -146,7 +146,8 @@ def front_scatter_svg(front: dict) -> str | None:
     if n > 1:
         axes[0, 1].legend(loc="best", fontsize=7)
     fig.suptitle(f"Pareto front: {len(members)} members, {int(is_alt.sum())} exported (red), {OBJECTIVE_DIRECTION}")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.04, right=0.98, bottom=0.5 / fig.get_figheight() + 0.03,
+                        top=1 - 0.45 / fig.get_figheight(), wspace=0.35, hspace=0.4)
     return _svg(fig)
 
 
@@ -163,7 +164,7 @@ def spectrum_svg(bands_hz, curves: list[tuple[str, list, dict]], title: str) -> 
     ax.set_ylabel("level (dB, mean 40 Hz-16 kHz = 0)")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.16, top=0.9)
     return _svg(fig)
 
 
@@ -173,8 +174,9 @@ def masking_svg(stems: list, before: dict | None, after: dict, bands_hz, name: s
     plt = _pyplot()
     mats = [("before", before), (name, after)] if before else [(name, after)]
     vmax = max(float(np.max(np.asarray(d["masking_matrix_db"]))) for _, d in mats) or 1.0
-    fig, axes = plt.subplots(1, len(mats) + 1, figsize=(3.0 * (len(mats) + 1) + 1.0, 3.0),
+    fig, axes = plt.subplots(1, len(mats) + 1, figsize=(3.0 * (len(mats) + 1) + 1.0, 3.2),
                              gridspec_kw={"width_ratios": [1] * len(mats) + [1.5]})
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.3, top=0.9, wspace=0.45)
     im = None
     for ax, (label, d) in zip(axes, mats):
         M = np.asarray(d["masking_matrix_db"], dtype=float)
@@ -229,7 +231,8 @@ def convergence_svg(generations: list, names: list, units: dict) -> str | None:
     for ax in axes[k + 1:]:
         ax.set_visible(False)
     fig.suptitle("convergence of the search")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12 if rows > 1 else 0.2, top=0.86 if rows > 1 else 0.78,
+                        wspace=0.3, hspace=0.6)
     return _svg(fig)
 
 
