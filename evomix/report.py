@@ -326,6 +326,31 @@ def settings_html(params: dict) -> str:
             f"<p class='note'>Master: shelves, compressor, loudness normalisation to the target, true-peak limiter.</p>")
 
 
+AUDITION_SUFFIXES = {".wav", ".json"}
+
+
+def alternative_files(folder: Path, name: str) -> list[Path]:
+    """Other things exported for an alternative (processed stems, DAW sessions, ...): every file or
+    folder in ``folder`` or one level below whose name starts with ``name`` (``alt-01``), except its
+    own ``.wav`` and ``.json``; relative to ``folder``, sorted."""
+    out = []
+    for p in sorted(folder.glob(f"{name}*")) + sorted(folder.glob(f"*/{name}*")):
+        if p.parent == folder and p.suffix.lower() in AUDITION_SUFFIXES and p.stem == name:
+            continue
+        if p.name.startswith((f"{name}.", f"{name}-", f"{name}_", f"{name}/")) or p.name == name or p.stem == name:
+            out.append(p.relative_to(folder))
+    return out
+
+
+def _files_html(folder: Path, name: str) -> str:
+    files = alternative_files(folder, name)
+    if not files:
+        return ""
+    items = "".join(f'<li><a href="{_e(p.as_posix())}">{_e(p.as_posix())}{"/" if (folder / p).is_dir() else ""}</a></li>'
+                    for p in files)
+    return f"<h4>Files</h4><ul class='files'>{items}</ul>"
+
+
 def _measured(name: str, data: dict | None, folder: Path) -> dict | None:
     """Loudness figures of a mix: from report-data.json, else measured from its file."""
     d = None
@@ -433,7 +458,7 @@ def build_html(folder: str | Path) -> str:
             f"{_labels_html(labels)}{_descriptors_html(desc)}"
             f"<h4>Loudness</h4>{_table(LOUDNESS_HEADER, _loudness_rows(_measured(k, data, folder)))}"
             f"<h4>Objectives ({OBJECTIVE_DIRECTION})</h4>{_table(['objective', 'unit', 'fast tier', 'exact render'], obj_rows, 'small')}"
-            f"{plots}{settings_html(a.get('params', {}))}</section>")
+            f"{plots}{settings_html(a.get('params', {}))}{_files_html(folder, k)}</section>")
 
     # run
     run_html = ""
@@ -496,6 +521,7 @@ kbd{font-family:monospace;background:#555;border-radius:3px;padding:0 .3em}
 table{border-collapse:collapse;margin:.4em 0;font-size:.85em;background:#fff}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 th{background:#eef}td:first-child,th:first-child{text-align:left}
+table.overview td:nth-child(2),table.overview th:nth-child(2){text-align:left}
 .card{border:1px solid #ccc;border-radius:6px;padding:.5em 1em;margin:1em 0;background:#fff}
 .card button.small{font-size:.75em;padding:.1em .6em;cursor:pointer}
 .chip{display:inline-block;background:#e3ecf7;border-radius:10px;padding:.1em .7em;margin:.1em;font-size:.85em}
@@ -607,7 +633,8 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
     run = rd.run_record(
         command=command, seed=result.settings.get("seed", 0), settings=result.settings,
         timings_s=getattr(reporter, "timings_s", {}),
-        generations=rd.generation_records(result.search.logbook, result.names, result.weights),
+        generations=rd.generation_records(result.search.logbook, result.names, result.weights,
+                                          hypervolumes=getattr(result.search, "hypervolume", None)),
         genre=result.genre, objectives=result.names, weights=result.weights, target_lufs=target.target_lufs,
         ceiling_dbtp=target.ceiling_dbtp,
         stems={n: {"file": str(p), "role": r} for n, p, r in zip(session.names, session.paths, session.roles)})

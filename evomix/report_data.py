@@ -107,13 +107,15 @@ def report_data(grid: BandGrid, profile, names, roles, before: dict | None, alte
     }
 
 
-def generation_records(logbook, names, weights) -> list[dict]:
+def generation_records(logbook, names, weights, hypervolumes=None) -> list[dict]:
     """Per generation of the search's DEAP logbook: ``gen``, ``evaluations``, ``front_size``,
     ``best`` {objective: lowest value in the population, unweighted, in the objective's unit} and
-    ``hypervolume`` when the logbook records one (key ``hypervolume`` or ``hv``)."""
+    ``hypervolume`` when the logbook records one (key ``hypervolume`` or ``hv``) or
+    ``hypervolumes`` (one value per generation) gives it."""
     w = np.asarray([weights[n] for n in names], dtype=float)
+    hv = list(hypervolumes) if hypervolumes is not None and np.ndim(hypervolumes) == 1 else []
     out = []
-    for rec in logbook:
+    for k, rec in enumerate(logbook):
         d = {"gen": int(rec["gen"]), "evaluations": int(rec.get("evals", 0)), "front_size": int(rec.get("front", 0))}
         mins = rec.get("min")
         if mins is not None:
@@ -123,6 +125,9 @@ def generation_records(logbook, names, weights) -> list[dict]:
             if rec.get(key) is not None:
                 d["hypervolume"] = float(rec[key])
                 break
+        else:
+            if k < len(hv) and hv[k] is not None:
+                d["hypervolume"] = float(hv[k])
         out.append(d)
     return out
 

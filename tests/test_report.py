@@ -94,6 +94,8 @@ def test_generation_records_unweight_the_logbook_and_carry_a_hypervolume():
     recs = generation_records(lb, ("masking", "genre"), {"masking": 2.0, "genre": 0.5})
     assert recs[0] == {"gen": 0, "evaluations": 8, "front_size": 3, "best": {"masking": 1.0, "genre": 2.0}}
     assert recs[1]["hypervolume"] == 0.7 and "hypervolume" not in recs[0]
+    recs = generation_records(lb, ("masking", "genre"), {"masking": 2.0, "genre": 0.5}, hypervolumes=[0.25, 0.5])
+    assert [r["hypervolume"] for r in recs] == [0.25, 0.7]  # the logbook's own value first
 
 
 def test_report_data_holds_spectra_and_masking_for_every_mix(mixed):
@@ -168,3 +170,16 @@ def test_analyze_table_and_spectrum_plot(mixed, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(app, ["analyze", str(out / "alt-01.wav"), "--plot", str(tmp_path / "x.jpg")])
     assert res.exit_code == 1 and "--plot" in res.output
+
+
+def test_report_links_other_exports_of_an_alternative(mixed, tmp_path):
+    out, _ = mixed
+    copy = tmp_path / "exports"
+    shutil.copytree(out, copy)
+    (copy / "alt-01.dawproject").write_bytes(b"PK")
+    (copy / "stems" / "alt-01").mkdir(parents=True)
+    res = runner.invoke(app, ["report", str(copy)])
+    assert res.exit_code == 0, res.output
+    page = (copy / "report.html").read_text()
+    assert 'href="alt-01.dawproject"' in page and 'href="stems/alt-01"' in page
+    assert 'href="alt-01.wav"' not in page  # its own audio is in the player, not in the list
