@@ -183,3 +183,15 @@ def test_report_links_other_exports_of_an_alternative(mixed, tmp_path):
     page = (copy / "report.html").read_text()
     assert 'href="alt-01.dawproject"' in page and 'href="stems/alt-01"' in page
     assert 'href="alt-01.wav"' not in page  # its own audio is in the player, not in the list
+
+
+def test_open_hands_the_report_to_the_default_browser(mixed, monkeypatch):
+    out, _ = mixed
+    opened = []
+    monkeypatch.setattr("evomix.report.webbrowser.open", lambda url: opened.append(url) or True)
+    res = runner.invoke(app, ["report", str(out), "--open"])
+    assert res.exit_code == 0, res.output
+    assert opened == [(out / "report.html").resolve().as_uri()]
+    monkeypatch.setattr("evomix.report.webbrowser.open", lambda url: False)  # no browser: a warning, exit 0
+    res = runner.invoke(app, ["report", str(out), "--open"])
+    assert res.exit_code == 0 and "no browser" in res.output
