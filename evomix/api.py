@@ -258,7 +258,7 @@ def mix(
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
     call = {"api": "evomix.mix", "arguments": {
-        "paths": [str(p) for p in paths], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+        "paths": [str(p) for p in paths or []], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
         "population": population, "generations": generations, "seed": seed, "weights": weights,
         "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
         "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads}}

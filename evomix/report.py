@@ -650,9 +650,18 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
         genre=result.genre, objectives=result.names, weights=result.weights, target_lufs=target.target_lufs,
         ceiling_dbtp=target.ceiling_dbtp,
         stems={n: {"file": str(p), "role": r} for n, p, r in zip(session.names, session.paths, session.roles)})
-    written.append(write_text_atomic(out / RUN_NAME, json.dumps(run, indent=1)))
+    written.append(write_text_atomic(out / RUN_NAME, json.dumps(run, indent=1, default=_json_default)))
     written.append(write_report(out))
     return written
+
+
+def _json_default(v):
+    """numpy scalars and arrays, paths: as JSON numbers, lists and strings."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
 
 
 def open_report(path: str | Path) -> bool:
