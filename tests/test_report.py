@@ -80,11 +80,11 @@ def test_run_json_records_the_run(mixed):
 def test_run_json_of_an_api_call_records_its_arguments(stem_dir, tmp_path):
     from evomix import api
 
-    res = api.mix([stem_dir], population=4, generations=0, alternatives=1, seed=9)
+    res = api.mix([stem_dir], population=np.int64(4), generations=0, alternatives=1, seed=9)  # numpy ints are fine
     res.write(tmp_path / "o")
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert run["command"]["api"] == "evomix.mix"
-    assert run["command"]["arguments"]["seed"] == 9 and run["command"]["arguments"]["generations"] == 0
+    assert run["command"]["arguments"]["seed"] == 9 and run["command"]["arguments"]["population"] == 4
 
 
 def test_generation_records_unweight_the_logbook_and_carry_a_hypervolume():
