@@ -582,8 +582,9 @@ _SCRIPT = r"""
     draw();
   }
   function toggle() { if (!current) return; if (current.paused) play(current); else current.pause(); draw(); }
-  document.querySelectorAll("button.choice").forEach(function (b) { b.addEventListener("click", function () { select(b.dataset.mix); }); });
-  playBtn.addEventListener("click", toggle);
+  // buttons give the focus back, so that space never both "clicks" a focused button and toggles
+  document.querySelectorAll("button.choice").forEach(function (b) { b.addEventListener("click", function () { select(b.dataset.mix); b.blur(); }); });
+  playBtn.addEventListener("click", function () { toggle(); playBtn.blur(); });
   seek.addEventListener("input", function () {
     if (current && isFinite(current.duration)) current.currentTime = seek.value / 1000 * current.duration; draw();
   });
