@@ -100,8 +100,12 @@ def test_report_plays_and_switches_at_the_same_position(copied_report):
             assert abs(tb - t3) <= 0.25, (tb, t3)
             page.keyboard.press(" ")  # pause
             assert page.evaluate("() => window.evomixReport.players['before'].paused")
-            page.keyboard.press("2")
+            page.click("#choices button[data-mix='alt-02']")  # a click, then space plays it (once: not toggled twice)
             assert page.evaluate("() => window.evomixReport.current()") == "alt-02"
+            page.keyboard.press(" ")
+            page.wait_for_function("() => { const a = window.evomixReport.players['alt-02']; return !a.paused && a.currentTime > 0.3; }",
+                                   timeout=5000)
+            assert "alt-02" in page.inner_text("#now") and "pause" in page.inner_text("#playpause")
             shot = copied_report.parent / "report-screenshot.png"
             page.screenshot(path=str(shot), full_page=False)
             assert shot.stat().st_size > 10000
