@@ -154,8 +154,8 @@ def front_scatter_svg(front: dict) -> str | None:
                                 xytext=(3, 3), textcoords="offset points")
             if i == n - 1:
                 ax.set_xlabel(f"{names[j]} ({units.get(names[j], '')})")
-            if j == 0 and i != j:
-                ax.set_ylabel(f"{names[i]} ({units.get(names[i], '')})")
+            if j == 0:
+                ax.set_ylabel("members" if i == j else f"{names[i]} ({units.get(names[i], '')})")
     if n > 1:
         axes[0, 1].legend(loc="best", fontsize=7)
     fig.suptitle(f"Pareto front: {len(members)} members, {int(is_alt.sum())} exported (red), {OBJECTIVE_DIRECTION}")

@@ -195,3 +195,15 @@ def test_open_hands_the_report_to_the_default_browser(mixed, monkeypatch):
     monkeypatch.setattr("evomix.report.webbrowser.open", lambda url: False)  # no browser: a warning, exit 0
     res = runner.invoke(app, ["report", str(out), "--open"])
     assert res.exit_code == 0 and "no browser" in res.output
+
+
+@pytest.mark.parametrize("n_obj", [1, 2])
+def test_front_plot_with_one_or_two_objectives(n_obj):
+    from evomix.report import front_scatter_svg
+
+    names = ["masking", "genre"][:n_obj]
+    members = [{"objectives": {n: float(i + k) for k, n in enumerate(names)}} for i in range(5)]
+    members[2]["alternative"] = "alt-01"
+    svg = front_scatter_svg({"objectives": names, "units": {n: "dB" for n in names}, "members": members})
+    assert svg.startswith("<svg") and "1 exported" in svg
+    assert front_scatter_svg({"objectives": names, "members": []}) is None
