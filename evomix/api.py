@@ -32,6 +32,8 @@ from evomix.measure import MIN_AUDIO_S, measure_file
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
+from evomix.report import write_mix_report
+from evomix.report_data import features_summary
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
@@ -89,6 +91,7 @@ class MixResult:
     settings: dict
     warnings: list = field(default_factory=list)
     reference: dict | None = None
+    call: dict | None = None  # the mix() call's arguments, for run.json
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""
@@ -146,8 +149,12 @@ class MixResult:
         }
 
     def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None,
-              export_stems: bool = False, pre_stems: bool = False, daw: Sequence[str] | str = ()) -> list[Path]:
-        """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``.
+              export_stems: bool = False, pre_stems: bool = False, daw: Sequence[str] | str = (),
+              command: Sequence[str] | None = None) -> list[Path]:
+        """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``, the stem and
+        DAW exports asked for, then the listening report (``before.wav``, ``report-data.json``,
+        ``run.json``, ``report.html``, :func:`evomix.report.write_mix_report`; ``command`` is the
+        command line for ``run.json``).
 
         Every file is complete before it appears (written to a temporary name, then renamed).
         Refuses a non-empty folder unless ``force``; never writes over an input stem.
@@ -177,10 +184,11 @@ class MixResult:
                     daw=daw, threads=render_threads(), phase=ph, render=m.render)
             written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
             ph.advance()
+        written += write_mix_report(self, out, reporter=reporter, command=command)
         return written
 
 
-OUTPUT_NAMES = ("front.json",)
+OUTPUT_NAMES = ("front.json", "before.wav", "report.html", "report-data.json", "run.json")
 
 
 def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
@@ -207,7 +215,8 @@ def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names
     feats = features_from_render(render, analysis.grid, analysis.roles)
     F = evaluate(feats, target, tuple(names))[0]
     measured = {"integrated_lufs": float(feats.loudness_lufs[0]), "loudness_range_lu": float(feats.lra_lu[0]),
-                "true_peak_dbtp": float(feats.true_peak_dbtp[0]), "descriptors": descriptor_row(describe(feats))}
+                "true_peak_dbtp": float(feats.true_peak_dbtp[0]), "descriptors": descriptor_row(describe(feats)),
+                "report": features_summary(feats)}  # spectrum and masking for the listening report
     return {n: float(v) for n, v in zip(names, F)}, measured
 
 
@@ -291,13 +300,20 @@ def mix(
         raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+    call = {"api": "evomix.mix", "arguments": {
+        "paths": [str(p) for p in paths or []], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+        "population": population, "generations": generations, "seed": seed, "weights": weights,
+        "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
+        "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads}}
     with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
-        return _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
+        result = _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints,
                     keep_master_gain=keep_master_gain)
+    result.call = call
+    return result
 
 
 def check_session_length(session: Session) -> None:

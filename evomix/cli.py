@@ -23,6 +23,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from evomix import api
+from evomix import report as report_mod
 from evomix.audio import expand_paths
 from evomix.constraints import Constraints
 from evomix.demo import write_demo_stems
@@ -146,7 +147,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
              jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None,
-             export_stems=False, pre_stems=False, daw=None):
+             export_stems=False, pre_stems=False, daw=None, open_report=False):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
     daw = parse_daw(daw)  # before the search: an unknown format fails at once
@@ -166,13 +167,25 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
     if result.session.silent:
         err_console.print(f"evomix: note: silent stem(s) kept: {', '.join(result.session.silent)}", markup=False)
-    exported = result.write(out, force=force, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems, daw=daw)
+    exported = result.write(out, force=force, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems, daw=daw,
+                            command=list(sys.argv))
     if (export_stems or pre_stems or daw) and not (as_json or quiet):
         extra = [p for p in exported if p.is_dir() or p.suffix in (".dawproject", ".RPP")]
         err_console.print("exported: " + ", ".join(str(p) for p in extra), markup=False, soft_wrap=True)
     summary = _summary(result, out, reporter)
+    summary["report"] = str(out / report_mod.REPORT_NAME)
     _print_summary(summary, as_json)
+    if not as_json:
+        out_console.print(f"report: {summary['report']}", markup=False, soft_wrap=True)
+    if open_report:
+        _open(Path(summary["report"]))
     return summary
+
+
+def _open(path: Path) -> None:
+    """Open the report in the default browser; a warning (not an error) when none can be started."""
+    if not report_mod.open_report(path):
+        err_console.print(f"evomix: warning: no browser could be started; open {path} yourself", markup=False, soft_wrap=True)
 
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for alt-NN.wav/.json and front.json (created if missing).")]
@@ -192,6 +205,7 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads sc
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 LockOpt = Annotated[Optional[List[str]], typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
 RangeOpt = Annotated[Optional[List[str]], typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
+OpenOpt = Annotated[bool, typer.Option("--open", help="Open report.html in the default browser when done.")]
 
 
 @app.command()
@@ -222,6 +236,7 @@ def mix(
     export_stems: Annotated[bool, typer.Option("--export-stems", help="Also write alt-NN-stems/: each stem as it sounds in that mix (float WAV; they sum to alt-NN.wav).")] = False,
     export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help="Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus input).")] = False,
     daw: Annotated[Optional[List[str]], typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
+    open_report: OpenOpt = False,
 ):
     """Search for mixes of the stems and export a set of distinct finished alternatives."""
     try:
@@ -230,7 +245,7 @@ def mix(
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
                  jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
-                 pre_stems=export_pre_stems, daw=daw)
+                 pre_stems=export_pre_stems, daw=daw, open_report=open_report)
     except EvomixError as e:
         _fail(e)
 
@@ -333,34 +348,62 @@ def render(
 def analyze(
     files: Annotated[List[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
     json_out: JsonOpt = False,
-    genre: Annotated[Optional[str], typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking).")] = None,
+    genre: Annotated[Optional[str], typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking); the profile --plot draws.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw each file's long-term spectrum against the --genre profile (default: the closest genre of the first file) into this PNG.")] = None,
 ):
     """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation, closest genre."""
     try:
         rows = api.analyze(files, genre=genre)
+        if plot is not None:
+            sim = rows[0]["genre_similarity"] if rows else []
+            prof = load_profile(genre if genre is not None else (sim[0]["genre"] if sim else "pop"))
+            report_mod.write_spectrum_plot([r["file"] for r in rows], prof, plot)
     except EvomixError as e:
         _fail(e)
     if json_out:
         out_console.print_json(json.dumps(rows))
         return
-    t = Table()
-    cols = [("file", "file", "{}"), ("LUFS", "integrated_lufs", "{:.1f}"), ("LRA", "loudness_range_lu", "{:.1f}"),
-            ("peak dBFS", "sample_peak_dbfs", "{:.2f}"), ("TP dBTP", "true_peak_dbtp", "{:.2f}"),
-            ("crest dB", "crest_factor_db", "{:.1f}"), ("tilt dB/oct", "spectral_tilt_db_per_oct", "{:.1f}"),
-            ("width", "stereo_width", "{:.2f}"), ("corr", "lr_correlation", "{:.2f}")]
-    for c, _, _ in cols:
-        t.add_column(c)
-    t.add_column("genre", no_wrap=True)
+    _print_analysis(rows, genre)
+    if plot is not None:
+        out_console.print(f"spectrum plot: {plot}", markup=False, soft_wrap=True)
+
+
+ANALYSIS_ROWS = [  # (label, unit, key, format), in the order a mastering engineer reads them
+    ("integrated loudness", "LUFS", "integrated_lufs", "{:.1f}"),
+    ("loudness range", "LU", "loudness_range_lu", "{:.1f}"),
+    ("max momentary", "LUFS", "max_momentary_lufs", "{:.1f}"),
+    ("max short-term", "LUFS", "max_short_term_lufs", "{:.1f}"),
+    ("true peak", "dBTP", "true_peak_dbtp", "{:.2f}"),
+    ("sample peak", "dBFS", "sample_peak_dbfs", "{:.2f}"),
+    ("PLR (peak to loudness)", "dB", "plr_db", "{:.1f}"),
+    ("crest factor", "dB", "crest_factor_db", "{:.1f}"),
+    ("spectral tilt", "dB/oct", "spectral_tilt_db_per_oct", "{:.2f}"),
+    ("stereo width", "0-1", "stereo_width", "{:.2f}"),
+    ("L/R correlation", "-1..1", "lr_correlation", "{:.2f}"),
+    ("duration", "s", "duration_s", "{:.1f}"),
+]
+
+
+def _print_analysis(rows: list, genre: Optional[str]) -> None:
+    """One column per file, one row per measure with its unit; then the closest genres."""
+    t = Table(title="evomix analyze", title_justify="left")
+    t.add_column("measure", no_wrap=True)
+    t.add_column("unit", style="dim", no_wrap=True)
     for r in rows:
-        sim = r["genre_similarity"]
-        t.add_row(*[("-" if r[k] is None else f.format(r[k])) for _, k, f in cols], sim[0]["genre"] if sim else "-")
+        t.add_column(Path(r["file"]).name, justify="right", overflow="fold")
+    for label, unit, key, fmt in ANALYSIS_ROWS:
+        t.add_row(label, unit, *[("-" if r.get(key) is None else fmt.format(r[key])) for r in rows])
+    t.add_section()
+    for rank in range(3):
+        cells = []
+        for r in rows:
+            sim = r["genre_similarity"]
+            cells.append(f"{sim[rank]['genre']} {sim[rank]['distance']:.1f}" if len(sim) > rank else "-")
+        t.add_row(f"closest genre #{rank + 1}" if rank else "closest genre", "dist", *cells)
+    if genre is not None:
+        t.add_row(f"distance to {genre}", "dist", *[("-" if r.get("genre_distance") is None else f"{r['genre_distance']:.1f}") for r in rows])
     out_console.print(t)
-    for r in rows:  # distances: lower is closer (dB spectral RMS + width and dynamics penalties)
-        sim = r["genre_similarity"]
-        text = ", ".join(f"{s['genre']} {s['distance']:.1f}" for s in sim[:3]) if sim else "- (silent)"
-        if genre is not None and r.get("genre_distance") is not None:
-            text += f"; distance to {genre}: {r['genre_distance']:.1f}"
-        out_console.print(f"{r['file']}: closest genres {text}", markup=False, soft_wrap=True)
+    out_console.print("Genre distances: lower is closer (spectral dB RMS + width and dynamics terms).", markup=False)
 
 
 @app.command()
@@ -415,6 +458,7 @@ def demo(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
+    open_report: OpenOpt = False,
 ):
     """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
     try:
@@ -428,9 +472,24 @@ def demo(
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
                  quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
-                 constraints=constraints)
+                 constraints=constraints, open_report=open_report)
     except EvomixError as e:
         _fail(e)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="An output folder of 'evomix mix' (front.json, alt-NN.json, alt-NN.wav ...).", show_default=False)],
+    open_report: OpenOpt = False,
+):
+    """Rebuild report.html, the listening report, for an existing output folder."""
+    try:
+        path = report_mod.write_report(folder)
+    except EvomixError as e:
+        _fail(e)
+    out_console.print(str(path), markup=False, soft_wrap=True)
+    if open_report:
+        _open(path)
 
 
 def main() -> None:

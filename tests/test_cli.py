@@ -29,7 +29,8 @@ def mixed(stem_dir, tmp_path_factory):
 def test_exports_k_alternatives_with_params_and_front(mixed):
     out, summary = mixed
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"alt-{i:02d}.{ext}" for i in range(1, 6) for ext in ("json", "wav")] + ["front.json"]
+    report = ["before.wav", "report-data.json", "report.html", "run.json"]  # the listening report (test_report.py)
+    assert names == sorted([f"alt-{i:02d}.{ext}" for i in range(1, 6) for ext in ("json", "wav")] + ["front.json"] + report)
     assert len(summary["alternatives"]) == 5
     front = json.loads((out / "front.json").read_text())
     replaced = front["settings"]["replaced_alternatives"]
