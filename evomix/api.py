@@ -92,6 +92,7 @@ class MixResult:
     warnings: list = field(default_factory=list)
     reference: dict | None = None
     call: dict | None = None  # the mix() call's arguments, for run.json
+    before: tuple | None = None  # (ExactRender with a float32 master, report summary) of the equal-gain sum
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""
@@ -412,9 +413,10 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     ]
     D = describe_front(front, analysis, table, target)
     with reporter.phase("render", total=min(int(alternatives), len(front)), unit="exact renders") as ph:
+        before_slot: list = []  # the report's "before" joins the first round of renders
         picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
                                                  names, phase=ph, weights=problem.weights, descriptors=D,
-                                                 keep_master_gain=keep_master_gain)
+                                                 keep_master_gain=keep_master_gain, before_slot=before_slot)
     warnings += label_front(front, picks, int(alternatives), session.roles)
     exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
     alts = [front[i] for i in picks]
@@ -438,7 +440,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders,
                 "constraints": constraints.to_dict()}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
-                     result, settings, warnings, ref_report)
+                     result, settings, warnings, ref_report, before=before_slot[0] if before_slot else None)
 
 
 def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
@@ -545,7 +547,8 @@ def _duplicates(front, rendered) -> set:
 
 def _verified_alternatives(front, G, F, k, session, analysis, params, target, names,
                            phase: Phase = NULL_PHASE, weights=None, descriptors=None,
-                           known_bad=(), keep_master_gain: bool = False) -> tuple[list, list]:
+                           known_bad=(), keep_master_gain: bool = False,
+                           before_slot: list | None = None) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`_beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`_duplicates`).
@@ -574,7 +577,8 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
         phase.update(total=len(rendered) + len(todo))
         new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.rerank)
         for i, (r, exact, measured) in zip(new, _render_alternatives(session, analysis, params, new, target, names,
-                                                                     phase=phase, keep_master_gain=keep_master_gain)):
+                                                                     phase=phase, keep_master_gain=keep_master_gain,
+                                                                     before_slot=before_slot)):
             front[i].render, front[i].exact, front[i].measured = r, exact, measured
         rendered += todo
         bad = {i for i, _ in _beyond_front(front, rendered, names)}
@@ -597,29 +601,51 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     return picks, rejected
 
 
+def _finish_before(strips, analysis, target):
+    """The master chain of the equal-gain sum ("before") and its summary for the listening report."""
+    from evomix.report_data import finish_before
+
+    return finish_before(strips, analysis.grid, analysis.roles, target_lufs=target.target_lufs,
+                         ceiling_dbtp=target.ceiling_dbtp, threads=render_threads())
+
+
 def _render_alternatives(session, analysis, params, picks, target, names, phase: Phase = NULL_PHASE,
-                         keep_master_gain: bool = False) -> list:
+                         keep_master_gain: bool = False, before_slot: list | None = None) -> list:
     """Exact renders (and exact scores) of the chosen members, as a two-stage pipeline: the strips
     of candidate k+1 (``mix_strips``, on every core) run while the master chain and scores of
     candidate k (``finish_master``, ``_exact_scores``) finish on one more thread, so the cores the
     mostly serial master chain leaves idle are used. At most one master is in flight (one
     candidate's strips and one's master in memory); the session's audio is shared, never copied;
     each render's result is the same as alone. ``phase`` advances once per finished render;
-    ``keep_master_gain``: as for :func:`_finish_one`."""
+    ``keep_master_gain``: as for :func:`_finish_one`. With an empty list ``before_slot``, the
+    listening report's "before" (the equal-gain sum, ``evomix.report_data``) joins the pipeline
+    last and its (render, summary) is appended to the list."""
+    from evomix.report_data import before_strips
+
+    jobs = [(lambda i=i: mix_strips(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
+                                    threads=render_threads()),
+             lambda strips: _finish_one(strips, analysis, target, names, keep_master_gain)) for i in picks]
+    with_before = before_slot is not None and not before_slot
+    if with_before:
+        jobs.append((lambda: before_strips(session, analysis.grid, threads=render_threads()),
+                     lambda strips: _finish_before(strips, analysis, target)))
     out: list = []
     with ThreadPoolExecutor(1, thread_name_prefix="evomix-master") as master:
         pending = None
-        for i in picks:
-            strips = mix_strips(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
-                                threads=render_threads())
+        for k, (strips_of, finish) in enumerate(jobs):
+            strips = strips_of()
             if pending is not None:
                 out.append(pending.result())
-                phase.advance()
-            pending = master.submit(_finish_one, strips, analysis, target, names, keep_master_gain)
+                if len(out) <= len(picks):
+                    phase.advance()
+            pending = master.submit(finish, strips)
             del strips
         if pending is not None:
             out.append(pending.result())
-            phase.advance()
+            if len(out) <= len(picks):
+                phase.advance()
+    if with_before:
+        before_slot.append(out.pop())
     return out
 
 

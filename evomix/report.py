@@ -632,8 +632,11 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
     with reporter.phase("report", total=2, unit="files") as ph:
         grid = band_grid(session.sr)
         threads = available_cores()
-        before, before_summary = rd.render_before(session, grid, target_lufs=target.target_lufs,
-                                                  ceiling_dbtp=target.ceiling_dbtp, threads=threads)
+        if getattr(result, "before", None) is not None:  # rendered with the alternatives (evomix.api.mix)
+            before, before_summary = result.before
+        else:
+            before, before_summary = rd.render_before(session, grid, target_lufs=target.target_lufs,
+                                                      ceiling_dbtp=target.ceiling_dbtp, threads=threads)
         written.append(write_audio(out / BEFORE_NAME, before.mix.astype(np.float32), session.sr, subtype="PCM_24"))
         del before
         ph.advance()

@@ -19,12 +19,14 @@ Sources: ITU-R BS.1770-4 (loudness), EBU Tech 3342 (LRA); the masking model of
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from evomix import __version__
 from evomix.core.features import Features
 from evomix.engine.bands import BandGrid
-from evomix.engine.render import ExactRender, features_from_render, render_exact
+from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips
 from evomix.genome import Params
 from objectives.genre import profile_on_bands
 from objectives.masking import masking_by_band, masking_matrix, masking_per_stem
@@ -79,15 +81,31 @@ def before_params(n_stems: int) -> Params:
     )
 
 
+def before_strips(session, grid: BandGrid, *, threads: int = 1):
+    """Stage 1 of the "before" render (``engine.render.mix_strips`` of :func:`before_params`)."""
+    return mix_strips(session, session.is_mono, session.sr, before_params(session.n_stems), grid=grid,
+                      keep_stems=False, threads=threads)
+
+
+def finish_before(strips, grid: BandGrid, roles, *, target_lufs: float, ceiling_dbtp: float,
+                  threads: int = 1) -> tuple[ExactRender, dict]:
+    """Stage 2: the master chain to ``target_lufs`` / ``ceiling_dbtp``; (render with a float32
+    master, :func:`features_summary`)."""
+    r = finish_master(strips, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads)
+    summary = features_summary(features_from_render(r, grid, roles))
+    return dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None), summary
+
+
 def render_before(session, grid: BandGrid, *, target_lufs: float, ceiling_dbtp: float,
                   threads: int = 1) -> tuple[ExactRender, dict]:
     """The "before": the equal-gain sum of the raw stems at ``target_lufs`` (LUFS) under
     ``ceiling_dbtp`` (dBTP), by the exact tier (``render_exact``: normalisation and look-ahead
     true-peak limiter, iterated to within 0.05 LU of the target), and its :func:`features_summary`.
-    ``grid`` is the session's analysis grid (``engine.bands.band_grid(sr)``)."""
-    r = render_exact(session, session.is_mono, session.sr, before_params(session.n_stems), grid=grid,
-                     target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, keep_stems=False, threads=threads)
-    return r, features_summary(features_from_render(r, grid, session.roles))
+    ``grid`` is the session's analysis grid (``engine.bands.band_grid(sr)``). ``evomix.api.mix``
+    renders it in the pipeline of the alternatives' renders (:func:`before_strips`,
+    :func:`finish_before`)."""
+    return finish_before(before_strips(session, grid, threads=threads), grid, session.roles,
+                         target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads)
 
 
 def report_data(grid: BandGrid, profile, names, roles, before: dict | None, alternatives: dict) -> dict:
