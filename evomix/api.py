@@ -93,6 +93,7 @@ class MixResult:
     reference: dict | None = None
     call: dict | None = None  # the mix() call's arguments, for run.json
     before: tuple | None = None  # (ExactRender with a float32 master, report summary) of the equal-gain sum
+    before_from: Path | None = None  # or a folder whose before.wav and report-data.json it may reuse (rank)
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""

@@ -632,12 +632,19 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
     with reporter.phase("report", total=2, unit="files") as ph:
         grid = band_grid(session.sr)
         threads = available_cores()
+        src = getattr(result, "before_from", None)  # a folder whose before.wav fits (evomix rank)
+        src_data = _read_json(Path(src) / DATA_NAME) if src is not None else None
         if getattr(result, "before", None) is not None:  # rendered with the alternatives (evomix.api.mix)
             before, before_summary = result.before
+        elif src_data and src_data.get("before") and (Path(src) / BEFORE_NAME).is_file():
+            before, before_summary = None, src_data["before"]
+            if (Path(src) / BEFORE_NAME).resolve() != (out / BEFORE_NAME).resolve():
+                written.append(_copy_atomic(Path(src) / BEFORE_NAME, out / BEFORE_NAME))
         else:
             before, before_summary = rd.render_before(session, grid, target_lufs=target.target_lufs,
                                                       ceiling_dbtp=target.ceiling_dbtp, threads=threads)
-        written.append(write_audio(out / BEFORE_NAME, before.mix.astype(np.float32), session.sr, subtype="PCM_24"))
+        if before is not None:
+            written.append(write_audio(out / BEFORE_NAME, before.mix.astype(np.float32), session.sr, subtype="PCM_24"))
         del before
         ph.advance()
         alts = {f"alt-{i + 1:02d}": (m.measured or {}).get("report") for i, m in enumerate(result.alternatives)}
@@ -649,14 +656,33 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
     run = rd.run_record(
         command=command, seed=result.settings.get("seed", 0), settings=result.settings,
         timings_s=getattr(reporter, "timings_s", {}),
-        generations=rd.generation_records(result.search.logbook, result.names, result.weights,
-                                          hypervolumes=getattr(result.search, "hypervolume", None)),
+        generations=(rd.generation_records(result.search.logbook, result.names, result.weights,
+                                           hypervolumes=getattr(result.search, "hypervolume", None))
+                     if result.search is not None  # a re-ranked front: the search of the run it came from
+                     else ((_read_json(Path(src) / RUN_NAME) or {}).get("generations", []) if src is not None else [])),
         genre=result.genre, objectives=result.names, weights=result.weights, target_lufs=target.target_lufs,
         ceiling_dbtp=target.ceiling_dbtp,
         stems={n: {"file": str(p), "role": r} for n, p, r in zip(session.names, session.paths, session.roles)})
     written.append(write_text_atomic(out / RUN_NAME, json.dumps(run, indent=1, default=_json_default)))
     written.append(write_report(out))
     return written
+
+
+def _copy_atomic(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to ``dst`` through a temporary name in ``dst``'s folder (renamed when complete)."""
+    import os
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
 
 
 def _json_default(v):

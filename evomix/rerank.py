@@ -208,7 +208,8 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
                      "exact_renders": sum(m.exact is not None for m in front), "rank_scored": len(G)})
     settings.setdefault("evaluations", len(G))
     return api.MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front,
-                         [front[i] for i in picks], None, settings, warnings, front_d.get("reference"))
+                         [front[i] for i in picks], None, settings, warnings, front_d.get("reference"),
+                         before_from=Path(source))  # the same stems and target: the run's before.wav fits
 
 
 def write_ranked(result: api.MixResult, out: str | Path, *, in_place: bool,

@@ -35,16 +35,16 @@ def _alt_genome(folder, name, stems):
     return GeneTable(len(names)).encode(Params.from_dict(d["params"], names))[0]
 
 
-def test_rank_changes_the_top_alternative_and_is_fast(run, tmp_path):
+def test_rank_changes_the_top_alternative_without_searching_again(run, tmp_path):
     folder, paths, t_run = run
     top = {}
     for w in ("masking=8", "loudness=8"):
-        t0 = time.perf_counter()
         res = rank(folder / "run", weights=w)
         write_ranked(res, tmp_path / w, in_place=False)
-        elapsed = time.perf_counter() - t0
-        assert res.settings["rank_used_saved_scores"]  # re-weighting only: no analysis, no search
-        assert elapsed < 0.5 * t_run, (elapsed, t_run)  # (a 3 s song; the search share grows with the song)
+        # re-weighting only: no analysis, no search, the run's renders and its before.wav reused
+        # (the time it takes is measured by experiments/bench_rank.py, not asserted here)
+        assert res.settings["rank_used_saved_scores"] and res.settings["reused_renders"] >= 1
+        assert (tmp_path / w / "before.wav").read_bytes() == (folder / "run" / "before.wav").read_bytes()
         top[w] = json.loads((tmp_path / w / "alt-01.json").read_text())
         M = jnd_matrix([json.loads(p.read_text())["descriptors"] for p in sorted((tmp_path / w).glob("alt-*.json"))])
         assert jnd_distance(M, M)[np.triu_indices(len(M), 1)].min() >= DISTINCT_JND
