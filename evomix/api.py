@@ -34,6 +34,7 @@ from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
 from evomix.report import write_mix_report
 from evomix.report_data import features_summary
+from evomix.spill import SpilledArray, materialise
 from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
@@ -176,7 +177,7 @@ class MixResult:
         with reporter.phase("write", total=per_alt * len(self.alternatives) + 1, unit="files") as ph:
             for i, m in enumerate(self.alternatives):
                 name = f"alt-{i + 1:02d}"
-                written.append(write_audio(out / f"{name}.wav", m.render.mix, self.session.sr, subtype="PCM_24"))
+                written.append(write_audio(out / f"{name}.wav", materialise(m.render.mix), self.session.sr, subtype="PCM_24"))
                 ph.advance()
                 written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
                 ph.advance()
@@ -481,14 +482,15 @@ def render_threads() -> int:
 
 def _finish_one(strips, analysis, target, names, keep_master_gain: bool = False):
     """The master chain and the exact scores of one candidate's summed strips. Keeps only the
-    master, as float32 (what the 24-bit file is written from), and with ``keep_master_gain`` the
+    master, as float32 (what the 24-bit file is written from) in a temporary file until the export
+    (``evomix.spill``: a run's finished masters do not pile up in memory), and with ``keep_master_gain`` the
     master chain's gain (the processed stems' export needs it, ``evomix.export.stems``; limiter
     gain as float32, 4 bytes per sample): the per-stem band powers were needed for the scores alone."""
     r = finish_master(strips, target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp,
                       threads=render_threads(), keep_master_gain=keep_master_gain)
     scores = _exact_scores(r, analysis, target, names)
     gain = r.master_gain.compact() if r.master_gain is not None else None
-    return (dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None, master_gain=gain),) + scores
+    return (dataclasses.replace(r, mix=SpilledArray(r.mix, np.float32), stem_power=None, master_gain=gain),) + scores
 
 
 REPLACEMENT_ROUNDS = 2  # rounds of exact renders spent replacing alternatives the fast tier misjudged

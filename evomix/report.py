@@ -35,6 +35,7 @@ import numpy as np
 
 from evomix import __version__
 from evomix.audio import write_audio, write_text_atomic
+from evomix.spill import materialise
 from evomix.errors import ParameterError
 
 REPORT_NAME = "report.html"
@@ -644,7 +645,8 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
             before, before_summary = rd.render_before(session, grid, target_lufs=target.target_lufs,
                                                       ceiling_dbtp=target.ceiling_dbtp, threads=threads)
         if before is not None:
-            written.append(write_audio(out / BEFORE_NAME, before.mix.astype(np.float32), session.sr, subtype="PCM_24"))
+            written.append(write_audio(out / BEFORE_NAME, materialise(before.mix).astype(np.float32, copy=False),
+                                          session.sr, subtype="PCM_24"))
         del before
         ph.advance()
         alts = {f"alt-{i + 1:02d}": (m.measured or {}).get("report") for i, m in enumerate(result.alternatives)}

@@ -28,6 +28,7 @@ from evomix.core.features import Features
 from evomix.engine.bands import BandGrid
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips
 from evomix.genome import Params
+from evomix.spill import SpilledArray
 from objectives.genre import profile_on_bands
 from objectives.masking import masking_by_band, masking_matrix, masking_per_stem
 from objectives.spectrum import long_term_spectrum_db, normalise_level
@@ -90,10 +91,10 @@ def before_strips(session, grid: BandGrid, *, threads: int = 1):
 def finish_before(strips, grid: BandGrid, roles, *, target_lufs: float, ceiling_dbtp: float,
                   threads: int = 1) -> tuple[ExactRender, dict]:
     """Stage 2: the master chain to ``target_lufs`` / ``ceiling_dbtp``; (render with a float32
-    master, :func:`features_summary`)."""
+    master waiting in a temporary file, ``evomix.spill``; :func:`features_summary`)."""
     r = finish_master(strips, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads)
     summary = features_summary(features_from_render(r, grid, roles))
-    return dataclasses.replace(r, mix=r.mix.astype(np.float32), stem_power=None), summary
+    return dataclasses.replace(r, mix=SpilledArray(r.mix, np.float32), stem_power=None), summary
 
 
 def render_before(session, grid: BandGrid, *, target_lufs: float, ceiling_dbtp: float,
