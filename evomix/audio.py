@@ -18,6 +18,7 @@ import stat
 import struct
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -503,6 +504,16 @@ def hold_audio_budget_bytes() -> int:
     return int(min(HOLD_AUDIO_FRACTION * available_memory_bytes(), HOLD_AUDIO_MAX_BYTES))
 
 
+DECODE_THREADS = 4  # files decoded at once by load_session (at most the cores this process may use)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
                  sr: int | None = None, keep_audio: bool | None = None,
                  progress: Callable[[int, int, Path | None], None] | None = None) -> Session:
@@ -528,7 +539,9 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
         :data:`HOLD_AUDIO_MAX_BYTES`); otherwise
         every file is still read and checked now, but stems are read again when
         needed (:meth:`Session.stem`), so memory stays bounded for long sessions.
-        Either way each file is decoded once here, as float32.
+        Either way each file is decoded once here, as float32, up to :data:`DECODE_THREADS`
+        files at once (in order: the results, warnings and errors are those of one file after
+        the other).
     progress : callable(done, total, path), optional
         Called before each file is read (``path``) and once at the end (``None``).
 
@@ -595,21 +608,31 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     audio = np.zeros((len(files), 2, n_est), dtype=np.float32) if keep else None
     lengths, peaks = [], []
     is_mono = np.zeros(len(files), dtype=bool)
-    for i, f in enumerate(files):  # each file decoded once, as float32, into its place
-        if progress is not None:
-            progress(i, len(files), f)
+    def decode(f):  # one file, as float32 at the session rate (libsndfile and resample_poly release the GIL)
         x, rate = read_audio(f, dtype="float32")
         if rate != target:
             g = gcd(target, rate)
             x = resample_poly(x, target // g, rate // g, axis=1).astype(np.float32, copy=False)
-            warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
-        is_mono[i] = x.shape[0] == 1
-        m = min(x.shape[1], n_est)  # a header may promise a frame more or less than decoded
-        lengths.append(m)
-        peaks.append(float(np.max(np.abs(x))))
-        if audio is not None:
-            audio[i, :, :m] = x[:, :m]  # broadcasts a mono (1, m) row into both channels
-        del x
+        return x, rate
+
+    workers = max(1, min(len(files), DECODE_THREADS, _cores()))
+    with ThreadPoolExecutor(workers, thread_name_prefix="evomix-decode") as pool:
+        ahead = {k: pool.submit(decode, files[k]) for k in range(workers)}  # at most `workers` files in flight
+        for i, f in enumerate(files):  # each file decoded once, as float32, into its place, in order
+            if progress is not None:
+                progress(i, len(files), f)
+            x, rate = ahead.pop(i).result()
+            if i + workers < len(files):
+                ahead[i + workers] = pool.submit(decode, files[i + workers])
+            if rate != target:
+                warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
+            is_mono[i] = x.shape[0] == 1
+            m = min(x.shape[1], n_est)  # a header may promise a frame more or less than decoded
+            lengths.append(m)
+            peaks.append(float(np.max(np.abs(x))))
+            if audio is not None:
+                audio[i, :, :m] = x[:, :m]  # broadcasts a mono (1, m) row into both channels
+            del x
     if progress is not None:
         progress(len(files), len(files), None)
 
