@@ -27,9 +27,7 @@ import numpy as np
 from evomix.core.compiled import lazy_njit
 
 __all__ = [
-    "biquad_cascade",
     "detector_levels_db",
-    "gain_fader_pan_eq",
     "apply_control_gain",
     "control_gain_at",
     "true_peak_envelope",
@@ -40,33 +38,6 @@ __all__ = [
     "smooth_chunk",
     "gain_pan_eq_chunk",
 ]
-
-
-@lazy_njit
-def biquad_cascade(src, scale, sos, dst):  # (n,) float32|float64, float, (k, 6), (n,) float64
-    """``dst = sosfilt(sos, src * scale)``: the sections run one after the other on each sample
-    (direct form II transposed, as scipy's ``sosfilt``, so the arithmetic is the same), in one
-    pass. Filter states below 1e-200 are set to 0 every 256 samples (after a silence they would
-    decay through subnormal numbers, which the CPU handles ~20x slower); the output then differs
-    from ``sosfilt`` by less than 1e-200. ``dst`` may be ``src`` (in place). ``sos`` rows are normalised (a0 = 1)."""
-    n = src.shape[0]
-    k = sos.shape[0]
-    z0 = np.zeros(k)
-    z1 = np.zeros(k)
-    for i in range(n):
-        if (i & 255) == 0:  # a decayed state is set to 0: subnormal arithmetic after a silence is ~20x slower
-            for s in range(k):
-                if abs(z0[s]) < 1e-200:
-                    z0[s] = 0.0
-                if abs(z1[s]) < 1e-200:
-                    z1[s] = 0.0
-        v = src[i] * scale
-        for s in range(k):
-            y = sos[s, 0] * v + z0[s]
-            z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]
-            z1[s] = sos[s, 2] * v - sos[s, 5] * y
-            v = y
-        dst[i] = v
 
 
 @lazy_njit
@@ -120,37 +91,6 @@ def control_gain_at(gain_ctrl, step, i):
     g = gain_ctrl[k]
     g_next = gain_ctrl[k + 1] if k + 1 < gain_ctrl.shape[0] else g
     return g + (g_next - g) * (j / step)
-
-
-@lazy_njit
-def gain_fader_pan_eq(src, gain_ctrl, step, fader, pan, sos, dst):  # (n,) f64, (T,), int, float, float, (k, 6), (n,)
-    """``dst = sosfilt(sos, ((src * g) * fader) * pan)`` with ``g`` the compressor's control gains
-    interpolated to every sample: the strip's compressor, fader, pan and the master EQ in one pass
-    (``dst`` may be ``src``)."""
-    n = src.shape[0]
-    k = sos.shape[0]
-    z0 = np.zeros(k)
-    z1 = np.zeros(k)
-    n_ctrl = gain_ctrl.shape[0]
-    for i in range(n):
-        c = i // step
-        j = i - c * step
-        g = gain_ctrl[c]
-        g_next = gain_ctrl[c + 1] if c + 1 < n_ctrl else g
-        g = g + (g_next - g) * (j / step)
-        v = ((src[i] * g) * fader) * pan
-        if (i & 255) == 0:  # as in biquad_cascade: no subnormal states after a silence
-            for s in range(k):
-                if abs(z0[s]) < 1e-200:
-                    z0[s] = 0.0
-                if abs(z1[s]) < 1e-200:
-                    z1[s] = 0.0
-        for s in range(k):
-            y = sos[s, 0] * v + z0[s]
-            z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]
-            z1[s] = sos[s, 2] * v - sos[s, 5] * y
-            v = y
-        dst[i] = v
 
 
 @lazy_njit
@@ -414,14 +354,16 @@ def frame_gain_power(gain_ctrl, step, gain, scale, window_sq, hop, n_frames, n):
     return out
 
 
-# --- the channel strip as a stream (engine.strip): the same arithmetic as biquad_cascade,
-# detector_levels_db, smooth_gain_db and gain_fader_pan_eq, resumable chunk by chunk -----------
+# --- the channel strip as a stream (engine.strip): sosfilt, detector_levels_db, smooth_gain_db
+# and the gain stage, each resumable chunk by chunk ------------------------------------------
 
 @lazy_njit
 def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level, floor_db):
     """Samples ``[a, b)`` of ``src`` (rows, n) through the strip's EQ into ``y[:, i - y_off]``
-    (as ``biquad_cascade``, its states ``z`` (2, k, 2) carried between calls, stereo rows
-    interleaved), and the compressor detector fed on the way (as ``detector_levels_db``): the
+    (``sosfilt(sos, src * scale)``: direct form II transposed, as scipy's, so the arithmetic is
+    the same; its states ``z`` (2, k, 2) carried between calls; filter states below 1e-200 set to
+    0 every 256 samples, since after a silence they would decay through subnormal numbers, which
+    the CPU handles ~20x slower: the output then differs from ``sosfilt`` by less than 1e-200), and the compressor detector fed on the way (as ``detector_levels_db``): the
     running sum of the channel-mean square ``det[0]`` is recorded at each control step's window
     start ``lo[k]`` (into ``level[k]``) and turned into that step's level in dB at its window end
     ``hi[k]``. ``det[1]``, ``det[2]`` count the steps whose start / end were passed. At ``b = n``
@@ -491,8 +433,10 @@ def smooth_chunk(target, state, k_release, k_diff, out):  # (m,), (1,), float, f
 def gain_pan_eq_chunk(y, y_off, a, b, rows, gain_ctrl, step, fader, pans, sos, z, out, out_off):
     """Samples ``[a, b)`` of the EQ'd stem ``y[:, i - y_off]`` times the compressor's control
     gains interpolated to each sample, the fader and each side's pan gain, through the master's
-    shelves (states ``z`` (2, k, 2) carried), into ``out[:, i - out_off]`` (as ``gain_fader_pan_eq``
-    on each side; a mono stem's one row feeds both)."""
+    shelves (states ``z`` (2, k, 2) carried), into ``out[:, i - out_off]``: ``sosfilt(sos, ((y * g)
+    * fader) * pan)`` on each side with ``g`` the control gains interpolated linearly between steps
+    (held after the last), as ``engine.dsp.compressor_gain`` builds them; a mono stem's one row
+    feeds both sides."""
     k = sos.shape[0]
     n_ctrl = gain_ctrl.shape[0]
     for i in range(a, b):

@@ -12,11 +12,10 @@ renderer (``engine.render``) advances every stem chunk by chunk and adds the chu
 in stem order, so a render holds no stem-length buffer besides the mix.
 
 Every stage is the arithmetic of its whole-signal definition, in the same order, with its
-state carried from chunk to chunk (``engine.chain``): ``biquad_cascade`` / ``sosfilt`` for the
-EQ, ``detector_levels_db`` / ``engine.dsp.rms_level_db`` for the detector,
-``engine.dsp.smooth_gain_db`` for the smoothing, ``gain_fader_pan_eq`` for the rest and
-``engine.bands.band_powers_chunked`` for the band powers; ``tests/engine/test_strip.py`` checks
-the stream against them.
+state carried from chunk to chunk (``engine.chain``): ``scipy.signal.sosfilt`` for the EQ and the
+master shelves, ``engine.dsp.rms_level_db`` for the detector, ``engine.dsp.compressor_gain`` for
+the gain computer and smoothing, ``engine.bands.band_powers_chunked`` for the band powers;
+``tests/engine/test_strip.py`` checks the stream against them, for any chunk length.
 
 Sources: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; Glasberg & Moore
 1990 (the band grid).
