@@ -30,7 +30,9 @@ from evomix.measure import MIN_AUDIO_S, measure_file
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
-from evomix.search import SearchResult, non_dominated, run_nsga2
+from evomix.hypervolume import Normaliser
+from evomix.search import ALGORITHMS, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
+from evomix.seeding import smart_initial_population
 from evomix.select import choose_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
 
@@ -108,6 +110,7 @@ class MixResult:
             "stems": {n: {"file": str(p), "role": r} for n, p, r in zip(self.session.names, self.session.paths, self.session.roles)},
             "settings": self.settings,
             "reference": self.reference,
+            "search": search_report(self.search),
             "members": members,
         }
 
@@ -188,7 +191,7 @@ def mix(
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
     population: int = 32,
-    generations: int = 30,
+    generations: int | None = None,
     seed: int = 0,
     weights: str | Mapping[str, float] | None = None,
     alternatives: int = 5,
@@ -202,6 +205,8 @@ def mix(
     scheduler: str | None = None,
     threads: int | None = None,
     reporter: ProgressReporter | None = None,
+    algorithm: str = "nsga2",
+    time_limit: float | None = DEFAULT_TIME_LIMIT_S,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -210,7 +215,11 @@ def mix(
     paths : files or folders of stems (WAV, FLAC, AIFF, OGG).
     genre : built-in genre name or a profile JSON path.
     target_lufs : LUFS in [-40, -5].  ceiling_dbtp : dBTP in [-9, 0].
-    population : int >= 4 (rounded up to a multiple of 4).  generations : int >= 0.
+    population : int >= 4 (rounded up to a multiple of 4).
+    generations : int >= 0 runs exactly that many generations; None (default) stops when the
+        front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
+    algorithm : "nsga2", "nsga3" or "random" (:mod:`evomix.search`).
+    time_limit : seconds > 0 (or None) of search at most, when ``generations`` is None.
     seed : int, same seed -> same result.
     weights : "name=value,..." or a mapping; 0 drops an objective.
     alternatives : int >= 1, mixes to export.
@@ -235,7 +244,12 @@ def mix(
     _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
     _check_number("--population", population, low=4, integer=True)
-    _check_number("--generations", generations, low=0, integer=True)
+    if generations is not None:
+        _check_number("--generations", generations, low=0, integer=True)
+    if time_limit is not None:
+        _check_number("--time-limit", time_limit, low=1e-9)
+    if algorithm not in ALGORITHMS:
+        raise ParameterError(f"--algorithm: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
     _check_number("--alternatives", alternatives, low=1, integer=True)
     _check_number("--seed", seed, low=0, integer=True)
     if reference_mode not in REFERENCE_MODES:
@@ -254,7 +268,8 @@ def mix(
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
-                    reporter=NULL_REPORTER if reporter is None else reporter)
+                    reporter=NULL_REPORTER if reporter is None else reporter,
+                    algorithm=algorithm, time_limit=time_limit)
 
 
 def check_session_length(session: Session) -> None:
@@ -289,7 +304,8 @@ def _search_info(names, weights, front_size: int, best) -> str:
 
 def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
-         reporter: ProgressReporter = NULL_REPORTER) -> MixResult:
+         reporter: ProgressReporter = NULL_REPORTER, algorithm: str = "nsga2",
+         time_limit: float | None = DEFAULT_TIME_LIMIT_S) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
     session = session if session is not None else _load(paths, reporter, roles=roles)
     check_session_length(session)
@@ -323,15 +339,23 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                     reference_power=ref_power)
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
     rng = np.random.default_rng(seed)
-    initial = table.initial_population(n_pop, rng, base=base, spread=0.15 if base is None else 0.05)
-    with reporter.phase("search", total=int(generations), unit="generations", info=f"{n_pop} candidates each") as ph:
+    if base is None:  # unity, loudness-matched and role-template mixes, perturbations, random genomes
+        initial = smart_initial_population(table, analysis, n_pop, rng)
+    else:
+        initial = table.initial_population(n_pop, rng, base=base, spread=0.05)
+    termination = Termination(generations=None if generations is None else int(generations), time_limit=time_limit)
+    with reporter.phase("search", total=None if generations is None else int(generations), unit="generations",
+                        info=f"{n_pop} candidates each, {algorithm}") as ph:
         def on_generation(gen, n_gen, front_size, best):
             ph.update(done=gen, total=n_gen, info=_search_info(names, problem.weights, front_size, best))
             if progress is not None:
                 progress(gen, n_gen, front_size, best)
 
-        result = run_nsga2(evaluator.ship(problem), initial, generations=int(generations), seed=int(seed),
-                           progress=on_generation)
+        result = run_search(evaluator.ship(problem), initial, algorithm=algorithm, termination=termination,
+                            seed=int(seed), progress=on_generation,
+                            normaliser=Normaliser.fixed(names, problem.weights), steer=problem.weights)
+        ph.update(info=f"{result.stop_reason} after {result.generations} generations, hypervolume "
+                       f"{result.hypervolume[-1]:.4f}")
     evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
@@ -367,11 +391,22 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         total -= total[np.asarray(fit.gain_db) > -120].max() if np.any(np.asarray(fit.gain_db) > -120) else total.max()
         ref_report["closest_member"] = {n: {"gain_db": round(float(g), 2), "pan": round(front[j].params["stems"][n]["pan"], 3)}
                                         for n, g in zip(session.names, total)}
-    settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
+    settings = {"population": n_pop, "generations": int(result.generations), "seed": int(seed),
+                "algorithm": algorithm, "stop_reason": result.stop_reason, "time_limit": time_limit,
+                "hypervolume": float(result.hypervolume[-1]), "search_s": round(float(result.elapsed_s), 3),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
                      result, settings, warnings, ref_report)
+
+
+def search_report(result: SearchResult) -> dict:
+    """The search part of ``front.json``: algorithm, why it stopped, hypervolume per generation and
+    how it is normalised (:mod:`evomix.hypervolume`)."""
+    return {"algorithm": result.algorithm, "stop_reason": result.stop_reason, "generations": int(result.generations),
+            "evaluations": int(result.evaluations), "search_s": round(float(result.elapsed_s), 3),
+            "hypervolume": [round(float(h), 6) for h in result.hypervolume],
+            "hypervolume_space": None if result.normaliser is None else result.normaliser.to_dict()}
 
 
 def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:

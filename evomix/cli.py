@@ -78,6 +78,11 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
         "front": str(out / "front.json"),
         "front_size": len(result.front),
         "evaluations": result.settings["evaluations"],
+        "algorithm": result.settings["algorithm"],
+        "generations": result.settings["generations"],
+        "stop_reason": result.settings["stop_reason"],  # converged, time limit or generations
+        "hypervolume": result.settings["hypervolume"],
+        "search_s": result.settings["search_s"],
         "replaced_alternatives": result.settings["replaced_alternatives"],
         "exact_renders": result.settings["exact_renders"],
         "genre": result.genre,
@@ -105,18 +110,24 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         t.add_row(Path(a["file"]).name, *[f"{a['exact'][n]:.2f}" for n in summary["objectives"]],
                   f"{a['integrated_lufs']:.1f}", f"{a['true_peak_dbtp']:.2f}")
     out_console.print(t)
+    if "stop_reason" in summary:
+        out_console.print(f"search: {summary['algorithm']} stopped after {summary['generations']} generations "
+                          f"({summary['stop_reason']}, {summary['search_s']:.1f} s), hypervolume {summary['hypervolume']:.4f}",
+                          markup=False)
     out_console.print(f"front: {summary['front']}")
 
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None, reporter=None):
+             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, algorithm="nsga2",
+             time_limit=api.DEFAULT_TIME_LIMIT_S):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
     result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
                      generations=generations, seed=seed, weights=weights, alternatives=alternatives,
                      roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
+                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
+                     algorithm=algorithm, time_limit=time_limit)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -148,6 +159,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
+GenerationsOpt = Annotated[Optional[int], typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
+AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga2, nsga3 (reference points) or random (the same budget on random genomes).")]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="Wall-clock cap of the search, seconds (> 0); ignored with --generations.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 
 
@@ -159,9 +173,11 @@ def mix(
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
     population: PopOpt = 32,
-    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
     weights: WeightsOpt = None,
+    algorithm: AlgorithmOpt = "nsga2",
+    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     alternatives: AltOpt = 5,
     role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
     profile: Annotated[Optional[Path], typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
@@ -180,7 +196,7 @@ def mix(
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler, threads, reporter)
+                 jobs, backend, scheduler, threads, reporter, algorithm=algorithm, time_limit=time_limit)
     except EvomixError as e:
         _fail(e)
 
@@ -279,8 +295,10 @@ def genres(json_out: JsonOpt = False):
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo stems and mixes.")] = Path("evomix-demo"),
     population: PopOpt = 32,
-    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
+    algorithm: AlgorithmOpt = "nsga2",
+    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
@@ -299,7 +317,8 @@ def demo(
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter)
+                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
+                 algorithm=algorithm, time_limit=time_limit)
     except EvomixError as e:
         _fail(e)
 
