@@ -153,6 +153,31 @@ class SearchResult:
 ProgressFn = Callable[[int, "int | None", int, np.ndarray], None]  # (gen, n_gen or None, front size, best F)
 
 
+class Archive:
+    """Every non-dominated (genome, F) evaluated so far (minimisation), as numpy arrays.
+
+    A new point enters unless an archived point is at least as good everywhere (so of equal
+    scores the first found is kept); archived points that a new one dominates leave. Does what
+    DEAP's ``tools.ParetoFront`` does, vectorised (the archive grows to hundreds of points and is
+    updated every generation).
+    """
+
+    def __init__(self, n_genes: int, n_obj: int):
+        self.G = np.empty((0, n_genes))  # (n, genes)
+        self.F = np.empty((0, n_obj))  # (n, n_obj)
+
+    def __len__(self) -> int:
+        return len(self.F)
+
+    def update(self, G: np.ndarray, F: np.ndarray) -> None:
+        for g, f in zip(np.asarray(G, dtype=float), np.asarray(F, dtype=float)):  # few per call: pop
+            if len(self.F) and (self.F <= f).all(axis=1).any():
+                continue
+            keep = ~((f <= self.F).all(axis=1) & (f < self.F).any(axis=1))
+            self.G = np.concatenate([self.G[keep], g[None]])
+            self.F = np.concatenate([self.F[keep], f[None]])
+
+
 def steered_reference_points(n_obj: int, steer: np.ndarray | None, p: int | None = None) -> np.ndarray:
     """NSGA-III reference points (R, n_obj) on the unit simplex; with ``steer`` (n_obj,) pulled
     ``STEER_PULL`` of the way toward ``c ∝ 1 / steer`` (so they crowd where the heavily weighted
@@ -205,7 +230,6 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
     stats.register("min", np.min, axis=0)
     logbook = tools.Logbook()
     logbook.header = "gen", "evals", "front", "hv", "min"
-    front = tools.ParetoFront(similar=lambda a, b: a == b)
 
     def score(inds) -> int:
         invalid = [ind for ind in inds if not ind.fitness.valid]
@@ -217,6 +241,7 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
 
     F0 = evaluate_population(np.asarray(initial))
     n_obj = F0.shape[1]
+    front = Archive(n_genes, n_obj)
     Individual = _classes(n_obj)
     pop = [Individual(row) for row in initial]
     for ind, f in zip(pop, F0):
@@ -256,7 +281,7 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
     hv: list = []
 
     def record(gen: int, evals: int) -> None:
-        hv.append(hypervolume(np.asarray([i.fitness.values for i in front]), norm))
+        hv.append(hypervolume(front.F, norm))
         logbook.record(gen=gen, evals=evals, front=len(front), hv=hv[-1], **stats.compile(pop))
         if progress:
             progress(gen, termination.generations, len(front), np.asarray(logbook[-1]["min"]))
@@ -264,7 +289,7 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
     total = len(pop)
     if algorithm != "random":
         pop = survive(pop)  # assigns crowding distance for selTournamentDCD
-    front.update(pop)
+    front.update(pop, [i.fitness.values for i in pop])
     record(0, total)
     gen = 0
     reason = termination.stop(gen, hv, clock() - t_start)
@@ -274,12 +299,12 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
         evals = score(offspring)
         total += evals
         pop = offspring if algorithm == "random" else survive(pop + offspring)
-        front.update(offspring if algorithm == "random" else pop)
+        front.update(offspring, [i.fitness.values for i in offspring])  # every candidate evaluated
         record(gen, evals)
         reason = termination.stop(gen, hv, clock() - t_start)
     return SearchResult(
-        front_genomes=np.asarray([list(i) for i in front]),
-        front_F=np.asarray([i.fitness.values for i in front]),
+        front_genomes=front.G,
+        front_F=front.F,
         population=np.asarray([list(i) for i in pop]),
         population_F=np.asarray([i.fitness.values for i in pop]),
         logbook=logbook,
