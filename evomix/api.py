@@ -190,7 +190,7 @@ def mix(
     genre: str = "pop",
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
-    population: int = 32,
+    population: int = 64,
     generations: int | None = None,
     seed: int = 0,
     weights: str | Mapping[str, float] | None = None,

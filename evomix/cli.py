@@ -172,7 +172,7 @@ def mix(
     genre: GenreOpt = "pop",
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
-    population: PopOpt = 32,
+    population: PopOpt = 64,
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
     weights: WeightsOpt = None,
@@ -294,7 +294,7 @@ def genres(json_out: JsonOpt = False):
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo stems and mixes.")] = Path("evomix-demo"),
-    population: PopOpt = 32,
+    population: PopOpt = 64,
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
     algorithm: AlgorithmOpt = "nsga2",

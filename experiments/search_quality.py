@@ -42,8 +42,9 @@ from evomix.engine.analysis import analyze_session
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
-from evomix.search import Termination, evaluations_to_fraction, run_search
+from evomix.search import DEFAULT_TIME_LIMIT_S, Termination, evaluations_to_fraction, run_search
 from evomix.seeding import random_initial_population, smart_initial_population
+from evomix.select import choose_alternatives
 from evomix.songs import write_session
 from objectives import OBJECTIVE_NAMES, Target, load_profile
 
@@ -69,7 +70,30 @@ def run(problem: Problem, config: str, seed: int, n_pop: int, termination: Termi
     algorithm = config.split("-")[0]
     init = first_generation(problem, config.endswith("smart"), n_pop, seed)
     return run_search(problem.evaluate_population, init, algorithm=algorithm, termination=termination, seed=seed,
-                      normaliser=Normaliser.fixed(problem.names, problem.weights))
+                      normaliser=Normaliser.fixed(problem.names, problem.weights), steer=problem.weights)
+
+
+def steering(problem: Problem, args) -> dict:
+    """masking=4 vs default weights, same seed and budget (nsga2, smart start): the top-ranked
+    alternative's masking (``select.choose_alternatives``, as ``evomix mix`` ranks) and the front's
+    median masking, dB."""
+    w4 = tuple(4.0 if n == "masking" else 1.0 for n in problem.names)
+    j = problem.names.index("masking")
+    rows = []
+    for seed in range(args.seeds):
+        row = {"seed": seed}
+        for label, w in (("default", problem.weights), ("masking=4", w4)):
+            p = Problem(problem.analysis, problem.table, problem.target, problem.names, w)
+            r = run(p, "nsga2-smart", seed, args.population, Termination(generations=args.generations))
+            raw = r.front_F / np.asarray(w)[None, :]
+            top = choose_alternatives(r.front_genomes, r.front_F, 1, np.asarray(w))[0]
+            row[label] = {"top_masking": float(raw[top, j]), "median_masking": float(np.median(raw[:, j]))}
+        rows.append(row)
+    agg = {lab: {k: statistics.fmean(r[lab][k] for r in rows) for k in ("top_masking", "median_masking")}
+           for lab in ("default", "masking=4")}
+    agg["seeds_top_lower"] = sum(r["masking=4"]["top_masking"] < r["default"]["top_masking"] for r in rows)
+    agg["seeds_median_lower"] = sum(r["masking=4"]["median_masking"] < r["default"]["median_masking"] for r in rows)
+    return {"per_seed": rows, "mean": agg}
 
 
 def evals_to_reach(result, level: float) -> int | None:
@@ -111,13 +135,17 @@ def study_song(name: str, problem: Problem, args) -> dict:
         "smart_evals_mean": statistics.fmean([r for r in reach if r is not None]) if any(r is not None for r in reach) else None,
         "reached": sum(r is not None for r in reach),
     }
+    out["steering"] = steering(problem, args)
+    st = out["steering"]["mean"]
+    print(f"  {name} steering: top masking {st['default']['top_masking']:.3f} -> {st['masking=4']['top_masking']:.3f}, "
+          f"median {st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f}", file=sys.stderr, flush=True)
     # default termination vs 10x longer
     term = []
-    for seed in range(args.seeds):
-        d = run(problem, "nsga2-smart", seed, args.population, Termination())
+    for seed in range(args.term_seeds):
+        d = run(problem, "nsga2-smart", seed, args.population, Termination(time_limit=args.time_limit))
         row = {"seed": seed, "generations": d.generations, "stop_reason": d.stop_reason, "hv": float(d.hypervolume[-1]),
                "seconds": d.elapsed_s, "evals": d.evaluations}
-        if seed < args.long_seeds:
+        if seed < args.long_seeds and args.song_index < args.long_songs:
             long = run(problem, "nsga2-smart", seed, args.population, Termination(generations=10 * max(d.generations, 1)))
             row.update(long_generations=long.generations, long_hv=float(long.hypervolume[-1]),
                        percent_of_long=100.0 * float(d.hypervolume[-1]) / float(long.hypervolume[-1]), long_seconds=long.elapsed_s)
@@ -142,6 +170,11 @@ def print_table(songs: list, args) -> None:
         beats = {a: (s["configs"][a]["hv_mean"] - rnd["hv_mean"]) / max(rnd["hv_sd"], 1e-12) for a in ("nsga2", "nsga3")}
         print(f"{'':<14}margin over random, in random's sd: " + ", ".join(f"{a} {b:.1f}" for a, b in beats.items()))
         sm = s["smart_evals_to_random_final"]
+        st = s["steering"]["mean"]
+        print(f"{'':<14}steering masking=4 vs default: top-ranked masking {st['default']['top_masking']:.3f} -> "
+              f"{st['masking=4']['top_masking']:.3f} dB ({st['seeds_top_lower']}/{args.seeds} seeds lower), front median "
+              f"{st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f} dB "
+              f"({st['seeds_median_lower']}/{args.seeds} lower)")
         print(f"{'':<14}smart start reaches the random start's final HV in {sm['smart_evals_mean']} evaluations "
               f"(mean of {sm['reached']}/{args.seeds} seeds that reach it) vs {sm['random_start_evals']}")
         for t in s["termination"]:
@@ -160,16 +193,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 song, 2 seeds, 10 generations, 4 s stems")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--generations", type=int, default=60)
-    ap.add_argument("--population", type=int, default=32)
+    ap.add_argument("--generations", type=int, default=40)
+    ap.add_argument("--population", type=int, default=64)
     ap.add_argument("--stems", type=int, default=6)
-    ap.add_argument("--duration", type=float, default=20.0)
-    ap.add_argument("--long-seeds", type=int, default=2, help="seeds per song of the 10x longer run")
+    ap.add_argument("--duration", type=float, default=12.0)
+    ap.add_argument("--term-seeds", type=int, default=3, help="seeds per song of the default-termination runs")
+    ap.add_argument("--long-seeds", type=int, default=1, help="seeds per song of the 10x longer run")
+    ap.add_argument("--long-songs", type=int, default=1, help="songs (the first N) with a 10x longer run")
+    ap.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="of the default-termination runs, s")
     ap.add_argument("--shared", action="store_true", help="add ../shared/stems as a song when it holds audio")
     args = ap.parse_args()
     songs = SONGS
     if args.quick:
-        args.seeds, args.generations, args.duration, args.long_seeds, songs = 2, 10, 4.0, 1, SONGS[:1]
+        args.seeds, args.generations, args.duration, args.term_seeds, songs = 2, 8, 10.0, 1, SONGS[:1]
+        args.population, args.time_limit, args.long_songs = 32, 3.0, 0
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="evomix-search-"))
     problems = []
@@ -183,9 +220,13 @@ def main() -> None:
             problems.append(("shared-stems", make_problem(files, "pop")))
         else:
             print(f"--shared: {shared} holds no audio; skipped", file=sys.stderr)
-    results = [study_song(name, p, args) for name, p in problems]
+    results = []
+    for i, (name, p) in enumerate(problems):
+        args.song_index = i
+        results.append(study_song(name, p, args))
     print_table(results, args)
-    summary = {"settings": {k: getattr(args, k) for k in ("seeds", "generations", "population", "stems", "duration", "long_seeds")},
+    summary = {"settings": {k: getattr(args, k) for k in ("seeds", "generations", "population", "stems", "duration",
+                                                          "term_seeds", "long_seeds", "long_songs", "time_limit")},
                "objective_scales": OBJECTIVE_SCALES, "reference_point": 1.0,
                "termination_defaults": Termination().__dict__, "songs": results,
                "wall_s": round(time.perf_counter() - t0, 1)}
