@@ -31,8 +31,9 @@ from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, 
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
 from evomix.hypervolume import Normaliser
-from evomix.search import ALGORITHMS, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
+from evomix.search import DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
 from evomix.seeding import smart_initial_population
+from evomix.settings import Master, Parallel, Search
 from evomix.select import choose_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
 
@@ -207,6 +208,9 @@ def mix(
     reporter: ProgressReporter | None = None,
     algorithm: str = "nsga2",
     time_limit: float | None = DEFAULT_TIME_LIMIT_S,
+    search: Search | None = None,
+    parallel: Parallel | None = None,
+    master: Master | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -240,18 +244,19 @@ def mix(
     reporter : progress of the phases (load, analysis, reference, search, render), e.g. an
         ``evomix.progress.Reporter``; default none. The exact renders done (picks, spares and
         replacements) are counted in ``settings["exact_renders"]``.
+    search, parallel, master : the settings objects of :mod:`evomix.settings` (validated when
+        made, errors name their fields); each replaces its keywords above (algorithm, population,
+        generations, time_limit, seed, alternatives / jobs, threads, backend, scheduler /
+        target_lufs, ceiling_dbtp), which remain for backward compatibility.
     """
-    _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
-    _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
-    _check_number("--population", population, low=4, integer=True)
-    if generations is not None:
-        _check_number("--generations", generations, low=0, integer=True)
-    if time_limit is not None:
-        _check_number("--time-limit", time_limit, low=1e-9)
-    if algorithm not in ALGORITHMS:
-        raise ParameterError(f"--algorithm: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
-    _check_number("--alternatives", alternatives, low=1, integer=True)
-    _check_number("--seed", seed, low=0, integer=True)
+    search, parallel, master = settings_of(
+        search, parallel, master, algorithm=algorithm, population=population, generations=generations,
+        time_limit=time_limit, seed=seed, alternatives=alternatives, jobs=jobs, threads=threads, backend=backend,
+        scheduler=scheduler, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    algorithm, population, generations, time_limit = search.algorithm, search.population, search.generations, search.time_limit
+    seed, alternatives = search.seed, search.alternatives
+    jobs, threads, backend, scheduler = parallel.jobs, parallel.threads, parallel.backend, parallel.scheduler
+    target_lufs, ceiling_dbtp = master.target_lufs, master.ceiling_dbtp
     if reference_mode not in REFERENCE_MODES:
         raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
@@ -270,6 +275,36 @@ def mix(
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter,
                     algorithm=algorithm, time_limit=time_limit)
+
+
+_KEYWORD_DEFAULTS = {"search": Search(), "parallel": Parallel(), "master": Master()}
+_GROUPS = {"search": Search, "parallel": Parallel, "master": Master}
+
+
+def settings_of(search, parallel, master, **keywords) -> tuple:
+    """(Search, Parallel, Master) of :func:`mix`: the objects given, else made from the keywords.
+
+    Raises
+    ------
+    ParameterError
+        A keyword of a group was also given as an object (``search=`` and ``population=``), or a
+        value is bad (:class:`evomix.settings.SettingError`, naming the field).
+    """
+    out = []
+    for group, obj in (("search", search), ("parallel", parallel), ("master", master)):
+        cls = _GROUPS[group]
+        fields = [f.name for f in dataclasses.fields(cls)]
+        given = {k: keywords[k] for k in fields}
+        if obj is None:
+            out.append(cls(**given))
+            continue
+        if not isinstance(obj, cls):
+            raise ParameterError(f"{group} must be an evomix.settings.{cls.__name__}, got {type(obj).__name__}")
+        clash = [k for k, v in given.items() if v != getattr(_KEYWORD_DEFAULTS[group], k)]
+        if clash:
+            raise ParameterError(f"give {', '.join(clash)} in {group}={cls.__name__}(...) or as keywords, not both")
+        out.append(obj)
+    return tuple(out)
 
 
 def check_session_length(session: Session) -> None:

@@ -29,6 +29,7 @@ from evomix.errors import EvomixError, ParameterError
 from evomix.parallel import check_options as check_parallel_options
 from evomix.profiling import check_profile_output, learn_profile, write_profile
 from evomix.progress import Reporter
+from evomix.settings import SettingError
 from objectives import builtin_genres, load_profile
 
 app = typer.Typer(
@@ -54,6 +55,15 @@ def _parse_roles(items: Optional[List[str]]) -> dict:
         k, _, v = item.partition("=")
         roles[k.strip()] = v.strip()
     return roles
+
+
+def _settings(**keywords) -> tuple:
+    """The (Search, Parallel, Master) settings of ``evomix.settings``, made once from the flags;
+    a bad value is reported with its flag (``--population must be >= 4``)."""
+    try:
+        return api.settings_of(None, None, None, **keywords)
+    except SettingError as e:
+        raise e.for_cli() from None
 
 
 def _reporter(quiet: bool) -> Reporter:
@@ -123,11 +133,12 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
              time_limit=api.DEFAULT_TIME_LIMIT_S):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
-    result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
-                     generations=generations, seed=seed, weights=weights, alternatives=alternatives,
-                     roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
-                     algorithm=algorithm, time_limit=time_limit)
+    search, parallel, master = _settings(
+        algorithm=algorithm, population=population, generations=generations, time_limit=time_limit, seed=seed,
+        alternatives=alternatives, jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
+        target_lufs=target_lufs, ceiling_dbtp=ceiling)
+    result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
+                     reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master)
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)

@@ -35,9 +35,9 @@ def test_mix_stops_at_the_time_limit(session):
 
 
 def test_mix_rejects_bad_search_settings(session):
-    with pytest.raises(ParameterError, match="--algorithm"):
+    with pytest.raises(ParameterError, match="Search.algorithm must be one of nsga2, nsga3, random"):
         api.mix([], session=session, algorithm="moead")
-    with pytest.raises(ParameterError, match="--time-limit"):
+    with pytest.raises(ParameterError, match="Search.time_limit must be > 0"):
         api.mix([], session=session, time_limit=-1.0)
 
 
