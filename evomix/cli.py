@@ -60,6 +60,7 @@ def _parse_roles(items: Optional[List[str]]) -> dict:
 def _settings(**keywords) -> tuple:
     """The (Search, Parallel, Master) settings of ``evomix.settings``, made once from the flags;
     a bad value is reported with its flag (``--population must be >= 4``)."""
+    check_parallel_options(keywords["jobs"], keywords["backend"], keywords["scheduler"], keywords["threads"])
     try:
         return api.settings_of(None, None, None, **keywords)
     except SettingError as e:

@@ -31,10 +31,11 @@ The defaults (:data:`HV_WINDOW`, :data:`HV_TOL`, :data:`DEFAULT_TIME_LIMIT_S`) c
 **Steering.** ``steer`` (n_obj,) > 0 (the ``--weights`` of the objectives; ``None`` or all equal:
 no preference) moves the search toward where the weights point, in the normalised space:
 
-* ``nsga2``: a quarter of each generation's survivors are the best by the augmented weighted
-  Chebyshev achievement scalarising function ``max_i w_i z_i + RHO sum_i w_i z_i`` (Wierzbicki
-  1980, "The use of reference objectives in multiobjective optimization"), the rest by ``selNSGA2``;
-* ``nsga3``: the reference points are pulled halfway toward the weighted direction
+* ``nsga2`` and ``nsga3``: a quarter of each generation's survivors are the best by the augmented
+  weighted Chebyshev achievement scalarising function ``max_i w_i z_i + RHO sum_i w_i z_i``
+  (Wierzbicki 1980, "The use of reference objectives in multiobjective optimization"; ``z`` the
+  objectives after the hypervolume's normaliser), the rest by ``selNSGA2`` / ``selNSGA3``;
+* ``nsga3`` also pulls its reference points halfway toward the weighted direction
   ``c_i ∝ 1 / w_i`` (where the weighted normalised objectives are equal), so more niches lie where
   the heavily weighted objectives are low (after Deb & Sundar 2006, reference-point-based EMO);
 * ``random``: no steering (the choice of alternatives still uses the weights).
@@ -252,16 +253,19 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
         w = None
     ref_points = steered_reference_points(n_obj, w) if algorithm == "nsga3" else None
 
-    def survive(candidates: list) -> list:
+    def select(candidates: list, k: int) -> list:
         if algorithm == "nsga3":
-            return tools.selNSGA3(candidates, n_pop, ref_points)
+            return tools.selNSGA3(candidates, k, ref_points)
+        return tools.selNSGA2(candidates, k)
+
+    def survive(candidates: list) -> list:
         if w is None:
-            return tools.selNSGA2(candidates, n_pop)
+            return select(candidates, n_pop)
         n_elite = int(round(STEER_ELITE_FRACTION * n_pop))
         a = achievement(norm(np.asarray([c.fitness.values for c in candidates])), w)
         order = np.argsort(a, kind="stable")
         elite = [candidates[i] for i in order[:n_elite]]
-        rest = tools.selNSGA2([candidates[i] for i in order[n_elite:]], n_pop - n_elite)
+        rest = select([candidates[i] for i in order[n_elite:]], n_pop - n_elite)
         tools.emo.assignCrowdingDist(elite)
         return elite + rest
 

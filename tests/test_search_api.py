@@ -58,7 +58,8 @@ def test_cli_reports_why_the_search_stopped(stem_dir, tmp_path):
 
 def test_weights_move_the_search(session):
     """masking=4 vs default weights, same seed and budget: the front's median masking and the
-    top-ranked alternative's masking are lower."""
+    top-ranked alternative's masking are lower (NSGA-II, the default; NSGA-III's steering is
+    tested on DTLZ2 in test_search.py)."""
     kw = dict(session=session, population=16, generations=12, seed=2, alternatives=1)
     base = api.mix([], **kw)
     steered = api.mix([], weights="masking=4", **kw)
