@@ -389,8 +389,8 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         result = run_search(evaluator.ship(problem), initial, algorithm=algorithm, termination=termination,
                             seed=int(seed), progress=on_generation,
                             normaliser=Normaliser.fixed(names, problem.weights), steer=problem.weights)
-        ph.update(info=f"{result.stop_reason} after {result.generations} generations, hypervolume "
-                       f"{result.hypervolume[-1]:.4f}")
+        ph.update(info=f"stopped by {result.stop_reason} after {result.generations} generations, front "
+                       f"{len(result.front_F)}, hypervolume {result.hypervolume[-1]:.4f}")
     evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
