@@ -428,7 +428,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                                         for n, g in zip(session.names, total)}
     settings = {"population": n_pop, "generations": int(result.generations), "seed": int(seed),
                 "algorithm": algorithm, "stop_reason": result.stop_reason, "time_limit": time_limit,
-                "hypervolume": float(result.hypervolume[-1]), "search_s": round(float(result.elapsed_s), 3),
+                "hypervolume": float(result.hypervolume[-1]),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
@@ -437,9 +437,9 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
 
 def search_report(result: SearchResult) -> dict:
     """The search part of ``front.json``: algorithm, why it stopped, hypervolume per generation and
-    how it is normalised (:mod:`evomix.hypervolume`)."""
+    how it is normalised (:mod:`evomix.hypervolume`). No wall times: the same seed gives the same file."""
     return {"algorithm": result.algorithm, "stop_reason": result.stop_reason, "generations": int(result.generations),
-            "evaluations": int(result.evaluations), "search_s": round(float(result.elapsed_s), 3),
+            "evaluations": int(result.evaluations),
             "hypervolume": [round(float(h), 6) for h in result.hypervolume],
             "hypervolume_space": None if result.normaliser is None else result.normaliser.to_dict()}
 

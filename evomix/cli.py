@@ -93,7 +93,7 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
         "generations": result.settings["generations"],
         "stop_reason": result.settings["stop_reason"],  # converged, time limit or generations
         "hypervolume": result.settings["hypervolume"],
-        "search_s": result.settings["search_s"],
+        "search_s": round(float(result.search.elapsed_s), 3),
         "replaced_alternatives": result.settings["replaced_alternatives"],
         "exact_renders": result.settings["exact_renders"],
         "genre": result.genre,

@@ -29,6 +29,12 @@ def test_mix_runs_each_algorithm(session, algorithm):
     assert rep["hypervolume_space"]["reference_point"] == [1.0] * len(r.names)
 
 
+def test_hypervolume_never_decreases_on_a_small_session(session):
+    r = api.mix([], session=session, population=8, generations=8, seed=3, alternatives=1)
+    hv = np.asarray(r.front_dict()["search"]["hypervolume"])
+    assert len(hv) == 9 and (np.diff(hv) >= 0).all() and hv[-1] > hv[0], hv
+
+
 def test_mix_stops_at_the_time_limit(session):
     r = api.mix([], session=session, population=8, seed=1, alternatives=1, time_limit=1e-6)
     assert r.settings["stop_reason"] == "time limit" and r.settings["generations"] == 0
