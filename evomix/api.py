@@ -31,7 +31,7 @@ from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, 
 from evomix.profiling import learn_profile
 from evomix.reference import fit_reference
 from evomix.hypervolume import Normaliser
-from evomix.search import DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
+from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
 from evomix.seeding import smart_initial_population
 from evomix.settings import Master, Parallel, Search
 from evomix.select import choose_alternatives
@@ -206,7 +206,7 @@ def mix(
     scheduler: str | None = None,
     threads: int | None = None,
     reporter: ProgressReporter | None = None,
-    algorithm: str = "nsga2",
+    algorithm: str = DEFAULT_ALGORITHM,
     time_limit: float | None = DEFAULT_TIME_LIMIT_S,
     search: Search | None = None,
     parallel: Parallel | None = None,
@@ -222,7 +222,7 @@ def mix(
     population : int >= 4 (rounded up to a multiple of 4).
     generations : int >= 0 runs exactly that many generations; None (default) stops when the
         front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
-    algorithm : "nsga2", "nsga3" or "random" (:mod:`evomix.search`).
+    algorithm : "nsga3" (default), "nsga2" or "random" (:mod:`evomix.search`).
     time_limit : seconds > 0 (or None) of search at most, when ``generations`` is None.
     seed : int, same seed -> same result.
     weights : "name=value,..." or a mapping; 0 drops an objective.

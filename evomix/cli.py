@@ -130,7 +130,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, algorithm="nsga2",
+             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, algorithm=api.DEFAULT_ALGORITHM,
              time_limit=api.DEFAULT_TIME_LIMIT_S):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
@@ -172,7 +172,7 @@ JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker process
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
 GenerationsOpt = Annotated[Optional[int], typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
-AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga2, nsga3 (reference points) or random (the same budget on random genomes).")]
+AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga3 (reference points), nsga2 or random (the same budget on random genomes).")]
 TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="Wall-clock cap of the search, seconds (> 0); ignored with --generations.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 
@@ -188,7 +188,7 @@ def mix(
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
     weights: WeightsOpt = None,
-    algorithm: AlgorithmOpt = "nsga2",
+    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
     time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     alternatives: AltOpt = 5,
     role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
@@ -309,7 +309,7 @@ def demo(
     population: PopOpt = 64,
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
-    algorithm: AlgorithmOpt = "nsga2",
+    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
     time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,

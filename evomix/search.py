@@ -59,6 +59,7 @@ ETA_CROSSOVER = 15.0
 ETA_MUTATION = 20.0
 
 ALGORITHMS = ("nsga2", "nsga3", "random")
+DEFAULT_ALGORITHM = "nsga3"  # measured: higher hypervolume than nsga2 on every study song (README, Search)
 STOP_REASONS = ("converged", "time limit", "generations")
 
 HV_WINDOW = 20  # generations of the sliding window of the convergence test

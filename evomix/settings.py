@@ -18,7 +18,7 @@ import numbers
 from dataclasses import dataclass
 
 from evomix.errors import ParameterError
-from evomix.search import ALGORITHMS, DEFAULT_TIME_LIMIT_S
+from evomix.search import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S
 
 BACKENDS = ("local", "dask")
 
@@ -68,7 +68,7 @@ class Search:
     alternatives : mixes to export, int >= 1.
     """
 
-    algorithm: str = "nsga2"
+    algorithm: str = DEFAULT_ALGORITHM
     population: int = 64
     generations: int | None = None
     time_limit: float | None = DEFAULT_TIME_LIMIT_S

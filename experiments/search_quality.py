@@ -6,7 +6,7 @@ target) and every seed, each configuration gets the same evaluation budget (``--
 (``--generations`` + 1) candidates, fast tier):
 
 * ``nsga2``, ``nsga3``, ``random``: uniform random generation 0 (the algorithms compared alone);
-* ``nsga2-smart``: NSGA-II from the smart generation 0 (``evomix.seeding``).
+* ``nsga2-smart``, ``nsga3-smart``: from the smart generation 0 (``evomix.seeding``).
 
 Hypervolume: of the archive of every non-dominated candidate evaluated, in the fixed normalised
 space of ``evomix.hypervolume`` (f / OBJECTIVE_SCALES, reference point (1, 1, 1, 1)), so every
@@ -15,7 +15,7 @@ seeds, the convergence curve (mean hypervolume per generation, every 10th printe
 evaluations to reach 95 % of the final hypervolume; for the smart start also the evaluations it
 needs to reach the *random start's* mean final hypervolume.
 
-Termination: ``nsga2-smart`` with the default termination (``evomix.search.Termination()``: the
+Termination: the default algorithm from the smart start with the default termination (``evomix.search.Termination()``: the
 hypervolume-gain window and the time cap) on every seed, then the same seed run for 10x the
 generations the default used (``--long-seeds`` seeds per song): the default's hypervolume as a
 percentage of the long run's.
@@ -42,14 +42,15 @@ from evomix.engine.analysis import analyze_session
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
-from evomix.search import DEFAULT_TIME_LIMIT_S, Termination, evaluations_to_fraction, run_search
+from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, Termination, evaluations_to_fraction, run_search
 from evomix.seeding import random_initial_population, smart_initial_population
 from evomix.select import choose_alternatives
 from evomix.songs import write_session
 from objectives import OBJECTIVE_NAMES, Target, load_profile
 
 SONGS = ((11, "pop"), (22, "rock"), (33, "edm"))  # (synthesis seed, genre target)
-CONFIGS = ("nsga2", "nsga3", "random", "nsga2-smart")
+CONFIGS = ("nsga2", "nsga3", "random", "nsga2-smart", "nsga3-smart")
+DEFAULT = f"{DEFAULT_ALGORITHM}-smart"  # what `evomix mix` runs
 
 
 def make_problem(paths, genre: str) -> Problem:
@@ -74,7 +75,7 @@ def run(problem: Problem, config: str, seed: int, n_pop: int, termination: Termi
 
 
 def steering(problem: Problem, args) -> dict:
-    """masking=4 vs default weights, same seed and budget (nsga2, smart start): the top-ranked
+    """masking=4 vs default weights, same seed and budget (the default algorithm, smart start): the top-ranked
     alternative's masking (``select.choose_alternatives``, as ``evomix mix`` ranks) and the front's
     median masking, dB."""
     w4 = tuple(4.0 if n == "masking" else 1.0 for n in problem.names)
@@ -84,7 +85,7 @@ def steering(problem: Problem, args) -> dict:
         row = {"seed": seed}
         for label, w in (("default", problem.weights), ("masking=4", w4)):
             p = Problem(problem.analysis, problem.table, problem.target, problem.names, w)
-            r = run(p, "nsga2-smart", seed, args.population, Termination(generations=args.generations))
+            r = run(p, DEFAULT, seed, args.population, Termination(generations=args.generations))
             raw = r.front_F / np.asarray(w)[None, :]
             top = choose_alternatives(r.front_genomes, r.front_F, 1, np.asarray(w))[0]
             row[label] = {"top_masking": float(raw[top, j]), "median_masking": float(np.median(raw[:, j]))}
@@ -127,14 +128,16 @@ def study_song(name: str, problem: Problem, args) -> dict:
             "seconds": mean_sd([r.elapsed_s for r in rs])[0],
         }
         print(f"  {name} {config}: hv {m:.4f} ± {sd:.4f}", file=sys.stderr, flush=True)
-    rand_final = out["configs"]["nsga2"]["hv_mean"]
-    reach = [evals_to_reach(r, rand_final) for r in results["nsga2-smart"]]
-    out["smart_evals_to_random_final"] = {
-        "random_start_evals": out["configs"]["nsga2"]["evals"],
-        "smart_evals": [r for r in reach],
-        "smart_evals_mean": statistics.fmean([r for r in reach if r is not None]) if any(r is not None for r in reach) else None,
-        "reached": sum(r is not None for r in reach),
-    }
+    out["smart_evals_to_random_final"] = {}
+    for alg in ("nsga2", "nsga3"):
+        rand_final = out["configs"][alg]["hv_mean"]
+        reach = [evals_to_reach(r, rand_final) for r in results[f"{alg}-smart"]]
+        out["smart_evals_to_random_final"][alg] = {
+            "random_start_evals": out["configs"][alg]["evals"],
+            "smart_evals": reach,
+            "smart_evals_mean": statistics.fmean([r for r in reach if r is not None]) if any(r is not None for r in reach) else None,
+            "reached": sum(r is not None for r in reach),
+        }
     out["steering"] = steering(problem, args)
     st = out["steering"]["mean"]
     print(f"  {name} steering: top masking {st['default']['top_masking']:.3f} -> {st['masking=4']['top_masking']:.3f}, "
@@ -142,11 +145,11 @@ def study_song(name: str, problem: Problem, args) -> dict:
     # default termination vs 10x longer
     term = []
     for seed in range(args.term_seeds):
-        d = run(problem, "nsga2-smart", seed, args.population, Termination(time_limit=args.time_limit))
+        d = run(problem, DEFAULT, seed, args.population, Termination(time_limit=args.time_limit))
         row = {"seed": seed, "generations": d.generations, "stop_reason": d.stop_reason, "hv": float(d.hypervolume[-1]),
                "seconds": d.elapsed_s, "evals": d.evaluations}
         if seed < args.long_seeds and args.song_index < args.long_songs:
-            long = run(problem, "nsga2-smart", seed, args.population, Termination(generations=10 * max(d.generations, 1)))
+            long = run(problem, DEFAULT, seed, args.population, Termination(generations=10 * max(d.generations, 1)))
             row.update(long_generations=long.generations, long_hv=float(long.hypervolume[-1]),
                        percent_of_long=100.0 * float(d.hypervolume[-1]) / float(long.hypervolume[-1]), long_seconds=long.elapsed_s)
         term.append(row)
@@ -169,14 +172,14 @@ def print_table(songs: list, args) -> None:
         rnd = s["configs"]["random"]
         beats = {a: (s["configs"][a]["hv_mean"] - rnd["hv_mean"]) / max(rnd["hv_sd"], 1e-12) for a in ("nsga2", "nsga3")}
         print(f"{'':<14}margin over random, in random's sd: " + ", ".join(f"{a} {b:.1f}" for a, b in beats.items()))
-        sm = s["smart_evals_to_random_final"]
         st = s["steering"]["mean"]
         print(f"{'':<14}steering masking=4 vs default: top-ranked masking {st['default']['top_masking']:.3f} -> "
               f"{st['masking=4']['top_masking']:.3f} dB ({st['seeds_top_lower']}/{args.seeds} seeds lower), front median "
               f"{st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f} dB "
               f"({st['seeds_median_lower']}/{args.seeds} lower)")
-        print(f"{'':<14}smart start reaches the random start's final HV in {sm['smart_evals_mean']} evaluations "
-              f"(mean of {sm['reached']}/{args.seeds} seeds that reach it) vs {sm['random_start_evals']}")
+        for alg, sm in s["smart_evals_to_random_final"].items():
+            print(f"{'':<14}{alg}: smart start reaches the random start's mean final HV in {sm['smart_evals_mean']} "
+                  f"evaluations (mean of the {sm['reached']}/{args.seeds} seeds that reach it) vs {sm['random_start_evals']}")
         for t in s["termination"]:
             extra = (f", {t['percent_of_long']:.2f} % of the HV after {t['long_generations']} generations"
                      if "percent_of_long" in t else "")
@@ -186,7 +189,7 @@ def print_table(songs: list, args) -> None:
     for s in songs:
         for c, v in s["configs"].items():
             pts = " ".join(f"{x:.3f}" for x in v["curve"][::10])
-            print(f"  {s['song']:<12}{c:<13}{pts}")
+            print(f"  {s['song']:<14}{c:<13}{pts}")
 
 
 def main() -> None:
