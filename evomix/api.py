@@ -222,7 +222,7 @@ def mix(
     population : int >= 4 (rounded up to a multiple of 4).
     generations : int >= 0 runs exactly that many generations; None (default) stops when the
         front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
-    algorithm : "nsga3" (default), "nsga2" or "random" (:mod:`evomix.search`).
+    algorithm : "nsga2" (default), "nsga3" or "random" (:mod:`evomix.search`).
     time_limit : seconds > 0 (or None) of search at most, when ``generations`` is None.
     seed : int, same seed -> same result.
     weights : "name=value,..." or a mapping; 0 drops an objective.

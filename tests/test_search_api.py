@@ -63,12 +63,14 @@ def test_cli_reports_why_the_search_stopped(stem_dir, tmp_path):
 
 
 def test_weights_move_the_search(session):
-    """masking=4 vs default weights, same seed and budget: the front's median masking and the
-    top-ranked alternative's masking are lower (NSGA-II, the default; NSGA-III's steering is
-    tested on DTLZ2 in test_search.py)."""
+    """masking=4 vs default weights, same seed and budget (NSGA-II, the default algorithm): the
+    top-ranked alternative's masking and the front's median masking are lower. (NSGA-III's steering
+    is weaker: on this tiny session it does not move reliably; test_search.py checks it on DTLZ2,
+    and the README's study measures it.)"""
     kw = dict(session=session, population=16, generations=12, seed=2, alternatives=1)
     base = api.mix([], **kw)
     steered = api.mix([], weights="masking=4", **kw)
+    assert base.settings["algorithm"] == "nsga2"
+    assert steered.alternatives[0].objectives["masking"] < base.alternatives[0].objectives["masking"]
     med = lambda r: float(np.median([m.objectives["masking"] for m in r.front]))  # noqa: E731
     assert med(steered) < med(base), (med(steered), med(base))
-    assert steered.alternatives[0].objectives["masking"] < base.alternatives[0].objectives["masking"]
