@@ -35,10 +35,13 @@ from evomix.reference import fit_reference
 from evomix.report import write_mix_report
 from evomix.report_data import features_summary
 from evomix.spill import SpilledArray, materialise
-from evomix.search import SearchResult, non_dominated, run_nsga2
 from evomix.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.describe import row as descriptor_row
+from evomix.hypervolume import Normaliser
+from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
+from evomix.seeding import smart_initial_population
+from evomix.settings import Master, Parallel, Search
 from evomix.select import choose_alternatives, label_alternatives
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
 
@@ -131,6 +134,7 @@ class MixResult:
             "stems": {n: {"file": str(p), "role": r} for n, p, r in zip(self.session.names, self.session.paths, self.session.roles)},
             "settings": self.settings,
             "reference": self.reference,
+            "search": search_report(self.search),
             "members": members,
         }
 
@@ -229,8 +233,8 @@ def mix(
     genre: str = "pop",
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
-    population: int = 32,
-    generations: int = 30,
+    population: int = 64,
+    generations: int | None = None,
     seed: int = 0,
     weights: str | Mapping[str, float] | None = None,
     alternatives: int = 5,
@@ -246,6 +250,11 @@ def mix(
     reporter: ProgressReporter | None = None,
     constraints: Constraints | None = None,
     keep_master_gain: bool = False,
+    algorithm: str = DEFAULT_ALGORITHM,
+    time_limit: float | None = DEFAULT_TIME_LIMIT_S,
+    search: Search | None = None,
+    parallel: Parallel | None = None,
+    master: Master | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -254,7 +263,11 @@ def mix(
     paths : files or folders of stems (WAV, FLAC, AIFF, OGG).
     genre : built-in genre name or a profile JSON path.
     target_lufs : LUFS in [-40, -5].  ceiling_dbtp : dBTP in [-9, 0].
-    population : int >= 4 (rounded up to a multiple of 4).  generations : int >= 0.
+    population : int >= 4 (rounded up to a multiple of 4).
+    generations : int >= 0 runs exactly that many generations; None (default) stops when the
+        front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
+    algorithm : "nsga2" (default), "nsga3" or "random" (:mod:`evomix.search`).
+    time_limit : seconds > 0 (or None) of search at most, when ``generations`` is None.
     seed : int, same seed -> same result.
     weights : "name=value,..." or a mapping; 0 drops an objective.
     alternatives : int >= 1, mixes to export.
@@ -282,13 +295,19 @@ def mix(
     keep_master_gain : keep each exported alternative's master-chain gain (4 bytes per sample: 37 MB
         for 210 s at 44.1 kHz), so that ``MixResult.write(export_stems=/daw=)`` need not render the
         master again (without it, the export renders it once more: the same samples).
+    search, parallel, master : the settings objects of :mod:`evomix.settings` (validated when
+        made, errors name their fields); each replaces its keywords above (algorithm, population,
+        generations, time_limit, seed, alternatives / jobs, threads, backend, scheduler /
+        target_lufs, ceiling_dbtp), which remain for backward compatibility.
     """
-    _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
-    _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
-    _check_number("--population", population, low=4, integer=True)
-    _check_number("--generations", generations, low=0, integer=True)
-    _check_number("--alternatives", alternatives, low=1, integer=True)
-    _check_number("--seed", seed, low=0, integer=True)
+    search, parallel, master = settings_of(
+        search, parallel, master, algorithm=algorithm, population=population, generations=generations,
+        time_limit=time_limit, seed=seed, alternatives=alternatives, jobs=jobs, threads=threads, backend=backend,
+        scheduler=scheduler, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    algorithm, population, generations, time_limit = search.algorithm, search.population, search.generations, search.time_limit
+    seed, alternatives = search.seed, search.alternatives
+    jobs, threads, backend, scheduler = parallel.jobs, parallel.threads, parallel.backend, parallel.scheduler
+    target_lufs, ceiling_dbtp = master.target_lufs, master.ceiling_dbtp
     if reference_mode not in REFERENCE_MODES:
         raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
@@ -307,16 +326,47 @@ def mix(
         "paths": [str(p) for p in paths or []], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
         "population": population, "generations": generations, "seed": seed, "weights": weights,
         "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
-        "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads}}
+        "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads,
+        "algorithm": algorithm, "time_limit": time_limit}}
     with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
         result = _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints,
-                    keep_master_gain=keep_master_gain)
+                    keep_master_gain=keep_master_gain, algorithm=algorithm, time_limit=time_limit)
     result.call = call
     return result
+
+
+_KEYWORD_DEFAULTS = {"search": Search(), "parallel": Parallel(), "master": Master()}
+_GROUPS = {"search": Search, "parallel": Parallel, "master": Master}
+
+
+def settings_of(search, parallel, master, **keywords) -> tuple:
+    """(Search, Parallel, Master) of :func:`mix`: the objects given, else made from the keywords.
+
+    Raises
+    ------
+    ParameterError
+        A keyword of a group was also given as an object (``search=`` and ``population=``), or a
+        value is bad (:class:`evomix.settings.SettingError`, naming the field).
+    """
+    out = []
+    for group, obj in (("search", search), ("parallel", parallel), ("master", master)):
+        cls = _GROUPS[group]
+        fields = [f.name for f in dataclasses.fields(cls)]
+        given = {k: keywords[k] for k in fields}
+        if obj is None:
+            out.append(cls(**given))
+            continue
+        if not isinstance(obj, cls):
+            raise ParameterError(f"{group} must be an evomix.settings.{cls.__name__}, got {type(obj).__name__}")
+        clash = [k for k, v in given.items() if v != getattr(_KEYWORD_DEFAULTS[group], k)]
+        if clash:
+            raise ParameterError(f"give {', '.join(clash)} in {group}={cls.__name__}(...) or as keywords, not both")
+        out.append(obj)
+    return tuple(out)
 
 
 def check_session_length(session: Session) -> None:
@@ -352,7 +402,8 @@ def _search_info(names, weights, front_size: int, best) -> str:
 def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
          reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None,
-         keep_master_gain: bool = False) -> MixResult:
+         keep_master_gain: bool = False, algorithm: str = "nsga2",
+         time_limit: float | None = DEFAULT_TIME_LIMIT_S) -> MixResult:
     """:func:`mix` after its checks; ``evaluator`` scores the generations."""
     constraints = Constraints() if constraints is None else constraints
     session = session if session is not None else _load(paths, reporter, roles=roles)
@@ -387,15 +438,23 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                     reference_power=ref_power)
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
     rng = np.random.default_rng(seed)
-    initial = table.initial_population(n_pop, rng, base=base, spread=0.15 if base is None else 0.05)
-    with reporter.phase("search", total=int(generations), unit="generations", info=f"{n_pop} candidates each") as ph:
+    if base is None:  # unity, loudness-matched and role-template mixes, perturbations, random genomes
+        initial = smart_initial_population(table, analysis, n_pop, rng)
+    else:
+        initial = table.initial_population(n_pop, rng, base=base, spread=0.05)
+    termination = Termination(generations=None if generations is None else int(generations), time_limit=time_limit)
+    with reporter.phase("search", total=None if generations is None else int(generations), unit="generations",
+                        info=f"{n_pop} candidates each, {algorithm}") as ph:
         def on_generation(gen, n_gen, front_size, best):
             ph.update(done=gen, total=n_gen, info=_search_info(names, problem.weights, front_size, best))
             if progress is not None:
                 progress(gen, n_gen, front_size, best)
 
-        result = run_nsga2(evaluator.ship(problem), initial, generations=int(generations), seed=int(seed),
-                           progress=on_generation)
+        result = run_search(evaluator.ship(problem), initial, algorithm=algorithm, termination=termination,
+                            seed=int(seed), progress=on_generation,
+                            normaliser=Normaliser.fixed(names, problem.weights), steer=problem.weights)
+        ph.update(info=f"stopped by {result.stop_reason} after {result.generations} generations, front "
+                       f"{len(result.front_F)}, hypervolume {result.hypervolume[-1]:.4f}")
     evaluator.close()  # workers are not needed for the exact renders
 
     # front: non-dominated, unique genomes, sorted by weighted sum for a stable order
@@ -437,12 +496,26 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         total -= total[np.asarray(fit.gain_db) > -120].max() if np.any(np.asarray(fit.gain_db) > -120) else total.max()
         ref_report["closest_member"] = {n: {"gain_db": round(float(g), 2), "pan": round(front[j].params["stems"][n]["pan"], 3)}
                                         for n, g in zip(session.names, total)}
-    settings = {"population": n_pop, "generations": int(generations), "seed": int(seed),
+    settings = {"population": n_pop, "generations": int(result.generations), "seed": int(seed),
+                "algorithm": algorithm, "stop_reason": result.stop_reason, "time_limit": time_limit,
+                "hypervolume": float(result.hypervolume[-1]),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders,
                 "constraints": constraints.to_dict()}
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
                      result, settings, warnings, ref_report, before=before_slot[0] if before_slot else None)
+
+
+def search_report(result: SearchResult | None) -> dict | None:
+    """The search part of ``front.json``: algorithm, why it stopped, hypervolume per generation and
+    how it is normalised (:mod:`evomix.hypervolume`). No wall times: the same seed gives the same file.
+    None for a front that was not searched here (``evomix rank``: see its ``ranked_from`` run)."""
+    if result is None:
+        return None
+    return {"algorithm": result.algorithm, "stop_reason": result.stop_reason, "generations": int(result.generations),
+            "evaluations": int(result.evaluations),
+            "hypervolume": [round(float(h), 6) for h in result.hypervolume],
+            "hypervolume_space": None if result.normaliser is None else result.normaliser.to_dict()}
 
 
 def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:

@@ -32,6 +32,7 @@ from evomix.export import parse_daw
 from evomix.parallel import check_options as check_parallel_options
 from evomix.profiling import check_profile_output, learn_profile, write_profile
 from evomix.progress import Reporter
+from evomix.settings import SettingError
 from objectives import builtin_genres, load_profile
 
 app = typer.Typer(
@@ -64,6 +65,16 @@ def _constraints(locks: Optional[List[str]], ranges: Optional[List[str]]) -> Con
     return Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
 
 
+def _settings(**keywords) -> tuple:
+    """The (Search, Parallel, Master) settings of ``evomix.settings``, made once from the flags;
+    a bad value is reported with its flag (``--population must be >= 4``)."""
+    check_parallel_options(keywords["jobs"], keywords["backend"], keywords["scheduler"], keywords["threads"])
+    try:
+        return api.settings_of(None, None, None, **keywords)
+    except SettingError as e:
+        raise e.for_cli() from None
+
+
 def _reporter(quiet: bool) -> Reporter:
     """Progress on stderr: rich bars on a terminal, plain lines otherwise, nothing with --quiet."""
     return Reporter.auto(quiet=quiet, console=err_console)
@@ -83,7 +94,14 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
             "labels": list(m.labels),
             "descriptors": meas.get("descriptors"),
         })
-    return {
+    searched = {} if result.search is None else {  # rank and vary re-use a front: no search of their own
+        "algorithm": result.settings["algorithm"],
+        "generations": result.settings["generations"],
+        "stop_reason": result.settings["stop_reason"],  # converged, time limit or generations
+        "hypervolume": result.settings["hypervolume"],
+        "search_s": round(float(result.search.elapsed_s), 3),
+    }
+    return searched | {
         "out": str(out),
         "front": str(out / "front.json"),
         "front_size": len(result.front),
@@ -140,6 +158,10 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         t.add_row(Path(a["file"]).name, *[f"{a['exact'][n]:.2f}" for n in summary["objectives"]],
                   f"{a['integrated_lufs']:.1f}", f"{a['true_peak_dbtp']:.2f}")
     out_console.print(t)
+    if "stop_reason" in summary:
+        out_console.print(f"search: {summary['algorithm']} stopped after {summary['generations']} generations "
+                          f"({summary['stop_reason']}, {summary['search_s']:.1f} s), hypervolume {summary['hypervolume']:.4f}",
+                          markup=False)
     _print_sounds(summary["alternatives"])
     out_console.print(f"front: {summary['front']}")
 
@@ -147,14 +169,17 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
              jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None,
-             export_stems=False, pre_stems=False, daw=None, open_report=False):
+             export_stems=False, pre_stems=False, daw=None, open_report=False, algorithm=api.DEFAULT_ALGORITHM,
+             time_limit=api.DEFAULT_TIME_LIMIT_S):
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force)
     daw = parse_daw(daw)  # before the search: an unknown format fails at once
-    result = api.mix(paths, genre=genre, target_lufs=target_lufs, ceiling_dbtp=ceiling, population=population,
-                     generations=generations, seed=seed, weights=weights, alternatives=alternatives,
-                     roles=_parse_roles(roles), reference=reference, reference_mode=reference_mode,
-                     jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
+    search, parallel, master = _settings(
+        algorithm=algorithm, population=population, generations=generations, time_limit=time_limit, seed=seed,
+        alternatives=alternatives, jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
+        target_lufs=target_lufs, ceiling_dbtp=ceiling)
+    result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
+                     reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master,
                      constraints=constraints, keep_master_gain=bool(export_stems or pre_stems or daw))
     if result.reference is not None and not as_json:
         ref = result.reference
@@ -202,6 +227,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
+GenerationsOpt = Annotated[Optional[int], typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
+AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga2, nsga3 (reference points; higher hypervolume, weaker steering by --weights) or random (the same budget on random genomes).")]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="Wall-clock cap of the search, seconds (> 0); ignored with --generations.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
 LockOpt = Annotated[Optional[List[str]], typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
 RangeOpt = Annotated[Optional[List[str]], typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
@@ -215,10 +243,12 @@ def mix(
     genre: GenreOpt = "pop",
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
-    population: PopOpt = 32,
-    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    population: PopOpt = 64,
+    generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
     weights: WeightsOpt = None,
+    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
+    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     alternatives: AltOpt = 5,
     role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
     profile: Annotated[Optional[Path], typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
@@ -245,7 +275,8 @@ def mix(
         _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
                  jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
-                 pre_stems=export_pre_stems, daw=daw, open_report=open_report)
+                 pre_stems=export_pre_stems, daw=daw, open_report=open_report, algorithm=algorithm,
+                 time_limit=time_limit)
     except EvomixError as e:
         _fail(e)
 
@@ -446,9 +477,11 @@ def genres(json_out: JsonOpt = False):
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo stems and mixes.")] = Path("evomix-demo"),
-    population: PopOpt = 32,
-    generations: Annotated[int, typer.Option(help="Generations to evolve (>= 0).")] = 30,
+    population: PopOpt = 64,
+    generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
+    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
+    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
     backend: BackendOpt = "local",
@@ -472,7 +505,7 @@ def demo(
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
         _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
                  quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
-                 constraints=constraints, open_report=open_report)
+                 constraints=constraints, open_report=open_report, algorithm=algorithm, time_limit=time_limit)
     except EvomixError as e:
         _fail(e)
 

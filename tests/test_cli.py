@@ -35,9 +35,10 @@ def test_exports_k_alternatives_with_params_and_front(mixed):
     front = json.loads((out / "front.json").read_text())
     replaced = front["settings"]["replaced_alternatives"]
     assert summary["replaced_alternatives"] == replaced and replaced >= 0
-    # every member rendered exactly was exported or set aside (a session this short renders no spares)
+    # every member rendered exactly is recorded: the exported ones, the ones set aside as misjudged,
+    # and the near-duplicates of an earlier pick (never exported; evomix.api._duplicates)
     rendered = [m for m in front["members"] if "exact" in m]
-    assert len(rendered) == 5 + replaced, (len(rendered), replaced)
+    assert len(rendered) == front["settings"]["exact_renders"] >= 5 + replaced, (len(rendered), replaced)
 
 
 @pytest.mark.parametrize("k", range(1, 6))

@@ -68,3 +68,113 @@ def test_alternatives_start_with_the_best_and_spread_out(rng):
     assert len(set(picks)) == 4
     assert picks[0] == int(np.argmin(np.argsort(np.argsort(F, axis=0), axis=0).sum(1)))
     assert choose_alternatives(G[:2], F[:2], 5) in ([0, 1], [1, 0])
+
+
+# --- algorithms, hypervolume, termination, steering (issue 12) -------------------------------
+
+from evomix.hypervolume import Normaliser, hypervolume  # noqa: E402
+from evomix.search import ALGORITHMS, Termination, achievement, run_search, steered_reference_points  # noqa: E402
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_algorithm_returns_a_valid_front(algorithm):
+    init = np.random.default_rng(0).uniform(size=(16, 5))
+    r = run_search(zdt1, init, algorithm=algorithm, termination=Termination(generations=8), seed=0)
+    assert r.algorithm == algorithm and r.generations == 8 and r.stop_reason == "generations"
+    assert r.evaluations == 16 * 9
+    assert len(r.front_F) >= 1 and non_dominated(r.front_F).all()
+    np.testing.assert_allclose(zdt1(r.front_genomes), r.front_F)
+    assert ((r.front_genomes >= 0) & (r.front_genomes <= 1)).all()
+    assert len(r.hypervolume) == 9 and r.hypervolume[-1] > 0
+
+
+def test_unknown_algorithm_is_rejected():
+    with pytest.raises(ParameterError, match="--algorithm"):
+        run_search(zdt1, np.zeros((8, 3)), algorithm="cmaes", termination=Termination(generations=1))
+
+
+def test_hypervolume_never_decreases_and_is_in_the_logbook():
+    init = np.random.default_rng(1).uniform(size=(24, 6))
+    norm = Normaliser(np.zeros(2), np.array([1.1, 1.1]))
+    r = run_search(zdt1, init, termination=Termination(generations=25), seed=1, normaliser=norm)
+    hv = np.asarray(r.logbook.select("hv"))
+    np.testing.assert_array_equal(hv, r.hypervolume)
+    assert (np.diff(hv) >= -1e-12).all() and hv[-1] > hv[0]
+    # the known ZDT1 front in this space: (1.21 - 1/3) / 1.21 = 0.7245
+    assert hv[-1] < 0.7245 + 1e-9
+
+
+def test_hypervolume_of_known_points():
+    norm = Normaliser(np.zeros(2), np.ones(2))
+    assert hypervolume(np.array([[0.5, 0.5]]), norm) == pytest.approx(0.25)
+    assert hypervolume(np.array([[0.5, 0.5], [0.25, 0.75]]), norm) == pytest.approx(0.3125)
+    assert hypervolume(np.array([[1.5, 0.1]]), norm) == 0.0  # beyond the reference point
+
+
+def test_termination_stops_when_converged():
+    # a flat problem: nothing ever improves, so the hypervolume gain over the window is 0
+    flat = lambda G: np.stack([0.5 + 0 * G[:, 0], 0.5 + 0 * G[:, 1]], axis=1)  # noqa: E731
+    init = np.random.default_rng(0).uniform(size=(8, 3))
+    r = run_search(flat, init, termination=Termination(window=5, tol=1e-3, time_limit=None), seed=0,
+                   normaliser=Normaliser(np.zeros(2), np.ones(2)))
+    assert r.stop_reason == "converged" and r.generations == 5
+
+
+def test_termination_stops_at_the_time_limit():
+    ticks = iter(range(10_000))
+    init = np.random.default_rng(0).uniform(size=(8, 3))
+    r = run_search(zdt1, init, termination=Termination(time_limit=3.0, tol=0.0), seed=0,
+                   clock=lambda: float(next(ticks)))
+    assert r.stop_reason == "time limit" and 1 <= r.generations <= 3
+    real = run_search(zdt1, init, termination=Termination(time_limit=1e-6, tol=0.0), seed=0)
+    assert real.stop_reason == "time limit" and real.generations == 0
+
+
+def test_explicit_generations_override_convergence_and_time():
+    flat = lambda G: np.stack([0.5 + 0 * G[:, 0], 0.5 + 0 * G[:, 1]], axis=1)  # noqa: E731
+    init = np.random.default_rng(0).uniform(size=(8, 3))
+    r = run_search(flat, init, termination=Termination(generations=12, window=2, time_limit=1e-9), seed=0)
+    assert r.stop_reason == "generations" and r.generations == 12 and len(r.logbook) == 13
+
+
+@pytest.mark.parametrize("bad, msg", [(dict(generations=-1), "--generations"), (dict(time_limit=0.0), "--time-limit")])
+def test_bad_termination(bad, msg):
+    with pytest.raises(ParameterError, match=msg):
+        run_search(zdt1, np.zeros((8, 3)), termination=Termination(**bad))
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3"])
+def test_same_seed_same_front_every_algorithm(algorithm):
+    init = np.random.default_rng(5).uniform(size=(16, 5))
+    a, b = (run_search(zdt1, init, algorithm=algorithm, termination=Termination(generations=10), seed=4)
+            for _ in range(2))
+    np.testing.assert_array_equal(a.front_F, b.front_F)
+    np.testing.assert_array_equal(a.hypervolume, b.hypervolume)
+
+
+def test_steered_reference_points_lean_toward_the_heavy_objective():
+    ref = steered_reference_points(4, None)
+    steered = steered_reference_points(4, np.array([4.0, 1, 1, 1]))
+    np.testing.assert_allclose(steered.sum(axis=1), 1.0)
+    assert steered[:, 0].mean() < ref[:, 0].mean()  # objective 0 (weighted x4) is lower on average
+    np.testing.assert_array_equal(steered_reference_points(4, np.ones(4)), ref)
+    assert achievement(np.array([[0.1, 0.5], [0.5, 0.1]]), np.array([4.0, 1.0])).argmin() == 0
+
+
+def dtlz2(genomes):
+    """DTLZ2 with 3 objectives (Deb et al. 2002): a spherical front, every trade-off reachable."""
+    x, g = genomes[:, :2], ((genomes[:, 2:] - 0.5) ** 2).sum(axis=1)
+    c, s = np.cos(x * np.pi / 2), np.sin(x * np.pi / 2)
+    return (1 + g)[:, None] * np.stack([c[:, 0] * c[:, 1], c[:, 0] * s[:, 1], s[:, 0]], axis=1)
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3"])
+def test_weights_steer_the_search(algorithm):
+    init = np.random.default_rng(2).uniform(size=(24, 6))
+    norm = Normaliser(np.zeros(3), np.full(3, 1.5))
+    runs = {}
+    for name, w in (("default", None), ("steered", np.array([4.0, 1.0, 1.0]))):
+        runs[name] = run_search(dtlz2, init, algorithm=algorithm, termination=Termination(generations=30), seed=3,
+                                normaliser=norm, steer=w)
+    assert np.median(runs["steered"].front_F[:, 0]) < np.median(runs["default"].front_F[:, 0])
+    assert np.median(runs["steered"].population_F[:, 0]) < np.median(runs["default"].population_F[:, 0])

@@ -1,0 +1,124 @@
+"""A smart first generation: sane mixes in generation 0, besides random genomes.
+
+Every seed is a genome of :class:`evomix.genome.GeneTable` (in [0, 1]); the signal flow per stem is
+trim (from the analysis) -> EQ -> compressor -> fader ``gain_db`` -> pan, so:
+
+* **unity**: every stem as recorded (fader = -trim: total gain 0 dB), centred, flat, no compression;
+* **loudness-matched**: every stem at the same loudness, ``STEM_REFERENCE_LUFS`` (BS.1770 integrated,
+  panned centre, measured by the analysis): fader = reference - stem LUFS - trim, which is 0 dB
+  unless the trim was clipped to its range;
+* **role templates** (common mixing practice, e.g. Owsinski, *The Mixing Engineer's Handbook*,
+  4th ed. 2017, ch. 6-9; Izhaki, *Mixing Audio*, 3rd ed. 2017, ch. 13 and 17), on top of the
+  loudness-matched balance:
+  - ``lead_forward``: vocal / lead +4 dB, everything else -1 dB;
+  - ``centred_low``: kick, bass, snare, drums and vocal centred, the other stems spread left and
+    right alternately (pan +-0.5, then +-0.3, ...);
+  - ``highpass``: the common high-pass corner per role (:data:`ROLE_HIGHPASS_HZ`, Hz);
+  - ``template``: all three together.
+
+:func:`smart_initial_population` puts these first, then fills the population with Gaussian
+perturbations of them and with uniform random genomes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from evomix.engine.analysis import STEM_REFERENCE_LUFS, Analysis
+from evomix.genome import GeneTable
+
+LEAD_ROLES = ("vocal", "lead")
+CENTRE_ROLES = ("kick", "bass", "snare", "drums", "vocal")
+LEAD_BOOST_DB = 4.0  # dB, vocal/lead fader above the loudness-matched balance
+BED_CUT_DB = -1.0  # dB, every other stem in the lead-forward template
+SIDE_PANS = (0.5, -0.5, 0.3, -0.3, 0.7, -0.7)  # pans of the non-centred stems, in stem order
+
+# Common high-pass corners by role, Hz (just below each source's lowest useful content).
+ROLE_HIGHPASS_HZ = {"vocal": 90.0, "drums": 30.0, "kick": 30.0, "snare": 80.0, "bass": 35.0,
+                    "guitar": 100.0, "keys": 80.0, "piano": 60.0, "synth": 100.0, "pad": 120.0,
+                    "lead": 120.0, "fx": 150.0, "other": 60.0}
+
+SEED_NAMES = ("unity", "loudness_matched", "lead_forward", "centred_low", "highpass", "template")
+
+
+def _set(table: GeneTable, genome: np.ndarray, stem: int, gene: str, value: float) -> None:
+    """Set gene ``gene`` of stem ``stem`` in ``genome`` (n_genes,) to ``value`` in real units (clipped)."""
+    names = [g.name for g in table.stem_genes]
+    j = names.index(gene)
+    genome[stem * len(names) + j] = table.stem_genes[j].encode(value)
+
+
+def loudness_matched_faders(analysis: Analysis) -> np.ndarray:
+    """Faders (stems,) dB that bring every stem's trim + fader to ``STEM_REFERENCE_LUFS`` (0 for silent stems)."""
+    lufs = np.asarray(analysis.stem_lufs, dtype=float)
+    audible = lufs > -150.0
+    return np.where(audible, STEM_REFERENCE_LUFS - lufs - np.asarray(analysis.trim_db), 0.0)
+
+
+def seed_genomes(table: GeneTable, analysis: Analysis) -> dict:
+    """The named seeds of :data:`SEED_NAMES`, each a genome (n_genes,) in [0, 1]."""
+    roles = tuple(analysis.roles)
+    matched = loudness_matched_faders(analysis)
+    out = {}
+    g = table.neutral().copy()
+    for s in range(table.n_stems):
+        _set(table, g, s, "gain_db", -float(analysis.trim_db[s]))
+    out["unity"] = g
+
+    def matched_base() -> np.ndarray:
+        g = table.neutral().copy()
+        for s in range(table.n_stems):
+            _set(table, g, s, "gain_db", float(matched[s]))
+        return g
+
+    out["loudness_matched"] = matched_base()
+
+    def lead_forward(g):
+        has_lead = any(r in LEAD_ROLES for r in roles)
+        for s, r in enumerate(roles):
+            if has_lead:
+                _set(table, g, s, "gain_db", float(matched[s]) + (LEAD_BOOST_DB if r in LEAD_ROLES else BED_CUT_DB))
+        return g
+
+    def centred_low(g):
+        k = 0
+        for s, r in enumerate(roles):
+            if r in CENTRE_ROLES:
+                _set(table, g, s, "pan", 0.0)
+            else:
+                _set(table, g, s, "pan", SIDE_PANS[k % len(SIDE_PANS)])
+                k += 1
+        return g
+
+    def highpass(g):
+        for s, r in enumerate(roles):
+            _set(table, g, s, "highpass_hz", ROLE_HIGHPASS_HZ.get(r, ROLE_HIGHPASS_HZ["other"]))
+        return g
+
+    out["lead_forward"] = lead_forward(matched_base())
+    out["centred_low"] = centred_low(matched_base())
+    out["highpass"] = highpass(matched_base())
+    out["template"] = highpass(centred_low(lead_forward(matched_base())))
+    return out
+
+
+def smart_initial_population(table: GeneTable, analysis: Analysis, n_pop: int, rng: np.random.Generator, *,
+                             spread: float = 0.1, random_fraction: float = 0.25,
+                             extra: np.ndarray | None = None) -> np.ndarray:
+    """Generation 0 (n_pop, n_genes): ``extra`` genomes (e.g. a reference fit) and the seeds of
+    :func:`seed_genomes` first, then Gaussian perturbations (std ``spread`` in genome units) of
+    them in turn, and ``random_fraction`` of the population uniform in [0, 1] (the last rows)."""
+    seeds = list(seed_genomes(table, analysis).values())
+    if extra is not None:
+        seeds = [np.clip(np.asarray(e, dtype=float), 0.0, 1.0) for e in np.atleast_2d(extra)] + seeds
+    seeds = np.asarray(seeds)[:n_pop]  # (n_seeds, n_genes)
+    n_rand = min(int(round(random_fraction * n_pop)), n_pop - len(seeds))
+    n_pert = n_pop - len(seeds) - n_rand
+    base = seeds[np.arange(n_pert) % len(seeds)]  # (n_pert, n_genes)
+    pert = np.clip(base + rng.normal(0.0, spread, size=base.shape), 0.0, 1.0)
+    rand = rng.uniform(0.0, 1.0, size=(n_rand, table.n_genes))
+    return np.concatenate([seeds, pert, rand], axis=0)
+
+
+def random_initial_population(table: GeneTable, n_pop: int, rng: np.random.Generator) -> np.ndarray:
+    """Generation 0 of uniform random genomes (n_pop, n_genes): the baseline of the study."""
+    return rng.uniform(0.0, 1.0, size=(n_pop, table.n_genes))

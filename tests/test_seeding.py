@@ -1,0 +1,81 @@
+"""The smart first generation: each seed decodes to the mix it names."""
+import numpy as np
+import pytest
+
+from evomix.audio import load_session
+from evomix.core.meter import integrated_loudness
+from evomix.engine.analysis import STEM_REFERENCE_LUFS, analyze_session
+from evomix.engine.dsp.pan import pan_gains
+from evomix.genome import GeneTable
+from evomix.seeding import ROLE_HIGHPASS_HZ, SEED_NAMES, seed_genomes, smart_initial_population
+
+
+@pytest.fixture(scope="module")
+def setup(stem_dir):
+    session = load_session([stem_dir])
+    analysis = analyze_session(session)
+    table = GeneTable(session.n_stems)
+    return session, analysis, table, seed_genomes(table, analysis)
+
+
+def _decode(table, analysis, genome):
+    return table.decode(genome[None], analysis.trim_db)
+
+
+def test_every_seed_is_a_valid_genome(setup):
+    _, _, table, seeds = setup
+    assert tuple(seeds) == SEED_NAMES
+    for g in seeds.values():
+        assert g.shape == (table.n_genes,) and ((g >= 0) & (g <= 1)).all()
+    assert len({g.tobytes() for g in seeds.values()}) == len(seeds)  # all different
+
+
+def test_unity_mix_leaves_every_stem_as_recorded(setup):
+    _, analysis, table, seeds = setup
+    p = _decode(table, analysis, seeds["unity"])
+    np.testing.assert_allclose(p.trim_db + p.gain_db, 0.0, atol=1e-9)
+    np.testing.assert_allclose(p.pan, 0.0, atol=1e-12)
+    np.testing.assert_allclose(p.comp_ratio, 1.0)
+
+
+def test_loudness_matched_stems_measure_equal_loudness(setup):
+    session, analysis, table, seeds = setup
+    p = _decode(table, analysis, seeds["loudness_matched"])
+    lufs = []
+    for s in range(session.n_stems):
+        pan = pan_gains(np.zeros(1), np.array([session.is_mono[s]]))[0]  # (2,) the centre of the pan law
+        x = session.stem(s).astype(np.float64) * pan[:, None] * 10 ** ((p.trim_db[0, s] + p.gain_db[0, s]) / 20)
+        lufs.append(integrated_loudness(x, session.sr))  # BS.1770, measured on the gained, panned audio
+    lufs = np.asarray(lufs)
+    assert np.ptp(lufs) < 0.5, lufs
+    assert abs(lufs.mean() - STEM_REFERENCE_LUFS) < 1.5, lufs
+
+
+def test_role_templates(setup):
+    session, analysis, table, seeds = setup
+    roles = session.roles
+    lf = _decode(table, analysis, seeds["lead_forward"])
+    lm = _decode(table, analysis, seeds["loudness_matched"])
+    for s, r in enumerate(roles):
+        diff = lf.gain_db[0, s] - lm.gain_db[0, s]
+        assert diff == pytest.approx(4.0 if r == "vocal" else -1.0, abs=1e-6), (r, diff)
+    c = _decode(table, analysis, seeds["centred_low"])
+    for s, r in enumerate(roles):
+        if r in ("kick", "bass", "drums", "vocal"):
+            assert c.pan[0, s] == pytest.approx(0.0, abs=1e-9)
+        else:
+            assert abs(c.pan[0, s]) >= 0.3
+    h = _decode(table, analysis, seeds["highpass"])
+    for s, r in enumerate(roles):
+        assert h.highpass_hz[0, s] == pytest.approx(ROLE_HIGHPASS_HZ[r], rel=1e-9)
+
+
+def test_smart_population_puts_the_seeds_first(setup, rng):
+    _, analysis, table, seeds = setup
+    pop = smart_initial_population(table, analysis, 16, rng)
+    assert pop.shape == (16, table.n_genes) and ((pop >= 0) & (pop <= 1)).all()
+    np.testing.assert_array_equal(pop[: len(seeds)], np.asarray(list(seeds.values())))
+    extra = np.full(table.n_genes, 0.3)
+    pop2 = smart_initial_population(table, analysis, 8, rng, extra=extra)
+    np.testing.assert_array_equal(pop2[0], extra)
+    assert len(pop2) == 8
