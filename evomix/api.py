@@ -703,7 +703,7 @@ def _render_alternatives(session, analysis, params, picks, target, names, phase:
              lambda strips: _finish_one(strips, analysis, target, names, keep_master_gain)) for i in picks]
     with_before = before_slot is not None and not before_slot
     if with_before:
-        jobs.append((lambda: before_strips(session, analysis.grid, threads=render_threads()),
+        jobs.append((lambda: before_strips(session, analysis.grid, analysis=analysis),
                      lambda strips: _finish_before(strips, analysis, target)))
     out: list = []
     with ThreadPoolExecutor(1, thread_name_prefix="evomix-master") as master:

@@ -7,9 +7,9 @@ Three things come from here (``evomix.report`` draws the page from them and need
   objective compares them), its masking matrix (who masks whom, dB, ``objectives.masking``) and
   its masking profile over frequency (dB per band);
 * :func:`render_before`: the "before" of the A/B, the plain equal-gain sum of the raw stems
-  (no trim, unity faders, centre pan, flat EQ, no compression; the only filter is a 5 Hz DC
-  high-pass) rendered by the exact tier so that it is normalised to the same integrated loudness
-  as the alternatives (ITU-R BS.1770-4) and true-peak limited to the same ceiling;
+  (no trim, unity faders, centre pan, no EQ, no compression), through the exact tier's master
+  chain so that it is normalised to the same integrated loudness as the alternatives (ITU-R
+  BS.1770-4) and true-peak limited to the same ceiling;
 * :func:`run_record`: ``run.json``, the record of a run (version, command line, seed, settings,
   phase timings, and per generation the front size, best objectives and hypervolume when the
   search's logbook has it).
@@ -26,7 +26,9 @@ import numpy as np
 from evomix import __version__
 from evomix.core.features import Features
 from evomix.engine.bands import BandGrid
-from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips
+from evomix.engine.bands import band_powers_chunked
+from evomix.engine.dsp.pan import pan_gains
+from evomix.engine.render import ExactRender, SummedStrips, features_from_render, finish_master
 from evomix.genome import Params
 from evomix.spill import SpilledArray
 from objectives.genre import profile_on_bands
@@ -35,7 +37,6 @@ from objectives.spectrum import long_term_spectrum_db, normalise_level
 
 REPORT_DATA_FORMAT = "evomix-report-data/1"
 RUN_FORMAT = "evomix-run/1"
-BEFORE_HIGHPASS_HZ = 5.0  # Hz: removes DC only, far below any musical content
 
 
 def _rounded(a, nd: int = 3) -> list:
@@ -70,10 +71,11 @@ def features_summary(feats: Features) -> dict:
 def before_params(n_stems: int) -> Params:
     """Params (pop = 1) of the plain equal-gain sum: trim 0 dB, fader 0 dB, centre pan (constant
     power for mono stems, unity for stereo ones), every EQ gain 0 dB, compressors at ratio 1, and
-    the master's shelves and compressor neutral; a ``BEFORE_HIGHPASS_HZ`` high-pass is the only filter."""
+    the master's shelves and compressor neutral (the high-pass at its lowest, 20 Hz, is not applied:
+    :func:`before_strips` sums the raw stems)."""
     one = np.ones((1, n_stems))
     return Params(
-        trim_db=0 * one, gain_db=0 * one, pan=0 * one, highpass_hz=BEFORE_HIGHPASS_HZ * one,
+        trim_db=0 * one, gain_db=0 * one, pan=0 * one, highpass_hz=20.0 * one,
         low_shelf_hz=150.0 * one, low_shelf_db=0 * one, peak_hz=1000.0 * one, peak_db=0 * one, peak_q=one,
         high_shelf_hz=6000.0 * one, high_shelf_db=0 * one, comp_threshold_db=0 * one, comp_ratio=one,
         comp_attack_ms=10.0 * one, comp_release_ms=150.0 * one,
@@ -82,10 +84,25 @@ def before_params(n_stems: int) -> Params:
     )
 
 
-def before_strips(session, grid: BandGrid, *, threads: int = 1):
-    """Stage 1 of the "before" render (``engine.render.mix_strips`` of :func:`before_params`)."""
-    return mix_strips(session, session.is_mono, session.sr, before_params(session.n_stems), grid=grid,
-                      keep_stems=False, threads=threads)
+def before_strips(session, grid: BandGrid, *, analysis=None, block: int = 1 << 20) -> SummedStrips:
+    """Stage 1 of the "before": the plain sum of the raw stems, each panned centre (constant power
+    for a mono stem, unity for a stereo one: ``engine.dsp.pan``), in float64, stem by stem in
+    ``block``-sample pieces (no stem-length temporary); and each stem's band powers, which for a
+    raw centre-panned stem are the analysis' own ``band_power`` (measured the same way, float32),
+    else measured here. :func:`finish_master` takes it from there (its master compressor at
+    ratio 1 is a gain of exactly 1)."""
+    n, n_stems = session.n_samples, session.n_stems
+    centre = pan_gains(np.zeros(n_stems), np.asarray(session.is_mono))  # (stems, 2)
+    mix = np.zeros((2, n))
+    power = None if analysis is not None else np.empty((n_stems, 2, grid.n_bands, grid.n_frames(n)), np.float32)
+    for s in range(n_stems):
+        x = session.stem(s)  # (2, samples) float32
+        for a in range(0, n, block):
+            mix[:, a : a + block] += x[:, a : a + block] * centre[s][:, None]
+        if power is not None:
+            power[s] = band_powers_chunked(x * centre[s][:, None].astype(np.float32), grid)
+    power = np.array(analysis.band_power) if analysis is not None else power
+    return SummedStrips(mix, None, power, grid, before_params(n_stems), 0, int(session.sr))
 
 
 def finish_before(strips, grid: BandGrid, roles, *, target_lufs: float, ceiling_dbtp: float,
@@ -105,7 +122,7 @@ def render_before(session, grid: BandGrid, *, target_lufs: float, ceiling_dbtp: 
     ``grid`` is the session's analysis grid (``engine.bands.band_grid(sr)``). ``evomix.api.mix``
     renders it in the pipeline of the alternatives' renders (:func:`before_strips`,
     :func:`finish_before`)."""
-    return finish_before(before_strips(session, grid, threads=threads), grid, session.roles,
+    return finish_before(before_strips(session, grid), grid, session.roles,
                          target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, threads=threads)
 
 

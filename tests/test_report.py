@@ -207,3 +207,21 @@ def test_front_plot_with_one_or_two_objectives(n_obj):
     svg = front_scatter_svg({"objectives": names, "units": {n: "dB" for n in names}, "members": members})
     assert svg.startswith("<svg") and "1 exported" in svg
     assert front_scatter_svg({"objectives": names, "members": []}) is None
+
+
+def test_before_stem_powers_from_the_analysis_are_the_measured_ones(stem_dir):
+    """The before's per-stem band powers (for its masking plots) come from the analysis: they are
+    what measuring the centre-panned raw stems gives, and the sum is the plain sum."""
+    from evomix.audio import load_session
+    from evomix.engine.analysis import analyze_session
+    from evomix.report_data import before_strips
+
+    session = load_session(sorted(stem_dir.glob("*.wav")))
+    analysis = analyze_session(session)
+    fast = before_strips(session, analysis.grid, analysis=analysis)
+    measured = before_strips(session, analysis.grid)
+    np.testing.assert_array_equal(fast.stem_power, measured.stem_power)
+    np.testing.assert_array_equal(fast.mix, measured.mix)
+    centre = np.where(session.is_mono, np.sqrt(0.5), 1.0)
+    plain = sum(session.audio[s].astype(np.float64) * centre[s] for s in range(session.n_stems))
+    np.testing.assert_allclose(fast.mix, plain, rtol=1e-12, atol=1e-12)

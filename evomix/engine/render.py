@@ -9,7 +9,7 @@ of the target.
 
 Every stage runs as a compiled loop over preallocated float64 buffers (``engine.chain``). A
 stem's strip is a stream (``engine.strip``): read once, filtered, compressed, panned and measured
-(band powers) 1.6 s at a time, each chunk added to the mix in stem order, so the result does not
+(band powers) 6.4 s at a time, each chunk added to the mix in stem order, so the result does not
 depend on the thread count and a render holds no stem-length buffer besides the mix (a streaming
 session is mixed stem by stem instead). The master chain runs on the whole mix
 (:func:`finish_master`); a caller rendering several candidates may run the master of one while
@@ -185,7 +185,7 @@ class _Mixer:
     """Runs the stems' channel strips (``engine.strip``) on threads and adds them to the mix in
     stem order, so the sum's rounding never depends on the threads.
 
-    A session held in memory is mixed in lockstep: every stem advances one chunk (1.6 s), then
+    A session held in memory is mixed in lockstep: every stem advances one chunk (6.4 s), then
     the chunks are added in stem order, so no stem-length buffer is needed besides the mix. A
     streaming session (stems read from their files) is mixed stem by stem, each into a
     stem-length buffer per thread, since holding every stem's chunk would mean reading every file
