@@ -178,10 +178,15 @@ class MixResult:
         written = []
         reporter = NULL_REPORTER if reporter is None else reporter
         per_alt = 2 + self.session.n_stems * (int(export_stems or bool(daw)) + int(pre_stems)) + len(daw)
-        with reporter.phase("write", total=per_alt * len(self.alternatives) + 1, unit="files") as ph:
+        def master_wav(i: int, m) -> Path:
+            return write_audio(out / f"alt-{i + 1:02d}.wav", materialise(m.render.mix), self.session.sr, subtype="PCM_24")
+
+        with reporter.phase("write", total=per_alt * len(self.alternatives) + 1, unit="files") as ph, \
+                ThreadPoolExecutor(max(1, min(2, render_threads())), thread_name_prefix="evomix-write") as pool:
+            wavs = [pool.submit(master_wav, i, m) for i, m in enumerate(self.alternatives)]  # libsndfile: off the GIL
             for i, m in enumerate(self.alternatives):
                 name = f"alt-{i + 1:02d}"
-                written.append(write_audio(out / f"{name}.wav", materialise(m.render.mix), self.session.sr, subtype="PCM_24"))
+                written.append(wavs[i].result())
                 ph.advance()
                 written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
                 ph.advance()
@@ -695,33 +700,35 @@ def _render_alternatives(session, analysis, params, picks, target, names, phase:
     each render's result is the same as alone. ``phase`` advances once per finished render;
     ``keep_master_gain``: as for :func:`_finish_one`. With an empty list ``before_slot``, the
     listening report's "before" (the equal-gain sum, ``evomix.report_data``) joins the pipeline
-    last and its (render, summary) is appended to the list."""
+    first and its (render, summary) is appended to the list."""
     from evomix.report_data import before_strips
 
     jobs = [(lambda i=i: mix_strips(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
                                     threads=render_threads()),
              lambda strips: _finish_one(strips, analysis, target, names, keep_master_gain)) for i in picks]
     with_before = before_slot is not None and not before_slot
-    if with_before:
-        jobs.append((lambda: before_strips(session, analysis.grid, analysis=analysis),
-                     lambda strips: _finish_before(strips, analysis, target)))
+    if with_before:  # first: its master and summary then run beside the first candidate's strips
+        jobs.insert(0, (lambda: before_strips(session, analysis.grid, analysis=analysis),
+                        lambda strips: _finish_before(strips, analysis, target)))
     out: list = []
+
+    def collect(future) -> None:
+        out.append(future.result())
+        if len(out) > int(with_before):  # a candidate (not the before) is done
+            phase.advance()
+
     with ThreadPoolExecutor(1, thread_name_prefix="evomix-master") as master:
         pending = None
-        for k, (strips_of, finish) in enumerate(jobs):
+        for strips_of, finish in jobs:
             strips = strips_of()
             if pending is not None:
-                out.append(pending.result())
-                if len(out) <= len(picks):
-                    phase.advance()
+                collect(pending)
             pending = master.submit(finish, strips)
             del strips
         if pending is not None:
-            out.append(pending.result())
-            if len(out) <= len(picks):
-                phase.advance()
+            collect(pending)
     if with_before:
-        before_slot.append(out.pop())
+        before_slot.append(out.pop(0))
     return out
 
 
