@@ -182,26 +182,13 @@ def spectrum_svg(bands_hz, curves: list[tuple[str, list, dict]], title: str) -> 
 
 
 def masking_svg(stems: list, before: dict | None, after: dict, bands_hz, name: str) -> str:
-    """Who masks whom (rows: masked stem, columns: masker, dB of the row stem's masking) before and
-    after, and the masking profile over frequency (dB) before and after."""
+    """Where in frequency masking happens (dB per band), before and after, as an inline SVG; then
+    who masks whom before and after as two heat-map tables (:func:`masking_table_html`: rows the
+    masked stem, columns the masker, dB of the row stem's masking), drawn in HTML rather than
+    matplotlib (a 16 x 16 matrix with its labels cost ~0.3 s per alternative to draw as SVG)."""
     plt = _pyplot()
-    mats = [("before", before), (name, after)] if before else [(name, after)]
-    vmax = max(float(np.max(np.asarray(d["masking_matrix_db"]))) for _, d in mats) or 1.0
-    fig, axes = plt.subplots(1, len(mats) + 1, figsize=(3.0 * (len(mats) + 1) + 1.0, 3.2),
-                             gridspec_kw={"width_ratios": [1] * len(mats) + [1.5]})
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.3, top=0.9, wspace=0.45)
-    im = None
-    for ax, (label, d) in zip(axes, mats):
-        M = np.asarray(d["masking_matrix_db"], dtype=float)
-        im = ax.imshow(M, cmap="magma_r", vmin=0.0, vmax=vmax)
-        ax.set_xticks(range(len(stems)), stems, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(stems)), stems, fontsize=7)
-        ax.set_xlabel("masker")
-        ax.set_title(f"{label}: total {np.sum(M):.2f} dB")
-        ax.grid(False)
-    axes[0].set_ylabel("masked stem")
-    fig.colorbar(im, ax=axes[: len(mats)].tolist(), shrink=0.8, label="dB")
-    ax = axes[-1]
+    fig, ax = plt.subplots(figsize=(4.6, 2.8))
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.18, top=0.88)
     f = np.asarray(bands_hz, dtype=float)
     if before:
         ax.plot(f, before["masking_by_band_db"], color="#888888", lw=1.2, label="before")
@@ -210,7 +197,25 @@ def masking_svg(stems: list, before: dict | None, after: dict, bands_hz, name: s
     ax.set_ylabel("masking (dB)")
     ax.set_title("where masking happens")
     ax.legend(fontsize=7)
-    return _svg(fig)
+    mats = [("before", before), (name, after)] if before else [(name, after)]
+    vmax = max(float(np.max(np.asarray(d["masking_matrix_db"]))) for _, d in mats) or 1.0
+    tables = "".join(masking_table_html(stems, np.asarray(d["masking_matrix_db"], dtype=float), vmax, label)
+                     for label, d in mats)
+    return _svg(fig) + f'<div class="masking-tables">{tables}</div>'
+
+
+def masking_table_html(stems: list, M: np.ndarray, vmax: float, label: str) -> str:
+    """A masking matrix (stems x stems, dB) as a heat-map table: darker is more masking, the value in
+    each cell's title (hover)."""
+    def cell(v: float) -> str:
+        t = min(max(v / vmax, 0.0), 1.0) if vmax > 0 else 0.0
+        r, g, b = (int(255 + (c - 255) * t) for c in (110, 20, 60))  # white -> dark red
+        return (f'<td style="background:rgb({r},{g},{b})" title="{v:.3f} dB"></td>')
+
+    head = "".join(f'<th class="masker"><span>{_e(n)}</span></th>' for n in stems)
+    rows = "".join(f"<tr><th>{_e(n)}</th>{''.join(cell(float(v)) for v in M[i])}</tr>" for i, n in enumerate(stems))
+    return (f'<table class="heat"><caption>{_e(label)}: total {float(np.sum(M)):.2f} dB '
+            f'(rows masked by columns)</caption><tr><th></th>{head}</tr>{rows}</table>')
 
 
 def convergence_svg(generations: list, names: list, units: dict) -> str | None:
@@ -539,6 +544,12 @@ table.overview td:nth-child(2),table.overview th:nth-child(2){text-align:left}
 .card button.small{font-size:.75em;padding:.1em .6em;cursor:pointer}
 .chip{display:inline-block;background:#e3ecf7;border-radius:10px;padding:.1em .7em;margin:.1em;font-size:.85em}
 .plot svg{max-width:100%;height:auto}
+.masking-tables{display:flex;gap:1em;flex-wrap:wrap}
+table.heat td{width:12px;height:12px;padding:0;border:1px solid #fff}
+table.heat th{font-size:9px;font-weight:normal;text-align:right;padding:0 3px}
+table.heat th.masker{height:60px;vertical-align:bottom}
+table.heat th.masker span{writing-mode:vertical-rl;transform:rotate(180deg)}
+table.heat caption{font-size:10px;text-align:left}
 .note{font-size:.8em;color:#666}
 #transport .note{color:#bbb}
 footer{font-size:.8em;color:#777;padding-bottom:2em}
