@@ -26,7 +26,6 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from evomix.errors import AudioFileError, ParameterError
 
@@ -147,6 +146,7 @@ class Session:
             return self.audio[i]
         x, rate = read_audio(self.paths[i], dtype="float32")
         if rate != self.sr:
+            from scipy.signal import resample_poly  # here, not at import: scipy.signal takes ~0.9 s to import
             g = gcd(self.sr, rate)
             x = resample_poly(x, self.sr // g, rate // g, axis=1)
         out = np.zeros((2, self.n_samples), dtype=np.float32)
@@ -611,6 +611,7 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     def decode(f):  # one file, as float32 at the session rate (libsndfile and resample_poly release the GIL)
         x, rate = read_audio(f, dtype="float32")
         if rate != target:
+            from scipy.signal import resample_poly  # here, not at import: scipy.signal takes ~0.9 s to import
             g = gcd(target, rate)
             x = resample_poly(x, target // g, rate // g, axis=1).astype(np.float32, copy=False)
         return x, rate

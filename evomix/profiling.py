@@ -32,7 +32,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from evomix.audio import expand_paths, read_audio, write_text_atomic
 from evomix.core.features import Features
@@ -141,6 +140,7 @@ def third_octave_ltas_db(x: np.ndarray, sr: int, *, normalise: bool = True) -> n
     centres in 40 Hz–16 kHz is removed (the profile format). Bands reaching above Nyquist
     (sr < 36 kHz) repeat the highest complete band's level.
     """
+    import scipy.signal
     stereo = as_stereo(x)
     n = stereo.shape[-1]
     nper = min(n, 1 << int(round(math.log2(0.75 * sr))))

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import nnls
-from scipy.signal import resample_poly
 
 from evomix.audio import Session, read_audio
 from evomix.engine.analysis import Analysis
@@ -56,6 +55,7 @@ class ReferenceFit:
 
 def read_reference(path: str | Path, session: Session) -> np.ndarray:
     """The reference audio as (2, samples) at the session rate, cut or zero-padded to its length."""
+    from scipy.signal import resample_poly
     path = Path(path)
     x, sr = read_audio(path)
     if sr != session.sr:

@@ -42,7 +42,6 @@ from typing import Collection
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from evomix.errors import ParameterError
 
@@ -89,6 +88,7 @@ def butter_sos(kind: str, freq_hz, sr: int, order: int = 2) -> np.ndarray:
         Sample rate, Hz.
     order : int > 0
     """
+    from scipy import signal
     nyq = 0.5 * sr
     f = np.minimum(np.atleast_1d(np.asarray(freq_hz, dtype=float)), 0.45 * sr)
     wn = f / nyq
@@ -191,6 +191,7 @@ def _section_gain(kind: str, n: int, rng: np.random.Generator, sr: int) -> np.nd
 def _filtered_noise(rng: np.random.Generator, length: int, lo_hz: float, hi_hz: float | None = None, *,
                     sr: int) -> np.ndarray:
     """White noise, 4th-order high-passed at ``lo_hz`` or (with ``hi_hz``) band-passed, (length,)."""
+    from scipy import signal
     x = rng.standard_normal(length)
     if hi_hz is None:
         sos = butter_sos("highpass", lo_hz, sr, order=4)
@@ -488,6 +489,7 @@ def synth_stem(kind: str, n: int, rng: np.random.Generator, variant: int = 0, *,
     >>> x.shape, x.dtype
     ((2, 44100), dtype('float64'))
     """
+    from scipy import signal
     if kind not in _INSTRUMENTS:
         raise ParameterError(f"synth_stem: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     out = np.zeros((2, n))
@@ -618,6 +620,7 @@ def _adsr(n: int, sr: int, attack_s: float, release_s: float, decay_tau_s: float
 
 def _smooth_noise(rng: np.random.Generator, n: int, sr: int, cutoff_hz: float) -> np.ndarray:
     """Unit-variance white noise low-passed at ``cutoff_hz`` (Hz), length ``n``."""
+    from scipy import signal
     x = signal.sosfilt(butter_sos("lowpass", cutoff_hz, sr), rng.standard_normal(n + sr // 10))[sr // 10:]
     return x / (np.std(x) + 1e-12)
 
@@ -630,6 +633,7 @@ def drum_kit(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray
     closed hi-hats on 8ths (high-passed noise, slightly spread) with an open hat at the end of
     every bar. ``beat``: samples per beat.
     """
+    from scipy import signal
     out = np.zeros((2, n))
     hp20 = butter_sos("highpass", 20.0, sr)
     snare_bp = butter_sos("bandpass", (1000.0, 5000.0), sr)
@@ -687,6 +691,7 @@ def drum_kit(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray
 def saw_bass(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray:
     """Mono saw/square bass following the chord roots (43-110 Hz), low-passed at 450 Hz, plucky
     envelope, a little drive; shape (1, n), float64 (unnormalised)."""
+    from scipy import signal
     out = np.zeros(n)
     bar = 4 * beat
     for bar_i in range(int(np.ceil(n / bar))):
@@ -708,6 +713,7 @@ def saw_bass(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray
 def saw_pad(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray:
     """Stereo pad of detuned band-limited saws voicing the triads (196-523 Hz), low-passed at
     2.5 kHz, stereo from different detunes per side, pumped on every beat; (2, n) float64."""
+    from scipy import signal
     out = np.zeros((2, n))
     bar = 4 * beat
     tail = int(0.25 * sr)
@@ -734,6 +740,7 @@ def saw_pad(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray:
 def saw_lead(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.ndarray:
     """Mono saw/square synth lead melody (494-784 Hz) with delayed vibrato, low-passed at 3 kHz;
     (1, n) float64 (unnormalised)."""
+    from scipy import signal
     out = np.zeros(n)
     cycle = 16 * beat
     for cyc in range(int(np.ceil(n / cycle))):
@@ -769,6 +776,7 @@ def formant_vocal(rng: np.random.Generator, sr: int, n: int, beat: int) -> np.nd
     """Mono formant voice: a band-limited glottal-like saw with vibrato, scoop and jitter (melody
     220-392 Hz) through three vowel formant resonators (/a/ /e/ /i/ /o/ per syllable), syllable
     envelopes with gaps, a little breath noise; (1, n) float64 (unnormalised)."""
+    from scipy import signal
     out = np.zeros(n)
     cycle = 16 * beat
     breath_hp = butter_sos("highpass", 1500.0, sr)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
-from scipy.signal import butter
 
 from evomix.core.compiled import lazy_njit
 from evomix.engine.bands import BandGrid
@@ -104,6 +103,7 @@ def search_filters(sr: int) -> list:
     """The filters after which each stem's peaks are sought, as second-order sections (k, 6) each:
     the RBJ high-passes ``PEAK_SEARCH_HPF_HZ`` (Q 0.707), then 2nd-order Butterworth sections
     splitting the spectrum at ``PEAK_GROUP_EDGES_HZ`` (a low-pass, band-passes, a high-pass)."""
+    from scipy.signal import butter  # here, not at import: scipy.signal takes ~0.9 s to import
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
     filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
     for lo, hi in zip(edges[:-1], edges[1:]):

@@ -253,3 +253,16 @@ def test_errors_name_the_fix():
         meter.k_weighting_sos(0)
     with pytest.raises(ParameterError, match="oversample"):
         meter.true_peak_dbtp(np.zeros((2, 100)), SR_EBU, oversample=0)
+
+
+def test_the_true_peak_interpolator_is_firwin_kaiser():
+    """The meter designs its BS.1770-4 Annex 2 interpolator in numpy (no scipy.signal import at
+    render time); it is scipy's firwin with the same Kaiser window, within 1e-15."""
+    import scipy.signal
+
+    from evomix.core.meter import _kaiser_lowpass
+
+    for factor in (2, 4):
+        n = 20 * factor + 1
+        ref = scipy.signal.firwin(n, 1.0 / factor, window=("kaiser", 5.0))
+        np.testing.assert_allclose(_kaiser_lowpass(n, 1.0 / factor, 5.0), ref, rtol=0, atol=1e-15)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d
-from scipy.signal import resample_poly
 
 from evomix.engine.dsp._checks import _require_positive, _require_signal
 from evomix.errors import ParameterError
@@ -19,6 +18,7 @@ TRUE_PEAK_FLOOR_DB = -200.0
 
 def _oversampled_abs_max(x, oversample, axis_count):
     """max |x| after ``oversample``-times polyphase upsampling, over the last ``axis_count`` axes."""
+    from scipy.signal import resample_poly
     up = resample_poly(x, oversample, 1, axis=-1) if oversample > 1 else x
     return np.abs(up).max(axis=tuple(range(-axis_count, 0)))
 
@@ -95,6 +95,7 @@ def _true_peak_envelope(x, oversample, block_samples=1 << 15):
     ``resample_poly`` filter spans about 10 input samples each way), so the result equals the
     whole-signal computation while the oversampled buffer stays small.
     """
+    from scipy.signal import resample_poly
     n_ch, n_samples = x.shape
     env = np.abs(x).max(axis=0)  # (samples,), the samples themselves
     if oversample == 1:
