@@ -172,23 +172,36 @@ def jnd_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def fast_descriptors(analysis, table, genomes: np.ndarray, *, target_lufs: float, ceiling_dbtp: float,
-                     block: int = 32) -> dict:
+                     block: int = 32, threads: int | None = None) -> dict:
     """Fast-tier descriptors of genomes (n, genes): ``{name: (n,)}``, rendered ``block`` at a time
-    (``engine.batch.render_features``; the fast tier's subset of frames)."""
+    (``engine.batch.render_features``; the fast tier's subset of frames), the blocks on ``threads``
+    threads (default: every core this process may use; the fast tier's kernels release the GIL,
+    and each block's result is the same on any thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from evomix.engine.batch import render_features
+    from evomix.parallel import available_cores
 
     genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
-    parts = []
-    for start in range(0, genomes.shape[0], block):
+
+    def one(start: int) -> dict:
         g = genomes[start : start + block]
         n = g.shape[0]
         if n == 1:
             g = np.concatenate([g, g])  # a block of one renders beside a copy (see evaluate.Problem)
         feats = render_features(analysis, table.decode(g, analysis.trim_db), target_lufs=target_lufs,
                                 ceiling_dbtp=ceiling_dbtp)
-        parts.append({k: v[:n] for k, v in describe(feats).items()})
-    if not parts:
+        return {k: v[:n] for k, v in describe(feats).items()}
+
+    starts = list(range(0, genomes.shape[0], block))
+    if not starts:
         return {k: np.zeros(0) for k in DESCRIPTORS}
+    workers = max(1, min(len(starts), available_cores() if threads is None else int(threads)))
+    if workers == 1:
+        parts = [one(a) for a in starts]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="evomix-describe") as pool:
+            parts = list(pool.map(one, starts))
     return {k: np.concatenate([p[k] for p in parts]) for k in DESCRIPTORS}
 
 

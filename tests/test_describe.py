@@ -164,3 +164,21 @@ def test_fast_tier_descriptors_follow_the_exact_ones(exported):
         f = np.array([m["descriptors_fast"][key] for m in ms])
         audible = e > -30.0  # a low end 50 dB down (no bass stem) is compared to nothing
         assert np.max(np.abs(e - f)[audible], initial=0.0) <= tol, (key, e, f)
+
+
+def test_fast_descriptors_are_the_same_on_any_number_of_threads(stem_dir):
+    from evomix.audio import load_session
+    from evomix.describe import fast_descriptors
+    from evomix.engine.analysis import analyze_session
+    from evomix.genome import GeneTable
+
+    session = load_session(sorted(stem_dir.glob("*.wav")))
+    analysis = analyze_session(session)
+    table = GeneTable(session.n_stems)
+    G = table.initial_population(70, np.random.default_rng(3))  # 3 blocks of 32, the last a short one
+    one = fast_descriptors(analysis, table, G, target_lufs=-14.0, ceiling_dbtp=-1.0, threads=1)
+    two = fast_descriptors(analysis, table, G, target_lufs=-14.0, ceiling_dbtp=-1.0, threads=2)
+    assert set(one) == set(two)
+    for k in one:
+        assert one[k].shape == (70,)
+        np.testing.assert_array_equal(one[k], two[k])
