@@ -33,6 +33,7 @@ __all__ = [
     "true_peak_envelope",
     "limiter_core",
     "k_block_powers",
+    "k_hop_sums",
     "frame_gain_power",
     "eq_detect_chunk",
     "smooth_chunk",
@@ -318,6 +319,42 @@ def k_block_powers(x, gain, scale, sos, block, hop):  # (C, n), (n,) or (0,), fl
         for b in range(n_blocks):
             d = c_hi[b] - c_lo[b]
             out[ch, b] = (d if d > 0.0 else 0.0) / block
+    return out
+
+
+@lazy_njit
+def k_hop_sums(x, sos, hop):  # (C, n), (k, 6) -> (C, n // hop + 1)
+    """The running sum of the K-weighted squares of each row read at every multiple of ``hop``:
+    ``C[c, j] = sum_{s < j hop} y[c, s]^2`` -- the sums ``k_block_powers`` reads at its block
+    edges, so any block of a whole number of hops is ``C[j + m] - C[j]``, bit for bit the same
+    (the integrated loudness's 0.4 s blocks and the loudness range's 3 s windows from one
+    filtering). States below ``SUBNORMAL_FLOOR`` are set to 0 as there."""
+    n_ch, n = x.shape
+    k = sos.shape[0]
+    n_hops = n // hop
+    out = np.zeros((n_ch, n_hops + 1))
+    for ch in range(n_ch):
+        z0 = np.zeros(k)
+        z1 = np.zeros(k)
+        csum = 0.0
+        for i in range(n):
+            if i % hop == 0:
+                out[ch, i // hop] = csum
+            if i & (SUBNORMAL_CHECK - 1) == 0:
+                for s in range(k):
+                    if abs(z0[s]) < SUBNORMAL_FLOOR:
+                        z0[s] = 0.0
+                    if abs(z1[s]) < SUBNORMAL_FLOOR:
+                        z1[s] = 0.0
+            v = x[ch, i]
+            for s in range(k):
+                y = sos[s, 0] * v + z0[s]
+                z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]
+                z1[s] = sos[s, 2] * v - sos[s, 5] * y
+                v = y
+            csum += v * v
+        if n % hop == 0:
+            out[ch, n_hops] = csum
     return out
 
 

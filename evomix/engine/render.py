@@ -159,6 +159,24 @@ class _Grid:
         z = chain.k_block_powers(x, gain, float(scale), self.k_sos, self.block, self.block_hop)  # (ch, blocks)
         return float(gated_loudness(z))
 
+    def loudness_and_range(self, x: np.ndarray) -> tuple[float, float]:
+        """(integrated loudness LUFS, loudness range LU) of ``x`` from one K-weighting pass when both
+        block lengths are whole numbers of hops (``chain.k_hop_sums``; the same values as
+        :meth:`loudness` and :meth:`loudness_range`), else from two. LRA is 0 below one 3 s window."""
+        short = int(round(3.0 * self.sr))
+        n = x.shape[-1]
+        if self.block % self.block_hop or short % self.block_hop:
+            return self.loudness(x, np.zeros(0), 1.0), (self.loudness_range(x) if n >= short else 0.0)
+        c = chain.k_hop_sums(x, self.k_sos, self.block_hop)  # (ch, hops + 1)
+
+        def blocks(length: int) -> np.ndarray:
+            m = length // self.block_hop
+            count = (n - length) // self.block_hop + 1 if n >= length else 0
+            d = c[:, m : m + count] - c[:, :count]
+            return np.where(d > 0.0, d, 0.0) / length  # (ch, blocks)
+
+        return float(gated_loudness(blocks(self.block))), (float(lra_from_short_term(blocks(short))) if n >= short else 0.0)
+
     def loudness_range(self, x: np.ndarray) -> float:
         """Loudness range (LU, EBU Tech 3342) of ``x``: 3 s short-term windows every 0.1 s."""
         z = chain.k_block_powers(x, np.zeros(0), 1.0, self.k_sos, int(round(3.0 * self.sr)), self.block_hop)
@@ -473,6 +491,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
     mix_power, mix_cross = band_powers_chunked(render.mix, grid, cross=True)  # (2, B, T), (B, T)
     g = _Grid(grid.sr, render.mix.shape[-1])
+    lufs, lra = g.loudness_and_range(render.mix)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
     sr = grid.sr
     if render.true_peak_dbtp is not None:
@@ -489,11 +508,10 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         stem_spread=stem_spread[None].astype(np.float32),
         mix_power=mix_power[None],
         mix_cross=mix_cross[None],
-        loudness_lufs=np.array([g.loudness(render.mix, np.zeros(0), 1.0)]),
+        loudness_lufs=np.array([lufs]),
         raw_loudness_lufs=np.array([render.raw_loudness_lufs]),
         # LRA needs one 3 s short-term window; shorter, 0 LU, as the fast tier (one window) and measure.py
-        lra_lu=np.atleast_1d(np.asarray(g.loudness_range(render.mix) if render.mix.shape[-1] >= 3 * sr else 0.0,
-                                        dtype=float)),
+        lra_lu=np.array([lra]),
         true_peak_dbtp=np.array([tp]),
         limiter_gr_db=np.array([render.limiter_gr_db]),
         frames=np.arange(mix_power.shape[-1]),
