@@ -27,8 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from evomix.errors import ParameterError
 from evomix.engine.render import ExactRender, iter_stem_strips, render_exact
 from evomix.export.files import atomic_folder, write_float_wav
