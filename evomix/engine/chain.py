@@ -33,7 +33,8 @@ __all__ = [
     "true_peak_envelope",
     "limiter_core",
     "k_block_powers",
-    "k_hop_sums",
+    "k_sums_at",
+    "k_block_powers_of",
     "frame_gain_power",
     "eq_detect_chunk",
     "smooth_chunk",
@@ -268,37 +269,30 @@ SUBNORMAL_FLOOR = 1e-200
 
 
 @lazy_njit
-def k_block_powers(x, gain, scale, sos, block, hop):  # (C, n), (n,) or (0,), float, (k, 6) -> (C, blocks)
-    """Mean square of the K-weighted ``scale * x * gain`` per gating block (BS.1770-4 Annex 1,
-    eqs. 1 and 3; ``evomix.core.meter.block_powers``) without forming the product: each row is
-    filtered once (``sos``: the K-weighting sections) and its squares summed into the blocks
-    (``block`` samples every ``hop``). An empty ``gain`` means 1.
+def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (k, 6), (E,) -> (C, E)
+    """The running sum of the K-weighted squares of ``scale * x * gain`` per row, read at the
+    sorted sample indices ``at`` (each in ``[0, n]``): ``C[c, e] = sum_{s < at[e]} y[c, s]^2``,
+    without forming the product. Each row is filtered once (``sos``: the K-weighting sections),
+    so any set of blocks comes from one pass (:func:`k_block_powers`). An empty ``gain`` means 1.
 
     Every ``SUBNORMAL_CHECK`` samples a filter state below ``SUBNORMAL_FLOOR`` is set to 0: after
     a digital silence the states otherwise decay into subnormal floats, which the CPU handles in
     microcode (~6x slower on a stem with silent stretches). Such a state's output squared is 0 in
-    float64 anyway, and a returning signal rounds it away, so the block powers do not change."""
+    float64 anyway, and a returning signal rounds it away, so the sums do not change."""
     n_ch, n = x.shape
     k = sos.shape[0]
-    n_blocks = (n - block) // hop + 1 if n >= block else 0
-    out = np.zeros((n_ch, n_blocks))
+    n_at = at.shape[0]
+    out = np.zeros((n_ch, n_at))
     has_gain = gain.shape[0] == n
     for ch in range(n_ch):
         z0 = np.zeros(k)
         z1 = np.zeros(k)
         csum = 0.0
-        # C(t) = sum_{s < t} y[s]^2 read at block edges lo = b hop and hi = b hop + block
-        c_lo = np.zeros(n_blocks)
-        c_hi = np.zeros(n_blocks)
-        bl = 0
-        bh = 0
+        e = 0
         for i in range(n + 1):
-            while bl < n_blocks and bl * hop == i:
-                c_lo[bl] = csum
-                bl += 1
-            while bh < n_blocks and bh * hop + block == i:
-                c_hi[bh] = csum
-                bh += 1
+            while e < n_at and at[e] == i:
+                out[ch, e] = csum
+                e += 1
             if i == n:
                 break
             if i & (SUBNORMAL_CHECK - 1) == 0:  # a state ringing out into a silence: set it to 0
@@ -316,46 +310,34 @@ def k_block_powers(x, gain, scale, sos, block, hop):  # (C, n), (n,) or (0,), fl
                 z1[s] = sos[s, 2] * v - sos[s, 5] * y
                 v = y
             csum += v * v
-        for b in range(n_blocks):
-            d = c_hi[b] - c_lo[b]
-            out[ch, b] = (d if d > 0.0 else 0.0) / block
     return out
 
 
-@lazy_njit
-def k_hop_sums(x, sos, hop):  # (C, n), (k, 6) -> (C, n // hop + 1)
-    """The running sum of the K-weighted squares of each row read at every multiple of ``hop``:
-    ``C[c, j] = sum_{s < j hop} y[c, s]^2`` -- the sums ``k_block_powers`` reads at its block
-    edges, so any block of a whole number of hops is ``C[j + m] - C[j]``, bit for bit the same
-    (the integrated loudness's 0.4 s blocks and the loudness range's 3 s windows from one
-    filtering). States below ``SUBNORMAL_FLOOR`` are set to 0 as there."""
-    n_ch, n = x.shape
-    k = sos.shape[0]
-    n_hops = n // hop
-    out = np.zeros((n_ch, n_hops + 1))
-    for ch in range(n_ch):
-        z0 = np.zeros(k)
-        z1 = np.zeros(k)
-        csum = 0.0
-        for i in range(n):
-            if i % hop == 0:
-                out[ch, i // hop] = csum
-            if i & (SUBNORMAL_CHECK - 1) == 0:
-                for s in range(k):
-                    if abs(z0[s]) < SUBNORMAL_FLOOR:
-                        z0[s] = 0.0
-                    if abs(z1[s]) < SUBNORMAL_FLOOR:
-                        z1[s] = 0.0
-            v = x[ch, i]
-            for s in range(k):
-                y = sos[s, 0] * v + z0[s]
-                z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]
-                z1[s] = sos[s, 2] * v - sos[s, 5] * y
-                v = y
-            csum += v * v
-        if n % hop == 0:
-            out[ch, n_hops] = csum
+def k_block_powers_of(x, gain, scale, sos, blocks, hop) -> list:
+    """Mean square of the K-weighted ``scale * x * gain`` per block, for each block length in
+    ``blocks`` (samples, every ``hop`` samples; BS.1770-4 Annex 1 eqs. 1 and 3, as
+    ``evomix.core.meter.block_powers``), all from one filtering (:func:`k_sums_at`): a list of
+    (C, blocks) arrays, e.g. the integrated loudness's 0.4 s blocks and the loudness range's 3 s
+    windows of the same signal."""
+    n = x.shape[-1]
+    spans = []
+    for block in blocks:
+        count = (n - block) // hop + 1 if n >= block else 0
+        lo = np.arange(count, dtype=np.int64) * hop
+        spans.append((lo, lo + block, block))
+    at = np.unique(np.concatenate([np.concatenate([lo, hi]) for lo, hi, _ in spans] + [np.zeros(0, np.int64)]))
+    c = k_sums_at(x, gain, float(scale), sos, at)  # (C, edges)
+    out = []
+    for lo, hi, block in spans:
+        d = c[:, np.searchsorted(at, hi)] - c[:, np.searchsorted(at, lo)]
+        out.append(np.where(d > 0.0, d, 0.0) / block)
     return out
+
+
+def k_block_powers(x, gain, scale, sos, block, hop):  # (C, n), (n,) or (0,), float, (k, 6) -> (C, blocks)
+    """Mean square of the K-weighted ``scale * x * gain`` per gating block (``block`` samples
+    every ``hop``): :func:`k_block_powers_of` for one block length."""
+    return k_block_powers_of(x, gain, scale, sos, (int(block),), int(hop))[0]
 
 
 @lazy_njit

@@ -160,22 +160,13 @@ class _Grid:
         return float(gated_loudness(z))
 
     def loudness_and_range(self, x: np.ndarray) -> tuple[float, float]:
-        """(integrated loudness LUFS, loudness range LU) of ``x`` from one K-weighting pass when both
-        block lengths are whole numbers of hops (``chain.k_hop_sums``; the same values as
-        :meth:`loudness` and :meth:`loudness_range`), else from two. LRA is 0 below one 3 s window."""
+        """(integrated loudness LUFS, loudness range LU) of ``x`` from one K-weighting pass
+        (``chain.k_block_powers_of``; the same values as :meth:`loudness` and
+        :meth:`loudness_range`). LRA is 0 below one 3 s window."""
         short = int(round(3.0 * self.sr))
-        n = x.shape[-1]
-        if self.block % self.block_hop or short % self.block_hop:
-            return self.loudness(x, np.zeros(0), 1.0), (self.loudness_range(x) if n >= short else 0.0)
-        c = chain.k_hop_sums(x, self.k_sos, self.block_hop)  # (ch, hops + 1)
-
-        def blocks(length: int) -> np.ndarray:
-            m = length // self.block_hop
-            count = (n - length) // self.block_hop + 1 if n >= length else 0
-            d = c[:, m : m + count] - c[:, :count]
-            return np.where(d > 0.0, d, 0.0) / length  # (ch, blocks)
-
-        return float(gated_loudness(blocks(self.block))), (float(lra_from_short_term(blocks(short))) if n >= short else 0.0)
+        z, z_short = chain.k_block_powers_of(x, np.zeros(0), 1.0, self.k_sos, (self.block, short), self.block_hop)
+        lra = float(lra_from_short_term(z_short)) if x.shape[-1] >= short else 0.0
+        return float(gated_loudness(z)), lra
 
     def loudness_range(self, x: np.ndarray) -> float:
         """Loudness range (LU, EBU Tech 3342) of ``x``: 3 s short-term windows every 0.1 s."""

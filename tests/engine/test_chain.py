@@ -188,9 +188,8 @@ def test_k_block_powers_after_a_digital_silence_is_the_meter(rng):
 
 @pytest.mark.parametrize("sr,seconds", [(44100, 7.3), (48000, 3.0), (11025, 5.0), (96000, 4.4)])
 def test_loudness_and_range_from_one_pass_are_the_two_passes(sr, seconds, rng):
-    """Integrated loudness and LRA from one K-weighting pass (chain.k_hop_sums) are, bit for bit,
-    what the two block-power passes give (11025 Hz: 0.4 s is not a whole number of 0.1 s hops, so
-    the two passes run)."""
+    """Integrated loudness and LRA from one K-weighting pass (chain.k_block_powers_of) are, bit for
+    bit, what two block-power passes give (11025 Hz: 0.4 s is not a whole number of 0.1 s hops)."""
     n = int(sr * seconds)
     x = rng.standard_normal((2, n)) * np.linspace(0.01, 0.5, n)
     g = _Grid(sr, n)
