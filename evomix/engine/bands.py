@@ -206,14 +206,25 @@ def _band_sums(spec, w, bin_band, power, cross_out, total, cross, with_total):
         for f in range(n_f):
             for b in range(n_bands):
                 power[c, b, f] = 0.0
+            # a band's bins are consecutive (``band_grid``): sum each run of them in a local
+            # float32 and store it once (the same additions in the same order as summing in place)
+            cur = -1
+            acc = np.float32(0.0)
             for k in range(n_bins):
                 b = bin_band[k]
                 z = spec[c, f, k]
                 p = (z.real * z.real + z.imag * z.imag) * w[k]
                 if with_total:
                     total[k] += p
+                if b != cur:
+                    if cur >= 0:
+                        power[c, cur, f] += acc
+                    cur = b
+                    acc = np.float32(0.0)
                 if b >= 0:
-                    power[c, b, f] += p
+                    acc += p
+            if cur >= 0:
+                power[c, cur, f] += acc
     if cross:
         for f in range(n_f):
             for b in range(n_bands):

@@ -34,6 +34,16 @@ CHUNK_HOPS = 128  # analysis hops per chunk (6.4 s): whole frames per chunk for 
 # chunks cost less per-chunk overhead (4 renders pipelined: 24.1 s at 128 hops, 27.6 s at 32, 25.0 s at 256)
 
 
+def _sections(sos, k: int) -> np.ndarray:
+    """``sos`` (m, 6) as exactly ``k`` sections for the kernels written out for ``k``: padded with
+    sections that pass the signal unchanged (``1 * v + 0`` is ``v``, so the output is the same)."""
+    sos = np.asarray(sos, dtype=np.float64).reshape(-1, 6)
+    if sos.shape[0] > k:
+        raise ValueError(f"StripStream: at most {k} biquad sections here, got {sos.shape[0]}")
+    pad = np.tile(chain.IDENTITY_SECTION, (k - sos.shape[0], 1))
+    return np.ascontiguousarray(np.concatenate([sos, pad]))
+
+
 class StripStream:
     """Stem ``s`` of candidate ``i`` through its strip, ``chunk`` samples per :meth:`advance`.
 
@@ -55,8 +65,8 @@ class StripStream:
         self.x, self.g = x, g
         self.rows = x.shape[0]
         self.n = g.n
-        self.sos = np.ascontiguousarray(sos, dtype=np.float64)
-        self.master_sos = np.ascontiguousarray(master_sos, dtype=np.float64)
+        self.sos = _sections(sos, chain.EQ_SECTIONS)
+        self.master_sos = _sections(master_sos, chain.MASTER_SECTIONS)
         self.trim, self.fader = float(trim), float(fader)
         self.pans = np.ascontiguousarray(pans, dtype=np.float64)
         self.threshold = np.array([float(threshold_db)])
