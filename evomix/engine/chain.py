@@ -137,6 +137,7 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
     top = 0.0
     m = block + 2  # the block's samples plus one neighbour each side
     seg = np.zeros(m + taps)
+    acc = np.zeros(m)
     flat = np.zeros(n_ph * m)
     for ch in range(n_ch):
         for a in range(0, n, block):
@@ -148,32 +149,17 @@ def true_peak_envelope(x, phases, offset, block, raw_max):  # (C, n) f64, (P, ta
                 t = first + u
                 seg[u] = x[ch, t] if 0 <= t < n else 0.0
             # |y| at sample a - 1 + u + p / P into flat[P u + p]: y = sum_k phases_rev[p, k] seg[u + k],
-            # four outputs at a time, each summed over k in order (vectorised across outputs only)
+            # each output summed over k in order; the loop over the block's outputs innermost, so
+            # it runs in SIMD lanes (the same additions in the same order for every output)
             for p in range(n_ph):
-                u = 0
-                while u < cnt:
-                    if u + 4 <= cnt:
-                        a0 = 0.0
-                        a1 = 0.0
-                        a2 = 0.0
-                        a3 = 0.0
-                        for k in range(taps):
-                            h = phases_rev[p, k]
-                            a0 += h * seg[u + k]
-                            a1 += h * seg[u + 1 + k]
-                            a2 += h * seg[u + 2 + k]
-                            a3 += h * seg[u + 3 + k]
-                        flat[n_ph * u + p] = abs(a0)
-                        flat[n_ph * (u + 1) + p] = abs(a1)
-                        flat[n_ph * (u + 2) + p] = abs(a2)
-                        flat[n_ph * (u + 3) + p] = abs(a3)
-                        u += 4
-                    else:
-                        a0 = 0.0
-                        for k in range(taps):
-                            a0 += phases_rev[p, k] * seg[u + k]
-                        flat[n_ph * u + p] = abs(a0)
-                        u += 1
+                for u in range(cnt):
+                    acc[u] = 0.0
+                for k in range(taps):
+                    h = phases_rev[p, k]
+                    for u in range(cnt):
+                        acc[u] += h * seg[u + k]
+                for u in range(cnt):
+                    flat[n_ph * u + p] = abs(acc[u])
             length = n_ph * cnt
             lo_valid = n_ph if a == 0 else 0  # indices before sample 0 do not exist
             hi_valid = length - n_ph if b == n else length
@@ -274,48 +260,98 @@ SUBNORMAL_FLOOR = 1e-200
 
 
 @lazy_njit
-def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (k, 6), (E,) -> (C, E)
+def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (2, 6), (E,) -> (C, E)
     """The running sum of the K-weighted squares of ``scale * x * gain`` per row, read at the
     sorted sample indices ``at`` (each in ``[0, n]``): ``C[c, e] = sum_{s < at[e]} y[c, s]^2``,
-    without forming the product. Each row is filtered once (``sos``: the K-weighting sections),
-    so any set of blocks comes from one pass (:func:`k_block_powers`). An empty ``gain`` means 1.
+    without forming the product. Each row is filtered once (``sos``: the two K-weighting
+    sections), so any set of blocks comes from one pass (:func:`k_block_powers`). An empty
+    ``gain`` means 1. The rows go through the filter two at a time, side by side, with the states
+    in local variables (two independent recursions the CPU runs at once).
 
     Every ``SUBNORMAL_CHECK`` samples a filter state below ``SUBNORMAL_FLOOR`` is set to 0: after
     a digital silence the states otherwise decay into subnormal floats, which the CPU handles in
     microcode (~6x slower on a stem with silent stretches). Such a state's output squared is 0 in
     float64 anyway, and a returning signal rounds it away, so the sums do not change."""
     n_ch, n = x.shape
-    k = sos.shape[0]
     n_at = at.shape[0]
     out = np.zeros((n_ch, n_at))
     has_gain = gain.shape[0] == n
-    for ch in range(n_ch):
-        z0 = np.zeros(k)
-        z1 = np.zeros(k)
-        csum = 0.0
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    for c0 in range(0, n_ch, 2):
+        two = c0 + 1 < n_ch
+        c1 = c0 + 1 if two else c0
+        p0 = q0 = p1 = q1 = 0.0
+        P0 = Q0 = P1 = Q1 = 0.0
+        s0 = 0.0
+        s1 = 0.0
         e = 0
-        for i in range(n + 1):
+        i = 0
+        while True:
             while e < n_at and at[e] == i:
-                out[ch, e] = csum
+                out[c0, e] = s0
+                if two:
+                    out[c1, e] = s1
                 e += 1
-            if i == n:
+            if i >= n:
                 break
             if i & (SUBNORMAL_CHECK - 1) == 0:  # a state ringing out into a silence: set it to 0
-                for s in range(k):
-                    if abs(z0[s]) < SUBNORMAL_FLOOR:
-                        z0[s] = 0.0
-                    if abs(z1[s]) < SUBNORMAL_FLOOR:
-                        z1[s] = 0.0
-            v = x[ch, i] * scale
-            if has_gain:
-                v = v * gain[i]
-            for s in range(k):
-                y = sos[s, 0] * v + z0[s]
-                z0[s] = sos[s, 1] * v - sos[s, 4] * y + z1[s]
-                z1[s] = sos[s, 2] * v - sos[s, 5] * y
-                v = y
-            csum += v * v
+                if abs(p0) < SUBNORMAL_FLOOR:
+                    p0 = 0.0
+                if abs(q0) < SUBNORMAL_FLOOR:
+                    q0 = 0.0
+                if abs(p1) < SUBNORMAL_FLOOR:
+                    p1 = 0.0
+                if abs(q1) < SUBNORMAL_FLOOR:
+                    q1 = 0.0
+                if abs(P0) < SUBNORMAL_FLOOR:
+                    P0 = 0.0
+                if abs(Q0) < SUBNORMAL_FLOOR:
+                    Q0 = 0.0
+                if abs(P1) < SUBNORMAL_FLOOR:
+                    P1 = 0.0
+                if abs(Q1) < SUBNORMAL_FLOOR:
+                    Q1 = 0.0
+            stop = (i | (SUBNORMAL_CHECK - 1)) + 1  # up to the next check or read-out, no test inside
+            if stop > n:
+                stop = n
+            if e < n_at and at[e] < stop:
+                stop = at[e]
+            for t in range(i, stop):
+                v = x[c0, t] * scale
+                if has_gain:
+                    v = v * gain[t]
+                yv = b00 * v + p0
+                p0 = b01 * v - a01 * yv + q0
+                q0 = b02 * v - a02 * yv
+                v = yv
+                yv = b10 * v + p1
+                p1 = b11 * v - a11 * yv + q1
+                q1 = b12 * v - a12 * yv
+                s0 += yv * yv
+                if two:
+                    w = x[c1, t] * scale
+                    if has_gain:
+                        w = w * gain[t]
+                    yw = b00 * w + P0
+                    P0 = b01 * w - a01 * yw + Q0
+                    Q0 = b02 * w - a02 * yw
+                    w = yw
+                    yw = b10 * w + P1
+                    P1 = b11 * w - a11 * yw + Q1
+                    Q1 = b12 * w - a12 * yw
+                    s1 += yw * yw
+            i = stop
     return out
+
+
+def _k_sections(sos) -> np.ndarray:
+    """The K-weighting ``sos`` as exactly 2 sections for :func:`k_sums_at` (padded with
+    ``IDENTITY_SECTION``, which passes the signal unchanged)."""
+    sos = np.asarray(sos, dtype=np.float64).reshape(-1, 6)
+    if sos.shape[0] > 2:
+        raise ValueError(f"k_sums_at: at most 2 biquad sections, got {sos.shape[0]}")
+    return np.ascontiguousarray(np.concatenate([sos, np.tile(IDENTITY_SECTION, (2 - sos.shape[0], 1))]))
 
 
 def k_block_powers_of(x, gain, scale, sos, blocks, hop) -> list:
@@ -331,7 +367,7 @@ def k_block_powers_of(x, gain, scale, sos, blocks, hop) -> list:
         lo = np.arange(count, dtype=np.int64) * hop
         spans.append((lo, lo + block, block))
     at = np.unique(np.concatenate([np.concatenate([lo, hi]) for lo, hi, _ in spans] + [np.zeros(0, np.int64)]))
-    c = k_sums_at(x, gain, float(scale), sos, at)  # (C, edges)
+    c = k_sums_at(x, gain, float(scale), _k_sections(sos), at)  # (C, edges)
     out = []
     for lo, hi, block in spans:
         d = c[:, np.searchsorted(at, hi)] - c[:, np.searchsorted(at, lo)]

@@ -56,7 +56,7 @@ COMP_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain)
 COMP_STEP_S = 0.001  # their control-step period, s
 LIMITER_LOOKAHEAD_MS = 5.0
 LIMITER_OVERSAMPLE = 4  # the limiter's true-peak envelope (engine.dsp.true_peak_envelope)
-PEAK_BLOCK = 4096  # samples per block of the oversampling kernel
+PEAK_BLOCK = 1024  # samples per block of the oversampling kernel (its buffers stay in L1/L2: 1024 took 0.092 s per 30 s stereo, 4096 0.114 s)
 
 
 @dataclass(frozen=True)
