@@ -424,7 +424,8 @@ def explore(
             t.add_column(n, justify="right")
         t.add_column("labels")
         for e in summary["exports"]:
-            t.add_row(Path(e["file"]).name, *[f"{e['measures'][a['name']]:.3g}" for a in axes], f"{e['quality']:.3f}",
+            t.add_row(Path(e["file"]).name, *[(f"{e['measures'][a['name']]:.0f}" if a["unit"] == "Hz" else
+                                                f"{e['measures'][a['name']]:.1f}") for a in axes], f"{e['quality']:.3f}",
                       *[f"{e['exact'][n]:.2f}" for n in result.names], ", ".join(e["labels"]) or "-")
         out_console.print(t)
         out_console.print(f"map: {summary['map']}\narchive: {summary['archive']}", markup=False, soft_wrap=True)

@@ -81,6 +81,7 @@ MAP_DESCRIPTORS = {
     "punch": ("punch_db", "punch: 95th / 50th percentile frame power", "dB"),
     "dynamics": ("plr_db", "dynamics: peak-to-loudness ratio", "dB"),
 }
+LOG_AXES = ("brightness",)  # gridded in octaves (log2 Hz), as describe.JND compares the centroid
 ALIASES = {"low-end": "low_end", "lowend": "low_end", "bright": "brightness", "plr": "dynamics"}
 DEFAULT_DESCRIPTORS = ("brightness", "width")
 DEFAULT_BINS = {2: 12, 3: 6}  # cells per axis: 144 cells for a 2-d map, 216 for a 3-d one
@@ -251,17 +252,41 @@ class ExploreResult:
         return written
 
 
-def _axes(descriptors: Sequence[str], D: np.ndarray, bins: int) -> list:
-    """Grid axes from the initial sample's descriptor values D (n, len(descriptors))."""
+def to_grid(descriptors: Sequence[str], M: np.ndarray) -> np.ndarray:
+    """Map descriptor values (n, m) in their units -> the archive's measure space: log2 for
+    :data:`LOG_AXES` (equal cells are equal ratios), as is otherwise."""
+    M = np.array(M, dtype=float, ndmin=2)
+    for j, name in enumerate(descriptors):
+        if name in LOG_AXES:
+            M[:, j] = np.log2(np.maximum(M[:, j], 1.0))
+    return M
+
+
+def from_grid(descriptors: Sequence[str], M: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_grid`."""
+    M = np.array(M, dtype=float, ndmin=2)
+    for j, name in enumerate(descriptors):
+        if name in LOG_AXES:
+            M[:, j] = 2.0 ** M[:, j]
+    return M
+
+
+def _axes(descriptors: Sequence[str], Mg: np.ndarray, bins: int) -> list:
+    """Grid axes from the initial sample's measures Mg (n, len(descriptors)) in grid space
+    (:func:`to_grid`); ``range`` and ``edges`` are stored in the descriptors' units."""
     axes = []
     for j, name in enumerate(descriptors):
         key, label, unit = MAP_DESCRIPTORS[name]
-        x = D[:, j][np.isfinite(D[:, j])]
+        x = Mg[:, j][np.isfinite(Mg[:, j])]
         lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
         span = max(hi - lo, 1e-3)
         lo, hi = lo - RANGE_MARGIN * span, hi + RANGE_MARGIN * span
         edges = np.linspace(lo, hi, bins + 1)
-        axes.append({"name": name, "key": key, "label": label, "unit": unit, "range": [round(lo, 4), round(hi, 4)],
+        if name in LOG_AXES:
+            edges = 2.0 ** edges
+        axes.append({"name": name, "key": key, "label": label, "unit": unit,
+                     "scale": "log" if name in LOG_AXES else "linear", "grid_range": [lo, hi],
+                     "range": [round(float(edges[0]), 4), round(float(edges[-1]), 4)],
                      "bins": int(bins), "edges": [round(float(e), 4) for e in edges]})
     return axes
 
@@ -367,7 +392,7 @@ def _search(evaluate_population, table: GeneTable, analysis, problem: DescribedP
         """(quality (n,), map measures (n, m), raw objectives (n, n_obj), all descriptors (n, d)).
         A non-finite score cannot be placed: it gets ``BAD_QUALITY`` in the first cell (never exported)."""
         S = evaluate_population(G)  # (n, n_obj + n_desc)
-        F, D, M = S[:, :k], S[:, k:], S[:, cols]
+        F, D, M = S[:, :k], S[:, k:], to_grid(names_d, S[:, cols])
         q = quality(F, problem.names, problem.weights)
         bad = ~(np.isfinite(q) & np.isfinite(M).all(axis=1))
         if bad.any():
@@ -383,9 +408,9 @@ def _search(evaluate_population, table: GeneTable, analysis, problem: DescribedP
                         info=f"{'x'.join([str(n_bins)] * len(names_d))} cells over {', '.join(names_d)}") as ph:
         q0, M0, R0, D0 = score(initial)
         axes = _axes(names_d, M0[q0 > BAD_QUALITY], n_bins)
-        low_corner = np.array([a["range"][0] for a in axes])
+        low_corner = np.array([a["grid_range"][0] for a in axes])
         archive = GridArchive(solution_dim=table.n_genes, dims=[n_bins] * len(names_d),
-                              ranges=[tuple(a["range"]) for a in axes], seed=seed,
+                              ranges=[tuple(a["grid_range"]) for a in axes], seed=seed,
                               extra_fields={"objectives": ((k,), np.float64), "descriptors": ((len(DESCRIPTORS),), np.float64)})
         archive.add(initial, q0, M0, objectives=R0, descriptors=D0)
         bounds = [(0.0, 1.0)] * table.n_genes
@@ -424,11 +449,12 @@ def _cells(archive, axes, table: GeneTable, analysis, session, names) -> list:
     params = table.decode(G, analysis.trim_db)
     grid = archive.int_to_grid_index(d["index"][order])  # (n, len(axes))
     desc = {key: d["descriptors"][order][:, j] for j, key in enumerate(DESCRIPTORS)}
+    measures = from_grid([a["name"] for a in axes], d["measures"])  # (n, m) in the descriptors' units
     cells = []
     for i in range(len(order)):
         o = order[i]
         cells.append({"index": int(d["index"][o]), "grid": [int(v) for v in grid[i]],
-                      "measures": {a["name"]: round(float(d["measures"][o, j]), 4) for j, a in enumerate(axes)},
+                      "measures": {a["name"]: round(float(measures[o, j]), 4) for j, a in enumerate(axes)},
                       "quality": round(float(d["objective"][o]), 6),
                       "objectives": {n: round(float(d["objectives"][o, j]), 6) for j, n in enumerate(names)},
                       "descriptors_fast": descriptor_row(desc, i), "export": None,
@@ -499,6 +525,7 @@ def map_png(result: ExploreResult, *, dpi: int = 110) -> bytes:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     ax0, ax1 = result.axes[0], result.axes[1]
     third = result.axes[2] if len(result.axes) > 2 else None
@@ -515,8 +542,7 @@ def map_png(result: ExploreResult, *, dpi: int = 110) -> bytes:
     rows = -(-n_panels // cols)
     fig, axs = plt.subplots(rows, cols, figsize=(6.4 if cols == 1 else 4.2 * cols, 5.0 if rows == 1 else 3.8 * rows),
                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # empty cells blank
     x, y = np.asarray(ax0["edges"]), np.asarray(ax1["edges"])
     exported = {tuple(c["grid"]): c["export"] for c in result.cells if c.get("export")}
     mesh = None
@@ -527,9 +553,19 @@ def map_png(result: ExploreResult, *, dpi: int = 110) -> bytes:
             continue
         mesh = a.pcolormesh(x, y, np.ma.masked_invalid(Q[:, :, p].T), cmap=cmap, norm=norm, edgecolors="0.85",
                             linewidth=0.3)
+        for axis, spec in ((a.xaxis, ax0), (a.yaxis, ax1)):
+            if spec["scale"] == "log":  # Hz ticks at 1-2-5 steps
+                (a.set_xscale if axis is a.xaxis else a.set_yscale)("log")
+                lo, hi = spec["range"]
+                ticks = [t for t in (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if lo <= t <= hi]
+                axis.set_major_locator(FixedLocator(ticks))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_locator(NullLocator())
         for g, name in exported.items():
             if third is None or g[2] == p:
-                a.text((x[g[0]] + x[g[0] + 1]) / 2, (y[g[1]] + y[g[1] + 1]) / 2, name[5:], ha="center", va="center",
+                cx = np.sqrt(x[g[0]] * x[g[0] + 1]) if ax0["scale"] == "log" else (x[g[0]] + x[g[0] + 1]) / 2
+                cy = np.sqrt(y[g[1]] * y[g[1] + 1]) if ax1["scale"] == "log" else (y[g[1]] + y[g[1] + 1]) / 2
+                a.text(cx, cy, name[5:], ha="center", va="center",
                        fontsize=7, color="white" if norm(Q[g[0], g[1], g[2] if third else 0]) < 0.6 else "black")
         if third is not None:
             e = third["edges"]
