@@ -369,6 +369,7 @@ def explore(
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
     max_exports: Annotated[int, typer.Option("--max-exports", help="Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full song).")] = 16,
+    pick: Annotated[str, typer.Option("--pick", help="Which cells to export: best (best quality first) or spread (across the map, among the better half).")] = "best",
     seed: SeedOpt = 0,
     role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
     jobs: JobsOpt = 1,
@@ -392,7 +393,7 @@ def explore(
         limit = time_limit if time_limit is not None else None if iterations is not None else DEFAULT_TIME_LIMIT_S
         result = explore_map(paths, descriptors=descriptors, bins=bins, genre=genre, weights=weights,
                              target_lufs=target_lufs, ceiling_dbtp=ceiling, time_limit=limit, iterations=iterations,
-                             max_exports=max_exports, seed=seed, roles=_parse_roles(role), constraints=constraints,
+                             max_exports=max_exports, pick=pick, seed=seed, roles=_parse_roles(role), constraints=constraints,
                              jobs=jobs, threads=threads, reporter=reporter)
         for w in result.warnings:
             err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)

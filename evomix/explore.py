@@ -31,8 +31,8 @@ widened by ``RANGE_MARGIN`` of the span on each side (the random genomes reach f
 what the gene ranges allow on this song); a mix found later beyond a range lands in the edge cell
 (pyribs clips the index), so the edge cells mean "this far or beyond".
 
-Export: the occupied cells best first, at most ``max_exports`` (exact renders cost seconds each on
-a real song), each rendered exactly (``api._render_alternatives``: at the loudness target and
+Export: the occupied cells best first (``pick="spread"``: spread over the map, :func:`pick_order`),
+at most ``max_exports`` (exact renders cost seconds each on a real song), each rendered exactly (``api._render_alternatives``: at the loudness target and
 true-peak ceiling) as ``cell-NN.wav`` with ``cell-NN.json`` (the ``alt-NN.json`` format, so
 ``evomix render`` reproduces it, plus a ``cell`` object). A cell is skipped when its mix sounds the
 same as one exported before it (``describe.DISTINCT_JND``, fast-tier descriptors before the render
@@ -87,6 +87,7 @@ DEFAULT_DESCRIPTORS = ("brightness", "width")
 DEFAULT_BINS = {2: 12, 3: 6}  # cells per axis: 144 cells for a 2-d map, 216 for a 3-d one
 DEFAULT_TIME_LIMIT_S = 20.0
 DEFAULT_MAX_EXPORTS = 16
+PICKS = ("best", "spread")
 
 INITIAL_SAMPLE = 128  # iteration 0: smart first generation (75 %) + uniform random genomes (25 %)
 RANGE_MARGIN = 0.05  # of the initial sample's span, on each side of each axis
@@ -294,7 +295,7 @@ def _axes(descriptors: Sequence[str], Mg: np.ndarray, bins: int) -> list:
 def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | None = None, bins: int | None = None,
             genre: str = "pop", weights: str | Mapping[str, float] | None = None, target_lufs: float = -14.0,
             ceiling_dbtp: float = -1.0, time_limit: float | None = DEFAULT_TIME_LIMIT_S,
-            iterations: int | None = None, max_exports: int = DEFAULT_MAX_EXPORTS, seed: int = 0,
+            iterations: int | None = None, max_exports: int = DEFAULT_MAX_EXPORTS, pick: str = "best", seed: int = 0,
             roles: Mapping[str, str] | None = None, constraints: Constraints | None = None, jobs: int = 1,
             threads: int | None = None, reporter: ProgressReporter | None = None) -> ExploreResult:
     """Map the mix space of the stems at ``paths`` (module doc) and render the best mix of the best cells.
@@ -309,7 +310,9 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     time_limit : seconds > 0 of search at most (None: no limit, then ``iterations`` is needed).
     iterations : int >= 0, emitter iterations after the initial sample (None: until ``time_limit``).
         With ``iterations`` and no time limit the same seed gives the same archive.
-    max_exports : int >= 0, exact renders exported at most (best cells first).
+    max_exports : int >= 0, cells rendered exactly and exported at most.
+    pick : which cells are exported: "best" (best quality first) or "spread" (across the map,
+        :func:`pick_order`).
     seed : int >= 0.  roles : {file or stem name: role}.
     constraints : :class:`evomix.constraints.Constraints`: locks and ranges hold in every mix.
     jobs, threads : as :func:`evomix.mix` (local processes / threads scoring each iteration).
@@ -328,6 +331,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     api._check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
     api._check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
     api._check_number("--max-exports", max_exports, low=0, integer=True)
+    if pick not in PICKS:
+        raise ParameterError(f"--pick: unknown choice {pick!r}; choose from {', '.join(PICKS)}")
     api._check_number("--seed", seed, low=0, integer=True)
     if iterations is not None:
         api._check_number("--iterations", iterations, low=0, integer=True)
@@ -360,7 +365,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
                                        time_limit=time_limit, iterations=iterations, seed=int(seed), reporter=reporter)
     cells = _cells(archive, axes, table, analysis, session, names)
     stats["cells_filled"] = len(cells)
-    exports, renders, n_rendered, n_dup = _export(cells, max_exports, session, analysis, table, target, names, reporter)
+    exports, renders, n_rendered, n_dup = _export(cells, axes, max_exports, pick, session, analysis, table, target, names,
+                                                  reporter)
     warnings = list(session.warnings)
     if len(cells) < 10:
         warnings.append(f"only {len(cells)} cells of the map are filled; a longer --time-limit or fewer --bins fill more")
@@ -368,7 +374,7 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
         warnings.append(f"{n_dup} cell(s) rendered as near-duplicates of a better exported cell and were not exported "
                         f"({distinct_rule()})")
     settings = stats | {"seed": int(seed), "time_limit": time_limit, "iterations_asked": iterations,
-                        "max_exports": int(max_exports), "exact_renders": n_rendered, "bins": int(n_bins),
+                        "max_exports": int(max_exports), "pick": pick, "exact_renders": n_rendered, "bins": int(n_bins),
                         "constraints": constraints.to_dict(),
                         "emitters": {"isoline": {"iso_sigma": ISO_SIGMA, "line_sigma": LINE_SIGMA, "batch": EMITTER_BATCH},
                                      "gaussian": {"sigma": GAUSSIAN_SIGMA, "batch": EMITTER_BATCH}},
@@ -463,12 +469,32 @@ def _cells(archive, axes, table: GeneTable, analysis, session, names) -> list:
     return cells
 
 
-def _export(cells: list, max_exports: int, session, analysis, table: GeneTable, target, names, reporter):
-    """Render the best distinct cells exactly (module doc); sets ``export``, ``exact``,
-    ``descriptors``, ``measured``, ``labels`` on them. Returns (cell indices, renders, renders done,
-    near-duplicates found after rendering)."""
+def pick_order(cells: list, axes: list, pick: str) -> list[int]:
+    """The order (indices into ``cells``, which are sorted best first) in which cells are offered
+    for export. ``"best"``: best quality first. ``"spread"``: the best cell, then farthest-point
+    sampling (Gonzalez 1985) over the grid coordinates (each axis scaled to [0, 1]) among the
+    better half of the occupied cells, so the exports cover the map; the other cells follow, best first."""
+    if pick == "best" or len(cells) < 3:
+        return list(range(len(cells)))
+    X = np.array([c["grid"] for c in cells], dtype=float) / np.maximum([a["bins"] - 1 for a in axes], 1)  # (n, m)
+    eligible = int(np.ceil(len(cells) / 2))
+    order = [0]
+    gap = np.linalg.norm(X[:eligible] - X[0], axis=1)  # (eligible,): distance to the nearest chosen
+    for _ in range(eligible - 1):
+        j = int(np.argmax(gap))
+        order.append(j)
+        gap = np.minimum(gap, np.linalg.norm(X[:eligible] - X[j], axis=1))
+    return order + list(range(eligible, len(cells)))
+
+
+def _export(cells: list, axes: list, max_exports: int, pick: str, session, analysis, table: GeneTable, target, names,
+            reporter):
+    """Render distinct cells exactly, offered in :func:`pick_order` (module doc); sets ``export``,
+    ``exact``, ``descriptors``, ``measured``, ``labels`` on them. Returns (cell indices, best first;
+    renders; renders done; near-duplicates found after rendering)."""
     if max_exports == 0 or not cells:
         return [], [], 0, 0
+    offer = pick_order(cells, axes, pick)
     G = np.array([c["genome"] for c in cells])
     params = table.decode(G, analysis.trim_db)
     Dfast = jnd_matrix([c["descriptors_fast"] for c in cells])  # (n, d) JND units
@@ -478,7 +504,7 @@ def _export(cells: list, max_exports: int, session, analysis, table: GeneTable, 
     with reporter.phase("render", total=min(max_exports, len(cells)), unit="exact renders") as ph:
         for _ in range(RENDER_ROUNDS):
             todo = []
-            for i in range(len(cells)):
+            for i in offer:
                 if len(kept) + len(todo) >= max_exports:
                     break
                 if i in tried:

@@ -17,7 +17,7 @@ from evomix.engine.analysis import analyze_session
 from evomix.engine.render import features_from_render, render_exact
 from evomix.errors import ParameterError
 from evomix.evaluate import Problem
-from evomix.explore import MAP_DESCRIPTORS, DescribedProblem, explore, parse_descriptors
+from evomix.explore import MAP_DESCRIPTORS, DescribedProblem, explore, parse_descriptors, pick_order
 from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES
 from evomix.seeding import smart_initial_population
@@ -150,11 +150,11 @@ def test_fast_tier_descriptors_rank_mixes_as_the_exact_renders_do(stems):
         assert rho >= floor[name], (name, rho)
 
 
-def test_same_seed_same_archive_and_another_seed_differs(stems):
+def test_same_seed_same_archive_on_any_threads_and_another_seed_differs(stems):
     kw = dict(descriptors="width,low_end", bins=5, time_limit=None, iterations=2, max_exports=0)
-    a, b, c = (explore(stems, seed=s, **kw) for s in (1, 1, 2))
+    a, b, c = (explore(stems, seed=s, threads=n, **kw) for s, n in ((1, 1), (1, 2), (2, 1)))
     key = lambda r: [(x["index"], x["quality"], x["genome"]) for x in r.cells]
-    assert key(a) == key(b)
+    assert key(a) == key(b)  # the same on one thread or two (whole fast-tier blocks per thread)
     assert key(a) != key(c)
     assert a.exports == [] and a.settings["exact_renders"] == 0
 
@@ -168,6 +168,23 @@ def test_same_seed_same_archive_and_another_seed_differs(stems):
 def test_bad_descriptors_are_refused_with_the_valid_names(spec, match):
     with pytest.raises(ParameterError, match=match):
         parse_descriptors(spec)
+
+
+def test_spread_pick_covers_more_of_the_map_than_best_first(explored):
+    result, _ = explored
+    cells, k = result.cells, 8
+    best, spread = pick_order(cells, result.axes, "best"), pick_order(cells, result.axes, "spread")
+    assert best[:k] == list(range(k)) and spread[0] == 0 and sorted(spread) == list(range(len(cells)))
+    assert max(spread[:k]) < (len(cells) + 1) // 2  # only the better half is spread over
+
+    def min_gap(order):
+        X = np.array([cells[i]["grid"] for i in order[:k]], dtype=float)
+        D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+        return D[np.triu_indices(k, 1)].min()
+
+    assert min_gap(spread) > min_gap(best)  # spread exports sit farther apart on the grid
+    with pytest.raises(ParameterError, match="--pick: unknown choice 'far'; choose from best, spread"):
+        explore([], pick="far")
 
 
 def test_vocal_axis_needs_a_vocal_or_lead_stem():
