@@ -188,7 +188,8 @@ class ExploreResult:
     names: tuple
     weights: dict
     descriptors: tuple
-    axes: list  # per map descriptor: {"name", "key", "label", "unit", "range", "bins", "edges"}
+    axes: list  # per map descriptor: {"name", "key", "label", "unit", "scale", "range", "bins", "edges"} in its
+    # unit, and "grid_range", the archive's own range (log2 Hz for a "log" axis, see to_grid)
     cells: list
     exports: list
     renders: list
