@@ -357,6 +357,84 @@ def vary(
 
 
 @app.command()
+def explore(
+    paths: Annotated[List[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cell-NN.wav/.json, archive.json and map.png (created if missing).")],
+    descriptors: Annotated[str, typer.Option(help="2 or 3 map axes: brightness, width, vocal, low_end, punch, dynamics (comma list).")] = ",".join(("brightness", "width")),
+    bins: Annotated[Optional[int], typer.Option(help="Cells per axis (2..50; default 12 for 2 axes, 6 for 3).", show_default=False)] = None,
+    genre: GenreOpt = "pop",
+    weights: WeightsOpt = None,
+    target_lufs: TargetOpt = -14.0,
+    ceiling: CeilingOpt = -1.0,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
+    max_exports: Annotated[int, typer.Option("--max-exports", help="Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full song).")] = 16,
+    pick: Annotated[str, typer.Option("--pick", help="Which cells to export: best (best quality first) or spread (across the map, among the better half).")] = "best",
+    seed: SeedOpt = 0,
+    role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
+    jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
+    lock: LockOpt = None,
+    range_: RangeOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+):
+    """Map the mix space: the best mix in each region of 2-3 listener descriptors (MAP-Elites), a map picture."""
+    from evomix.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
+    from evomix.explore import explore as explore_map
+
+    try:
+        reporter = _reporter(quiet)
+        constraints = _constraints(lock, range_)
+        parse_descriptors(descriptors)  # before any file is read
+        api.check_output_folder(out, force=force)
+        check_parallel_options(jobs, "local", None, threads)
+        limit = time_limit if time_limit is not None else None if iterations is not None else DEFAULT_TIME_LIMIT_S
+        result = explore_map(paths, descriptors=descriptors, bins=bins, genre=genre, weights=weights,
+                             target_lufs=target_lufs, ceiling_dbtp=ceiling, time_limit=limit, iterations=iterations,
+                             max_exports=max_exports, pick=pick, seed=seed, roles=_parse_roles(role), constraints=constraints,
+                             jobs=jobs, threads=threads, reporter=reporter)
+        for w in result.warnings:
+            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+        result.write(out, force=force, reporter=reporter)
+        s = result.settings
+        summary = {"out": str(out), "archive": str(out / "archive.json"), "map": str(out / "map.png"),
+                   "descriptors": list(result.descriptors), "cells_filled": s["cells_filled"],
+                   "cells_total": s["cells_total"], "iterations": s["iterations"], "evaluations": s["evaluations"],
+                   "stop_reason": s["stop_reason"], "search_s": s["search_s"], "exact_renders": s["exact_renders"],
+                   "constraints": s["constraints"], "warnings": list(result.warnings),
+                   "exports": [{"file": str(out / f"{result.cells[i]['export']}.wav"),
+                                "params": str(out / f"{result.cells[i]['export']}.json"),
+                                "measures": result.cells[i]["measures"], "quality": result.cells[i]["quality"],
+                                "exact": result.cells[i]["exact"], "labels": result.cells[i]["labels"]}
+                               for i in result.exports],
+                   "timings_s": reporter.timings_s}
+        if json_out:
+            out_console.print_json(json.dumps(summary))
+            return
+        axes = result.axes
+        t = Table(title=f"{len(result.exports)} of {s['cells_filled']} filled cells exported to {out} "
+                        f"({s['cells_filled']} of {s['cells_total']} cells, {s['evaluations']} mixes scored, "
+                        f"{s['search_s']:.1f} s, stopped by {s['stop_reason']})")
+        t.add_column("file", no_wrap=True)
+        for a in axes:
+            t.add_column(f"{a['name']} {a['unit']}", justify="right")
+        t.add_column("quality", justify="right")
+        for n in result.names:
+            t.add_column(n, justify="right")
+        t.add_column("labels")
+        for e in summary["exports"]:
+            t.add_row(Path(e["file"]).name, *[(f"{e['measures'][a['name']]:.0f}" if a["unit"] == "Hz" else
+                                                f"{e['measures'][a['name']]:.1f}") for a in axes], f"{e['quality']:.3f}",
+                      *[f"{e['exact'][n]:.2f}" for n in result.names], ", ".join(e["labels"]) or "-")
+        out_console.print(t)
+        out_console.print(f"map: {summary['map']}\narchive: {summary['archive']}", markup=False, soft_wrap=True)
+    except EvomixError as e:
+        _fail(e)
+
+
+@app.command()
 def render(
     params: Annotated[Path, typer.Argument(help="A saved solution (alt-NN.json).", show_default=False)],
     paths: Annotated[List[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
