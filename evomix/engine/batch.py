@@ -163,6 +163,20 @@ def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
 
 
 @lazy_njit
+def _gain_weighted_sum_q(both, gain):  # (s, q, p, T), (s, p, T) -> (q, p, T) float32
+    """``sum_s both[s, q, p, t] * gain[s, p, t]`` in stem order, float32 (``einsum("sqpt,spt->qpt")``
+    without the GIL: the fast tier's threads run it side by side)."""
+    n_s, n_q, n_p, n_t = both.shape
+    out = np.zeros((n_q, n_p, n_t), dtype=np.float32)
+    for s in range(n_s):
+        for q in range(n_q):
+            for p in range(n_p):
+                for t in range(n_t):
+                    out[q, p, t] += both[s, q, p, t] * gain[s, p, t]
+    return out
+
+
+@lazy_njit
 def _stem_tensors(weight, gain, power, spread):  # (p, s, 2, B), (p, s, T'), (s, 2, B, T') x 2
     """Each stem's power and spread power in the mix per cell, ``weight[p, s, c, b] gain[p, s, t]``
     times the stem's own (``power``, ``spread``), and the mix's power (their sum over stems), in one
@@ -343,7 +357,7 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))  # (s, 2p, T)
-    both = np.einsum("sqpt,spt->qpt", both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
+    both = _gain_weighted_sum_q(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
@@ -373,7 +387,7 @@ def _pair_terms(a: Analysis, wp: np.ndarray, g_comp32: np.ndarray) -> np.ndarray
     pc = a.pair_cross.reshape(n_pairs, wq.shape[-1], -1)  # (P, 2B, T)
     cross = np.matmul(wq.transpose(1, 0, 2).astype(np.float32), pc)  # (P, 2p, T)
     g_pair = np.sqrt(g_comp32[s_idx] * g_comp32[r_idx])  # (P, p, T)
-    return np.einsum("Pqpt,Ppt->qpt", cross.reshape(n_pairs, 2, n_pop, -1), g_pair).astype(float)  # (2, p, T)
+    return _gain_weighted_sum_q(cross.reshape(n_pairs, 2, n_pop, -1), g_pair).astype(float)  # (2, p, T)
 
 
 def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *, target_lufs: float,

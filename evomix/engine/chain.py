@@ -38,6 +38,7 @@ __all__ = [
     "frame_gain_power",
     "eq_detect_chunk",
     "smooth_chunk",
+    "add_in_order",
     "gain_pan_eq_chunk",
 ]
 
@@ -552,6 +553,26 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
     det[1] = kl
     det[2] = kh
     return kh
+
+
+@lazy_njit
+def add_in_order(outs, lo, hi, mix, at):  # (stems, 2, chunk), int, int, (2, n), int
+    """``mix[:, at + i - lo] += outs[0, :, i]; ... += outs[S - 1, :, i]`` for ``i`` in ``[lo, hi)``:
+    every stem's chunk added to the mix in stem order (the same sum as adding the stems one after
+    another), the mix read and written once instead of once per stem."""
+    n_stems = outs.shape[0]
+    acc = np.empty(1024)  # a run of the mix, in cache while every stem is added to it
+    for ch in range(2):
+        for i0 in range(lo, hi, 1024):
+            m = min(1024, hi - i0)
+            o = at + i0 - lo
+            for j in range(m):
+                acc[j] = mix[ch, o + j]
+            for s in range(n_stems):
+                for j in range(m):
+                    acc[j] += outs[s, ch, i0 + j]
+            for j in range(m):
+                mix[ch, o + j] = acc[j]
 
 
 @lazy_njit

@@ -247,25 +247,29 @@ class _Mixer:
 
     def _run_lockstep(self) -> None:
         streams = [self.stream(s) for s in range(self.n_stems)]
-        outs = [np.empty((2, self.chunk)) for _ in range(self.n_stems)]  # (2, chunk) per stem
+        outs = np.empty((self.n_stems, 2, self.chunk))  # (stems, 2, chunk): this chunk of every strip
 
         def step(s: int) -> None:
             streams[s].advance(outs[s])
 
+        def add(part: tuple) -> None:  # samples [lo, hi) of the chunk at a: every stem, in stem order
+            a, lo, hi = part
+            chain.add_in_order(outs, lo, hi, self.mix, a + lo)
+
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") if self.threads > 1 else None
         try:
             for a in range(0, self.g.n, self.chunk):
+                m = min(self.chunk, self.g.n - a)
                 if pool is None:
                     for s in range(self.n_stems):
                         step(s)
+                    add((a, 0, m))
                 else:
                     list(pool.map(step, range(self.n_stems)))
-                b = min(a + self.chunk, self.g.n)
-                mix = self.mix[:, a:b]
-                for s in range(self.n_stems):  # in stem order
-                    mix += outs[s][:, : b - a]
-                    if self.stems is not None:
-                        self.stems[s, :, a:b] = outs[s][:, : b - a]
+                    cuts = np.linspace(0, m, self.threads + 1).astype(int)  # each sample's sum in stem order, any split
+                    list(pool.map(add, [(a, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]))
+                if self.stems is not None:
+                    self.stems[:, :, a : a + m] = outs[:, :, :m]
         finally:
             if pool is not None:
                 pool.shutdown()
