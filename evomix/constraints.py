@@ -30,6 +30,11 @@ A command that searches (``mix``, and ``vary``/``explore`` alike) takes ``cli.Lo
 before reading any file, and edits its table with ``constraints.apply(GeneTable(n_stems),
 session.names)`` (or :func:`constrain_table`); genomes it makes itself should be encoded with that
 table (``table.encode(params)``, ``table.genes_of_stem(s)``), and every decode then obeys it.
+
+A run records its constraints (:meth:`Constraints.to_dict`) in ``front.json`` and each
+``alt-NN.json``; :meth:`Constraints.from_dict` reads them back (``evomix vary`` inherits them),
+:meth:`Constraints.overridden_by` lets explicit entries win per parameter and
+:meth:`Constraints.union` makes two records hold together.
 """
 from __future__ import annotations
 
