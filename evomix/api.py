@@ -152,6 +152,7 @@ class MixResult:
             "exact": m.exact,
             "labels": list(m.labels),
             "descriptors": (m.measured or {}).get("descriptors"),
+            "constraints": self.settings.get("constraints"),  # the run's locks and ranges: `evomix vary` keeps them
             "params": m.params,
         }
 

@@ -321,15 +321,21 @@ def vary(
     weights: WeightsOpt = None,
     target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
     ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
+    lock: LockOpt = None,
+    range_: RangeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
-    """Mixes near a saved one (one JSON) or children of two (two JSONs): pick favourites by ear, breed the next round."""
+    """Mixes near a saved one (one JSON) or children of two (two JSONs): pick favourites by ear, breed the next round.
+
+    The saved mix's locks and ranges hold in every variation; --lock/--range add to them and win per parameter (*.PARAM also replaces inherited STEM.PARAM ones; --range vocal.gain_db=-24:12 lifts an inherited lock). Two parents: both files' constraints hold; two different locks of one parameter fail unless set here.
+    """
     from evomix.vary import vary as vary_mixes
 
     try:
         reporter = _reporter(quiet)
+        constraints = _constraints(lock, range_)
         parents = [f for f in files if f.suffix.lower() == ".json"]
         stems = [f for f in files if f.suffix.lower() != ".json"]
         if not parents or len(parents) > 2 or files[: len(parents)] != parents:
@@ -338,7 +344,7 @@ def vary(
             raise ParameterError("vary: give the stems after the params file(s)")
         api.check_output_folder(out, force=force)
         result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
-                            target_lufs=target_lufs, ceiling_dbtp=ceiling, reporter=reporter)
+                            target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints, reporter=reporter)
         for w in result.warnings:
             err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
         result.write(out, force=force, reporter=reporter)

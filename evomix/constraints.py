@@ -30,6 +30,11 @@ A command that searches (``mix``, and ``vary``/``explore`` alike) takes ``cli.Lo
 before reading any file, and edits its table with ``constraints.apply(GeneTable(n_stems),
 session.names)`` (or :func:`constrain_table`); genomes it makes itself should be encoded with that
 table (``table.encode(params)``, ``table.genes_of_stem(s)``), and every decode then obeys it.
+
+A run records its constraints (:meth:`Constraints.to_dict`) in ``front.json`` and each
+``alt-NN.json``; :meth:`Constraints.from_dict` reads them back (``evomix vary`` inherits them),
+:meth:`Constraints.overridden_by` lets explicit entries win per parameter and
+:meth:`Constraints.union` makes two records hold together.
 """
 from __future__ import annotations
 
@@ -280,6 +285,75 @@ class Constraints:
         constraints back."""
         return {"locks": {c.name: c.low for c in self.entries if c.kind == "lock"},
                 "ranges": {c.name: [c.low, c.high] for c in self.entries if c.kind == "range"}}
+
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None, *, source: str = "constraints") -> "Constraints":
+        """The constraints a :meth:`to_dict` record holds (``settings.constraints`` of ``front.json``,
+        ``constraints`` of ``alt-NN.json``); ``None`` gives none. Locked values come back bit for bit
+        (JSON floats round-trip). ``source`` (a file name) leads every message.
+
+        Raises
+        ------
+        ParameterError
+            Not a ``{"locks": {...}, "ranges": {...}}`` object, or a bad entry (as :meth:`parse`).
+        """
+        if d is None:
+            return cls()
+        if (not isinstance(d, Mapping) or not set(d) <= {"locks", "ranges"}
+                or not all(isinstance(d.get(k) or {}, Mapping) for k in ("locks", "ranges"))):
+            raise ParameterError(f"{source}: constraints must be {{\"locks\": {{NAME: VALUE}}, \"ranges\": "
+                                 f"{{NAME: [LO, HI]}}}}, got {str(d)[:80]}")
+        return cls.parse(d.get("locks") or {}, d.get("ranges") or {}, lock_option=f"{source}: constraints.locks",
+                         range_option=f"{source}: constraints.ranges")
+
+    def without(self, other: "Constraints") -> "Constraints":
+        """These entries less those ``other`` replaces: an entry of ``other`` replaces the entry of
+        the same name, and a ``*.PARAM`` entry of ``other`` also replaces every ``STEM.PARAM`` one
+        (it is meant for every stem)."""
+        names = {c.name for c in other.entries}
+        wild = {c.path for c in other.entries if c.stem == WILDCARD}
+        return Constraints(tuple(c for c in self.entries
+                                 if c.name not in names and not (c.stem is not None and c.path in wild)))
+
+    def overridden_by(self, other: "Constraints") -> "Constraints":
+        """``other`` added to these, winning per parameter (:meth:`without`); the usual precedence of
+        the module docstring then holds within the result (a STEM.PARAM entry beats ``*.PARAM``)."""
+        return Constraints(self.without(other).entries + other.entries)
+
+    @classmethod
+    def union(cls, parts: Sequence[tuple[str, "Constraints"]]) -> "Constraints":
+        """Every entry of every ``(source, constraints)`` part: both hold, so two entries of one name
+        become their intersection (a lock inside the other's range stays the lock; two ranges give
+        the overlap).
+
+        Raises
+        ------
+        ParameterError
+            Two entries of one name that no value satisfies (two different locks, a lock outside the
+            other's range, disjoint ranges); the message names both sources and the parameter.
+        """
+        merged: dict[str, tuple[str, Constraint]] = {}
+        for source, constraints in parts:
+            for c in constraints.entries:
+                if c.name not in merged:
+                    merged[c.name] = (source, c)
+                    continue
+                first_source, first = merged[c.name]
+                low, high = max(first.low, c.low), min(first.high, c.high)
+                if low > high:
+                    what = (f"lock {c.name} to different values ({format_value(first.low)} and {format_value(c.low)})"
+                            if first.is_lock and c.is_lock else
+                            f"leave no value of {c.name} ({first.kind} {first.text} and {c.kind} {c.text})")
+                    raise ParameterError(f"{first_source} and {source} {what}; set it on the command line "
+                                         f"(--lock {c.name}=VALUE or --range {c.name}=LO:HI)")
+                if (low, high) != (first.low, first.high):
+                    kind = "lock" if low == high and (first.is_lock or c.is_lock) else "range"
+                    text = f"{c.name}={format_value(low)}" if kind == "lock" else f"{c.name}={format_value(low)}:{format_value(high)}"
+                    merged[c.name] = (f"{first_source} and {source}", Constraint(
+                        text=text, option=f"{first_source} and {source}", stem=c.stem, path=c.path, gene=c.gene,
+                        low=low, high=high, kind=kind))
+        return cls(tuple(c for _, c in merged.values()))
 
 
 def constrain_table(table: GeneTable, stem_names: Sequence[str], locks: Sequence[str] | None = None,

@@ -225,6 +225,7 @@ class ExploreResult:
                 "sr": self.session.sr, "genre": self.genre, "target_lufs": self.target.target_lufs,
                 "ceiling_dbtp": self.target.ceiling_dbtp, "objectives": c["objectives"], "exact": c["exact"],
                 "labels": c["labels"], "descriptors": c["descriptors"],
+                "constraints": self.settings.get("constraints"),  # `evomix vary cell-NN.json` keeps them
                 "cell": {"index": c["index"], "grid": c["grid"], "measures": c["measures"], "quality": c["quality"],
                          "bounds": {a["name"]: [a["edges"][g], a["edges"][g + 1]] for a, g in zip(self.axes, c["grid"])}},
                 "params": c["params"]}

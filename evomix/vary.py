@@ -19,6 +19,18 @@ on the exact ones. The variations are ordered by their distance from the input i
 (RMS gene change, genome units; for two parents, the distance to the nearer parent). Labels are
 relative to the other variations (``select.label_alternatives``); ``settings["labels_vs_input"]``
 gives each one's labels against the (first) input (``select.label_against``).
+
+Locks and ranges (:mod:`evomix.constraints`) hold in every candidate, as in ``mix``: they edit
+the gene table, so a locked parameter decodes to exactly its value. By default a variation keeps
+the constraints its parent was made with (the ``constraints`` of ``alt-NN.json``; for a file
+without one, ``settings.constraints`` of the ``front.json`` beside it if that run exported this very
+file). Explicit ones (``constraints=``, ``--lock``/``--range``) are added and win per parameter: an
+entry replaces the inherited one of the same name, and a ``*.PARAM`` entry every inherited
+``STEM.PARAM`` one too (``--range vocal.gain_db=-24:12``, the full range, lifts an inherited lock).
+Two parents: both files' constraints hold (one name in both: their intersection); two that no
+value satisfies (different locks) are an error unless given explicitly. A parent whose value lies
+outside a lock or range is moved into it (a warning lists the moves), and that moved parent is the
+input the variations are compared with.
 """
 from __future__ import annotations
 
@@ -31,12 +43,14 @@ import numpy as np
 from deap import tools
 
 from evomix import api
+from evomix.constraints import Constraints
 from evomix.describe import DISTINCT_JND, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.describe import row as descriptor_row
 from evomix.engine.analysis import analyze_session
 from evomix.errors import ParameterError
 from evomix.evaluate import Problem
-from evomix.genome import GeneTable, Params
+from evomix.genome import (MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params,
+                           format_value)
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.select import label_against, label_alternatives
 from objectives import OBJECTIVE_NAMES, Target, load_profile, parse_weights
@@ -80,15 +94,60 @@ def candidates(parents: Sequence[np.ndarray], n: int, spread: float, seed: int) 
         random.setstate(state)
 
 
-def _parent(path, session, table: GeneTable) -> tuple[np.ndarray, dict]:
-    d = api.load_params_file(path)
-    params = Params.from_dict(d.get("params", d), session.names, source=str(path))
-    return table.encode(params)[0], d
+def parent_constraints(path: str | Path, d: dict) -> Constraints:
+    """The constraints the saved mix ``d`` (read from ``path``) was made with: its ``constraints``;
+    for a file without one (written before they were recorded there), the ``settings.constraints``
+    of the ``front.json`` beside it if that run exported this very file (same name and params);
+    else none."""
+    if d.get("constraints") is not None:
+        return Constraints.from_dict(d["constraints"], source=str(path))
+    front_path = Path(path).with_name("front.json")
+    if "name" not in d or "params" not in d or not front_path.is_file():
+        return Constraints()
+    try:
+        front = api.load_params_file(front_path)
+    except ParameterError:
+        return Constraints()  # an unreadable neighbour is not this file's fault: nothing inherited
+    members = front.get("members") if isinstance(front.get("members"), list) else []
+    if not any(isinstance(m, dict) and m.get("alternative") == d["name"] and m.get("params") == d["params"] for m in members):
+        return Constraints()
+    return Constraints.from_dict((front.get("settings") or {}).get("constraints"), source=str(front_path))
+
+
+def run_constraints(params_paths: Sequence[str | Path], files: Sequence[dict],
+                    explicit: Constraints | None = None) -> Constraints:
+    """The constraints of a ``vary`` run: each parent's (:func:`parent_constraints`), less those
+    ``explicit`` replaces (``Constraints.without``), united (``Constraints.union``: both hold), then
+    ``explicit`` added. Raises ParameterError when two parents' entries conflict (both files named)."""
+    explicit = Constraints() if explicit is None else explicit
+    parts = [(str(p), parent_constraints(p, d).without(explicit)) for p, d in zip(params_paths, files)]
+    return Constraints.union(parts).overridden_by(explicit)
+
+
+_GENE_NAMES = ([(g.name, STEM_PARAM_PATHS[g.name], g.unit, True) for g in STEM_GENES]
+               + [(g.name, MASTER_PARAM_PATHS[g.name], g.unit, False) for g in MASTER_GENES])
+
+
+def moved_by_constraints(saved: Params, table: GeneTable, trim_db: np.ndarray, names: Sequence[str]) -> list[str]:
+    """``"vocal.gain_db -1.2 -> -3 dB (lock)"`` for each value of ``saved`` (one mix) that the
+    table's locks and ranges move (beyond float rounding of the genome round trip)."""
+    moved = table.decode(table.encode(saved), trim_db)
+    out = []
+    for gene, path, unit, per_stem in _GENE_NAMES:
+        a, b = np.asarray(getattr(saved, gene))[0], np.asarray(getattr(moved, gene))[0]  # (stems,) or ()
+        for s in range(len(names)) if per_stem else [None]:
+            x, y = (float(a[s]), float(b[s])) if per_stem else (float(a), float(b))
+            g = table.gene(gene, s)
+            if abs(x - y) > 1e-9 * max(1.0, abs(x)):
+                out.append(f"{'master' if s is None else names[s]}.{path} {x:.4g} -> {format_value(y)}"
+                           + (f" {unit}" if unit else "") + (" (lock)" if g.low == g.high else " (range)"))
+    return out
 
 
 def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spread: float = 0.3, n: int = 8,
          seed: int = 0, genre: str | None = None, weights: str | None = None, target_lufs: float | None = None,
-         ceiling_dbtp: float | None = None, reporter: ProgressReporter | None = None) -> api.MixResult:
+         ceiling_dbtp: float | None = None, constraints: Constraints | None = None,
+         reporter: ProgressReporter | None = None) -> api.MixResult:
     """N mixes near one saved mix (one ``params_paths``) or children of two; see the module doc.
 
     Parameters
@@ -101,6 +160,9 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     weights : objectives to score and their weights (as ``mix``); scores are reported, not used
         to choose.
     target_lufs, ceiling_dbtp : default: the first file's.
+    constraints : :class:`evomix.constraints.Constraints`, added to the parents' saved ones and
+        winning per parameter (module doc); every variation obeys the result (a lock exactly), and
+        ``settings["constraints"]`` (so each ``alt-NN.json``) records it.
 
     Returns a :class:`evomix.api.MixResult` (``search`` None): ``alternatives`` are the variations,
     closest first; ``front`` all candidates rendered. Fewer than ``n`` come back (with a warning)
@@ -112,7 +174,11 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     api._check_number("--spread", spread, low=1e-6, high=1.0)
     api._check_number("-n", n, low=1, integer=True)
     api._check_number("--seed", seed, low=0, integer=True)
-    first = api.load_params_file(params_paths[0])
+    if constraints is not None and not isinstance(constraints, Constraints):
+        raise ParameterError(f"constraints must be an evomix.constraints.Constraints, got {type(constraints).__name__}")
+    files = [api.load_params_file(p) for p in params_paths]
+    first = files[0]
+    run_c = run_constraints(params_paths, files, constraints)  # before any audio is read
     target_lufs = float(first.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
     ceiling_dbtp = float(first.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
     api._check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
@@ -127,14 +193,21 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
     session = api._load(paths, reporter, sr=first.get("sr"))
     api.check_session_length(session)
+    table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis
     with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:
         analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
-    table = GeneTable(session.n_stems)
-    parents = [_parent(p, session, table)[0] for p in params_paths]
+    saved = [Params.from_dict(d.get("params", d), session.names, source=str(p)) for p, d in zip(params_paths, files)]
+    parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
+    warnings = list(session.warnings)
+    for path, p in zip(params_paths, saved):
+        moved = moved_by_constraints(p, table, analysis.trim_db, session.names)
+        if moved:
+            warnings.append(f"{path}: the locks and ranges replace {len(moved)} of its values, in every variation: "
+                            f"{', '.join(moved)}")
     target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp))
     problem = Problem(analysis, table, target, names, tuple(w[k] for k in names))
 
-    pool = candidates(parents, CANDIDATES_PER_MIX * n, spread, seed)  # (m, genes)
+    pool = table.canonical(candidates(parents, CANDIDATES_PER_MIX * n, spread, seed))  # (m, genes); locked genes 0.5
     dist = np.min([genome_distance(pool, p) for p in parents], axis=0)  # (m,)
     order = np.argsort(dist, kind="stable")
     pool, dist = pool[order], dist[order]
@@ -173,7 +246,6 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
             exact_rows.append(measured["descriptors"])
             kept.append(i)
             ph.update(total=len(parents) + len(rendered) + max(0, n - len(kept)))
-    warnings = list(session.warnings)
     if len(kept) < n:
         warnings.append(f"only {len(kept)} of {n} variations sound distinct from the input and each other at "
                         f"--spread {spread:g}; try a larger --spread")
@@ -187,6 +259,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     settings = {"mode": "breed" if len(parents) == 2 else "vary", "parents": [str(p) for p in params_paths],
                 "spread": float(spread), "n": int(n), "seed": int(seed), "alternatives": int(n),
                 "evaluations": len(pool), "exact_renders": len(rendered) + len(parents), "replaced_alternatives": 0,
-                "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input}
+                "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input,
+                "constraints": run_c.to_dict()}
     return api.MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
                          settings, warnings, None)
