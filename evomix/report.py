@@ -125,8 +125,8 @@ def _svg(fig) -> str:
 
 
 def front_scatter_svg(front: dict) -> str | None:
-    """Scatter matrix of the front's objectives (fast-tier values, lower is better); the exported
-    alternatives are marked and named."""
+    """Scatter matrix of the front's objectives (fast-tier values, lower is better), its lower
+    triangle and the histograms on the diagonal; the exported alternatives are marked and named."""
     names = list(front.get("objectives", []))
     members = front.get("members", [])
     if not names or not members:
@@ -142,6 +142,9 @@ def front_scatter_svg(front: dict) -> str | None:
     for i in range(n):
         for j in range(n):
             ax = axes[i, j]
+            if j > i:  # the upper triangle mirrors the lower one: left out (a third less to draw)
+                ax.set_visible(False)
+                continue
             if i == j:
                 ax.hist(F[:, i], bins=min(12, max(3, len(F))), color="#9db4d0")
                 for k in np.flatnonzero(is_alt):
@@ -158,7 +161,8 @@ def front_scatter_svg(front: dict) -> str | None:
             if j == 0:
                 ax.set_ylabel("members" if i == j else f"{names[i]} ({units.get(names[i], '')})")
     if n > 1:
-        axes[0, 1].legend(loc="best", fontsize=7)
+        handles, labels = axes[1, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.98, 1 - 0.5 / fig.get_figheight()), fontsize=8)
     fig.suptitle(f"Pareto front: {len(members)} members, {int(is_alt.sum())} exported (red), {OBJECTIVE_DIRECTION}")
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.04, right=0.98, bottom=0.5 / fig.get_figheight() + 0.03,
                         top=1 - 0.45 / fig.get_figheight(), wspace=0.35, hspace=0.4)
