@@ -221,7 +221,18 @@ def _evaluate_file(path: str, genomes: np.ndarray, threads: int = 1):
         import joblib  # in worker processes only; the serial path never loads joblib (~0.1 s)
 
         shipment = _LOADED[path] = joblib.load(path, mmap_mode="r")
+        _ignore_sigint()
     return score(shipment.problem, genomes, threads), _report(shipment)
+
+
+def _ignore_sigint() -> None:
+    """In a worker process: ignore Ctrl-C. A terminal sends SIGINT to the whole process group; the
+    parent decides (``evomix.interrupt``: finish the generation, or abort and stop the workers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _evaluate_scattered(shipment: _Shipment, genomes: np.ndarray):
