@@ -419,3 +419,22 @@ def test_second_sigint_aborts_at_once_without_writing_the_outputs(stem_dir, tmp_
     assert not out.exists()
     assert not path.parent.exists() or [p.name for p in path.parent.iterdir()] in ([], ["run.npz"])  # no temporary file
     assert waited < 10.0, f"{waited:.1f} s from the second Ctrl-C to the exit"
+
+
+def test_ctrl_c_of_a_terminal_reaches_the_worker_processes_too_and_still_stops_cleanly(stem_dir, tmp_path):
+    """A terminal's Ctrl-C goes to the whole process group: the --jobs workers ignore it (loky would
+    otherwise break the pool, or send the KeyboardInterrupt of a task back), the parent stops the
+    search. Population 8 is one block: one worker scores, the other stays idle."""
+    out = tmp_path / "out"
+    proc = _start([stem_dir, "--out", out, "--population", "8", "--jobs", "2", "--generations", "100000",
+                   "--alternatives", "1"], start_new_session=True)  # its own group: the signal stays off pytest
+    lines: list = []
+    _read_until(proc, r"evomix: search: ([3-9]|\d\d+)/100000 generations", lines)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    err = "".join(lines) + rest
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "interrupted after generation" in err
+    front = json.loads((out / "front.json").read_text())
+    assert front["settings"]["stop_reason"] == "interrupted" and (out / ck.DEFAULT_NAME).is_file()
+    assert ck.load(out / ck.DEFAULT_NAME).state.gen == front["settings"]["generations"]
