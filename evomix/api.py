@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -495,7 +496,8 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     notice = b"\nevomix: Ctrl-C: stopping after this generation (again to abort)\n"
     with InterruptGuard(message=notice if getattr(reporter, "mode", "quiet") != "quiet" else None) as guard, \
             reporter.phase("search", total=None if generations is None else int(generations), unit="generations",
-                        info=f"{n_pop} candidates each, {algorithm}") as ph:
+                        info=f"{n_pop} candidates each, {algorithm}") as ph, \
+            saver if saver is not None else contextlib.nullcontext():  # the last checkpoint is complete on leaving
         def on_generation(gen, n_gen, front_size, best):
             ph.update(done=gen, total=n_gen, info=_search_info(names, problem.weights, front_size, best))
             if progress is not None:

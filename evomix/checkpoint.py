@@ -15,11 +15,13 @@ A checkpoint is one ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
 
 It is written to a temporary name in its folder, fsynced and renamed over the old one
 (``evomix.export.files.write_bytes_atomic``), so a crash or a second Ctrl-C leaves the previous
-generation's checkpoint intact, never half a file.
+generation's checkpoint intact, never half a file. :class:`Saver` writes on a background thread,
+one generation at a time, so the search does not wait for the disk.
 
 Cost: the stems are hashed once per run (SHA-256 of the file bytes, about 0.85 GB/s on one
 core here: ~1 s for a 770 MB session; only when checkpointing or resuming); each save writes the
-arrays uncompressed (a few hundred kB for a front of hundreds of members).
+arrays uncompressed (230 kB for the 6-stem ballad's front of 218 members: 0.9 ms to encode, 7.6 ms
+to write and fsync, on the background thread).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import hashlib
 import io
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from evomix import __version__
-from evomix.errors import ParameterError
+from evomix.errors import EvomixError, ParameterError
 from evomix.export.files import write_bytes_atomic
 from evomix.hypervolume import Normaliser
 from evomix.search import SearchState
@@ -145,17 +148,59 @@ def save(path: str | Path, state: SearchState, *, settings: dict, stems: list) -
 
 class Saver:
     """``on_generation`` for :func:`evomix.search.run_search`: saves every generation's state to
-    ``path`` (its folder is created). ``saved`` is the last generation written, or None."""
+    ``path`` (its folder is created), as a context manager.
+
+    The state is encoded at once (under 1 ms); the file is written, fsynced (most of the cost:
+    ~7 ms here) and renamed on one background thread while the next generation is scored. One
+    write is in flight at a time: each call first waits for the previous generation's file, so
+    every generation is saved, in order. Leaving the ``with`` block (or :meth:`close`) waits for
+    the last one. ``saved`` is the last generation whose file is complete, or None.
+
+    >>> with Saver("run.npz", settings=..., stems=...) as saver:
+    ...     run_search(evaluate, initial, on_generation=saver)
+    """
 
     def __init__(self, path: str | Path, *, settings: dict, stems: list):
         self.path, self.settings, self.stems = Path(path), settings, stems
         self.saved: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple | None = None  # (generation, future) of the write in flight
 
     def __call__(self, state: SearchState) -> None:
-        if self.saved is None:
+        data = encode(state, settings=self.settings, stems=self.stems)
+        self.wait()
+        if self._pool is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        save(self.path, state, settings=self.settings, stems=self.stems)
-        self.saved = int(state.gen)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="evomix-checkpoint")
+        self._pending = (int(state.gen), self._pool.submit(write_bytes_atomic, self.path, data))
+
+    def wait(self) -> None:
+        """Until the write in flight is complete (its error, if any, is raised here)."""
+        if self._pending is not None:
+            gen, future = self._pending
+            self._pending = None
+            future.result()
+            self.saved = gen
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def __enter__(self) -> "Saver":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing (a second Ctrl-C, an error): finish the file, keep that exception
+            self.close()
+        except EvomixError:
+            pass
 
 
 def load(path: str | Path, *, option: str = "resume") -> Checkpoint:

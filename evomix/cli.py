@@ -173,7 +173,7 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
              export_stems=False, pre_stems=False, daw=None, open_report=False, algorithm=api.DEFAULT_ALGORITHM,
              time_limit=api.DEFAULT_TIME_LIMIT_S, checkpoint=None, resume=None):
     reporter = _reporter(quiet) if reporter is None else reporter
-    api.check_output_folder(out, force=force, ignore=[p for p in (checkpoint, resume) if p is not None])
+    api.check_output_folder(out, force=force, ignore=[checkpoint] if checkpoint is not None else ())  # its own checkpoint may be in it
     if checkpoint is not None:
         try:
             checkpoints.check_target(checkpoint, resume=resume, force=force)

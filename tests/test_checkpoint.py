@@ -84,8 +84,7 @@ def test_search_killed_after_generation_3_and_resumed_gives_the_same_front(tmp_p
     kw = dict(algorithm=algorithm, normaliser=NORM, steer=None if steer is None else np.array(steer))
     straight = run_search(dtlz2, INIT, termination=Termination(generations=6), seed=5, **kw)
     path = tmp_path / "run.npz"
-    saver = ck.Saver(path, settings={"algorithm": algorithm}, stems=[])
-    with pytest.raises(Killed):
+    with pytest.raises(Killed), ck.Saver(path, settings={"algorithm": algorithm}, stems=[]) as saver:
         run_search(_dies_scoring(4), INIT, termination=Termination(generations=6), seed=5, on_generation=saver, **kw)
     assert saver.saved == 3
     saved = ck.load(path)
@@ -108,9 +107,9 @@ def test_resumed_search_converges_at_the_same_generation(tmp_path, algorithm):
     term = Termination(time_limit=None, window=4, tol=0.02)
     straight = run_search(dtlz2, INIT, algorithm=algorithm, termination=term, seed=5, normaliser=NORM)
     assert straight.stop_reason == "converged" and straight.generations > 5  # stops after the checkpoint
-    saver = ck.Saver(tmp_path / "run.npz", settings={}, stems=[])
-    with pytest.raises(Killed):
+    with pytest.raises(Killed), ck.Saver(tmp_path / "run.npz", settings={}, stems=[]) as saver:
         run_search(_dies_scoring(5), INIT, algorithm=algorithm, termination=term, seed=5, normaliser=NORM, on_generation=saver)
+    assert saver.saved == 4
     resumed = run_search(dtlz2, None, algorithm=algorithm, termination=term, seed=5, normaliser=NORM,
                          resume=ck.load(tmp_path / "run.npz").state)
     _assert_same_search(resumed, straight)
@@ -379,7 +378,7 @@ def test_sigint_during_the_search_exports_the_front_and_leaves_a_loadable_checkp
     lines: list = []
     _read_until(proc, r"evomix: search: ([3-9]|\d\d+)/100000 generations", lines)  # a few generations done
     proc.send_signal(signal.SIGINT)
-    stdout, rest = proc.communicate(timeout=60)
+    stdout, rest = proc.communicate(timeout=120)
     err = "".join(lines) + rest
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Ctrl-C: stopping after this generation" in err
@@ -410,15 +409,16 @@ def test_second_sigint_aborts_at_once_without_writing_the_outputs(stem_dir, tmp_
     _read_until(proc, r"Ctrl-C: stopping after this generation", lines)
     t = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=60)
-    waited = time.monotonic() - t
+    _read_until(proc, r"evomix: aborted by Ctrl-C", lines)
+    waited = time.monotonic() - t  # to the message (the interpreter's teardown follows: ~0.5 s here)
+    _, rest = proc.communicate(timeout=120)
     err = "".join(lines) + rest
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("evomix: aborted by Ctrl-C") and "Traceback" not in err
     assert "evomix: search: done" not in err, err  # aborted inside the search
     assert not out.exists()
     assert not path.parent.exists() or [p.name for p in path.parent.iterdir()] in ([], ["run.npz"])  # no temporary file
-    assert waited < 10.0, f"{waited:.1f} s from the second Ctrl-C to the exit"
+    assert waited < 10.0, f"{waited:.1f} s from the second Ctrl-C to the message"  # ~0.1 s here; gen 0 alone takes ~4 s
 
 
 def test_ctrl_c_of_a_terminal_reaches_the_worker_processes_too_and_still_stops_cleanly(stem_dir, tmp_path):
@@ -431,7 +431,7 @@ def test_ctrl_c_of_a_terminal_reaches_the_worker_processes_too_and_still_stops_c
     lines: list = []
     _read_until(proc, r"evomix: search: ([3-9]|\d\d+)/100000 generations", lines)
     os.killpg(proc.pid, signal.SIGINT)
-    _, rest = proc.communicate(timeout=60)
+    _, rest = proc.communicate(timeout=120)
     err = "".join(lines) + rest
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "interrupted after generation" in err
