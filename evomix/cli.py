@@ -98,7 +98,7 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     searched = {} if result.search is None else {  # rank and vary re-use a front: no search of their own
         "algorithm": result.settings["algorithm"],
         "generations": result.settings["generations"],
-        "stop_reason": result.settings["stop_reason"],  # converged, time limit or generations
+        "stop_reason": result.settings["stop_reason"],  # converged, time limit, generations or interrupted
         "hypervolume": result.settings["hypervolume"],
         "search_s": round(float(result.search.elapsed_s), 3),
     }
