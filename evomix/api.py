@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -19,12 +20,14 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from evomix import __version__, export, parallel
+from evomix import checkpoint as checkpoints
 from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
 from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
 from evomix.errors import AudioFileError, ParameterError
 from evomix.evaluate import Problem
+from evomix.export.files import write_bytes_atomic
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
@@ -39,6 +42,7 @@ from evomix.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.describe import row as descriptor_row
 from evomix.hypervolume import Normaliser
+from evomix.interrupt import InterruptGuard
 from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
 from evomix.seeding import smart_initial_population
 from evomix.settings import Master, Parallel, Search
@@ -98,6 +102,8 @@ class MixResult:
     call: dict | None = None  # the mix() call's arguments, for run.json
     before: tuple | None = None  # (ExactRender with a float32 master, report summary) of the equal-gain sum
     before_from: Path | None = None  # or a folder whose before.wav and report-data.json it may reuse (rank)
+    checkpoint: Path | None = None  # the run's checkpoint file (evomix.checkpoint), if it made one
+    checkpoint_bytes: bytes | None = None  # an interrupted run's checkpoint, for write() (no checkpoint= given)
 
     def front_dict(self) -> dict:
         """The documented ``front.json`` content."""
@@ -170,11 +176,12 @@ class MixResult:
         ``export_stems``: also ``alt-NN-stems/`` (each stem as it sounds in the mix, float WAV,
         summing to the master); ``pre_stems``: ``alt-NN-stems-pre/`` (before the master chain);
         ``daw``: DAW sessions, "dawproject" and/or "reaper" (imply ``export_stems``); see
-        :mod:`evomix.export`.
+        :mod:`evomix.export`. An interrupted search without ``checkpoint=`` also leaves
+        ``checkpoint.npz`` (``evomix.checkpoint``) to resume from.
         """
         daw = export.parse_daw(daw)
         out = Path(out)
-        check_output_folder(out, force=force, inputs=self.session.paths)
+        check_output_folder(out, force=force, inputs=self.session.paths, ignore=[self.checkpoint] if self.checkpoint else ())
         out.mkdir(parents=True, exist_ok=True)
         written = []
         reporter = NULL_REPORTER if reporter is None else reporter
@@ -197,6 +204,8 @@ class MixResult:
                     daw=daw, threads=render_threads(), phase=ph, render=m.render)
             written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
             ph.advance()
+        if self.checkpoint_bytes is not None:
+            written.append(write_bytes_atomic(out / checkpoints.DEFAULT_NAME, self.checkpoint_bytes))
         written += write_mix_report(self, out, reporter=reporter, command=command)
         return written
 
@@ -204,8 +213,10 @@ class MixResult:
 OUTPUT_NAMES = ("front.json", "before.wav", "report.html", "report-data.json", "run.json")
 
 
-def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) -> None:
+def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = (), ignore: Sequence[Path] = ()) -> None:
     """Fail early (before any search) if ``out`` cannot take the results.
+
+    ``ignore``: files that may be in ``out`` without ``force`` (the run's own checkpoint).
 
     Raises
     ------
@@ -215,7 +226,8 @@ def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = ()) 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out: {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    own = {Path(p).resolve() for p in ignore if p is not None}
+    if out.is_dir() and any(p.resolve() not in own for p in out.iterdir()) and not force:
         raise ParameterError(f"--out: {out} is not empty; choose a new folder or pass --force")
     resolved = {Path(p).resolve() for p in inputs}
     for p in out.glob("*") if out.is_dir() else []:
@@ -261,6 +273,8 @@ def mix(
     search: Search | None = None,
     parallel: Parallel | None = None,
     master: Master | None = None,
+    checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> MixResult:
     """Search for mixes of the stems at ``paths`` and render the chosen alternatives.
 
@@ -305,6 +319,15 @@ def mix(
         made, errors name their fields); each replaces its keywords above (algorithm, population,
         generations, time_limit, seed, alternatives / jobs, threads, backend, scheduler /
         target_lufs, ceiling_dbtp), which remain for backward compatibility.
+    checkpoint : a file (``.npz``) the search state is saved to after every generation, atomically
+        (:mod:`evomix.checkpoint`; replaced if it exists).
+    resume : a checkpoint to continue from: the same stems and search settings are required
+        (``CheckpointError`` names what differs); with the same ``generations`` budget the front is
+        the one an uninterrupted run gives. The time limit counts the search time of every run.
+    A first Ctrl-C (SIGINT, main thread) during the search finishes the generation, saves the
+    checkpoint and stops the search (``settings["stop_reason"] == "interrupted"``); the front found
+    so far is exported as usual (and, without ``checkpoint``, :meth:`MixResult.write` leaves
+    ``checkpoint.npz`` in its folder). A second Ctrl-C raises ``KeyboardInterrupt`` at once.
     """
     search, parallel, master = settings_of(
         search, parallel, master, algorithm=algorithm, population=population, generations=generations,
@@ -333,14 +356,17 @@ def mix(
         "population": population, "generations": generations, "seed": seed, "weights": weights,
         "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
         "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads,
-        "algorithm": algorithm, "time_limit": time_limit}}
+        "algorithm": algorithm, "time_limit": time_limit,
+        "checkpoint": None if checkpoint is None else str(checkpoint), "resume": None if resume is None else str(resume)}}
+    ckpt = None if resume is None else checkpoints.load(resume)  # a bad file fails before any audio is read
     with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
         result = _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
                     ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints,
-                    keep_master_gain=keep_master_gain, algorithm=algorithm, time_limit=time_limit)
+                    keep_master_gain=keep_master_gain, algorithm=algorithm, time_limit=time_limit,
+                    checkpoint=checkpoint, resume=ckpt)
     result.call = call
     return result
 
@@ -409,11 +435,17 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
          reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None,
          keep_master_gain: bool = False, algorithm: str = "nsga2",
-         time_limit: float | None = DEFAULT_TIME_LIMIT_S) -> MixResult:
-    """:func:`mix` after its checks; ``evaluator`` scores the generations."""
+         time_limit: float | None = DEFAULT_TIME_LIMIT_S, checkpoint: str | Path | None = None,
+         resume: checkpoints.Checkpoint | None = None) -> MixResult:
+    """:func:`mix` after its checks; ``evaluator`` scores the generations; ``resume`` is loaded."""
     constraints = Constraints() if constraints is None else constraints
     session = session if session is not None else _load(paths, reporter, roles=roles)
     check_session_length(session)
+    if checkpoint is not None:
+        checkpoints.check_target(checkpoint, inputs=session.paths, resume=None if resume is None else resume.path, force=True)
+    stems = checkpoints.stems_fingerprint(session) if (checkpoint is not None or resume is not None) else None
+    if resume is not None:
+        checkpoints.check_stems(resume, stems)  # before the analysis: other stems fail at once
     table = constraints.apply(GeneTable(session.n_stems), session.names)  # locks and ranges: before any analysis
     warnings = list(session.warnings)
     n_pop = int(population)
@@ -449,16 +481,33 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     else:
         initial = table.initial_population(n_pop, rng, base=base, spread=0.05)
     termination = Termination(generations=None if generations is None else int(generations), time_limit=time_limit)
-    with reporter.phase("search", total=None if generations is None else int(generations), unit="generations",
-                        info=f"{n_pop} candidates each, {algorithm}") as ph:
+    normaliser = Normaliser.fixed(names, problem.weights)
+
+    def search_settings() -> dict:  # what a checkpoint must match (evomix.checkpoint.search_settings)
+        return checkpoints.search_settings(
+            algorithm=algorithm, population=n_pop, seed=int(seed), objectives=names, weights=problem.weights,
+            profile=profile.to_dict(), target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+            constraints=constraints.to_dict(), roles=dict(zip(session.names, session.roles)), sr=session.sr,
+            n_genes=table.n_genes, normaliser=normaliser,
+            reference=None if ref_report is None else {"mode": ref_report["mode"], "sha256": checkpoints.file_sha256(reference)})
+
+    if resume is not None:
+        checkpoints.check_matches(resume, settings=search_settings())
+    saver = None if checkpoint is None else checkpoints.Saver(checkpoint, settings=search_settings(), stems=stems)
+    notice = b"\nevomix: Ctrl-C: stopping after this generation (again to abort)\n"
+    with InterruptGuard(message=notice if getattr(reporter, "mode", "quiet") != "quiet" else None) as guard, \
+            reporter.phase("search", total=None if generations is None else int(generations), unit="generations",
+                        info=f"{n_pop} candidates each, {algorithm}") as ph, \
+            saver if saver is not None else contextlib.nullcontext():  # the last checkpoint is complete on leaving
         def on_generation(gen, n_gen, front_size, best):
             ph.update(done=gen, total=n_gen, info=_search_info(names, problem.weights, front_size, best))
             if progress is not None:
                 progress(gen, n_gen, front_size, best)
 
         result = run_search(evaluator.ship(problem), initial, algorithm=algorithm, termination=termination,
-                            seed=int(seed), progress=on_generation,
-                            normaliser=Normaliser.fixed(names, problem.weights), steer=problem.weights)
+                            seed=int(seed), progress=on_generation, normaliser=normaliser, steer=problem.weights,
+                            resume=None if resume is None else resume.state, on_generation=saver,
+                            stop_requested=lambda: guard.requested)
         ph.update(info=f"stopped by {result.stop_reason} after {result.generations} generations, front "
                        f"{len(result.front_F)}, hypervolume {result.hypervolume[-1]:.4f}")
     evaluator.close()  # workers are not needed for the exact renders
@@ -508,8 +557,15 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders,
                 "constraints": constraints.to_dict()}
+    if resume is not None:
+        settings["resumed_from"] = {"checkpoint": str(resume.path), "generation": int(resume.state.gen)}
+    pending = None
+    if result.stop_reason == "interrupted" and saver is None:  # MixResult.write leaves it beside the front
+        pending = checkpoints.encode(result.state, settings=search_settings(),
+                                     stems=stems if stems is not None else checkpoints.stems_fingerprint(session))
     return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front, alts,
-                     result, settings, warnings, ref_report, before=before_slot[0] if before_slot else None)
+                     result, settings, warnings, ref_report, before=before_slot[0] if before_slot else None,
+                     checkpoint=None if checkpoint is None else Path(checkpoint), checkpoint_bytes=pending)
 
 
 def search_report(result: SearchResult | None) -> dict | None:

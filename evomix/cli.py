@@ -6,6 +6,7 @@ Every expected failure is one line ``evomix: error: ...`` and exit code 1 (2 for
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,6 +24,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from evomix import api
+from evomix import checkpoint as checkpoints
 from evomix import report as report_mod
 from evomix.audio import expand_paths
 from evomix.constraints import Constraints
@@ -97,7 +99,7 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     searched = {} if result.search is None else {  # rank and vary re-use a front: no search of their own
         "algorithm": result.settings["algorithm"],
         "generations": result.settings["generations"],
-        "stop_reason": result.settings["stop_reason"],  # converged, time limit or generations
+        "stop_reason": result.settings["stop_reason"],  # converged, time limit, generations or interrupted
         "hypervolume": result.settings["hypervolume"],
         "search_s": round(float(result.search.elapsed_s), 3),
     }
@@ -170,17 +172,26 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
              alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
              jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None,
              export_stems=False, pre_stems=False, daw=None, open_report=False, algorithm=api.DEFAULT_ALGORITHM,
-             time_limit=api.DEFAULT_TIME_LIMIT_S):
+             time_limit=api.DEFAULT_TIME_LIMIT_S, checkpoint=None, resume=None):
     reporter = _reporter(quiet) if reporter is None else reporter
-    api.check_output_folder(out, force=force)
+    api.check_output_folder(out, force=force, ignore=[checkpoint] if checkpoint is not None else ())  # its own checkpoint may be in it
+    if checkpoint is not None:
+        try:
+            checkpoints.check_target(checkpoint, resume=resume, force=force)
+        except checkpoints.CheckpointError as e:
+            raise e.for_cli() from None
     daw = parse_daw(daw)  # before the search: an unknown format fails at once
     search, parallel, master = _settings(
         algorithm=algorithm, population=population, generations=generations, time_limit=time_limit, seed=seed,
         alternatives=alternatives, jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
         target_lufs=target_lufs, ceiling_dbtp=ceiling)
-    result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
-                     reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master,
-                     constraints=constraints, keep_master_gain=bool(export_stems or pre_stems or daw))
+    try:
+        result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
+                         reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master,
+                         constraints=constraints, keep_master_gain=bool(export_stems or pre_stems or daw),
+                         checkpoint=checkpoint, resume=resume)
+    except checkpoints.CheckpointError as e:
+        raise e.for_cli() from None
     if result.reference is not None and not as_json:
         ref = result.reference
         err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
@@ -199,6 +210,11 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
         err_console.print("exported: " + ", ".join(str(p) for p in extra), markup=False, soft_wrap=True)
     summary = _summary(result, out, reporter)
     summary["report"] = str(out / report_mod.REPORT_NAME)
+    if result.settings.get("stop_reason") == "interrupted":
+        saved = result.checkpoint if result.checkpoint is not None else out / checkpoints.DEFAULT_NAME
+        summary["checkpoint"] = str(saved)
+        err_console.print(f"evomix: interrupted after generation {result.settings['generations']}: exported the front "
+                          f"found so far; continue with the same options and --resume {saved}", markup=False, soft_wrap=True)
     _print_summary(summary, as_json)
     if not as_json:
         out_console.print(f"report: {summary['report']}", markup=False, soft_wrap=True)
@@ -234,6 +250,8 @@ SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Addres
 LockOpt = Annotated[Optional[List[str]], typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
 RangeOpt = Annotated[Optional[List[str]], typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
 OpenOpt = Annotated[bool, typer.Option("--open", help="Open report.html in the default browser when done.")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force (or is the --resume file).", show_default=False)]
+ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue the search saved in this checkpoint (same stems and search options; give a larger --generations or --time-limit to go further).", show_default=False)]
 
 
 @app.command()
@@ -267,8 +285,14 @@ def mix(
     export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help="Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus input).")] = False,
     daw: Annotated[Optional[List[str]], typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
     open_report: OpenOpt = False,
+    checkpoint: CheckpointOpt = None,
+    resume: ResumeOpt = None,
 ):
-    """Search for mixes of the stems and export a set of distinct finished alternatives."""
+    """Search for mixes of the stems and export a set of distinct finished alternatives.
+
+    Ctrl-C during the search finishes the generation, saves the checkpoint and exports the front
+    found so far (into --out, with checkpoint.npz there if no --checkpoint was given); a second
+    Ctrl-C aborts without writing the outputs."""
     try:
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
         constraints = _constraints(lock, range_)
@@ -276,9 +300,18 @@ def mix(
                  generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
                  jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
                  pre_stems=export_pre_stems, daw=daw, open_report=open_report, algorithm=algorithm,
-                 time_limit=time_limit)
+                 time_limit=time_limit, checkpoint=checkpoint, resume=resume)
     except EvomixError as e:
         _fail(e)
+    except KeyboardInterrupt:  # a second Ctrl-C in the search, or one outside it
+        _aborted(checkpoint)
+
+
+def _aborted(checkpoint: Optional[Path]) -> None:
+    """One line and exit code 130 (128 + SIGINT) for a Ctrl-C that the search did not take."""
+    note = f"; the last generation saved is in {checkpoint}" if checkpoint is not None and checkpoint.is_file() else ""
+    err_console.print(f"evomix: aborted by Ctrl-C{note}", markup=False, soft_wrap=True)
+    raise typer.Exit(code=130)
 
 
 @app.command()
@@ -620,11 +653,32 @@ def main() -> None:
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("evomix: aborted", markup=False)
-        sys.exit(130)
+        _exit_aborted()
     except ClickException as e:
         err_console.print(f"evomix: error: {e.format_message()}", markup=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    if rv == 130:  # a Ctrl-C abort: typer turns KeyboardInterrupt into exit code 130
+        _exit_aborted()
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit_aborted() -> None:
+    """Exit with code 130 after a Ctrl-C abort, skipping the interpreter's final join of threads.
+
+    A KeyboardInterrupt that lands while a ``ThreadPoolExecutor`` starts a thread leaves a thread
+    that no exit handler wakes (CPython registers it after starting it), and that join would wait
+    for it forever (seen once in four runs on a loaded machine). The ``finally`` blocks already
+    ran while the interrupt unwound (worker pools closed, the checkpoint write finished); the
+    ``atexit`` handlers (temporary files) run here."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    os._exit(130)
 
 
 if __name__ == "__main__":

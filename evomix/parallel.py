@@ -224,6 +224,18 @@ def _evaluate_file(path: str, genomes: np.ndarray, threads: int = 1):
     return score(shipment.problem, genomes, threads), _report(shipment)
 
 
+def _ignore_sigint() -> None:
+    """Initializer of each local worker process: ignore Ctrl-C. A terminal sends SIGINT to the whole
+    process group; a worker interrupted mid-task (or idle: loky then calls the pool broken) would
+    abort the run, where the parent decides (``evomix.interrupt``: finish the generation, or abort
+    and stop the workers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _evaluate_scattered(shipment: _Shipment, genomes: np.ndarray):
     """Worker task (dask backend): ``shipment`` is resolved from the worker's memory."""
     return score(shipment.problem, genomes), _report(shipment)
@@ -292,7 +304,7 @@ class ParallelEvaluator:
                 raise EvomixError(f"--jobs: cannot write the session analysis for the workers to {tempfile.gettempdir()} "
                                   f"({_one_line(e)}); point TMPDIR at a folder with room") from None
             self.problem_bytes = os.path.getsize(self._path)
-            self._pool = joblib.Parallel(n_jobs=self.n_jobs, backend="loky", batch_size=1)
+            self._pool = joblib.Parallel(n_jobs=self.n_jobs, backend="loky", batch_size=1, initializer=_ignore_sigint)
             self._pool.__enter__()  # workers are kept for every generation of the run
         else:
             self.problem_bytes = _array_bytes(problem)

@@ -23,7 +23,17 @@ The run stops for one of three reasons (``SearchResult.stop_reason``):
   default multi-objective termination (which tracks the movement of the normalised front over a
   window of generations), here on the hypervolume itself;
 * ``"time limit"``: the search has run ``time_limit`` seconds (checked after each generation, so
-  a generation started is finished; generation 0 always runs).
+  a generation started is finished; generation 0 always runs);
+* ``"interrupted"``: ``stop_requested()`` said so after a generation (the first Ctrl-C,
+  :mod:`evomix.interrupt`).
+
+**State and resume.** After every generation the loop's whole state (population with fitness and
+crowding distance, archive, hypervolumes, logbook, counters, and the states of the three random
+generators: ``random``, numpy's global one that ``selNSGA3`` draws from, and the random
+algorithm's ``Generator``) is a :class:`SearchState`, handed to ``on_generation`` (which
+:mod:`evomix.checkpoint` saves); ``run_search(..., resume=state)`` continues from it exactly, so a
+run stopped after generation k and resumed ends with the same front as one never stopped
+(unless the time limit stops it: the wall clock is not reproducible).
 
 The defaults (:data:`HV_WINDOW`, :data:`HV_TOL`, :data:`DEFAULT_TIME_LIMIT_S`) come from
 ``experiments/search_quality.py`` (see the README's search section).
@@ -62,7 +72,7 @@ ALGORITHMS = ("nsga2", "nsga3", "random")
 # nsga2: its weights steer reliably (tests/test_search_api.py, the study); nsga3 reaches a higher
 # hypervolume on every study song but its steering is weaker (README, Search)
 DEFAULT_ALGORITHM = "nsga2"
-STOP_REASONS = ("converged", "time limit", "generations")
+STOP_REASONS = ("converged", "time limit", "generations", "interrupted")
 
 HV_WINDOW = 20  # generations of the sliding window of the convergence test
 HV_TOL = 0.005  # relative hypervolume gain over the window below which the search has converged
@@ -135,9 +145,11 @@ class SearchResult:
     logbook : DEAP Logbook, one record per generation (gen, evals, front, hv, min per objective).
     evaluations : total candidates evaluated.
     algorithm : "nsga2", "nsga3" or "random".  generations : generations run after generation 0.
-    stop_reason : "converged", "time limit" or "generations".  elapsed_s : wall time, s.
+    stop_reason : one of :data:`STOP_REASONS`.  elapsed_s : wall time of the search, s (across resumes).
     hypervolume : (generations + 1,) archive hypervolume after each generation.
     normaliser : the :class:`Normaliser` of the hypervolume.
+    state : the :class:`SearchState` after the last generation (to save and resume from).
+    resumed_from : the generation the search was resumed after, or None.
     """
 
     front_genomes: np.ndarray
@@ -152,6 +164,44 @@ class SearchResult:
     elapsed_s: float = 0.0
     hypervolume: np.ndarray = field(default_factory=lambda: np.zeros(0))
     normaliser: Normaliser | None = None
+    state: "SearchState | None" = None
+    resumed_from: int | None = None
+
+
+@dataclass
+class SearchState:
+    """Everything :func:`run_search` needs to continue after generation ``gen`` (plain data).
+
+    gen : generations run after generation 0.  evaluations : candidates evaluated so far.
+    elapsed_s : search wall time so far, s.
+    population : (pop, genes) in [0, 1], in the loop's order.  population_F : (pop, n_obj).
+    crowding : (pop,) DEAP ``fitness.crowding_dist`` (``selTournamentDCD`` reads it), NaN where unset.
+    archive_G : (n, genes) and archive_F : (n, n_obj), the :class:`Archive` in its order.
+    hypervolume : (gen + 1,).  logbook_evals, logbook_front : (gen + 1,) ints of the logbook.
+    logbook_min : (gen + 1, n_obj).  normaliser : of the hypervolume.
+    random_state : ``random.getstate()``.  numpy_state : ``np.random.get_state()``.
+    uniform_state : the random algorithm's ``Generator.bit_generator.state``.
+    """
+
+    gen: int
+    evaluations: int
+    elapsed_s: float
+    population: np.ndarray
+    population_F: np.ndarray
+    crowding: np.ndarray
+    archive_G: np.ndarray
+    archive_F: np.ndarray
+    hypervolume: np.ndarray
+    logbook_evals: np.ndarray
+    logbook_front: np.ndarray
+    logbook_min: np.ndarray
+    normaliser: Normaliser
+    random_state: tuple
+    numpy_state: tuple
+    uniform_state: dict
+
+
+StateFn = Callable[[SearchState], None]
 
 
 ProgressFn = Callable[[int, "int | None", int, np.ndarray], None]  # (gen, n_gen or None, front size, best F)
@@ -206,22 +256,30 @@ def achievement(Z: np.ndarray, steer: np.ndarray) -> np.ndarray:
 def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial: np.ndarray, *,
                algorithm: str = "nsga2", termination: Termination | None = None, seed: int = 0,
                progress: ProgressFn | None = None, normaliser: Normaliser | None = None,
-               steer=None, clock: Callable[[], float] = time.monotonic) -> SearchResult:
+               steer=None, clock: Callable[[], float] = time.monotonic, resume: SearchState | None = None,
+               on_generation: StateFn | None = None, stop_requested: Callable[[], bool] | None = None) -> SearchResult:
     """Evolve ``initial`` (pop, genes) with ``algorithm`` until ``termination`` says stop.
 
     ``pop`` must be a multiple of 4 (``selTournamentDCD``); the caller rounds it.
     ``normaliser``: of the hypervolume (default: frozen from generation 0).
     ``steer``: (n_obj,) weights that move the search (module docstring), None for none.
-    Same ``seed`` and inputs -> the same result (unless the time limit stops it).
+    ``resume``: a :class:`SearchState` to continue from (``initial`` is then only checked for its
+    shape, and may be None; ``seed`` is not used: the saved generator states are).
+    ``on_generation``: called with the :class:`SearchState` after every generation (0 included).
+    ``stop_requested``: () -> bool, asked after every generation; True stops with "interrupted".
+    Same ``seed`` and inputs -> the same result (unless the time limit stops it), resumed or not.
     """
     termination = Termination() if termination is None else termination
     if algorithm not in ALGORITHMS:
         raise ParameterError(f"--algorithm: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
-    n_pop, n_genes = initial.shape
+    n_pop, n_genes = (resume.population if initial is None else initial).shape
     if n_pop < 4 or n_pop % 4:
         raise ParameterError(f"--population must be a multiple of 4 and >= 4, got {n_pop}")
+    if resume is not None and resume.population.shape != (n_pop, n_genes):
+        raise ParameterError(f"resume: the saved population is {resume.population.shape[0]} x "
+                             f"{resume.population.shape[1]} genes, this search's {n_pop} x {n_genes}")
     termination.check()
-    t_start = clock()
+    t_start = clock() - (0.0 if resume is None else float(resume.elapsed_s))
     random.seed(seed)
     np.random.seed(seed % 2**32)  # selNSGA3's niching draws from numpy's global generator
     uniform = np.random.default_rng(seed)  # the random algorithm's genomes
@@ -243,14 +301,24 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
                 ind.fitness.values = tuple(float(v) for v in f)
         return len(invalid)
 
-    F0 = evaluate_population(np.asarray(initial))
+    if resume is None:
+        F0 = evaluate_population(np.asarray(initial))
+        pop_G = np.asarray(initial)
+    else:
+        F0, pop_G = resume.population_F, resume.population
     n_obj = F0.shape[1]
     front = Archive(n_genes, n_obj)
     Individual = _classes(n_obj)
-    pop = [Individual(row) for row in initial]
+    pop = [Individual(row) for row in pop_G]
     for ind, f in zip(pop, F0):
         ind.fitness.values = tuple(float(v) for v in f)
-    norm = Normaliser.frozen(F0) if normaliser is None else normaliser
+    if resume is None:
+        norm = Normaliser.frozen(F0) if normaliser is None else normaliser
+    else:
+        norm = resume.normaliser
+        if normaliser is not None and not (np.array_equal(normaliser.ideal, norm.ideal)
+                                           and np.array_equal(normaliser.scale, norm.scale)):
+            raise ParameterError("resume: the saved hypervolume normaliser differs from this search's")
     w = None if steer is None else np.asarray(steer, dtype=float)
     if w is not None and (w.shape != (n_obj,) or np.allclose(w, w[0])):
         w = None
@@ -293,13 +361,50 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
         if progress:
             progress(gen, termination.generations, len(front), np.asarray(logbook[-1]["min"]))
 
-    total = len(pop)
-    if algorithm != "random":
-        pop = survive(pop)  # assigns crowding distance for selTournamentDCD
-    front.update(pop, [i.fitness.values for i in pop])
-    record(0, total)
-    gen = 0
-    reason = termination.stop(gen, hv, clock() - t_start)
+    def state(gen: int, total: int) -> SearchState:
+        return SearchState(
+            gen=gen, evaluations=total, elapsed_s=clock() - t_start,
+            population=np.asarray([list(i) for i in pop], dtype=float).reshape(n_pop, n_genes),
+            population_F=np.asarray([i.fitness.values for i in pop], dtype=float),
+            crowding=np.asarray([getattr(i.fitness, "crowding_dist", np.nan) for i in pop], dtype=float),
+            archive_G=front.G.copy(), archive_F=front.F.copy(), hypervolume=np.asarray(hv, dtype=float),
+            logbook_evals=np.asarray(logbook.select("evals"), dtype=np.int64),
+            logbook_front=np.asarray(logbook.select("front"), dtype=np.int64),
+            logbook_min=np.asarray(logbook.select("min"), dtype=float).reshape(len(logbook), n_obj),
+            normaliser=norm, random_state=random.getstate(), numpy_state=np.random.get_state(),
+            uniform_state=uniform.bit_generator.state)
+
+    def stop(gen: int, total: int) -> str | None:
+        if on_generation is not None:
+            on_generation(state(gen, total))
+        reason = termination.stop(gen, hv, clock() - t_start)
+        if reason is None and stop_requested is not None and stop_requested():
+            reason = "interrupted"
+        return reason
+
+    if resume is None:
+        total = len(pop)
+        if algorithm != "random":
+            pop = survive(pop)  # assigns crowding distance for selTournamentDCD
+        front.update(pop, [i.fitness.values for i in pop])
+        record(0, total)
+        gen = 0
+        reason = stop(gen, total)
+    else:  # the loop's state after generation resume.gen, exactly
+        for ind, c in zip(pop, resume.crowding):
+            if not np.isnan(c):
+                ind.fitness.crowding_dist = float(c)
+        front.G, front.F = np.array(resume.archive_G, dtype=float), np.array(resume.archive_F, dtype=float)
+        hv.extend(float(h) for h in resume.hypervolume)
+        for g, (e, n, m, h) in enumerate(zip(resume.logbook_evals, resume.logbook_front, resume.logbook_min, hv)):
+            logbook.record(gen=g, evals=int(e), front=int(n), hv=h, min=np.array(m, dtype=float))
+        random.setstate(resume.random_state)
+        np.random.set_state(resume.numpy_state)
+        uniform.bit_generator.state = resume.uniform_state
+        gen, total = int(resume.gen), int(resume.evaluations)
+        reason = termination.stop(gen, hv, clock() - t_start)  # resumed with a budget already spent
+        if reason is None and stop_requested is not None and stop_requested():
+            reason = "interrupted"
     while reason is None:
         gen += 1
         offspring = offspring_of(pop)
@@ -308,7 +413,7 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
         pop = offspring if algorithm == "random" else survive(pop + offspring)
         front.update(offspring, [i.fitness.values for i in offspring])  # every candidate evaluated
         record(gen, evals)
-        reason = termination.stop(gen, hv, clock() - t_start)
+        reason = stop(gen, total)
     return SearchResult(
         front_genomes=front.G,
         front_F=front.F,
@@ -322,6 +427,8 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
         elapsed_s=clock() - t_start,
         hypervolume=np.asarray(hv),
         normaliser=norm,
+        state=state(gen, total),
+        resumed_from=None if resume is None else int(resume.gen),
     )
 
 
