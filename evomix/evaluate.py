@@ -1,6 +1,7 @@
 """``evaluate_population``: genomes (n, genes) -> objective matrix F (n, n_obj), one call per generation.
 
-The population is scored in blocks of ``BLOCK`` genomes, counted from its first row, one vectorized
+The population is scored in blocks of ``block_size`` genomes (32, or 16 for a large session),
+counted from its first row, one vectorized
 render per block (this also bounds memory: the fast tier's per-stem tensors grow with
 pop x stems x bands x frames). A genome's F depends on its block and nothing else: the matrix
 products of a block round the same way whenever the block is the same, but BLAS may round a row
@@ -22,6 +23,17 @@ from evomix.genome import GeneTable
 from objectives import Target, evaluate
 
 BLOCK = 32  # genomes per vectorized render; also the unit of work of a thread or worker
+LARGE_BLOCK_STEM_FRAMES = 32768  # above this many stems x frames a session is scored in blocks of SMALL_BLOCK
+SMALL_BLOCK = 16  # ... whose arrays stay in cache (real-size song, 16 stems x 210 s: 32 genomes in 0.14-0.16 s
+# as two blocks of 16 against 0.20 s as one of 32, on one thread) and which let a population of 32 use two threads;
+# on the 8 x 30 s standard workload blocks of 16 cost more than they save (1,550-1,800 against 1,800-2,400 evals/s)
+
+
+def block_size(analysis: Analysis) -> int:
+    """Genomes per block for this session: ``BLOCK``, or ``SMALL_BLOCK`` for a large session
+    (more than ``LARGE_BLOCK_STEM_FRAMES`` stems x analysis frames). Fixed by the session, so a
+    genome's F still depends on nothing but its block."""
+    return SMALL_BLOCK if analysis.n_stems * analysis.n_frames > LARGE_BLOCK_STEM_FRAMES else BLOCK
 _BLAS = None  # threadpoolctl's view of the loaded BLAS libraries, found once per process
 
 
@@ -47,14 +59,20 @@ class Problem:
     names: tuple  # objectives in the search, in column order
     weights: tuple  # weight of each objective in ``names``, > 0
 
+    @property
+    def block(self) -> int:
+        """Genomes per vectorized render (:func:`block_size`)."""
+        return block_size(self.analysis)
+
     def raw_scores(self, genomes: np.ndarray) -> np.ndarray:
         """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier, rendered
-        block by block (``BLOCK`` genomes; a block of one is rendered beside a copy of itself,
+        block by block (:attr:`block` genomes; a block of one is rendered beside a copy of itself,
         because numpy's matrix-vector kernels round differently from the matrix-matrix ones)."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
-        for start in range(0, genomes.shape[0], BLOCK):
-            block = genomes[start : start + BLOCK]
+        size = self.block
+        for start in range(0, genomes.shape[0], size):
+            block = genomes[start : start + size]
             n = block.shape[0]
             if n == 1:
                 block = np.concatenate([block, block])

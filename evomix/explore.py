@@ -7,7 +7,7 @@ centroid, ``width`` = side/mid, ``vocal`` = vocal level vs the mix, ``low_end``,
 ``dynamics`` = PLR). Each cell keeps the best mix seen whose descriptors fall in it.
 
 Scoring: every candidate is rendered once in the fast tier (``engine.batch.render_features``,
-blocks of ``evaluate.BLOCK`` genomes, on the threads / processes / dask workers of
+blocks of ``evaluate.block_size`` genomes, on the threads / processes / dask workers of
 :class:`evomix.parallel.ParallelEvaluator`); the same features give its objectives and its
 descriptors (:class:`DescribedProblem`), so a generation costs what a ``mix`` generation costs.
 
@@ -59,7 +59,7 @@ from evomix.describe import row as descriptor_row
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.errors import ParameterError
-from evomix.evaluate import BLOCK, Problem
+from evomix.evaluate import Problem
 from evomix.export.files import write_bytes_atomic
 from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
@@ -94,7 +94,7 @@ RANGE_MARGIN = 0.05  # of the initial sample's span, on each side of each axis
 ISO_SIGMA = 0.02  # genome units
 LINE_SIGMA = 0.2
 GAUSSIAN_SIGMA = 0.08  # genome units
-EMITTER_BATCH = 32  # = evaluate.BLOCK: one fast-tier block per emitter per iteration
+EMITTER_BATCH = 32  # = evaluate.BLOCK: one fast-tier block (two for a large session) per emitter per iteration
 BAD_QUALITY = -1e9  # a candidate whose scores are not finite (kept out of the exported cells)
 RENDER_ROUNDS = 3  # rounds of exact renders spent replacing cells that render as near-duplicates
 
@@ -149,8 +149,9 @@ class DescribedProblem(Problem):
         k = len(self.names)
         out = np.empty((genomes.shape[0], k + len(DESCRIPTORS)))
         w = np.asarray(self.weights, dtype=float)[None, :]
-        for start in range(0, genomes.shape[0], BLOCK):
-            block = genomes[start : start + BLOCK]
+        size = self.block
+        for start in range(0, genomes.shape[0], size):
+            block = genomes[start : start + size]
             n = block.shape[0]
             if n == 1:  # rendered beside a copy, as Problem.raw_scores does
                 block = np.concatenate([block, block])

@@ -21,7 +21,7 @@ worker **once per run**; every generation only sends genomes (a few kB) and rece
 
 Determinism
 -----------
-A genome's F depends only on the block of ``evomix.evaluate.BLOCK`` genomes it is rendered in
+A genome's F depends only on the block of ``evomix.evaluate.block_size`` genomes it is rendered in
 (blocks are counted from the population's first row). :func:`split` cuts a population into pieces
 of whole blocks, one per thread or worker, so every block is rendered exactly as in a single call
 and the concatenated F is bitwise the same for any number of threads, jobs or dask workers.
@@ -73,7 +73,7 @@ def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
     held to one thread meanwhile: the threads are the parallelism.
     """
     genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
-    pieces = split(genomes, threads) if threads > 1 else [genomes]
+    pieces = split(genomes, threads, _block_of(problem)) if threads > 1 else [genomes]
     with single_threaded_blas():
         if len(pieces) == 1:
             return problem.weighted_scores(genomes)
@@ -85,14 +85,19 @@ def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
         return np.concatenate([first] + [f.result() for f in others], axis=0)
 
 
-def split(genomes: np.ndarray, parts: int) -> list[np.ndarray]:
+def _block_of(problem) -> int:
+    """The problem's block size (``evaluate.block_size``; ``BLOCK`` for a problem without one)."""
+    return int(getattr(problem, "block", BLOCK))
+
+
+def split(genomes: np.ndarray, parts: int, block: int = BLOCK) -> list[np.ndarray]:
     """Contiguous pieces of ``genomes`` (n, genes) for up to ``parts`` workers, each made of whole
-    blocks of ``BLOCK`` genomes (the last block may be shorter), block counts differing by at most
+    blocks of ``block`` genomes (the problem's ``block``, ``evaluate.block_size``; the last block may be shorter), block counts differing by at most
     one. A population of one block is one piece."""
     n = genomes.shape[0]
-    n_blocks = -(-n // BLOCK)
+    n_blocks = -(-n // block)
     parts = max(1, min(int(parts), n_blocks))
-    edges = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(n_blocks), parts)]) * BLOCK  # block boundaries
+    edges = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(n_blocks), parts)]) * block  # block boundaries
     return [genomes[a : min(b, n)] for a, b in zip(edges[:-1], edges[1:])]
 
 
@@ -333,7 +338,7 @@ class ParallelEvaluator:
             random.setstate(state)
 
     def _distribute(self, genomes: np.ndarray) -> np.ndarray:
-        pieces = split(genomes, self.workers())
+        pieces = split(genomes, self.workers(), _block_of(self.problem))
         if self.backend == "local":
             from joblib import delayed  # loaded by ship() above
             from joblib.externals.loky.process_executor import TerminatedWorkerError

@@ -199,3 +199,20 @@ def test_workers_without_this_evomix_are_refused(cluster, monkeypatch):
     monkeypatch.setattr(evomix, "__version__", "9.9.9")  # the workers report the installed version
     with pytest.raises(api.ParameterError, match=r"have evomix .*; install evomix 9\.9\.9"):
         par.connect(cluster.scheduler_address, timeout=5)
+
+
+def test_a_large_session_is_scored_in_small_blocks_and_a_population_of_32_splits_over_threads(problem, monkeypatch):
+    """Above ``LARGE_BLOCK_STEM_FRAMES`` stems x frames the block is ``SMALL_BLOCK``: a population
+    of 32 then goes to two threads, with the same F as on one thread."""
+    from evomix import evaluate
+
+    a = problem.analysis
+    assert problem.block == evaluate.BLOCK  # the test session is small
+    monkeypatch.setattr(evaluate, "LARGE_BLOCK_STEM_FRAMES", a.n_stems * a.n_frames - 1)
+    assert problem.block == evaluate.SMALL_BLOCK == 16
+    g = np.random.default_rng(5).random((32, problem.table.n_genes))
+    assert [len(p) for p in split(g, 2, problem.block)] == [16, 16]
+    assert len(split(g, 2)) == 1  # one block of the default size: one piece
+    one = score(problem, g)
+    assert np.array_equal(score(problem, g, 2), one)
+    assert np.array_equal(np.concatenate([score(problem, g[:16]), score(problem, g[16:])]), one)
