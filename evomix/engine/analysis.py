@@ -120,6 +120,18 @@ class Analysis:
         return np.minimum((self.peak_instants + self.grid.hop // 2) // self.grid.hop, self.n_frames - 1)
 
     @cached_property
+    def peak_neighbours(self) -> np.ndarray:
+        """(2, K) int: the index of the instant one sample before / after each instant, -1 where
+        that sample is not an instant (``engine.peaks.PEAK_NEIGHBOURS``)."""
+        inst = self.peak_instants
+        out = np.full((2, inst.size), -1, dtype=np.int64)
+        for row, step in enumerate((-1, 1)):
+            j = np.searchsorted(inst, inst + step)
+            ok = (j < inst.size) & (inst[np.minimum(j, inst.size - 1)] == inst + step)
+            out[row, ok] = j[ok]
+        return out
+
+    @cached_property
     def detector_group_share(self) -> np.ndarray:
         """(stems, B, C): each band's long-term power share within its detector group, per stem,
         so that per-band EQ power gains (pop, stems, B) @ share -> per-group gains."""

@@ -48,6 +48,12 @@ PEAK_CANDIDATES_ALL_STEMS = 1600
 PEAK_CANDIDATES_MIN_PER_STEM = 40
 PEAK_CANDIDATES_SUM = 600  # instants kept from the unity-gain sum
 PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak basis (Hz)
+# samples on each side of every instant found that are candidates too: an EQ that boosts a
+# transient's top octaves (a kick's click) moves its sample peak a sample away from where any search
+# found it, and a one-sample click is not a parabola (:func:`_refine_top_peaks` cannot find it);
+# without them a front drifted to such mixes, the fast tier reading their peaks 3-4 dB low
+PEAK_NEIGHBOURS = 1
+NEIGHBOUR_SEARCH_HZ = 400.0  # ... of the instants of the searches above this (Hz): HPF 400 Hz and the 1-5 kHz, > 5 kHz bands
 PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
@@ -247,7 +253,12 @@ def stem_candidate_instants(x: np.ndarray, grid: BandGrid, n: int = PEAK_CANDIDA
         return np.array([int(np.argmax(np.abs(x).max(axis=0)))])
     peak, arg = search_block_maxima(x, grid.sr)
     per_search = max(1, n // peak.shape[0])
-    return np.concatenate([_top_blocks(p, a, per_search) for p, a in zip(peak, arg)])
+    found = [_top_blocks(p, a, per_search) for p, a in zip(peak, arg)]
+    treble = [1 + i for i, f in enumerate(PEAK_SEARCH_HPF_HZ) if f >= NEIGHBOUR_SEARCH_HZ]
+    treble += [2 + len(PEAK_SEARCH_HPF_HZ) + i for i, f in enumerate(PEAK_GROUP_EDGES_HZ) if f >= NEIGHBOUR_SEARCH_HZ]
+    offsets = np.arange(-PEAK_NEIGHBOURS, PEAK_NEIGHBOURS + 1)
+    near = [(found[r][:, None] + offsets[None, :]).ravel() for r in treble]
+    return np.unique(np.clip(np.concatenate(found + near), 0, x.shape[-1] - 1))
 
 
 def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarray:
@@ -559,7 +570,12 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
     safe = np.where(d2 != 0.0, d2, 1.0)
     tau = np.where(d2 * x < 0.0, -d1 / safe, 0.0)  # an extremum of the same sign as the sample
     tau = np.clip(tau, -PEAK_REFINE_MAX_SAMPLES, PEAK_REFINE_MAX_SAMPLES)
+    before, after = a.peak_neighbours[0][top], a.peak_neighbours[1][top]  # (p, m)
+    edge = (before >= 0) ^ (after >= 0)  # the end of a run of instants: the one beside it is refined
+    inner = (before >= 0) & (after >= 0)  # its neighbours are samples too: refine within half a sample
+    tau = np.where(inner[None], np.clip(tau, -0.5, 0.5), tau)
     refined = np.abs(x + tau * (d1 + 0.5 * tau * d2)).max(axis=0) * g_master_peak[rows, top]  # (p, m)
+    refined = np.where(edge, peaks[rows, top], refined)
     peaks[rows, top] = np.maximum(peaks[rows, top], refined)
 
 

@@ -50,7 +50,11 @@ def _ref_instants(x, grid, n):
     filters = search_filters(grid.sr)
     per = max(1, n // (len(filters) + 1))
     envs = [np.abs(x).max(axis=0)] + [np.abs(sosfilt(f.astype(np.float32), x, axis=-1)).max(axis=0) for f in filters]
-    return np.concatenate([_local_maxima(e, per, block) for e in envs])
+    found = [_local_maxima(e, per, block) for e in envs]
+    # raw, high-passes 60 / 150 / 400 Hz, bands < 150, 150-1k, 1k-5k, > 5k Hz: the instants found
+    # after the 400 Hz high-pass and in the two top bands bring their neighbours (+-1 sample)
+    near = [found[r] + d for r in (3, 6, 7) for d in (-1, 1)]
+    return np.clip(np.concatenate(found + near), 0, x.shape[-1] - 1)
 
 
 def _ref_peak_values(x, inst):
