@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from evomix.audio import Session, expand_paths, load_session, write_audio, write
 from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
-from evomix.errors import AudioFileError, ParameterError
+from evomix.errors import AudioFileError, OptionError, ParameterError, check_number
 from evomix.evaluate import Problem
 from evomix.export.files import write_bytes_atomic
 from evomix.genome import GeneTable, Params
@@ -55,15 +54,9 @@ FRONT_FORMAT = "evomix-front/1"
 PARAMS_FORMAT = "evomix-params/1"
 
 
-def _check_number(name: str, value, *, low=None, high=None, integer=False):
-    if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
-        raise ParameterError(f"{name} must be a whole number, got {value!r}")
-    if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and value < low:
-        raise ParameterError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ParameterError(f"{name} must be <= {high}, got {value}")
+def all_weights_off(k) -> str:
+    """The :class:`~evomix.errors.OptionError` message for weights that switch every objective off."""
+    return f"{k('weights')}: every objective is switched off; give at least one a weight > 0"
 
 
 @dataclass
@@ -225,14 +218,14 @@ def check_output_folder(out: Path, *, force: bool, inputs: Sequence[Path] = (), 
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ParameterError(f"--out: {out} is a file, not a folder")
+        raise OptionError(lambda k: f"{k('out')}: {out} is a file, not a folder")
     own = {Path(p).resolve() for p in ignore if p is not None}
     if out.is_dir() and any(p.resolve() not in own for p in out.iterdir()) and not force:
-        raise ParameterError(f"--out: {out} is not empty; choose a new folder or pass --force")
+        raise OptionError(lambda k: f"{k('out')}: {out} is not empty; choose a new folder or pass {k('force')}")
     resolved = {Path(p).resolve() for p in inputs}
     for p in out.glob("*") if out.is_dir() else []:
         if p.resolve() in resolved and (p.name.startswith("alt-") or p.name in OUTPUT_NAMES):
-            raise ParameterError(f"--out: {p} is one of the input stems; refusing to overwrite it")
+            raise OptionError(lambda k: f"{k('out')}: {p} is one of the input stems; refusing to overwrite it")
 
 
 def _exact_scores(render: ExactRender, analysis: Analysis, target: Target, names) -> tuple[dict, dict]:
@@ -338,7 +331,7 @@ def mix(
     jobs, threads, backend, scheduler = parallel.jobs, parallel.threads, parallel.backend, parallel.scheduler
     target_lufs, ceiling_dbtp = master.target_lufs, master.ceiling_dbtp
     if reference_mode not in REFERENCE_MODES:
-        raise ParameterError(f"--reference-mode: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
+        raise OptionError(lambda k: f"{k('reference_mode')}: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
     if constraints is not None and not isinstance(constraints, Constraints):
         raise ParameterError(f"constraints must be an evomix.constraints.Constraints (Constraints.parse(locks=..., "
@@ -348,9 +341,9 @@ def mix(
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
     w = parse_weights(weights, ALL_OBJECTIVES)
     if reference is None and weights and "reference=" in weights.replace(" ", ""):
-        raise ParameterError("--weights: 'reference' needs --reference (a rough mix of the same stems)")
+        raise OptionError(lambda k: f"{k('weights')}: 'reference' needs {k('reference')} (a rough mix of the same stems)")
     if not any(w[n] > 0 for n in OBJECTIVE_NAMES) and reference is None:
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(all_weights_off)
     call = {"api": "evomix.mix", "arguments": {
         "paths": [str(p) for p in paths or []], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
         "population": population, "generations": generations, "seed": seed, "weights": weights,
@@ -471,7 +464,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
             profile = learn_profile([reference], name=Path(reference).stem)
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and (n != "reference" or ref_power is not None))
     if not names:
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(all_weights_off)
     target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp),
                     reference_power=ref_power)
     problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
@@ -819,14 +812,14 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
     Params.from_dict(p, list(stems_d) if isinstance(stems_d, dict) else [], source=str(params_path))  # values in range: before any audio is read
     target_lufs = float(d.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
     ceiling_dbtp = float(d.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
-    _check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
-    _check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
+    check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
+    check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
     out = Path(out)
     if out.exists() and not force:
-        raise ParameterError(f"-o: {out} exists; pass --force to replace it")
+        raise OptionError(lambda k: f"{k('out')}: {out} exists; pass {k('force')} to replace it", flags={"out": "-o"})
     session = _load(paths, reporter, sr=d.get("sr"))
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
-        raise ParameterError(f"-o: {out} is one of the input stems; refusing to overwrite it")
+        raise OptionError(lambda k: f"{k('out')}: {out} is one of the input stems; refusing to overwrite it", flags={"out": "-o"})
     check_session_length(session)
     params = Params.from_dict(p, session.names, source=str(params_path))
     with reporter.phase("render", total=1, unit="exact renders") as ph:

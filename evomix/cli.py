@@ -48,6 +48,9 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _fail(e: Exception) -> None:
+    """Print ``e`` as one line (naming the flag where the error names a Python keyword) and exit 1."""
+    if hasattr(e, "for_cli"):  # errors.OptionError, settings.SettingError, checkpoint.CheckpointError
+        e = e.for_cli()
     err_console.print(f"evomix: error: {e}", markup=False, soft_wrap=True)
     raise typer.Exit(code=1)
 

@@ -58,7 +58,7 @@ from evomix.describe import DESCRIPTORS, DISTINCT_JND, LEAD_ROLES, describe, dis
 from evomix.describe import row as descriptor_row
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError, check_number
 from evomix.evaluate import Problem
 from evomix.export.files import write_bytes_atomic
 from evomix.genome import GeneTable
@@ -330,19 +330,19 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     reporter = NULL_REPORTER if reporter is None else reporter
     names_d = parse_descriptors(descriptors)
     n_bins = DEFAULT_BINS[len(names_d)] if bins is None else bins
-    api._check_number("--bins", n_bins, low=2, high=50, integer=True)
-    api._check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
-    api._check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
-    api._check_number("--max-exports", max_exports, low=0, integer=True)
+    check_number("bins", n_bins, low=2, high=50, integer=True)
+    check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
+    check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
+    check_number("max_exports", max_exports, low=0, integer=True)
     if pick not in PICKS:
-        raise ParameterError(f"--pick: unknown choice {pick!r}; choose from {', '.join(PICKS)}")
-    api._check_number("--seed", seed, low=0, integer=True)
+        raise OptionError(lambda k: f"{k('pick')}: unknown choice {pick!r}; choose from {', '.join(PICKS)}")
+    check_number("seed", seed, low=0, integer=True)
     if iterations is not None:
-        api._check_number("--iterations", iterations, low=0, integer=True)
+        check_number("iterations", iterations, low=0, integer=True)
     if time_limit is not None:
-        api._check_number("--time-limit", time_limit, low=1e-6)
+        check_number("time_limit", time_limit, low=1e-6)
     if time_limit is None and iterations is None:
-        raise ParameterError("give --time-limit or --iterations (or both): the exploration needs a budget")
+        raise OptionError(lambda k: f"give {k('time_limit')} or {k('iterations')} (or both): the exploration needs a budget")
     constraints = Constraints() if constraints is None else constraints
     if not isinstance(constraints, Constraints):
         raise ParameterError(f"constraints must be an evomix.constraints.Constraints, got {type(constraints).__name__}")
@@ -352,7 +352,7 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     w = parse_weights(weights, OBJECTIVE_NAMES)
     names = tuple(k for k in OBJECTIVE_NAMES if w[k] > 0)
     if not names:
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(api.all_weights_off)
 
     with ParallelEvaluator(n_jobs=jobs, threads=threads) as evaluator:
         session = api._load(paths, reporter, roles=roles)

@@ -27,7 +27,7 @@ from evomix.engine.render import ExactRender
 from evomix.describe import jnd_matrix
 from evomix.engine.analysis import analyze_session
 from evomix.engine.bands import band_grid
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError, check_number
 from evomix.evaluate import Problem
 from evomix.genome import GeneTable
 from evomix.progress import NULL_REPORTER, ProgressReporter
@@ -127,7 +127,7 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     front_d = load_front(source)
     settings = dict(front_d.get("settings") or {})
     k = int(settings.get("alternatives", 5)) if alternatives is None else alternatives
-    api._check_number("--alternatives", k, low=1, integer=True)
+    check_number("alternatives", k, low=1, integer=True)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{a}={b}" for a, b in weights.items())
     w = parse_weights(weights, ALL_OBJECTIVES)
@@ -149,7 +149,7 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     profile = _profile(front_d, source)
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and n != "reference")  # a same-song reference is not re-fitted
     if not names or not any(w[n] > 0 for n in OBJECTIVE_NAMES):
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(api.all_weights_off)
     target = Target(profile=profile, target_lufs=float(front_d.get("target_lufs", -14.0)),
                     ceiling_dbtp=float(front_d.get("ceiling_dbtp", -1.0)))
     wv = np.array([w[n] for n in names])

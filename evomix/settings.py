@@ -9,7 +9,7 @@ by a :class:`Search` (how to look), a :class:`Parallel` (where to score) and a :
 >>> evomix.mix(["stems/"], search=Search(algorithm="nsga3", time_limit=20, seed=1), parallel=Parallel(jobs=2))
 
 Errors name the Python field (``Search.population must be ...``); the command line maps each
-field to its flag (:func:`cli_flag`), so a CLI user reads ``--population must be ...``.
+field to its flag (:func:`evomix.errors.cli_flag`), so a CLI user reads ``--population must be ...``.
 """
 from __future__ import annotations
 
@@ -17,19 +17,10 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from evomix.errors import ParameterError
+from evomix.errors import ParameterError, cli_flag
 from evomix.search import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S
 
 BACKENDS = ("local", "dask")
-
-# the command-line flag of each field whose name does not simply become --field-name
-_FLAGS = {"ceiling_dbtp": "--ceiling"}
-
-
-def cli_flag(field: str) -> str:
-    """The ``evomix mix`` flag of a settings field: ``time_limit`` -> ``--time-limit``."""
-    return _FLAGS.get(field, "--" + field.replace("_", "-"))
-
 
 class SettingError(ParameterError):
     """A settings field has a bad value; ``owner``, ``field`` and ``detail`` say which and why."""

@@ -47,7 +47,7 @@ from evomix.constraints import Constraints
 from evomix.describe import DISTINCT_JND, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.describe import row as descriptor_row
 from evomix.engine.analysis import analyze_session
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError, check_number
 from evomix.evaluate import Problem
 from evomix.genome import (MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params,
                            format_value)
@@ -171,9 +171,9 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     reporter = NULL_REPORTER if reporter is None else reporter
     if len(params_paths) not in (1, 2):
         raise ParameterError(f"vary: give one or two params files (got {len(params_paths)})")
-    api._check_number("--spread", spread, low=1e-6, high=1.0)
-    api._check_number("-n", n, low=1, integer=True)
-    api._check_number("--seed", seed, low=0, integer=True)
+    check_number("spread", spread, low=1e-6, high=1.0)
+    check_number("n", n, low=1, integer=True)
+    check_number("seed", seed, low=0, integer=True)
     if constraints is not None and not isinstance(constraints, Constraints):
         raise ParameterError(f"constraints must be an evomix.constraints.Constraints, got {type(constraints).__name__}")
     files = [api.load_params_file(p) for p in params_paths]
@@ -181,16 +181,17 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     run_c = run_constraints(params_paths, files, constraints)  # before any audio is read
     target_lufs = float(first.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
     ceiling_dbtp = float(first.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
-    api._check_number("--target-lufs", target_lufs, low=-40.0, high=-5.0)
-    api._check_number("--ceiling", ceiling_dbtp, low=-9.0, high=0.0)
+    check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
+    check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
     try:
         profile = load_profile(genre if genre is not None else first.get("genre", "pop"))
     except ParameterError as e:
-        raise ParameterError(f"{e} (pass --genre)") from None
+        why = str(e)
+        raise OptionError(lambda k: f"{why} (pass {k('genre')})") from None
     w = parse_weights(weights, OBJECTIVE_NAMES)
     names = tuple(k for k in OBJECTIVE_NAMES if w[k] > 0)
     if not names:
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(api.all_weights_off)
     session = api._load(paths, reporter, sr=first.get("sr"))
     api.check_session_length(session)
     table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis

@@ -183,7 +183,7 @@ def test_spread_pick_covers_more_of_the_map_than_best_first(explored):
         return D[np.triu_indices(k, 1)].min()
 
     assert min_gap(spread) > min_gap(best)  # spread exports sit farther apart on the grid
-    with pytest.raises(ParameterError, match="--pick: unknown choice 'far'; choose from best, spread"):
+    with pytest.raises(ParameterError, match="^pick: unknown choice 'far'; choose from best, spread"):
         explore([], pick="far")
 
 

@@ -67,8 +67,9 @@ def test_unrelated_track_is_not_the_same_song(tmp_path):
 
 
 def test_reference_weight_without_reference_is_an_error(tmp_path, stem_dir):
-    with pytest.raises(evomix.ParameterError, match="--reference"):
+    with pytest.raises(evomix.ParameterError, match="^weights: 'reference' needs reference ") as e:
         evomix.mix([stem_dir], weights="reference=2", population=4, generations=0)
+    assert str(e.value.for_cli()).startswith("--weights: 'reference' needs --reference ")  # what the CLI prints
 
 
 def test_cli_reference_reports_recovered_gains(tmp_path):

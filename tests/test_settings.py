@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from evomix import api
 from evomix.cli import app
 from evomix.errors import ParameterError
+from evomix.errors import OptionError
 from evomix.settings import Master, Parallel, Search, SettingError, cli_flag
 
 runner = CliRunner()
@@ -61,3 +62,33 @@ def test_cli_errors_name_flags(stem_dir, tmp_path):
     assert res.exit_code == 1 and res.stderr.strip() == "evomix: error: --time-limit must be > 0, got 0.0", res.stderr
     res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--algorithm", "x", "--quiet"])
     assert res.exit_code == 1 and "--algorithm must be one of nsga2, nsga3, random" in res.stderr
+
+
+def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cli(stem_dir, tmp_path):
+    """explore, vary and render (issue 12, item 10): a Python caller reads its keyword, a CLI user
+    the command's flag, for the same bad value."""
+    from evomix.explore import explore
+    from evomix.vary import vary
+
+    api.mix([stem_dir], population=4, generations=0, alternatives=1).write(tmp_path / "run")
+    params = tmp_path / "run" / "alt-01.json"
+    out = tmp_path / "exists.wav"
+    out.write_bytes(b"")
+    cases = [  # (Python call, its message, CLI arguments, the CLI's message)
+        (lambda: explore([stem_dir], bins=1), "bins must be >= 2, got 1",
+         ["explore", str(stem_dir), "--out", str(tmp_path / "e"), "--bins", "1"], "--bins must be >= 2, got 1"),
+        (lambda: explore([stem_dir], time_limit=None), "give time_limit or iterations (or both)",
+         None, None),
+        (lambda: vary([params], [stem_dir], n=0), "n must be >= 1, got 0",
+         ["vary", str(params), str(stem_dir), "--out", str(tmp_path / "v"), "-n", "0"], "-n must be >= 1, got 0"),
+        (lambda: api.render(params, [stem_dir], out), f"out: {out} exists; pass force to replace it",
+         ["render", str(params), str(stem_dir), "-o", str(out)], f"-o: {out} exists; pass --force to replace it"),
+    ]
+    for call, python_message, argv, cli_message in cases:
+        with pytest.raises(OptionError) as e:
+            call()
+        assert str(e.value).startswith(python_message), str(e.value)
+        assert "--" not in str(e.value).split(",")[0], str(e.value)
+        if argv is not None:
+            res = runner.invoke(app, argv)
+            assert res.exit_code == 1 and res.stderr.startswith(f"evomix: error: {cli_message}"), res.stderr
