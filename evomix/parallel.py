@@ -46,7 +46,7 @@ from importlib.metadata import version
 import numpy as np
 
 import evomix
-from evomix.errors import EvomixError, ParameterError
+from evomix.errors import EvomixError, OptionError, ParameterError
 from evomix.evaluate import BLOCK, single_threaded_blas
 
 BACKENDS = ("local", "dask")
@@ -111,19 +111,19 @@ def check_options(n_jobs, backend, scheduler, threads=None) -> None:
         scheduler without dask); ``--jobs`` with dask; dask.distributed not installed.
     """
     if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs < 1:
-        raise ParameterError(f"--jobs must be a whole number >= 1, got {n_jobs!r}")
+        raise OptionError(lambda k: f"{k('jobs')} must be a whole number >= 1, got {n_jobs!r}")
     if threads is not None and (not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1):
-        raise ParameterError(f"--threads must be a whole number >= 1, got {threads!r}")
+        raise OptionError(lambda k: f"{k('threads')} must be a whole number >= 1, got {threads!r}")
     if backend not in BACKENDS:
-        raise ParameterError(f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        raise OptionError(lambda k: f"{k('backend')}: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "local":
         if scheduler:
-            raise ParameterError("--scheduler is for --backend dask; add --backend dask to use the cluster")
+            raise OptionError(lambda k: f"{k('scheduler')} is for {k('backend')} dask; add {k('backend')} dask to use the cluster")
         return
     if not scheduler:
-        raise ParameterError("--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
+        raise OptionError(lambda k: f"{k('backend')} dask needs {k('scheduler')} ADDRESS (e.g. tcp://10.0.0.5:8786)")
     if n_jobs != 1:
-        raise ParameterError("--jobs is for --backend local; with --backend dask every worker thread of the cluster takes a share")
+        raise OptionError(lambda k: f"{k('jobs')} is for {k('backend')} local; with {k('backend')} dask every worker thread of the cluster takes a share")
     try:
         import distributed  # noqa: F401  (optional dependency, evomix[dask]: is it installed?)
     except ImportError:
@@ -159,19 +159,20 @@ def connect(address: str, timeout: float | None = None):
             pool.submit(asyncio.run, _probe(address, timeout)).result()
         client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as e:  # OSError / TimeoutError (unreachable), ValueError (malformed address), ...
-        raise ParameterError(f"--scheduler: cannot reach the dask scheduler at {address} within {timeout:g} s ({_one_line(e)})") from None
+        why = _one_line(e)
+        raise OptionError(lambda k: f"{k('scheduler')}: cannot reach the dask scheduler at {address} within {timeout:g} s ({why})") from None
     try:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except Exception:
-            raise ParameterError(f"--scheduler: no dask worker is connected to {address} "
+            raise OptionError(lambda k: f"{k('scheduler')}: no dask worker is connected to {address} "
                                  f"(start one with 'dask worker {address}' on a machine with evomix installed)") from None
         found = client.run(version, "evomix", on_error="return")
         bad = sorted(w for w, v in found.items() if v != evomix.__version__)
         if bad:
             seen = found[bad[0]]
             seen = f"evomix {seen}" if isinstance(seen, str) else "no evomix"
-            raise ParameterError(f"--scheduler: dask worker(s) {', '.join(bad)} at {address} have {seen}; "
+            raise OptionError(lambda k: f"{k('scheduler')}: dask worker(s) {', '.join(bad)} at {address} have {seen}; "
                                  f"install evomix {evomix.__version__} (with its dask extra) on every worker")
     except BaseException:
         client.close()

@@ -38,7 +38,7 @@ from evomix.core.features import Features
 from evomix.core.meter import integrated_loudness, k_weighting_power, loudness_range, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers, bark
 from evomix.engine.dsp.pan import pan_gains
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError
 from objectives.base import Target
 from objectives.genre import WIDTH_REGIONS_HZ, GenreProfile, builtin_genres, genre, load_profile, width_by_region
 from objectives.spectrum import THIRD_OCTAVE_HZ, normalise_level
@@ -195,7 +195,7 @@ def learn_profile(paths: Sequence[str | Path], *, name: str, description: str = 
     """
     name = str(name).strip()
     if not name:
-        raise ParameterError("--name: give the profile a non-empty name")
+        raise OptionError(lambda k: f"{k('name')}: give the profile a non-empty name")
     files = expand_paths(list(paths))
     if not files:
         raise ParameterError("give at least one reference file")
@@ -233,17 +233,20 @@ def write_profile(profile: GenreProfile, path: str | Path, *, force: bool = Fals
     return write_text_atomic(path, json.dumps(profile.to_dict(), indent=1) + "\n")
 
 
+_PATH_FLAG = {"path": "-o"}  # evomix profile's output file
+
+
 def check_profile_output(path: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()) -> None:
     """Fail early if a profile cannot be written to ``path`` (see :func:`write_profile`)."""
     path = Path(path)
     if path.is_dir():
-        raise ParameterError(f"-o: {path} is a folder; give a file name such as {path / 'profile.json'}")
+        raise OptionError(lambda k: f"{k('path')}: {path} is a folder; give a file name such as {path / 'profile.json'}", flags=_PATH_FLAG)
     if not path.parent.is_dir():
-        raise ParameterError(f"-o: folder {path.parent} does not exist")
+        raise OptionError(lambda k: f"{k('path')}: folder {path.parent} does not exist", flags=_PATH_FLAG)
     if any(path.resolve() == Path(p).resolve() for p in inputs):
-        raise ParameterError(f"-o: {path} is one of the reference files; refusing to overwrite it")
+        raise OptionError(lambda k: f"{k('path')}: {path} is one of the reference files; refusing to overwrite it", flags=_PATH_FLAG)
     if path.exists() and not force:
-        raise ParameterError(f"-o: {path} exists; pass --force to replace it")
+        raise OptionError(lambda k: f"{k('path')}: {path} exists; pass {k('force')} to replace it", flags=_PATH_FLAG)
 
 
 # --------------------------------------------------------------------------- similarity

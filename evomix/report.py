@@ -36,7 +36,7 @@ import numpy as np
 from evomix import __version__
 from evomix.audio import write_audio, write_text_atomic
 from evomix.spill import materialise
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError
 
 REPORT_NAME = "report.html"
 BEFORE_NAME = "before.wav"
@@ -740,9 +740,9 @@ def write_spectrum_plot(paths, profile, out: str | Path) -> Path:
 
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise ParameterError(f"--plot: {out} must be a .png file")
+        raise OptionError(lambda k: f"{k('plot')}: {out} must be a .png file")
     if not out.parent.is_dir():
-        raise ParameterError(f"--plot: folder {out.parent} does not exist")
+        raise OptionError(lambda k: f"{k('plot')}: folder {out.parent} does not exist")
     curves, bands = [], None
     colours = ["#c0392b", "#2e6da4", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"]
     for k, p in enumerate(paths):
@@ -765,7 +765,8 @@ def write_spectrum_plot(paths, profile, out: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=120)
         os.replace(tmp, out)
     except OSError as e:
-        raise ParameterError(f"--plot: cannot write {out} ({e.strerror or e})") from None
+        why = e.strerror or str(e)
+        raise OptionError(lambda k: f"{k('plot')}: cannot write {out} ({why})") from None
     finally:
         plt.close(fig)
         if os.path.exists(tmp):

@@ -61,7 +61,7 @@ from typing import Callable
 import numpy as np
 from deap import base, creator, tools
 
-from evomix.errors import ParameterError
+from evomix.errors import OptionError, ParameterError
 from evomix.hypervolume import Normaliser, hypervolume
 
 CROSSOVER_PROB = 0.9
@@ -116,9 +116,9 @@ class Termination:
 
     def check(self) -> None:
         if self.generations is not None and (int(self.generations) != self.generations or self.generations < 0):
-            raise ParameterError(f"--generations must be >= 0, got {self.generations}")
+            raise OptionError(lambda k: f"{k('generations')} must be >= 0, got {self.generations}")
         if self.time_limit is not None and not (self.time_limit > 0):
-            raise ParameterError(f"--time-limit must be > 0 seconds, got {self.time_limit}")
+            raise OptionError(lambda k: f"{k('time_limit')} must be > 0 seconds, got {self.time_limit}")
         if self.window < 1 or self.tol < 0:
             raise ParameterError(f"termination window must be >= 1 and tol >= 0, got {self.window}, {self.tol}")
 
@@ -271,10 +271,10 @@ def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial:
     """
     termination = Termination() if termination is None else termination
     if algorithm not in ALGORITHMS:
-        raise ParameterError(f"--algorithm: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
+        raise OptionError(lambda k: f"{k('algorithm')}: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
     n_pop, n_genes = (resume.population if initial is None else initial).shape
     if n_pop < 4 or n_pop % 4:
-        raise ParameterError(f"--population must be a multiple of 4 and >= 4, got {n_pop}")
+        raise OptionError(lambda k: f"{k('population')} must be a multiple of 4 and >= 4, got {n_pop}")
     if resume is not None and resume.population.shape != (n_pop, n_genes):
         raise ParameterError(f"resume: the saved population is {resume.population.shape[0]} x "
                              f"{resume.population.shape[1]} genes, this search's {n_pop} x {n_genes}")
@@ -436,7 +436,7 @@ def run_nsga2(evaluate_population: Callable[[np.ndarray], np.ndarray], initial: 
               generations: int, seed: int, progress: ProgressFn | None = None) -> SearchResult:
     """NSGA-II for exactly ``generations`` generations (:func:`run_search` with that override)."""
     if generations < 0:
-        raise ParameterError(f"--generations must be >= 0, got {generations}")
+        raise OptionError(lambda k: f"{k('generations')} must be >= 0, got {generations}")
     return run_search(evaluate_population, initial, algorithm="nsga2", seed=seed, progress=progress,
                       termination=Termination(generations=generations, time_limit=None))
 

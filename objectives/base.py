@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from evomix.core.features import Features
-from evomix.errors import EvomixError, ParameterError
+from evomix.errors import EvomixError, OptionError
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,20 @@ def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dic
             if not item:
                 continue
             if "=" not in item:
-                raise ParameterError(f"--weights: expected name=value, got '{item}'")
+                raise OptionError(lambda k: f"{k('weights')}: expected name=value, got '{item}'")
             key, _, val = item.partition("=")
             key = key.strip()
             if key not in weights:
-                raise ParameterError(f"--weights: unknown objective '{key}'; choose from {', '.join(names)}")
+                raise OptionError(lambda k: f"{k('weights')}: unknown objective '{key}'; choose from {', '.join(names)}")
             try:
                 w = float(val)
             except ValueError:
-                raise ParameterError(f"--weights: '{val.strip()}' for '{key}' is not a number") from None
+                raise OptionError(lambda k: f"{k('weights')}: '{val.strip()}' for '{key}' is not a number") from None
             if not np.isfinite(w) or w < 0:
-                raise ParameterError(f"--weights: weight for '{key}' must be a number >= 0, got {val.strip()}")
+                raise OptionError(lambda k: f"{k('weights')}: weight for '{key}' must be a number >= 0, got {val.strip()}")
             weights[key] = w
     if not any(w > 0 for w in weights.values()):
-        raise ParameterError("--weights: every objective is switched off; give at least one a weight > 0")
+        raise OptionError(lambda k: f"{k('weights')}: every objective is switched off; give at least one a weight > 0")
     return weights
 
 

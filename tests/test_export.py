@@ -252,7 +252,7 @@ def test_parse_daw_takes_comma_lists_and_repeats_and_names_the_valid_formats():
     assert parse_daw(["dawproject,reaper", "reaper"]) == ("dawproject", "reaper")
     assert parse_daw("Reaper") == ("reaper",)
     assert parse_daw(None) == ()
-    with pytest.raises(ParameterError, match="--daw: unknown format 'ableton'; choose from dawproject, reaper"):
+    with pytest.raises(ParameterError, match="^daw: unknown format 'ableton'; choose from dawproject, reaper"):
         parse_daw("dawproject,ableton")
 
 

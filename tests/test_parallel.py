@@ -100,7 +100,7 @@ def test_threads_option_is_checked():
     from evomix.parallel import check_options
 
     for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ParameterError, match="--threads must be a whole number >= 1"):
+        with pytest.raises(ParameterError, match="^threads must be a whole number >= 1"):
             check_options(1, "local", None, bad)
     check_options(1, "local", None, 3)
 

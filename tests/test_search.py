@@ -50,10 +50,11 @@ def test_progress_is_reported_each_generation():
     assert all(s[1] == 4 and s[2] >= 1 and s[3] == (2,) for s in seen)
 
 
-@pytest.mark.parametrize("n_pop, gens, msg", [(3, 1, "--population"), (6, 1, "--population"), (8, -1, "--generations")])
+@pytest.mark.parametrize("n_pop, gens, msg", [(3, 1, "population"), (6, 1, "population"), (8, -1, "generations")])
 def test_bad_settings(n_pop, gens, msg):
-    with pytest.raises(ParameterError, match=msg):
+    with pytest.raises(ParameterError, match=f"^{msg} must be ") as e:
         run_nsga2(zdt1, np.zeros((n_pop, 3)), generations=gens, seed=0)
+    assert str(e.value.for_cli()).startswith(f"--{msg} must be ")
 
 
 def test_non_dominated_mask():
@@ -89,7 +90,7 @@ def test_each_algorithm_returns_a_valid_front(algorithm):
 
 
 def test_unknown_algorithm_is_rejected():
-    with pytest.raises(ParameterError, match="--algorithm"):
+    with pytest.raises(ParameterError, match="^algorithm: unknown algorithm .cmaes."):
         run_search(zdt1, np.zeros((8, 3)), algorithm="cmaes", termination=Termination(generations=1))
 
 
@@ -137,10 +138,11 @@ def test_explicit_generations_override_convergence_and_time():
     assert r.stop_reason == "generations" and r.generations == 12 and len(r.logbook) == 13
 
 
-@pytest.mark.parametrize("bad, msg", [(dict(generations=-1), "--generations"), (dict(time_limit=0.0), "--time-limit")])
+@pytest.mark.parametrize("bad, msg", [(dict(generations=-1), "generations"), (dict(time_limit=0.0), "time_limit")])
 def test_bad_termination(bad, msg):
-    with pytest.raises(ParameterError, match=msg):
+    with pytest.raises(ParameterError, match=f"^{msg} must be ") as e:
         run_search(zdt1, np.zeros((8, 3)), termination=Termination(**bad))
+    assert str(e.value.for_cli()).startswith(f"--{msg.replace('_', '-')} must be ")
 
 
 @pytest.mark.parametrize("algorithm", ["nsga2", "nsga3"])

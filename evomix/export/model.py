@@ -13,7 +13,7 @@ from typing import Iterable
 
 import soundfile as sf
 
-from evomix.errors import AudioFileError, ParameterError
+from evomix.errors import AudioFileError, OptionError
 
 DAW_FORMATS = ("dawproject", "reaper")
 DAW_SUFFIX = {"dawproject": ".dawproject", "reaper": ".RPP"}
@@ -39,7 +39,7 @@ def parse_daw(values: str | Iterable[str] | None) -> tuple[str, ...]:
             if not name:
                 continue
             if name not in DAW_FORMATS:
-                raise ParameterError(f"--daw: unknown format '{name}'; choose from {', '.join(DAW_FORMATS)}")
+                raise OptionError(lambda k: f"{k('daw')}: unknown format '{name}'; choose from {', '.join(DAW_FORMATS)}")
             if name not in out:
                 out.append(name)
     return tuple(out)

@@ -511,5 +511,6 @@ def test_parse_weights_with_explicit_names():
     "masking=0,loudness=0,balance=0,genre=0",  # everything switched off
 ])
 def test_parse_weights_malformed(text):
-    with pytest.raises(ParameterError, match="--weights"):
+    with pytest.raises(ParameterError, match="^weights: ") as e:  # a Python caller reads the keyword
         objectives.parse_weights(text)
+    assert str(e.value.for_cli()).startswith("--weights: ")  # the CLI prints the flag
