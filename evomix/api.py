@@ -525,6 +525,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         before_slot: list = []  # the report's "before" joins the first round of renders
         picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
                                                  names, phase=ph, weights=problem.weights, descriptors=D,
+                                                 known_bad=squashed_members(front, int(alternatives)),
                                                  keep_master_gain=keep_master_gain, before_slot=before_slot)
     warnings += label_front(front, picks, int(alternatives), session.roles)
     exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
@@ -641,6 +642,18 @@ def describe_front(front: list, analysis: Analysis, table: GeneTable, target: Ta
     for i, m in enumerate(front):
         m.fast_descriptors = descriptor_row(d, i)
     return jnd_matrix(d)
+
+
+def squashed_members(front: list, k: int) -> list:
+    """Front members whose fast-tier limiter gain reduction exceeds ``describe.MAX_EXPORT_LIMITING_DB``
+    (most squashed first), leaving at least ``k`` others to choose from: never exported
+    (``known_bad`` of :func:`_verified_alternatives`). Members without the descriptor (a front.json
+    of an older evomix) are never counted."""
+    from evomix.describe import MAX_EXPORT_LIMITING_DB
+
+    gr = [float((m.fast_descriptors or {}).get("limiter_gr_db") or 0.0) for m in front]
+    over = sorted((i for i, g in enumerate(gr) if g > MAX_EXPORT_LIMITING_DB), key=lambda i: -gr[i])
+    return over[: max(0, len(front) - k)]
 
 
 def label_front(front: list, picks: list, k: int, roles) -> list:

@@ -45,6 +45,10 @@ descriptor                unit   definition
 ``plr_db``                dB     peak-to-loudness ratio, true peak - integrated loudness
                                  (EBU R128 s1 / AES TD1004). Higher = more dynamic.
 ``lra_lu``                LU     loudness range (EBU Tech 3342); 0 for songs under 3 s.
+``limiter_gr_db``         dB     how hard the master's true-peak limiter works: by how much the
+                                 normalised master's true peak (BS.1770-4 Annex 2) exceeds the
+                                 ceiling. Not compared for distinctness; a mix beyond
+                                 ``MAX_EXPORT_LIMITING_DB`` is not exported (``evomix.api``).
 ========================  =====  ===============================================================
 
 Audible difference: ``JND`` gives, per descriptor used for comparison, the step we treat as one
@@ -68,9 +72,14 @@ EPS = 1e-20
 
 #: descriptors reported for each mix, in this order
 DESCRIPTORS = ("centroid_hz", "tilt_db_per_oct", "side_mid_db", "correlation", "vocal_lu", "low_end_db",
-               "punch_db", "crest_db", "plr_db", "lra_lu")
+               "punch_db", "crest_db", "plr_db", "lra_lu", "limiter_gr_db")
 UNITS = {"centroid_hz": "Hz", "tilt_db_per_oct": "dB/oct", "side_mid_db": "dB", "correlation": "",
-         "vocal_lu": "LU", "low_end_db": "dB", "punch_db": "dB", "crest_db": "dB", "plr_db": "dB", "lra_lu": "LU"}
+         "vocal_lu": "LU", "low_end_db": "dB", "punch_db": "dB", "crest_db": "dB", "plr_db": "dB", "lra_lu": "LU",
+         "limiter_gr_db": "dB"}
+# a mix whose limiter must take more than this off its peaks is not exported while enough others
+# are left: it is squashed, and the fast tier reads such mixes less well (experiments/front_peaks.py:
+# within 2 dB of the exact render up to ~6 dB of gain reduction, 2.5-4 dB low at 10-20 dB)
+MAX_EXPORT_LIMITING_DB = 6.0
 
 #: one just-noticeable difference per compared descriptor (centroid in octaves: compared as log2 Hz)
 JND = {"centroid_hz": 0.1, "side_mid_db": 1.0, "vocal_lu": 1.0, "low_end_db": 1.0, "punch_db": 1.0,
@@ -136,6 +145,7 @@ def describe(features: Features) -> dict:
     out["crest_db"] = np.asarray(f.true_peak_dbtp, dtype=float) - 10.0 * np.log10(ms + EPS)
     out["plr_db"] = np.asarray(f.plr_db, dtype=float)
     out["lra_lu"] = np.asarray(f.lra_lu, dtype=float)
+    out["limiter_gr_db"] = np.asarray(f.limiter_gr_db, dtype=float)
     return {k: np.asarray(out[k], dtype=float).reshape(f.n_pop) for k in DESCRIPTORS}
 
 
