@@ -25,7 +25,7 @@ from evomix.constraints import Constraints
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
 from evomix.errors import AudioFileError, OptionError, ParameterError, check_number
-from evomix.evaluate import Problem
+from evomix.evaluate import INFEASIBLE, Problem
 from evomix.export.files import write_bytes_atomic
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
@@ -244,6 +244,7 @@ def mix(
     genre: str = "pop",
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
+    max_limiting_db: float | None = 6.0,
     population: int = 64,
     generations: int | None = None,
     seed: int = 0,
@@ -276,6 +277,9 @@ def mix(
     paths : files or folders of stems (WAV, FLAC, AIFF, OGG).
     genre : built-in genre name or a profile JSON path.
     target_lufs : LUFS in [-40, -5].  ceiling_dbtp : dBTP in [-9, 0].
+    max_limiting_db : dB in [0, 40] (or None): the most gain reduction the master's true-peak
+        limiter may apply to reach the target, a constraint of the search (candidates beyond it
+        are dominated by every candidate within it, :class:`evomix.evaluate.Problem`).
     population : int >= 4 (rounded up to a multiple of 4).
     generations : int >= 0 runs exactly that many generations; None (default) stops when the
         front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
@@ -325,11 +329,11 @@ def mix(
     search, parallel, master = settings_of(
         search, parallel, master, algorithm=algorithm, population=population, generations=generations,
         time_limit=time_limit, seed=seed, alternatives=alternatives, jobs=jobs, threads=threads, backend=backend,
-        scheduler=scheduler, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+        scheduler=scheduler, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, max_limiting_db=max_limiting_db)
     algorithm, population, generations, time_limit = search.algorithm, search.population, search.generations, search.time_limit
     seed, alternatives = search.seed, search.alternatives
     jobs, threads, backend, scheduler = parallel.jobs, parallel.threads, parallel.backend, parallel.scheduler
-    target_lufs, ceiling_dbtp = master.target_lufs, master.ceiling_dbtp
+    target_lufs, ceiling_dbtp, max_limiting_db = master.target_lufs, master.ceiling_dbtp, master.max_limiting_db
     if reference_mode not in REFERENCE_MODES:
         raise OptionError(lambda k: f"{k('reference_mode')}: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
@@ -346,6 +350,7 @@ def mix(
         raise OptionError(all_weights_off)
     call = {"api": "evomix.mix", "arguments": {
         "paths": [str(p) for p in paths or []], "genre": str(genre), "target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+        "max_limiting_db": max_limiting_db,
         "population": population, "generations": generations, "seed": seed, "weights": weights,
         "alternatives": alternatives, "roles": dict(roles or {}), "reference": None if reference is None else str(reference),
         "reference_mode": reference_mode, "jobs": jobs, "backend": backend, "scheduler": scheduler, "threads": threads,
@@ -354,7 +359,7 @@ def mix(
     ckpt = None if resume is None else checkpoints.load(resume)  # a bad file fails before any audio is read
     with ParallelEvaluator(n_jobs=jobs, backend=backend, scheduler=scheduler, threads=threads) as evaluator:  # connects now
         result = _mix(paths, evaluator, profile=profile, w=w, target_lufs=target_lufs,
-                    ceiling_dbtp=ceiling_dbtp, population=population, generations=generations, seed=seed,
+                    ceiling_dbtp=ceiling_dbtp, max_limiting_db=max_limiting_db, population=population, generations=generations, seed=seed,
                     alternatives=alternatives, roles=roles, progress=progress, session=session,
                     reference=reference, reference_mode=reference_mode,
                     reporter=NULL_REPORTER if reporter is None else reporter, constraints=constraints,
@@ -424,7 +429,7 @@ def _search_info(names, weights, front_size: int, best) -> str:
     return f"front {front_size} | best " + ", ".join(f"{n} {v:.3g} {REGISTRY[n].unit}" for n, v in zip(names, raw))
 
 
-def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, population,
+def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceiling_dbtp, max_limiting_db, population,
          generations, seed, alternatives, roles, progress, session, reference, reference_mode,
          reporter: ProgressReporter = NULL_REPORTER, constraints: Constraints | None = None,
          keep_master_gain: bool = False, algorithm: str = "nsga2",
@@ -467,7 +472,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         raise OptionError(all_weights_off)
     target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp),
                     reference_power=ref_power)
-    problem = Problem(analysis, table, target, names, tuple(w[n] for n in names))
+    problem = Problem(analysis, table, target, names, tuple(w[n] for n in names), max_limiting_db=max_limiting_db)
     rng = np.random.default_rng(seed)
     if base is None:  # unity, loudness-matched and role-template mixes, perturbations, random genomes
         initial = smart_initial_population(table, analysis, n_pop, rng)
@@ -480,7 +485,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         return checkpoints.search_settings(
             algorithm=algorithm, population=n_pop, seed=int(seed), objectives=names, weights=problem.weights,
             profile=profile.to_dict(), target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-            constraints=constraints.to_dict(), roles=dict(zip(session.names, session.roles)), sr=session.sr,
+            max_limiting_db=max_limiting_db, constraints=constraints.to_dict(), roles=dict(zip(session.names, session.roles)), sr=session.sr,
             n_genes=table.n_genes, normaliser=normaliser,
             reference=None if ref_report is None else {"mode": ref_report["mode"], "sha256": checkpoints.file_sha256(reference)})
 
@@ -512,6 +517,13 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     keep = non_dominated(F)
     G, F = G[keep], F[keep]
     raw = F / np.asarray(problem.weights)[None, :]
+    over = (F >= INFEASIBLE).all(axis=1)  # only when no candidate met the limiter budget: the nearest
+    if over.any():
+        raw[over], gr_over = problem.scores_and_limiting(G[over])  # their real scores
+        warnings.append(f"no mix reached {target_lufs:g} LUFS with at most {max_limiting_db:g} dB of limiting; the "
+                        f"front holds the least limited found ({float(gr_over.min()):.1f} dB): pass --max-limiting "
+                        f"{np.ceil(float(gr_over.min())):.0f} or more, or a lower --target-lufs")
+        F = raw * np.asarray(problem.weights)[None, :]
     order = np.lexsort(raw.T[::-1])
     G, F, raw = G[order], F[order], raw[order]
     params = table.decode(G, analysis.trim_db)
@@ -525,7 +537,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
         before_slot: list = []  # the report's "before" joins the first round of renders
         picks, replaced = _verified_alternatives(front, G, F, int(alternatives), session, analysis, params, target,
                                                  names, phase=ph, weights=problem.weights, descriptors=D,
-                                                 known_bad=squashed_members(front, int(alternatives)),
+                                                 known_bad=squashed_members(front, int(alternatives), max_limiting_db),
                                                  keep_master_gain=keep_master_gain, before_slot=before_slot)
     warnings += label_front(front, picks, int(alternatives), session.roles)
     exact_renders = sum(m.exact is not None for m in front)  # every member rendered (picks, spares, replacements)
@@ -550,7 +562,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
                 "hypervolume": float(result.hypervolume[-1]),
                 "alternatives": int(alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(replaced), "exact_renders": exact_renders,
-                "constraints": constraints.to_dict()}
+                "constraints": constraints.to_dict(), "max_limiting_db": max_limiting_db}
     if resume is not None:
         settings["resumed_from"] = {"checkpoint": str(resume.path), "generation": int(resume.state.gen)}
     pending = None
@@ -644,15 +656,17 @@ def describe_front(front: list, analysis: Analysis, table: GeneTable, target: Ta
     return jnd_matrix(d)
 
 
-def squashed_members(front: list, k: int) -> list:
-    """Front members whose fast-tier limiter gain reduction exceeds ``describe.MAX_EXPORT_LIMITING_DB``
-    (most squashed first), leaving at least ``k`` others to choose from: never exported
-    (``known_bad`` of :func:`_verified_alternatives`). Members without the descriptor (a front.json
-    of an older evomix) are never counted."""
-    from evomix.describe import MAX_EXPORT_LIMITING_DB
-
+def squashed_members(front: list, k: int, budget_db: float | None = 6.0) -> list:
+    """Front members whose fast-tier limiter gain reduction exceeds ``budget_db`` (the run's
+    ``max_limiting_db``; most squashed first), leaving at least ``k`` others to choose from: never
+    exported (``known_bad`` of :func:`_verified_alternatives`). The search keeps them out of its
+    front already (:class:`evomix.evaluate.Problem`); this holds for a re-ranked front of a run
+    made without the budget. Members without the descriptor (a front.json of an older evomix) are
+    never counted; ``budget_db`` None: none."""
+    if budget_db is None:
+        return []
     gr = [float((m.fast_descriptors or {}).get("limiter_gr_db") or 0.0) for m in front]
-    over = sorted((i for i, g in enumerate(gr) if g > MAX_EXPORT_LIMITING_DB), key=lambda i: -gr[i])
+    over = sorted((i for i, g in enumerate(gr) if g > budget_db), key=lambda i: -gr[i])
     return over[: max(0, len(front) - k)]
 
 

@@ -79,7 +79,7 @@ def _json_ready(x):
 
 def search_settings(*, algorithm: str, population: int, seed: int, objectives: Sequence[str],
                     weights: Sequence[float], profile: dict, target_lufs: float, ceiling_dbtp: float,
-                    constraints: dict, roles: dict, sr: int, n_genes: int, reference: dict | None,
+                    constraints: dict, max_limiting_db: float | None = None, roles: dict, sr: int, n_genes: int, reference: dict | None,
                     normaliser: Normaliser) -> dict:
     """The settings that determine a search's sequence (two runs that differ in any of them
     cannot continue each other), as JSON-ready values. Not in it: the termination (``generations``,
@@ -88,7 +88,8 @@ def search_settings(*, algorithm: str, population: int, seed: int, objectives: S
     return _json_ready({
         "algorithm": algorithm, "population": int(population), "seed": int(seed), "objectives": list(objectives),
         "weights": [float(w) for w in weights], "genre": profile, "target_lufs": float(target_lufs),
-        "ceiling_dbtp": float(ceiling_dbtp), "constraints": constraints, "roles": dict(roles), "sr": int(sr),
+        "ceiling_dbtp": float(ceiling_dbtp), "max_limiting_db": None if max_limiting_db is None else float(max_limiting_db),
+        "constraints": constraints, "roles": dict(roles), "sr": int(sr),
         "genes": int(n_genes), "reference": reference,
         "normaliser": {"ideal": [float(v) for v in normaliser.ideal], "scale": [float(v) for v in normaliser.scale]},
     })

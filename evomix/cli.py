@@ -171,11 +171,14 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     out_console.print(f"front: {summary['front']}")
 
 
-def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, seed, weights,
-             alternatives, roles, force, quiet, as_json, reference=None, reference_mode="auto",
-             jobs=1, backend="local", scheduler=None, threads=None, reporter=None, constraints=None,
-             export_stems=False, pre_stems=False, daw=None, open_report=False, algorithm=api.DEFAULT_ALGORITHM,
-             time_limit=api.DEFAULT_TIME_LIMIT_S, checkpoint=None, resume=None):
+def _run_mix(paths, out, *, genre="pop", target_lufs=-14.0, ceiling=-1.0, max_limiting=6.0, population=64,
+             generations=None, seed=0, weights=None, alternatives=5, roles=None, force=False, quiet=False,
+             as_json=False, reference=None, reference_mode="auto", jobs=1, backend="local", scheduler=None,
+             threads=None, reporter=None, constraints=None, export_stems=False, pre_stems=False, daw=None,
+             open_report=False, algorithm=api.DEFAULT_ALGORITHM, time_limit=api.DEFAULT_TIME_LIMIT_S,
+             checkpoint=None, resume=None):
+    """``evomix mix`` (and ``evomix demo``) once the flags are parsed: the settings objects are
+    built here, once; then search, export and the summary."""
     reporter = _reporter(quiet) if reporter is None else reporter
     api.check_output_folder(out, force=force, ignore=[checkpoint] if checkpoint is not None else ())  # its own checkpoint may be in it
     if checkpoint is not None:
@@ -187,7 +190,7 @@ def _run_mix(paths, out, genre, target_lufs, ceiling, population, generations, s
     search, parallel, master = _settings(
         algorithm=algorithm, population=population, generations=generations, time_limit=time_limit, seed=seed,
         alternatives=alternatives, jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
-        target_lufs=target_lufs, ceiling_dbtp=ceiling)
+        target_lufs=target_lufs, ceiling_dbtp=ceiling, max_limiting_db=max_limiting)
     try:
         result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
                          reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master,
@@ -264,6 +267,7 @@ def mix(
     genre: GenreOpt = "pop",
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
+    max_limiting: Annotated[Optional[float], typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out of the search.")] = 6.0,
     population: PopOpt = 64,
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
@@ -299,11 +303,13 @@ def mix(
     try:
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
         constraints = _constraints(lock, range_)
-        _run_mix(paths, out, str(profile) if profile is not None else genre, target_lufs, ceiling, population,
-                 generations, seed, weights, alternatives, role, force, quiet, json_out, reference, reference_mode,
-                 jobs, backend, scheduler, threads, reporter, constraints=constraints, export_stems=export_stems,
-                 pre_stems=export_pre_stems, daw=daw, open_report=open_report, algorithm=algorithm,
-                 time_limit=time_limit, checkpoint=checkpoint, resume=resume)
+        _run_mix(paths, out, genre=str(profile) if profile is not None else genre, target_lufs=target_lufs,
+                 ceiling=ceiling, max_limiting=max_limiting, population=population, generations=generations,
+                 seed=seed, weights=weights, alternatives=alternatives, roles=role, force=force, quiet=quiet,
+                 as_json=json_out, reference=reference, reference_mode=reference_mode, jobs=jobs, backend=backend,
+                 scheduler=scheduler, threads=threads, reporter=reporter, constraints=constraints,
+                 export_stems=export_stems, pre_stems=export_pre_stems, daw=daw, open_report=open_report,
+                 algorithm=algorithm, time_limit=time_limit, checkpoint=checkpoint, resume=resume)
     except EvomixError as e:
         _fail(e)
     except KeyboardInterrupt:  # a second Ctrl-C in the search, or one outside it
@@ -623,9 +629,10 @@ def demo(
             stems = write_demo_stems(out / "stems")
         if not (quiet or json_out):
             err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
-        _run_mix(stems, out / "mixes", "pop", -14.0, -1.0, population, generations, seed, None, 5, None, True,
-                 quiet, json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads, reporter=reporter,
-                 constraints=constraints, open_report=open_report, algorithm=algorithm, time_limit=time_limit)
+        _run_mix(stems, out / "mixes", population=population, generations=generations, seed=seed, force=True,
+                 quiet=quiet, as_json=json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads,
+                 reporter=reporter, constraints=constraints, open_report=open_report, algorithm=algorithm,
+                 time_limit=time_limit)
     except EvomixError as e:
         _fail(e)
 

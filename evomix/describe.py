@@ -47,8 +47,8 @@ descriptor                unit   definition
 ``lra_lu``                LU     loudness range (EBU Tech 3342); 0 for songs under 3 s.
 ``limiter_gr_db``         dB     how hard the master's true-peak limiter works: by how much the
                                  normalised master's true peak (BS.1770-4 Annex 2) exceeds the
-                                 ceiling. Not compared for distinctness; a mix beyond
-                                 ``MAX_EXPORT_LIMITING_DB`` is not exported (``evomix.api``).
+                                 ceiling. Not compared for distinctness; the search's limiter
+                                 budget (``--max-limiting``) bounds it.
 ========================  =====  ===============================================================
 
 Audible difference: ``JND`` gives, per descriptor used for comparison, the step we treat as one
@@ -76,10 +76,7 @@ DESCRIPTORS = ("centroid_hz", "tilt_db_per_oct", "side_mid_db", "correlation", "
 UNITS = {"centroid_hz": "Hz", "tilt_db_per_oct": "dB/oct", "side_mid_db": "dB", "correlation": "",
          "vocal_lu": "LU", "low_end_db": "dB", "punch_db": "dB", "crest_db": "dB", "plr_db": "dB", "lra_lu": "LU",
          "limiter_gr_db": "dB"}
-# a mix whose limiter must take more than this off its peaks is not exported while enough others
-# are left: it is squashed, and the fast tier reads such mixes less well (experiments/front_peaks.py:
-# within 2 dB of the exact render up to ~6 dB of gain reduction, 2.5-4 dB low at 10-20 dB)
-MAX_EXPORT_LIMITING_DB = 6.0
+
 
 #: one just-noticeable difference per compared descriptor (centroid in octaves: compared as log2 Hz)
 JND = {"centroid_hz": 0.1, "side_mid_db": 1.0, "vocal_lu": 1.0, "low_end_db": 1.0, "punch_db": 1.0,

@@ -20,7 +20,7 @@ class AudioFileError(EvomixError):
 
 
 # the command-line flag of each Python keyword whose name does not simply become --keyword-name
-CLI_FLAGS = {"ceiling_dbtp": "--ceiling", "n": "-n", "output": "-o"}
+CLI_FLAGS = {"ceiling_dbtp": "--ceiling", "n": "-n", "output": "-o", "max_limiting_db": "--max-limiting"}
 
 
 def cli_flag(keyword: str) -> str:

@@ -22,6 +22,7 @@ from evomix.engine.batch import render_features
 from evomix.genome import GeneTable
 from objectives import Target, evaluate
 
+INFEASIBLE = 1e6  # every objective of a candidate over the limiter budget: this plus its excess (dB)
 BLOCK = 32  # genomes per vectorized render; also the unit of work of a thread or worker
 LARGE_BLOCK_STEM_FRAMES = 32768  # above this many stems x frames a session is scored in blocks of SMALL_BLOCK
 SMALL_BLOCK = 16  # ... whose arrays stay in cache (real-size song, 16 stems x 210 s: 32 genomes in 0.14-0.16 s
@@ -58,6 +59,7 @@ class Problem:
     target: Target
     names: tuple  # objectives in the search, in column order
     weights: tuple  # weight of each objective in ``names``, > 0
+    max_limiting_db: float | None = None  # limiter budget, dB of gain reduction (None: none)
 
     @property
     def block(self) -> int:
@@ -68,8 +70,13 @@ class Problem:
         """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier, rendered
         block by block (:attr:`block` genomes; a block of one is rendered beside a copy of itself,
         because numpy's matrix-vector kernels round differently from the matrix-matrix ones)."""
+        return self.scores_and_limiting(genomes)[0]
+
+    def scores_and_limiting(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`raw_scores` and each candidate's limiter gain reduction (n,) dB, fast tier."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
+        gr = np.empty(genomes.shape[0])
         size = self.block
         for start in range(0, genomes.shape[0], size):
             block = genomes[start : start + size]
@@ -80,7 +87,8 @@ class Problem:
             feats = render_features(self.analysis, params, target_lufs=self.target.target_lufs,
                                     ceiling_dbtp=self.target.ceiling_dbtp)
             out[start : start + n] = evaluate(feats, self.target, self.names)[:n]
-        return out
+            gr[start : start + n] = feats.limiter_gr_db[:n]
+        return out, gr
 
     def evaluate_population(self, genomes: np.ndarray) -> np.ndarray:
         """Weighted objective matrix F (n, len(names)), lower is better.
@@ -94,5 +102,19 @@ class Problem:
 
     def weighted_scores(self, genomes: np.ndarray) -> np.ndarray:
         """:meth:`evaluate_population` without touching the BLAS thread limit (the caller sets it;
-        ``evomix.parallel.score`` does, once, around its threads)."""
-        return self.raw_scores(genomes) * np.asarray(self.weights)[None, :]
+        ``evomix.parallel.score`` does, once, around its threads).
+
+        With a limiter budget (``max_limiting_db``), a candidate whose limiter must take more off
+        its peaks scores ``INFEASIBLE + excess`` (dB) on every objective: any candidate within
+        the budget dominates it, and of two over it the one nearer the budget dominates -- Deb's
+        constrained domination (Deb, Pratap, Agarwal & Meyarivan 2002, "A fast and elitist
+        multiobjective genetic algorithm: NSGA-II", IEEE TEVC 6(2), sec. VI) expressed in the
+        objective values, so DEAP's selection, the archive and the checkpoints need nothing else;
+        such a point lies beyond the hypervolume's reference point and adds no volume."""
+        raw, gr = self.scores_and_limiting(genomes)
+        F = raw * np.asarray(self.weights)[None, :]
+        if self.max_limiting_db is not None:
+            over = gr - float(self.max_limiting_db)  # (n,) dB beyond the budget
+            bad = over > 0.0
+            F[bad] = INFEASIBLE + over[bad, None]
+        return F

@@ -191,7 +191,8 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
             ex = d.get("exact") or {}
             if all(n in ex for n in names) and any(ex[n] > worst[c] for c, n in enumerate(names)):
                 known_bad.append(j)
-    squashed = [i for i in api.squashed_members(front, k) if i not in known_bad]
+    budget = settings["max_limiting_db"] if "max_limiting_db" in settings else 6.0  # older runs: the default
+    squashed = [i for i in api.squashed_members(front, k, budget) if i not in known_bad]
     known_bad += squashed[: max(0, len(front) - len(known_bad) - k)]
     with reporter.phase("render", total=min(k, len(front)), unit="exact renders") as ph:
         picks, replaced = api._verified_alternatives(front, G, F, k, session, analysis, params, target, names,

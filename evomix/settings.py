@@ -110,11 +110,16 @@ class Parallel:
 @dataclass(frozen=True)
 class Master:
     """What every exported master meets: integrated loudness ``target_lufs`` in [-40, -5] LUFS
-    (BS.1770-4) and true peak at most ``ceiling_dbtp`` in [-9, 0] dBTP."""
+    (BS.1770-4) and true peak at most ``ceiling_dbtp`` in [-9, 0] dBTP; and how hard its true-peak
+    limiter may work to get there: ``max_limiting_db`` in [0, 40] dB of gain reduction (None: no
+    budget), a constraint of the search (``evomix.evaluate.Problem``)."""
 
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0
+    max_limiting_db: float | None = 6.0
 
     def __post_init__(self):
         _number("Master", "target_lufs", self.target_lufs, low=-40.0, high=-5.0)
         _number("Master", "ceiling_dbtp", self.ceiling_dbtp, low=-9.0, high=0.0)
+        if self.max_limiting_db is not None:
+            _number("Master", "max_limiting_db", self.max_limiting_db, low=0.0, high=40.0)

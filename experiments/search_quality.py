@@ -44,6 +44,7 @@ from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, Termination, evaluations_to_fraction, run_search
 from evomix.seeding import random_initial_population, smart_initial_population
+from evomix.settings import Master
 from evomix.select import choose_alternatives
 from evomix.songs import write_session
 from objectives import OBJECTIVE_NAMES, Target, load_profile
@@ -57,7 +58,8 @@ def make_problem(paths, genre: str) -> Problem:
     session = load_session(paths)
     analysis = analyze_session(session)
     target = Target(profile=load_profile(genre), target_lufs=-14.0, ceiling_dbtp=-1.0)
-    return Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
+    return Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES),
+                   max_limiting_db=Master().max_limiting_db)  # the limiter budget of `evomix mix`
 
 
 def first_generation(problem: Problem, smart: bool, n_pop: int, seed: int) -> np.ndarray:
@@ -84,7 +86,7 @@ def steering(problem: Problem, args) -> dict:
     for seed in range(args.seeds):
         row = {"seed": seed}
         for label, w in (("default", problem.weights), ("masking=4", w4)):
-            p = Problem(problem.analysis, problem.table, problem.target, problem.names, w)
+            p = Problem(problem.analysis, problem.table, problem.target, problem.names, w, problem.max_limiting_db)
             r = run(p, DEFAULT, seed, args.population, Termination(generations=args.generations))
             raw = r.front_F / np.asarray(w)[None, :]
             top = choose_alternatives(r.front_genomes, r.front_F, 1, np.asarray(w))[0]

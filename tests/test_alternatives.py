@@ -101,20 +101,21 @@ def test_renders_on_several_threads_equal_renders_on_one(stem_dir, monkeypatch):
 
 
 def test_a_squashed_mix_is_not_exported_while_enough_others_are_left(front, monkeypatch):
-    """Members whose fast limiter gain reduction exceeds describe.MAX_EXPORT_LIMITING_DB are left out
-    of the choice (most squashed first), but never so many that fewer than k candidates remain."""
-    from evomix.describe import MAX_EXPORT_LIMITING_DB
+    """Members whose fast limiter gain reduction exceeds the limiter budget are left out of the
+    choice (most squashed first), but never so many that fewer than k candidates remain."""
+    MAX_EXPORT_LIMITING_DB = 6.0
 
     G, F, members = front
     first = choose_alternatives(G, F, 3)
     for i, m in enumerate(members):  # the first choice's two best picks and two more are squashed
         m.fast_descriptors = {"limiter_gr_db": MAX_EXPORT_LIMITING_DB + (3.0 + i if i in first[:2] or i in (10, 11) else -1.0)}
-    squashed = api.squashed_members(members, 3)
+    squashed = api.squashed_members(members, 3, MAX_EXPORT_LIMITING_DB)
+    assert api.squashed_members(members, 3, None) == []  # no budget, nothing left out
     assert set(squashed) == set(first[:2]) | {10, 11} and squashed[0] == 11  # most squashed first
     monkeypatch.setattr(api, "_render_alternatives", fake_renders(lambda i: {n: float(F[i, j]) for j, n in enumerate(NAMES)}))
     picks, _ = _verified_alternatives(members, G, F, 3, None, None, None, None, NAMES, known_bad=squashed)
     assert len(picks) == 3 and not set(picks) & set(squashed), (picks, squashed)
-    assert api.squashed_members(members, 10) == squashed[:2]  # 12 members, 10 wanted: only 2 may go
+    assert api.squashed_members(members, 10, MAX_EXPORT_LIMITING_DB) == squashed[:2]  # 12 members, 10 wanted: only 2 may go
     for m in members[:3]:
         m.fast_descriptors = None  # a front.json of an older evomix: nothing is known, nothing is left out
-    assert not set(api.squashed_members(members, 3)) & {0, 1, 2}
+    assert not set(api.squashed_members(members, 3, MAX_EXPORT_LIMITING_DB)) & {0, 1, 2}

@@ -25,6 +25,7 @@ runner = CliRunner()
     (lambda: Parallel(backend="dask"), "Parallel.scheduler is needed"),
     (lambda: Master(target_lufs=0.0), "Master.target_lufs must be <= -5.0"),
     (lambda: Master(ceiling_dbtp=float("nan")), "Master.ceiling_dbtp must be a finite number"),
+    (lambda: Master(max_limiting_db=-1.0), "Master.max_limiting_db must be >= 0.0"),
 ])
 def test_bad_settings_name_the_python_field(make, needle):
     with pytest.raises(SettingError, match=needle.replace(".", r"\.")):
@@ -62,6 +63,8 @@ def test_cli_errors_name_flags(stem_dir, tmp_path):
     assert res.exit_code == 1 and res.stderr.strip() == "evomix: error: --time-limit must be > 0, got 0.0", res.stderr
     res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--algorithm", "x", "--quiet"])
     assert res.exit_code == 1 and "--algorithm must be one of nsga2, nsga3, random" in res.stderr
+    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--max-limiting", "-1", "--quiet"])
+    assert res.exit_code == 1 and res.stderr.strip() == "evomix: error: --max-limiting must be >= 0.0, got -1.0", res.stderr
 
 
 def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cli(stem_dir, tmp_path):
