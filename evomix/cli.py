@@ -239,6 +239,7 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for alt-NN.wav
 GenreOpt = Annotated[str, typer.Option(help="Target genre (see 'evomix genres') or a profile JSON file.")]
 TargetOpt = Annotated[float, typer.Option("--target-lufs", help="Integrated loudness of every exported master, LUFS (-40..-5).")]
 CeilingOpt = Annotated[float, typer.Option(help="True-peak ceiling of every exported master, dBTP (-9..0).")]
+MaxLimitingOpt = Annotated[Optional[float], typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out.")]
 PopOpt = Annotated[int, typer.Option(help="Candidates per generation (>= 4; rounded up to a multiple of 4).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed (>= 0): the same seed gives the same front.")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
@@ -267,7 +268,7 @@ def mix(
     genre: GenreOpt = "pop",
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
-    max_limiting: Annotated[Optional[float], typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out of the search.")] = 6.0,
+    max_limiting: MaxLimitingOpt = 6.0,
     population: PopOpt = 64,
     generations: GenerationsOpt = None,
     seed: SeedOpt = 0,
@@ -363,6 +364,7 @@ def vary(
     weights: WeightsOpt = None,
     target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
     ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
+    max_limiting: MaxLimitingOpt = 6.0,
     lock: LockOpt = None,
     range_: RangeOpt = None,
     force: ForceOpt = False,
@@ -386,7 +388,8 @@ def vary(
             raise ParameterError("vary: give the stems after the params file(s)")
         api.check_output_folder(out, force=force)
         result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
-                            target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints, reporter=reporter)
+                            target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints,
+                            max_limiting_db=max_limiting, reporter=reporter)
         for w in result.warnings:
             err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
         result.write(out, force=force, reporter=reporter)
@@ -414,6 +417,7 @@ def explore(
     weights: WeightsOpt = None,
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
+    max_limiting: MaxLimitingOpt = 6.0,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
     max_exports: Annotated[int, typer.Option("--max-exports", help="Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full song).")] = 16,
@@ -441,7 +445,7 @@ def explore(
         limit = time_limit if time_limit is not None else None if iterations is not None else DEFAULT_TIME_LIMIT_S
         result = explore_map(paths, descriptors=descriptors, bins=bins, genre=genre, weights=weights,
                              target_lufs=target_lufs, ceiling_dbtp=ceiling, time_limit=limit, iterations=iterations,
-                             max_exports=max_exports, pick=pick, seed=seed, roles=_parse_roles(role), constraints=constraints,
+                             max_exports=max_exports, pick=pick, seed=seed, max_limiting_db=max_limiting, roles=_parse_roles(role), constraints=constraints,
                              jobs=jobs, threads=threads, reporter=reporter)
         for w in result.warnings:
             err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)

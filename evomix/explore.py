@@ -299,6 +299,7 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
             genre: str = "pop", weights: str | Mapping[str, float] | None = None, target_lufs: float = -14.0,
             ceiling_dbtp: float = -1.0, time_limit: float | None = DEFAULT_TIME_LIMIT_S,
             iterations: int | None = None, max_exports: int = DEFAULT_MAX_EXPORTS, pick: str = "best", seed: int = 0,
+            max_limiting_db: float | None = 6.0,
             roles: Mapping[str, str] | None = None, constraints: Constraints | None = None, jobs: int = 1,
             threads: int | None = None, reporter: ProgressReporter | None = None) -> ExploreResult:
     """Map the mix space of the stems at ``paths`` (module doc) and render the best mix of the best cells.
@@ -317,6 +318,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     pick : which cells are exported: "best" (best quality first) or "spread" (across the map,
         :func:`pick_order`).
     seed : int >= 0.  roles : {file or stem name: role}.
+    max_limiting_db : dB in [0, 40] or None, as for :func:`evomix.mix`: the map keeps every cell,
+        but cells whose mix needs more limiting (fast tier) are offered for export only after all the others.
     constraints : :class:`evomix.constraints.Constraints`: locks and ranges hold in every mix.
     jobs, threads : as :func:`evomix.mix` (local processes / threads scoring each iteration).
 
@@ -334,6 +337,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
     check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
     check_number("max_exports", max_exports, low=0, integer=True)
+    if max_limiting_db is not None:
+        check_number("max_limiting_db", max_limiting_db, low=0.0, high=40.0)
     if pick not in PICKS:
         raise OptionError(lambda k: f"{k('pick')}: unknown choice {pick!r}; choose from {', '.join(PICKS)}")
     check_number("seed", seed, low=0, integer=True)
@@ -369,7 +374,7 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     cells = _cells(archive, axes, table, analysis, session, names)
     stats["cells_filled"] = len(cells)
     exports, renders, n_rendered, n_dup = _export(cells, axes, max_exports, pick, session, analysis, table, target, names,
-                                                  reporter)
+                                                  reporter, max_limiting_db=max_limiting_db)
     warnings = list(session.warnings)
     if len(cells) < 10:
         warnings.append(f"only {len(cells)} cells of the map are filled; a longer --time-limit or fewer --bins fill more")
@@ -491,13 +496,16 @@ def pick_order(cells: list, axes: list, pick: str) -> list[int]:
 
 
 def _export(cells: list, axes: list, max_exports: int, pick: str, session, analysis, table: GeneTable, target, names,
-            reporter):
+            reporter, max_limiting_db: float | None = None):
     """Render distinct cells exactly, offered in :func:`pick_order` (module doc); sets ``export``,
     ``exact``, ``descriptors``, ``measured``, ``labels`` on them. Returns (cell indices, best first;
     renders; renders done; near-duplicates found after rendering)."""
     if max_exports == 0 or not cells:
         return [], [], 0, 0
     offer = pick_order(cells, axes, pick)
+    if max_limiting_db is not None:  # squashed mixes (over the limiter budget) only when nothing else is left
+        squashed = {i for i, c in enumerate(cells) if (c["descriptors_fast"].get("limiter_gr_db") or 0.0) > max_limiting_db}
+        offer = [i for i in offer if i not in squashed] + [i for i in offer if i in squashed]
     G = np.array([c["genome"] for c in cells])
     params = table.decode(G, analysis.trim_db)
     Dfast = jnd_matrix([c["descriptors_fast"] for c in cells])  # (n, d) JND units

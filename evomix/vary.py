@@ -147,7 +147,7 @@ def moved_by_constraints(saved: Params, table: GeneTable, trim_db: np.ndarray, n
 def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spread: float = 0.3, n: int = 8,
          seed: int = 0, genre: str | None = None, weights: str | None = None, target_lufs: float | None = None,
          ceiling_dbtp: float | None = None, constraints: Constraints | None = None,
-         reporter: ProgressReporter | None = None) -> api.MixResult:
+         max_limiting_db: float | None = 6.0, reporter: ProgressReporter | None = None) -> api.MixResult:
     """N mixes near one saved mix (one ``params_paths``) or children of two; see the module doc.
 
     Parameters
@@ -160,6 +160,9 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     weights : objectives to score and their weights (as ``mix``); scores are reported, not used
         to choose.
     target_lufs, ceiling_dbtp : default: the first file's.
+    max_limiting_db : dB in [0, 40] or None, as for :func:`evomix.mix`: a candidate whose limiter
+        must take more off its peaks (fast tier) than this, or than its most limited parent, is
+        not rendered.
     constraints : :class:`evomix.constraints.Constraints`, added to the parents' saved ones and
         winning per parameter (module doc); every variation obeys the result (a lock exactly), and
         ``settings["constraints"]`` (so each ``alt-NN.json``) records it.
@@ -183,6 +186,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     ceiling_dbtp = float(first.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
     check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
     check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
+    if max_limiting_db is not None:
+        check_number("max_limiting_db", max_limiting_db, low=0.0, high=40.0)
     try:
         profile = load_profile(genre if genre is not None else first.get("genre", "pop"))
     except ParameterError as e:
@@ -224,6 +229,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
                           objectives={k: float(raw[i, j]) for j, k in enumerate(names)} if i < len(pool) else {},
                           fast_descriptors=descriptor_row(fd, i)) for i in range(len(all_g))]
     parent_idx = list(range(len(pool), len(all_g)))
+    limiting = np.asarray(fd["limiter_gr_db"], dtype=float)  # (m + parents,) dB, fast tier
+    allowed = None if max_limiting_db is None else max(float(max_limiting_db), float(limiting[parent_idx].max()))
     kept: list = []
     rendered: list = []
     budget = MAX_RENDERS_PER_MIX * n
@@ -235,6 +242,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         for i in range(len(pool)):
             if len(kept) >= n or len(rendered) - len(kept) >= budget - n:
                 break
+            if allowed is not None and limiting[i] > allowed:
+                continue  # squashed: more limiting than the budget and the parents
             refs = parent_idx + kept
             if jnd_distance(Dfast[i], Dfast[refs]).min() < DISTINCT_JND:
                 continue  # sounds like the parent or a kept variation even in the fast tier
@@ -261,6 +270,6 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
                 "spread": float(spread), "n": int(n), "seed": int(seed), "alternatives": int(n),
                 "evaluations": len(pool), "exact_renders": len(rendered) + len(parents), "replaced_alternatives": 0,
                 "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input,
-                "constraints": run_c.to_dict()}
+                "constraints": run_c.to_dict(), "max_limiting_db": max_limiting_db}
     return api.MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
                          settings, warnings, None)

@@ -212,3 +212,34 @@ def test_cli_explore(stems, tmp_path):
     assert line.startswith("evomix: error: --descriptors: unknown descriptor 'shine'") and "low_end, punch, dynamics" in line
     lock = runner.invoke(app, ["explore", *map(str, stems), "--out", str(tmp_path / "y"), "--lock", "vocal.gain=3"])
     assert lock.exit_code == 1 and "names:" in lock.output  # unknown parameter: the valid names are listed
+
+
+def test_squashed_cells_are_exported_only_after_all_the_others(monkeypatch):
+    """explore's export with ``max_limiting_db``: cells whose mix needs more limiting (fast tier)
+    are offered after every other cell, so with enough others none of them is exported."""
+    from types import SimpleNamespace
+
+    import evomix.api as api_mod
+    from evomix.explore import _export
+    from evomix.genome import GeneTable
+    from evomix.progress import NULL_REPORTER
+
+    table = GeneTable(2)
+    rng = np.random.default_rng(0)
+    cells = []
+    for i in range(6):  # best first; cells 0 and 2 are squashed
+        d = {"centroid_hz": 200.0 * 2 ** i, "side_mid_db": -10.0 + 3 * i, "limiter_gr_db": 9.0 if i in (0, 2) else 1.0}
+        cells.append({"genome": rng.uniform(size=table.n_genes), "grid": [i, 0], "descriptors_fast": d})
+
+    def fake(session, analysis, params, picks, target, names, **_):
+        return [(f"r{i}", {"masking": 0.1}, {"descriptors": cells[i]["descriptors_fast"], "integrated_lufs": -14.0,
+                                             "loudness_range_lu": 5.0, "true_peak_dbtp": -1.0}) for i in picks]
+
+    monkeypatch.setattr(api_mod, "_render_alternatives", fake)
+    axes = [{"bins": 6}, {"bins": 1}]
+    analysis = SimpleNamespace(trim_db=np.zeros(2))
+    session = SimpleNamespace(roles=("drums", "bass"))
+    kept, *_ = _export(cells, axes, 3, "best", session, analysis, table, None, ("masking",), NULL_REPORTER, max_limiting_db=6.0)
+    assert kept == [1, 3, 4], kept
+    kept, *_ = _export(cells, axes, 3, "best", session, analysis, table, None, ("masking",), NULL_REPORTER, max_limiting_db=None)
+    assert kept == [0, 1, 2], kept

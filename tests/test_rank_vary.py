@@ -159,3 +159,25 @@ def test_labels_against_the_input_agree_with_the_descriptors(run, varied):
             mine, theirs = m.measured["descriptors"][key], ref[key]
             gap = np.log2(mine / theirs) / 0.1 if key == "centroid_hz" else mine - theirs
             assert sign * gap >= 1.0 - 1e-9, (lab, mine, theirs)
+
+
+def test_vary_keeps_to_the_limiter_budget(run):
+    """``max_limiting_db``: no variation needs more limiting (fast tier) than the budget, or than
+    its parent where the parent needs more; without a budget, the same variation of the same mix
+    at a loud target goes beyond both."""
+    from evomix.audio import load_session
+    from evomix.describe import fast_descriptors
+    from evomix.engine.analysis import analyze_session
+
+    folder, paths, _ = run
+    kw = dict(spread=1.0, n=4, seed=2, target_lufs=-8.0)  # loud: most mixes need the limiter
+    session = load_session(paths)
+    analysis, table = analyze_session(session), GeneTable(session.n_stems)
+    parent_gr = float(fast_descriptors(analysis, table, _alt_genome(folder / "run", "alt-01", paths)[None, :],
+                                       target_lufs=-8.0, ceiling_dbtp=-1.0)["limiter_gr_db"][0])
+    allowed = max(0.5, parent_gr)
+    free = vary([folder / "run" / "alt-01.json"], paths, max_limiting_db=None, **kw)
+    assert max(m.fast_descriptors["limiter_gr_db"] for m in free.alternatives) > allowed  # the premise
+    tight = vary([folder / "run" / "alt-01.json"], paths, max_limiting_db=0.5, **kw)
+    assert tight.alternatives and tight.settings["max_limiting_db"] == 0.5
+    assert max(m.fast_descriptors["limiter_gr_db"] for m in tight.alternatives) <= allowed + 1e-6
