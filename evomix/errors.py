@@ -4,7 +4,10 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
+
+import numpy as np
 
 
 class EvomixError(Exception):
@@ -49,10 +52,6 @@ class OptionError(ParameterError):
 def check_number(keyword: str, value, *, low=None, high=None, integer=False) -> None:
     """Raise :class:`OptionError` naming ``keyword`` unless ``value`` is a finite number (a
     whole one with ``integer``) in [low, high]."""
-    import math
-
-    import numpy as np
-
     if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
         raise OptionError(lambda k: f"{k(keyword)} must be a whole number, got {value!r}")
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not math.isfinite(value):
