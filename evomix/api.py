@@ -26,7 +26,7 @@ from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
 from evomix.errors import AudioFileError, OptionError, ParameterError, check_number
 from evomix.evaluate import INFEASIBLE, Problem
-from evomix.export.files import write_bytes_atomic
+from evomix.export.files import json_text, write_bytes_atomic
 from evomix.genome import GeneTable, Params
 from evomix.parallel import ParallelEvaluator
 from evomix.parallel import check_options as check_parallel_options
@@ -195,7 +195,7 @@ class MixResult:
                     self.session, m.params, name, out, target_lufs=self.target.target_lufs,
                     ceiling_dbtp=self.target.ceiling_dbtp, genre=self.genre, stems=export_stems, pre_stems=pre_stems,
                     daw=daw, threads=render_threads(), phase=ph, render=m.render)
-            written.append(write_text_atomic(out / "front.json", json.dumps(self.front_dict(), indent=1)))
+            written.append(write_text_atomic(out / "front.json", json_text(self.front_dict(), "members")))
             ph.advance()
         if self.checkpoint_bytes is not None:
             written.append(write_bytes_atomic(out / checkpoints.DEFAULT_NAME, self.checkpoint_bytes))

@@ -60,7 +60,7 @@ from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.errors import OptionError, ParameterError, check_number
 from evomix.evaluate import Problem
-from evomix.export.files import write_bytes_atomic
+from evomix.export.files import json_text, write_bytes_atomic
 from evomix.genome import GeneTable
 from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.parallel import ParallelEvaluator
@@ -250,7 +250,7 @@ class ExploreResult:
                 written.append(write_audio(out / f"{name}.wav", materialise(r.mix), self.session.sr, subtype="PCM_24"))
                 written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.cell_params_dict(k), indent=1)))
                 ph.advance(2)
-            written.append(write_text_atomic(out / "archive.json", json.dumps(self.archive_dict(), indent=1)))
+            written.append(write_text_atomic(out / "archive.json", json_text(self.archive_dict(), "cells")))
             written.append(write_bytes_atomic(out / "map.png", map_png(self)))
             ph.advance(2)
         return written

@@ -151,7 +151,7 @@ def front_scatter_svg(front: dict) -> str | None:
                     ax.axvline(F[k, i], color="#c0392b", lw=1)
                 ax.set_title(f"{names[i]} ({units.get(names[i], '')})")
             else:
-                ax.scatter(F[~is_alt, j], F[~is_alt, i], s=10, color="#5b7fa8", label="front")
+                ax.scatter(F[~is_alt, j], F[~is_alt, i], s=10, color="#5b7fa8", label="front", rasterized=True)
                 ax.scatter(F[is_alt, j], F[is_alt, i], s=28, color="#c0392b", marker="D", label="exported")
                 for k in np.flatnonzero(is_alt):
                     ax.annotate(alt[k].replace("alt-", ""), (F[k, j], F[k, i]), fontsize=7,

@@ -16,6 +16,7 @@ as they are, and only the exact renders of the alternatives remain.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -88,24 +89,34 @@ class _SavedAnalysis:
         self.trim_db = np.array([float(stems[n]["trim_db"]) for n in session.names])
 
 
-def _reuse_exports(front: list, saved: list, source: Path, names) -> int:
-    """Give front members that the run exported their saved exact render (the alt-NN.wav, read
-    back: writing it again reproduces the same 24-bit samples), exact scores and descriptors, so
-    they are not rendered again. Returns how many were reused."""
+def _reuse_exports(front: list, saved: list, source: Path, names) -> dict:
+    """Give front members that the run exported their saved exact scores and descriptors, and a
+    placeholder render, so they are not rendered again. Returns {front index: its alt-NN.wav}: the
+    audio (the saved exact render; writing it again reproduces the same 24-bit samples) is read
+    only for the members picked again (:func:`_read_reused`)."""
     folder = source if source.is_dir() else source.parent
-    n = 0
-    for m, d in zip(front, saved):
+    wavs = {}
+    for j, (m, d) in enumerate(zip(front, saved)):
         wav = folder / f"{d.get('alternative', '')}.wav"
         if "alternative" not in d or "measured" not in d or "descriptors" not in d or not wav.is_file():
             continue
         if any(k not in (d.get("exact") or {}) for k in names):
             continue
-        mix, _ = read_audio(wav, dtype="float32")
-        m.render = ExactRender(mix=mix, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0)
+        m.render = ExactRender(mix=None, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0)
         m.exact = {k: float(d["exact"][k]) for k in names}
         m.measured = dict(d["measured"], descriptors=d["descriptors"])
-        n += 1
-    return n
+        wavs[j] = wav
+    return wavs
+
+
+def _read_reused(front: list, picks: list, wavs: dict) -> None:
+    """Read the saved audio of the picked members that reuse a run's export; drop the other
+    placeholders (their scores stay)."""
+    for j, wav in wavs.items():
+        if j in picks:
+            front[j].render = replace(front[j].render, mix=read_audio(wav, dtype="float32")[0])
+        else:
+            front[j].render = None
 
 
 def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str | Mapping[str, float] | None = None,
@@ -176,8 +187,7 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     front = [api.Member(genome=G[i], params=params.to_dict(i, session.names, session.roles),
                         objectives={n: float(raw[i, j]) for j, n in enumerate(names)}) for i in range(len(G))]
     idx = np.flatnonzero(keep)[order]  # saved member of each front member
-    if quick:
-        reused = _reuse_exports(front, [members[i] for i in idx], source, names)
+    reused = _reuse_exports(front, [members[i] for i in idx], source, names) if quick else {}
     if fast_rows is not None:
         for m, i in zip(front, idx):
             m.fast_descriptors = fast_rows[i]
@@ -202,12 +212,9 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     for i, n in api._beyond_front(front, picks, names):  # as api.mix reports them
         warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
                         f"every front member's fast score (the fast tier misjudged it; no better replacement was found)")
-    if quick:
-        for m in front:
-            if m.render is not None and not any(m is front[i] for i in picks):
-                m.render = None
+    _read_reused(front, picks, reused)
     settings.update({"alternatives": k, "ranked_from": str(source), "rank_used_saved_scores": quick,
-                     "reused_renders": reused if quick else 0, "replaced_alternatives": len(replaced),
+                     "reused_renders": len(reused), "replaced_alternatives": len(replaced),
                      "exact_renders": sum(m.exact is not None for m in front), "rank_scored": len(G)})
     settings.setdefault("evaluations", len(G))
     return api.MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front,

@@ -45,8 +45,10 @@ def normalise(F: np.ndarray) -> np.ndarray:
 
 def rank_normalise(F: np.ndarray) -> np.ndarray:
     """Each column's ranks scaled to [0, 1] (ties share the lower rank), (n, m)."""
+    from scipy.stats import rankdata
+
     n = F.shape[0]
-    ranks = (F[:, None, :] > F[None, :, :]).sum(axis=1)  # (n, m): how many are strictly better
+    ranks = rankdata(F, method="min", axis=0) - 1.0  # (n, m): how many are strictly better
     return ranks / max(n - 1, 1)
 
 
@@ -112,21 +114,24 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
     n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
     eligible = np.zeros(n, bool)
     eligible[order[:n_eligible]] = True
-    cheb = jnd_distance(D, D)  # (n, n), JND units
-    eucl = np.sqrt(((D[:, None, :] - D[None, :, :]) ** 2).sum(axis=-1))  # (n, n)
     if not chosen:
         chosen = [order[0]]
+    # distance of every candidate to its nearest chosen one, kept up to date as picks are added
+    near_cheb = jnd_distance(D, D[chosen]).min(axis=1)  # (n,) JND units
+    near_eucl = np.sqrt(((D[:, None, :] - D[None, chosen, :]) ** 2).sum(axis=-1)).min(axis=1)  # (n,)
     while len(chosen) < k:
-        distinct = (cheb[:, chosen].min(axis=1) >= DISTINCT_JND) & ~banned
+        distinct = (near_cheb >= DISTINCT_JND) & ~banned
         distinct[chosen] = False
         pool = distinct & eligible
         if pool.any():
-            nearest = np.where(pool, eucl[:, chosen].min(axis=1), -1.0)
-            chosen.append(int(np.argmax(nearest)))
+            pick = int(np.argmax(np.where(pool, near_eucl, -1.0)))
         elif distinct.any():  # the eligible ones all sound like a chosen one: the best distinct other
-            chosen.append(next(i for i in order if distinct[i]))
+            pick = next(i for i in order if distinct[i])
         else:
             break
+        chosen.append(pick)
+        near_cheb = np.minimum(near_cheb, np.abs(D - D[pick]).max(axis=1))
+        near_eucl = np.minimum(near_eucl, np.sqrt(((D - D[pick]) ** 2).sum(axis=1)))
     return chosen
 
 

@@ -57,6 +57,15 @@ def test_rank_changes_the_top_alternative_without_searching_again(run, tmp_path)
     assert np.allclose(g, _alt_genome(tmp_path / "masking=8", "alt-01", paths), atol=1e-6)
 
 
+def test_rank_with_the_run_s_weights_reuses_its_renders_bit_for_bit(run, tmp_path):
+    folder, _, _ = run
+    res = rank(folder / "run")  # the run's own weights: the same picks, read back, not rendered again
+    write_ranked(res, tmp_path / "same", in_place=False)
+    assert res.settings["exact_renders"] == res.settings["reused_renders"] == len(res.alternatives)
+    for p in sorted((folder / "run").glob("alt-*.wav")):
+        assert (tmp_path / "same" / p.name).read_bytes() == p.read_bytes()
+
+
 def test_rank_in_place_with_stems_given_and_a_new_objective(run, tmp_path):
     folder, paths, _ = run
     copy = tmp_path / "run"

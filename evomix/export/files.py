@@ -7,6 +7,7 @@ masters; a folder is filled under a hidden temporary name and renamed as a whole
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,23 @@ import numpy as np
 import soundfile as sf
 
 from evomix.errors import AudioFileError, ParameterError
+
+
+def json_text(d: dict, rows: str) -> str:
+    """``d`` as indented JSON, except the list ``d[rows]``: one compact element per line.
+
+    A front of a thousand members written with ``indent`` takes the json module's pure-Python
+    encoder (~0.6 s for 7 MB); compact elements use its C encoder (~4x faster) and stay readable
+    and ``grep``-able one member per line. ``json.loads`` reads both the same.
+    """
+    parts = []
+    for key, value in d.items():
+        if key == rows and isinstance(value, list) and value:
+            body = ",\n  ".join(json.dumps(x) for x in value)
+            parts.append(f" {json.dumps(key)}: [\n  {body}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: " + json.dumps(value, indent=1).replace("\n", "\n "))
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def _replace(tmp: Path, path: Path) -> None:
