@@ -389,6 +389,11 @@ class GeneTable:
         stem = [g.low == g.high for s in range(self.n_stems) for g in self.genes_of_stem(s)]
         return np.array(stem + [g.low == g.high for g in self.master_genes], dtype=bool)
 
+    def gene_mask(self, stem_gene_names) -> np.ndarray:
+        """Boolean mask (n_genes,) of the named stem genes of every stem (master genes: False)."""
+        stem = [g.name in stem_gene_names for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        return np.array(stem + [False] * len(self.master_genes), dtype=bool)
+
     def canonical(self, genomes: np.ndarray) -> np.ndarray:
         """Genomes (pop, n_genes) with every locked gene set to 0.5: a locked gene's value in the
         genome has no effect, so two genomes that differ only there are the same mix."""

@@ -79,3 +79,18 @@ def test_smart_population_puts_the_seeds_first(setup, rng):
     pop2 = smart_initial_population(table, analysis, 8, rng, extra=extra)
     np.testing.assert_array_equal(pop2[0], extra)
     assert len(pop2) == 8
+
+
+def test_perturbations_keep_the_seeds_balance_and_draw_their_tone_anew(setup, rng):
+    _, analysis, table, seeds = setup
+    n_seeds = len(seeds)
+    pop = smart_initial_population(table, analysis, 4 * n_seeds, rng, spread=0.05, random_fraction=0.25)
+    pert = pop[n_seeds: 3 * n_seeds]  # two perturbations of each seed, in seed order
+    base = np.asarray(list(seeds.values()))[np.arange(len(pert)) % n_seeds]
+    kept = table.gene_mask(("gain_db", "pan", "highpass_hz"))
+    assert kept.sum() == 3 * table.n_stems
+    assert np.abs(pert[:, kept] - base[:, kept]).max() < 0.05 * 6  # the seed's balance, plus noise
+    assert np.abs(pert[:, ~kept] - base[:, ~kept]).mean() > 0.2  # EQ, compression, master: uniform draws
+    old = smart_initial_population(table, analysis, 4 * n_seeds, np.random.default_rng(1), spread=0.05,
+                                   random_fraction=0.25, kept_genes=None)
+    assert np.abs(old[n_seeds: 3 * n_seeds] - base).max() < 0.05 * 6  # every gene kept: the seed itself
