@@ -102,6 +102,7 @@ def _reuse_exports(front: list, saved: list, source: Path, names) -> dict:
             continue
         if any(k not in (d.get("exact") or {}) for k in names):
             continue
+        # a placeholder (mix None: not read yet) that keeps _verified_alternatives from rendering it again
         m.render = ExactRender(mix=None, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0)
         m.exact = {k: float(d["exact"][k]) for k in names}
         m.measured = dict(d["measured"], descriptors=d["descriptors"])

@@ -130,7 +130,7 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
         else:
             break
         chosen.append(pick)
-        near_cheb = np.minimum(near_cheb, np.abs(D - D[pick]).max(axis=1))
+        near_cheb = np.minimum(near_cheb, jnd_distance(D, D[pick])[:, 0])
         near_eucl = np.minimum(near_eucl, np.sqrt(((D - D[pick]) ** 2).sum(axis=1)))
     return chosen
 
