@@ -11,42 +11,60 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from evomix import __version__, export, parallel
-from evomix import checkpoint as checkpoints
-from evomix.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
-from evomix.constraints import Constraints
+from evomix import __version__
+from evomix.choose.describe import UNITS as DESCRIPTOR_UNITS
+from evomix.choose.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
+from evomix.choose.describe import row as descriptor_row
+from evomix.choose.select import choose_alternatives, label_alternatives
 from evomix.engine.analysis import Analysis, analyze_session
 from evomix.engine.render import ExactRender, features_from_render, finish_master, mix_strips, render_exact
 from evomix.errors import AudioFileError, OptionError, ParameterError, check_number
-from evomix.evaluate import INFEASIBLE, Problem
-from evomix.export.files import json_text, write_bytes_atomic
-from evomix.genome import GeneTable, Params
-from evomix.parallel import ParallelEvaluator
-from evomix.parallel import check_options as check_parallel_options
-from evomix.measure import MIN_AUDIO_S, measure_file
+from evomix.io.audio import Session, expand_paths, load_session, write_audio, write_text_atomic
+from evomix.io.spill import SpilledArray, materialise
+from evomix.output import export
+from evomix.output.export.files import json_text, write_bytes_atomic
+from evomix.output.report import write_mix_report
+from evomix.output.report_data import features_summary
 from evomix.progress import NULL_PHASE, NULL_REPORTER, Phase, ProgressReporter, format_seconds
-from evomix.profiling import learn_profile
-from evomix.reference import fit_reference
-from evomix.report import write_mix_report
-from evomix.report_data import features_summary
-from evomix.spill import SpilledArray, materialise
-from evomix.describe import UNITS as DESCRIPTOR_UNITS
-from evomix.describe import describe, distinct_rule, fast_descriptors, jnd_distance, jnd_matrix
-from evomix.describe import row as descriptor_row
-from evomix.hypervolume import Normaliser
-from evomix.interrupt import InterruptGuard
-from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, SearchResult, Termination, non_dominated, run_search
-from evomix.seeding import smart_initial_population
+from evomix.search import checkpoint as checkpoints
+from evomix.search import parallel
+from evomix.search.algorithm import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_TIME_LIMIT_S,
+    SearchResult,
+    Termination,
+    non_dominated,
+    run_search,
+)
+from evomix.search.constraints import Constraints
+from evomix.search.genome import GeneTable, Params
+from evomix.search.hypervolume import Normaliser
+from evomix.search.interrupt import InterruptGuard
+from evomix.search.parallel import ParallelEvaluator
+from evomix.search.parallel import check_options as check_parallel_options
+from evomix.search.problem import INFEASIBLE, Problem
+from evomix.search.seeding import smart_initial_population
 from evomix.settings import Master, Parallel, Search
-from evomix.select import choose_alternatives, label_alternatives
-from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, builtin_genres, evaluate, load_profile, parse_weights
+from evomix.tools.measure import MIN_AUDIO_S, measure_file
+from evomix.tools.profile import learn_profile
+from evomix.tools.reference import fit_reference
+from objectives import (
+    ALL_OBJECTIVES,
+    OBJECTIVE_NAMES,
+    REGISTRY,
+    Target,
+    builtin_genres,
+    evaluate,
+    load_profile,
+    parse_weights,
+)
 
 REFERENCE_MODES = ("auto", "same-song", "style")
 
@@ -69,7 +87,7 @@ class Member:
     exact: dict | None = None
     render: ExactRender | None = None
     measured: dict | None = None  # exported members: integrated_lufs, loudness_range_lu, true_peak_dbtp, descriptors
-    fast_descriptors: dict | None = None  # listener descriptors in the fast tier (evomix.describe)
+    fast_descriptors: dict | None = None  # listener descriptors in the fast tier (evomix.choose.describe)
     labels: list = field(default_factory=list)  # exported members: relative to the others (select.label_alternatives)
 
 
@@ -95,7 +113,7 @@ class MixResult:
     call: dict | None = None  # the mix() call's arguments, for run.json
     before: tuple | None = None  # (ExactRender with a float32 master, report summary) of the equal-gain sum
     before_from: Path | None = None  # or a folder whose before.wav and report-data.json it may reuse (rank)
-    checkpoint: Path | None = None  # the run's checkpoint file (evomix.checkpoint), if it made one
+    checkpoint: Path | None = None  # the run's checkpoint file (evomix.search.checkpoint), if it made one
     checkpoint_bytes: bytes | None = None  # an interrupted run's checkpoint, for write() (no checkpoint= given)
 
     def front_dict(self) -> dict:
@@ -160,7 +178,7 @@ class MixResult:
               command: Sequence[str] | None = None) -> list[Path]:
         """Write ``alt-NN.wav`` (24-bit), ``alt-NN.json`` and ``front.json`` into ``out``, the stem and
         DAW exports asked for, then the listening report (``before.wav``, ``report-data.json``,
-        ``run.json``, ``report.html``, :func:`evomix.report.write_mix_report`; ``command`` is the
+        ``run.json``, ``report.html``, :func:`evomix.output.report.write_mix_report`; ``command`` is the
         command line for ``run.json``).
 
         Every file is complete before it appears (written to a temporary name, then renamed).
@@ -169,8 +187,8 @@ class MixResult:
         ``export_stems``: also ``alt-NN-stems/`` (each stem as it sounds in the mix, float WAV,
         summing to the master); ``pre_stems``: ``alt-NN-stems-pre/`` (before the master chain);
         ``daw``: DAW sessions, "dawproject" and/or "reaper" (imply ``export_stems``); see
-        :mod:`evomix.export`. An interrupted search without ``checkpoint=`` also leaves
-        ``checkpoint.npz`` (``evomix.checkpoint``) to resume from.
+        :mod:`evomix.output.export`. An interrupted search without ``checkpoint=`` also leaves
+        ``checkpoint.npz`` (``evomix.search.checkpoint``) to resume from.
         """
         daw = export.parse_daw(daw)
         out = Path(out)
@@ -279,11 +297,11 @@ def mix(
     target_lufs : LUFS in [-40, -5].  ceiling_dbtp : dBTP in [-9, 0].
     max_limiting_db : dB in [0, 40] (or None): the most gain reduction the master's true-peak
         limiter may apply to reach the target, a constraint of the search (candidates beyond it
-        are dominated by every candidate within it, :class:`evomix.evaluate.Problem`).
+        are dominated by every candidate within it, :class:`evomix.search.problem.Problem`).
     population : int >= 4 (rounded up to a multiple of 4).
     generations : int >= 0 runs exactly that many generations; None (default) stops when the
-        front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search`).
-    algorithm : "nsga2" (default), "nsga3" or "random" (:mod:`evomix.search`).
+        front's hypervolume stops growing or at ``time_limit`` (:mod:`evomix.search.algorithm`).
+    algorithm : "nsga2" (default), "nsga3" or "random" (:mod:`evomix.search.algorithm`).
     time_limit : seconds > 0 (or None) of search at most, when ``generations`` is None.
     seed : int, same seed -> same result.
     weights : "name=value,..." or a mapping; 0 drops an objective.
@@ -301,11 +319,11 @@ def mix(
         it is connected to before the stems are loaded, so a bad address fails at once.
     threads : int >= 1, threads scoring each generation on this machine, shared by the ``jobs``
         processes (default: every core this process may use).
-        The front is identical whatever ``jobs``, ``threads`` and ``backend`` (see :mod:`evomix.parallel`).
+        The front is identical whatever ``jobs``, ``threads`` and ``backend`` (see :mod:`evomix.search.parallel`).
     reporter : progress of the phases (load, analysis, reference, search, render), e.g. an
         ``evomix.progress.Reporter``; default none. The exact renders done (picks, spares and
         replacements) are counted in ``settings["exact_renders"]``.
-    constraints : locks and ranges of parameters (:class:`evomix.constraints.Constraints`, e.g.
+    constraints : locks and ranges of parameters (:class:`evomix.search.constraints.Constraints`, e.g.
         ``Constraints.parse(locks=["vocal.gain_db=-3"], ranges={"*.eq.highpass_hz": (40, 120)})``);
         they edit the gene table, so every front member and export obeys them; recorded in
         ``settings["constraints"]``.
@@ -317,7 +335,7 @@ def mix(
         generations, time_limit, seed, alternatives / jobs, threads, backend, scheduler /
         target_lufs, ceiling_dbtp), which remain for backward compatibility.
     checkpoint : a file (``.npz``) the search state is saved to after every generation, atomically
-        (:mod:`evomix.checkpoint`; replaced if it exists).
+        (:mod:`evomix.search.checkpoint`; replaced if it exists).
     resume : a checkpoint to continue from: the same stems and search settings are required
         (``CheckpointError`` names what differs); with the same ``generations`` budget the front is
         the one an uninterrupted run gives. The time limit counts the search time of every run.
@@ -338,7 +356,7 @@ def mix(
         raise OptionError(lambda k: f"{k('reference_mode')}: unknown mode '{reference_mode}'; choose from {', '.join(REFERENCE_MODES)}")
     check_parallel_options(jobs, backend, scheduler, threads)
     if constraints is not None and not isinstance(constraints, Constraints):
-        raise ParameterError(f"constraints must be an evomix.constraints.Constraints (Constraints.parse(locks=..., "
+        raise ParameterError(f"constraints must be an evomix.search.constraints.Constraints (Constraints.parse(locks=..., "
                              f"ranges=...)), got {type(constraints).__name__}")
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
@@ -481,7 +499,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
     termination = Termination(generations=None if generations is None else int(generations), time_limit=time_limit)
     normaliser = Normaliser.fixed(names, problem.weights)
 
-    def search_settings() -> dict:  # what a checkpoint must match (evomix.checkpoint.search_settings)
+    def search_settings() -> dict:  # what a checkpoint must match (evomix.search.checkpoint.search_settings)
         return checkpoints.search_settings(
             algorithm=algorithm, population=n_pop, seed=int(seed), objectives=names, weights=problem.weights,
             profile=profile.to_dict(), target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
@@ -576,7 +594,7 @@ def _mix(paths, evaluator: ParallelEvaluator, *, profile, w, target_lufs, ceilin
 
 def search_report(result: SearchResult | None) -> dict | None:
     """The search part of ``front.json``: algorithm, why it stopped, hypervolume per generation and
-    how it is normalised (:mod:`evomix.hypervolume`). No wall times: the same seed gives the same file.
+    how it is normalised (:mod:`evomix.search.hypervolume`). No wall times: the same seed gives the same file.
     None for a front that was not searched here (``evomix rank``: see its ``ranked_from`` run)."""
     if result is None:
         return None
@@ -595,7 +613,6 @@ def reference_genome(table: GeneTable, analysis: Analysis, fit) -> np.ndarray:
     the others keep their fitted level relative to it. Each value is encoded in its stem's own
     range (locks and ranges of ``table``), clipped into it.
     """
-
     genome = table.neutral().copy()
     k = len(table.stem_genes)
     names = [g.name for g in table.stem_genes]
@@ -624,8 +641,8 @@ def render_threads() -> int:
 def _finish_one(strips, analysis, target, names, keep_master_gain: bool = False):
     """The master chain and the exact scores of one candidate's summed strips. Keeps only the
     master, as float32 (what the 24-bit file is written from) in a temporary file until the export
-    (``evomix.spill``: a run's finished masters do not pile up in memory), and with ``keep_master_gain`` the
-    master chain's gain (the processed stems' export needs it, ``evomix.export.stems``; limiter
+    (``evomix.io.spill``: a run's finished masters do not pile up in memory), and with ``keep_master_gain`` the
+    master chain's gain (the processed stems' export needs it, ``evomix.output.export.stems``; limiter
     gain as float32, 4 bytes per sample): the per-stem band powers were needed for the scores alone."""
     r = finish_master(strips, target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp,
                       threads=render_threads(), keep_master_gain=keep_master_gain)
@@ -660,7 +677,7 @@ def squashed_members(front: list, k: int, budget_db: float | None = 6.0) -> list
     """Front members whose fast-tier limiter gain reduction exceeds ``budget_db`` (the run's
     ``max_limiting_db``; most squashed first), leaving at least ``k`` others to choose from: never
     exported (``known_bad`` of :func:`_verified_alternatives`). The search keeps them out of its
-    front already (:class:`evomix.evaluate.Problem`); this holds for a re-ranked front of a run
+    front already (:class:`evomix.search.problem.Problem`); this holds for a re-ranked front of a run
     made without the budget. Members without the descriptor (a front.json of an older evomix) are
     never counted; ``budget_db`` None: none."""
     if budget_db is None:
@@ -687,7 +704,7 @@ def label_front(front: list, picks: list, k: int, roles) -> list:
 def _duplicates(front, rendered) -> set:
     """Rendered members whose exact descriptors are within ``describe.DISTINCT_JND`` of an earlier
     rendered, non-duplicate one (in ``rendered`` order)."""
-    from evomix.describe import DISTINCT_JND
+    from evomix.choose.describe import DISTINCT_JND
 
     have = [i for i in rendered if front[i].measured and "descriptors" in front[i].measured]
     if len(have) < 2:
@@ -716,7 +733,7 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
     replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds (and one more round each
     time duplicates were found). A near-duplicate is never exported: with too few distinct members
     fewer than ``k`` come back. ``known_bad``: members already known to be misjudged (never
-    chosen, never rendered; ``evomix.rerank``). Sets ``render``, ``exact`` and ``measured`` on every member
+    chosen, never rendered; ``evomix.tools.rank``). Sets ``render``, ``exact`` and ``measured`` on every member
     rendered; only the exported members keep their audio; ``phase`` counts the renders. Returns
     (exported indices, rejected misjudged indices).
     """
@@ -733,7 +750,7 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))
-        new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.rerank)
+        new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.tools.rank)
         for i, (r, exact, measured) in zip(new, _render_alternatives(session, analysis, params, new, target, names,
                                                                      phase=phase, keep_master_gain=keep_master_gain,
                                                                      before_slot=before_slot)):
@@ -761,7 +778,7 @@ def _verified_alternatives(front, G, F, k, session, analysis, params, target, na
 
 def _finish_before(strips, analysis, target):
     """The master chain of the equal-gain sum ("before") and its summary for the listening report."""
-    from evomix.report_data import finish_before
+    from evomix.output.report_data import finish_before
 
     return finish_before(strips, analysis.grid, analysis.roles, target_lufs=target.target_lufs,
                          ceiling_dbtp=target.ceiling_dbtp, threads=render_threads())
@@ -776,9 +793,9 @@ def _render_alternatives(session, analysis, params, picks, target, names, phase:
     candidate's strips and one's master in memory); the session's audio is shared, never copied;
     each render's result is the same as alone. ``phase`` advances once per finished render;
     ``keep_master_gain``: as for :func:`_finish_one`. With an empty list ``before_slot``, the
-    listening report's "before" (the equal-gain sum, ``evomix.report_data``) joins the pipeline
+    listening report's "before" (the equal-gain sum, ``evomix.output.report_data``) joins the pipeline
     first and its (render, summary) is appended to the list."""
-    from evomix.report_data import before_strips
+    from evomix.output.report_data import before_strips
 
     jobs = [(lambda i=i: mix_strips(session, session.is_mono, session.sr, params, index=i, grid=analysis.grid,
                                     threads=render_threads()),

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -19,22 +18,23 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, UsageError
 
     NoArgsIsHelpError = ()
+from typing import Annotated
+
 from rich.console import Console
 from rich.table import Table
-from typing_extensions import Annotated
 
 from evomix import api
-from evomix import checkpoint as checkpoints
-from evomix import report as report_mod
-from evomix.audio import expand_paths
-from evomix.constraints import Constraints
 from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
-from evomix.export import parse_daw
-from evomix.parallel import check_options as check_parallel_options
-from evomix.profiling import check_profile_output, learn_profile, write_profile
+from evomix.io.audio import expand_paths
+from evomix.output import report as report_mod
+from evomix.output.export import parse_daw
 from evomix.progress import Reporter
+from evomix.search import checkpoint as checkpoints
+from evomix.search.constraints import Constraints
+from evomix.search.parallel import check_options as check_parallel_options
 from evomix.settings import SettingError
+from evomix.tools.profile import check_profile_output, learn_profile, write_profile
 from objectives import builtin_genres, load_profile
 
 app = typer.Typer(
@@ -55,7 +55,7 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(code=1)
 
 
-def _parse_roles(items: Optional[List[str]]) -> dict:
+def _parse_roles(items: list[str] | None) -> dict:
     roles = {}
     for item in items or []:
         if "=" not in item:
@@ -65,7 +65,7 @@ def _parse_roles(items: Optional[List[str]]) -> dict:
     return roles
 
 
-def _constraints(locks: Optional[List[str]], ranges: Optional[List[str]]) -> Constraints:
+def _constraints(locks: list[str] | None, ranges: list[str] | None) -> Constraints:
     """``--lock`` / ``--range`` entries, parsed and checked before any file is read."""
     return Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
 
@@ -124,7 +124,7 @@ def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
     }
 
 
-#: listener descriptors in the summary table (evomix.describe): key, column, format
+#: listener descriptors in the summary table (evomix.choose.describe): key, column, format
 SUMMARY_DESCRIPTORS = (("centroid_hz", "centroid Hz", "{:.0f}"), ("side_mid_db", "S/M dB", "{:.1f}"),
                        ("vocal_lu", "vocal LU", "{:+.1f}"), ("low_end_db", "<120Hz dB", "{:.1f}"),
                        ("punch_db", "punch dB", "{:.1f}"), ("plr_db", "PLR dB", "{:.1f}"), ("lra_lu", "LRA", "{:.1f}"))
@@ -239,31 +239,31 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for alt-NN.wav
 GenreOpt = Annotated[str, typer.Option(help="Target genre (see 'evomix genres') or a profile JSON file.")]
 TargetOpt = Annotated[float, typer.Option("--target-lufs", help="Integrated loudness of every exported master, LUFS (-40..-5).")]
 CeilingOpt = Annotated[float, typer.Option(help="True-peak ceiling of every exported master, dBTP (-9..0).")]
-MaxLimitingOpt = Annotated[Optional[float], typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out.")]
+MaxLimitingOpt = Annotated[float | None, typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out.")]
 PopOpt = Annotated[int, typer.Option(help="Candidates per generation (>= 4; rounded up to a multiple of 4).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed (>= 0): the same seed gives the same front.")]
-WeightsOpt = Annotated[Optional[str], typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
+WeightsOpt = Annotated[str | None, typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
 AltOpt = Annotated[int, typer.Option(help="Number of distinct mixes to export (>= 1).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder (replacing earlier results).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (warnings and errors are still printed).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
-GenerationsOpt = Annotated[Optional[int], typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
+GenerationsOpt = Annotated[int | None, typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
 AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga2, nsga3 (reference points; higher hypervolume, weaker steering by --weights) or random (the same budget on random genomes).")]
 TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="Wall-clock cap of the search, seconds (> 0); ignored with --generations.")]
-SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
-LockOpt = Annotated[Optional[List[str]], typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
-RangeOpt = Annotated[Optional[List[str]], typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
+LockOpt = Annotated[list[str] | None, typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
+RangeOpt = Annotated[list[str] | None, typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
 OpenOpt = Annotated[bool, typer.Option("--open", help="Open report.html in the default browser when done.")]
-CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force (or is the --resume file).", show_default=False)]
-ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue the search saved in this checkpoint (same stems and search options; give a larger --generations or --time-limit to go further).", show_default=False)]
+CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", help="Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force (or is the --resume file).", show_default=False)]
+ResumeOpt = Annotated[Path | None, typer.Option("--resume", help="Continue the search saved in this checkpoint (same stems and search options; give a larger --generations or --time-limit to go further).", show_default=False)]
 
 
 @app.command()
 def mix(
-    paths: Annotated[List[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
     out: OutOpt,
     genre: GenreOpt = "pop",
     target_lufs: TargetOpt = -14.0,
@@ -276,9 +276,9 @@ def mix(
     algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
     time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
     alternatives: AltOpt = 5,
-    role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
-    profile: Annotated[Optional[Path], typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
-    reference: Annotated[Optional[Path], typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
+    profile: Annotated[Path | None, typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
     reference_mode: Annotated[str, typer.Option(help="auto (detect whether the reference is a mix of these stems), same-song or style.")] = "auto",
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
@@ -291,7 +291,7 @@ def mix(
     json_out: JsonOpt = False,
     export_stems: Annotated[bool, typer.Option("--export-stems", help="Also write alt-NN-stems/: each stem as it sounds in that mix (float WAV; they sum to alt-NN.wav).")] = False,
     export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help="Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus input).")] = False,
-    daw: Annotated[Optional[List[str]], typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
+    daw: Annotated[list[str] | None, typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
     open_report: OpenOpt = False,
     checkpoint: CheckpointOpt = None,
     resume: ResumeOpt = None,
@@ -317,7 +317,7 @@ def mix(
         _aborted(checkpoint)
 
 
-def _aborted(checkpoint: Optional[Path]) -> None:
+def _aborted(checkpoint: Path | None) -> None:
     """One line and exit code 130 (128 + SIGINT) for a Ctrl-C that the search did not take."""
     note = f"; the last generation saved is in {checkpoint}" if checkpoint is not None and checkpoint.is_file() else ""
     err_console.print(f"evomix: aborted by Ctrl-C{note}", markup=False, soft_wrap=True)
@@ -327,16 +327,17 @@ def _aborted(checkpoint: Optional[Path]) -> None:
 @app.command()
 def rank(
     run: Annotated[Path, typer.Argument(help="A folder written by 'evomix mix' (its front.json keeps every member's genome).", show_default=False)],
-    paths: Annotated[Optional[List[Path]], typer.Argument(help="The stems, if not at the paths saved in front.json.", show_default=False)] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="The stems, if not at the paths saved in front.json.", show_default=False)] = None,
     weights: WeightsOpt = None,
-    alternatives: Annotated[Optional[int], typer.Option(help="Number of distinct mixes to export (>= 1; default: as the run).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and front.json).", show_default=False)] = None,
+    alternatives: Annotated[int | None, typer.Option(help="Number of distinct mixes to export (>= 1; default: as the run).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and front.json).", show_default=False)] = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
     """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search)."""
-    from evomix.rerank import rank as rank_front, write_ranked
+    from evomix.tools.rank import rank as rank_front
+    from evomix.tools.rank import write_ranked
 
     try:
         reporter = _reporter(quiet)
@@ -355,15 +356,15 @@ def rank(
 
 @app.command()
 def vary(
-    files: Annotated[List[Path], typer.Argument(help="One or two saved mixes (alt-NN.json), then the stems (files or folders).", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="One or two saved mixes (alt-NN.json), then the stems (files or folders).", show_default=False)],
     out: OutOpt,
     spread: Annotated[float, typer.Option(help="How far from the input, in (0, 1]: Gaussian mutation of sigma spread/3 per gene (genome units).")] = 0.3,
     n: Annotated[int, typer.Option("-n", help="Variations to export (>= 1), closest first.")] = 8,
     seed: SeedOpt = 0,
-    genre: Annotated[Optional[str], typer.Option(help="Genre for the scores (default: the saved one).", show_default=False)] = None,
+    genre: Annotated[str | None, typer.Option(help="Genre for the scores (default: the saved one).", show_default=False)] = None,
     weights: WeightsOpt = None,
-    target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
-    ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
+    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
+    ceiling: Annotated[float | None, typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
     max_limiting: MaxLimitingOpt = 6.0,
     lock: LockOpt = None,
     range_: RangeOpt = None,
@@ -375,7 +376,7 @@ def vary(
 
     The saved mix's locks and ranges hold in every variation; --lock/--range add to them and win per parameter (*.PARAM also replaces inherited STEM.PARAM ones; --range vocal.gain_db=-24:12 lifts an inherited lock). Two parents: both files' constraints hold; two different locks of one parameter fail unless set here.
     """
-    from evomix.vary import vary as vary_mixes
+    from evomix.tools.vary import vary as vary_mixes
 
     try:
         reporter = _reporter(quiet)
@@ -409,21 +410,21 @@ def vary(
 
 @app.command()
 def explore(
-    paths: Annotated[List[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cell-NN.wav/.json, archive.json and map.png (created if missing).")],
     descriptors: Annotated[str, typer.Option(help="2 or 3 map axes: brightness, width, vocal, low_end, punch, dynamics (comma list).")] = ",".join(("brightness", "width")),
-    bins: Annotated[Optional[int], typer.Option(help="Cells per axis (2..50; default 12 for 2 axes, 6 for 3).", show_default=False)] = None,
+    bins: Annotated[int | None, typer.Option(help="Cells per axis (2..50; default 12 for 2 axes, 6 for 3).", show_default=False)] = None,
     genre: GenreOpt = "pop",
     weights: WeightsOpt = None,
     target_lufs: TargetOpt = -14.0,
     ceiling: CeilingOpt = -1.0,
     max_limiting: MaxLimitingOpt = 6.0,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
+    iterations: Annotated[int | None, typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
     max_exports: Annotated[int, typer.Option("--max-exports", help="Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full song).")] = 16,
     pick: Annotated[str, typer.Option("--pick", help="Which cells to export: best (best quality first) or spread (across the map, among the better half).")] = "best",
     seed: SeedOpt = 0,
-    role: Annotated[Optional[List[str]], typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
     lock: LockOpt = None,
@@ -433,8 +434,8 @@ def explore(
     json_out: JsonOpt = False,
 ):
     """Map the mix space: the best mix in each region of 2-3 listener descriptors (MAP-Elites), a map picture."""
-    from evomix.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
-    from evomix.explore import explore as explore_map
+    from evomix.tools.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
+    from evomix.tools.explore import explore as explore_map
 
     try:
         reporter = _reporter(quiet)
@@ -489,10 +490,10 @@ def explore(
 @app.command()
 def render(
     params: Annotated[Path, typer.Argument(help="A saved solution (alt-NN.json).", show_default=False)],
-    paths: Annotated[List[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.wav, .flac, .aiff), 24-bit.")],
-    target_lufs: Annotated[Optional[float], typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.")] = None,
-    ceiling: Annotated[Optional[float], typer.Option(help="Override the saved true-peak ceiling, dBTP.")] = None,
+    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.")] = None,
+    ceiling: Annotated[float | None, typer.Option(help="Override the saved true-peak ceiling, dBTP.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -507,10 +508,10 @@ def render(
 
 @app.command()
 def analyze(
-    files: Annotated[List[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
     json_out: JsonOpt = False,
-    genre: Annotated[Optional[str], typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking); the profile --plot draws.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw each file's long-term spectrum against the --genre profile (default: the closest genre of the first file) into this PNG.")] = None,
+    genre: Annotated[str | None, typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking); the profile --plot draws.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw each file's long-term spectrum against the --genre profile (default: the closest genre of the first file) into this PNG.")] = None,
 ):
     """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation, closest genre."""
     try:
@@ -545,7 +546,7 @@ ANALYSIS_ROWS = [  # (label, unit, key, format), in the order a mastering engine
 ]
 
 
-def _print_analysis(rows: list, genre: Optional[str]) -> None:
+def _print_analysis(rows: list, genre: str | None) -> None:
     """One column per file, one row per measure with its unit; then the closest genres."""
     t = Table(title="evomix analyze", title_justify="left")
     t.add_column("measure", no_wrap=True)
@@ -569,7 +570,7 @@ def _print_analysis(rows: list, genre: Optional[str]) -> None:
 
 @app.command()
 def profile(
-    refs: Annotated[List[Path], typer.Argument(help="Reference mixes (finished songs, >= 3 s each) or folders of them.", show_default=False)],
+    refs: Annotated[list[Path], typer.Argument(help="Reference mixes (finished songs, >= 3 s each) or folders of them.", show_default=False)],
     name: Annotated[str, typer.Option("--name", help="Name of the new profile (shown in reports and front.json).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON file to write; use it as 'evomix mix --genre FILE.json'.", show_default=False)],
     description: Annotated[str, typer.Option(help="One-line description stored in the profile.")] = "",

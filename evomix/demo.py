@@ -2,7 +2,7 @@
 
 The song is a short pop loop at 100 BPM in A minor (one chord per bar,
 Am - F - C - G, repeated) rendered as five stems, each played by one of the
-loop voices of :mod:`evomix.songs` (the project's one song synthesizer); this
+loop voices of :mod:`evomix.testing.songs` (the project's one song synthesizer); this
 module sets their levels and fades and so makes the deliberate mix problems:
 
 ``drums`` (2 ch)
@@ -50,7 +50,7 @@ import numpy as np
 import soundfile as sf
 
 from evomix.errors import ParameterError
-from evomix.songs import LOOP_BPM, drum_kit, formant_vocal, saw_bass, saw_lead, saw_pad
+from evomix.testing.songs import LOOP_BPM, drum_kit, formant_vocal, saw_bass, saw_lead, saw_pad
 
 __all__ = ["DEMO_STEMS", "synthesize_demo", "write_demo_stems"]
 
@@ -65,7 +65,7 @@ _TARGET_RMS_DB = {"drums": -20.0, "bass": -20.0, "chords": -19.0, "lead": -20.0}
 VOCAL_DEFICIT_DB = 15.0
 _PEAK_MAX = 0.99
 
-#: The instrument of each stem (loop voices of :mod:`evomix.songs`).
+#: The instrument of each stem (loop voices of :mod:`evomix.testing.songs`).
 _VOICES = {"drums": drum_kit, "bass": saw_bass, "chords": saw_pad, "lead": saw_lead, "vocal": formant_vocal}
 
 

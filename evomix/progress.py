@@ -24,7 +24,8 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Iterator, Literal, Optional, Protocol, TextIO
+from collections.abc import Callable, Iterator
+from typing import Literal, Protocol, TextIO
 
 from evomix.errors import ParameterError
 
@@ -40,14 +41,14 @@ class Phase(Protocol):
     def advance(self, n: int = 1) -> None:
         """``n`` more units are done (thread-safe)."""
 
-    def update(self, *, done: Optional[int] = None, total: Optional[int] = None, info: Optional[str] = None) -> None:
+    def update(self, *, done: int | None = None, total: int | None = None, info: str | None = None) -> None:
         """Set the units done, the total (it may grow) and/or the status text (thread-safe)."""
 
 
 class ProgressReporter(Protocol):
     """Anything with a ``phase`` context manager: :class:`Reporter`, :data:`NULL_REPORTER`."""
 
-    def phase(self, name: str, *, total: Optional[int] = None, unit: str = "", info: str = "") -> contextlib.AbstractContextManager:
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> contextlib.AbstractContextManager:
         """A context manager yielding a :class:`Phase`; its wall time is the ``with`` block's."""
 
 
@@ -66,7 +67,7 @@ class NullReporter:
     """Reports nothing and times nothing: the library's default."""
 
     @contextlib.contextmanager
-    def phase(self, name: str, *, total: Optional[int] = None, unit: str = "", info: str = "") -> Iterator[Phase]:
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> Iterator[Phase]:
         yield NULL_PHASE
 
 
@@ -90,24 +91,24 @@ def format_seconds(s: float) -> str:
 class _Phase:
     """A phase of a :class:`Reporter`: counts under a lock, drawn by the reporter's mode."""
 
-    def __init__(self, reporter: "Reporter", name: str, total: Optional[int], unit: str, info: str):
+    def __init__(self, reporter: Reporter, name: str, total: int | None, unit: str, info: str):
         self.reporter, self.name, self.total, self.unit, self.info = reporter, name, total, unit, info
         self.done = 0
         self.lock = threading.Lock()
         self.t_start = reporter.clock()
         self.t_printed = self.t_start
-        self.first: Optional[tuple[float, int]] = None  # (time, done) at the first update: the rate's origin
+        self.first: tuple[float, int] | None = None  # (time, done) at the first update: the rate's origin
         self.task = None  # rich task id
 
     def advance(self, n: int = 1) -> None:
         with self.lock:
             self._set(self.done + int(n), None, None)
 
-    def update(self, *, done: Optional[int] = None, total: Optional[int] = None, info: Optional[str] = None) -> None:
+    def update(self, *, done: int | None = None, total: int | None = None, info: str | None = None) -> None:
         with self.lock:
             self._set(self.done if done is None else int(done), total, info)
 
-    def _set(self, done: int, total: Optional[int], info: Optional[str]) -> None:
+    def _set(self, done: int, total: int | None, info: str | None) -> None:
         now = self.reporter.clock()
         if self.first is None:
             self.first = (now, done)
@@ -124,7 +125,7 @@ class _Phase:
             return ""
         return f"{self.done}/{self.total}" + (f" {self.unit}" if self.unit else "")
 
-    def eta_s(self, now: float) -> Optional[float]:
+    def eta_s(self, now: float) -> float | None:
         """Seconds left at the rate since the first update (a slow start, such as compiling the
         engine before the first generation, does not inflate it); None if unknown."""
         if self.total is None or self.first is None:
@@ -163,7 +164,7 @@ class Reporter:
     evomix: analysis: done in 6.50 s (3/3 stems)
     """
 
-    def __init__(self, mode: Mode, *, stream: Optional[TextIO] = None, console=None,
+    def __init__(self, mode: Mode, *, stream: TextIO | None = None, console=None,
                  interval_s: float = DEFAULT_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
         if mode not in MODES:
             raise ParameterError(f"progress mode: unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -179,7 +180,7 @@ class Reporter:
         self._progress = None  # the rich Progress of the phase running now
 
     @classmethod
-    def auto(cls, *, quiet: bool, stream: Optional[TextIO] = None, console=None) -> "Reporter":
+    def auto(cls, *, quiet: bool, stream: TextIO | None = None, console=None) -> Reporter:
         """The reporter for a command line run: "quiet" if asked, else "rich" when ``stream``
         (default stderr) is a terminal, else "lines"; the "lines" interval can be set with the
         environment variable ``EVOMIX_PROGRESS_INTERVAL_S`` (seconds >= 0)."""
@@ -209,7 +210,7 @@ class Reporter:
         return out
 
     @contextlib.contextmanager
-    def phase(self, name: str, *, total: Optional[int] = None, unit: str = "", info: str = "") -> Iterator[Phase]:
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> Iterator[Phase]:
         """Run a phase: ``with reporter.phase("analysis", total=16, unit="stems") as p: p.advance()``.
 
         ``total`` None: the amount of work is unknown (rich shows a pulsing bar). ``info`` is the

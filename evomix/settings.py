@@ -18,7 +18,7 @@ import numbers
 from dataclasses import dataclass
 
 from evomix.errors import ParameterError, cli_flag
-from evomix.search import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S
+from evomix.search.algorithm import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S
 
 BACKENDS = ("local", "dask")
 
@@ -48,7 +48,7 @@ def _number(owner: str, field: str, value, *, low=None, high=None, integer=False
 
 @dataclass(frozen=True)
 class Search:
-    """How the search looks (:mod:`evomix.search`).
+    """How the search looks (:mod:`evomix.search.algorithm`).
 
     algorithm : "nsga2", "nsga3" or "random".
     population : candidates per generation, int >= 4 (rounded up to a multiple of 4).
@@ -80,7 +80,7 @@ class Search:
 
 @dataclass(frozen=True)
 class Parallel:
-    """Where candidates are scored (:mod:`evomix.parallel`); the front is the same for any of these.
+    """Where candidates are scored (:mod:`evomix.search.parallel`); the front is the same for any of these.
 
     jobs : local worker processes, int >= 1 (1: this process only; ``backend="local"``).
     threads : threads scoring each generation on this machine, int >= 1 (None: every core).
@@ -112,7 +112,7 @@ class Master:
     """What every exported master meets: integrated loudness ``target_lufs`` in [-40, -5] LUFS
     (BS.1770-4) and true peak at most ``ceiling_dbtp`` in [-9, 0] dBTP; and how hard its true-peak
     limiter may work to get there: ``max_limiting_db`` in [0, 40] dB of gain reduction (None: no
-    budget), a constraint of the search (``evomix.evaluate.Problem``)."""
+    budget), a constraint of the search (``evomix.search.problem.Problem``)."""
 
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0

@@ -1,13 +1,13 @@
 """Processed-stem and DAW export at real size: wall time and peak RSS of one alternative's export.
 
-Workload: ``evomix.songs.cached_session(16, 210.0, sr=44100, seed=1234)`` (16 stereo stems x 210 s,
+Workload: ``evomix.testing.songs.cached_session(16, 210.0, sr=44100, seed=1234)`` (16 stereo stems x 210 s,
 the real-size session of ``bench_realsize.py``), one candidate drawn uniformly
 (``GeneTable.initial_population(3, default_rng(seed))[1]``, trims 0 dB: the master normalises).
 
 Two fresh processes, each measured by ``benchlib.run_measured`` (wall, peak RSS ``ru_maxrss``):
 
 1. ``render``: load the session, ``render_exact(keep_stems=False)``: what ``evomix render`` holds.
-2. ``export``: load the session, ``evomix.export.export_alternative(stems=True, pre_stems=False,
+2. ``export``: load the session, ``evomix.output.export.export_alternative(stems=True, pre_stems=False,
    daw=("dawproject", "reaper"))``: the master render with its per-sample gain kept, then each
    stem's strip one at a time, written as float32 WAV, then both sessions.
 
@@ -19,22 +19,22 @@ Output: lines, then one JSON object as the last line of stdout.
 """
 from __future__ import annotations
 
-import benchlib  # noqa: F401  (first: BLAS threads)
-
 import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from evomix.songs import cached_session
+import benchlib  # noqa: F401  (first: BLAS threads)
+
+from evomix.testing.songs import cached_session
 
 CHILD = r"""
 import sys, json, time, resource
 import numpy as np
 from pathlib import Path
-from evomix.audio import load_session
-from evomix.genome import GeneTable
+from evomix.io.audio import load_session
+from evomix.search.genome import GeneTable
 mode, folder, out, seed = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 session = load_session([folder])
 table = GeneTable(session.n_stems)
@@ -48,7 +48,7 @@ if mode == "render":
                      keep_stems=False, threads=render_threads())
 else:
     from evomix.api import render_threads
-    from evomix.export import export_alternative
+    from evomix.output.export import export_alternative
     out.mkdir(parents=True, exist_ok=True)
     export_alternative(session, params.to_dict(0, session.names, session.roles), "alt-01", out,
                        target_lufs=-14.0, ceiling_dbtp=-1.0, genre="pop", stems=True,

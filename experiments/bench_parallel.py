@@ -3,17 +3,17 @@
 Standard workload
 -----------------
 8 stereo stems x 30 s at 44.1 kHz (kick, bass, vocal, keys, guitar, pad, snare, lead), the same
-session as ``bench_throughput.py``'s standard workload: ``evomix.songs.write_session(folder, 8,
+session as ``bench_throughput.py``'s standard workload: ``evomix.testing.songs.write_session(folder, 8,
 30.0, seed=1234)`` (the project's one song synthesizer: 120 BPM, A minor, sections), 24-bit WAVs in
 a temporary folder; ``load_session`` + ``analyze_session`` as ``evomix mix`` does; all four
-objectives (weights 1), genre "pop"; population 64. (Until this script used ``evomix.songs`` it had
+objectives (weights 1), genre "pop"; population 64. (Until this script used ``evomix.testing.songs`` it had
 a simpler synthesizer of its own: figures from before then were measured on other signals.)
 
 What is measured (wall clock, ``time.perf_counter``)
 ----------------------------------------------------
 For each configuration (``jobs1``: one process, one thread, a plain call; ``threads2``: one process,
 the population split over two threads (the default of ``evomix mix`` on 2 cores); ``jobs2``: two
-local worker processes of one thread each, ``evomix.parallel.ParallelEvaluator``; with ``--dask``,
+local worker processes of one thread each, ``evomix.search.parallel.ParallelEvaluator``; with ``--dask``,
 also a ``distributed.LocalCluster`` of 2 single-threaded worker processes):
 
 - ``ship_s``: creating the evaluator and sending the Problem (dump / scatter);
@@ -43,8 +43,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_snapshot, foreign_cpu_s  # noqa: E402
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -54,18 +52,19 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from benchlib import cpu_snapshot, foreign_cpu_s  # noqa: E402
 
-from evomix.songs import write_session  # noqa: E402
+from evomix.testing.songs import write_session  # noqa: E402
 
 SR = 44100
 N_STEMS = 8
 
 
 def build_problem(folder: Path):
-    from evomix.audio import load_session
     from evomix.engine.analysis import analyze_session
-    from evomix.evaluate import Problem
-    from evomix.genome import GeneTable
+    from evomix.io.audio import load_session
+    from evomix.search.genome import GeneTable
+    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     t0 = time.perf_counter()
@@ -77,7 +76,7 @@ def build_problem(folder: Path):
 
 
 def run_config(problem, populations, **options) -> tuple[dict, list[np.ndarray]]:
-    from evomix.parallel import ParallelEvaluator
+    from evomix.search.parallel import ParallelEvaluator
 
     t0 = time.perf_counter()
     with ParallelEvaluator(problem, **options) as ev:

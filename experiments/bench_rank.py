@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from evomix import api
-from evomix.rerank import rank, write_ranked
-from evomix.songs import cached_session
+from evomix.testing.songs import cached_session
+from evomix.tools.rank import rank, write_ranked
 
 
 def main(n_stems: int = 6, duration_s: float = 20.0, generations: int | None = None) -> dict:

@@ -3,7 +3,7 @@ memory -- against a naive pedalboard render of the same candidate, in the same r
 
 Workload
 --------
-``evomix.songs.cached_session(16, 210.0, sr=44100, seed=1234)``: 16 stereo 24-bit WAV stems x 210 s
+``evomix.testing.songs.cached_session(16, 210.0, sr=44100, seed=1234)``: 16 stereo 24-bit WAV stems x 210 s
 at 44.1 kHz (kick, bass, vocal, keys, guitar, pad, snare, lead, hihat, piano, arp, fx, kick_2,
 bass_2, vocal_2, keys_2; 120 BPM, A minor, sections), 889 MB. The folder is cached
 (``$EVOMIX_SONG_CACHE``, default ``<temp dir>/evomix-songs``) keyed by stems, duration, sr, seed and
@@ -26,8 +26,8 @@ What is measured (wall clock ``time.perf_counter``; CPU time beside it where it 
    evaluations and replaced alternatives. The CPU share used meanwhile by processes outside this
    session (other people's jobs; ``other_processes_cpu_share``, also given for steps 2-4 and the
    whole run) says how far to trust the run.
-2. In this process: ``evomix.audio.load_session`` and ``evomix.engine.analysis.analyze_session``
-   (each timed once); the fast tier at the search's population (``evomix.parallel.score`` on all
+2. In this process: ``evomix.io.audio.load_session`` and ``evomix.engine.analysis.analyze_session``
+   (each timed once); the fast tier at the search's population (``evomix.search.parallel.score`` on all
    cores, as ``evomix mix`` does; one warm-up, then the median of ``--reps`` calls), from which
    ``search_estimate_s`` = median call x (generations + 1) -- the search's scoring alone, for when
    the CLI does not report its search phase; then the exact tier per candidate: for 2 candidates
@@ -74,11 +74,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
-    TIMING_PHASES, build_problem, cpu_snapshot, environment, fmt_s, foreign_cpu_s, run_cli_mix,
-    run_measured, session_audio_nbytes, time_exact_tier, time_fast_tier,
-)
-
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -90,8 +85,21 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
+from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
+    TIMING_PHASES,
+    build_problem,
+    cpu_snapshot,
+    environment,
+    fmt_s,
+    foreign_cpu_s,
+    run_cli_mix,
+    run_measured,
+    session_audio_nbytes,
+    time_exact_tier,
+    time_fast_tier,
+)
 
-from evomix.songs import cached_session, session_files, write_session  # noqa: E402
+from evomix.testing.songs import cached_session, session_files, write_session  # noqa: E402
 
 SR = 44100
 
@@ -126,8 +134,8 @@ def read_through(files) -> tuple[float, int]:
 # ------------------------------------------------------------------------------------------------
 
 def in_process(folder: Path, *, population: int, generations: int, reps: int, seed: int) -> dict:
-    """load + analysis, the fast tier at the search's population, and the exact tier on 2 candidates."""
-    from evomix.parallel import available_cores
+    """Load + analysis, the fast tier at the search's population, and the exact tier on 2 candidates."""
+    from evomix.search.parallel import available_cores
 
     c0 = time.process_time()
     problem, session, ta = build_problem(folder)
@@ -172,7 +180,7 @@ def in_process(folder: Path, *, population: int, generations: int, reps: int, se
 # ------------------------------------------------------------------------------------------------
 
 def _pan_gains(pan: float, mono: bool) -> np.ndarray:
-    """evomix's pan law: constant power for mono sources, balance for stereo ones -> (2,) [L, R]."""
+    """Evomix's pan law: constant power for mono sources, balance for stereo ones -> (2,) [L, R]."""
     th = (pan + 1.0) * np.pi / 4.0
     if mono:
         return np.array([np.cos(th), np.sin(th)])
@@ -180,7 +188,7 @@ def _pan_gains(pan: float, mono: bool) -> np.ndarray:
 
 
 def peer_load(files) -> tuple[list[np.ndarray], int, float]:
-    """soundfile float32 reads -> list of (ch, samples) float32, sr, seconds."""
+    """Soundfile float32 reads -> list of (ch, samples) float32, sr, seconds."""
     t0 = time.perf_counter()
     audio, sr = [], None
     for p in files:

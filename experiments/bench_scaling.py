@@ -3,7 +3,7 @@
 For every case (stems in 4, 8, 16, 32) x (duration in 30, 120, 300 s) -- ``--quick``: (4, 8) x (10, 30) --
 this script
 
-1. synthesises the stems (``evomix.songs.write_session``, as ``bench_throughput.py``: stereo, 44.1 kHz,
+1. synthesises the stems (``evomix.testing.songs.write_session``, as ``bench_throughput.py``: stereo, 44.1 kHz,
    24-bit WAV, roles kick, bass, vocal, keys, guitar, pad, snare, lead, hihat, piano, arp, fx, then
    numbered variants) into a temporary folder -- in this (parent) process, so synthesis does not
    count towards the case's memory or time limit;
@@ -37,11 +37,8 @@ from __future__ import annotations
 import os
 import sys
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # importing benchlib applies --blas-threads (it must act before numpy loads OpenBLAS)
-from benchlib import analysis_nbytes, code_version, session_audio_nbytes  # noqa: E402
-
 import argparse
 import json
 import resource
@@ -53,8 +50,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import analysis_nbytes, code_version, session_audio_nbytes  # noqa: E402
 
-from evomix.songs import write_session
+from evomix.testing.songs import write_session
 
 SR = 44100
 
@@ -80,10 +78,10 @@ def _emit(tag: str, payload) -> None:
 def run_case(stems: int, duration: float, folder: Path, *, pop: int, reps: int, seed: int) -> dict:
     """Child side: analyse the folder and time the fast tier. Prints STAGE lines and a RESULT line."""
     _emit("STAGE", {"stage": "import", "maxrss_mb": _maxrss_mb()})
-    from evomix.audio import load_session  # imports outside the timed region
     from evomix.engine.analysis import analyze_session
-    from evomix.evaluate import Problem
-    from evomix.genome import GeneTable
+    from evomix.io.audio import load_session  # imports outside the timed region
+    from evomix.search.genome import GeneTable
+    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     _emit("STAGE", {"stage": "load_session", "maxrss_mb": _maxrss_mb()})

@@ -2,7 +2,7 @@
 
 Standard workload
 -----------------
-8 stereo stems x 30 s at 44.1 kHz, synthesised by ``evomix.songs.write_session(folder, 8, 30.0,
+8 stereo stems x 30 s at 44.1 kHz, synthesised by ``evomix.testing.songs.write_session(folder, 8, 30.0,
 seed=1234)`` (the project's one song synthesizer: a 120 BPM song in A minor, Am-F-C-G, with
 sections: intro / verse / chorus / break, so levels and density change over time) as 24-bit WAVs
 in a temporary folder. File names give the roles:
@@ -14,7 +14,7 @@ What is measured (wall-clock, ``time.perf_counter``; single process, whatever BL
 ---------------------------------------------------------------------------------------------------
 1. Analysis: ``load_session`` + ``analyze_session`` on the stem folder (each timed, once).
 2. Fast tier: ``Problem.evaluate_population`` on populations of 64 genomes on one thread, then the
-   same split over all cores (``evomix.parallel.score``, the default of ``evomix mix``); after one untimed
+   same split over all cores (``evomix.search.parallel.score``, the default of ``evomix mix``); after one untimed
    warm-up call, ``--reps`` (>= 5) calls on fresh populations alternating between
    ``GeneTable.initial_population`` (neutral mix + noise, 1/4 uniform) and uniform random genomes.
    Candidate evaluations per second = 64 / median call time (also reported per population kind).
@@ -51,11 +51,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
-    analysis_nbytes, build_problem, environment, random_population, run_cli_mix, session_audio_nbytes,
-    time_exact_tier, time_fast_tier,
-)
-
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
@@ -68,8 +63,18 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
+    analysis_nbytes,
+    build_problem,
+    environment,
+    random_population,
+    run_cli_mix,
+    session_audio_nbytes,
+    time_exact_tier,
+    time_fast_tier,
+)
 
-from evomix.songs import write_session  # noqa: E402
+from evomix.testing.songs import write_session  # noqa: E402
 
 SR = 44100
 
@@ -80,7 +85,7 @@ SR = 44100
 
 
 def profile_fast_tier(problem, *, pop: int, seed: int, top: int = 12) -> dict:
-    """cProfile one evaluate_population(pop) call -> text tables (cumulative and tottime)."""
+    """CProfile one evaluate_population(pop) call -> text tables (cumulative and tottime)."""
     rng = np.random.default_rng(seed + 2)
     problem.evaluate_population(random_population(problem, "initial", pop, rng))  # warm-up
     G = random_population(problem, "initial", pop, rng)
@@ -166,7 +171,7 @@ def main(argv=None) -> int:
               f"(min {fast['min_s']:.4f}, max {fast['max_s']:.4f}; initial_population {fast['median_s_initial']:.4f} s, "
               f"uniform {fast['median_s_uniform']:.4f} s; CPU {fast['cpu_s_per_call_median']:.4f} s per call) -> "
               f"{fast['evals_per_s']:.1f} candidate evaluations/s ({1e3 * fast['s_per_eval']:.2f} ms per candidate)", flush=True)
-        from evomix.parallel import available_cores
+        from evomix.search.parallel import available_cores
 
         cores = available_cores()
         if cores > 1:  # what `evomix mix` uses by default: the population split over threads

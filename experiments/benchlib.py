@@ -4,7 +4,7 @@ exact tier timed per candidate, subprocesses measured for wall time and peak RSS
 Import it FIRST in a benchmark script (before numpy): importing it applies ``--blas-threads N``
 from ``sys.argv`` to the OpenBLAS/OMP/MKL thread variables, which only act before numpy loads.
 
-The songs themselves come from :mod:`evomix.songs` (one synthesizer for the whole project).
+The songs themselves come from :mod:`evomix.testing.songs` (one synthesizer for the whole project).
 """
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ except ImportError:  # pragma: no cover
 
 def build_problem(folder: Path, genre: str = "pop"):
     """load_session + analyze_session (timed) -> (problem, session, timings dict)."""
-    from evomix.audio import load_session
     from evomix.engine.analysis import analyze_session
-    from evomix.evaluate import Problem
-    from evomix.genome import GeneTable
+    from evomix.io.audio import load_session
+    from evomix.search.genome import GeneTable
+    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def exact_render(session, params, i: int, target, grid):
             try:
                 from evomix.api import render_threads
             except ImportError:
-                from evomix.parallel import available_cores as render_threads
+                from evomix.search.parallel import available_cores as render_threads
             kw["threads"] = render_threads()
         return render_exact(session, session.is_mono, session.sr, params, index=i, grid=grid,
                             target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, **kw)
@@ -107,8 +107,8 @@ def random_population(problem, kind: str, n: int, rng) -> np.ndarray:
 
 def time_fast_tier(problem, *, pop: int, reps: int, seed: int, warmup: bool = True, threads: int = 1) -> dict:
     """Median wall time of scoring fresh populations of ``pop`` genomes on ``threads`` threads
-    (``evomix.parallel.score``, as ``evomix mix`` does; 1 = ``Problem.evaluate_population``)."""
-    from evomix.parallel import score
+    (``evomix.search.parallel.score``, as ``evomix mix`` does; 1 = ``Problem.evaluate_population``)."""
+    from evomix.search.parallel import score
 
     rng = np.random.default_rng(seed)
     if warmup:
@@ -377,7 +377,7 @@ def foreign_cpu_s(before: dict, after: dict) -> float:
 
 
 def code_version() -> dict:
-    """git commit of the evomix checkout and whether the working tree differs from it."""
+    """Git commit of the evomix checkout and whether the working tree differs from it."""
     import evomix
 
     root = Path(evomix.__file__).resolve().parent.parent

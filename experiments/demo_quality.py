@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from evomix.audio import load_session
 from evomix.engine.analysis import analyze_session
 from evomix.engine.render import features_from_render, render_exact
-from evomix.genome import GeneTable
-from evomix.search import non_dominated
+from evomix.io.audio import load_session
+from evomix.search.algorithm import non_dominated
+from evomix.search.genome import GeneTable
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
 
 

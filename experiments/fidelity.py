@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from evomix.audio import expand_paths, load_session
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
-from evomix.genome import GeneTable
+from evomix.io.audio import expand_paths, load_session
+from evomix.search.genome import GeneTable
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads per exact render (default: all cores)")
     ap.add_argument("--no-front", action="store_true", help="skip the searched front (random populations only)")
     args = ap.parse_args()
-    from evomix.parallel import available_cores
+    from evomix.search.parallel import available_cores
 
     threads = args.threads or available_cores()
     if args.stems is None:

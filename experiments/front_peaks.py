@@ -26,8 +26,8 @@ from evomix import api
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import render_exact
-from evomix.genome import GeneTable
-from evomix.songs import cached_session
+from evomix.search.genome import GeneTable
+from evomix.testing.songs import cached_session
 
 
 def main() -> None:

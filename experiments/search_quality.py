@@ -1,21 +1,21 @@
 """The search study: NSGA-II vs NSGA-III vs random search, smart vs random first generation, and the
-default termination vs a 10x longer run, on synthetic multitrack songs (``evomix.songs``).
+default termination vs a 10x longer run, on synthetic multitrack songs (``evomix.testing.songs``).
 
 For every song (``write_session(..., n_stems, duration_s, seed)``, each song with its own genre
 target) and every seed, each configuration gets the same evaluation budget (``--population`` x
 (``--generations`` + 1) candidates, fast tier):
 
 * ``nsga2``, ``nsga3``, ``random``: uniform random generation 0 (the algorithms compared alone);
-* ``nsga2-smart``, ``nsga3-smart``: from the smart generation 0 (``evomix.seeding``).
+* ``nsga2-smart``, ``nsga3-smart``: from the smart generation 0 (``evomix.search.seeding``).
 
 Hypervolume: of the archive of every non-dominated candidate evaluated, in the fixed normalised
-space of ``evomix.hypervolume`` (f / OBJECTIVE_SCALES, reference point (1, 1, 1, 1)), so every
+space of ``evomix.search.hypervolume`` (f / OBJECTIVE_SCALES, reference point (1, 1, 1, 1)), so every
 number of one song is comparable. Reported per configuration: the final hypervolume mean ± sd over
 seeds, the convergence curve (mean hypervolume per generation, every 10th printed), and the
 evaluations to reach 95 % of the final hypervolume; for the smart start also the evaluations it
 needs to reach the *random start's* mean final hypervolume.
 
-Termination: the default algorithm from the smart start with the default termination (``evomix.search.Termination()``: the
+Termination: the default algorithm from the smart start with the default termination (``evomix.search.algorithm.Termination()``: the
 hypervolume-gain window and the time cap) on every seed, then the same seed run for 10x the
 generations the default used (``--long-seeds`` seeds per song): the default's hypervolume as a
 percentage of the long run's.
@@ -37,16 +37,22 @@ from pathlib import Path
 
 import numpy as np
 
-from evomix.audio import AUDIO_SUFFIXES, load_session
+from evomix.choose.select import choose_alternatives
 from evomix.engine.analysis import analyze_session
-from evomix.evaluate import Problem
-from evomix.genome import GeneTable
-from evomix.hypervolume import OBJECTIVE_SCALES, Normaliser
-from evomix.search import DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S, Termination, evaluations_to_fraction, run_search
-from evomix.seeding import random_initial_population, smart_initial_population
+from evomix.io.audio import AUDIO_SUFFIXES, load_session
+from evomix.search.algorithm import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_TIME_LIMIT_S,
+    Termination,
+    evaluations_to_fraction,
+    run_search,
+)
+from evomix.search.genome import GeneTable
+from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
+from evomix.search.problem import Problem
+from evomix.search.seeding import random_initial_population, smart_initial_population
 from evomix.settings import Master
-from evomix.select import choose_alternatives
-from evomix.songs import write_session
+from evomix.testing.songs import write_session
 from objectives import OBJECTIVE_NAMES, Target, load_profile
 
 SONGS = ((11, "pop"), (22, "rock"), (33, "edm"))  # (synthesis seed, genre target)

@@ -5,7 +5,7 @@ The search's trajectory does not depend on when it is stopped (the same seed giv
 generations in the same order; ``tests/test_checkpoint.py`` shows a run stopped and resumed ends
 where an uninterrupted one does), so one run of ``--generations`` generations holds the answer for
 every stopping rule at once. A rule (``window`` w, ``tol`` t) stops at the first generation g >= w
-with ``hv[g] - hv[g - w] <= t * hv[g]`` (``evomix.search.Termination.reason``), or at the time
+with ``hv[g] - hv[g - w] <= t * hv[g]`` (``evomix.search.algorithm.Termination.reason``), or at the time
 cap: g <= ``--time-limit`` / (seconds per generation of this run, unloaded machine assumed). It is
 judged against the same seed run 10x longer: ``hv[g] / hv[min(10 g, G)]`` (a "≥" marks a
 10x run longer than the long run, so the percentage is an upper bound).
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evomix.search import HV_TOL, HV_WINDOW, DEFAULT_TIME_LIMIT_S, Termination
-from evomix.songs import write_session
+from evomix.search.algorithm import DEFAULT_TIME_LIMIT_S, HV_TOL, HV_WINDOW, Termination
+from evomix.testing.songs import write_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_quality import DEFAULT, SONGS, make_problem, run  # noqa: E402

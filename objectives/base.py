@@ -8,8 +8,8 @@ exact render (pop = 1).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from evomix.errors import EvomixError, OptionError
 class Target:
     """What the mix aims at: a genre (or reference) profile, a loudness and a true-peak ceiling."""
 
-    profile: "object"  # objectives.genre.GenreProfile
+    profile: object  # objectives.genre.GenreProfile
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0
     reference_power: np.ndarray | None = None  # (2, B, T) band powers of a same-song reference mix

@@ -57,7 +57,7 @@ class GenreProfile:
     vocal_margin_db: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict, *, origin: str) -> "GenreProfile":
+    def from_dict(cls, d: dict, *, origin: str) -> GenreProfile:
         try:
             hz = np.asarray(d["third_octave_hz"], dtype=float)
             ltas = np.asarray(d["ltas_db"], dtype=float)

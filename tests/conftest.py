@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from evomix.songs import mini_song
+from evomix.testing.songs import mini_song
 
 SR = 44100
 
@@ -26,7 +26,7 @@ def sine(freq_hz, duration_s, sr=SR, amp=0.5, phase=0.0, fade_s=0.01):
 
 
 def song_stems(sr=SR, duration_s=4.0, seed=3, quiet_vocal_db=0.0):
-    """A tiny synthetic multitrack, ``evomix.songs.mini_song``: name -> (ch, samples) float32.
+    """A tiny synthetic multitrack, ``evomix.testing.songs.mini_song``: name -> (ch, samples) float32.
 
     kick-ish drums (stereo), a bass line (mono), keys chords (stereo) and a vocal-like harmonic
     tone (mono) that shares the keys' 300 Hz-2 kHz register; ``quiet_vocal_db`` lowers the vocal.

@@ -5,7 +5,7 @@ import pytest
 
 import evomix.api as api
 from evomix.api import Member, _beyond_front, _verified_alternatives
-from evomix.select import choose_alternatives
+from evomix.choose.select import choose_alternatives
 
 NAMES = ("masking", "loudness")
 
@@ -78,9 +78,9 @@ def test_each_round_renders_only_what_it_still_needs(front, monkeypatch):
 
 def test_renders_on_several_threads_equal_renders_on_one(stem_dir, monkeypatch):
     """Each exact render runs its stems on every core: same audio and scores as on one."""
-    from evomix.audio import load_session
     from evomix.engine.analysis import analyze_session
-    from evomix.genome import GeneTable
+    from evomix.io.audio import load_session
+    from evomix.search.genome import GeneTable
     from objectives import Target, load_profile
 
     session = load_session(sorted(stem_dir.glob("*.wav")))
@@ -93,7 +93,7 @@ def test_renders_on_several_threads_equal_renders_on_one(stem_dir, monkeypatch):
     one = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
     monkeypatch.setattr(api, "render_threads", lambda: 3)
     three = api._render_alternatives(session, analysis, params, [0, 1, 2], target, names)
-    from evomix.spill import materialise
+    from evomix.io.spill import materialise
 
     for (r1, e1, m1), (r2, e2, m2) in zip(one, three):
         assert np.array_equal(materialise(r1.mix), materialise(r2.mix)) and e1 == e2 and m1 == m2

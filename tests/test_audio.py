@@ -1,4 +1,4 @@
-"""Tests for evomix.audio: reading, checking, loading and atomically writing audio."""
+"""Tests for evomix.io.audio: reading, checking, loading and atomically writing audio."""
 import os
 import re
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evomix.audio import (
+from evomix.errors import AudioFileError, EvomixError, ParameterError
+from evomix.io.audio import (
     AUDIO_SUFFIXES,
     ROLES,
     Session,
@@ -17,7 +18,6 @@ from evomix.audio import (
     write_audio,
     write_text_atomic,
 )
-from evomix.errors import AudioFileError, EvomixError, ParameterError
 from tests.conftest import SR, sine
 
 
@@ -455,7 +455,7 @@ def test_read_wav_cut_right_after_header_is_truncated_not_empty(tmp_path):
 
 
 def test_each_file_is_decoded_once_and_held_when_it_fits_the_budget(stem_dir, monkeypatch):
-    import evomix.audio as audio_mod
+    import evomix.io.audio as audio_mod
 
     paths = sorted(stem_dir.glob("*.wav"))
     calls = []
@@ -472,7 +472,7 @@ def test_each_file_is_decoded_once_and_held_when_it_fits_the_budget(stem_dir, mo
 
 
 def test_the_budget_is_a_share_of_the_available_memory(monkeypatch):
-    import evomix.audio as audio_mod
+    import evomix.io.audio as audio_mod
 
     monkeypatch.setattr(audio_mod, "available_memory_bytes", lambda: 1 << 30)
     assert audio_mod.hold_audio_budget_bytes() == int(audio_mod.HOLD_AUDIO_FRACTION * (1 << 30))
@@ -481,6 +481,6 @@ def test_the_budget_is_a_share_of_the_available_memory(monkeypatch):
 
 
 def test_available_memory_is_read_from_the_system():
-    from evomix.audio import available_memory_bytes
+    from evomix.io.audio import available_memory_bytes
 
     assert 64 << 20 < available_memory_bytes() < 1 << 50  # a real figure, in bytes

@@ -25,14 +25,13 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from evomix import api
-from evomix import checkpoint as ck
-from evomix.audio import load_session
 from evomix.cli import app
-from evomix.hypervolume import Normaliser
-from evomix.interrupt import InterruptGuard
-from evomix.search import STOP_REASONS, Termination, run_search
-from evomix.spill import materialise
-
+from evomix.io.audio import load_session
+from evomix.io.spill import materialise
+from evomix.search import checkpoint as ck
+from evomix.search.algorithm import STOP_REASONS, Termination, run_search
+from evomix.search.hypervolume import Normaliser
+from evomix.search.interrupt import InterruptGuard
 from tests.conftest import song_stems, write_stems
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from evomix.cli import app
-from evomix.search import non_dominated
-
+from evomix.search.algorithm import non_dominated
 from tests.conftest import SR, song_stems, write_stems
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Locks and ranges (issue 12, item 8) and render's range check (item 9): ``evomix.constraints``.
+"""Locks and ranges (issue 12, item 8) and render's range check (item 9): ``evomix.search.constraints``.
 
 Parsing and the table edit are checked on their own; one short CLI run (2 s synthetic stems,
 population 8, 3 generations) checks that locks hold exactly and ranges hold in every front member
@@ -15,10 +15,9 @@ from typer.testing import CliRunner
 
 from evomix import api
 from evomix.cli import app
-from evomix.constraints import Constraints, constrain_table, parse_lock, parse_range
 from evomix.errors import ParameterError
-from evomix.genome import MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params
-
+from evomix.search.constraints import Constraints, constrain_table, parse_lock, parse_range
+from evomix.search.genome import MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params
 from tests.conftest import song_stems, write_stems
 
 runner = CliRunner()

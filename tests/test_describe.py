@@ -1,4 +1,4 @@
-"""Listener descriptors (evomix.describe), labelled alternatives and the near-duplicate rule
+"""Listener descriptors (evomix.choose.describe), labelled alternatives and the near-duplicate rule
 (issue 12, item 5): descriptors follow the signal, labels agree with the measured descriptors, and
 exported alternatives are pairwise distinct, with 2, 3 and 4 stems."""
 import json
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import evomix.api as api
-from evomix.describe import COMPARED, DISTINCT_JND, JND, describe, jnd_distance, jnd_matrix
+from evomix.choose.describe import COMPARED, DISTINCT_JND, JND, describe, jnd_distance, jnd_matrix
+from evomix.choose.select import LABELS, choose_alternatives, label_alternatives
 from evomix.engine.bands import band_grid
 from evomix.engine.render import ExactRender, features_from_render
-from evomix.select import LABELS, choose_alternatives, label_alternatives
 from tests.conftest import SR, sine, song_stems, write_stems
 
 
@@ -167,10 +167,10 @@ def test_fast_tier_descriptors_follow_the_exact_ones(exported):
 
 
 def test_fast_descriptors_are_the_same_on_any_number_of_threads(stem_dir):
-    from evomix.audio import load_session
-    from evomix.describe import fast_descriptors
+    from evomix.choose.describe import fast_descriptors
     from evomix.engine.analysis import analyze_session
-    from evomix.genome import GeneTable
+    from evomix.io.audio import load_session
+    from evomix.search.genome import GeneTable
 
     session = load_session(sorted(stem_dir.glob("*.wav")))
     analysis = analyze_session(session)

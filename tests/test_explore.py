@@ -9,18 +9,18 @@ from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 import evomix.api as api
-from evomix.audio import load_session, read_audio
+from evomix.choose.describe import DESCRIPTORS, DISTINCT_JND, describe, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.cli import app
-from evomix.constraints import Constraints
-from evomix.describe import DESCRIPTORS, DISTINCT_JND, describe, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.engine.analysis import analyze_session
 from evomix.engine.render import features_from_render, render_exact
 from evomix.errors import ParameterError
-from evomix.evaluate import Problem
-from evomix.explore import MAP_DESCRIPTORS, DescribedProblem, explore, parse_descriptors, pick_order
-from evomix.genome import GeneTable
-from evomix.hypervolume import OBJECTIVE_SCALES
-from evomix.seeding import smart_initial_population
+from evomix.io.audio import load_session, read_audio
+from evomix.search.constraints import Constraints
+from evomix.search.genome import GeneTable
+from evomix.search.hypervolume import OBJECTIVE_SCALES
+from evomix.search.problem import Problem
+from evomix.search.seeding import smart_initial_population
+from evomix.tools.explore import MAP_DESCRIPTORS, DescribedProblem, explore, parse_descriptors, pick_order
 from objectives import Target, load_profile
 from tests.conftest import song_stems, write_stems
 
@@ -215,14 +215,14 @@ def test_cli_explore(stems, tmp_path):
 
 
 def test_squashed_cells_are_exported_only_after_all_the_others(monkeypatch):
-    """explore's export with ``max_limiting_db``: cells whose mix needs more limiting (fast tier)
+    """Explore's export with ``max_limiting_db``: cells whose mix needs more limiting (fast tier)
     are offered after every other cell, so with enough others none of them is exported."""
     from types import SimpleNamespace
 
     import evomix.api as api_mod
-    from evomix.explore import _export
-    from evomix.genome import GeneTable
     from evomix.progress import NULL_REPORTER
+    from evomix.search.genome import GeneTable
+    from evomix.tools.explore import _export
 
     table = GeneTable(2)
     rng = np.random.default_rng(0)

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from evomix.cli import app
 from evomix.engine.eq import master_eq_sos
 from evomix.errors import ParameterError
-from evomix.export import parse_daw
-from evomix.export.dawproject import percent_to_ratio
-from evomix.export.stems import render_for_stems, write_stems
-from evomix.genome import SHELF_Q, Params
+from evomix.output.export import parse_daw
+from evomix.output.export.dawproject import percent_to_ratio
+from evomix.output.export.stems import render_for_stems, write_stems
+from evomix.search.genome import SHELF_Q, Params
 
 # the DAWproject 1.0 schemas (Bitwig, MIT): ../shared/specs/dawproject/ where present, else the copy
 # in tests/data/dawproject/ (the same files) so the test runs from any checkout
@@ -81,8 +81,9 @@ def test_pre_master_stems_are_the_bus_before_the_master_chain(exported, stem_dir
 def test_stems_sum_to_the_master_through_hard_compression_and_limiting(tmp_path):
     """The claim where the master chain works hardest: a stereo-linked 4:1 compressor 20 dB over
     threshold, normalisation and > 3 dB of limiting are one per-sample gain."""
-    from evomix.audio import load_session
-    from tests.conftest import song_stems, write_stems as write_song
+    from evomix.io.audio import load_session
+    from tests.conftest import song_stems
+    from tests.conftest import write_stems as write_song
 
     paths = write_song(tmp_path / "stems", song_stems(duration_s=3.0))
     session = load_session(paths)
@@ -107,7 +108,7 @@ _NORMALISE: dict = {}
 
 def _normalise_db(out, alt):
     """The exact render's normalisation gain (dB) of ``alt``, rendered again from its params."""
-    from evomix.audio import load_session
+    from evomix.io.audio import load_session
 
     d = json.loads((out / f"{alt}.json").read_text())
     if alt not in _NORMALISE:
@@ -264,7 +265,7 @@ def test_cli_rejects_an_unknown_daw_before_the_search(stem_dir, tmp_path):
 
 
 def _session_and_params(out, alt="alt-01"):
-    from evomix.audio import load_session
+    from evomix.io.audio import load_session
 
     fr = json.loads((out / "front.json").read_text())
     session = load_session([Path(v["file"]) for v in fr["stems"].values()])
@@ -272,7 +273,7 @@ def _session_and_params(out, alt="alt-01"):
 
 
 def test_each_export_writes_only_what_was_asked(exported, tmp_path):
-    from evomix.export import export_alternative
+    from evomix.output.export import export_alternative
 
     session, d = _session_and_params(exported)
     kw = dict(target_lufs=d["target_lufs"], ceiling_dbtp=d["ceiling_dbtp"], genre="pop")
@@ -287,7 +288,7 @@ def test_each_export_writes_only_what_was_asked(exported, tmp_path):
 
 
 def test_a_failed_stem_export_leaves_no_folder_behind(exported, tmp_path, monkeypatch):
-    import evomix.export.stems as stems_mod
+    import evomix.output.export.stems as stems_mod
     from evomix.errors import AudioFileError
 
     session, d = _session_and_params(exported)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from evomix.errors import ParameterError
-from evomix.genome import MASTER_GENES, STEM_GENES, GeneTable, Params
+from evomix.search.genome import MASTER_GENES, STEM_GENES, GeneTable, Params
 
 
 def test_decode_respects_ranges_and_scales(rng):

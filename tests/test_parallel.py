@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import evomix.parallel as par
+import evomix.search.parallel as par
 from evomix import api
-from evomix.audio import load_session
 from evomix.cli import app
 from evomix.engine.analysis import analyze_session
-from evomix.evaluate import BLOCK, Problem
-from evomix.genome import GeneTable
-from evomix.parallel import ParallelEvaluator, score, split
+from evomix.io.audio import load_session
+from evomix.search.genome import GeneTable
+from evomix.search.parallel import ParallelEvaluator, score, split
+from evomix.search.problem import BLOCK, Problem
 from objectives import OBJECTIVE_NAMES, Target, load_profile
 
 runner = CliRunner()
@@ -97,7 +97,7 @@ def test_threads_give_the_same_scores_as_one(problem, generations, big_populatio
 
 def test_threads_option_is_checked():
     from evomix.errors import ParameterError
-    from evomix.parallel import check_options
+    from evomix.search.parallel import check_options
 
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ParameterError, match="^threads must be a whole number >= 1"):
@@ -204,7 +204,7 @@ def test_workers_without_this_evomix_are_refused(cluster, monkeypatch):
 def test_a_large_session_is_scored_in_small_blocks_and_a_population_of_32_splits_over_threads(problem, monkeypatch):
     """Above ``LARGE_BLOCK_STEM_FRAMES`` stems x frames the block is ``SMALL_BLOCK``: a population
     of 32 then goes to two threads, with the same F as on one thread."""
-    from evomix import evaluate
+    from evomix.search import problem as evaluate
 
     a = problem.analysis
     assert problem.block == evaluate.BLOCK  # the test session is small

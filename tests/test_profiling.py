@@ -8,7 +8,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from evomix.cli import app
-from evomix.profiling import (
+from evomix.tools.profile import (
     DEFAULT_VOCAL_MARGIN_DB,
     features_from_audio,
     genre_similarity,
@@ -19,7 +19,6 @@ from evomix.profiling import (
 from objectives import builtin_genres, load_profile
 from objectives.genre import width_by_region
 from objectives.spectrum import THIRD_OCTAVE_HZ
-
 from tests.conftest import SR, song_stems, write_stems
 
 runner = CliRunner()
@@ -29,7 +28,7 @@ DUR = 8.0  # s: long enough for 51 short-term (3 s) LRA windows, short enough to
 
 @pytest.fixture(scope="module")
 def examples():
-    """name -> the profile's synthesized example, (2, 8 s) at 44.1 kHz (made once, ~0.5 s each)."""
+    """Name -> the profile's synthesized example, (2, 8 s) at 44.1 kHz (made once, ~0.5 s each)."""
     return {g: synthesize_profile_example(load_profile(g), sr=SR, duration_s=DUR, seed=0) for g in GENRES}
 
 

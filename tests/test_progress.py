@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from evomix.cli import app
 from evomix.errors import ParameterError
 from evomix.progress import INTERVAL_ENV, NULL_REPORTER, Reporter, format_seconds
-
 from tests.conftest import SR, song_stems, write_stems
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import evomix.api as api
-from evomix.audio import read_audio
+from evomix.choose.describe import DISTINCT_JND, jnd_distance, jnd_matrix
 from evomix.core.meter import integrated_loudness, true_peak_dbtp
-from evomix.describe import DISTINCT_JND, jnd_distance, jnd_matrix
 from evomix.errors import ParameterError
-from evomix.genome import GeneTable, Params
-from evomix.rerank import rank, write_ranked
-from evomix.vary import genome_distance, vary
+from evomix.io.audio import read_audio
+from evomix.search.genome import GeneTable, Params
+from evomix.tools.rank import rank, write_ranked
+from evomix.tools.vary import genome_distance, vary
 from tests.conftest import song_stems, write_stems
 
 
@@ -157,7 +157,7 @@ def test_cli_rank_and_vary(run, tmp_path):
 
 
 def test_labels_against_the_input_agree_with_the_descriptors(run, varied):
-    from evomix.select import LABELS
+    from evomix.choose.select import LABELS
 
     folder, _, _ = run
     res, out = varied
@@ -174,9 +174,9 @@ def test_vary_keeps_to_the_limiter_budget(run):
     """``max_limiting_db``: no variation needs more limiting (fast tier) than the budget, or than
     its parent where the parent needs more; without a budget, the same variation of the same mix
     at a loud target goes beyond both."""
-    from evomix.audio import load_session
-    from evomix.describe import fast_descriptors
+    from evomix.choose.describe import fast_descriptors
     from evomix.engine.analysis import analyze_session
+    from evomix.io.audio import load_session
 
     folder, paths, _ = run
     kw = dict(spread=1.0, n=4, seed=2, target_lufs=-8.0)  # loud: most mixes need the limiter

@@ -4,10 +4,9 @@ import pytest
 import soundfile as sf
 
 import evomix
-from evomix.audio import load_session
 from evomix.engine.analysis import analyze_session
-from evomix.reference import fit_reference
-
+from evomix.io.audio import load_session
+from evomix.tools.reference import fit_reference
 from tests.conftest import SR, song_stems, write_stems
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from evomix.cli import app
 from evomix.core.meter import integrated_loudness, true_peak_dbtp
-from evomix.report_data import generation_records
+from evomix.output.report_data import generation_records
 
 runner = CliRunner()
 ARGS = ["--population", "8", "--generations", "3", "--alternatives", "3", "--seed", "4", "--quiet"]
@@ -188,18 +188,18 @@ def test_report_links_other_exports_of_an_alternative(mixed, tmp_path):
 def test_open_hands_the_report_to_the_default_browser(mixed, monkeypatch):
     out, _ = mixed
     opened = []
-    monkeypatch.setattr("evomix.report.webbrowser.open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr("evomix.output.report.webbrowser.open", lambda url: opened.append(url) or True)
     res = runner.invoke(app, ["report", str(out), "--open"])
     assert res.exit_code == 0, res.output
     assert opened == [(out / "report.html").resolve().as_uri()]
-    monkeypatch.setattr("evomix.report.webbrowser.open", lambda url: False)  # no browser: a warning, exit 0
+    monkeypatch.setattr("evomix.output.report.webbrowser.open", lambda url: False)  # no browser: a warning, exit 0
     res = runner.invoke(app, ["report", str(out), "--open"])
     assert res.exit_code == 0 and "no browser" in res.output
 
 
 @pytest.mark.parametrize("n_obj", [1, 2])
 def test_front_plot_with_one_or_two_objectives(n_obj):
-    from evomix.report import front_scatter_svg
+    from evomix.output.report import front_scatter_svg
 
     names = ["masking", "genre"][:n_obj]
     members = [{"objectives": {n: float(i + k) for k, n in enumerate(names)}} for i in range(5)]
@@ -212,9 +212,9 @@ def test_front_plot_with_one_or_two_objectives(n_obj):
 def test_before_stem_powers_from_the_analysis_are_the_measured_ones(stem_dir):
     """The before's per-stem band powers (for its masking plots) come from the analysis: they are
     what measuring the centre-panned raw stems gives, and the sum is the plain sum."""
-    from evomix.audio import load_session
     from evomix.engine.analysis import analyze_session
-    from evomix.report_data import before_strips
+    from evomix.io.audio import load_session
+    from evomix.output.report_data import before_strips
 
     session = load_session(sorted(stem_dir.glob("*.wav")))
     analysis = analyze_session(session)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from evomix.choose.select import choose_alternatives
 from evomix.errors import ParameterError
-from evomix.search import non_dominated, run_nsga2
-from evomix.select import choose_alternatives
+from evomix.search.algorithm import non_dominated, run_nsga2
 
 
 def zdt1(genomes):
@@ -73,8 +73,8 @@ def test_alternatives_start_with_the_best_and_spread_out(rng):
 
 # --- algorithms, hypervolume, termination, steering (issue 12) -------------------------------
 
-from evomix.hypervolume import Normaliser, hypervolume  # noqa: E402
-from evomix.search import ALGORITHMS, Termination, achievement, run_search, steered_reference_points  # noqa: E402
+from evomix.search.algorithm import ALGORITHMS, Termination, achievement, run_search, steered_reference_points  # noqa: E402
+from evomix.search.hypervolume import Normaliser, hypervolume  # noqa: E402
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

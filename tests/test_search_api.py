@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from evomix import api
-from evomix.audio import load_session
 from evomix.cli import app
 from evomix.errors import ParameterError
+from evomix.io.audio import load_session
 
 runner = CliRunner()
 
@@ -83,9 +83,9 @@ def test_over_the_limiter_budget_every_objective_is_infeasible_plus_the_excess(s
     weighted scores, the others score INFEASIBLE + their excess (dB) on every objective, so every
     candidate within the budget dominates every one beyond it (Deb's constrained domination)."""
     from evomix.engine.analysis import analyze_session
-    from evomix.evaluate import INFEASIBLE, Problem
-    from evomix.genome import GeneTable
-    from evomix.search import non_dominated
+    from evomix.search.algorithm import non_dominated
+    from evomix.search.genome import GeneTable
+    from evomix.search.problem import INFEASIBLE, Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     analysis = analyze_session(session)

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from evomix.audio import load_session
 from evomix.core.meter import integrated_loudness
 from evomix.engine.analysis import STEM_REFERENCE_LUFS, analyze_session
 from evomix.engine.dsp.pan import pan_gains
-from evomix.genome import GeneTable
-from evomix.seeding import ROLE_HIGHPASS_HZ, SEED_NAMES, seed_genomes, smart_initial_population
+from evomix.io.audio import load_session
+from evomix.search.genome import GeneTable
+from evomix.search.seeding import ROLE_HIGHPASS_HZ, SEED_NAMES, seed_genomes, smart_initial_population
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ from typer.testing import CliRunner
 
 from evomix import api
 from evomix.cli import app
-from evomix.errors import ParameterError
-from evomix.errors import OptionError
+from evomix.errors import OptionError, ParameterError
 from evomix.settings import Master, Parallel, Search, SettingError, cli_flag
 
 runner = CliRunner()
@@ -70,8 +69,8 @@ def test_cli_errors_name_flags(stem_dir, tmp_path):
 def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cli(stem_dir, tmp_path):
     """explore, vary and render (issue 12, item 10): a Python caller reads its keyword, a CLI user
     the command's flag, for the same bad value."""
-    from evomix.explore import explore
-    from evomix.vary import vary
+    from evomix.tools.explore import explore
+    from evomix.tools.vary import vary
 
     api.mix([stem_dir], population=4, generations=0, alternatives=1).write(tmp_path / "run")
     params = tmp_path / "run" / "alt-01.json"

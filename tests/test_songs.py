@@ -1,13 +1,13 @@
-"""The song synthesizer (evomix.songs): instruments, session files and their cache."""
+"""The song synthesizer (evomix.testing.songs): instruments, session files and their cache."""
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from evomix.audio import guess_role
 from evomix.errors import ParameterError
-from evomix.songs import (
+from evomix.io.audio import guess_role
+from evomix.testing.songs import (
     KINDS,
     MINI_SONG_STEMS,
     SECTION_LEVEL,
@@ -22,7 +22,7 @@ from evomix.songs import (
 SR = 22050
 DUR_S = 6.0  # past the 4 s intro, where kick, snare, bass, guitar and vocal are tacet
 
-# Role each arrangement kind's file name gives (evomix.audio.guess_role).
+# Role each arrangement kind's file name gives (evomix.io.audio.guess_role).
 EXPECTED_ROLE = {"hihat": "drums", "arp": "synth"}
 
 

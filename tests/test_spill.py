@@ -1,10 +1,10 @@
-"""Finished masters wait in temporary files (evomix.spill): read back bit for bit, removed after."""
+"""Finished masters wait in temporary files (evomix.io.spill): read back bit for bit, removed after."""
 import gc
 import os
 
 import numpy as np
 
-from evomix import spill
+from evomix.io import spill
 
 
 def test_a_spilled_array_reads_back_as_its_float32_values_and_its_file_goes_away(rng):

@@ -13,11 +13,10 @@ from typer.testing import CliRunner
 
 from evomix import api
 from evomix.cli import app
-from evomix.constraints import Constraints
 from evomix.errors import ParameterError
-from evomix.genome import GeneTable
-from evomix.vary import parent_constraints, run_constraints, vary
-
+from evomix.search.constraints import Constraints
+from evomix.search.genome import GeneTable
+from evomix.tools.vary import parent_constraints, run_constraints, vary
 from tests.conftest import song_stems, write_stems
 
 runner = CliRunner()

@@ -544,7 +544,7 @@ def _oversample_factor(sr, oversample):
 
 
 def _abs_max(rows):
-    """max |rows| along the last axis without an |x| copy; shape (rows, n) -> (rows,)."""
+    """Max |rows| along the last axis without an |x| copy; shape (rows, n) -> (rows,)."""
     if rows.shape[-1] == 0:
         return np.zeros(rows.shape[:-1], dtype=rows.dtype)
     return np.maximum(rows.max(axis=-1), -rows.min(axis=-1))

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 
-from evomix.audio import Session
 from evomix.core.meter import gated_loudness, integrated_loudness, k_weighting_power, k_weighting_sos
-from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.bands import BandGrid, band_grid, band_powers_chunked, band_sum, bark
 from evomix.engine.chain import k_block_powers
+from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.dsp.pan import pan_gains
-from evomix.genome import TRIM_RANGE_DB  # dB, the trim's clip range (render checks saved trims against it)
 from evomix.engine.peaks import (
     DETECTOR_GROUP_BANDS,
     PEAK_NODES_HZ,
@@ -29,6 +27,8 @@ from evomix.engine.peaks import (
     stem_candidate_instants,
     sum_candidate_instants,
 )
+from evomix.io.audio import Session
+from evomix.search.genome import TRIM_RANGE_DB  # dB, the trim's clip range (render checks saved trims against it)
 
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
@@ -211,13 +211,13 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
     progress : callable (stem passes done, 2 x stems) -> None, optional
         Called from the calling thread each time a stem finishes a pass (``evomix.progress``).
     threads : int >= 1, optional
-        Threads of the analysis' pool; default ``evomix.parallel.available_cores()``. The numba
+        Threads of the analysis' pool; default ``evomix.search.parallel.available_cores()``. The numba
         kernels, ``scipy.fft`` and large numpy operations release the GIL; BLAS is held to one
         thread meanwhile (the stems are the parallelism).
     """
-    # evomix.parallel and evomix.evaluate import this module: imported when called, not at the top
-    from evomix.evaluate import single_threaded_blas
-    from evomix.parallel import available_cores
+    # evomix.search.parallel and evomix.search.problem import this module: imported when called, not at the top
+    from evomix.search.parallel import available_cores
+    from evomix.search.problem import single_threaded_blas
 
     n_threads = max(1, min(available_cores() if threads is None else int(threads), session.n_stems))
     work = _Work(session)

@@ -122,7 +122,7 @@ def frame_spectra(x: np.ndarray, grid: BandGrid) -> np.ndarray:
 
 
 def _bin_weights(grid: BandGrid) -> np.ndarray:
-    """rfft one-sided energy weights / (n_fft * hop): turns |X_k|^2 into mean square per hop."""
+    """Rfft one-sided energy weights / (n_fft * hop): turns |X_k|^2 into mean square per hop."""
     n_bins = grid.n_fft // 2 + 1
     w = np.full(n_bins, 2.0)
     w[0] = 1.0

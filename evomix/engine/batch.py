@@ -27,7 +27,7 @@ How each block is modelled here (no Python loop over candidates):
 
 ``experiments/fidelity.py`` measures how closely this ranks candidates like the exact tier.
 Chains of elementwise steps over large arrays run as compiled loops (``evomix.core.compiled``), which
-also release the GIL for the threads of ``evomix.parallel.score``.
+also release the GIL for the threads of ``evomix.search.parallel.score``.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from evomix.engine.dsp.filters import cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
-from evomix.genome import (
+from evomix.search.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from evomix.engine.dsp.filters import rbj_sos
-from evomix.genome import MASTER_HIGH_SHELF_HZ, MASTER_LOW_SHELF_HZ, SHELF_Q, Params
+from evomix.search.genome import MASTER_HIGH_SHELF_HZ, MASTER_LOW_SHELF_HZ, SHELF_Q, Params
 
 
 def stem_eq_sos(params: Params, sr: int, *, check: bool = True) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from evomix.engine.dsp.filters import cascade_power_response
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
-from evomix.genome import Params
+from evomix.search.genome import Params
 
 if TYPE_CHECKING:  # annotations only: engine.analysis imports engine.peaks, which imports this module
     from evomix.engine.analysis import Analysis

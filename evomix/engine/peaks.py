@@ -28,7 +28,7 @@ from evomix.engine.bands import BandGrid
 from evomix.engine.dsp.dynamics import compressor_static_rows
 from evomix.engine.dsp.filters import cascade_response, rbj_sos
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db
-from evomix.genome import KNEE_DB, MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, Params
+from evomix.search.genome import KNEE_DB, MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, Params
 
 if TYPE_CHECKING:  # annotations only: engine.analysis imports this module
     from evomix.engine.analysis import Analysis

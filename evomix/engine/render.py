@@ -43,7 +43,7 @@ from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.engine.strip import CHUNK_HOPS, StripStream
-from evomix.genome import (
+from evomix.search.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
@@ -81,7 +81,7 @@ class ExactRender:
     limiter_gr_db: float
     stem_power: np.ndarray | None = None
     true_peak_dbtp: float | None = None
-    master_gain: "MasterGain | None" = None
+    master_gain: MasterGain | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class MasterGain:
     scale: float
     limiter: np.ndarray
 
-    def compact(self) -> "MasterGain":
+    def compact(self) -> MasterGain:
         """The same gain with the limiter's held as float32 (half the memory; relative error
         <= 6e-8, below the float32 rounding of the stems it is applied to)."""
         return MasterGain(self.comp_ctrl, self.step, self.scale, self.limiter.astype(np.float32))

@@ -28,7 +28,7 @@ import scipy.fft
 from evomix.engine import chain
 from evomix.engine.bands import BandGrid, _band_sums, _bin_weights, _window
 from evomix.engine.dsp.dynamics import LEVEL_FLOOR_DB, compressor_static_rows
-from evomix.genome import KNEE_DB
+from evomix.search.genome import KNEE_DB
 
 CHUNK_HOPS = 128  # analysis hops per chunk (6.4 s): whole frames per chunk for the band powers; fewer, longer
 # chunks cost less per-chunk overhead (4 renders pipelined: 24.1 s at 128 hops, 27.6 s at 32, 25.0 s at 256)

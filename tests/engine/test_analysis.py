@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.signal import sosfilt
 
-from evomix.audio import Session
 from evomix.core.meter import integrated_loudness, k_weighting_power
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, STEM_REFERENCE_LUFS, TRIM_RANGE_DB, analyze_session
 from evomix.engine.bands import _bin_weights, band_grid, band_sum, frame_spectra
@@ -23,6 +22,7 @@ from evomix.engine.peaks import (
     search_block_maxima,
     search_filters,
 )
+from evomix.io.audio import Session
 from tests.conftest import SR, song_stems
 
 

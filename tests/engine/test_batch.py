@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from evomix.audio import load_session
 from evomix.core.meter import integrated_loudness, true_peak_dbtp
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
-from evomix.genome import GeneTable
+from evomix.io.audio import load_session
+from evomix.search.genome import GeneTable
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
 
 
@@ -66,8 +66,8 @@ def test_peak_basis_gives_the_eq_waveform_at_the_instants(setup):
     EQ'd waveform there (scipy ``sosfilt`` of the RBJ cascade is the reference)."""
     from scipy.signal import sosfilt
 
-    from evomix.engine.peaks import PEAK_NODES_HZ, peak_values_at
     from evomix.engine.dsp import pan_gains, rbj_sos, sos_response
+    from evomix.engine.peaks import PEAK_NODES_HZ, peak_values_at
 
     session, analysis, *_ = setup
     sr, inst = session.sr, analysis.peak_instants
@@ -196,7 +196,7 @@ def test_compressor_gain_at_instants_follows_the_detector_from_the_frame_state()
 
     from evomix.engine.dsp import compressor_static_db
     from evomix.engine.peaks import DETECTOR_WINDOW_S, _gain_at_instants, _keep_after_rise
-    from evomix.genome import KNEE_DB
+    from evomix.search.genome import KNEE_DB
 
     rng = np.random.default_rng(3)
     hop, n_frames, n_inst = 2205, 40, 300

@@ -16,7 +16,7 @@ from evomix.engine.dsp import (
 )
 from evomix.engine.dsp.limiter import _limiter_gain
 from evomix.engine.render import _Grid, features_from_render, render_exact
-from evomix.genome import GeneTable
+from evomix.search.genome import GeneTable
 
 SR = 44100
 

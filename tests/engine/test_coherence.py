@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evomix.audio import Session
 from evomix.engine.analysis import analyze_session, heavy_frame_count
 from evomix.engine.batch import render_features
 from evomix.engine.render import render_exact
-from evomix.genome import GeneTable
-from evomix.songs import mini_song
+from evomix.io.audio import Session
+from evomix.search.genome import GeneTable
+from evomix.testing.songs import mini_song
 
 SR = 44100
 

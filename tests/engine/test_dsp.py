@@ -10,7 +10,8 @@ import pytest
 from scipy.signal import resample_poly, sosfilt, sosfreqz
 
 from evomix.engine.dsp import (
-    sos_response,
+    cascade_power_response,
+    cascade_response,
     compress,
     compressor_static_db,
     pan_gains,
@@ -18,8 +19,7 @@ from evomix.engine.dsp import (
     rms_level_db,
     smooth_gain_db,
     sos_power_response,
-    cascade_power_response,
-    cascade_response,
+    sos_response,
     true_peak_db,
     true_peak_limit,
 )

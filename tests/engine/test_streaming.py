@@ -1,10 +1,10 @@
 """A session too large for memory streams its stems from disk and gives the same results."""
 import numpy as np
 
-from evomix.audio import load_session
 from evomix.engine.analysis import analyze_session
 from evomix.engine.render import features_from_render, render_exact
-from evomix.genome import GeneTable
+from evomix.io.audio import load_session
+from evomix.search.genome import GeneTable
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
 
 

@@ -17,18 +17,17 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from evomix.audio import Session
+import objectives
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
 from evomix.errors import EvomixError, ParameterError
-from evomix.genome import STEM_GENES, GeneTable
-from tests.conftest import SR, song_stems
-
-import objectives
+from evomix.io.audio import Session
+from evomix.search.genome import STEM_GENES, GeneTable
 from objectives import balance as bal
 from objectives import genre as gen
 from objectives.masking import masking_by_band, masking_matrix, masking_per_stem
+from tests.conftest import SR, song_stems
 
 DUR_S = 3.1
 N = int(DUR_S * SR)

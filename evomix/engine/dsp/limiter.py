@@ -17,7 +17,7 @@ TRUE_PEAK_FLOOR_DB = -200.0
 
 
 def _oversampled_abs_max(x, oversample, axis_count):
-    """max |x| after ``oversample``-times polyphase upsampling, over the last ``axis_count`` axes."""
+    """Max |x| after ``oversample``-times polyphase upsampling, over the last ``axis_count`` axes."""
     from scipy.signal import resample_poly
     up = resample_poly(x, oversample, 1, axis=-1) if oversample > 1 else x
     return np.abs(up).max(axis=tuple(range(-axis_count, 0)))

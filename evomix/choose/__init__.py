@@ -1,0 +1,1 @@
+"""Choosing alternatives from the front: listener descriptors, picks spread by the user's weights, their exact verification."""

@@ -1,0 +1,207 @@
+"""Choosing K alternatives from the front: good by the user's weights, and different from each other.
+
+1. Each objective is replaced by its rank among the candidates (0 = best, 1 = worst), so a member
+   that is extreme on one objective cannot hide a poor rank on the others; the first alternative is
+   the one with the lowest weighted rank sum (the weights of ``--weights``).
+2. Only the best ``ELIGIBLE_FRACTION`` of the candidates by that weighted sum are eligible (at least
+   ``k``), so an alternative is never one that is only "best" by ignoring the other objectives.
+3. Each next alternative maximises its distance to the nearest one already chosen (farthest-point
+   sampling), in a descriptor space of the genome (all genes in [0, 1], so a 0.1 step in any gene
+   counts the same) concatenated with the normalised objectives.
+
+   With listener descriptors (``descriptors``: :func:`evomix.choose.describe.jnd_matrix` of the fast-tier
+   descriptors of every candidate, in JND units), the distance is the Euclidean distance in that
+   space instead, and a candidate within ``describe.DISTINCT_JND`` (Chebyshev, JND units) of one
+   already chosen is never chosen: it would sound the same. When no eligible candidate is distinct
+   any more, the best-scoring distinct candidate outside the eligible set is taken; when none is
+   left at all, fewer than ``k`` are returned (never a duplicate).
+
+A choice can be continued: ``keep`` members stay chosen and ``exclude`` members are never chosen
+(``evomix.api`` uses this to replace an alternative whose exact render did not keep the fast
+tier's promise, or that sounds the same as another once rendered exactly).
+
+Labels (:func:`label_alternatives`): each alternative is described relative to the others from its
+*exact* descriptors. For descriptor d with values x_1..x_K over the K alternatives, alternative i
+gets d's "more" label (e.g. "brighter") when both
+
+* its z-score ``(x_i - mean(x)) / sd(x)`` (population sd) is >= ``LABEL_Z`` (0.5), and
+* it exceeds the mean of the *other* alternatives by at least one JND (``describe.JND``),
+
+and d's "less" label (e.g. "darker") in the mirror case. Labels are ordered by the size of that
+difference in JNDs, at most ``MAX_LABELS`` per alternative. With one alternative there is nothing
+to compare: no labels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ELIGIBLE_FRACTION = 0.25
+
+
+def normalise(F: np.ndarray) -> np.ndarray:
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def rank_normalise(F: np.ndarray) -> np.ndarray:
+    """Each column's ranks scaled to [0, 1] (ties share the lower rank), (n, m)."""
+    from scipy.stats import rankdata
+
+    n = F.shape[0]
+    ranks = rankdata(F, method="min", axis=0) - 1.0  # (n, m): how many are strictly better
+    return ranks / max(n - 1, 1)
+
+
+def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Pairwise distances (n, n) between candidates in the genome + normalised-objective space."""
+    d = np.concatenate([genomes / np.sqrt(genomes.shape[1]), normalise(F)], axis=1)
+    return np.sqrt(((d[:, None, :] - d[None, :, :]) ** 2).sum(axis=-1))
+
+
+def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None, *,
+                        keep=(), exclude=(), descriptors: np.ndarray | None = None) -> list[int]:
+    """Indices of up to ``k`` diverse, good candidates (first = best weighted sum).
+
+    ``keep``: indices already chosen (returned first, in their order); ``exclude``: indices never
+    chosen. The eligible set is the best ``ELIGIBLE_FRACTION`` of the candidates not excluded.
+    ``descriptors`` (n, d) in JND units: choose far apart in them and never within
+    ``DISTINCT_JND`` of a chosen one (see the module docstring).
+    """
+    if descriptors is not None:
+        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude)
+    n = len(genomes)
+    banned = np.zeros(n, bool)
+    banned[list(exclude)] = True
+    chosen = [int(i) for i in keep]
+    n_free = int((~banned).sum())
+    if n == 0 or k <= 0 or n_free == 0:
+        return chosen[:max(k, 0)]
+    w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    score = rank_normalise(F) @ w
+    order = [i for i in np.argsort(score, kind="stable") if not banned[i]]
+    n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
+    eligible = np.zeros(n, bool)
+    eligible[order[:n_eligible]] = True
+    if not chosen:
+        chosen = [int(order[0])]
+    dist = descriptor_distances(genomes, F)
+    while len(chosen) < k:
+        nearest = dist[:, chosen].min(axis=1)
+        nearest[chosen] = -1.0
+        nearest[~eligible | banned] = -1.0
+        if nearest.max() < 0.0:
+            break
+        chosen.append(int(np.argmax(nearest)))
+    return chosen
+
+
+def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
+    """:func:`choose_alternatives` in the listener-descriptor space ``D`` (n, d), JND units."""
+    from evomix.choose.describe import DISTINCT_JND, jnd_distance
+
+    n = F.shape[0]
+    banned = np.zeros(n, bool)
+    banned[list(exclude)] = True
+    chosen = [int(i) for i in keep]
+    if n == 0 or k <= 0:
+        return chosen[:max(k, 0)]
+    w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    score = rank_normalise(F) @ w  # (n,) lower is better
+    order = [int(i) for i in np.argsort(score, kind="stable") if not banned[i]]
+    n_free = len(order)
+    if n_free == 0:
+        return chosen[:k]
+    n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
+    eligible = np.zeros(n, bool)
+    eligible[order[:n_eligible]] = True
+    if not chosen:
+        chosen = [order[0]]
+    # distance of every candidate to its nearest chosen one, kept up to date as picks are added
+    near_cheb = jnd_distance(D, D[chosen]).min(axis=1)  # (n,) JND units
+    near_eucl = np.sqrt(((D[:, None, :] - D[None, chosen, :]) ** 2).sum(axis=-1)).min(axis=1)  # (n,)
+    while len(chosen) < k:
+        distinct = (near_cheb >= DISTINCT_JND) & ~banned
+        distinct[chosen] = False
+        pool = distinct & eligible
+        if pool.any():
+            pick = int(np.argmax(np.where(pool, near_eucl, -1.0)))
+        elif distinct.any():  # the eligible ones all sound like a chosen one: the best distinct other
+            pick = next(i for i in order if distinct[i])
+        else:
+            break
+        chosen.append(pick)
+        near_cheb = np.minimum(near_cheb, jnd_distance(D, D[pick])[:, 0])
+        near_eucl = np.minimum(near_eucl, np.sqrt(((D - D[pick]) ** 2).sum(axis=1)))
+    return chosen
+
+
+LABEL_Z = 0.5
+MAX_LABELS = 3
+#: descriptor -> (label when higher, label when lower)
+LABELS = {
+    "centroid_hz": ("brighter", "darker"),
+    "side_mid_db": ("wider", "narrower"),
+    "vocal_lu": ("vocal-forward", "vocal-back"),
+    "low_end_db": ("warmer", "leaner"),
+    "punch_db": ("punchier", "softer"),
+    "plr_db": ("more dynamic", "denser"),
+    "lra_lu": ("more loudness range", "steadier"),
+}
+
+
+def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str]]:
+    """Labels of each alternative relative to the others (rule in the module docstring).
+
+    rows : one descriptor dict per alternative (``evomix.choose.describe.row``), exact renders.
+    lead_role : "vocal" or "lead": the word used for ``vocal_lu`` ("lead-forward" for a lead).
+    Returns one list of labels per alternative, strongest first.
+    """
+    from evomix.choose.describe import JND, jnd_matrix
+
+    k = len(rows)
+    out: list[list[str]] = [[] for _ in range(k)]
+    if k < 2:
+        return out
+    names = [n for n in LABELS if n in JND]
+    raw = jnd_matrix(rows)  # (k, d) JND units, centroid in log2 / 0.1 oct
+    from evomix.choose.describe import COMPARED
+
+    found: list[list[tuple[float, str]]] = [[] for _ in range(k)]
+    for name in names:
+        j = COMPARED.index(name)
+        x = raw[:, j]
+        if not np.all(np.isfinite(x)) or all(r.get(name) is None for r in rows):
+            continue
+        sd = x.std()
+        if sd <= 0:
+            continue
+        z = (x - x.mean()) / sd
+        for i in range(k):
+            others = np.delete(x, i).mean()
+            gap = x[i] - others  # JND units
+            up, down = LABELS[name]
+            if name == "vocal_lu" and lead_role != "vocal":
+                up, down = f"{lead_role}-forward", f"{lead_role}-back"
+            if z[i] >= LABEL_Z and gap >= 1.0:
+                found[i].append((gap, up))
+            elif z[i] <= -LABEL_Z and gap <= -1.0:
+                found[i].append((-gap, down))
+    for i in range(k):
+        out[i] = [lab for _, lab in sorted(found[i], key=lambda t: -t[0])[:MAX_LABELS]]
+    return out
+
+
+def label_against(row: dict, reference: dict, *, lead_role: str = "vocal") -> list[str]:
+    """Labels of one mix against one reference mix (e.g. a variation against its input): d's
+    "more"/"less" label where the two differ by at least one JND, largest difference first."""
+    from evomix.choose.describe import COMPARED, jnd_matrix
+
+    M = jnd_matrix([row, reference])  # (2, d) JND units
+    found = []
+    for name, (up, down) in LABELS.items():
+        gap = M[0, COMPARED.index(name)] - M[1, COMPARED.index(name)]
+        if name == "vocal_lu" and lead_role != "vocal":
+            up, down = f"{lead_role}-forward", f"{lead_role}-back"
+        if abs(gap) >= 1.0:
+            found.append((abs(gap), up if gap > 0 else down))
+    return [lab for _, lab in sorted(found, key=lambda t: -t[0])[:MAX_LABELS]]

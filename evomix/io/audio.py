@@ -1,0 +1,824 @@
+"""Audio input/output: the only module that touches audio files.
+
+Everything outside this module sees audio as ``(channels, samples)`` arrays; the
+transposition from/to soundfile's ``(frames, channels)`` layout happens here and
+nowhere else.  Loading a session reads a list of files and/or folders, checks
+each file, brings all stems to one sample rate and one length, and guesses a
+mixing role for each stem from its file name.
+
+Writes are atomic: the data goes to a hidden temporary file in the destination
+folder, which is then renamed over the destination with :func:`os.replace`, so a
+crash or a full disk never leaves a half-written output behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from evomix.errors import AudioFileError, ParameterError
+
+__all__ = [
+    "ROLES",
+    "AUDIO_SUFFIXES",
+    "OUTPUT_FORMATS",
+    "SILENCE_PEAK",
+    "SHORT_STEM_S",
+    "Session",
+    "guess_role",
+    "expand_paths",
+    "read_audio",
+    "load_session",
+    "write_audio",
+    "write_text_atomic",
+]
+
+ROLES = ("vocal", "drums", "kick", "snare", "bass", "guitar", "keys", "piano",
+         "synth", "pad", "lead", "fx", "other")
+"""Mixing roles a stem can have; ``"other"`` is the fallback."""
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+"""Suffixes picked up from a folder (case-insensitive)."""
+
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
+"""Output suffix -> soundfile ``format`` for :func:`write_audio`."""
+
+SILENCE_PEAK = 1e-6
+"""Peak amplitude (linear, -120 dBFS) below which a stem counts as silent."""
+
+SHORT_STEM_S = 0.5
+"""Stems shorter than this (seconds) among longer ones get a warning."""
+
+MIN_SR = 8000
+MAX_SR = 384000
+"""Accepted range (Hz) for an explicitly requested session sample rate."""
+
+
+# --------------------------------------------------------------------------
+# Session
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Session:
+    """A set of stems at one sample rate and one length, ready to be mixed.
+
+    Attributes
+    ----------
+    sr : int
+        Sample rate in Hz shared by every stem.
+    names : tuple of str
+        Unique stem names, one per stem: the file's stem (``Path.stem``), with
+        ``-2``, ``-3``, ... appended when two files share a stem name.
+    roles : tuple of str
+        One of :data:`ROLES` per stem.
+    audio : numpy.ndarray or None
+        Shape ``(stems, 2, samples)``, float32, linear full scale (+-1.0).
+        Mono stems are duplicated into both channels.  Read-only.  ``None`` for
+        a session too large to hold in memory (see ``load_session(keep_audio=)``):
+        then :meth:`stem` reads each stem from its file when it is needed.
+    is_mono : numpy.ndarray
+        Shape ``(stems,)``, bool: True where the file had exactly one channel.
+        Read-only.
+    paths : tuple of pathlib.Path
+        The file each stem was read from, as given/expanded (not resolved).
+    warnings : tuple of str
+        Human-readable one-line warnings gathered while loading.
+    silent : tuple of str
+        Names of stems whose peak is below :data:`SILENCE_PEAK` (kept).
+
+    Notes
+    -----
+    ``eq=False``: sessions compare and hash by identity, since comparing the
+    audio arrays element-wise is neither cheap nor meaningful as ``==``.
+    """
+
+    sr: int
+    names: tuple[str, ...]
+    roles: tuple[str, ...]
+    audio: np.ndarray
+    is_mono: np.ndarray
+    paths: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+    silent: tuple[str, ...] = ()
+    length: int | None = None  # samples per stem; required when ``audio`` is None
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if self.audio is None:
+            if self.length is None or self.length <= 0:
+                raise ParameterError("Session: without audio, length (samples) must be given")
+        elif self.audio.ndim != 3 or self.audio.shape[:2] != (n, 2):
+            raise ParameterError(
+                f"Session: audio must have shape ({n}, 2, samples), got {self.audio.shape}")
+        if not (len(self.roles) == len(self.paths) == self.is_mono.shape[0] == n):
+            raise ParameterError("Session: names, roles, paths and is_mono must have one entry per stem")
+        bad = [r for r in self.roles if r not in ROLES]
+        if bad:
+            raise ParameterError(f"Session: unknown role {bad[0]!r}; choose from {', '.join(ROLES)}")
+
+    @property
+    def n_stems(self) -> int:
+        """Number of stems."""
+        return len(self.names)
+
+    @property
+    def n_samples(self) -> int:
+        """Length of every stem in samples (per channel)."""
+        return int(self.audio.shape[2]) if self.audio is not None else int(self.length)
+
+    def stem(self, i: int) -> np.ndarray:
+        """Stem ``i`` as (2, samples) float32 at the session rate, padded to the session length.
+
+        From memory when the session holds its audio, else read (and resampled) from its file.
+        """
+        if self.audio is not None:
+            return self.audio[i]
+        x, rate = read_audio(self.paths[i], dtype="float32")
+        if rate != self.sr:
+            from scipy.signal import resample_poly  # here, not at import: scipy.signal takes ~0.9 s to import
+            g = gcd(self.sr, rate)
+            x = resample_poly(x, self.sr // g, rate // g, axis=1)
+        out = np.zeros((2, self.n_samples), dtype=np.float32)
+        m = min(x.shape[1], self.n_samples)
+        out[:, :m] = x[:, :m]  # a mono (1, m) row fills both channels
+        return out
+
+    @property
+    def duration_s(self) -> float:
+        """Length of every stem in seconds."""
+        return self.n_samples / self.sr
+
+
+# --------------------------------------------------------------------------
+# Role guessing
+# --------------------------------------------------------------------------
+
+# Checked in this order; the first rule that matches wins.  Each rule is
+# (role, whole-token keywords, substring keywords).  Substring keywords are
+# long enough not to occur inside unrelated words; short abbreviations
+# ("sn", "oh", "sub", ...) only match as whole tokens, so "subtle" is not "sub".
+_PHRASES = (("bass drum", "kick"), ("lead vocal", "vocal"), ("lead vox", "vocal"))
+_ROLE_RULES: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
+    ("vocal", frozenset({"vox", "vocal", "voice", "vs", "vo", "bv", "bgv", "bvs", "backing",
+                         "harmony", "adlib", "adlibs", "singer"}),
+     ("vocal", "vox", "voice")),
+    ("kick", frozenset({"kick", "bd", "kik", "kck"}), ("kick",)),
+    ("snare", frozenset({"snare", "sn", "snr", "sd"}), ("snare",)),
+    ("drums", frozenset({"drum", "drums", "perc", "percussion", "hat", "hats", "hihat", "hh",
+                         "overhead", "overheads", "oh", "ohs", "room", "rooms", "tom", "toms",
+                         "cymbal", "cymbals", "ride", "crash", "shaker", "tamb", "clap",
+                         "claps", "kit"}),
+     ("drum", "hihat", "overhead", "percussion")),
+    ("bass", frozenset({"bass", "sub", "808", "bs"}), ("bass",)),
+    ("guitar", frozenset({"gtr", "gtrs", "guitar", "guitars", "gtrl", "gtrr"}), ("guitar",)),
+    ("keys", frozenset({"keys", "key", "chord", "chords", "organ", "rhodes", "wurli", "wurlitzer", "clav", "epiano",
+                        "ep"}),
+     ("organ", "rhodes", "wurli")),
+    ("piano", frozenset({"piano", "pno", "pn"}), ("piano",)),
+    ("synth", frozenset({"synth", "synths", "arp", "arps", "seq"}), ("synth",)),
+    ("pad", frozenset({"pad", "pads", "strings", "string", "str", "choir", "ensemble"}),
+     ("strings", "choir")),
+    ("lead", frozenset({"lead", "leads", "melody", "mel"}), ("melody",)),
+    ("fx", frozenset({"fx", "sfx", "riser", "risers", "impact", "impacts", "sweep", "whoosh",
+                      "noise", "uplifter", "downlifter"}),
+     ("riser", "impact", "whoosh")),
+)
+_TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def guess_role(name: str) -> str:
+    """Guess a stem's mixing role from its file or stem name.
+
+    Parameters
+    ----------
+    name : str
+        A file name (``"Lead Vox.wav"``), stem name (``"bass_DI"``) or path;
+        only the last path component is used and a trailing audio suffix is
+        ignored.
+
+    Returns
+    -------
+    str
+        One of :data:`ROLES`; ``"other"`` if no rule matches.
+
+    Notes
+    -----
+    Matching is case-insensitive.  The name is split into tokens on runs of
+    characters other than ``a-z0-9`` (so ``"bass_DI"`` -> ``bass``, ``di``).
+    Short abbreviations match whole tokens only (``"sub"`` matches ``"Sub 1"``
+    but not ``"subtle"``); a few long keywords (``"vocal"``, ``"kick"``,
+    ``"guitar"``, ...) also match inside a token (``"LeadVocal"``).  A token
+    ending in ``s`` also matches its singular.  Rules are checked in the order
+    vocal, kick, snare, drums, bass, guitar, keys, piano, synth, pad, lead,
+    fx; the first match wins (``"Lead Vox"`` -> vocal, ``"Synth Bass"`` ->
+    bass, ``"Bass Drum"`` -> kick).
+    """
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for suffix in AUDIO_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    tokens = [t for t in _TOKEN_SPLIT.split(base) if t]
+    joined = " ".join(tokens)
+    for phrase, role in _PHRASES:
+        if re.search(rf"(^| ){re.escape(phrase)}( |$)", joined):
+            return role
+    for role, words, substrings in _ROLE_RULES:
+        for tok in tokens:
+            if tok in words or (len(tok) > 3 and tok.endswith("s") and tok[:-1] in words):
+                return role
+            if any(s in tok for s in substrings):
+                return role
+    return "other"
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """Turn command-line paths into a list of audio files.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        Files and/or folders.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Each folder is replaced by its audio files (suffix in
+        :data:`AUDIO_SUFFIXES`, case-insensitive; hidden files skipped;
+        not recursive; sorted by name case-insensitively).  Files are kept as
+        given, whatever their suffix (soundfile decides later whether they are
+        audio).  Order is preserved; duplicates are *not* removed here.
+
+    Raises
+    ------
+    AudioFileError
+        If a path does not exist, or a folder holds no audio files.
+    """
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            try:
+                entries = list(path.iterdir())
+            except OSError as exc:
+                raise AudioFileError(f"{path}: cannot list folder ({exc.strerror or exc})") from exc
+            files = [e for e in entries
+                     if not e.name.startswith(".")
+                     and e.suffix.lower() in AUDIO_SUFFIXES
+                     and e.is_file()]
+            if not files:
+                raise AudioFileError(
+                    f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+            out.extend(sorted(files, key=lambda e: (e.name.casefold(), e.name)))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise AudioFileError(f"{path}: no such file or folder")
+    return out
+
+
+def _declared_frames(path: Path) -> int | None:
+    """Frame count promised by a WAV or AIFF header, or None if unknown.
+
+    Only the chunk headers are read (a few small reads, no sample data).
+    Returns None for other formats, for RF64/streaming placeholders (data size
+    0 or 0xFFFFFFFF) and for headers this simple parser does not understand;
+    the caller then trusts libsndfile.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12:
+                return None
+            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                block_align = None
+                while True:
+                    ch = fh.read(8)
+                    if len(ch) < 8:
+                        return None
+                    cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+                    if cid == b"fmt ":
+                        body = fh.read(min(size, 16))
+                        if len(body) < 14:
+                            return None
+                        block_align = struct.unpack("<H", body[12:14])[0]
+                        fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
+                    elif cid == b"data":
+                        if not block_align or size in (0, 0xFFFFFFFF):
+                            return None
+                        return size // block_align
+                    else:
+                        fh.seek(size + (size & 1), os.SEEK_CUR)
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                while True:
+                    ch = fh.read(8)
+                    if len(ch) < 8:
+                        return None
+                    cid, size = ch[:4], struct.unpack(">I", ch[4:])[0]
+                    if cid == b"COMM":
+                        body = fh.read(6)
+                        if len(body) < 6:
+                            return None
+                        return struct.unpack(">I", body[2:6])[0]
+                    fh.seek(size + (size & 1), os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray, int]:
+    """Read one mono or stereo audio file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Any file libsndfile can decode (WAV, FLAC, AIFF, OGG, ...).
+    dtype : "float64" or "float32", keyword-only
+        Sample type of the result (libsndfile decodes straight to it).
+
+    Returns
+    -------
+    audio : numpy.ndarray
+        Shape ``(channels, samples)`` with channels 1 or 2, ``dtype``, linear
+        full scale.
+    sr : int
+        Sample rate in Hz.
+
+    Raises
+    ------
+    AudioFileError
+        Message starts with the path: missing file, a folder, unreadable,
+        not audio / corrupt (libsndfile's reason is quoted), truncated WAV or
+        AIFF (the header promises more frames than the file holds), more than
+        2 channels, zero samples, NaN or infinite samples.
+
+    Notes
+    -----
+    libsndfile silently shortens a truncated WAV/AIFF to the frames present,
+    so those two formats are checked against their header here.  A truncated
+    FLAC raises inside libsndfile (reported as corrupt).  A truncated OGG
+    Vorbis file decodes silently to the pages present; that cannot be detected
+    cheaply and is accepted.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    try:
+        with sf.SoundFile(path) as f:
+            channels, frames, sr = f.channels, f.frames, int(f.samplerate)
+            fmt = f.format
+            if channels > 2:
+                raise AudioFileError(
+                    f"{path}: has {channels} channels; evomix takes mono or stereo stems")
+            if fmt in ("WAV", "WAVEX", "AIFF"):
+                declared = _declared_frames(path)
+                if declared is not None and declared > frames:
+                    raise AudioFileError(
+                        f"{path}: truncated: header declares {declared} frames "
+                        f"but only {frames} are present")
+            if frames == 0:
+                raise AudioFileError(f"{path}: is empty (0 samples)")
+            data = f.read(dtype=dtype, always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioFileError(
+            f"{path}: not a readable audio file or corrupt ({exc.error_string.strip().rstrip('.')})"
+        ) from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise AudioFileError(f"{path}: not a readable audio file or corrupt ({exc})") from exc
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: is empty (0 samples)")
+    if data.shape[0] < frames:
+        raise AudioFileError(
+            f"{path}: truncated or corrupt: expected {frames} frames, decoded {data.shape[0]}")
+    if not np.isfinite(data).all():
+        raise AudioFileError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(data.T), sr
+
+
+def _unique_names(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """Stem names for ``paths``, made unique with ``-2``, ``-3`` suffixes.
+
+    Returns the names and a warning for each renamed stem.
+    """
+    taken = {p.stem for p in paths}
+    used: set[str] = set()
+    names, warnings = [], []
+    for p in paths:
+        name = p.stem
+        if name in used:
+            k = 2
+            while f"{p.stem}-{k}" in used or f"{p.stem}-{k}" in taken:
+                k += 1
+            name = f"{p.stem}-{k}"
+            warnings.append(f"{p}: another stem is already named '{p.stem}'; this one is '{name}'")
+        used.add(name)
+        names.append(name)
+    return names, warnings
+
+
+def _apply_roles(roles: Mapping[str, str], names: Sequence[str], paths: Sequence[Path],
+                 guessed: list[str]) -> list[str]:
+    """Overlay user-given roles (key: stem name, file name or path) on guesses."""
+    out = list(guessed)
+    resolved = [p.resolve() for p in paths]
+    for key, role in roles.items():
+        key_s = str(key)
+        hits = [i for i, (n, p) in enumerate(zip(names, paths))
+                if key_s in (n, p.name, str(p))]
+        if not hits:
+            kp = Path(key_s).resolve()
+            hits = [i for i, r in enumerate(resolved) if r == kp]
+        if not hits:
+            raise ParameterError(
+                f"--role: no stem named '{key_s}'; stems are {', '.join(names)}")
+        if len(hits) > 1:
+            raise ParameterError(
+                f"--role: '{key_s}' matches several stems ({', '.join(names[i] for i in hits)}); "
+                "use the stem name")
+        role_n = str(role).strip().lower()
+        if role_n not in ROLES:
+            raise ParameterError(
+                f"--role: unknown role '{role}' for '{key_s}'; choose from {', '.join(ROLES)}")
+        out[hits[0]] = role_n
+    return out
+
+
+def _session_rate(rates: Sequence[int]) -> int:
+    """Most common rate; ties go to the highest."""
+    counts = Counter(rates)
+    return max(counts, key=lambda r: (counts[r], r))
+
+
+HOLD_AUDIO_FRACTION = 0.4
+"""A session is held in memory when its float32 audio takes at most this share of the memory
+available when it is loaded, and at most :data:`HOLD_AUDIO_MAX_BYTES` (the rest is left for the
+analysis, the search and the exact renders); beyond that it streams from its files."""
+
+HOLD_AUDIO_MAX_BYTES = 2 << 30
+"""Largest session audio held in memory whatever the machine: 2 GiB of float32 is 30 stereo stems
+of 4 minutes at 48 kHz, so a whole run stays within about 3.5 GB; longer sessions stream."""
+
+FALLBACK_AVAILABLE_BYTES = 4 << 30
+"""Memory assumed available where the system does not say (no ``/proc/meminfo``)."""
+
+
+def available_memory_bytes() -> int:
+    """Memory available to new allocations now (Linux ``MemAvailable``), in bytes."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return FALLBACK_AVAILABLE_BYTES
+
+
+def hold_audio_budget_bytes() -> int:
+    """Largest session audio (float32 bytes) :func:`load_session` holds in memory by default."""
+    return int(min(HOLD_AUDIO_FRACTION * available_memory_bytes(), HOLD_AUDIO_MAX_BYTES))
+
+
+DECODE_THREADS = 4  # files decoded at once by load_session (at most the cores this process may use)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None = None,
+                 sr: int | None = None, keep_audio: bool | None = None,
+                 progress: Callable[[int, int, Path | None], None] | None = None) -> Session:
+    """Load stems from files and/or folders into a :class:`Session`.
+
+    Parameters
+    ----------
+    paths : sequence of str or pathlib.Path
+        Audio files and/or folders (see :func:`expand_paths`).  A file given
+        twice (same resolved path) is loaded once, with a warning.
+    roles : mapping of str to str, optional
+        Role overrides.  Keys may be a stem name (``"Kick In"``, or a
+        disambiguated ``"kick-2"``), a file name (``"Kick In.wav"``) or a path
+        as typed; values are one of :data:`ROLES` (case-insensitive).  Stems
+        not named keep their guessed role (:func:`guess_role`).
+    sr : int, optional
+        Session sample rate in Hz (8000-384000).  Default: the most common
+        rate among the files, ties going to the highest.
+    keep_audio : bool, optional
+        Hold every stem in memory (``Session.audio``).  Default: only if its
+        float32 audio takes at most :func:`hold_audio_budget_bytes` (a share
+        :data:`HOLD_AUDIO_FRACTION` of the memory available now, at most
+        :data:`HOLD_AUDIO_MAX_BYTES`); otherwise
+        every file is still read and checked now, but stems are read again when
+        needed (:meth:`Session.stem`), so memory stays bounded for long sessions.
+        Either way each file is decoded once here, as float32, up to :data:`DECODE_THREADS`
+        files at once (in order: the results, warnings and errors are those of one file after
+        the other).
+    progress : callable(done, total, path), optional
+        Called before each file is read (``path``) and once at the end (``None``).
+
+    Returns
+    -------
+    Session
+        ``audio`` of shape ``(stems, 2, samples)``, float32; every stem
+        resampled to the session rate and zero-padded at the end to the
+        longest stem.
+
+    Raises
+    ------
+    AudioFileError
+        Any error from :func:`expand_paths` / :func:`read_audio`, or every
+        stem is silent.
+    ParameterError
+        No paths given, bad ``sr``, unknown stem or role in ``roles``.
+
+    Notes
+    -----
+    Warnings (one line each, in ``Session.warnings``): a file resampled
+    (``"<file>: resampled 48000 Hz -> 44100 Hz"``), a stem shorter than
+    0.5 s among longer ones, a silent stem (peak < 1e-6, kept), a renamed
+    duplicate stem name, a file given twice.
+    """
+    if sr is not None:
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not MIN_SR <= sr <= MAX_SR:
+            raise ParameterError(
+                f"--sr: must be a whole number of Hz between {MIN_SR} and {MAX_SR}, got {sr!r}")
+        sr = int(sr)
+    files = expand_paths(paths)
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    unique_files: list[Path] = []
+    for f in files:
+        r = f.resolve()
+        if r in seen:
+            warnings.append(f"{f}: given more than once; loaded once")
+            continue
+        seen.add(r)
+        unique_files.append(f)
+    files = unique_files
+    if not files:
+        raise ParameterError("no stems given; pass audio files or a folder of stems")
+
+    rates, frames = [], []
+    for f in files:  # headers first (no samples read): the session's rate and length
+        try:
+            info = sf.info(str(f))
+            rates.append(int(info.samplerate))
+            frames.append(int(info.frames))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+            read_audio(f)  # raises the one-line error for this file
+            raise AudioFileError(f"{f}: not a readable audio file") from None
+    target = sr if sr is not None else _session_rate(rates)
+    # length after resampling: resample_poly gives ceil(frames * up / down) samples
+    lengths_est = [-(-m * target // r) if r != target else m for m, r in zip(frames, rates)]
+    n_est = max(lengths_est)
+    keep = (len(files) * 2 * n_est * 4 <= hold_audio_budget_bytes()) if keep_audio is None else bool(keep_audio)
+
+    names, name_warnings = _unique_names(files)
+    warnings.extend(name_warnings)
+
+    audio = np.zeros((len(files), 2, n_est), dtype=np.float32) if keep else None
+    lengths, peaks = [], []
+    is_mono = np.zeros(len(files), dtype=bool)
+    def decode(f):  # one file, as float32 at the session rate (libsndfile and resample_poly release the GIL)
+        x, rate = read_audio(f, dtype="float32")
+        if rate != target:
+            from scipy.signal import resample_poly  # here, not at import: scipy.signal takes ~0.9 s to import
+            g = gcd(target, rate)
+            x = resample_poly(x, target // g, rate // g, axis=1).astype(np.float32, copy=False)
+        return x, rate
+
+    workers = max(1, min(len(files), DECODE_THREADS, _cores()))
+    with ThreadPoolExecutor(workers, thread_name_prefix="evomix-decode") as pool:
+        ahead = {k: pool.submit(decode, files[k]) for k in range(workers)}  # at most `workers` files in flight
+        for i, f in enumerate(files):  # each file decoded once, as float32, into its place, in order
+            if progress is not None:
+                progress(i, len(files), f)
+            x, rate = ahead.pop(i).result()
+            if i + workers < len(files):
+                ahead[i + workers] = pool.submit(decode, files[i + workers])
+            if rate != target:
+                warnings.append(f"{f}: resampled {rate} Hz -> {target} Hz")
+            is_mono[i] = x.shape[0] == 1
+            m = min(x.shape[1], n_est)  # a header may promise a frame more or less than decoded
+            lengths.append(m)
+            peaks.append(float(np.max(np.abs(x))))
+            if audio is not None:
+                audio[i, :, :m] = x[:, :m]  # broadcasts a mono (1, m) row into both channels
+            del x
+    if progress is not None:
+        progress(len(files), len(files), None)
+
+    n = max(lengths)
+    if audio is not None and n < n_est:
+        audio = np.ascontiguousarray(audio[:, :, :n])
+    silent: list[str] = []
+    for i, f in enumerate(files):
+        m = lengths[i]
+        if m < n and m / target < SHORT_STEM_S:
+            warnings.append(
+                f"{f}: only {m / target:.2f} s long; padded with silence to {n / target:.2f} s")
+        if peaks[i] < SILENCE_PEAK:
+            silent.append(names[i])
+    if len(silent) == len(files):
+        raise AudioFileError(f"all stems are silent: {', '.join(f.name for f in files)}")
+    for i, name in enumerate(names):
+        if name in silent:
+            warnings.append(f"{files[i]}: silent (peak below -120 dBFS); kept but contributes nothing")
+
+    guessed = [guess_role(f.name) for f in files]
+    final_roles = _apply_roles(roles, names, files, guessed) if roles else guessed
+
+    if audio is not None:
+        audio.flags.writeable = False
+    is_mono.flags.writeable = False
+    return Session(sr=target, names=tuple(names), roles=tuple(final_roles), audio=audio,
+                   is_mono=is_mono, paths=tuple(files), warnings=tuple(warnings),
+                   silent=tuple(silent), length=n)
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for the final file: keep an existing file's, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _temp_path(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` next to ``path``; return (fd, temp path)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise AudioFileError(
+            f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
+    return fd, Path(tmp)
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    """fsync, fix permissions and rename ``tmp`` over ``path``."""
+    mode = _new_file_mode(path)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = "PCM_24") -> Path:
+    """Write audio atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Destination; the format comes from the suffix: ``.wav`` (WAV),
+        ``.flac`` (FLAC), ``.aif``/``.aiff`` (AIFF).  The folder must exist.
+    audio : numpy.ndarray
+        Shape ``(channels, samples)`` with 1 or 2 channels, linear full scale,
+        every sample finite and ``|x| <= 1``.
+    sr : int
+        Sample rate in Hz.
+    subtype : str, default "PCM_24"
+        libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...);
+        must be valid for the format.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        Unsupported suffix, bad shape, bad ``sr`` or ``subtype``, NaN/inf
+        samples, or peak above 1.0 (nothing is clipped silently: the master
+        chain owns the ceiling).
+    AudioFileError
+        The file cannot be written; the temporary file is removed and an
+        existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = OUTPUT_FORMATS.get(suffix)
+    if fmt is None:
+        raise ParameterError(
+            f"{path}: unsupported output format '{path.suffix}'; use .wav, .flac or .aiff")
+    x = np.asarray(audio)
+    if x.ndim != 2 or x.shape[0] not in (1, 2) or x.shape[1] == 0:
+        raise ParameterError(
+            f"{path}: audio must have shape (channels, samples) with 1 or 2 channels "
+            f"and at least one sample, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ParameterError(f"{path}: audio must be floating point, got {x.dtype}")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"{path}: sample rate must be a positive whole number of Hz, got {sr!r}")
+    if not isinstance(subtype, str) or not sf.check_format(fmt, subtype.upper()):
+        raise ParameterError(
+            f"{path}: subtype {subtype!r} is not valid for {fmt}; "
+            f"choose from {', '.join(sf.available_subtypes(fmt))}")
+    if not np.isfinite(x).all():
+        raise ParameterError(f"{path}: audio contains NaN or infinite samples; refusing to write")
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0:
+        raise ParameterError(
+            f"{path}: peak {peak:.6f} exceeds full scale 1.0; refusing to clip "
+            "(apply the master ceiling first)")
+
+    fd, tmp = _temp_path(path)
+    os.close(fd)
+    done = False
+    try:
+        sf.write(tmp, np.ascontiguousarray(x.T), int(sr), subtype=subtype.upper(), format=fmt)
+        _finish(tmp, path)
+        done = True
+    except sf.LibsndfileError as exc:
+        raise AudioFileError(f"{path}: cannot write ({exc.error_string})") from exc
+    except (RuntimeError, TypeError, ValueError, OSError) as exc:
+        raise AudioFileError(
+            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        if not done:  # also on KeyboardInterrupt: never leave the temp file behind
+            _discard(tmp)
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write UTF-8 text (JSON, reports) atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Destination; its folder must exist.
+    text : str
+        Content, written as UTF-8 with ``\\n`` line endings.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        ``text`` is not a str.
+    AudioFileError
+        The file cannot be written; the temporary file is removed and an
+        existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    if not isinstance(text, str):
+        raise ParameterError(f"{path}: text must be a str, got {type(text).__name__}")
+    fd, tmp = _temp_path(path)
+    done = False
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        _finish(tmp, path)
+        done = True
+    except (OSError, UnicodeEncodeError) as exc:
+        raise AudioFileError(
+            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        if not done:
+            _discard(tmp)
+    return path

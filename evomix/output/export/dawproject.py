@@ -1,0 +1,255 @@
+"""DAWproject 1.0 session of one alternative: a ``.dawproject`` ZIP with project.xml and metadata.xml.
+
+Source: DAWproject 1.0 (Bitwig, MIT licence), schemas ``Project.xsd`` / ``MetaData.xsd`` and the
+element reference (``../shared/specs/dawproject/``); the file validates against both schemas
+(``tests/test_export_daw.py``).
+
+Layout (every time in seconds, ``timeUnit="seconds"``; no tempo mapping is needed):
+
+* **Master** track, channel ``role="master"``: no devices, volume 1 (0 dB), pan centre.
+* **"alt-NN edit"** group (``contentType="tracks"``), its channel a ``submix`` bus routed to the
+  master and holding the master chain: built-in ``Equalizer`` (low shelf 100 Hz and high shelf
+  8 kHz, the searched gains), built-in ``Compressor`` (threshold, ratio, 20 ms / 200 ms) and
+  built-in ``Limiter`` (InputGain = the exact render's normalisation gain, Threshold = the ceiling).
+  Its children: one audio track per stem, a clip of the **original stem file** at time 0, the
+  channel's ``Equalizer`` (InputGain = trim, then high-pass, low shelf, bell, high shelf) and
+  ``Compressor``, then Volume (fader, linear) and Pan. Muted when the project opens.
+* **"alt-NN exact"** group, a second ``submix`` bus routed to the master with no devices, holding
+  one track per **processed stem** (``alt-NN-stems/<stem>.wav``, post-master, volume 1, pan
+  centre): playing it is the exact evomix master (the stems sum to ``alt-NN.wav``). It plays when
+  the project opens; un-mute "edit" and mute "exact" (two clicks) to continue from the settings.
+
+The master chain sits on the "edit" bus, not on the DAW's master channel: the processed stems
+already carry it, and on the master channel it would apply to them a second time.
+
+Audio is referenced, not embedded: ``<File path=... external="true">`` relative to the
+``.dawproject`` file (the output folder), so the folder stays portable together with the stems
+folder at the same relative place (absolute only where no relative path exists).
+
+Mappings and their limits (evomix -> DAWproject):
+
+* fader ``gain_db`` -> Volume ``unit="linear"``, ``10^(gain_db/20)``.
+* pan in [-1, 1] -> Pan ``unit="normalized"``, ``(pan + 1) / 2`` (0.5 centre). evomix pans mono
+  stems with the constant-power law (-3 dB each side at the centre) and stereo stems as a balance;
+  the DAW applies its own pan law, so off-centre levels can differ by up to 3 dB.
+* trim -> the stem Equalizer's InputGain (dB), so the compressor sees the level evomix's did.
+* high-pass -> band ``highPass`` ``order="2"`` (12 dB/oct), Freq, Q 0.707 (RBJ, Butterworth).
+* shelves -> ``lowShelf`` / ``highShelf`` with Freq (the RBJ shelf midpoint), Gain (dB), Q 0.707
+  (RBJ shelf Q; DAWs define shelf Q/slope differently, so the slope may differ slightly).
+* peak -> ``bell`` with Freq, Gain, Q (RBJ peaking EQ, constant-Q definition of bandwidth).
+* compressor ratio R -> Ratio ``unit="percent"``, ``100 (1 - 1/R)`` (0 % = 1:1, 100 % = inf:1;
+  the reference says "percent (0-100)" without a formula: this is the slope reading).
+  Threshold dB, Attack / Release in seconds. Not expressible: evomix's 6 dB soft knee, its
+  RMS detector (50 ms window, 1 ms control step; DAW compressors often detect peaks) and its
+  attack/release smoothing of the gain in dB: written into the device's ``comment``.
+* limiter: evomix's is a 5 ms look-ahead true-peak limiter with an 80 ms release; the built-in
+  ``Limiter`` gets Attack 5 ms, Release 80 ms, Threshold = ceiling; the DAW's detector may be
+  sample-peak, so its reduction differs.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from lxml import etree
+
+from evomix import __version__
+from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
+from evomix.output.export.files import write_bytes_atomic
+from evomix.output.export.model import MixSession
+from evomix.search.genome import SHELF_Q
+
+DAWPROJECT_VERSION = "1.0"
+LIMITER_ATTACK_S = 0.005  # the exact tier's look-ahead (engine.render.LIMITER_LOOKAHEAD_MS)
+COMP_COMMENT = ("evomix compressor: RMS detector (50 ms window, 1 ms steps), soft knee {knee:g} dB, "
+                "ratio {ratio:.4g}:1 (Ratio percent = 100 (1 - 1/ratio)), gain smoothed in dB")
+
+
+def ratio_to_percent(ratio: float) -> float:
+    """Compressor ratio R >= 1 -> DAWproject Ratio in percent: ``100 (1 - 1/R)``, in [0, 100)."""
+    return 100.0 * (1.0 - 1.0 / float(ratio))
+
+
+def percent_to_ratio(percent: float) -> float:
+    """Inverse of :func:`ratio_to_percent` (percent in [0, 100))."""
+    return 1.0 / (1.0 - float(percent) / 100.0)
+
+
+def pan_to_normalized(pan: float) -> float:
+    """Evomix pan in [-1, 1] -> DAWproject normalized pan in [0, 1] (0.5 centre)."""
+    return (float(pan) + 1.0) / 2.0
+
+
+def _num(x: float) -> str:
+    return repr(float(x))  # shortest round-trip text of a float64
+
+
+class _Ids:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, kind: str) -> str:
+        self.n += 1
+        return f"{kind}{self.n}"
+
+
+def _real(parent, tag: str, value: float, unit: str, ids=None, **attrs):
+    el = etree.SubElement(parent, tag, unit=unit, value=_num(value), **attrs)
+    if ids is not None:
+        el.set("id", ids("p"))
+    return el
+
+
+def _bool(parent, tag: str, value: bool, ids=None):
+    el = etree.SubElement(parent, tag, value="true" if value else "false")
+    if ids is not None:
+        el.set("id", ids("p"))
+    return el
+
+
+def _equalizer(parent, ids, name: str, bands: list, input_gain_db: float):
+    """``bands``: (type, freq_hz, gain_db or None, q, order or None)."""
+    eq = etree.SubElement(parent, "Equalizer", deviceRole="audioFX", deviceName="Equalizer", name=name,
+                          id=ids("dev"))
+    _bool(eq, "Enabled", True, ids)
+    for kind, freq, gain, q, order in bands:
+        b = etree.SubElement(eq, "Band", type=kind)
+        if order is not None:
+            b.set("order", str(order))
+        _real(b, "Freq", freq, "hertz", ids)
+        if gain is not None:
+            _real(b, "Gain", gain, "decibel", ids)
+        _real(b, "Q", q, "linear", ids)
+        _bool(b, "Enabled", True, ids)
+    _real(eq, "InputGain", input_gain_db, "decibel", ids)
+    _real(eq, "OutputGain", 0.0, "decibel", ids)
+    return eq
+
+
+def _compressor(parent, ids, name: str, comp: dict):
+    c = etree.SubElement(parent, "Compressor", deviceRole="audioFX", deviceName="Compressor", name=name,
+                         id=ids("dev"), comment=COMP_COMMENT.format(knee=comp["knee_db"], ratio=comp["ratio"]))
+    _bool(c, "Enabled", True, ids)  # Parameters?, Enabled?, State? come first (device), then compressor's own
+    _real(c, "Attack", comp["attack_ms"] / 1000.0, "seconds", ids)
+    _bool(c, "AutoMakeup", False, ids)
+    _real(c, "InputGain", 0.0, "decibel", ids)
+    _real(c, "OutputGain", 0.0, "decibel", ids)
+    _real(c, "Ratio", ratio_to_percent(comp["ratio"]), "percent", ids, min="0", max="100")
+    _real(c, "Release", comp["release_ms"] / 1000.0, "seconds", ids)
+    _real(c, "Threshold", comp["threshold_db"], "decibel", ids)
+    return c
+
+
+def _limiter(parent, ids, mix: MixSession):
+    lim = etree.SubElement(parent, "Limiter", deviceRole="audioFX", deviceName="Limiter", name="evomix limiter",
+                           id=ids("dev"),
+                           comment=(f"evomix: loudness normalisation {mix.normalise_db:+.2f} dB to {mix.target_lufs:g} LUFS "
+                                    f"(InputGain), then a 5 ms look-ahead true-peak limiter to {mix.ceiling_dbtp:g} dBTP "
+                                    f"(peak reduction {mix.limiter_gr_db:.2f} dB in the exact render)"))
+    _bool(lim, "Enabled", True, ids)
+    _real(lim, "Attack", LIMITER_ATTACK_S, "seconds", ids)
+    _real(lim, "InputGain", mix.normalise_db, "decibel", ids)
+    _real(lim, "OutputGain", 0.0, "decibel", ids)
+    _real(lim, "Release", LIMITER_RELEASE_MS / 1000.0, "seconds", ids)
+    _real(lim, "Threshold", mix.ceiling_dbtp, "decibel", ids)
+    return lim
+
+
+def _channel(track, ids, *, role: str, channels: int, destination: str | None, volume: float, pan: float,
+             mute: bool = False, cid: str | None = None):
+    ch = etree.SubElement(track, "Channel", role=role, audioChannels=str(channels), id=cid or ids("ch"))
+    if destination is not None:
+        ch.set("destination", destination)
+    devices = etree.SubElement(ch, "Devices")
+    _bool(ch, "Mute", mute, ids)
+    _real(ch, "Pan", pan, "normalized", ids, min="0", max="1")
+    _real(ch, "Volume", volume, "linear", ids, min="0")
+    return ch, devices
+
+
+def _clip_lane(lanes, ids, track_id: str, name: str, file: str, channels: int, sr: int, duration_s: float):
+    lane = etree.SubElement(lanes, "Lanes", track=track_id, id=ids("lane"))
+    clips = etree.SubElement(lane, "Clips", id=ids("clips"))
+    clip = etree.SubElement(clips, "Clip", time="0.0", duration=_num(duration_s), playStart="0.0", name=name)
+    audio = etree.SubElement(clip, "Audio", channels=str(channels), sampleRate=str(sr), duration=_num(duration_s),
+                             id=ids("audio"))
+    etree.SubElement(audio, "File", path=file, external="true")
+
+
+def project_xml(mix: MixSession) -> bytes:
+    """The ``project.xml`` of ``mix`` (UTF-8 bytes)."""
+    ids = _Ids()
+    project = etree.Element("Project", version=DAWPROJECT_VERSION)
+    etree.SubElement(project, "Application", name="evomix", version=__version__)
+    transport = etree.SubElement(project, "Transport")
+    _real(transport, "Tempo", 120.0, "bpm", ids, min="20", max="999")
+    etree.SubElement(transport, "TimeSignature", numerator="4", denominator="4", id=ids("p"))
+    structure = etree.SubElement(project, "Structure")
+    arrangement = etree.SubElement(project, "Arrangement", id=ids("arr"))
+    lanes = etree.SubElement(arrangement, "Lanes", timeUnit="seconds", id=ids("lanes"))
+
+    master = etree.SubElement(structure, "Track", contentType="audio", loaded="true", name="Master", id="master")
+    _channel(master, ids, role="master", channels=2, destination=None, volume=1.0, pan=0.5, cid="master-channel")
+
+    m = mix.master
+    edit = etree.SubElement(structure, "Track", contentType="tracks", loaded="true", name=f"{mix.name} edit",
+                            id="edit", comment="original stems with evomix's settings; the bus holds the master chain")
+    _, bus_devices = _channel(edit, ids, role="submix", channels=2, destination="master-channel", volume=1.0, pan=0.5,
+                              mute=True, cid="edit-bus")
+    _equalizer(bus_devices, ids, "evomix master EQ", [
+        ("lowShelf", m["eq"]["low_shelf_hz"], m["eq"]["low_shelf_db"], SHELF_Q, None),
+        ("highShelf", m["eq"]["high_shelf_hz"], m["eq"]["high_shelf_db"], SHELF_Q, None),
+    ], 0.0)
+    _compressor(bus_devices, ids, "evomix master compressor", m["comp"])
+    _limiter(bus_devices, ids, mix)
+    exact = etree.SubElement(structure, "Track", contentType="tracks", loaded="true", name=f"{mix.name} exact",
+                             id="exact", comment="processed stems: together they are the exact evomix master")
+    _channel(exact, ids, role="submix", channels=2, destination="master-channel", volume=1.0, pan=0.5,
+             cid="exact-bus")
+
+    for k, st in enumerate(mix.stems):
+        p = st.settings
+        eq = p["eq"]
+        t = etree.SubElement(edit, "Track", contentType="audio", loaded="true", name=st.name, id=f"stem{k}",
+                             comment=f"role {st.role}; original file {st.file}")
+        _, devices = _channel(t, ids, role="regular", channels=st.channels, destination="edit-bus",
+                              volume=10.0 ** (p["gain_db"] / 20.0), pan=pan_to_normalized(p["pan"]))
+        _equalizer(devices, ids, f"{st.name} EQ", [
+            ("highPass", eq["highpass_hz"], None, SHELF_Q, 2),
+            ("lowShelf", eq["low_shelf_hz"], eq["low_shelf_db"], SHELF_Q, None),
+            ("bell", eq["peak_hz"], eq["peak_db"], eq["peak_q"], None),
+            ("highShelf", eq["high_shelf_hz"], eq["high_shelf_db"], SHELF_Q, None),
+        ], p["trim_db"])
+        _compressor(devices, ids, f"{st.name} compressor", p["comp"])
+        _clip_lane(lanes, ids, f"stem{k}", st.name, st.file, st.channels, st.file_sr, st.duration_s)
+    for k, st in enumerate(mix.stems):
+        t = etree.SubElement(exact, "Track", contentType="audio", loaded="true", name=f"{st.name} (evomix)",
+                             id=f"processed{k}", comment=f"processed stem {st.processed}")
+        _channel(t, ids, role="regular", channels=2, destination="exact-bus", volume=1.0, pan=0.5)
+        _clip_lane(lanes, ids, f"processed{k}", f"{st.name} (evomix)", st.processed, 2, mix.sr, mix.duration_s)
+    return etree.tostring(project, xml_declaration=True, encoding="UTF-8", pretty_print=True, standalone=True)
+
+
+def metadata_xml(mix: MixSession) -> bytes:
+    """The ``metadata.xml`` of ``mix`` (UTF-8 bytes)."""
+    meta = etree.Element("MetaData")
+    etree.SubElement(meta, "Title").text = mix.name
+    etree.SubElement(meta, "Genre").text = mix.genre
+    etree.SubElement(meta, "Comment").text = (
+        f"evomix {__version__}: {len(mix.stems)} stems, {mix.target_lufs:g} LUFS, ceiling {mix.ceiling_dbtp:g} dBTP")
+    return etree.tostring(meta, xml_declaration=True, encoding="UTF-8", pretty_print=True, standalone=True)
+
+
+def write_dawproject(mix: MixSession, path: Path | str) -> Path:
+    """Write ``mix`` as a ``.dawproject`` container at ``path`` (atomically).
+
+    The ZIP holds ``project.xml`` and ``metadata.xml``; audio stays outside, referenced by paths
+    relative to ``path`` (``MixSession`` paths are relative to the output folder, which must be
+    ``path``'s folder).
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("project.xml", project_xml(mix))
+        z.writestr("metadata.xml", metadata_xml(mix))
+    return write_bytes_atomic(path, buf.getvalue())

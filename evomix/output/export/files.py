@@ -1,0 +1,134 @@
+"""Atomic writers for the export formats: float WAV (no full-scale check), bytes, whole folders.
+
+Every file is written to a temporary name in its destination folder and renamed when complete
+(POSIX ``rename`` is atomic within one file system), as ``evomix.io.audio.write_audio`` does for the
+masters; a folder is filled under a hidden temporary name and renamed as a whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from evomix.errors import AudioFileError, ParameterError
+
+
+def json_text(d: dict, rows: str) -> str:
+    """``d`` as indented JSON, except the list ``d[rows]``: one compact element per line.
+
+    A front of a thousand members written with ``indent`` takes the json module's pure-Python
+    encoder (~0.6 s for 7 MB); compact elements use its C encoder (~4x faster) and stay readable
+    and ``grep``-able one member per line. ``json.loads`` reads both the same.
+    """
+    parts = []
+    for key, value in d.items():
+        if key == rows and isinstance(value, list) and value:
+            body = ",\n  ".join(json.dumps(x) for x in value)
+            parts.append(f" {json.dumps(key)}: [\n  {body}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: " + json.dumps(value, indent=1).replace("\n", "\n "))
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_float_wav(path: Path | str, audio: np.ndarray, sr: int) -> Path:
+    """Write (ch, samples) audio as a 32-bit float WAV, atomically.
+
+    Unlike ``evomix.io.audio.write_audio`` the peak may exceed full scale (1.0): a processed stem
+    or the bus before the master can, and a float file keeps it (nothing is clipped).
+
+    Source: Microsoft WAVE format, WAVE_FORMAT_IEEE_FLOAT (libsndfile subtype ``FLOAT``).
+
+    Raises
+    ------
+    ParameterError
+        Bad shape or NaN/inf samples.
+    AudioFileError
+        The file cannot be written (the temporary file is removed).
+    """
+    path = Path(path)
+    x = np.asarray(audio)
+    if x.ndim != 2 or x.shape[0] not in (1, 2) or x.shape[1] == 0:
+        raise ParameterError(f"{path}: audio must have shape (channels, samples), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ParameterError(f"{path}: audio contains NaN or infinite samples; refusing to write")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        sf.write(tmp, np.ascontiguousarray(x.T, dtype=np.float32), int(sr), subtype="FLOAT", format="WAV")
+        _replace(tmp, path)
+    except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+        raise AudioFileError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + rename).
+
+    Raises
+    ------
+    AudioFileError
+        The file cannot be written (the temporary file is removed).
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
+    tmp = Path(tmp)
+    try:
+        with open(fd, "wb") as fh:
+            fh.write(data)
+        _replace(tmp, path)
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path | str) -> Iterator[Path]:
+    """Fill a hidden temporary folder next to ``path``; on success it replaces ``path``.
+
+    On an error the temporary folder is removed and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+        if path.exists():  # an earlier export (--force): move it aside, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""REAPER project (``.RPP``, text) of one alternative.
+
+Source: the RPP chunk format as REAPER writes it (``<REAPER_PROJECT``, ``<TRACK``, ``<ITEM``,
+``<SOURCE WAVE``, ``VOLPAN``, ``MUTESOLO``, ``ISBUS``; Cockos, REAPER user guide "project files"
+and the ReaScript ``GetSetMediaTrackInfo`` fields D_VOL / D_PAN / I_FOLDERDEPTH it stores), read
+back in the tests with the ``rpp`` package (PyPI).
+
+Layout:
+
+* ``SAMPLERATE`` = the session rate; master at 0 dB (``MASTER_VOLUME 1 0 ...``).
+* Folder **"alt-NN edit"** (``ISBUS 1 1``; its last child ``ISBUS 2 -1``), muted when the project
+  opens (``MUTESOLO 1 0 0``): one track per stem with the **original stem file** as an item at
+  0 s (LENGTH = the file's duration), ``VOLPAN`` = fader as linear gain ``10^(gain_db/20)`` and
+  pan in [-1, 1] (REAPER's D_PAN sign: -1 left); the folder's own volume is the exact render's
+  loudness normalisation gain (linear).
+* Folder **"alt-NN exact"**: one track per **processed stem** (``alt-NN-stems/<stem>.wav``, volume
+  1, pan 0): together they are the exact evomix master; it plays when the project opens. Mute it
+  and un-mute "edit" to continue from the settings.
+
+Not carried as settings: ReaEQ and ReaComp store their parameters as binary plug-in state
+(base64 of an undocumented struct); writing it would be guessing. Trim, EQ (high-pass, shelves,
+bell with Freq/Gain/Q), compressor (threshold, ratio, knee, attack, release, RMS detector) and the
+master chain (shelves, compressor, normalisation, limiter) are written as text in the project
+notes (``<NOTES``, REAPER: View > Project notes) and as SWS track notes (``<S&M_TRACKNOTES``,
+shown with the SWS extension; ignored by REAPER without it). The edit folder is therefore the
+balance (fader, pan, normalisation gain) without EQ, compression or limiting.
+File paths are relative to the .RPP file (REAPER resolves them against the project folder).
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from evomix import __version__
+from evomix.io.audio import write_text_atomic
+from evomix.output.export.model import MixSession, StemTrack
+
+GUID_NAMESPACE = uuid.UUID("6f1c2d0e-6b1a-4d59-9a51-8f5e7a0c3b21")  # evomix's: the same session gives the same GUIDs
+
+
+def _quote(s: str) -> str:
+    """REAPER's quoting: bare when no blank and no leading quote, else the first of ", ', ` absent."""
+    s = str(s)
+    if s and not any(c in s for c in " \t") and s[0] not in "\"'`":
+        return s
+    for q in ('"', "'", "`"):
+        if q not in s:
+            return f"{q}{s}{q}"
+    return "`" + s.replace("`", "'") + "`"
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+def _guid(*parts: str) -> str:
+    return "{" + str(uuid.uuid5(GUID_NAMESPACE, "/".join(parts))).upper() + "}"
+
+
+def stem_notes(st: StemTrack) -> list[str]:
+    """Readable lines with every setting of a stem (for the notes)."""
+    p, eq, c = st.settings, st.settings["eq"], st.settings["comp"]
+    return [
+        f"{st.name} ({st.role}): file {st.file}",
+        f"  trim {p['trim_db']:+.2f} dB, fader {p['gain_db']:+.2f} dB, pan {p['pan']:+.3f}",
+        f"  EQ: high-pass {eq['highpass_hz']:.1f} Hz (12 dB/oct, Q 0.707); low shelf {eq['low_shelf_hz']:.1f} Hz "
+        f"{eq['low_shelf_db']:+.2f} dB; bell {eq['peak_hz']:.1f} Hz {eq['peak_db']:+.2f} dB Q {eq['peak_q']:.3f}; "
+        f"high shelf {eq['high_shelf_hz']:.1f} Hz {eq['high_shelf_db']:+.2f} dB (RBJ, shelf Q 0.707)",
+        f"  compressor: threshold {c['threshold_db']:+.2f} dB, ratio {c['ratio']:.3f}:1, knee {c['knee_db']:g} dB, "
+        f"attack {c['attack_ms']:.1f} ms, release {c['release_ms']:.1f} ms (RMS detector, 50 ms)",
+    ]
+
+
+def master_notes(mix: MixSession) -> list[str]:
+    m = mix.master
+    return [
+        f"master: low shelf {m['eq']['low_shelf_hz']:g} Hz {m['eq']['low_shelf_db']:+.2f} dB; high shelf "
+        f"{m['eq']['high_shelf_hz']:g} Hz {m['eq']['high_shelf_db']:+.2f} dB",
+        f"  compressor (stereo-linked): threshold {m['comp']['threshold_db']:+.2f} dB, ratio {m['comp']['ratio']:.3f}:1, "
+        f"knee {m['comp']['knee_db']:g} dB, attack {m['comp']['attack_ms']:g} ms, release {m['comp']['release_ms']:g} ms",
+        f"  normalisation {mix.normalise_db:+.2f} dB to {mix.target_lufs:g} LUFS (the edit folder's volume), "
+        f"true-peak limiter to {mix.ceiling_dbtp:g} dBTP (5 ms look-ahead, 80 ms release; "
+        f"peak reduction {mix.limiter_gr_db:.2f} dB)",
+    ]
+
+
+def _item(lines: list, ind: str, name: str, file: str, length_s: float) -> None:
+    lines += [f"{ind}<ITEM", f"{ind}  POSITION 0", f"{ind}  LENGTH {_num(length_s)}", f"{ind}  NAME {_quote(name)}",
+              f"{ind}  <SOURCE WAVE", f"{ind}    FILE {_quote(file)}", f"{ind}  >", f"{ind}>"]
+
+
+def _track(lines: list, guid: str, name: str, *, volume: float, pan: float, mute: bool, folder: tuple,
+           item: tuple | None) -> None:
+    ind = "  "
+    lines += [f"{ind}<TRACK {guid}", f"{ind}  NAME {_quote(name)}",
+              f"{ind}  VOLPAN {_num(volume)} {_num(pan)} -1 -1 1",
+              f"{ind}  MUTESOLO {int(mute)} 0 0", f"{ind}  ISBUS {folder[0]} {folder[1]}", f"{ind}  NCHAN 2",
+              f"{ind}  TRACKID {guid}"]
+    if item is not None:
+        _item(lines, ind + "  ", *item)
+    lines.append(f"{ind}>")
+
+
+def rpp_text(mix: MixSession) -> str:
+    """The ``.RPP`` text of ``mix``."""
+    n = len(mix.stems)
+    lines = [f"<REAPER_PROJECT 0.1 {_quote('7.0/evomix-' + __version__)} 0",
+             f"  SAMPLERATE {mix.sr} 0 0", "  <NOTES 0 2",
+             f"    |evomix {__version__}: {mix.name}, genre {mix.genre}. The 'exact' folder plays the processed "
+             "stems (the exact master); the 'edit' folder the original stems at evomix's fader, pan and "
+             "normalisation gain. EQ and compressor settings below are not loaded into plug-ins (their state "
+             "is binary): set them by hand.",
+             *[f"    |{s}" for st in mix.stems for s in stem_notes(st)],
+             *[f"    |{s}" for s in master_notes(mix)],
+             "  >", "  MASTER_NCH 2 2", "  MASTER_VOLUME 1 0 -1 -1 1"]
+    edit_guid = _guid(mix.name, "edit")
+    _track(lines, edit_guid, f"{mix.name} edit", volume=10.0 ** (mix.normalise_db / 20.0), pan=0.0, mute=True,
+           folder=(1, 1), item=None)
+    guids = []
+    for k, st in enumerate(mix.stems):
+        g = _guid(mix.name, "stem", st.name)
+        guids.append((g, st))
+        _track(lines, g, st.name, volume=10.0 ** (st.settings["gain_db"] / 20.0), pan=st.settings["pan"], mute=False,
+               folder=(2, -1) if k == n - 1 else (0, 0), item=(st.name, st.file, st.duration_s))
+    _track(lines, _guid(mix.name, "exact"), f"{mix.name} exact", volume=1.0, pan=0.0, mute=False, folder=(1, 1),
+           item=None)
+    for k, st in enumerate(mix.stems):
+        _track(lines, _guid(mix.name, "processed", st.name), f"{st.name} (evomix)", volume=1.0, pan=0.0, mute=False,
+               folder=(2, -1) if k == n - 1 else (0, 0), item=(f"{st.name} (evomix)", st.processed, mix.duration_s))
+    for g, st in guids:  # SWS track notes (shown with the SWS extension)
+        lines += [f"  <S&M_TRACKNOTES {g}", *[f"    |{s}" for s in stem_notes(st)], "  >"]
+    lines += [f"  <S&M_TRACKNOTES {edit_guid}", *[f"    |{s}" for s in master_notes(mix)], "  >", ">"]
+    return "\n".join(lines) + "\n"
+
+
+def write_rpp(mix: MixSession, path: Path | str) -> Path:
+    """Write ``mix`` as a REAPER project at ``path`` (atomically); paths relative to its folder."""
+    return write_text_atomic(path, rpp_text(mix))

@@ -1,0 +1,422 @@
+"""The parameter space: a declarative gene table and the decoder from [0, 1] genomes to real units.
+
+A genome is a flat vector in [0, 1] (DEAP works on it unchanged); ``GeneTable`` says which gene
+means what. Per stem the genes are, in order, ``STEM_GENES``; the master chain adds
+``MASTER_GENES``. Ranges can be edited or locked (``low == high``) without touching code.
+
+Layout of a genome: ``[stem0 genes..., stem1 genes..., ..., master genes...]``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+
+from evomix.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One gene: name (with unit suffix), low/high in real units, and the mapping scale.
+
+    ``scale`` is ``"linear"`` or ``"log"`` (geometric between low and high, both > 0).
+    ``neutral`` is the value that leaves the sound unchanged (used to seed the population).
+    """
+
+    name: str
+    low: float
+    high: float
+    scale: str = "linear"
+    neutral: float = 0.0
+    unit: str = ""
+
+    def decode(self, u: np.ndarray) -> np.ndarray:
+        """Map u in [0, 1] to real units."""
+        u = np.clip(u, 0.0, 1.0)
+        if self.scale == "log":
+            return self.low * (self.high / self.low) ** u
+        return self.low + (self.high - self.low) * u
+
+    def encode(self, value: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`decode` (clipped to the range); 0.5 for a locked gene."""
+        value = np.clip(np.asarray(value, dtype=float), min(self.low, self.high), max(self.low, self.high))
+        if self.high == self.low:
+            return np.full_like(value, 0.5)
+        if self.scale == "log":
+            return np.log(value / self.low) / np.log(self.high / self.low)
+        return (value - self.low) / (self.high - self.low)
+
+
+# Per-stem genes. Signal flow per stem: trim (fixed by the analysis, brings the stem to a common
+# reference loudness) -> EQ -> compressor -> fader ``gain_db`` -> pan. So 0 dB of ``gain_db`` means
+# "this stem at the common reference loudness", and compressor thresholds mean the same for every stem.
+STEM_GENES: tuple[Gene, ...] = (
+    Gene("gain_db", -24.0, 12.0, neutral=0.0, unit="dB"),
+    Gene("pan", -1.0, 1.0, neutral=0.0),
+    Gene("highpass_hz", 20.0, 400.0, "log", neutral=20.0, unit="Hz"),
+    Gene("low_shelf_hz", 60.0, 400.0, "log", neutral=150.0, unit="Hz"),
+    Gene("low_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB"),
+    Gene("peak_hz", 120.0, 10000.0, "log", neutral=1000.0, unit="Hz"),
+    Gene("peak_db", -12.0, 12.0, neutral=0.0, unit="dB"),
+    Gene("peak_q", 0.5, 5.0, "log", neutral=1.0),
+    Gene("high_shelf_hz", 2000.0, 12000.0, "log", neutral=6000.0, unit="Hz"),
+    Gene("high_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB"),
+    Gene("comp_threshold_db", -40.0, 0.0, neutral=0.0, unit="dB"),
+    Gene("comp_ratio", 1.0, 10.0, "log", neutral=1.0),
+    Gene("comp_attack_ms", 1.0, 100.0, "log", neutral=10.0, unit="ms"),
+    Gene("comp_release_ms", 30.0, 1000.0, "log", neutral=150.0, unit="ms"),
+)
+
+MASTER_GENES: tuple[Gene, ...] = (
+    Gene("master_low_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB"),
+    Gene("master_high_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB"),
+    Gene("master_comp_threshold_db", -30.0, 0.0, neutral=0.0, unit="dB"),
+    Gene("master_comp_ratio", 1.0, 4.0, "log", neutral=1.0),
+)
+
+# Fixed settings of the master chain (not searched).
+MASTER_LOW_SHELF_HZ = 100.0
+MASTER_HIGH_SHELF_HZ = 8000.0
+MASTER_COMP_ATTACK_MS = 20.0
+MASTER_COMP_RELEASE_MS = 200.0
+KNEE_DB = 6.0
+SHELF_Q = 0.707
+TRIM_RANGE_DB = (-30.0, 40.0)  # dB: the analysis' fixed input gain is clipped to this (``engine.analysis``)
+
+# Where each gene sits in the params JSON (``Params.to_dict``): a stem gene's path below
+# ``stems.NAME``, a master gene's path below ``master``. Command-line names are ``STEM.PATH`` and
+# ``master.PATH`` (``evomix.search.constraints``).
+STEM_PARAM_PATHS: dict[str, str] = {
+    "gain_db": "gain_db", "pan": "pan",
+    "highpass_hz": "eq.highpass_hz", "low_shelf_hz": "eq.low_shelf_hz", "low_shelf_db": "eq.low_shelf_db",
+    "peak_hz": "eq.peak_hz", "peak_db": "eq.peak_db", "peak_q": "eq.peak_q",
+    "high_shelf_hz": "eq.high_shelf_hz", "high_shelf_db": "eq.high_shelf_db",
+    "comp_threshold_db": "comp.threshold_db", "comp_ratio": "comp.ratio",
+    "comp_attack_ms": "comp.attack_ms", "comp_release_ms": "comp.release_ms",
+}
+MASTER_PARAM_PATHS: dict[str, str] = {
+    "master_low_shelf_db": "eq.low_shelf_db", "master_high_shelf_db": "eq.high_shelf_db",
+    "master_comp_threshold_db": "comp.threshold_db", "master_comp_ratio": "comp.ratio",
+}
+# Values in the params JSON that are not searched (fixed by the analysis or by the master chain), with
+# their value or origin, for error messages.
+FIXED_STEM_PATHS: dict[str, str] = {"trim_db": "set by the analysis", "comp.knee_db": f"fixed at {KNEE_DB:g} dB"}
+FIXED_MASTER_PATHS: dict[str, str] = {
+    "eq.low_shelf_hz": f"fixed at {MASTER_LOW_SHELF_HZ:g} Hz", "eq.high_shelf_hz": f"fixed at {MASTER_HIGH_SHELF_HZ:g} Hz",
+    "comp.attack_ms": f"fixed at {MASTER_COMP_ATTACK_MS:g} ms", "comp.release_ms": f"fixed at {MASTER_COMP_RELEASE_MS:g} ms",
+    "comp.knee_db": f"fixed at {KNEE_DB:g} dB",
+}
+RANGE_TOLERANCE = 1e-9  # relative to a gene's span: a JSON value this far outside the range is rounding
+
+
+def format_value(v: float) -> str:
+    """A number for messages: short (``1e+09``, ``-3``) unless that hides a digit (``1000.001``)."""
+    short = f"{float(v):g}"
+    return short if float(short) == float(v) else repr(float(v))
+
+
+def format_range(gene: Gene) -> str:
+    """``"-24..12 dB"``: a gene's range with its unit, for messages."""
+    return f"{gene.low:g}..{gene.high:g}" + (f" {gene.unit}" if gene.unit else "")
+
+
+@dataclass(frozen=True)
+class Params:
+    """A population's mix settings in real units.
+
+    Every per-stem field has shape (pop, stems); every ``master_*`` field has shape (pop,).
+    ``trim_db`` is the fixed input gain from the analysis; ``gain_db`` is the searched fader, dB.
+    """
+
+    trim_db: np.ndarray
+    gain_db: np.ndarray
+    pan: np.ndarray
+    highpass_hz: np.ndarray
+    low_shelf_hz: np.ndarray
+    low_shelf_db: np.ndarray
+    peak_hz: np.ndarray
+    peak_db: np.ndarray
+    peak_q: np.ndarray
+    high_shelf_hz: np.ndarray
+    high_shelf_db: np.ndarray
+    comp_threshold_db: np.ndarray
+    comp_ratio: np.ndarray
+    comp_attack_ms: np.ndarray
+    comp_release_ms: np.ndarray
+    master_low_shelf_db: np.ndarray
+    master_high_shelf_db: np.ndarray
+    master_comp_threshold_db: np.ndarray
+    master_comp_ratio: np.ndarray
+
+    @property
+    def n_pop(self) -> int:
+        return self.gain_db.shape[0]
+
+    @property
+    def n_stems(self) -> int:
+        return self.gain_db.shape[1]
+
+    def member(self, i: int) -> Params:
+        """Candidate ``i`` as a population of one (shapes (1, stems) and (1,))."""
+        return Params(**{k: np.asarray(v)[i : i + 1] for k, v in self.__dict__.items()})
+
+    def to_dict(self, i: int, names: Sequence[str], roles: Sequence[str]) -> dict:
+        """Candidate ``i`` as the JSON-ready ``params`` object of front.json / alt-NN.json."""
+        stems = {}
+        for s, (name, role) in enumerate(zip(names, roles)):
+            v = {k: float(np.asarray(getattr(self, k))[i, s]) for k in (g.name for g in STEM_GENES)}
+            stems[name] = {
+                "role": role,
+                "trim_db": float(np.asarray(self.trim_db)[i, s]),
+                "gain_db": v["gain_db"],
+                "pan": v["pan"],
+                "eq": {
+                    "highpass_hz": v["highpass_hz"],
+                    "low_shelf_hz": v["low_shelf_hz"],
+                    "low_shelf_db": v["low_shelf_db"],
+                    "peak_hz": v["peak_hz"],
+                    "peak_db": v["peak_db"],
+                    "peak_q": v["peak_q"],
+                    "high_shelf_hz": v["high_shelf_hz"],
+                    "high_shelf_db": v["high_shelf_db"],
+                },
+                "comp": {
+                    "threshold_db": v["comp_threshold_db"],
+                    "ratio": v["comp_ratio"],
+                    "attack_ms": v["comp_attack_ms"],
+                    "release_ms": v["comp_release_ms"],
+                    "knee_db": KNEE_DB,
+                },
+            }
+        master = {
+            "eq": {
+                "low_shelf_hz": MASTER_LOW_SHELF_HZ,
+                "low_shelf_db": float(self.master_low_shelf_db[i]),
+                "high_shelf_hz": MASTER_HIGH_SHELF_HZ,
+                "high_shelf_db": float(self.master_high_shelf_db[i]),
+            },
+            "comp": {
+                "threshold_db": float(self.master_comp_threshold_db[i]),
+                "ratio": float(self.master_comp_ratio[i]),
+                "attack_ms": MASTER_COMP_ATTACK_MS,
+                "release_ms": MASTER_COMP_RELEASE_MS,
+                "knee_db": KNEE_DB,
+            },
+        }
+        return {"stems": stems, "master": master}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, names: Sequence[str], *, source: str = "params") -> Params:
+        """Inverse of :meth:`to_dict` for one candidate; ``names`` gives the stem order.
+
+        Raises
+        ------
+        ParameterError
+            If a stem is missing from ``d`` or a value is missing / not a number.
+        """
+        try:
+            stems_d = d["stems"]
+            master = d["master"]
+        except (KeyError, TypeError):
+            raise ParameterError(f"{source}: expected an object with 'stems' and 'master'") from None
+        missing = [n for n in names if n not in stems_d]
+        if missing:
+            raise ParameterError(
+                f"{source}: no settings for stem(s) {', '.join(missing)}; it has {', '.join(stems_d)}"
+            )
+        cols: dict[str, list] = {g.name: [] for g in STEM_GENES}
+        cols["trim_db"] = []
+        try:
+            for n in names:
+                st = stems_d[n]
+                flat = {"trim_db": st["trim_db"], "gain_db": st["gain_db"], "pan": st["pan"]}
+                flat.update(st["eq"])
+                flat.update({f"comp_{k}": v for k, v in st["comp"].items() if k != "knee_db"})
+                for key in cols:
+                    cols[key].append(float(flat[key]))
+            m = {
+                "master_low_shelf_db": float(master["eq"]["low_shelf_db"]),
+                "master_high_shelf_db": float(master["eq"]["high_shelf_db"]),
+                "master_comp_threshold_db": float(master["comp"]["threshold_db"]),
+                "master_comp_ratio": float(master["comp"]["ratio"]),
+            }
+        except (KeyError, TypeError, ValueError) as e:
+            raise ParameterError(f"{source}: missing or invalid value {e}") from None
+        arrays = {k: np.asarray([v], dtype=float) for k, v in cols.items()}
+        arrays.update({k: np.asarray([v], dtype=float) for k, v in m.items()})
+        bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise ParameterError(f"{source}: non-finite value in {', '.join(bad)}")
+        _check_ranges(arrays, names, source)
+        return cls(**arrays)
+
+
+def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:
+    """Refuse (one line, naming ``source``, the parameter and its range) any value outside its gene's
+    range (``STEM_GENES``/``MASTER_GENES``, ``TRIM_RANGE_DB`` for ``trim_db``), before any DSP sees it.
+    Values within ``RANGE_TOLERANCE`` of the span outside are rounding (files written before decode
+    clipped, e.g. a release of 1000.0000000000001 ms) and are kept as they are, so such a file still
+    renders exactly as it was exported."""
+    checks = [(g, arrays[g.name][0], [f"{n}.{STEM_PARAM_PATHS[g.name]}" for n in names]) for g in STEM_GENES]
+    checks.append((Gene("trim_db", *TRIM_RANGE_DB, unit="dB"), arrays["trim_db"][0], [f"{n}.trim_db" for n in names]))
+    checks += [(g, arrays[g.name], [f"master.{MASTER_PARAM_PATHS[g.name]}"]) for g in MASTER_GENES]
+    for gene, values, labels in checks:  # values (stems,) or (1,)
+        slack = RANGE_TOLERANCE * (gene.high - gene.low)
+        for v, label in zip(values, labels):
+            if not gene.low - slack <= v <= gene.high + slack:
+                raise ParameterError(f"{source}: {label} = {format_value(v)} is outside its range {format_range(gene)}")
+
+
+@dataclass(frozen=True)
+class GeneTable:
+    """The genes of a session: ``STEM_GENES`` for each of ``n_stems`` stems, then ``MASTER_GENES``.
+
+    ``stem_genes`` may differ from the defaults (edited ranges / locks for every stem);
+    ``per_stem`` is ``()`` (every stem uses ``stem_genes``) or one gene tuple per stem, the same
+    genes in the same order with each stem's own low/high (``with_gene(..., stem=s)``). A locked
+    gene has ``low == high`` and decodes to exactly that value whatever the genome holds.
+    """
+
+    n_stems: int
+    stem_genes: tuple[Gene, ...] = STEM_GENES
+    master_genes: tuple[Gene, ...] = MASTER_GENES
+    per_stem: tuple[tuple[Gene, ...], ...] = ()
+
+    @property
+    def n_genes(self) -> int:
+        return self.n_stems * len(self.stem_genes) + len(self.master_genes)
+
+    def genes_of_stem(self, s: int) -> tuple[Gene, ...]:
+        """The genes of stem ``s`` (its own ranges if it has any)."""
+        return self.per_stem[s] if self.per_stem else self.stem_genes
+
+    def gene(self, name: str, stem: int | None = None) -> Gene:
+        """Gene ``name`` of stem ``stem`` (a stem gene), or the master gene ``name`` (``stem=None``)."""
+        genes = self.master_genes if stem is None else self.genes_of_stem(stem)
+        for g in genes:
+            if g.name == name:
+                return g
+        raise ParameterError(f"unknown gene '{name}'; choose from {', '.join(g.name for g in genes)}")
+
+    def with_range(self, name: str, low: float, high: float | None = None) -> GeneTable:
+        """A copy with gene ``name`` restricted to [low, high] (``high=None`` locks it at ``low``)."""
+        return self.with_gene(name, low, high)
+
+    def with_gene(self, name: str, low: float, high: float | None = None, *, stem: int | None = None) -> GeneTable:
+        """A copy with gene ``name`` restricted to [low, high] (``high=None`` locks it at ``low``),
+        in every stem (``stem=None``; or the master gene of that name) or in stem ``stem`` only.
+
+        Raises
+        ------
+        ParameterError
+            Unknown gene, ``low > high``, a non-finite bound, or a bound <= 0 on a log-scale gene.
+        """
+        high = low if high is None else high
+        stem_names = [g.name for g in self.stem_genes]
+        all_names = stem_names + [g.name for g in self.master_genes]
+        if name not in all_names:
+            raise ParameterError(f"unknown gene '{name}'; choose from {', '.join(all_names)}")
+        low, high = float(low), float(high)
+        template = (self.stem_genes + self.master_genes)[all_names.index(name)]
+        if not (np.isfinite(low) and np.isfinite(high)) or low > high:
+            raise ParameterError(f"{name}: the range must be finite with low <= high, got {low:g}..{high:g}")
+        if template.scale == "log" and low <= 0.0:
+            raise ParameterError(f"{name}: a log-scale gene needs low > 0, got {low:g}")
+
+        def edit(g: Gene) -> Gene:
+            return replace(g, low=low, high=high) if g.name == name else g
+
+        if name not in stem_names:
+            return replace(self, master_genes=tuple(edit(g) for g in self.master_genes))
+        if stem is None:
+            return replace(self, stem_genes=tuple(edit(g) for g in self.stem_genes),
+                           per_stem=tuple(tuple(edit(g) for g in genes) for genes in self.per_stem))
+        if not 0 <= stem < self.n_stems:
+            raise ParameterError(f"stem index {stem} out of range 0..{self.n_stems - 1}")
+        per_stem = [self.genes_of_stem(s) for s in range(self.n_stems)]
+        per_stem[stem] = tuple(edit(g) for g in per_stem[stem])
+        return replace(self, per_stem=tuple(per_stem))
+
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.stem_bounds()
+
+    def stem_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stem gene's low and high, each (stems, genes per stem), in real units."""
+        lows = np.array([[g.low for g in self.genes_of_stem(s)] for s in range(self.n_stems)], dtype=float)
+        highs = np.array([[g.high for g in self.genes_of_stem(s)] for s in range(self.n_stems)], dtype=float)
+        return lows.reshape(self.n_stems, -1), highs.reshape(self.n_stems, -1)
+
+    def decode(self, genomes: np.ndarray, trim_db: np.ndarray) -> Params:
+        """Decode genomes (pop, n_genes) in [0, 1] into :class:`Params`.
+
+        ``trim_db`` (stems,) dB is the analysis' fixed input gain, copied into every candidate.
+        Every value lies in its gene's [low, high] (clipped after the mapping, so rounding cannot
+        leave the range); a locked gene decodes to exactly its value.
+        """
+        genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
+        n_pop, n_genes = genomes.shape
+        if n_genes != self.n_genes:
+            raise ParameterError(f"genome has {n_genes} genes; this session needs {self.n_genes}")
+        k = len(self.stem_genes)
+        stem_part = np.clip(genomes[:, : self.n_stems * k].reshape(n_pop, self.n_stems, k), 0.0, 1.0)  # (pop, stems, k)
+        lows, highs = self._bounds  # (stems, k), computed once per table
+        out = {}
+        for j, g in enumerate(self.stem_genes):
+            lo, hi, u = lows[:, j], highs[:, j], stem_part[:, :, j]  # (stems,), (stems,), (pop, stems)
+            v = lo * (hi / lo) ** u if g.scale == "log" else lo + (hi - lo) * u
+            out[g.name] = np.minimum(np.maximum(v, lo), hi)  # rounding cannot leave [lo, hi] (np.clip is slower)
+        out["trim_db"] = np.broadcast_to(np.asarray(trim_db, dtype=float)[None, :], (n_pop, self.n_stems)).copy()
+        master_part = genomes[:, self.n_stems * k :]  # (pop, master genes)
+        out.update({g.name: np.minimum(np.maximum(g.decode(master_part[:, j]), g.low), g.high)
+                    for j, g in enumerate(self.master_genes)})
+        return Params(**out)
+
+    def encode(self, params: Params) -> np.ndarray:
+        """Inverse of :meth:`decode`: (pop, n_genes) in [0, 1] (values outside a range are clipped)."""
+        cols = []
+        for j, g in enumerate(self.stem_genes):
+            v = np.asarray(getattr(params, g.name), dtype=float)  # (pop, stems)
+            cols.append(np.stack([self.genes_of_stem(s)[j].encode(v[:, s]) for s in range(self.n_stems)], axis=-1))
+        stem_part = np.stack(cols, axis=-1).reshape(params.n_pop, -1)  # (pop, stems, k) -> (pop, stems * k)
+        master_part = np.stack([g.encode(getattr(params, g.name)) for g in self.master_genes], axis=-1)
+        return np.concatenate([stem_part, master_part], axis=1)
+
+    def locked(self) -> np.ndarray:
+        """Boolean mask (n_genes,) of the locked genes (``low == high``)."""
+        stem = [g.low == g.high for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        return np.array(stem + [g.low == g.high for g in self.master_genes], dtype=bool)
+
+    def gene_mask(self, stem_gene_names) -> np.ndarray:
+        """Boolean mask (n_genes,) of the named stem genes of every stem (master genes: False)."""
+        stem = [g.name in stem_gene_names for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        return np.array(stem + [False] * len(self.master_genes), dtype=bool)
+
+    def canonical(self, genomes: np.ndarray) -> np.ndarray:
+        """Genomes (pop, n_genes) with every locked gene set to 0.5: a locked gene's value in the
+        genome has no effect, so two genomes that differ only there are the same mix."""
+        genomes = np.array(genomes, dtype=float, ndmin=2)
+        genomes[:, self.locked()] = 0.5
+        return genomes
+
+    def neutral(self) -> np.ndarray:
+        """The genome (n_genes,) that leaves every stem at its trim with flat EQ and no compression
+        (each neutral value clipped into its stem's range)."""
+        stem = [g.encode(g.neutral) for s in range(self.n_stems) for g in self.genes_of_stem(s)]
+        master = [g.encode(g.neutral) for g in self.master_genes]
+        return np.array(stem + master, dtype=float)
+
+    def initial_population(self, n_pop: int, rng: np.random.Generator, *, spread: float = 0.15,
+                           random_fraction: float = 0.25, base: np.ndarray | None = None) -> np.ndarray:
+        """Seed population (n_pop, n_genes): most members are ``base`` (default: the neutral mix)
+        plus Gaussian noise of std ``spread`` (in genome units); ``random_fraction`` are uniform
+        in [0, 1]; member 0 is ``base`` itself."""
+        base = self.neutral() if base is None else np.clip(np.asarray(base, dtype=float), 0.0, 1.0)
+        pop = np.clip(base + rng.normal(0.0, spread, size=(n_pop, self.n_genes)), 0.0, 1.0)
+        n_rand = int(round(random_fraction * n_pop))
+        if n_rand:
+            pop[-n_rand:] = rng.uniform(0.0, 1.0, size=(n_rand, self.n_genes))
+        pop[0] = base
+        return pop
