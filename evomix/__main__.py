@@ -1,3 +1,4 @@
+"""``python -m evomix``: the command line."""
 from evomix.cli import main
 
 main()

@@ -5,9 +5,12 @@ Every expected failure is one line ``evomix: error: ...`` and exit code 1 (2 for
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -27,14 +30,23 @@ from evomix import api
 from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
 from evomix.io.audio import expand_paths
+from evomix.io.places import check_output_folder
 from evomix.output import report as report_mod
 from evomix.output.export import parse_daw
+from evomix.output.result import MixResult
+from evomix.pipeline import REFERENCE_MODES
 from evomix.progress import Reporter
 from evomix.search import checkpoint as checkpoints
+from evomix.search.algorithm import ALGORITHMS
 from evomix.search.constraints import Constraints
 from evomix.search.parallel import check_options as check_parallel_options
-from evomix.settings import SettingError
+from evomix.settings import BACKENDS, PICKS, Master, Parallel, Search, SettingError
+from evomix.tools.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
+from evomix.tools.explore import explore as explore_map
 from evomix.tools.profile import check_profile_output, learn_profile, write_profile
+from evomix.tools.rank import rank as rank_front
+from evomix.tools.rank import write_ranked
+from evomix.tools.vary import vary as vary_mixes
 from objectives import builtin_genres, load_profile
 
 app = typer.Typer(
@@ -43,6 +55,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Mix and master multitrack stems by multi-objective genetic search.",
 )
+def _choices(name: str, values) -> type[Enum]:
+    """A ``str`` Enum of the allowed values, so typer lists them and refuses others (exit 2)."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+
+
+Algorithm = _choices("Algorithm", ALGORITHMS)
+Backend = _choices("Backend", BACKENDS)
+ReferenceMode = _choices("ReferenceMode", REFERENCE_MODES)
+Pick = _choices("Pick", PICKS)
+DEFAULT_SEARCH, DEFAULT_PARALLEL, DEFAULT_MASTER = Search(), Parallel(), Master()  # the flags' defaults: one definition
+DEFAULT_ALGORITHM, DEFAULT_BACKEND = Algorithm(DEFAULT_SEARCH.algorithm), Backend(DEFAULT_PARALLEL.backend)
 out_console = Console()
 err_console = Console(stderr=True, highlight=False)
 
@@ -53,6 +76,19 @@ def _fail(e: Exception) -> None:
         e = e.for_cli()
     err_console.print(f"evomix: error: {e}", markup=False, soft_wrap=True)
     raise typer.Exit(code=1)
+
+
+def one_line_errors(command):
+    """Decorate a command so that an expected failure (:class:`~evomix.errors.EvomixError`) is one
+    line on stderr naming the flag, and exit code 1 (:func:`_fail`): no traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EvomixError as e:
+            _fail(e)
+
+    return run
 
 
 def _parse_roles(items: list[str] | None) -> dict:
@@ -70,12 +106,16 @@ def _constraints(locks: list[str] | None, ranges: list[str] | None) -> Constrain
     return Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
 
 
-def _settings(**keywords) -> tuple:
+def _settings(*, algorithm, population, generations, time_limit, seed, alternatives, jobs, threads, backend,
+              scheduler, target_lufs, ceiling_dbtp, max_limiting_db) -> tuple[Search, Parallel, Master]:
     """The (Search, Parallel, Master) settings of ``evomix.settings``, made once from the flags;
     a bad value is reported with its flag (``--population must be >= 4``)."""
-    check_parallel_options(keywords["jobs"], keywords["backend"], keywords["scheduler"], keywords["threads"])
+    check_parallel_options(jobs, backend, scheduler, threads)
     try:
-        return api.settings_of(None, None, None, **keywords)
+        return (Search(algorithm=algorithm, population=population, generations=generations, time_limit=time_limit,
+                       seed=seed, alternatives=alternatives),
+                Parallel(jobs=jobs, threads=threads, backend=backend, scheduler=scheduler),
+                Master(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, max_limiting_db=max_limiting_db))
     except SettingError as e:
         raise e.for_cli() from None
 
@@ -85,7 +125,7 @@ def _reporter(quiet: bool) -> Reporter:
     return Reporter.auto(quiet=quiet, console=err_console)
 
 
-def _summary(result: api.MixResult, out: Path, reporter: Reporter) -> dict:
+def _summary(result: MixResult, out: Path, reporter: Reporter) -> dict:
     alts = []
     for i, m in enumerate(result.alternatives):
         meas = m.measured  # BS.1770-4 loudness and 4x true peak of the exported master
@@ -165,42 +205,40 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     out_console.print(t)
     if "stop_reason" in summary:
         out_console.print(f"search: {summary['algorithm']} stopped after {summary['generations']} generations "
-                          f"({summary['stop_reason']}, {summary['search_s']:.1f} s), hypervolume {summary['hypervolume']:.4f}",
+                          f"({summary['stop_reason']}, {summary['search_s']:.1f} s), "
+                          f"hypervolume {summary['hypervolume']:.4f}",
                           markup=False)
     _print_sounds(summary["alternatives"])
     out_console.print(f"front: {summary['front']}")
 
 
-def _run_mix(paths, out, *, genre="pop", target_lufs=-14.0, ceiling=-1.0, max_limiting=6.0, population=64,
-             generations=None, seed=0, weights=None, alternatives=5, roles=None, force=False, quiet=False,
-             as_json=False, reference=None, reference_mode="auto", jobs=1, backend="local", scheduler=None,
-             threads=None, reporter=None, constraints=None, export_stems=False, pre_stems=False, daw=None,
-             open_report=False, algorithm=api.DEFAULT_ALGORITHM, time_limit=api.DEFAULT_TIME_LIMIT_S,
+def _run_mix(paths, out, *, search: Search, parallel: Parallel, master: Master, genre="pop", weights=None,
+             roles=None, force=False, quiet=False, as_json=False, reference=None, reference_mode="auto",
+             reporter=None, constraints=None, export_stems=False, pre_stems=False, daw=None, open_report=False,
              checkpoint=None, resume=None):
-    """``evomix mix`` (and ``evomix demo``) once the flags are parsed: the settings objects are
-    built here, once; then search, export and the summary."""
+    """``evomix mix`` (and ``evomix demo``) once the flags are parsed into settings objects: search,
+    export and the summary."""
     reporter = _reporter(quiet) if reporter is None else reporter
-    api.check_output_folder(out, force=force, ignore=[checkpoint] if checkpoint is not None else ())  # its own checkpoint may be in it
+    # the run's own checkpoint may be in the folder already
+    check_output_folder(out, force=force, ignore=[checkpoint] if checkpoint is not None else ())
     if checkpoint is not None:
         try:
             checkpoints.check_target(checkpoint, resume=resume, force=force)
         except checkpoints.CheckpointError as e:
             raise e.for_cli() from None
     daw = parse_daw(daw)  # before the search: an unknown format fails at once
-    search, parallel, master = _settings(
-        algorithm=algorithm, population=population, generations=generations, time_limit=time_limit, seed=seed,
-        alternatives=alternatives, jobs=jobs, threads=threads, backend=backend, scheduler=scheduler,
-        target_lufs=target_lufs, ceiling_dbtp=ceiling, max_limiting_db=max_limiting)
     try:
         result = api.mix(paths, genre=genre, weights=weights, roles=_parse_roles(roles), reference=reference,
-                         reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel, master=master,
+                         reference_mode=reference_mode, reporter=reporter, search=search, parallel=parallel,
+                         master=master,
                          constraints=constraints, keep_master_gain=bool(export_stems or pre_stems or daw),
                          checkpoint=checkpoint, resume=resume)
     except checkpoints.CheckpointError as e:
         raise e.for_cli() from None
     if result.reference is not None and not as_json:
         ref = result.reference
-        err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})", markup=False)
+        err_console.print(f"reference {ref['file']}: {ref['mode']} (fit correlation {ref['correlation']:.3f})",
+                          markup=False)
         for key, label in (("fitted", "fitted from the reference"), ("closest_member", "front member closest to it")):
             if key in ref:
                 txt = ", ".join(f"{n} {v['gain_db']:+.1f} dB pan {v['pan']:+.2f}" for n, v in ref[key].items())
@@ -209,7 +247,8 @@ def _run_mix(paths, out, *, genre="pop", target_lufs=-14.0, ceiling=-1.0, max_li
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
     if result.session.silent:
         err_console.print(f"evomix: note: silent stem(s) kept: {', '.join(result.session.silent)}", markup=False)
-    exported = result.write(out, force=force, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems, daw=daw,
+    exported = result.write(out, force=force, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems,
+                            daw=daw,
                             command=list(sys.argv))
     if (export_stems or pre_stems or daw) and not (as_json or quiet):
         extra = [p for p in exported if p.is_dir() or p.suffix in (".dawproject", ".RPP")]
@@ -220,7 +259,8 @@ def _run_mix(paths, out, *, genre="pop", target_lufs=-14.0, ceiling=-1.0, max_li
         saved = result.checkpoint if result.checkpoint is not None else out / checkpoints.DEFAULT_NAME
         summary["checkpoint"] = str(saved)
         err_console.print(f"evomix: interrupted after generation {result.settings['generations']}: exported the front "
-                          f"found so far; continue with the same options and --resume {saved}", markup=False, soft_wrap=True)
+                          f"found so far; continue with the same options and --resume {saved}", markup=False,
+                          soft_wrap=True)
     _print_summary(summary, as_json)
     if not as_json:
         out_console.print(f"report: {summary['report']}", markup=False, soft_wrap=True)
@@ -232,66 +272,131 @@ def _run_mix(paths, out, *, genre="pop", target_lufs=-14.0, ceiling=-1.0, max_li
 def _open(path: Path) -> None:
     """Open the report in the default browser; a warning (not an error) when none can be started."""
     if not report_mod.open_report(path):
-        err_console.print(f"evomix: warning: no browser could be started; open {path} yourself", markup=False, soft_wrap=True)
+        err_console.print(f"evomix: warning: no browser could be started; open {path} yourself", markup=False,
+                          soft_wrap=True)
 
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for alt-NN.wav/.json and front.json (created if missing).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help=(
+        "Folder for alt-NN.wav/.json and front.json (created if missing)."
+    ))]
 GenreOpt = Annotated[str, typer.Option(help="Target genre (see 'evomix genres') or a profile JSON file.")]
-TargetOpt = Annotated[float, typer.Option("--target-lufs", help="Integrated loudness of every exported master, LUFS (-40..-5).")]
+TargetOpt = Annotated[float, typer.Option("--target-lufs", help=(
+        "Integrated loudness of every exported master, LUFS (-40..-5)."
+    ))]
 CeilingOpt = Annotated[float, typer.Option(help="True-peak ceiling of every exported master, dBTP (-9..0).")]
-MaxLimitingOpt = Annotated[float | None, typer.Option("--max-limiting", help="Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing more are left out.")]
+MaxLimitingOpt = Annotated[float | None, typer.Option("--max-limiting", help=(
+        "Most gain reduction the master's true-peak limiter may apply to reach the target, dB (0..40); mixes needing "
+        "more"
+        " are left out."
+    ))]
 PopOpt = Annotated[int, typer.Option(help="Candidates per generation (>= 4; rounded up to a multiple of 4).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed (>= 0): the same seed gives the same front.")]
-WeightsOpt = Annotated[str | None, typer.Option(help="Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off.")]
+WeightsOpt = Annotated[str | None, typer.Option(help=(
+        "Objective weights, e.g. 'masking=2,genre=0.5'; 0 switches one off."
+    ))]
 AltOpt = Annotated[int, typer.Option(help="Number of distinct mixes to export (>= 1).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder (replacing earlier results).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr (warnings and errors are still printed).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help=(
+        "Write into a non-empty output folder (replacing earlier results)."
+    ))]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help=(
+        "No progress on stderr (warnings and errors are still printed)."
+    ))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes scoring each generation (>= 1); the front is identical for any N.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core).", show_default=False)]
-GenerationsOpt = Annotated[int | None, typer.Option(help="Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at --time-limit.", show_default=False)]
-AlgorithmOpt = Annotated[str, typer.Option("--algorithm", help="Search algorithm: nsga2, nsga3 (reference points; higher hypervolume, weaker steering by --weights) or random (the same budget on random genomes).")]
-TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="Wall-clock cap of the search, seconds (> 0); ignored with --generations.")]
-SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786.")]
-LockOpt = Annotated[list[str] | None, typer.Option("--lock", metavar="STEM.PARAM=VALUE", help="Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem.", show_default=False)]
-RangeOpt = Annotated[list[str] | None, typer.Option("--range", metavar="STEM.PARAM=LO:HI", help="Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM beats *.PARAM.", show_default=False)]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help=(
+        "Local worker processes scoring each generation (>= 1); the front is identical for any N."
+    ))]
+BackendOpt = Annotated[Backend, typer.Option("--backend", help=(
+        "Where candidates are scored: local (--jobs processes) or dask (an existing cluster, see --scheduler)."
+    ))]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=(
+        "Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core)."
+    ), show_default=False)]
+GenerationsOpt = Annotated[int | None, typer.Option(help=(
+        "Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at "
+        "--time-limit."
+    ), show_default=False)]
+AlgorithmOpt = Annotated[Algorithm, typer.Option("--algorithm", help=(
+        "Search algorithm: nsga2, nsga3 (reference points; higher hypervolume, weaker steering by --weights) or random "
+        "(the same budget on random genomes)."
+    ))]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help=(
+        "Wall-clock cap of the search, seconds (> 0); ignored with --generations."
+    ))]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=(
+        "Address of a running dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786."
+    ))]
+LockOpt = Annotated[list[str] | None, typer.Option("--lock", metavar="STEM.PARAM=VALUE", help=(
+        "Fix a parameter, STEM.PARAM=VALUE in its unit (repeatable), names as in alt-NN.json: vocal.gain_db=-3, "
+        "bass.pan=0, master.comp.ratio=2, '*.eq.highpass_hz=30' for every stem."
+    ), show_default=False)]
+RangeOpt = Annotated[list[str] | None, typer.Option("--range", metavar="STEM.PARAM=LO:HI", help=(
+        "Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM "
+        "beats *.PARAM."
+    ), show_default=False)]
 OpenOpt = Annotated[bool, typer.Option("--open", help="Open report.html in the default browser when done.")]
-CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", help="Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force (or is the --resume file).", show_default=False)]
-ResumeOpt = Annotated[Path | None, typer.Option("--resume", help="Continue the search saved in this checkpoint (same stems and search options; give a larger --generations or --time-limit to go further).", show_default=False)]
+CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", help=(
+        "Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force "
+        "(or"
+        " is the --resume file)."
+    ), show_default=False)]
+ResumeOpt = Annotated[Path | None, typer.Option("--resume", help=(
+        "Continue the search saved in this checkpoint (same stems and search options; give a larger --generations or "
+        "--time-limit to go further)."
+    ), show_default=False)]
 
 
 @app.command()
+@one_line_errors
 def mix(
-    paths: Annotated[list[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help=(
+            "Stem files or folders (WAV, FLAC, AIFF, OGG)."
+        ), show_default=False)],
     out: OutOpt,
     genre: GenreOpt = "pop",
-    target_lufs: TargetOpt = -14.0,
-    ceiling: CeilingOpt = -1.0,
-    max_limiting: MaxLimitingOpt = 6.0,
-    population: PopOpt = 64,
+    target_lufs: TargetOpt = DEFAULT_MASTER.target_lufs,
+    ceiling: CeilingOpt = DEFAULT_MASTER.ceiling_dbtp,
+    max_limiting: MaxLimitingOpt = DEFAULT_MASTER.max_limiting_db,
+    population: PopOpt = DEFAULT_SEARCH.population,
     generations: GenerationsOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = DEFAULT_SEARCH.seed,
     weights: WeightsOpt = None,
-    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
-    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
-    alternatives: AltOpt = 5,
-    role: Annotated[list[str] | None, typer.Option(help="Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, synth, pad, lead, fx, other.")] = None,
-    profile: Annotated[Path | None, typer.Option(help="A profile JSON (from 'evomix profile'); overrides --genre.")] = None,
-    reference: Annotated[Path | None, typer.Option(help="A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its sound becomes the target profile).")] = None,
-    reference_mode: Annotated[str, typer.Option(help="auto (detect whether the reference is a mix of these stems), same-song or style.")] = "auto",
-    jobs: JobsOpt = 1,
+    algorithm: AlgorithmOpt = DEFAULT_ALGORITHM,
+    time_limit: TimeLimitOpt = DEFAULT_SEARCH.time_limit,
+    alternatives: AltOpt = DEFAULT_SEARCH.alternatives,
+    role: Annotated[list[str] | None, typer.Option(help=(
+            "Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, "
+            "synth, pad, lead, fx, other."
+        ))] = None,
+    profile: Annotated[Path | None, typer.Option(help=(
+            "A profile JSON (from 'evomix profile'); overrides --genre."
+        ))] = None,
+    reference: Annotated[Path | None, typer.Option(help=(
+            "A reference track: a rough mix of these stems (its balance is recovered and matched), or another song (its"
+            " "
+            "sound becomes the target profile)."
+        ))] = None,
+    reference_mode: Annotated[ReferenceMode, typer.Option(help=(
+            "auto (detect whether the reference is a mix of these stems), same-song or style."
+        ))] = ReferenceMode.auto,
+    jobs: JobsOpt = DEFAULT_PARALLEL.jobs,
     threads: ThreadsOpt = None,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = DEFAULT_BACKEND,
     scheduler: SchedulerOpt = None,
     lock: LockOpt = None,
     range_: RangeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
-    export_stems: Annotated[bool, typer.Option("--export-stems", help="Also write alt-NN-stems/: each stem as it sounds in that mix (float WAV; they sum to alt-NN.wav).")] = False,
-    export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help="Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus input).")] = False,
-    daw: Annotated[list[str] | None, typer.Option("--daw", help="DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems.")] = None,
+    export_stems: Annotated[bool, typer.Option("--export-stems", help=(
+            "Also write alt-NN-stems/: each stem as it sounds in that mix (float WAV; they sum to alt-NN.wav)."
+        ))] = False,
+    export_pre_stems: Annotated[bool, typer.Option("--export-pre-stems", help=(
+            "Also write alt-NN-stems-pre/: each stem before the master chain (float WAV; they sum to the master bus "
+            "input)."
+        ))] = False,
+    daw: Annotated[list[str] | None, typer.Option("--daw", help=(
+            "DAW sessions per alternative: dawproject, reaper (comma list or repeated); implies --export-stems."
+        ))] = None,
     open_report: OpenOpt = False,
     checkpoint: CheckpointOpt = None,
     resume: ResumeOpt = None,
@@ -304,15 +409,15 @@ def mix(
     try:
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
         constraints = _constraints(lock, range_)
-        _run_mix(paths, out, genre=str(profile) if profile is not None else genre, target_lufs=target_lufs,
-                 ceiling=ceiling, max_limiting=max_limiting, population=population, generations=generations,
-                 seed=seed, weights=weights, alternatives=alternatives, roles=role, force=force, quiet=quiet,
-                 as_json=json_out, reference=reference, reference_mode=reference_mode, jobs=jobs, backend=backend,
-                 scheduler=scheduler, threads=threads, reporter=reporter, constraints=constraints,
-                 export_stems=export_stems, pre_stems=export_pre_stems, daw=daw, open_report=open_report,
-                 algorithm=algorithm, time_limit=time_limit, checkpoint=checkpoint, resume=resume)
-    except EvomixError as e:
-        _fail(e)
+        search, parallel, master = _settings(
+            algorithm=algorithm.value, population=population, generations=generations, time_limit=time_limit, seed=seed,
+            alternatives=alternatives, jobs=jobs, threads=threads, backend=backend.value, scheduler=scheduler,
+            target_lufs=target_lufs, ceiling_dbtp=ceiling, max_limiting_db=max_limiting)
+        _run_mix(paths, out, search=search, parallel=parallel, master=master,
+                 genre=str(profile) if profile is not None else genre, weights=weights, roles=role, force=force,
+                 quiet=quiet, as_json=json_out, reference=reference, reference_mode=reference_mode.value,
+                 reporter=reporter, constraints=constraints, export_stems=export_stems, pre_stems=export_pre_stems,
+                 daw=daw, open_report=open_report, checkpoint=checkpoint, resume=resume)
     except KeyboardInterrupt:  # a second Ctrl-C in the search, or one outside it
         _aborted(checkpoint)
 
@@ -325,47 +430,62 @@ def _aborted(checkpoint: Path | None) -> None:
 
 
 @app.command()
+@one_line_errors
 def rank(
-    run: Annotated[Path, typer.Argument(help="A folder written by 'evomix mix' (its front.json keeps every member's genome).", show_default=False)],
-    paths: Annotated[list[Path] | None, typer.Argument(help="The stems, if not at the paths saved in front.json.", show_default=False)] = None,
+    run: Annotated[Path, typer.Argument(help=(
+            "A folder written by 'evomix mix' (its front.json keeps every member's genome)."
+        ), show_default=False)],
+    paths: Annotated[list[Path] | None, typer.Argument(help=(
+            "The stems, if not at the paths saved in front.json."
+        ), show_default=False)] = None,
     weights: WeightsOpt = None,
-    alternatives: Annotated[int | None, typer.Option(help="Number of distinct mixes to export (>= 1; default: as the run).", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and front.json).", show_default=False)] = None,
+    alternatives: Annotated[int | None, typer.Option(help=(
+            "Number of distinct mixes to export (>= 1; default: as the run)."
+        ), show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=(
+            "Folder for the re-exported alternatives (default: the run's folder, replacing its alt-NN files and "
+            "front.json)."
+        ), show_default=False)] = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
     """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search)."""
-    from evomix.tools.rank import rank as rank_front
-    from evomix.tools.rank import write_ranked
-
-    try:
-        reporter = _reporter(quiet)
-        in_place = out is None or (out.exists() and out.resolve() == run.resolve())
-        target = run if out is None else out
-        if not in_place:
-            api.check_output_folder(target, force=force)
-        result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
-        for w in result.warnings:
-            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
-        write_ranked(result, target, in_place=in_place, reporter=reporter)
-        _print_summary(_summary(result, target, reporter), json_out)
-    except EvomixError as e:
-        _fail(e)
+    reporter = _reporter(quiet)
+    in_place = out is None or (out.exists() and out.resolve() == run.resolve())
+    target = run if out is None else out
+    if not in_place:
+        check_output_folder(target, force=force)
+    result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
+    for w in result.warnings:
+        err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+    write_ranked(result, target, in_place=in_place, reporter=reporter)
+    _print_summary(_summary(result, target, reporter), json_out)
 
 
 @app.command()
+@one_line_errors
 def vary(
-    files: Annotated[list[Path], typer.Argument(help="One or two saved mixes (alt-NN.json), then the stems (files or folders).", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(help=(
+            "One or two saved mixes (alt-NN.json), then the stems (files or folders)."
+        ), show_default=False)],
     out: OutOpt,
-    spread: Annotated[float, typer.Option(help="How far from the input, in (0, 1]: Gaussian mutation of sigma spread/3 per gene (genome units).")] = 0.3,
+    spread: Annotated[float, typer.Option(help=(
+            "How far from the input, in (0, 1]: Gaussian mutation of sigma spread/3 per gene (genome units)."
+        ))] = 0.3,
     n: Annotated[int, typer.Option("-n", help="Variations to export (>= 1), closest first.")] = 8,
-    seed: SeedOpt = 0,
-    genre: Annotated[str | None, typer.Option(help="Genre for the scores (default: the saved one).", show_default=False)] = None,
+    seed: SeedOpt = DEFAULT_SEARCH.seed,
+    genre: Annotated[str | None, typer.Option(help=(
+            "Genre for the scores (default: the saved one)."
+        ), show_default=False)] = None,
     weights: WeightsOpt = None,
-    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.", show_default=False)] = None,
-    ceiling: Annotated[float | None, typer.Option(help="Override the saved true-peak ceiling, dBTP.", show_default=False)] = None,
-    max_limiting: MaxLimitingOpt = 6.0,
+    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help=(
+            "Override the saved loudness target, LUFS."
+        ), show_default=False)] = None,
+    ceiling: Annotated[float | None, typer.Option(help=(
+            "Override the saved true-peak ceiling, dBTP."
+        ), show_default=False)] = None,
+    max_limiting: MaxLimitingOpt = DEFAULT_MASTER.max_limiting_db,
     lock: LockOpt = None,
     range_: RangeOpt = None,
     force: ForceOpt = False,
@@ -374,58 +494,75 @@ def vary(
 ):
     """Mixes near a saved one (one JSON) or children of two (two JSONs): pick favourites by ear, breed the next round.
 
-    The saved mix's locks and ranges hold in every variation; --lock/--range add to them and win per parameter (*.PARAM also replaces inherited STEM.PARAM ones; --range vocal.gain_db=-24:12 lifts an inherited lock). Two parents: both files' constraints hold; two different locks of one parameter fail unless set here.
+    The saved mix's locks and ranges hold in every variation; --lock/--range add to them and win per
+    parameter (*.PARAM also replaces inherited STEM.PARAM ones; --range vocal.gain_db=-24:12 lifts an
+    inherited lock). Two parents: both files' constraints hold; two different locks of one parameter
+    fail unless set here.
     """
-    from evomix.tools.vary import vary as vary_mixes
-
-    try:
-        reporter = _reporter(quiet)
-        constraints = _constraints(lock, range_)
-        parents = [f for f in files if f.suffix.lower() == ".json"]
-        stems = [f for f in files if f.suffix.lower() != ".json"]
-        if not parents or len(parents) > 2 or files[: len(parents)] != parents:
-            raise ParameterError("vary: give one or two params files (alt-NN.json) first, then the stems")
-        if not stems:
-            raise ParameterError("vary: give the stems after the params file(s)")
-        api.check_output_folder(out, force=force)
-        result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
-                            target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints,
-                            max_limiting_db=max_limiting, reporter=reporter)
-        for w in result.warnings:
-            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
-        result.write(out, force=force, reporter=reporter)
-        summary = _summary(result, out, reporter)
-        summary["genome_distance"] = result.settings["genome_distance"]
-        for a, d, vs in zip(summary["alternatives"], result.settings["genome_distance"], result.settings["labels_vs_input"]):
-            a["genome_distance"], a["labels_vs_input"] = d, vs
-        _print_summary(summary, json_out)
-        if not json_out:
-            for a in summary["alternatives"]:
-                out_console.print(f"{Path(a['file']).name}: distance {a['genome_distance']:.3f} from the input; "
-                                  f"vs the input: {', '.join(a['labels_vs_input']) or 'no single descriptor 1 JND apart'}",
-                                  markup=False, soft_wrap=True)
-    except EvomixError as e:
-        _fail(e)
+    reporter = _reporter(quiet)
+    constraints = _constraints(lock, range_)
+    parents = [f for f in files if f.suffix.lower() == ".json"]
+    stems = [f for f in files if f.suffix.lower() != ".json"]
+    if not parents or len(parents) > 2 or files[: len(parents)] != parents:
+        raise ParameterError("vary: give one or two params files (alt-NN.json) first, then the stems")
+    if not stems:
+        raise ParameterError("vary: give the stems after the params file(s)")
+    check_output_folder(out, force=force)
+    result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
+                        target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints,
+                        max_limiting_db=max_limiting, reporter=reporter)
+    for w in result.warnings:
+        err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+    result.write(out, force=force, reporter=reporter)
+    summary = _summary(result, out, reporter)
+    summary["genome_distance"] = result.settings["genome_distance"]
+    for a, d, vs in zip(summary["alternatives"], result.settings["genome_distance"],
+                        result.settings["labels_vs_input"]):
+        a["genome_distance"], a["labels_vs_input"] = d, vs
+    _print_summary(summary, json_out)
+    if not json_out:
+        for a in summary["alternatives"]:
+            out_console.print(f"{Path(a['file']).name}: distance {a['genome_distance']:.3f} from the input; "
+                              f"vs the input: {', '.join(a['labels_vs_input']) or 'no single descriptor 1 JND apart'}",
+                              markup=False, soft_wrap=True)
 
 
 @app.command()
+@one_line_errors
 def explore(
-    paths: Annotated[list[Path], typer.Argument(help="Stem files or folders (WAV, FLAC, AIFF, OGG).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for cell-NN.wav/.json, archive.json and map.png (created if missing).")],
-    descriptors: Annotated[str, typer.Option(help="2 or 3 map axes: brightness, width, vocal, low_end, punch, dynamics (comma list).")] = ",".join(("brightness", "width")),
-    bins: Annotated[int | None, typer.Option(help="Cells per axis (2..50; default 12 for 2 axes, 6 for 3).", show_default=False)] = None,
+    paths: Annotated[list[Path], typer.Argument(help=(
+            "Stem files or folders (WAV, FLAC, AIFF, OGG)."
+        ), show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help=(
+            "Folder for cell-NN.wav/.json, archive.json and map.png (created if missing)."
+        ))],
+    descriptors: Annotated[str, typer.Option(help=(
+            "2 or 3 map axes: brightness, width, vocal, low_end, punch, dynamics (comma list)."
+        ))] = ",".join(("brightness", "width")),
+    bins: Annotated[int | None, typer.Option(help=(
+            "Cells per axis (2..50; default 12 for 2 axes, 6 for 3)."
+        ), show_default=False)] = None,
     genre: GenreOpt = "pop",
     weights: WeightsOpt = None,
-    target_lufs: TargetOpt = -14.0,
-    ceiling: CeilingOpt = -1.0,
-    max_limiting: MaxLimitingOpt = 6.0,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations.", show_default=False)] = None,
-    iterations: Annotated[int | None, typer.Option(help="Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given.", show_default=False)] = None,
-    max_exports: Annotated[int, typer.Option("--max-exports", help="Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full song).")] = 16,
-    pick: Annotated[str, typer.Option("--pick", help="Which cells to export: best (best quality first) or spread (across the map, among the better half).")] = "best",
-    seed: SeedOpt = 0,
+    target_lufs: TargetOpt = DEFAULT_MASTER.target_lufs,
+    ceiling: CeilingOpt = DEFAULT_MASTER.ceiling_dbtp,
+    max_limiting: MaxLimitingOpt = DEFAULT_MASTER.max_limiting_db,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help=(
+            "Wall-clock cap of the exploration, seconds (> 0); default 20 s, none with --iterations."
+        ), show_default=False)] = None,
+    iterations: Annotated[int | None, typer.Option(help=(
+            "Stop after this many emitter iterations (>= 0; 64 mixes each); with it the time limit is off unless given."
+        ), show_default=False)] = None,
+    max_exports: Annotated[int, typer.Option("--max-exports", help=(
+            "Cells rendered exactly and exported at most, best first (>= 0; each exact render costs seconds on a full "
+            "song)."
+        ))] = 16,
+    pick: Annotated[Pick, typer.Option("--pick", help=(
+            "Which cells to export: best (best quality first) or spread (across the map, among the better half)."
+        ))] = Pick.best,
+    seed: SeedOpt = DEFAULT_SEARCH.seed,
     role: Annotated[list[str] | None, typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = DEFAULT_PARALLEL.jobs,
     threads: ThreadsOpt = None,
     lock: LockOpt = None,
     range_: RangeOpt = None,
@@ -434,94 +571,94 @@ def explore(
     json_out: JsonOpt = False,
 ):
     """Map the mix space: the best mix in each region of 2-3 listener descriptors (MAP-Elites), a map picture."""
-    from evomix.tools.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
-    from evomix.tools.explore import explore as explore_map
-
-    try:
-        reporter = _reporter(quiet)
-        constraints = _constraints(lock, range_)
-        parse_descriptors(descriptors)  # before any file is read
-        api.check_output_folder(out, force=force)
-        check_parallel_options(jobs, "local", None, threads)
-        limit = time_limit if time_limit is not None else None if iterations is not None else DEFAULT_TIME_LIMIT_S
-        result = explore_map(paths, descriptors=descriptors, bins=bins, genre=genre, weights=weights,
-                             target_lufs=target_lufs, ceiling_dbtp=ceiling, time_limit=limit, iterations=iterations,
-                             max_exports=max_exports, pick=pick, seed=seed, max_limiting_db=max_limiting, roles=_parse_roles(role), constraints=constraints,
-                             jobs=jobs, threads=threads, reporter=reporter)
-        for w in result.warnings:
-            err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
-        result.write(out, force=force, reporter=reporter)
-        s = result.settings
-        summary = {"out": str(out), "archive": str(out / "archive.json"), "map": str(out / "map.png"),
-                   "descriptors": list(result.descriptors), "cells_filled": s["cells_filled"],
-                   "cells_total": s["cells_total"], "iterations": s["iterations"], "evaluations": s["evaluations"],
-                   "stop_reason": s["stop_reason"], "search_s": s["search_s"], "exact_renders": s["exact_renders"],
-                   "constraints": s["constraints"], "warnings": list(result.warnings),
-                   "exports": [{"file": str(out / f"{result.cells[i]['export']}.wav"),
-                                "params": str(out / f"{result.cells[i]['export']}.json"),
-                                "measures": result.cells[i]["measures"], "quality": result.cells[i]["quality"],
-                                "exact": result.cells[i]["exact"], "labels": result.cells[i]["labels"]}
-                               for i in result.exports],
-                   "timings_s": reporter.timings_s}
-        if json_out:
-            out_console.print_json(json.dumps(summary))
-            return
-        axes = result.axes
-        t = Table(title=f"{len(result.exports)} of {s['cells_filled']} filled cells exported to {out} "
-                        f"({s['cells_filled']} of {s['cells_total']} cells, {s['evaluations']} mixes scored, "
-                        f"{s['search_s']:.1f} s, stopped by {s['stop_reason']})")
-        t.add_column("file", no_wrap=True)
-        for a in axes:
-            t.add_column(f"{a['name']} {a['unit']}", justify="right")
-        t.add_column("quality", justify="right")
-        for n in result.names:
-            t.add_column(n, justify="right")
-        t.add_column("labels")
-        for e in summary["exports"]:
-            t.add_row(Path(e["file"]).name, *[(f"{e['measures'][a['name']]:.0f}" if a["unit"] == "Hz" else
-                                                f"{e['measures'][a['name']]:.1f}") for a in axes], f"{e['quality']:.3f}",
-                      *[f"{e['exact'][n]:.2f}" for n in result.names], ", ".join(e["labels"]) or "-")
-        out_console.print(t)
-        out_console.print(f"map: {summary['map']}\narchive: {summary['archive']}", markup=False, soft_wrap=True)
-    except EvomixError as e:
-        _fail(e)
+    reporter = _reporter(quiet)
+    constraints = _constraints(lock, range_)
+    parse_descriptors(descriptors)  # before any file is read
+    check_output_folder(out, force=force)
+    check_parallel_options(jobs, "local", None, threads)
+    limit = time_limit if time_limit is not None else None if iterations is not None else DEFAULT_TIME_LIMIT_S
+    master = Master(target_lufs=target_lufs, ceiling_dbtp=ceiling, max_limiting_db=max_limiting)
+    parallel = Parallel(jobs=jobs, threads=threads)
+    result = explore_map(paths, descriptors=descriptors, bins=bins, genre=genre, weights=weights, master=master,
+                         time_limit=limit, iterations=iterations, max_exports=max_exports, pick=pick.value, seed=seed,
+                         roles=_parse_roles(role), constraints=constraints, parallel=parallel, reporter=reporter)
+    for w in result.warnings:
+        err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
+    result.write(out, force=force, reporter=reporter)
+    s = result.settings
+    summary = {"out": str(out), "archive": str(out / "archive.json"), "map": str(out / "map.png"),
+               "descriptors": list(result.descriptors), "cells_filled": s["cells_filled"],
+               "cells_total": s["cells_total"], "iterations": s["iterations"], "evaluations": s["evaluations"],
+               "stop_reason": s["stop_reason"], "search_s": s["search_s"], "exact_renders": s["exact_renders"],
+               "constraints": s["constraints"], "warnings": list(result.warnings),
+               "exports": [{"file": str(out / f"{result.cells[i]['export']}.wav"),
+                            "params": str(out / f"{result.cells[i]['export']}.json"),
+                            "measures": result.cells[i]["measures"], "quality": result.cells[i]["quality"],
+                            "exact": result.cells[i]["exact"], "labels": result.cells[i]["labels"]}
+                           for i in result.exports],
+               "timings_s": reporter.timings_s}
+    if json_out:
+        out_console.print_json(json.dumps(summary))
+        return
+    axes = result.axes
+    t = Table(title=f"{len(result.exports)} of {s['cells_filled']} filled cells exported to {out} "
+                    f"({s['cells_filled']} of {s['cells_total']} cells, {s['evaluations']} mixes scored, "
+                    f"{s['search_s']:.1f} s, stopped by {s['stop_reason']})")
+    t.add_column("file", no_wrap=True)
+    for a in axes:
+        t.add_column(f"{a['name']} {a['unit']}", justify="right")
+    t.add_column("quality", justify="right")
+    for n in result.names:
+        t.add_column(n, justify="right")
+    t.add_column("labels")
+    for e in summary["exports"]:
+        t.add_row(Path(e["file"]).name, *[(f"{e['measures'][a['name']]:.0f}" if a["unit"] == "Hz" else
+                                            f"{e['measures'][a['name']]:.1f}") for a in axes], f"{e['quality']:.3f}",
+                  *[f"{e['exact'][n]:.2f}" for n in result.names], ", ".join(e["labels"]) or "-")
+    out_console.print(t)
+    out_console.print(f"map: {summary['map']}\narchive: {summary['archive']}", markup=False, soft_wrap=True)
 
 
 @app.command()
+@one_line_errors
 def render(
     params: Annotated[Path, typer.Argument(help="A saved solution (alt-NN.json).", show_default=False)],
     paths: Annotated[list[Path], typer.Argument(help="The same stems the solution was made from.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.wav, .flac, .aiff), 24-bit.")],
-    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help="Override the saved loudness target, LUFS.")] = None,
+    target_lufs: Annotated[float | None, typer.Option("--target-lufs", help=(
+            "Override the saved loudness target, LUFS."
+        ))] = None,
     ceiling: Annotated[float | None, typer.Option(help="Override the saved true-peak ceiling, dBTP.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
     quiet: QuietOpt = False,
 ):
     """Re-render a saved solution from the stems (same samples as the exported file)."""
-    try:
-        path = api.render(params, paths, output, target_lufs=target_lufs, ceiling_dbtp=ceiling, force=force,
-                          reporter=_reporter(quiet))
-        out_console.print(str(path), markup=False)
-    except EvomixError as e:
-        _fail(e)
+    path = api.render(params, paths, output, target_lufs=target_lufs, ceiling_dbtp=ceiling, force=force,
+                      reporter=_reporter(quiet))
+    out_console.print(str(path), markup=False)
 
 
 @app.command()
+@one_line_errors
 def analyze(
     files: Annotated[list[Path], typer.Argument(help="Audio files or folders to measure.", show_default=False)],
     json_out: JsonOpt = False,
-    genre: Annotated[str | None, typer.Option("--genre", help="Also report the distance to this genre (built-in name or profile JSON file; a file also joins the ranking); the profile --plot draws.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Draw each file's long-term spectrum against the --genre profile (default: the closest genre of the first file) into this PNG.")] = None,
+    genre: Annotated[str | None, typer.Option("--genre", help=(
+            "Also report the distance to this genre (built-in name or profile JSON file; a file also joins the "
+            "ranking); "
+            "the profile --plot draws."
+        ))] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help=(
+            "Draw each file's long-term spectrum against the --genre profile (default: the closest genre of the first "
+            "file) into this PNG."
+        ))] = None,
 ):
     """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation, closest genre."""
-    try:
-        rows = api.analyze(files, genre=genre)
-        if plot is not None:
-            sim = rows[0]["genre_similarity"] if rows else []
-            prof = load_profile(genre if genre is not None else (sim[0]["genre"] if sim else "pop"))
-            report_mod.write_spectrum_plot([r["file"] for r in rows], prof, plot)
-    except EvomixError as e:
-        _fail(e)
+    rows = api.analyze(files, genre=genre)
+    if plot is not None:
+        sim = rows[0]["genre_similarity"] if rows else []
+        prof = load_profile(genre if genre is not None else (sim[0]["genre"] if sim else "pop"))
+        report_mod.write_spectrum_plot([r["file"] for r in rows], prof, plot)
     if json_out:
         out_console.print_json(json.dumps(rows))
         return
@@ -532,6 +669,7 @@ def analyze(
 
 ANALYSIS_ROWS = [  # (label, unit, key, format), in the order a mastering engineer reads them
     ("integrated loudness", "LUFS", "integrated_lufs", "{:.1f}"),
+    ("  by pyloudnorm (independent)", "LUFS", "integrated_lufs_pyloudnorm", "{:.1f}"),
     ("loudness range", "LU", "loudness_range_lu", "{:.1f}"),
     ("max momentary", "LUFS", "max_momentary_lufs", "{:.1f}"),
     ("max short-term", "LUFS", "max_short_term_lufs", "{:.1f}"),
@@ -563,27 +701,32 @@ def _print_analysis(rows: list, genre: str | None) -> None:
             cells.append(f"{sim[rank]['genre']} {sim[rank]['distance']:.1f}" if len(sim) > rank else "-")
         t.add_row(f"closest genre #{rank + 1}" if rank else "closest genre", "dist", *cells)
     if genre is not None:
-        t.add_row(f"distance to {genre}", "dist", *[("-" if r.get("genre_distance") is None else f"{r['genre_distance']:.1f}") for r in rows])
+        t.add_row(f"distance to {genre}", "dist",
+                  *[("-" if r.get("genre_distance") is None else f"{r['genre_distance']:.1f}") for r in rows])
     out_console.print(t)
     out_console.print("Genre distances: lower is closer (spectral dB RMS + width and dynamics terms).", markup=False)
 
 
 @app.command()
+@one_line_errors
 def profile(
-    refs: Annotated[list[Path], typer.Argument(help="Reference mixes (finished songs, >= 3 s each) or folders of them.", show_default=False)],
-    name: Annotated[str, typer.Option("--name", help="Name of the new profile (shown in reports and front.json).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON file to write; use it as 'evomix mix --genre FILE.json'.", show_default=False)],
+    refs: Annotated[list[Path], typer.Argument(help=(
+            "Reference mixes (finished songs, >= 3 s each) or folders of them."
+        ), show_default=False)],
+    name: Annotated[str, typer.Option("--name", help=(
+            "Name of the new profile (shown in reports and front.json)."
+        ), show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=(
+            "Profile JSON file to write; use it as 'evomix mix --genre FILE.json'."
+        ), show_default=False)],
     description: Annotated[str, typer.Option(help="One-line description stored in the profile.")] = "",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing profile file.")] = False,
 ):
     """Learn a genre profile (1/3-octave spectrum, width, PLR, LRA) from reference mixes."""
-    try:
-        files = expand_paths(refs)
-        check_profile_output(output, force=force, inputs=files)
-        prof = learn_profile(files, name=name, description=description)
-        path = write_profile(prof, output, force=force, inputs=files)
-    except EvomixError as e:
-        _fail(e)
+    files = expand_paths(refs)
+    check_profile_output(output, force=force, inputs=files)
+    prof = learn_profile(files, name=name, description=description)
+    path = write_profile(prof, output, force=force, inputs=files)
     w = prof.width
     out_console.print(f"{path}: profile '{prof.name}' from {len(files)} file(s): PLR {prof.plr_db:.1f} dB, "
                       f"LRA {prof.lra_lu:.1f} LU, {prof.loudness_lufs:.1f} LUFS, "
@@ -591,6 +734,7 @@ def profile(
 
 
 @app.command()
+@one_line_errors
 def genres(json_out: JsonOpt = False):
     """List the built-in genre profiles."""
     profs = [load_profile(n) for n in builtin_genres()]
@@ -606,16 +750,19 @@ def genres(json_out: JsonOpt = False):
 
 
 @app.command()
+@one_line_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo stems and mixes.")] = Path("evomix-demo"),
-    population: PopOpt = 64,
+    out: Annotated[Path, typer.Option("--out", "-o", help=(
+            "Folder for the demo stems and mixes."
+        ))] = Path("evomix-demo"),
+    population: PopOpt = DEFAULT_SEARCH.population,
     generations: GenerationsOpt = None,
-    seed: SeedOpt = 0,
-    algorithm: AlgorithmOpt = api.DEFAULT_ALGORITHM,
-    time_limit: TimeLimitOpt = api.DEFAULT_TIME_LIMIT_S,
-    jobs: JobsOpt = 1,
+    seed: SeedOpt = DEFAULT_SEARCH.seed,
+    algorithm: AlgorithmOpt = DEFAULT_ALGORITHM,
+    time_limit: TimeLimitOpt = DEFAULT_SEARCH.time_limit,
+    jobs: JobsOpt = DEFAULT_PARALLEL.jobs,
     threads: ThreadsOpt = None,
-    backend: BackendOpt = "local",
+    backend: BackendOpt = DEFAULT_BACKEND,
     scheduler: SchedulerOpt = None,
     lock: LockOpt = None,
     range_: RangeOpt = None,
@@ -625,33 +772,33 @@ def demo(
     open_report: OpenOpt = False,
 ):
     """Synthesize a short multitrack song and mix it: the whole product path, no files needed."""
-    try:
-        reporter = _reporter(quiet)
-        constraints = _constraints(lock, range_)
-        api.check_output_folder(out, force=force)
-        check_parallel_options(jobs, backend, scheduler, threads)
-        with reporter.phase("synthesis", info=str(out / "stems")):
-            stems = write_demo_stems(out / "stems")
-        if not (quiet or json_out):
-            err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead share 300 Hz-2 kHz)", markup=False)
-        _run_mix(stems, out / "mixes", population=population, generations=generations, seed=seed, force=True,
-                 quiet=quiet, as_json=json_out, jobs=jobs, backend=backend, scheduler=scheduler, threads=threads,
-                 reporter=reporter, constraints=constraints, open_report=open_report, algorithm=algorithm,
-                 time_limit=time_limit)
-    except EvomixError as e:
-        _fail(e)
+    reporter = _reporter(quiet)
+    constraints = _constraints(lock, range_)
+    check_output_folder(out, force=force)
+    search, parallel, master = _settings(  # every option checked before the demo stems are written
+        algorithm=algorithm.value, population=population, generations=generations, time_limit=time_limit, seed=seed,
+        alternatives=DEFAULT_SEARCH.alternatives, jobs=jobs, threads=threads, backend=backend.value,
+        scheduler=scheduler, target_lufs=DEFAULT_MASTER.target_lufs, ceiling_dbtp=DEFAULT_MASTER.ceiling_dbtp,
+        max_limiting_db=DEFAULT_MASTER.max_limiting_db)
+    with reporter.phase("synthesis", info=str(out / "stems")):
+        stems = write_demo_stems(out / "stems")
+    if not (quiet or json_out):
+        err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead "
+                          f"share 300 Hz-2 kHz)", markup=False)
+    _run_mix(stems, out / "mixes", search=search, parallel=parallel, master=master, force=True, quiet=quiet,
+             as_json=json_out, reporter=reporter, constraints=constraints, open_report=open_report)
 
 
 @app.command()
+@one_line_errors
 def report(
-    folder: Annotated[Path, typer.Argument(help="An output folder of 'evomix mix' (front.json, alt-NN.json, alt-NN.wav ...).", show_default=False)],
+    folder: Annotated[Path, typer.Argument(help=(
+            "An output folder of 'evomix mix' (front.json, alt-NN.json, alt-NN.wav ...)."
+        ), show_default=False)],
     open_report: OpenOpt = False,
 ):
     """Rebuild report.html, the listening report, for an existing output folder."""
-    try:
-        path = report_mod.write_report(folder)
-    except EvomixError as e:
-        _fail(e)
+    path = report_mod.write_report(folder)
     out_console.print(str(path), markup=False, soft_wrap=True)
     if open_report:
         _open(path)
@@ -685,8 +832,6 @@ def _exit_aborted() -> None:
     for it forever (seen once in four runs on a loaded machine). The ``finally`` blocks already
     ran while the interrupt unwound (worker pools closed, the checkpoint write finished); the
     ``atexit`` handlers (temporary files) run here."""
-    import atexit
-
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -54,7 +54,8 @@ def check_number(keyword: str, value, *, low=None, high=None, integer=False) -> 
     whole one with ``integer``) in [low, high]."""
     if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
         raise OptionError(lambda k: f"{k(keyword)} must be a whole number, got {value!r}")
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not math.isfinite(value):
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value):
         raise OptionError(lambda k: f"{k(keyword)} must be a finite number, got {value!r}")
     if low is not None and value < low:
         raise OptionError(lambda k: f"{k(keyword)} must be >= {low}, got {value}")

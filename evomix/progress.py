@@ -48,7 +48,8 @@ class Phase(Protocol):
 class ProgressReporter(Protocol):
     """Anything with a ``phase`` context manager: :class:`Reporter`, :data:`NULL_REPORTER`."""
 
-    def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> contextlib.AbstractContextManager:
+    def phase(self, name: str, *, total: int | None = None, unit: str = "",
+              info: str = "") -> contextlib.AbstractContextManager:
         """A context manager yielding a :class:`Phase`; its wall time is the ``with`` block's."""
 
 
@@ -68,6 +69,7 @@ class NullReporter:
 
     @contextlib.contextmanager
     def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> Iterator[Phase]:
+        """A phase that reports nothing."""
         yield NULL_PHASE
 
 
@@ -211,6 +213,7 @@ class Reporter:
 
     @contextlib.contextmanager
     def phase(self, name: str, *, total: int | None = None, unit: str = "", info: str = "") -> Iterator[Phase]:
+        """A phase that reports nothing."""
         """Run a phase: ``with reporter.phase("analysis", total=16, unit="stems") as p: p.advance()``.
 
         ``total`` None: the amount of work is unknown (rich shows a pulsing bar). ``info`` is the

@@ -21,6 +21,7 @@ from evomix.errors import ParameterError, cli_flag
 from evomix.search.algorithm import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_TIME_LIMIT_S
 
 BACKENDS = ("local", "dask")
+PICKS = ("best", "spread")  # which cells `evomix explore` exports: best quality first, or across the map
 
 class SettingError(ParameterError):
     """A settings field has a bad value; ``owner``, ``field`` and ``detail`` say which and why."""
@@ -104,7 +105,8 @@ class Parallel:
         if self.backend == "dask" and not self.scheduler:
             raise SettingError("Parallel", "scheduler", "is needed with backend 'dask' (e.g. tcp://10.0.0.5:8786)")
         if self.backend == "dask" and self.jobs != 1:
-            raise SettingError("Parallel", "jobs", "is for backend 'local'; with dask every worker thread of the cluster takes a share")
+            raise SettingError("Parallel", "jobs",
+                               "is for backend 'local'; with dask every worker thread of the cluster takes a share")
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,12 @@ genome = table.initial_population(3, np.random.default_rng(seed))[1]
 params = table.decode(genome[None], np.zeros(session.n_stems))
 t0 = time.perf_counter()
 if mode == "render":
-    from evomix.api import render_threads
+    from evomix.core.runtime import available_cores as render_threads
     from evomix.engine.render import render_exact
     r = render_exact(session, session.is_mono, session.sr, params, target_lufs=-14.0, ceiling_dbtp=-1.0,
                      keep_stems=False, threads=render_threads())
 else:
-    from evomix.api import render_threads
+    from evomix.core.runtime import available_cores as render_threads
     from evomix.output.export import export_alternative
     out.mkdir(parents=True, exist_ok=True)
     export_alternative(session, params.to_dict(0, session.names, session.roles), "alt-01", out,

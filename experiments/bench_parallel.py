@@ -63,15 +63,15 @@ N_STEMS = 8
 def build_problem(folder: Path):
     from evomix.engine.analysis import analyze_session
     from evomix.io.audio import load_session
+    from evomix.pipeline import make_problem
     from evomix.search.genome import GeneTable
-    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     t0 = time.perf_counter()
     session = load_session([folder])
     analysis = analyze_session(session)
     target = Target(profile=load_profile("pop"), target_lufs=-14.0, ceiling_dbtp=-1.0)
-    problem = Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
+    problem = make_problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES))
     return problem, time.perf_counter() - t0
 
 
@@ -98,7 +98,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of audio per stem (30)")
     ap.add_argument("--population", type=int, default=64)
-    ap.add_argument("--generations", type=int, default=20, help="timed generations (>= 5), after one warm-up; a generation takes ~30 ms, so a median of 20 is steadier than of 5")
+    ap.add_argument("--generations", type=int, default=20,
+                    help="timed generations (>= 5), after one warm-up; a generation takes ~30 ms, "
+                         "so a median of 20 is steadier than of 5")
     ap.add_argument("--dask", action="store_true", help="also a 2-worker distributed.LocalCluster")
     args = ap.parse_args(argv)
     if args.generations < 5:
@@ -132,7 +134,8 @@ def main(argv=None) -> int:
             snap = cpu_snapshot()
             t0 = time.perf_counter()
             rec, out = run_config(problem, populations, **opts)
-            rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, cpu_snapshot()) / (time.perf_counter() - t0) / (os.cpu_count() or 1), 3)
+            rec["other_processes_cpu_share"] = round(foreign_cpu_s(snap, cpu_snapshot()) / (time.perf_counter() - t0)
+                                                     / (os.cpu_count() or 1), 3)
         finally:
             if cluster is not None:
                 cluster.close()
@@ -144,7 +147,8 @@ def main(argv=None) -> int:
               f"{args.population / rec['per_generation_s']:.0f} candidates/s), first generation "
               f"{rec['first_s']:.2f} s, ship {rec['ship_s']:.2f} s, payload {rec['payload_bytes'] / 1e3:.1f} kB "
               f"per generation vs Problem {rec['problem_bytes'] / 1e6:.1f} MB once, identical F: "
-              f"{rec['identical_to_jobs1']}; other processes used {100 * rec['other_processes_cpu_share']:.0f}% of the CPUs meanwhile",
+              f"{rec['identical_to_jobs1']}; other processes used {100 * rec['other_processes_cpu_share']:.0f}% "
+              f"of the CPUs meanwhile",
               flush=True)
 
     speedup = results["jobs1"]["per_generation_s"] / results["jobs2"]["per_generation_s"]

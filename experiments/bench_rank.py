@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from evomix import api
+from evomix.settings import Search
 from evomix.testing.songs import cached_session
 from evomix.tools.rank import rank, write_ranked
 
@@ -26,9 +27,9 @@ def main(n_stems: int = 6, duration_s: float = 20.0, generations: int | None = N
     paths = sorted(Path(folder).glob("*.wav"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        api.mix(paths[:2], population=4, generations=0).write(tmp / "warm")  # JIT warm-up
+        api.mix(paths[:2], search=Search(population=4, generations=0)).write(tmp / "warm")  # JIT warm-up
         t0 = time.perf_counter()
-        res = api.mix(paths) if generations is None else api.mix(paths, generations=generations)
+        res = api.mix(paths) if generations is None else api.mix(paths, search=Search(generations=generations))
         res.write(tmp / "run")
         run_s = time.perf_counter() - t0
         out = {"workload": f"{n_stems} stems x {duration_s:g} s", "generations": res.settings["generations"],

@@ -135,7 +135,7 @@ def read_through(files) -> tuple[float, int]:
 
 def in_process(folder: Path, *, population: int, generations: int, reps: int, seed: int) -> dict:
     """Load + analysis, the fast tier at the search's population, and the exact tier on 2 candidates."""
-    from evomix.search.parallel import available_cores
+    from evomix.core.runtime import available_cores
 
     c0 = time.process_time()
     problem, session, ta = build_problem(folder)
@@ -163,7 +163,8 @@ def in_process(folder: Path, *, population: int, generations: int, reps: int, se
     print(f"exact tier in-process: {exact['s_per_candidate']:.2f} s per candidate (median of {exact['candidates']}: "
           f"{', '.join(f'{t:.2f}' for t in exact['times_s'])} s; render_exact {exact['render_exact_s']:.2f} s + "
           f"features_from_render {exact['features_from_render_s']:.2f} s + objectives {exact['objectives_s']:.3f} s; "
-          f"CPU {exact['cpu_s_per_candidate_median']:.2f} s); this process's peak RSS {res['maxrss_after_exact_mb']:.0f} MB",
+          f"CPU {exact['cpu_s_per_candidate_median']:.2f} s); "
+          f"this process's peak RSS {res['maxrss_after_exact_mb']:.0f} MB",
           flush=True)
     # the uniform random candidate, in alt-NN.json form, for when the end-to-end run gave none
     params = problem.table.decode(G, problem.analysis.trim_db)
@@ -267,7 +268,8 @@ def run_peer(files, alt: dict) -> dict:
            "load_render_cpu_s": load_render_cpu_s, "load_render_stages_s": full,
            "render_no_master_s": plain["total_s"], "render_no_master_stages_s": plain,
            "render_master_s": mastered["total_s"], "render_master_stages_s": mastered,
-           "output_integrated_lufs": out_lufs, "output_sample_peak_dbfs": float(20 * np.log10(np.abs(mix).max() + 1e-12)),
+           "output_integrated_lufs": out_lufs,
+           "output_sample_peak_dbfs": float(20 * np.log10(np.abs(mix).max() + 1e-12)),
            "audio_mb": sum(x.nbytes for x in audio) / 2**20}
     del audio, mix
     gc.collect()
@@ -313,10 +315,12 @@ def main(argv=None) -> int:
             folder, reused = cached_session(args.stems, args.duration, sr=SR, seed=song_seed)
         files = session_files(folder)
         size_mb = sum(p.stat().st_size for p in files) / 1e6
-        result["workload"].update({"folder": str(folder), "cache_reused": reused, "synthesis_s": time.perf_counter() - t0,
+        result["workload"].update({"folder": str(folder), "cache_reused": reused,
+                                   "synthesis_s": time.perf_counter() - t0,
                                    "wav_mb": size_mb, "files": [p.name for p in files]})
         warm_s, _ = read_through(files)
-        print(f"workload: {args.stems} stereo stems x {args.duration:g} s @ {SR} Hz, 24-bit WAV, {size_mb:.0f} MB in {folder} "
+        print(f"workload: {args.stems} stereo stems x {args.duration:g} s @ {SR} Hz, 24-bit WAV, "
+              f"{size_mb:.0f} MB in {folder} "
               f"({'reused from the cache' if reused else 'synthesised'} in {result['workload']['synthesis_s']:.1f} s; "
               f"read through in {warm_s:.1f} s); search: population {args.population}, {args.generations} generations, "
               f"{args.alternatives} alternatives", flush=True)
@@ -341,9 +345,11 @@ def main(argv=None) -> int:
                   + f", CPU {e2e['cpu_user_s'] + e2e['cpu_sys_s']:.0f} s, return code {e2e['returncode']}; "
                   f"{e2e.get('evaluations')} evaluations, front {e2e.get('front_size')}, "
                   f"{e2e.get('alternatives_written')} alternatives, replaced {e2e.get('replaced_alternatives')}; "
-                  f"other processes used {100 * e2e['other_processes_cpu_share']:.0f}% of the CPUs meanwhile", flush=True)
+                  f"other processes used {100 * e2e['other_processes_cpu_share']:.0f}% of the CPUs meanwhile",
+                  flush=True)
             print("  phases (CLI --json timings_s): " + ", ".join(f"{k} {fmt_s(tm.get(k))}" for k in TIMING_PHASES)
-                  + f"; exact renders: {'n/a' if e2e.get('exact_renders') is None else e2e['exact_renders']}", flush=True)
+                  + f"; exact renders: {'n/a' if e2e.get('exact_renders') is None else e2e['exact_renders']}",
+                  flush=True)
             if e2e["returncode"] != 0:
                 print(f"end to end FAILED: {e2e.get('stderr_tail', '')}", flush=True)
             cand = work / "out" / "alt-01.json"
@@ -386,22 +392,26 @@ def main(argv=None) -> int:
         peer = run_peer(files, alt)
         peer["other_processes_cpu_share"] = load.share()
         result["peer"] = peer
-        print(f"peer (pedalboard {peer['pedalboard']}, the same candidate): load {peer['load_s']:.1f} s + full chain -> "
-              f"{peer['load_render_s']:.1f} s; render only: {peer['render_no_master_s']:.1f} s without the master chain, "
+        print(f"peer (pedalboard {peer['pedalboard']}, the same candidate): load {peer['load_s']:.1f} s "
+              f"+ full chain -> {peer['load_render_s']:.1f} s; "
+              f"render only: {peer['render_no_master_s']:.1f} s without the master chain, "
               f"{peer['render_master_s']:.1f} s with it (stems {peer['render_master_stages_s']['stems_s']:.1f} s, "
               f"master EQ+comp {peer['render_master_stages_s']['master_eq_comp_s']:.1f} s, loudness "
-              f"{peer['render_master_stages_s']['loudness_normalise_s']:.1f} s, limiter {peer['render_master_stages_s']['limiter_s']:.1f} s); "
+              f"{peer['render_master_stages_s']['loudness_normalise_s']:.1f} s, "
+              f"limiter {peer['render_master_stages_s']['limiter_s']:.1f} s); "
               f"output {peer['output_integrated_lufs']:.1f} LUFS", flush=True)
 
         # ratios ----------------------------------------------------------------------------------
         ex = ip["exact_tier"]
         ratios = {
-            "render_cli_over_peer_load_render": rnd["wall_s"] / peer["load_render_s"] if rnd["returncode"] == 0 else None,
+            "render_cli_over_peer_load_render": (rnd["wall_s"] / peer["load_render_s"] if rnd["returncode"] == 0
+                                                 else None),
             "exact_per_candidate_over_peer_render": ex["s_per_candidate"] / peer["render_master_s"],
             "render_exact_over_peer_render": ex["render_exact_s"] / peer["render_master_s"],
         }
         result["ratios"] = ratios
-        print(f"ratios: evomix render / peer load+render = {ratios['render_cli_over_peer_load_render'] or float('nan'):.2f}x "
+        print(f"ratios: evomix render / peer load+render = "
+              f"{ratios['render_cli_over_peer_load_render'] or float('nan'):.2f}x "
               f"(issue: < 1); exact tier per candidate (with scores) / peer render with master = "
               f"{ratios['exact_per_candidate_over_peer_render']:.2f}x (issue: <= 1.5); render_exact alone / peer = "
               f"{ratios['render_exact_over_peer_render']:.2f}x", flush=True)
@@ -432,7 +442,8 @@ def main(argv=None) -> int:
         result["other_processes_cpu_share"] = run_load.share()
         print(f"other processes used {100 * result['other_processes_cpu_share']:.0f}% of the CPUs over the whole run "
               f"(end to end {100 * (result.get('e2e') or {}).get('other_processes_cpu_share', float('nan')):.0f}%, "
-              f"in-process {100 * ip['other_processes_cpu_share']:.0f}%, render {100 * rnd['other_processes_cpu_share']:.0f}%, "
+              f"in-process {100 * ip['other_processes_cpu_share']:.0f}%, "
+              f"render {100 * rnd['other_processes_cpu_share']:.0f}%, "
               f"peer {100 * peer['other_processes_cpu_share']:.0f}%)", flush=True)
         result["self_peak_rss_mb"] = _maxrss_mb()
     finally:

@@ -21,8 +21,9 @@ Limits: a case whose RSS exceeds ``--mem-limit-gb`` (4 GB) is killed and reporte
 killed and reported as ``timeout``. Neither stops the script.
 
 Growth exponent: least-squares slope of log(s per evaluation) against log(stems x duration) over
-the cases that finished, on wall time and on process CPU time (1 = linear growth; less than 1 when fixed per-call overheads still
-matter). The slope of log(peak RSS) is reported as well, and the slope against each factor alone.
+the cases that finished, on wall time and on process CPU time (1 = linear growth; less than 1 when
+fixed per-call overheads still matter). The slope of log(peak RSS) is reported as well, and the
+slope against each factor alone.
 
 Output: a table, the fit, and a JSON list (one object per case) as the LAST line of stdout.
 No timing assertions: this only measures.
@@ -52,6 +53,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import analysis_nbytes, code_version, session_audio_nbytes  # noqa: E402
 
+from evomix.pipeline import make_problem
 from evomix.testing.songs import write_session
 
 SR = 44100
@@ -81,7 +83,6 @@ def run_case(stems: int, duration: float, folder: Path, *, pop: int, reps: int, 
     from evomix.engine.analysis import analyze_session
     from evomix.io.audio import load_session  # imports outside the timed region
     from evomix.search.genome import GeneTable
-    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     _emit("STAGE", {"stage": "load_session", "maxrss_mb": _maxrss_mb()})
@@ -93,8 +94,8 @@ def run_case(stems: int, duration: float, folder: Path, *, pop: int, reps: int, 
     a = analyze_session(session)
     ta["analyze_s"] = time.perf_counter() - t0
     names = tuple(OBJECTIVE_NAMES)
-    problem = Problem(a, GeneTable(session.n_stems), Target(profile=load_profile("pop")), names,
-                      tuple(1.0 for _ in names))
+    problem = make_problem(a, GeneTable(session.n_stems), Target(profile=load_profile("pop")), names,
+                           tuple(1.0 for _ in names))
     res = {
         "stems": stems, "duration_s": duration, "load_s": ta["load_s"], "analyze_s": ta["analyze_s"],
         "frames": int(a.n_frames), "heavy_frames": int(len(a.heavy_frames)), "genes": problem.table.n_genes,
@@ -210,28 +211,35 @@ def summarise(records: list[dict]) -> dict:
     fit = {
         "n_cases_fitted": len(ok),
         "slope_time_per_eval_vs_stems_x_duration": fit_slope([r["size"] for r in ok], [r["s_per_eval"] for r in ok]),
-        "slope_cpu_time_per_eval_vs_stems_x_duration": fit_slope([r["size"] for r in ok], [r["cpu_s_per_eval"] for r in ok]),
+        "slope_cpu_time_per_eval_vs_stems_x_duration": fit_slope([r["size"] for r in ok],
+                                                                 [r["cpu_s_per_eval"] for r in ok]),
         "slope_peak_rss_vs_stems_x_duration": fit_slope([r["size"] for r in ok], [r["peak_rss_mb"] for r in ok]),
-        "slope_analyze_s_vs_stems_x_duration": fit_slope([r["size"] for r in ok], [r["load_s"] + r["analyze_s"] for r in ok]),
+        "slope_analyze_s_vs_stems_x_duration": fit_slope([r["size"] for r in ok],
+                                                         [r["load_s"] + r["analyze_s"] for r in ok]),
         "slope_vs_stems_at_duration": {}, "slope_vs_duration_at_stems": {},
     }
     for d in sorted({r["duration_s"] for r in ok}):
         sub = [r for r in ok if r["duration_s"] == d]
-        fit["slope_vs_stems_at_duration"][f"{d:g}"] = fit_slope([r["stems"] for r in sub], [r["s_per_eval"] for r in sub])
+        fit["slope_vs_stems_at_duration"][f"{d:g}"] = fit_slope([r["stems"] for r in sub],
+                                                                [r["s_per_eval"] for r in sub])
     for s in sorted({r["stems"] for r in ok}):
         sub = [r for r in ok if r["stems"] == s]
-        fit["slope_vs_duration_at_stems"][str(s)] = fit_slope([r["duration_s"] for r in sub], [r["s_per_eval"] for r in sub])
+        fit["slope_vs_duration_at_stems"][str(s)] = fit_slope([r["duration_s"] for r in sub],
+                                                              [r["s_per_eval"] for r in sub])
     return fit
 
 
 def print_row(r: dict, header: bool = False) -> None:
     if header:
-        print(f"{'stems':>5} {'dur s':>6} {'stems*s':>8} {'frames/heavy':>12} {'status':<13} {'load s':>7} {'anlz s':>7} "
-              f"{'call s':>8} {'cpu s':>8} {'ms/eval':>8} {'evals/s':>8} {'peakRSS MB':>10} {'after anlz':>10}  note", flush=True)
+        print(f"{'stems':>5} {'dur s':>6} {'stems*s':>8} {'frames/heavy':>12} {'status':<13} {'load s':>7} "
+              f"{'anlz s':>7} {'call s':>8} {'cpu s':>8} {'ms/eval':>8} {'evals/s':>8} {'peakRSS MB':>10} "
+              f"{'after anlz':>10}  note", flush=True)
         return
     if r["status"] == "ok":
-        print(f"{r['stems']:>5} {r['duration_s']:>6g} {r['size']:>8g} {str(r['frames']) + '/' + str(r['heavy_frames']):>12} {r['status']:<13} "
-              f"{r['load_s']:>7.2f} {r['analyze_s']:>7.2f} {r['median_call_s']:>8.3f} {r['cpu_s_per_eval'] * r['pop']:>8.3f} {1e3 * r['s_per_eval']:>8.2f} "
+        print(f"{r['stems']:>5} {r['duration_s']:>6g} {r['size']:>8g} "
+              f"{str(r['frames']) + '/' + str(r['heavy_frames']):>12} {r['status']:<13} "
+              f"{r['load_s']:>7.2f} {r['analyze_s']:>7.2f} {r['median_call_s']:>8.3f} "
+              f"{r['cpu_s_per_eval'] * r['pop']:>8.3f} {1e3 * r['s_per_eval']:>8.2f} "
               f"{r['evals_per_s']:>8.1f} {r['peak_rss_mb']:>10.0f} {r['maxrss_after_analysis_mb']:>10.0f}", flush=True)
     else:
         st = r.get("stage_reached") or {}
@@ -321,7 +329,8 @@ def main(argv=None) -> int:
     bad = [r for r in records if r["status"] != "ok"]
     for r in bad:
         print(f"not finished: {r['stems']} stems x {r['duration_s']:g} s -> {r['status']} "
-              f"{r.get('limit', '')} (peak RSS {r['peak_rss_mb']:.0f} MB, stage {(r.get('stage_reached') or {}).get('stage')})"
+              f"{r.get('limit', '')} (peak RSS {r['peak_rss_mb']:.0f} MB, "
+              f"stage {(r.get('stage_reached') or {}).get('stage')})"
               + (f"\n  {r.get('error') or r.get('stderr_tail', '')}" if r["status"] == "error" else ""))
     print("fit " + json.dumps(fit))
     print(json.dumps(records, default=float))

@@ -168,24 +168,29 @@ def main(argv=None) -> int:
         fast = time_fast_tier(problem, pop=args.population, reps=reps, seed=args.seed)
         result["fast_tier"] = fast
         print(f"fast tier: evaluate_population({args.population}) median {fast['median_s']:.4f} s over {reps} calls "
-              f"(min {fast['min_s']:.4f}, max {fast['max_s']:.4f}; initial_population {fast['median_s_initial']:.4f} s, "
+              f"(min {fast['min_s']:.4f}, max {fast['max_s']:.4f}; "
+              f"initial_population {fast['median_s_initial']:.4f} s, "
               f"uniform {fast['median_s_uniform']:.4f} s; CPU {fast['cpu_s_per_call_median']:.4f} s per call) -> "
-              f"{fast['evals_per_s']:.1f} candidate evaluations/s ({1e3 * fast['s_per_eval']:.2f} ms per candidate)", flush=True)
-        from evomix.search.parallel import available_cores
+              f"{fast['evals_per_s']:.1f} candidate evaluations/s ({1e3 * fast['s_per_eval']:.2f} ms per candidate)",
+              flush=True)
+        from evomix.core.runtime import available_cores
 
         cores = available_cores()
         if cores > 1:  # what `evomix mix` uses by default: the population split over threads
             fast_all = time_fast_tier(problem, pop=args.population, reps=reps, seed=args.seed, threads=cores)
             result["fast_tier_all_cores"] = fast_all
             print(f"fast tier on {cores} threads (the default of `evomix mix`): median {fast_all['median_s']:.4f} s -> "
-                  f"{fast_all['evals_per_s']:.1f} candidate evaluations/s ({fast_all['evals_per_s'] / fast['evals_per_s']:.2f}x one thread)",
+                  f"{fast_all['evals_per_s']:.1f} candidate evaluations/s "
+                  f"({fast_all['evals_per_s'] / fast['evals_per_s']:.2f}x one thread)",
                   flush=True)
 
         exact = time_exact_tier(problem, session, n_candidates=args.exact_candidates, seed=args.seed)
         result["exact_tier"] = exact
         print(f"exact tier: {exact['s_per_candidate']:.3f} s per candidate (median of {exact['candidates']}; "
-              f"render_exact {exact['render_exact_s']:.3f} s + features_from_render {exact['features_from_render_s']:.3f} s "
-              f"+ objectives {exact['objectives_s']:.4f} s; CPU {exact['cpu_s_per_candidate_median']:.3f} s)", flush=True)
+              f"render_exact {exact['render_exact_s']:.3f} s "
+              f"+ features_from_render {exact['features_from_render_s']:.3f} s "
+              f"+ objectives {exact['objectives_s']:.4f} s; CPU {exact['cpu_s_per_candidate_median']:.3f} s)",
+              flush=True)
 
         naive = 1.0 / exact["s_per_candidate"]
         ratio = fast["evals_per_s"] / naive
@@ -193,7 +198,8 @@ def main(argv=None) -> int:
         result["fast_over_naive_ratio"] = ratio
         cpu_ratio = (exact["cpu_s_per_candidate_median"]) / (fast["cpu_s_per_call_median"] / args.population)
         result["fast_over_naive_ratio_cpu_time"] = cpu_ratio
-        print(f"naive (exact per candidate) rate: {naive:.3f} candidates/s; fast tier (one thread) / naive = {ratio:.1f}x "
+        print(f"naive (exact per candidate) rate: {naive:.3f} candidates/s; "
+              f"fast tier (one thread) / naive = {ratio:.1f}x "
               f"(by CPU time: {cpu_ratio:.1f}x)", flush=True)
 
         if args.profile:
@@ -211,7 +217,8 @@ def main(argv=None) -> int:
             e2e = run_cli_mix(stem_dir, out_dir, population=args.population, generations=generations,
                               alternatives=args.alternatives)
             result["e2e"] = e2e
-            extra = f" (psutil tree poll {e2e['peak_rss_mb_psutil_poll']:.1f} MB)" if e2e.get("peak_rss_mb_psutil_poll") else ""
+            extra = (f" (psutil tree poll {e2e['peak_rss_mb_psutil_poll']:.1f} MB)"
+                     if e2e.get("peak_rss_mb_psutil_poll") else "")
             print(f"end to end: `evomix mix` pop {args.population} x {generations} generations -> "
                   f"{e2e['wall_s']:.2f} s wall, peak RSS {e2e['peak_rss_mb']:.1f} MB{extra}, "
                   f"return code {e2e['returncode']}, {e2e.get('evaluations')} evaluations, "

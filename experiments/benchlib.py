@@ -16,7 +16,8 @@ def blas_threads_from_argv(argv) -> None:
     """``--blas-threads N`` must act before numpy loads OpenBLAS: set the thread variables now
     (inherited by every subprocess the script starts)."""
     for i, a in enumerate(argv):
-        n = a.split("=", 1)[1] if a.startswith("--blas-threads=") else (argv[i + 1] if a == "--blas-threads" and i + 1 < len(argv) else None)
+        n = (a.split("=", 1)[1] if a.startswith("--blas-threads=")
+             else (argv[i + 1] if a == "--blas-threads" and i + 1 < len(argv) else None))
         if n is not None:
             for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ[k] = str(int(n))
@@ -49,8 +50,8 @@ def build_problem(folder: Path, genre: str = "pop"):
     """load_session + analyze_session (timed) -> (problem, session, timings dict)."""
     from evomix.engine.analysis import analyze_session
     from evomix.io.audio import load_session
+    from evomix.pipeline import make_problem
     from evomix.search.genome import GeneTable
-    from evomix.search.problem import Problem
     from objectives import OBJECTIVE_NAMES, Target, load_profile
 
     t0 = time.perf_counter()
@@ -60,7 +61,7 @@ def build_problem(folder: Path, genre: str = "pop"):
     t2 = time.perf_counter()
     target = Target(profile=load_profile(genre), target_lufs=-14.0, ceiling_dbtp=-1.0)
     names = tuple(OBJECTIVE_NAMES)
-    problem = Problem(analysis, GeneTable(session.n_stems), target, names, tuple(1.0 for _ in names))
+    problem = make_problem(analysis, GeneTable(session.n_stems), target, names, tuple(1.0 for _ in names))
     return problem, session, {"load_s": t1 - t0, "analyze_s": t2 - t1, "total_s": t2 - t0}
 
 
@@ -89,9 +90,9 @@ def exact_render(session, params, i: int, target, grid):
         kw = {}
         if "threads" in sig:  # newer still: a render's stems on threads, as many as api.mix gives it
             try:
-                from evomix.api import render_threads
+                from evomix.core.runtime import available_cores as render_threads
             except ImportError:
-                from evomix.search.parallel import available_cores as render_threads
+                from evomix.core.runtime import available_cores as render_threads
             kw["threads"] = render_threads()
         return render_exact(session, session.is_mono, session.sr, params, index=i, grid=grid,
                             target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, **kw)

@@ -28,6 +28,7 @@ from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
 from evomix.io.audio import expand_paths, load_session
 from evomix.search.genome import GeneTable
+from evomix.settings import Search
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
 
 
@@ -46,7 +47,8 @@ def tiers(session, analysis, params, target, threads=1):
                          target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp, threads=threads)
         F_pass.append(evaluate(features_from_render(r, analysis.grid, analysis.roles), target, OBJECTIVE_NAMES)[0])
         finished = dataclasses.replace(r, stem_power=None)
-        F_exact.append(evaluate(features_from_render(finished, analysis.grid, analysis.roles), target, OBJECTIVE_NAMES)[0])
+        F_exact.append(evaluate(features_from_render(finished, analysis.grid, analysis.roles), target,
+                                OBJECTIVE_NAMES)[0])
         raw_exact.append(r.raw_loudness_lufs)
         del r, finished
     return F_fast, np.array(F_exact), fast.raw_loudness_lufs, np.array(raw_exact), np.array(F_pass)
@@ -65,7 +67,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads per exact render (default: all cores)")
     ap.add_argument("--no-front", action="store_true", help="skip the searched front (random populations only)")
     args = ap.parse_args()
-    from evomix.search.parallel import available_cores
+    from evomix.core.runtime import available_cores
 
     threads = args.threads or available_cores()
     if args.stems is None:
@@ -90,13 +92,16 @@ def main() -> None:
         out[label] = {"spearman": agreement(Ff, Fe),
                       "loudness_abs_error_lu": {"mean": round(float(err.mean()), 3), "max": round(float(err.max()), 3)},
                       "in_pass_vs_finished": {"spearman": agreement(Fp, Fe),
-                                              "rel_error_median": {n: round(float(np.median(rel[:, j])), 4) for j, n in enumerate(OBJECTIVE_NAMES)},
-                                              "rel_error_max": {n: round(float(rel[:, j].max()), 4) for j, n in enumerate(OBJECTIVE_NAMES)}}}
+                                              "rel_error_median": {n: round(float(np.median(rel[:, j])), 4)
+                                                                   for j, n in enumerate(OBJECTIVE_NAMES)},
+                                              "rel_error_max": {n: round(float(rel[:, j].max()), 4)
+                                                                for j, n in enumerate(OBJECTIVE_NAMES)}}}
         print(f"{label:8s} Spearman " + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["spearman"].items())
               + f"   |loudness error| mean {err.mean():.3f} max {err.max():.3f} LU")
         print(f"{'':8s} in-pass vs finished-stem exact scores: Spearman "
               + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["in_pass_vs_finished"]["spearman"].items())
-              + "   max relative error " + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["in_pass_vs_finished"]["rel_error_max"].items()))
+              + "   max relative error "
+              + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["in_pass_vs_finished"]["rel_error_max"].items()))
     if args.no_front:
         out["seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(out))
@@ -105,7 +110,8 @@ def main() -> None:
     # a searched front: do the exported members' exact scores lie within the front's spread?
     import evomix
 
-    res = evomix.mix(paths, genre=args.genre, population=32, generations=20, seed=args.seed, session=session)
+    res = evomix.mix(paths, genre=args.genre, search=Search(population=32, generations=20, seed=args.seed),
+                     session=session)
     F = np.array([[m.objectives[n] for n in OBJECTIVE_NAMES] for m in res.front])
     lo, hi = F.min(axis=0), F.max(axis=0)
     fast_alt = np.array([[a.objectives[n] for n in OBJECTIVE_NAMES] for a in res.alternatives])
@@ -119,15 +125,20 @@ def main() -> None:
     inside = [bool(np.all(above[i] <= 1e-9)) for i in range(len(res.alternatives))]
     out["front"] = {"size": len(res.front), "alternatives_not_worse_than_front": inside,
                     "replaced_alternatives": res.settings["replaced_alternatives"],
-                    "beyond_best_fraction_of_range": {n: round(float(below[:, j].max()), 3) for j, n in enumerate(OBJECTIVE_NAMES)},
-                    "beyond_worst_fraction_of_range": {n: round(float(above[:, j].max()), 3) for j, n in enumerate(OBJECTIVE_NAMES)},
+                    "beyond_best_fraction_of_range": {n: round(float(below[:, j].max()), 3)
+                                                      for j, n in enumerate(OBJECTIVE_NAMES)},
+                    "beyond_worst_fraction_of_range": {n: round(float(above[:, j].max()), 3)
+                                                       for j, n in enumerate(OBJECTIVE_NAMES)},
                     "alternatives_abs_error": {n: round(float(np.abs(fast_alt[:, j] - exact_alt[:, j]).max()), 3)
                                                for j, n in enumerate(OBJECTIVE_NAMES)},
-                    "front_spread": {n: [round(float(lo[j]), 3), round(float(hi[j]), 3)] for j, n in enumerate(OBJECTIVE_NAMES)}}
+                    "front_spread": {n: [round(float(lo[j]), 3), round(float(hi[j]), 3)]
+                                     for j, n in enumerate(OBJECTIVE_NAMES)}}
     print(f"front of {len(res.front)}: exported alternatives' exact scores no worse than the front's worst: {inside}"
           f" ({res.settings['replaced_alternatives']} pick(s) replaced after their exact render)")
-    print("  largest excursion beyond the front's best (fraction of its range): " + "  ".join(f"{k} {v:.3f}" for k, v in out['front']['beyond_best_fraction_of_range'].items()))
-    print("max |fast - exact| on exported alternatives: " + "  ".join(f"{k} {v:.3f}" for k, v in out['front']['alternatives_abs_error'].items()))
+    print("  largest excursion beyond the front's best (fraction of its range): "
+          + "  ".join(f"{k} {v:.3f}" for k, v in out['front']['beyond_best_fraction_of_range'].items()))
+    print("max |fast - exact| on exported alternatives: "
+          + "  ".join(f"{k} {v:.3f}" for k, v in out['front']['alternatives_abs_error'].items()))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out))
 

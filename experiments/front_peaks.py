@@ -27,6 +27,7 @@ from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import render_exact
 from evomix.search.genome import GeneTable
+from evomix.settings import Search
 from evomix.testing.songs import cached_session
 
 
@@ -39,12 +40,13 @@ def main() -> None:
     args = ap.parse_args()
     folder, _ = cached_session(args.stems, args.duration)
     t0 = time.perf_counter()
-    res = api.mix(sorted(Path(folder).glob("*.wav")), seed=args.seed)
+    res = api.mix(sorted(Path(folder).glob("*.wav")), search=Search(seed=args.seed))
     search_s = time.perf_counter() - t0
     session, target = res.session, res.target
     analysis, table = analyze_session(session), GeneTable(session.n_stems)  # as the run made them
     G = np.stack([m.genome for m in res.front])  # (n, genes)
-    gr = np.concatenate([render_features(analysis, table.decode(G[i:i + 16], analysis.trim_db), target_lufs=target.target_lufs,
+    gr = np.concatenate([render_features(analysis, table.decode(G[i:i + 16], analysis.trim_db),
+                                         target_lufs=target.target_lufs,
                                          ceiling_dbtp=target.ceiling_dbtp).limiter_gr_db for i in range(0, len(G), 16)])
     order = np.argsort(gr)
     pick = order[np.unique(np.linspace(0, len(order) - 1, args.n).round().astype(int))]
@@ -54,11 +56,13 @@ def main() -> None:
         r = render_exact(session, session.is_mono, session.sr, params, index=j, target_lufs=target.target_lufs,
                          ceiling_dbtp=target.ceiling_dbtp, keep_stems=False, threads=2)
         rows.append({"fast_gr_db": float(gr[i]), "exact_gr_db": float(r.limiter_gr_db)})
-        print(f"  member {i:4d}: limiter gain reduction fast {gr[i]:6.2f} dB, exact {r.limiter_gr_db:6.2f} dB", flush=True)
+        print(f"  member {i:4d}: limiter gain reduction fast {gr[i]:6.2f} dB, exact {r.limiter_gr_db:6.2f} dB",
+              flush=True)
     err = [r["fast_gr_db"] - r["exact_gr_db"] for r in rows]
     out = {"song": f"{args.stems} stems x {args.duration:g} s", "seed": args.seed, "front": len(res.front),
            "search_s": round(search_s, 1), "front_share_fast_gr_over_6_db": round(float((gr > 6.0).mean()), 3),
-           "gr_error_db": {"mean": round(statistics.fmean(err), 2), "mean_abs": round(statistics.fmean(abs(e) for e in err), 2),
+           "gr_error_db": {"mean": round(statistics.fmean(err), 2),
+                           "mean_abs": round(statistics.fmean(abs(e) for e in err), 2),
                            "most_low": round(min(err), 2), "most_high": round(max(err), 2)},
            "members": rows}
     print(f"front of {len(res.front)}: {100 * out['front_share_fast_gr_over_6_db']:.0f} % read above 6 dB of limiting; "

@@ -37,15 +37,23 @@ import numpy as np
 
 hz = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
 G = {
- # name: low_gain_db (below 150 Hz), sub_hz (12 dB/oct roll-off below), slope (dB/oct above 200 Hz), top (extra dB/oct above 10 kHz), plr, lra, lufs, width low/mid/high, vocal margin, description
- "pop":       (0.0, 40, -4.5, -3.0, 9.0, 5.0, -9.0, (0.03, 0.18, 0.28), 2.0, "Contemporary pop: forward vocal, controlled low end, bright top"),
- "rock":      (-1.0, 45, -4.0, -4.0, 9.5, 6.0, -9.0, (0.03, 0.22, 0.25), 1.0, "Rock: dense guitars in the mids, vocal level with the band"),
- "hip-hop":   (4.0, 30, -5.0, -3.0, 8.5, 5.0, -8.0, (0.02, 0.15, 0.25), 3.0, "Hip-hop: heavy sub and kick, vocal on top, drier mids"),
+ # name: low_gain_db (below 150 Hz), sub_hz (12 dB/oct roll-off below), slope (dB/oct above 200 Hz),
+ # top (extra dB/oct above 10 kHz), plr, lra, lufs, width low/mid/high, vocal margin, description
+ "pop":       (0.0, 40, -4.5, -3.0, 9.0, 5.0, -9.0, (0.03, 0.18, 0.28), 2.0,
+               "Contemporary pop: forward vocal, controlled low end, bright top"),
+ "rock":      (-1.0, 45, -4.0, -4.0, 9.5, 6.0, -9.0, (0.03, 0.22, 0.25), 1.0,
+               "Rock: dense guitars in the mids, vocal level with the band"),
+ "hip-hop":   (4.0, 30, -5.0, -3.0, 8.5, 5.0, -8.0, (0.02, 0.15, 0.25), 3.0,
+               "Hip-hop: heavy sub and kick, vocal on top, drier mids"),
  "edm":       (3.0, 30, -4.0, -2.0, 8.0, 4.0, -7.0, (0.02, 0.25, 0.35), 0.0, "EDM: loud, dense, wide top, strong sub"),
- "metal":     (-1.0, 45, -3.5, -4.0, 8.0, 4.0, -8.0, (0.03, 0.25, 0.28), 0.0, "Metal: wall of guitars, bright and dense, little dynamics"),
- "acoustic":  (-4.0, 50, -5.0, -5.0, 14.0, 8.0, -14.0, (0.04, 0.20, 0.22), 2.0, "Acoustic / singer-songwriter: light low end, natural dynamics"),
- "jazz":      (-3.0, 45, -5.5, -6.0, 15.0, 10.0, -16.0, (0.05, 0.25, 0.25), 0.0, "Jazz: natural dynamics, warm, wide room"),
- "classical": (-5.0, 40, -6.0, -7.0, 18.0, 14.0, -20.0, (0.08, 0.30, 0.32), 0.0, "Classical: wide dynamics, dark top, hall width"),
+ "metal":     (-1.0, 45, -3.5, -4.0, 8.0, 4.0, -8.0, (0.03, 0.25, 0.28), 0.0,
+               "Metal: wall of guitars, bright and dense, little dynamics"),
+ "acoustic":  (-4.0, 50, -5.0, -5.0, 14.0, 8.0, -14.0, (0.04, 0.20, 0.22), 2.0,
+               "Acoustic / singer-songwriter: light low end, natural dynamics"),
+ "jazz":      (-3.0, 45, -5.5, -6.0, 15.0, 10.0, -16.0, (0.05, 0.25, 0.25), 0.0,
+               "Jazz: natural dynamics, warm, wide room"),
+ "classical": (-5.0, 40, -6.0, -7.0, 18.0, 14.0, -20.0, (0.08, 0.30, 0.32), 0.0,
+               "Classical: wide dynamics, dark top, hall width"),
 }
 SRC = ("Spectrum: parametric model of the trends in Pestana, Ma, Reiss, Barbosa & Black, 'Spectral "
        "characteristics of popular commercial recordings 1950-2010', AES 135th Conv., 2013 "

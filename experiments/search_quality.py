@@ -15,10 +15,10 @@ seeds, the convergence curve (mean hypervolume per generation, every 10th printe
 evaluations to reach 95 % of the final hypervolume; for the smart start also the evaluations it
 needs to reach the *random start's* mean final hypervolume.
 
-Termination: the default algorithm from the smart start with the default termination (``evomix.search.algorithm.Termination()``: the
-hypervolume-gain window and the time cap) on every seed, then the same seed run for 10x the
-generations the default used (``--long-seeds`` seeds per song): the default's hypervolume as a
-percentage of the long run's.
+Termination: the default algorithm from the smart start with the default termination
+(``evomix.search.algorithm.Termination()``: the hypervolume-gain window and the time cap) on every
+seed, then the same seed run for 10x the generations the default used (``--long-seeds`` seeds per
+song): the default's hypervolume as a percentage of the long run's.
 
 Usage: python experiments/search_quality.py [--quick] [--seeds 5] [--generations 60]
        [--population 32] [--stems 6] [--duration 20] [--shared] [--long-seeds 2]
@@ -40,6 +40,7 @@ import numpy as np
 from evomix.choose.select import choose_alternatives
 from evomix.engine.analysis import analyze_session
 from evomix.io.audio import AUDIO_SUFFIXES, load_session
+from evomix.pipeline import make_problem
 from evomix.search.algorithm import (
     DEFAULT_ALGORITHM,
     DEFAULT_TIME_LIMIT_S,
@@ -60,12 +61,12 @@ CONFIGS = ("nsga2", "nsga3", "random", "nsga2-smart", "nsga3-smart")
 DEFAULT = f"{DEFAULT_ALGORITHM}-smart"  # what `evomix mix` runs
 
 
-def make_problem(paths, genre: str) -> Problem:
+def song_problem(paths, genre: str) -> Problem:
     session = load_session(paths)
     analysis = analyze_session(session)
     target = Target(profile=load_profile(genre), target_lufs=-14.0, ceiling_dbtp=-1.0)
-    return Problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES),
-                   max_limiting_db=Master().max_limiting_db)  # the limiter budget of `evomix mix`
+    return make_problem(analysis, GeneTable(session.n_stems), target, OBJECTIVE_NAMES, (1.0,) * len(OBJECTIVE_NAMES),
+                        max_limiting_db=Master().max_limiting_db)  # the limiter budget of `evomix mix`
 
 
 def first_generation(problem: Problem, smart: bool, n_pop: int, seed: int) -> np.ndarray:
@@ -92,7 +93,8 @@ def steering(problem: Problem, args) -> dict:
     for seed in range(args.seeds):
         row = {"seed": seed}
         for label, w in (("default", problem.weights), ("masking=4", w4)):
-            p = Problem(problem.analysis, problem.table, problem.target, problem.names, w, problem.max_limiting_db)
+            p = make_problem(problem.analysis, problem.table, problem.target, problem.names, w,
+                             max_limiting_db=problem.max_limiting_db)
             r = run(p, DEFAULT, seed, args.population, Termination(generations=args.generations))
             raw = r.front_F / np.asarray(w)[None, :]
             top = choose_alternatives(r.front_genomes, r.front_F, 1, np.asarray(w))[0]
@@ -143,13 +145,15 @@ def study_song(name: str, problem: Problem, args) -> dict:
         out["smart_evals_to_random_final"][alg] = {
             "random_start_evals": out["configs"][alg]["evals"],
             "smart_evals": reach,
-            "smart_evals_mean": statistics.fmean([r for r in reach if r is not None]) if any(r is not None for r in reach) else None,
+            "smart_evals_mean": (statistics.fmean([r for r in reach if r is not None])
+                                 if any(r is not None for r in reach) else None),
             "reached": sum(r is not None for r in reach),
         }
     out["steering"] = steering(problem, args)
     st = out["steering"]["mean"]
     print(f"  {name} steering: top masking {st['default']['top_masking']:.3f} -> {st['masking=4']['top_masking']:.3f}, "
-          f"median {st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f}", file=sys.stderr, flush=True)
+          f"median {st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f}",
+          file=sys.stderr, flush=True)
     # default termination vs 10x longer
     term = []
     for seed in range(args.term_seeds):
@@ -159,7 +163,8 @@ def study_song(name: str, problem: Problem, args) -> dict:
         if seed < args.long_seeds and args.song_index < args.long_songs:
             long = run(problem, DEFAULT, seed, args.population, Termination(generations=10 * max(d.generations, 1)))
             row.update(long_generations=long.generations, long_hv=float(long.hypervolume[-1]),
-                       percent_of_long=100.0 * float(d.hypervolume[-1]) / float(long.hypervolume[-1]), long_seconds=long.elapsed_s)
+                       percent_of_long=100.0 * float(d.hypervolume[-1]) / float(long.hypervolume[-1]),
+                       long_seconds=long.elapsed_s)
         term.append(row)
         print(f"  {name} default termination seed {seed}: {d.stop_reason} after {d.generations} gens, "
               f"{row.get('percent_of_long', float('nan')):.1f} % of 10x", file=sys.stderr, flush=True)
@@ -176,22 +181,27 @@ def print_table(songs: list, args) -> None:
     print("-" * len(head))
     for s in songs:
         for c, v in s["configs"].items():
-            print(f"{s['song']:<14}{c:<13}{v['hv_mean']:>11.4f} ± {v['hv_sd']:<6.4f}{v['evals_to_95']:>14.0f}{v['seconds']:>8.2f}")
+            print(f"{s['song']:<14}{c:<13}{v['hv_mean']:>11.4f} ± {v['hv_sd']:<6.4f}{v['evals_to_95']:>14.0f}"
+                  f"{v['seconds']:>8.2f}")
         rnd = s["configs"]["random"]
-        beats = {a: (s["configs"][a]["hv_mean"] - rnd["hv_mean"]) / max(rnd["hv_sd"], 1e-12) for a in ("nsga2", "nsga3")}
+        beats = {a: (s["configs"][a]["hv_mean"] - rnd["hv_mean"]) / max(rnd["hv_sd"], 1e-12)
+                 for a in ("nsga2", "nsga3")}
         print(f"{'':<14}margin over random, in random's sd: " + ", ".join(f"{a} {b:.1f}" for a, b in beats.items()))
         st = s["steering"]["mean"]
         print(f"{'':<14}steering masking=4 vs default: top-ranked masking {st['default']['top_masking']:.3f} -> "
-              f"{st['masking=4']['top_masking']:.3f} dB ({st['seeds_top_lower']}/{args.seeds} seeds lower), front median "
+              f"{st['masking=4']['top_masking']:.3f} dB ({st['seeds_top_lower']}/{args.seeds} seeds lower), "
+              f"front median "
               f"{st['default']['median_masking']:.3f} -> {st['masking=4']['median_masking']:.3f} dB "
               f"({st['seeds_median_lower']}/{args.seeds} lower)")
         for alg, sm in s["smart_evals_to_random_final"].items():
             print(f"{'':<14}{alg}: smart start reaches the random start's mean final HV in {sm['smart_evals_mean']} "
-                  f"evaluations (mean of the {sm['reached']}/{args.seeds} seeds that reach it) vs {sm['random_start_evals']}")
+                  f"evaluations (mean of the {sm['reached']}/{args.seeds} seeds that reach it) "
+                  f"vs {sm['random_start_evals']}")
         for t in s["termination"]:
             extra = (f", {t['percent_of_long']:.2f} % of the HV after {t['long_generations']} generations"
                      if "percent_of_long" in t else "")
-            print(f"{'':<14}default termination seed {t['seed']}: {t['stop_reason']} after {t['generations']} generations "
+            print(f"{'':<14}default termination seed {t['seed']}: {t['stop_reason']} "
+                  f"after {t['generations']} generations "
                   f"({t['evals']} evals, {t['seconds']:.2f} s){extra}")
     print("\nmean hypervolume per generation (every 10th):")
     for s in songs:
@@ -223,12 +233,12 @@ def main() -> None:
     problems = []
     for seed, genre in songs:
         paths = write_session(tmp / f"song{seed}", args.stems, args.duration, seed=seed)
-        problems.append((f"synth{seed}-{genre}", make_problem(paths, genre)))
+        problems.append((f"synth{seed}-{genre}", song_problem(paths, genre)))
     shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "stems"
     if args.shared and shared.is_dir():
         files = sorted(p for p in shared.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if files:
-            problems.append(("shared-stems", make_problem(files, "pop")))
+            problems.append(("shared-stems", song_problem(files, "pop")))
         else:
             print(f"--shared: {shared} holds no audio; skipped", file=sys.stderr)
     results = []

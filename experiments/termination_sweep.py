@@ -32,7 +32,7 @@ from evomix.search.algorithm import DEFAULT_TIME_LIMIT_S, HV_TOL, HV_WINDOW, Ter
 from evomix.testing.songs import write_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import DEFAULT, SONGS, make_problem, run  # noqa: E402
+from search_quality import DEFAULT, SONGS, run, song_problem  # noqa: E402
 
 WINDOWS = (20, 40, 80, 160)
 TOLS = (0.005, 0.002, 0.001)
@@ -62,7 +62,7 @@ def main() -> None:
         for song_seed, genre in SONGS[: args.songs]:
             folder = Path(tmp) / f"song{song_seed}"
             write_session(folder, args.stems, args.duration, seed=song_seed)
-            problem = make_problem(sorted(folder.glob("*.wav")), genre)
+            problem = song_problem(sorted(folder.glob("*.wav")), genre)
             for seed in range(args.seeds):
                 r = run(problem, DEFAULT, seed, args.population, Termination(generations=args.generations))
                 hv = np.asarray(r.hypervolume, dtype=float)
@@ -84,8 +84,10 @@ def main() -> None:
                              "bound": 10 * g > n})
             pct = [x["percent_of_10x"] for x in rows]
             rules.append({"window": window, "tol": tol, "runs": rows, "worst_percent": min(pct),
-                          "mean_percent": statistics.fmean(pct), "mean_seconds": statistics.fmean(x["seconds"] for x in rows),
-                          "max_seconds": max(x["seconds"] for x in rows), "time_limited": sum(x["why"] == "time limit" for x in rows),
+                          "mean_percent": statistics.fmean(pct),
+                          "mean_seconds": statistics.fmean(x["seconds"] for x in rows),
+                          "max_seconds": max(x["seconds"] for x in rows),
+                          "time_limited": sum(x["why"] == "time limit" for x in rows),
                           "default": window == HV_WINDOW and tol == HV_TOL})
     print(f"termination rules on {len(runs)} long runs ({args.generations} generations, population {args.population}, "
           f"{args.stems} stems x {args.duration:g} s, time cap {args.time_limit:g} s)")
@@ -95,8 +97,10 @@ def main() -> None:
     for ru in rules:
         bound = "≥" if any(x["bound"] for x in ru["runs"]) else " "
         print(f"{ru['window']:>7}{ru['tol']:>8}{bound:>3}{ru['worst_percent']:>13.1f}{ru['mean_percent']:>8.1f}"
-              f"{ru['mean_seconds']:>8.1f}{ru['max_seconds']:>7.1f}{ru['time_limited']:>8}" + ("  (default)" if ru["default"] else ""))
-    out = {"settings": vars(args), "runs": [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rr.items()} for rr in runs],
+              f"{ru['mean_seconds']:>8.1f}{ru['max_seconds']:>7.1f}{ru['time_limited']:>8}"
+              + ("  (default)" if ru["default"] else ""))
+    out = {"settings": vars(args),
+           "runs": [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in rr.items()} for rr in runs],
            "rules": rules, "wall_s": round(time.perf_counter() - t_start, 1)}
     print(json.dumps(out))
 

@@ -28,11 +28,11 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from evomix.core.compiled import lazy_njit
+from evomix.core.constants import POWER_FLOOR
 from evomix.core.features import Features
 from objectives.base import Target, register
 from objectives.spectrum import k_weights, long_term_spectrum_db, side_fraction
 
-_FLOOR = 1e-20
 AUDIBILITY_FLOOR_DB = {"fx": -30.0}
 DEFAULT_FLOOR_DB = -20.0
 CENTRE_ROLES = ("kick", "snare", "bass", "vocal")
@@ -42,21 +42,31 @@ KICK_BASS_TOLERANCE_DB = 4.0
 
 
 def relative_levels_db(features: Features) -> np.ndarray:
-    """Each stem's K-weighted power relative to the mix, dB, (pop, stems)."""
+    """Each stem's K-weighted power relative to the mix's, dB, (pop, stems).
+
+    Powers summed over channels and frames, K-weighted per band at the band centres
+    (:func:`objectives.spectrum.k_weights`, ITU-R BS.1770-4 Annex 1). A silent stem's power is
+    floored at ``POWER_FLOOR``, so it reads about -200 dB.
+    """
     k = k_weights(features)  # (B,)
     stem = (features.stem_band_power.sum(axis=2) * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
-    return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
+    return 10.0 * np.log10(np.maximum(stem, POWER_FLOOR) / np.maximum(mix, POWER_FLOOR)[:, None])
 
 
 def audible_levels_db(features: Features) -> np.ndarray:
-    """Each stem's unmasked K-weighted power relative to the mix, dB, (pop, stems)."""
+    """Each stem's unmasked K-weighted power relative to the mix's, dB, (pop, stems).
+
+    Each cell's power ``P_s`` counts in proportion ``P_s / (P_s + T_rest)`` (``T_rest`` the masking
+    threshold the rest of the mix puts on the stem, ``Features.rest_threshold``): a partial-loudness
+    proxy after Ward et al., AES 133rd Conv., 2012. A silent stem reads about -200 dB.
+    """
     y = np.ascontiguousarray(features.stem_power)  # (pop, stems, 2, B, T)
     audible = _audible_band_power(y, np.ascontiguousarray(features.rest_threshold, dtype=y.dtype))  # (pop, stems, B)
     k = k_weights(features)  # (B,)
     stem = (audible * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
-    return 10.0 * np.log10(np.maximum(stem, _FLOOR) / np.maximum(mix, _FLOOR)[:, None])
+    return 10.0 * np.log10(np.maximum(stem, POWER_FLOOR) / np.maximum(mix, POWER_FLOOR)[:, None])
 
 
 @lazy_njit
@@ -72,12 +82,28 @@ def _audible_band_power(power, rest):  # (pop, stems, 2, B, T) x 2 -> (pop, stem
                     acc = 0.0
                     for t in range(n_t):
                         y = power[p, s, c, b, t]
-                        acc += y * (y / max(y + rest[p, s, c, b, t], _FLOOR))
+                        acc += y * (y / max(y + rest[p, s, c, b, t], POWER_FLOOR))
                     out[p, s, b] += acc
     return out
 
 
 def kick_bass_penalty(features: Features) -> np.ndarray:
+    """Kick and bass more than ``KICK_BASS_TOLERANCE_DB`` apart: ``max(0, |rel_kick - rel_bass| - 4) / 2``.
+
+    Source: De Man & Reiss, AES 135th Conv., 2013 (the low end shared by kick and bass); the
+    4 dB tolerance and the halving are a choice.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes; ``roles`` name the kick ("drums" stands in for a missing kick)
+        and the bass.
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, dB >= 0
+        0 without both a kick (or drums) and a bass stem.
+    """
     roles = list(features.roles)
     kick = "kick" if "kick" in roles else ("drums" if "drums" in roles else None)
     if kick is None or "bass" not in roles:
@@ -89,12 +115,46 @@ def kick_bass_penalty(features: Features) -> np.ndarray:
 
 
 def audibility_penalty(features: Features) -> np.ndarray:
+    """Stems lost in the mix: ``sum_s max(0, floor_s - aud_s) / 2`` over :func:`audible_levels_db`.
+
+    The floor is ``DEFAULT_FLOOR_DB`` (-20 dB), ``AUDIBILITY_FLOOR_DB`` for some roles (fx -30 dB);
+    the floors and the halving are a choice. Source: Ward et al., "Multitrack mixing using a
+    model of loudness and partial loudness", AES 133rd Conv., 2012 (every stem audible).
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes.
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, dB >= 0
+        0 when every stem's unmasked part is within its floor of the mix.
+    """
     rel = audible_levels_db(features)
     floor = np.array([AUDIBILITY_FLOOR_DB.get(r, DEFAULT_FLOOR_DB) for r in features.roles])
     return np.maximum(floor[None, :] - rel, 0.0).sum(axis=1) / 2.0
 
 
 def lead_penalty(features: Features, margin_db: float) -> np.ndarray:
+    """The lead under the loudest other stem plus a margin: ``max(0, loudest_other + margin - lead)``.
+
+    Source: De Man & Reiss, "A knowledge-engineered autonomous mixing system", AES 135th Conv.,
+    2013 (the lead vocal loudest or near it).
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes; the lead is the "vocal" stem, else the "lead" stem.
+    margin_db : float, dB
+        How far the lead should sit above the loudest other stem (the genre's ``vocal_margin_db``,
+        0-3 dB in the built-in profiles).
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, dB >= 0
+        0 without a lead or with fewer than two stems.
+    """
     roles = list(features.roles)
     lead_role = "vocal" if "vocal" in roles else ("lead" if "lead" in roles else None)
     if lead_role is None or len(roles) < 2:
@@ -107,8 +167,28 @@ def lead_penalty(features: Features, margin_db: float) -> np.ndarray:
 
 
 def spatial_penalty(features: Features) -> np.ndarray:
+    """Stereo image: L/R imbalance, a wide low end and centre roles panned off centre.
+
+    ``max(0, |10 log10(E_L / E_R)| - 1) + 10 side_fraction(< LOW_END_HZ)
+    + sum_{centre roles} max(0, min(|ILD_s|, 30) - 1.5) / 3``, all in dB-like units.
+
+    Source: De Man & Reiss, AES 135th Conv., 2013 (low end mono; kick, snare, bass and lead vocal
+    centred). The 1 dB and 1.5 dB allowances, the factors 10 and 1/3 and the 30 dB cap
+    (``MAX_OFF_CENTRE_DB``) are a choice.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes. Reads ``mix_power`` (pop, 2, B, T), ``mix_cross`` (pop, B, T),
+        ``stem_band_power`` (pop, stems, 2, B), ``bands_hz`` (B,) and ``roles``.
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, >= 0
+        0 for a balanced mix with a mono low end and the ``CENTRE_ROLES`` centred.
+    """
     e = features.mix_power.sum(axis=(2, 3))  # (pop, 2)
-    lr = np.abs(10.0 * np.log10(np.maximum(e[:, 0], _FLOOR) / np.maximum(e[:, 1], _FLOOR)))
+    lr = np.abs(10.0 * np.log10(np.maximum(e[:, 0], POWER_FLOOR) / np.maximum(e[:, 1], POWER_FLOOR)))
     imbalance = np.maximum(lr - 1.0, 0.0)
     low = features.bands_hz < LOW_END_HZ
     if low.any():
@@ -120,7 +200,7 @@ def spatial_penalty(features: Features) -> np.ndarray:
     centre = np.array([r in CENTRE_ROLES for r in features.roles])
     if centre.any():
         sp = features.stem_band_power[:, centre].sum(axis=3)  # (pop, k, 2)
-        off = np.abs(10.0 * np.log10(np.maximum(sp[..., 0], _FLOOR) / np.maximum(sp[..., 1], _FLOOR)))
+        off = np.abs(10.0 * np.log10(np.maximum(sp[..., 0], POWER_FLOOR) / np.maximum(sp[..., 1], POWER_FLOOR)))
         off = np.minimum(off, MAX_OFF_CENTRE_DB)  # a hard-panned stem counts as 30 dB off
         off_centre = (np.maximum(off - 1.5, 0.0) / 3.0).sum(axis=1)
     else:
@@ -129,6 +209,20 @@ def spatial_penalty(features: Features) -> np.ndarray:
 
 
 def spectral_penalty(features: Features) -> np.ndarray:
+    """A band sticking out: RMS deviation of the mix's 1/3-octave LTAS from its 5-band moving average.
+
+    Over the bands with centres in 40 Hz-16 kHz; the smoothing width is a choice.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes; reads ``mix_power`` (pop, 2, B, T) and the band layout.
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, dB >= 0
+        0 for a spectrum that is locally straight (on the 5-band scale).
+    """
     ltas = long_term_spectrum_db(features)  # (pop, B)
     sel = (features.bands_hz >= 40.0) & (features.bands_hz <= 16000.0)
     x = ltas[:, sel]
@@ -138,6 +232,31 @@ def spectral_penalty(features: Features) -> np.ndarray:
 
 @register("balance", unit="dB", description="stems audible, lead on top, centred low end, no band sticking out")
 def balance(features: Features, target: Target) -> np.ndarray:
+    """Every stem audible, the lead on top, a centred low end, no band sticking out.
+
+    ``audibility + lead + kick/bass + spatial + spectral``: the sum of
+    :func:`audibility_penalty`, :func:`lead_penalty`, :func:`kick_bass_penalty`,
+    :func:`spatial_penalty` and :func:`spectral_penalty` (each described in the module docstring).
+
+    Source: Ward et al., "Multitrack mixing using a model of loudness and partial loudness",
+    AES 133rd Conv., 2012 (audibility); B. De Man, J. D. Reiss, "A knowledge-engineered
+    autonomous mixing system", AES 135th Conv., 2013 (lead, kick/bass, low end mono, centred
+    roles). Every floor, allowance and weight is a choice (named in the module).
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes: ``stem_power`` and ``rest_threshold`` (pop, stems, 2, B, T),
+        ``mix_power`` (pop, 2, B, T) and ``mix_cross`` (pop, B, T), float32 mean square per 50 ms
+        hop (full-scale sine = 0.5), ``bands_hz`` (B,) Hz and ``roles`` (stems,).
+    target : Target
+        ``profile.vocal_margin_db`` (dB, 0 if the profile has none) sets the lead's margin.
+
+    Returns
+    -------
+    balance : np.ndarray, shape (pop,), float64, dB-like units >= 0
+        0 for a mix that meets every rule; a silent stem alone adds about 90 ((-20 + 200) / 2).
+    """
     margin = getattr(target.profile, "vocal_margin_db", 0.0)
     return (
         audibility_penalty(features)

@@ -3,8 +3,8 @@
 An objective is a pure function ``(features, target) -> ndarray (pop,)``, registered by name with
 its unit and a one-line description (pymoo ``core/problem.py``: contracts in one place). The
 registry wrapper checks the output shape and finiteness once, for every objective. Objectives never
-see genomes, only :class:`~evomix.core.features.Features` (the leaf layer both tiers build), so the same function scores the fast tier (pop = N) and an
-exact render (pop = 1).
+see genomes, only :class:`~evomix.core.features.Features` (the leaf layer both tiers build), so the
+same function scores the fast tier (pop = N) and an exact render (pop = 1).
 """
 from __future__ import annotations
 
@@ -19,7 +19,20 @@ from evomix.errors import EvomixError, OptionError
 
 @dataclass(frozen=True)
 class Target:
-    """What the mix aims at: a genre (or reference) profile, a loudness and a true-peak ceiling."""
+    """What the mix aims at: a genre (or reference) profile, a loudness and a true-peak ceiling.
+
+    Attributes
+    ----------
+    profile : GenreProfile
+        Spectrum, width, PLR, LRA and vocal margin the mix aims at (:mod:`objectives.genre`).
+    target_lufs : float, LUFS, default -14.0
+        Integrated loudness (BS.1770-4) the master is normalised to.
+    ceiling_dbtp : float, dBTP, default -1.0
+        True-peak ceiling of the limiter.
+    reference_power : np.ndarray, shape (2, B, T), float, optional
+        Band powers of a same-song reference mix on the analysis grid (every frame), full-scale
+        sine = 0.5; None when there is no reference (the ``reference`` objective is then 0).
+    """
 
     profile: object  # objectives.genre.GenreProfile
     target_lufs: float = -14.0
@@ -29,12 +42,38 @@ class Target:
 
 @dataclass(frozen=True)
 class Objective:
+    """A registered objective: ``func`` with its name, unit and one-line description.
+
+    Calling it scores a batch and checks the result once for every objective (pymoo
+    ``Problem.evaluate``: the contract is enforced by the wrapper, not by each implementation).
+    """
+
     name: str
     unit: str
     description: str
     func: Callable[[Features, Target], np.ndarray]
 
     def __call__(self, features: Features, target: Target) -> np.ndarray:
+        """Score ``features`` against ``target``.
+
+        Parameters
+        ----------
+        features : Features
+            A batch of ``pop`` rendered mixes (shapes in :class:`~evomix.core.features.Features`).
+        target : Target
+            Profile, loudness target and ceiling the mixes aim at.
+
+        Returns
+        -------
+        score : np.ndarray, shape (pop,), float64, finite
+            One value per candidate in the objective's ``unit``, lower is better; a 0-d result of
+            ``func`` is promoted to shape (1,).
+
+        Raises
+        ------
+        EvomixError
+            If ``func`` returns another shape than (pop,) or a non-finite value.
+        """
         out = np.asarray(self.func(features, target), dtype=float)
         if out.ndim == 0:
             out = out[None]
@@ -52,7 +91,22 @@ DEFAULT_OBJECTIVES = ("masking", "loudness", "balance", "genre")
 
 
 def register(name: str, *, unit: str, description: str):
-    """Decorator: register ``func(features, target) -> (pop,)`` as objective ``name``."""
+    """Decorator: register ``func(features, target) -> (pop,)`` as objective ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Key in :data:`REGISTRY` and the objective's name on the command line (``--weights``).
+    unit : str, keyword-only
+        Unit of the scores, e.g. ``"dB"`` or ``"LU"``.
+    description : str, keyword-only
+        One line saying what the objective measures.
+
+    Returns
+    -------
+    deco : callable
+        Registers its argument as an :class:`Objective` and returns it unchanged.
+    """
 
     def deco(func):
         REGISTRY[name] = Objective(name, unit, description, func)
@@ -64,10 +118,23 @@ def register(name: str, *, unit: str, description: str):
 def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dict[str, float]:
     """Parse ``"masking=2,genre=0.5"`` into weights for every registered objective (default 1).
 
+    Parameters
+    ----------
+    text : str or None
+        Comma-separated ``name=weight`` items; None or ``""`` leaves every weight at 1.
+    names : tuple of str, optional
+        The objectives that may be weighted; default :data:`DEFAULT_OBJECTIVES`.
+
+    Returns
+    -------
+    weights : dict of str to float
+        One weight >= 0 per name of ``names``, in that order; at least one is > 0.
+
     Raises
     ------
     ParameterError
-        On an unknown name, a missing '=', a non-number, a negative weight, or all weights 0.
+        On an unknown name, a missing '=', a non-number, a negative weight, or all weights 0
+        (an :class:`~evomix.errors.OptionError` that names ``--weights`` on the command line).
     """
     names = DEFAULT_OBJECTIVES if names is None else names
     weights = {n: 1.0 for n in names}
@@ -77,23 +144,50 @@ def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dic
             if not item:
                 continue
             if "=" not in item:
-                raise OptionError(lambda k: f"{k('weights')}: expected name=value, got '{item}'")
+                raise _weights_error(f"expected name=value, got '{item}'")
             key, _, val = item.partition("=")
             key = key.strip()
             if key not in weights:
-                raise OptionError(lambda k: f"{k('weights')}: unknown objective '{key}'; choose from {', '.join(names)}")
+                raise _weights_error(f"unknown objective '{key}'; choose from {', '.join(names)}")
             try:
                 w = float(val)
             except ValueError:
-                raise OptionError(lambda k: f"{k('weights')}: '{val.strip()}' for '{key}' is not a number") from None
+                raise _weights_error(f"'{val.strip()}' for '{key}' is not a number") from None
             if not np.isfinite(w) or w < 0:
-                raise OptionError(lambda k: f"{k('weights')}: weight for '{key}' must be a number >= 0, got {val.strip()}")
+                raise _weights_error(f"weight for '{key}' must be a number >= 0, got {val.strip()}")
             weights[key] = w
     if not any(w > 0 for w in weights.values()):
-        raise OptionError(lambda k: f"{k('weights')}: every objective is switched off; give at least one a weight > 0")
+        raise _weights_error("every objective is switched off; give at least one a weight > 0")
     return weights
 
 
+def _weights_error(detail: str) -> OptionError:
+    """``"weights: <detail>"`` from Python, ``"--weights: <detail>"`` on the command line."""
+    return OptionError(lambda k: f"{k('weights')}: {detail}")
+
+
 def evaluate(features: Features, target: Target, names: tuple[str, ...]) -> np.ndarray:
-    """Score a batch on the named objectives -> F (pop, len(names)), lower is better."""
+    """Score a batch on the named objectives.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` rendered mixes.
+    target : Target
+        What the mixes aim at.
+    names : tuple of str
+        Registered objectives, in the column order wanted.
+
+    Returns
+    -------
+    F : np.ndarray, shape (pop, len(names)), float64, finite
+        Unweighted scores, each column in its objective's unit, lower is better.
+
+    Raises
+    ------
+    KeyError
+        If a name is not registered (callers check names with :func:`parse_weights` first).
+    EvomixError
+        If an objective returns a wrong shape or a non-finite value.
+    """
     return np.stack([REGISTRY[n](features, target) for n in names], axis=1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from evomix.core.compiled import lazy_njit
+from evomix.core.constants import POWER_FLOOR
 from evomix.core.features import Features
 from objectives.base import Target, register
 
@@ -36,7 +37,6 @@ ROLE_PRIORITY = {
     "vocal": 3.0, "lead": 2.5, "kick": 1.5, "snare": 1.5, "bass": 1.5, "drums": 1.2,
     "guitar": 1.0, "keys": 1.0, "piano": 1.0, "synth": 1.0, "other": 1.0, "pad": 0.7, "fx": 0.5,
 }
-_FLOOR = 1e-20
 
 
 def masker_to_signal_db(features: Features) -> np.ndarray:
@@ -57,7 +57,7 @@ def _masker_ratio(power, rest):  # (pop, stems, 2, B, T) x 2 -> same
     flat_p, flat_r = power.reshape(-1), rest.reshape(-1)
     out = np.empty_like(flat_p)
     for i in range(flat_p.size):
-        out[i] = max(flat_r[i] / max(flat_p[i], _FLOOR), 1.0)
+        out[i] = max(flat_r[i] / max(flat_p[i], POWER_FLOOR), 1.0)
     return out.reshape(power.shape)
 
 
@@ -65,8 +65,9 @@ def masking_per_stem(features: Features) -> np.ndarray:
     """Power-weighted mean positive masker-to-signal ratio of each stem, dB, (pop, stems)."""
     y = features.stem_power
     n_pop, n_stems = y.shape[:2]
-    num = np.einsum("psk,psk->ps", y.reshape(n_pop, n_stems, -1), masker_to_signal_db(features).reshape(n_pop, n_stems, -1))
-    return num / np.maximum(features.stem_band_power.sum(axis=(2, 3)), _FLOOR)
+    msr_db = masker_to_signal_db(features).reshape(n_pop, n_stems, -1)  # (pop, stems, 2, B, T) -> (pop, stems, 2 B T)
+    num = np.einsum("psk,psk->ps", y.reshape(n_pop, n_stems, -1), msr_db)
+    return num / np.maximum(features.stem_band_power.sum(axis=(2, 3)), POWER_FLOOR)
 
 
 def masking_matrix(features: Features) -> np.ndarray:
@@ -78,11 +79,12 @@ def masking_matrix(features: Features) -> np.ndarray:
     y = features.stem_power
     sp = features.stem_spread
     total = sp.sum(axis=1, keepdims=True)
-    w = y * masker_to_signal_db(features) / np.maximum(y.sum(axis=(2, 3, 4), keepdims=True), _FLOOR)  # (pop, i, 2, B, T)
+    # (pop, i, 2, B, T): each cell's share of stem i's power times its masking, dB
+    w = y * masker_to_signal_db(features) / np.maximum(y.sum(axis=(2, 3, 4), keepdims=True), POWER_FLOOR)
     n = y.shape[1]
     out = np.zeros((y.shape[0], n, n))
     for j in range(n):  # small loop over maskers (stems), vectorized over pop
-        share = sp[:, j : j + 1] / np.maximum(total - sp, _FLOOR)  # (pop, i, 2, B, T)
+        share = sp[:, j : j + 1] / np.maximum(total - sp, POWER_FLOOR)  # (pop, i, 2, B, T)
         out[:, :, j] = (w * share).sum(axis=(2, 3, 4))
         out[:, j, j] = 0.0
     return out
@@ -99,10 +101,10 @@ def masking_by_band(features: Features) -> np.ndarray:
     y = features.stem_power  # (pop, stems, 2, B, T)
     msr_db = masker_to_signal_db(features)
     band_pow = features.stem_band_power.sum(axis=2)  # (pop, stems, B)
-    per_stem = (y * msr_db).sum(axis=(2, 4)) / np.maximum(band_pow, _FLOOR)  # (pop, stems, B)
+    per_stem = (y * msr_db).sum(axis=(2, 4)) / np.maximum(band_pow, POWER_FLOOR)  # (pop, stems, B)
     present = band_pow > band_pow.max(axis=2, keepdims=True) * 10.0 ** (-PRESENT_DB / 10.0)
     w = np.array([ROLE_PRIORITY.get(r, 1.0) for r in features.roles])[None, :, None] * present
-    return (per_stem * w).sum(axis=1) / np.maximum(w.sum(axis=1), _FLOOR)
+    return (per_stem * w).sum(axis=1) / np.maximum(w.sum(axis=1), POWER_FLOOR)
 
 
 def role_weights(roles, audible: np.ndarray) -> np.ndarray:
@@ -111,9 +113,38 @@ def role_weights(roles, audible: np.ndarray) -> np.ndarray:
     return w[None, :] * audible
 
 
-@register("masking", unit="dB", description="role-weighted mean masker-to-signal ratio of each stem under the rest of the mix")
+@register("masking", unit="dB",
+          description="role-weighted mean masker-to-signal ratio of each stem under the rest of the mix")
 def masking(features: Features, target: Target) -> np.ndarray:
+    """How much of the stems the rest of the mix hides: the role-weighted mean of their masking.
+
+    ``masking = sum_s w_s m_s / sum_s w_s`` with ``m_s`` the power-weighted mean positive
+    masker-to-signal ratio of stem ``s`` (:func:`masking_per_stem`, the model in the module
+    docstring) and ``w_s`` its ``ROLE_PRIORITY`` weight, 0 for a stem with no power in the mix.
+
+    Source: S. Hafezi, J. D. Reiss, "Autonomous multitrack equalization based on masking
+    reduction", JAES 63(5), 2015 (the rest of the mix as the masker, a masked ratio per band and
+    frame); J. D. Johnston, IEEE JSAC 6(2), 1988 (threshold offset); M. R. Schroeder, B. S. Atal,
+    J. L. Hall, JASA 66(6), 1979 (spreading function). The role weights and the power weighting
+    over cells are a choice.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes. Reads ``stem_power`` (pop, stems, 2, B, T) float32, each stem's
+        power in the mix as mean square per 50 ms hop (full-scale sine = 0.5), the
+        ``rest_threshold`` computed from ``stem_spread`` (same shape) and ``band_bark`` (B,),
+        and ``roles`` (stems,).
+    target : Target
+        Not read: masking depends on the mix alone.
+
+    Returns
+    -------
+    masking_db : np.ndarray, shape (pop,), float64, dB >= 0
+        0 when no stem is masked anywhere (or none is audible); grows as stems sink under the
+        masking threshold of the rest. Invariant to an overall gain change.
+    """
     m = masking_per_stem(features)  # (pop, stems)
-    audible = (features.stem_band_power.sum(axis=(2, 3)) > _FLOOR).astype(float)
+    audible = (features.stem_band_power.sum(axis=(2, 3)) > POWER_FLOOR).astype(float)
     w = role_weights(features.roles, audible)
-    return (m * w).sum(axis=1) / np.maximum(w.sum(axis=1), _FLOOR)
+    return (m * w).sum(axis=1) / np.maximum(w.sum(axis=1), POWER_FLOOR)

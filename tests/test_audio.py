@@ -16,9 +16,9 @@ from evomix.io.audio import (
     load_session,
     read_audio,
     write_audio,
-    write_text_atomic,
 )
-from tests.conftest import SR, sine
+from evomix.io.files import write_text_atomic
+from tests.support import SR, sine
 
 
 def put(path, x, sr=SR, subtype=None, fmt=None):

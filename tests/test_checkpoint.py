@@ -22,20 +22,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
 from evomix import api
-from evomix.cli import app
 from evomix.io.audio import load_session
 from evomix.io.spill import materialise
 from evomix.search import checkpoint as ck
 from evomix.search.algorithm import STOP_REASONS, Termination, run_search
 from evomix.search.hypervolume import Normaliser
 from evomix.search.interrupt import InterruptGuard
-from tests.conftest import song_stems, write_stems
+from tests.support import run_cli, small_search, song_stems, write_stems
 
 ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 SMALL = ["--population", "8", "--seed", "2", "--alternatives", "2", "--quiet"]
 
 
@@ -107,7 +104,8 @@ def test_resumed_search_converges_at_the_same_generation(tmp_path, algorithm):
     straight = run_search(dtlz2, INIT, algorithm=algorithm, termination=term, seed=5, normaliser=NORM)
     assert straight.stop_reason == "converged" and straight.generations > 5  # stops after the checkpoint
     with pytest.raises(Killed), ck.Saver(tmp_path / "run.npz", settings={}, stems=[]) as saver:
-        run_search(_dies_scoring(5), INIT, algorithm=algorithm, termination=term, seed=5, normaliser=NORM, on_generation=saver)
+        run_search(_dies_scoring(5), INIT, algorithm=algorithm, termination=term, seed=5, normaliser=NORM,
+                   on_generation=saver)
     assert saver.saved == 4
     resumed = run_search(dtlz2, None, algorithm=algorithm, termination=term, seed=5, normaliser=NORM,
                          resume=ck.load(tmp_path / "run.npz").state)
@@ -173,15 +171,16 @@ def session(stem_dir):
     return load_session([stem_dir])
 
 
-KW = dict(population=8, seed=3, alternatives=2)
+SIX = small_search(generations=6, seed=3, alternatives=2)  # population 8
 
 
+@pytest.mark.slow
 def test_mix_interrupted_exports_the_front_and_a_checkpoint_that_resumes_to_the_straight_front(session, tmp_path):
     def ctrl_c_at_generation_2(gen, n_gen, front_size, best):
         if gen == 2:
             _interrupt_self(1)
 
-    r = api.mix([], session=session, generations=6, progress=ctrl_c_at_generation_2, **KW)
+    r = api.mix([], session=session, search=SIX, progress=ctrl_c_at_generation_2)
     assert r.settings["stop_reason"] == "interrupted" and r.settings["generations"] == 2
     assert len(r.alternatives) == 2 and all(m.render is not None for m in r.alternatives)
     out = tmp_path / "out"
@@ -190,13 +189,14 @@ def test_mix_interrupted_exports_the_front_and_a_checkpoint_that_resumes_to_the_
     assert json.loads((out / "front.json").read_text())["search"]["stop_reason"] == "interrupted"
     saved = ck.load(out / ck.DEFAULT_NAME)
     assert saved.state.gen == 2 and [s["file"] for s in saved.stems] == [p.name for p in session.paths]
-    resumed = api.mix([], session=session, generations=6, resume=out / ck.DEFAULT_NAME, **KW)
-    straight = api.mix([], session=session, generations=6, **KW)
+    resumed = api.mix([], session=session, search=SIX, resume=out / ck.DEFAULT_NAME)
+    straight = api.mix([], session=session, search=SIX)
     assert resumed.settings["resumed_from"]["generation"] == 2 and resumed.settings["stop_reason"] == "generations"
     assert resumed.front_dict()["members"] == straight.front_dict()["members"]
     assert resumed.front_dict()["search"] == straight.front_dict()["search"]
 
 
+@pytest.mark.slow
 def test_mix_second_ctrl_c_raises_and_the_checkpoint_keeps_the_last_generation(session, tmp_path):
     before = signal.getsignal(signal.SIGINT)
 
@@ -206,7 +206,7 @@ def test_mix_second_ctrl_c_raises_and_the_checkpoint_keeps_the_last_generation(s
 
     path = tmp_path / "run.npz"
     with pytest.raises(KeyboardInterrupt):
-        api.mix([], session=session, generations=6, progress=ctrl_c_twice_at_generation_2, checkpoint=path, **KW)
+        api.mix([], session=session, search=SIX, progress=ctrl_c_twice_at_generation_2, checkpoint=path)
     assert ck.load(path).state.gen == 1  # generation 2 was being recorded: the file keeps generation 1
     assert signal.getsignal(signal.SIGINT) is before
 
@@ -214,7 +214,7 @@ def test_mix_second_ctrl_c_raises_and_the_checkpoint_keeps_the_last_generation(s
 # --- the command line: resume, refusals ----------------------------------------------------------------
 
 def _mix(stems, out, *args):
-    return runner.invoke(app, ["mix", str(stems), "--out", str(out), *SMALL, *args])
+    return run_cli(*["mix", str(stems), "--out", str(out), *SMALL, *args])
 
 
 def _front(out):
@@ -222,6 +222,7 @@ def _front(out):
     return d["members"], d["search"], d["settings"]
 
 
+@pytest.mark.slow
 def test_cli_checkpoint_then_resume_gives_the_straight_front(stem_dir, tmp_path):
     res = _mix(stem_dir, tmp_path / "straight", "--generations", "6")
     assert res.exit_code == 0, res.output
@@ -246,7 +247,7 @@ def saved_run(session, tmp_path_factory):
     """A checkpoint as ``evomix mix STEMS --population 8 --seed 2 --generations 2 --checkpoint`` writes it
     (the command line calls this mix(); no export, to save time), and an exported alt-01.wav beside it."""
     path = tmp_path_factory.mktemp("ckpt") / "run.npz"
-    r = api.mix([], session=session, population=8, seed=2, alternatives=1, generations=2, checkpoint=path)
+    r = api.mix([], session=session, search=small_search(seed=2, alternatives=1, generations=2), checkpoint=path)
     sf.write(path.parent / "alt-01.wav", materialise(r.alternatives[0].render.mix).T, session.sr)
     return path
 
@@ -269,7 +270,7 @@ def _refused(res, *needles):
 ])
 def test_resume_refuses_other_settings(stem_dir, saved_run, tmp_path, args, needles):
     base = ["--seed", "2", "--population", "8"]
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "out"), "--alternatives", "2", "--quiet",
+    res = run_cli(*["mix", str(stem_dir), "--out", str(tmp_path / "out"), "--alternatives", "2", "--quiet",
                               *base, *args, "--generations", "4", "--resume", str(saved_run)])
     _refused(res, "other search settings", *needles)
     assert not (tmp_path / "out").exists()
@@ -370,6 +371,7 @@ def _read_until(proc, pattern: str, lines: list) -> re.Match:
     raise AssertionError("the run ended before '" + pattern + "':\n" + "".join(lines))
 
 
+@pytest.mark.slow
 def test_sigint_during_the_search_exports_the_front_and_leaves_a_loadable_checkpoint(stem_dir, tmp_path):
     out, path = tmp_path / "out", tmp_path / "run.npz"
     proc = _start([stem_dir, "--out", out, "--population", "8", "--generations", "100000", "--alternatives", "2",
@@ -393,10 +395,11 @@ def test_sigint_during_the_search_exports_the_front_and_leaves_a_loadable_checkp
     assert saved.state.gen == k and saved.state.evaluations == front["search"]["evaluations"]
     np.testing.assert_allclose(saved.state.hypervolume, front["search"]["hypervolume"], atol=1e-6)  # rounded in JSON
     # and it resumes (the command line's settings: population 8, seed 0, alternatives 2), two more generations
-    more = api.mix([stem_dir], population=8, seed=0, alternatives=2, generations=k + 2, resume=path)
+    more = api.mix([stem_dir], search=small_search(seed=0, alternatives=2, generations=k + 2), resume=path)
     assert more.settings["generations"] == k + 2 and more.settings["resumed_from"]["generation"] == k
 
 
+@pytest.mark.slow
 def test_second_sigint_aborts_at_once_without_writing_the_outputs(stem_dir, tmp_path):
     """Population 1024: generation 0 takes seconds (DEAP's non-dominated sort is O(n^2) Python), so
     both signals arrive while it runs; the search never finishes its phase."""
@@ -420,6 +423,7 @@ def test_second_sigint_aborts_at_once_without_writing_the_outputs(stem_dir, tmp_
     assert waited < 10.0, f"{waited:.1f} s from the second Ctrl-C to the message"  # ~0.1 s here; gen 0 alone takes ~4 s
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_terminal_reaches_the_worker_processes_too_and_still_stops_cleanly(stem_dir, tmp_path):
     """A terminal's Ctrl-C goes to the whole process group: the --jobs workers ignore it (loky would
     otherwise break the pool, or send the KeyboardInterrupt of a task back), the parent stops the

@@ -11,17 +11,15 @@ import warnings
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from evomix import api
-from evomix.cli import app
+from evomix import api, pipeline
 from evomix.errors import ParameterError
+from evomix.output.result import PARAMS_FORMAT
 from evomix.search.constraints import Constraints, constrain_table, parse_lock, parse_range
 from evomix.search.genome import MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params
-from tests.conftest import song_stems, write_stems
+from tests.support import run_cli, search_flags, small_search, song_stems, write_stems
 
-runner = CliRunner()
-NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.conftest.song_stems, in file order
+NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.support.song_stems, in file order
 LOCKS = ["vocal.gain_db=-3.7", "master.comp.ratio=2.5", "keys.eq.peak_q=0.7"]  # 2.5 and 0.7: log-scale genes
 RANGES = ["*.eq.highpass_hz=40:120", "bass.eq.highpass_hz=20:30", "bass.pan=-0.2:0.1", "*.comp.ratio=1.5:3"]
 
@@ -114,7 +112,8 @@ def test_mappings_and_round_trip_of_the_record():
     (None, ["bass.pan=a:1"], r"LO 'a' is not a number"),
     (["vocal.trim_db=2"], None, r"vocal.trim_db is not searched \(set by the analysis\)"),
     (["master.comp.attack_ms=5"], None, r"master.comp.attack_ms is not searched \(fixed at 20 ms\)"),
-    (["vocal.pan=0"], ["vocal.pan=-0.5:0"], r"vocal.pan is given twice \(--lock 'vocal.pan=0' and --range 'vocal.pan=-0.5:0'\)"),
+    (["vocal.pan=0"], ["vocal.pan=-0.5:0"],
+     r"vocal.pan is given twice \(--lock 'vocal.pan=0' and --range 'vocal.pan=-0.5:0'\)"),
     (None, ["*.pan=-1:0", "*.pan=0:1"], r"\*.pan is given twice"),
 ])
 def test_bad_entries_name_what_is_wrong(locks, ranges, match):
@@ -131,8 +130,8 @@ def test_python_callers_get_python_names():
 
 
 def test_unknown_stem_lists_the_stems():
-    with pytest.raises(ParameterError, match=r"--lock 'vox.gain_db=-3': unknown stem 'vox'; stems are drums, bass, keys, "
-                                             r"vocal \(\* for every stem, master for the master bus\)"):
+    with pytest.raises(ParameterError, match=r"--lock 'vox.gain_db=-3': unknown stem 'vox'; stems are drums, bass, "
+                                             r"keys, vocal \(\* for every stem, master for the master bus\)"):
         constrain_table(GeneTable(4), NAMES, ["vox.gain_db=-3"])
     with pytest.raises(ParameterError, match=r"unknown stem 'vocals' \(did you mean vocal\?\)"):
         constrain_table(GeneTable(4), NAMES, None, ["vocals.pan=0:1"])
@@ -190,7 +189,7 @@ def test_reference_seed_keeps_locks():
     table = constrain_table(GeneTable(4), NAMES, ["vocal.gain_db=-3.7"], ["bass.pan=-0.2:0.1"])
     fit = types.SimpleNamespace(gain_db=np.array([0.0, -6.0, -3.0, -9.0]), pan=np.array([0.0, 0.8, -0.5, 0.1]))
     analysis = types.SimpleNamespace(trim_db=np.zeros(4))
-    p = table.decode(api.reference_genome(table, analysis, fit)[None], np.zeros(4))
+    p = table.decode(pipeline.reference_genome(table, analysis, fit)[None], np.zeros(4))
     assert p.gain_db[0, 3] == -3.7
     np.testing.assert_allclose(p.gain_db[0, :3] - p.gain_db[0, 3], fit.gain_db[:3] - fit.gain_db[3], atol=1e-9)
     assert p.pan[0, 1] == 0.1  # fitted 0.8, clipped into its range
@@ -203,10 +202,10 @@ def test_reference_seed_keeps_locks():
 def constrained_run(tmp_path_factory):
     stems = write_stems(tmp_path_factory.mktemp("stems2s"), song_stems(duration_s=2.0))
     out = tmp_path_factory.mktemp("run") / "out"
-    args = ["mix", str(stems[0].parent), "-o", str(out), "--population", "8", "--generations", "3", "--seed", "2",
-            "--alternatives", "3", "--quiet", "--json"]
+    args = ["mix", stems[0].parent, "-o", out, *search_flags(small_search(generations=3, seed=2, alternatives=3)),
+            "--quiet", "--json"]
     args += [a for x in LOCKS for a in ("--lock", x)] + [a for x in RANGES for a in ("--range", x)]
-    res = runner.invoke(app, args)
+    res = run_cli(*args)
     assert res.exit_code == 0, res.output
     return stems, out, json.loads(res.stdout)
 
@@ -218,6 +217,7 @@ def _all_params(out):
     return front, [m["params"] for m in front["members"]] + [a["params"] for a in alts]
 
 
+@pytest.mark.slow
 def test_locks_hold_exactly_in_every_member_and_export(constrained_run):
     _, out, _ = constrained_run
     _, params = _all_params(out)
@@ -228,6 +228,7 @@ def test_locks_hold_exactly_in_every_member_and_export(constrained_run):
     assert len({p["stems"]["drums"]["gain_db"] for p in params}) > 1  # guard: the search still moved the rest
 
 
+@pytest.mark.slow
 def test_ranges_hold_in_every_member_and_export(constrained_run):
     _, out, _ = constrained_run
     _, params = _all_params(out)
@@ -241,6 +242,7 @@ def test_ranges_hold_in_every_member_and_export(constrained_run):
             assert 1.5 <= st[n]["comp"]["ratio"] <= 3.0
 
 
+@pytest.mark.slow
 def test_constraints_recorded_in_front_and_summary(constrained_run):
     _, out, summary = constrained_run
     front, _ = _all_params(out)
@@ -249,6 +251,7 @@ def test_constraints_recorded_in_front_and_summary(constrained_run):
     assert expect["locks"]["vocal.gain_db"] == -3.7 and expect["ranges"]["*.eq.highpass_hz"] == [40.0, 120.0]
 
 
+@pytest.mark.slow
 def test_exported_params_render_again(constrained_run, tmp_path):
     stems, out, _ = constrained_run
     with warnings.catch_warnings():
@@ -266,7 +269,7 @@ def test_exported_params_render_again(constrained_run, tmp_path):
     (["--lock", "vox.gain_db=-3"], "unknown stem 'vox'; stems are bass, drums, keys, vocal")  # folder order,
 ])
 def test_cli_bad_constraint_is_one_line_exit_1(stem_dir, tmp_path, extra, match):
-    res = runner.invoke(app, ["mix", str(stem_dir), "-o", str(tmp_path / "o"), "--quiet", *extra])
+    res = run_cli("mix", stem_dir, "-o", tmp_path / "o", "--quiet", *extra)
     assert res.exit_code == 1, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("evomix: error: ") and match in lines[0], res.output
@@ -274,7 +277,7 @@ def test_cli_bad_constraint_is_one_line_exit_1(stem_dir, tmp_path, extra, match)
 
 
 def test_demo_refuses_bad_lock_before_writing(tmp_path):
-    res = runner.invoke(app, ["demo", "-o", str(tmp_path / "d"), "--quiet", "--lock", "vocal.pan=3"])
+    res = run_cli("demo", "-o", tmp_path / "d", "--quiet", "--lock", "vocal.pan=3")
     assert res.exit_code == 1 and "outside the range of vocal.pan" in res.output
     assert not (tmp_path / "d").exists()
 
@@ -284,13 +287,14 @@ def _params_file(tmp_path, edit):
     d = table.decode(table.neutral()[None], np.zeros(4)).to_dict(0, NAMES, ["drums", "bass", "keys", "vocal"])
     edit(d)
     path = tmp_path / "alt-01.json"
-    path.write_text(json.dumps({"format": api.PARAMS_FORMAT, "sr": 44100, "params": d}))
+    path.write_text(json.dumps({"format": PARAMS_FORMAT, "sr": 44100, "params": d}))
     return path
 
 
 @pytest.mark.parametrize("edit, match", [
     (lambda d: d["stems"]["vocal"].update(gain_db=1e9), r"vocal.gain_db = 1e\+09 is outside its range -24..12 dB"),
-    (lambda d: d["stems"]["bass"]["eq"].update(highpass_hz=5.0), r"bass.eq.highpass_hz = 5 is outside its range 20..400 Hz"),
+    (lambda d: d["stems"]["bass"]["eq"].update(highpass_hz=5.0),
+     r"bass.eq.highpass_hz = 5 is outside its range 20..400 Hz"),
     (lambda d: d["stems"]["keys"].update(trim_db=300.0), r"keys.trim_db = 300 is outside its range -30..40 dB"),
     (lambda d: d["master"]["comp"].update(ratio=0.0), r"master.comp.ratio = 0 is outside its range 1..4"),
 ])
@@ -305,9 +309,10 @@ def test_render_refuses_out_of_range_params_without_warnings(tmp_path, edit, mat
 
 def test_render_cli_out_of_range_is_one_line(tmp_path, stem_dir):
     path = _params_file(tmp_path, lambda d: d["stems"]["vocal"].update(gain_db=1e9))
-    res = runner.invoke(app, ["render", str(path), str(stem_dir), "-o", str(tmp_path / "x.wav"), "--quiet"])
+    res = run_cli("render", path, stem_dir, "-o", tmp_path / "x.wav", "--quiet")
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert res.exit_code == 1 and len(lines) == 1 and "vocal.gain_db = 1e+09 is outside its range" in lines[0], res.output
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert "vocal.gain_db = 1e+09 is outside its range" in lines[0], res.output
     assert not (tmp_path / "x.wav").exists()
 
 

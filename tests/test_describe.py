@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import evomix.api as api
+from evomix.choose import verify
 from evomix.choose.describe import COMPARED, DISTINCT_JND, JND, describe, jnd_distance, jnd_matrix
 from evomix.choose.select import LABELS, choose_alternatives, label_alternatives
 from evomix.engine.bands import band_grid
 from evomix.engine.render import ExactRender, features_from_render
-from tests.conftest import SR, sine, song_stems, write_stems
+from evomix.output.result import Member
+from tests.support import SR, run_cli, search_flags, sine, small_search, song_stems, write_stems
 
 
 def _describe(stems, roles):
@@ -77,7 +79,7 @@ def test_duplicates_after_the_exact_render_are_not_exported(monkeypatch, rng):
     """Fast descriptors promised distinct mixes; the exact renders of all but one sound the same."""
     n = 8
     G, F = rng.uniform(size=(n, 6)), rng.uniform(size=(n, 2))
-    members = [api.Member(genome=G[i], params={}, objectives={"masking": F[i, 0], "loudness": F[i, 1]}) for i in range(n)]
+    members = [Member(genome=G[i], params={}, objectives={"masking": F[i, 0], "loudness": F[i, 1]}) for i in range(n)]
     D = np.arange(n)[:, None] * np.ones((1, len(COMPARED))) * 2.0  # fast tier: every pair 2 JND apart
     same = {k: 1.0 for k in COMPARED}
     odd = dict(same, side_mid_db=5.0)
@@ -86,13 +88,13 @@ def test_duplicates_after_the_exact_render_are_not_exported(monkeypatch, rng):
         return [(f"r{i}", {"masking": float(F[i, 0]), "loudness": float(F[i, 1])},
                  {"integrated_lufs": -14.0, "descriptors": odd if i == n - 1 else same}) for i in picks]
 
-    monkeypatch.setattr(api, "_render_alternatives", render)
-    picks, _ = api._verified_alternatives(members, G, F, 3, None, None, None, None, ("masking", "loudness"),
+    monkeypatch.setattr(verify, "render_alternatives", render)
+    picks, _ = verify.verified_alternatives(members, G, F, 3, None, None, None, None, ("masking", "loudness"),
                                           descriptors=D)
     M = jnd_matrix([members[i].measured["descriptors"] for i in picks])
     assert len(picks) == 2 and n - 1 in picks, picks
     assert jnd_distance(M, M)[np.triu_indices(len(picks), 1)].min() >= DISTINCT_JND
-    assert "sound distinct" in api.label_front(members, picks, 3, ("keys",))[0]
+    assert "sound distinct" in verify.label_front(members, picks, 3, ("keys",))[0]
 
 
 @pytest.fixture(scope="module", params=[2, 3, 4], ids=lambda n: f"{n}stems")
@@ -102,11 +104,12 @@ def exported(request, tmp_path_factory):
     names = ["keys", "vocal", "bass", "drums"][: request.param]
     folder = tmp_path_factory.mktemp(f"desc{request.param}")
     paths = write_stems(folder / "stems", {k: stems[k] for k in names})
-    result = api.mix(paths, population=12, generations=3, seed=2, alternatives=5)
+    result = api.mix(paths, search=small_search(population=12, generations=3, seed=2, alternatives=5))
     result.write(folder / "out")
     return result, folder / "out"
 
 
+@pytest.mark.slow
 def test_labels_agree_with_measured_descriptors(exported):
     result, out = exported
     rows = [json.loads((out / f"alt-{i + 1:02d}.json").read_text()) for i in range(len(result.alternatives))]
@@ -127,13 +130,16 @@ def test_labels_agree_with_measured_descriptors(exported):
     assert checked >= 1  # the alternatives differ audibly, so some label is given
     front = json.loads((out / "front.json").read_text())
     exported_members = [m for m in front["members"] if "alternative" in m]
-    assert {m["alternative"]: m["labels"] for m in exported_members} == {f"alt-{i + 1:02d}": r["labels"] for i, r in enumerate(rows)}
+    labels = {f"alt-{i + 1:02d}": r["labels"] for i, r in enumerate(rows)}
+    assert {m["alternative"]: m["labels"] for m in exported_members} == labels
     assert all("descriptors_fast" in m and "genome" in m for m in front["members"])
 
 
+@pytest.mark.slow
 def test_exported_alternatives_are_pairwise_distinct(exported):
     result, out = exported
-    rows = [json.loads((out / f"alt-{i + 1:02d}.json").read_text())["descriptors"] for i in range(len(result.alternatives))]
+    rows = [json.loads((out / f"alt-{i + 1:02d}.json").read_text())["descriptors"]
+            for i in range(len(result.alternatives))]
     M = jnd_matrix(rows)
     d = jnd_distance(M, M)[np.triu_indices(len(rows), 1)]
     assert d.min() >= DISTINCT_JND, d
@@ -141,19 +147,17 @@ def test_exported_alternatives_are_pairwise_distinct(exported):
         assert any("sound distinct" in w or "only" in w for w in result.warnings), result.warnings
 
 
+@pytest.mark.slow
 def test_cli_summary_carries_labels_and_descriptors(stem_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from evomix.cli import app
-
-    res = CliRunner().invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--population", "8",
-                                   "--generations", "1", "--alternatives", "3", "--json", "--quiet"])
+    small = search_flags(small_search(generations=1, alternatives=3))
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "o", *small, "--json", "--quiet")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     for a in summary["alternatives"]:
         assert isinstance(a["labels"], list) and a["descriptors"]["centroid_hz"] > 0
 
 
+@pytest.mark.slow
 def test_fast_tier_descriptors_follow_the_exact_ones(exported):
     """The fast tier's descriptors (used to choose among the whole front) track the exact ones."""
     result, out = exported
@@ -166,14 +170,11 @@ def test_fast_tier_descriptors_follow_the_exact_ones(exported):
         assert np.max(np.abs(e - f)[audible], initial=0.0) <= tol, (key, e, f)
 
 
-def test_fast_descriptors_are_the_same_on_any_number_of_threads(stem_dir):
+def test_fast_descriptors_are_the_same_on_any_number_of_threads(stem_session, stem_analysis):
     from evomix.choose.describe import fast_descriptors
-    from evomix.engine.analysis import analyze_session
-    from evomix.io.audio import load_session
     from evomix.search.genome import GeneTable
 
-    session = load_session(sorted(stem_dir.glob("*.wav")))
-    analysis = analyze_session(session)
+    session, analysis = stem_session, stem_analysis
     table = GeneTable(session.n_stems)
     G = table.initial_population(70, np.random.default_rng(3))  # 3 blocks of 32, the last a short one
     one = fast_descriptors(analysis, table, G, target_lufs=-14.0, ceiling_dbtp=-1.0, threads=1)

@@ -6,23 +6,23 @@ import struct
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from typer.testing import CliRunner
 
 import evomix.api as api
 from evomix.choose.describe import DESCRIPTORS, DISTINCT_JND, describe, fast_descriptors, jnd_distance, jnd_matrix
-from evomix.cli import app
 from evomix.engine.analysis import analyze_session
 from evomix.engine.render import features_from_render, render_exact
 from evomix.errors import ParameterError
 from evomix.io.audio import load_session, read_audio
+from evomix.output.result import PARAMS_FORMAT
 from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable
 from evomix.search.hypervolume import OBJECTIVE_SCALES
 from evomix.search.problem import Problem
 from evomix.search.seeding import smart_initial_population
+from evomix.settings import Parallel
 from evomix.tools.explore import MAP_DESCRIPTORS, DescribedProblem, explore, parse_descriptors, pick_order
 from objectives import Target, load_profile
-from tests.conftest import song_stems, write_stems
+from tests.support import run_cli, song_stems, write_stems
 
 LOCKS = ["vocal.gain_db=-3"]
 RANGES = ["bass.pan=-0.1:0.1"]
@@ -31,6 +31,13 @@ RANGES = ["bass.pan=-0.1:0.1"]
 @pytest.fixture(scope="module")
 def stems(tmp_path_factory):
     return write_stems(tmp_path_factory.mktemp("explore") / "stems", song_stems(duration_s=3.0))
+
+
+@pytest.fixture(scope="module")
+def song(stems):
+    """The 3 s song loaded and analysed once for this module: (session, analysis)."""
+    session = load_session(stems)
+    return session, analyze_session(session)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +50,7 @@ def explored(stems, tmp_path_factory):
     return result, out
 
 
+@pytest.mark.slow
 def test_explore_fills_at_least_ten_cells_with_distinct_exported_mixes(explored):
     result, out = explored
     archive = json.loads((out / "archive.json").read_text())
@@ -59,6 +67,7 @@ def test_explore_fills_at_least_ten_cells_with_distinct_exported_mixes(explored)
     assert jnd_distance(M, M)[np.triu_indices(len(M), 1)].min() >= DISTINCT_JND
 
 
+@pytest.mark.slow
 def test_archive_json_agrees_with_the_files_and_the_grid(explored):
     result, out = explored
     archive = json.loads((out / "archive.json").read_text())
@@ -78,11 +87,13 @@ def test_archive_json_agrees_with_the_files_and_the_grid(explored):
             assert (g == 0 or v >= e[g] * (1 - 1e-6)) and (g == axis["bins"] - 1 or v <= e[g + 1] * (1 + 1e-6))
         if c["export"]:
             d = json.loads((out / f"{c['export']}.json").read_text())
-            assert d["params"] == c["params"] and d["cell"]["index"] == c["index"] and d["format"] == api.PARAMS_FORMAT
+            assert d["params"] == c["params"] and d["cell"]["index"] == c["index"] and d["format"] == PARAMS_FORMAT
     brightness = archive["descriptors"][0]
-    assert brightness["scale"] == "log" and np.allclose(np.diff(np.log2(brightness["edges"])), np.diff(np.log2(brightness["edges"]))[0], rtol=1e-3)
+    octaves = np.diff(np.log2(brightness["edges"]))
+    assert brightness["scale"] == "log" and np.allclose(octaves, octaves[0], rtol=1e-3)  # log-spaced edges
 
 
+@pytest.mark.slow
 def test_a_cell_json_renders_back_to_its_wav(explored, stems, tmp_path):
     result, out = explored
     again = api.render(out / "cell-02.json", stems, tmp_path / "again.wav")
@@ -90,6 +101,7 @@ def test_a_cell_json_renders_back_to_its_wav(explored, stems, tmp_path):
     assert a.shape == b.shape and np.abs(a - b).max() <= 1e-6  # as test_cli's alt-NN check: one 24-bit LSB is 1.2e-7
 
 
+@pytest.mark.slow
 def test_locks_and_ranges_hold_in_every_cell(explored):
     result, out = explored
     archive = json.loads((out / "archive.json").read_text())
@@ -103,6 +115,7 @@ def test_locks_and_ranges_hold_in_every_cell(explored):
     assert np.ptp(pans) > 0.05  # the range is searched, not collapsed to one value
 
 
+@pytest.mark.slow
 def test_map_png_is_a_picture_of_sensible_size(explored):
     result, out = explored
     data = (out / "map.png").read_bytes()
@@ -115,11 +128,10 @@ def test_map_png_is_a_picture_of_sensible_size(explored):
     assert img.shape[:2] == (height, width) and img[..., :3].std() > 0.05  # not blank
 
 
-def test_described_problem_scores_as_problem_and_describes_as_fast_descriptors(stems, rng):
+def test_described_problem_scores_as_problem_and_describes_as_fast_descriptors(song, rng):
     """Two routes agree: the explore problem's objective columns are Problem's, bit for bit; its
     descriptor columns are describe.fast_descriptors'."""
-    s = load_session(stems)
-    a = analyze_session(s)
+    s, a = song
     t = GeneTable(s.n_stems)
     target = Target(profile=load_profile("pop"), target_lufs=-14.0, ceiling_dbtp=-1.0)
     G = rng.uniform(size=(40, t.n_genes))  # two blocks, the second shorter
@@ -131,12 +143,11 @@ def test_described_problem_scores_as_problem_and_describes_as_fast_descriptors(s
     assert not np.allclose(S[:, 2], S[0, 2])  # the descriptors vary over the population
 
 
-def test_fast_tier_descriptors_rank_mixes_as_the_exact_renders_do(stems):
+def test_fast_tier_descriptors_rank_mixes_as_the_exact_renders_do(song):
     """The map's axes come from the fast tier; over 12 varied mixes their Spearman rank correlation
     with the exact render's descriptors is high (measured: brightness 0.98, width 0.99, vocal 1.00,
     low end 1.00, punch 0.97, dynamics 0.91 on 24 mixes of this song)."""
-    s = load_session(stems)
-    a = analyze_session(s)
+    s, a = song
     t = GeneTable(s.n_stems)
     G = smart_initial_population(t, a, 12, np.random.default_rng(5), spread=0.25)
     fast = fast_descriptors(a, t, G, target_lufs=-14.0, ceiling_dbtp=-1.0)
@@ -150,17 +161,22 @@ def test_fast_tier_descriptors_rank_mixes_as_the_exact_renders_do(stems):
         assert rho >= floor[name], (name, rho)
 
 
+@pytest.mark.slow
 def test_same_seed_same_archive_on_any_threads_and_another_seed_differs(stems):
     kw = dict(descriptors="width,low_end", bins=5, time_limit=None, iterations=2, max_exports=0)
-    a, b, c = (explore(stems, seed=s, threads=n, **kw) for s, n in ((1, 1), (1, 2), (2, 1)))
-    key = lambda r: [(x["index"], x["quality"], x["genome"]) for x in r.cells]
+    a, b, c = (explore(stems, seed=s, parallel=Parallel(threads=n), **kw) for s, n in ((1, 1), (1, 2), (2, 1)))
+
+    def key(r):
+        return [(x["index"], x["quality"], x["genome"]) for x in r.cells]
+
     assert key(a) == key(b)  # the same on one thread or two (whole fast-tier blocks per thread)
     assert key(a) != key(c)
     assert a.exports == [] and a.settings["exact_renders"] == 0
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("brightness,widht", r"unknown descriptor 'widht'; choose 2 or 3 of brightness, width, vocal, low_end, punch, dynamics"),
+    ("brightness,widht",
+     r"unknown descriptor 'widht'; choose 2 or 3 of brightness, width, vocal, low_end, punch, dynamics"),
     ("brightness", r"give 2 or 3 descriptors \(got 1\)"),
     ("width,width", r"'width' is given twice"),
     ("brightness,width,vocal,punch", r"give 2 or 3 descriptors \(got 4\)"),
@@ -170,6 +186,7 @@ def test_bad_descriptors_are_refused_with_the_valid_names(spec, match):
         parse_descriptors(spec)
 
 
+@pytest.mark.slow
 def test_spread_pick_covers_more_of_the_map_than_best_first(explored):
     result, _ = explored
     cells, k = result.cells, 8
@@ -193,24 +210,25 @@ def test_vocal_axis_needs_a_vocal_or_lead_stem():
         parse_descriptors("vocal,width", roles=("drums", "bass"))
 
 
+@pytest.mark.slow
 def test_cli_explore(stems, tmp_path):
-    runner = CliRunner()
     out = tmp_path / "map"
-    res = runner.invoke(app, ["explore", *map(str, stems), "--out", str(out), "--descriptors", "brightness,width,vocal",
-                              "--iterations", "2", "--max-exports", "3", "--lock", "vocal.gain_db=-3", "--json", "--quiet"])
+    res = run_cli("explore", *map(str, stems), "--out", out, "--descriptors", "brightness,width,vocal",
+                  "--iterations", "2", "--max-exports", "3", "--lock", "vocal.gain_db=-3", "--json", "--quiet")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["descriptors"] == ["brightness", "width", "vocal"] and summary["stop_reason"] == "iterations"
     assert len(summary["exports"]) == 3 and all((out / f"cell-0{i}.wav").exists() for i in (1, 2, 3))
     assert summary["cells_total"] == 6 ** 3 and (out / "map.png").exists()
-    again = runner.invoke(app, ["explore", *map(str, stems), "--out", str(out), "--iterations", "1", "--quiet"])
+    again = run_cli("explore", *map(str, stems), "--out", out, "--iterations", "1", "--quiet")
     assert again.exit_code == 1 and "not empty" in again.output and "--force" in again.output
-    bad = runner.invoke(app, ["explore", *map(str, stems), "--out", str(tmp_path / "x"), "--descriptors", "shine,width"])
+    bad = run_cli("explore", *map(str, stems), "--out", tmp_path / "x", "--descriptors", "shine,width")
     assert bad.exit_code == 1 and not (tmp_path / "x").exists()
     line = bad.output.strip()
     assert "\n" not in line and "Traceback" not in line
-    assert line.startswith("evomix: error: --descriptors: unknown descriptor 'shine'") and "low_end, punch, dynamics" in line
-    lock = runner.invoke(app, ["explore", *map(str, stems), "--out", str(tmp_path / "y"), "--lock", "vocal.gain=3"])
+    assert line.startswith("evomix: error: --descriptors: unknown descriptor 'shine'"), line
+    assert "low_end, punch, dynamics" in line
+    lock = run_cli("explore", *map(str, stems), "--out", tmp_path / "y", "--lock", "vocal.gain=3")
     assert lock.exit_code == 1 and "names:" in lock.output  # unknown parameter: the valid names are listed
 
 
@@ -219,7 +237,7 @@ def test_squashed_cells_are_exported_only_after_all_the_others(monkeypatch):
     are offered after every other cell, so with enough others none of them is exported."""
     from types import SimpleNamespace
 
-    import evomix.api as api_mod
+    import evomix.tools.explore as explore_mod
     from evomix.progress import NULL_REPORTER
     from evomix.search.genome import GeneTable
     from evomix.tools.explore import _export
@@ -235,11 +253,12 @@ def test_squashed_cells_are_exported_only_after_all_the_others(monkeypatch):
         return [(f"r{i}", {"masking": 0.1}, {"descriptors": cells[i]["descriptors_fast"], "integrated_lufs": -14.0,
                                              "loudness_range_lu": 5.0, "true_peak_dbtp": -1.0}) for i in picks]
 
-    monkeypatch.setattr(api_mod, "_render_alternatives", fake)
+    monkeypatch.setattr(explore_mod, "render_alternatives", fake)
     axes = [{"bins": 6}, {"bins": 1}]
     analysis = SimpleNamespace(trim_db=np.zeros(2))
     session = SimpleNamespace(roles=("drums", "bass"))
-    kept, *_ = _export(cells, axes, 3, "best", session, analysis, table, None, ("masking",), NULL_REPORTER, max_limiting_db=6.0)
+    args = (cells, axes, 3, "best", session, analysis, table, None, ("masking",), NULL_REPORTER)
+    kept, *_ = _export(*args, max_limiting_db=6.0)
     assert kept == [1, 3, 4], kept
-    kept, *_ = _export(cells, axes, 3, "best", session, analysis, table, None, ("masking",), NULL_REPORTER, max_limiting_db=None)
+    kept, *_ = _export(*args, max_limiting_db=None)
     assert kept == [0, 1, 2], kept

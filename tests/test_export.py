@@ -13,29 +13,27 @@ import pytest
 import soundfile as sf
 from lxml import etree
 from scipy.signal import sosfilt
-from typer.testing import CliRunner
 
-from evomix.cli import app
 from evomix.engine.eq import master_eq_sos
 from evomix.errors import ParameterError
 from evomix.output.export import parse_daw
 from evomix.output.export.dawproject import percent_to_ratio
 from evomix.output.export.stems import render_for_stems, write_stems
 from evomix.search.genome import SHELF_Q, Params
+from tests.support import run_cli, search_flags, small_search, song_stems
+from tests.support import write_stems as write_song  # evomix's write_stems is the export under test
 
 # the DAWproject 1.0 schemas (Bitwig, MIT): ../shared/specs/dawproject/ where present, else the copy
 # in tests/data/dawproject/ (the same files) so the test runs from any checkout
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "specs" / "dawproject"
 SPECS = SHARED if (SHARED / "Project.xsd").is_file() else Path(__file__).parent / "data" / "dawproject"
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def exported(stem_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "out"
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(out), "--population", "8", "--generations", "1",
-                              "--alternatives", "2", "--seed", "2", "--quiet", "--export-pre-stems",
-                              "--daw", "dawproject,reaper"])
+    small = search_flags(small_search(generations=1, alternatives=2, seed=2))
+    res = run_cli("mix", stem_dir, "--out", out, *small, "--quiet", "--export-pre-stems", "--daw", "dawproject,reaper")
     assert res.exit_code == 0, res.output
     return out
 
@@ -51,6 +49,7 @@ def _sum(folder):
     return files, sum(x for x, _ in parts), [x for x, _ in parts]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alt", ["alt-01", "alt-02"])
 def test_processed_stems_sum_to_the_written_master(exported, stem_dir, alt):
     master, _ = sf.read(exported / f"{alt}.wav", dtype="float64", always_2d=True)  # 24-bit: step 2^-23
@@ -63,6 +62,7 @@ def test_processed_stems_sum_to_the_written_master(exported, stem_dir, alt):
     assert not list(exported.glob(".*"))  # atomic writes: no temporary file or folder left
 
 
+@pytest.mark.slow
 def test_pre_master_stems_are_the_bus_before_the_master_chain(exported, stem_dir):
     """Pre-master stems sum to the bus; the bus through the master EQ and gain is not the master
     (the compressor/normaliser/limiter gain G(t) is missing), but its master-EQ'd version is
@@ -82,8 +82,6 @@ def test_stems_sum_to_the_master_through_hard_compression_and_limiting(tmp_path)
     """The claim where the master chain works hardest: a stereo-linked 4:1 compressor 20 dB over
     threshold, normalisation and > 3 dB of limiting are one per-sample gain."""
     from evomix.io.audio import load_session
-    from tests.conftest import song_stems
-    from tests.conftest import write_stems as write_song
 
     paths = write_song(tmp_path / "stems", song_stems(duration_s=3.0))
     session = load_session(paths)
@@ -134,6 +132,7 @@ def _val(el, tag, unit=None):
     return float(p.get("value"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alt", ["alt-01", "alt-02"])
 def test_dawproject_validates_against_the_xsd_and_round_trips(exported, alt):
     d = _params(exported, alt)
@@ -164,7 +163,8 @@ def test_dawproject_validates_against_the_xsd_and_round_trips(exported, alt):
         assert math.isclose(_val(eq, "InputGain", "decibel"), st["trim_db"], rel_tol=1e-12)
         bands = {b.get("type"): b for b in eq.findall("Band")}
         assert list(bands) == ["highPass", "lowShelf", "bell", "highShelf"]
-        assert bands["highPass"].get("order") == "2" and _val(bands["highPass"], "Freq", "hertz") == st["eq"]["highpass_hz"]
+        assert bands["highPass"].get("order") == "2"
+        assert _val(bands["highPass"], "Freq", "hertz") == st["eq"]["highpass_hz"]
         for kind, key in (("lowShelf", "low_shelf"), ("bell", "peak"), ("highShelf", "high_shelf")):
             assert _val(bands[kind], "Freq", "hertz") == st["eq"][f"{key}_hz"]
             assert _val(bands[kind], "Gain", "decibel") == st["eq"][f"{key}_db"]
@@ -189,12 +189,14 @@ def test_dawproject_validates_against_the_xsd_and_round_trips(exported, alt):
     master = d["params"]["master"]
     bus = channels["edit-bus"].find("Devices")
     mb = {b.get("type"): b for b in bus.find("Equalizer").findall("Band")}
-    assert _val(mb["lowShelf"], "Freq") == master["eq"]["low_shelf_hz"] and _val(mb["lowShelf"], "Gain") == master["eq"]["low_shelf_db"]
-    assert _val(mb["highShelf"], "Freq") == master["eq"]["high_shelf_hz"] and _val(mb["highShelf"], "Gain") == master["eq"]["high_shelf_db"]
+    for kind, key in (("lowShelf", "low_shelf"), ("highShelf", "high_shelf")):
+        assert _val(mb[kind], "Freq") == master["eq"][f"{key}_hz"]
+        assert _val(mb[kind], "Gain") == master["eq"][f"{key}_db"]
     mc = bus.find("Compressor")
     assert _val(mc, "Threshold") == master["comp"]["threshold_db"]
     assert math.isclose(percent_to_ratio(_val(mc, "Ratio")), master["comp"]["ratio"], rel_tol=1e-9)
-    assert math.isclose(_val(mc, "Attack") * 1000, master["comp"]["attack_ms"]) and math.isclose(_val(mc, "Release") * 1000, master["comp"]["release_ms"])
+    assert math.isclose(_val(mc, "Attack") * 1000, master["comp"]["attack_ms"])
+    assert math.isclose(_val(mc, "Release") * 1000, master["comp"]["release_ms"])
     assert _val(bus.find("Limiter"), "Threshold", "decibel") == -1.0
     assert _val(bus.find("Limiter"), "InputGain", "decibel") == _normalise_db(exported, alt)
     exact = tracks["exact"].findall("Track")
@@ -207,6 +209,7 @@ def test_dawproject_validates_against_the_xsd_and_round_trips(exported, alt):
         assert f == f"{alt}-stems/{name}.wav" and (path.parent / f).is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alt", ["alt-01", "alt-02"])
 def test_rpp_parses_back_with_every_value(exported, alt):
     rpp = pytest.importorskip("rpp")
@@ -244,7 +247,8 @@ def test_rpp_parses_back_with_every_value(exported, alt):
         assert [float(v) for v in p.find("VOLPAN")[1:3]] == [1.0, 0.0]
         pf = p.find("ITEM").find("SOURCE").find("FILE")[1]
         assert pf == f"{alt}-stems/{name}.wav"
-        assert math.isclose(float(p.find("ITEM").find("LENGTH")[1]), sf.info(str(path.parent / pf)).duration, rel_tol=1e-12)
+        length_s = float(p.find("ITEM").find("LENGTH")[1])
+        assert math.isclose(length_s, sf.info(str(path.parent / pf)).duration, rel_tol=1e-12)
     track_notes = {x.attrib[0]: x for x in proj.findall("S&M_TRACKNOTES")}
     assert tracks[1].find("TRACKID")[1] in track_notes
 
@@ -258,7 +262,7 @@ def test_parse_daw_takes_comma_lists_and_repeats_and_names_the_valid_formats():
 
 
 def test_cli_rejects_an_unknown_daw_before_the_search(stem_dir, tmp_path):
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--daw", "protools", "--quiet"])
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "o", "--daw", "protools", "--quiet")
     assert res.exit_code == 1
     assert "--daw: unknown format 'protools'" in res.output
     assert not (tmp_path / "o").exists()
@@ -272,6 +276,7 @@ def _session_and_params(out, alt="alt-01"):
     return session, _params(out, alt)
 
 
+@pytest.mark.slow
 def test_each_export_writes_only_what_was_asked(exported, tmp_path):
     from evomix.output.export import export_alternative
 
@@ -287,6 +292,7 @@ def test_each_export_writes_only_what_was_asked(exported, tmp_path):
         assert np.allclose(sf.read(f)[0], sf.read(exported / "alt-01-stems" / f.name)[0], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_failed_stem_export_leaves_no_folder_behind(exported, tmp_path, monkeypatch):
     import evomix.output.export.stems as stems_mod
     from evomix.errors import AudioFileError

@@ -5,9 +5,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from evomix.cli import app
 from evomix.tools.profile import (
     DEFAULT_VOCAL_MARGIN_DB,
     features_from_audio,
@@ -19,9 +17,8 @@ from evomix.tools.profile import (
 from objectives import builtin_genres, load_profile
 from objectives.genre import width_by_region
 from objectives.spectrum import THIRD_OCTAVE_HZ
-from tests.conftest import SR, song_stems, write_stems
+from tests.support import SR, run_cli, search_flags, small_search, song_stems, write_stems
 
-runner = CliRunner()
 GENRES = builtin_genres()
 DUR = 8.0  # s: long enough for 51 short-term (3 s) LRA windows, short enough to stay fast
 
@@ -57,7 +54,7 @@ def test_pink_noise_is_closest_to_a_bright_dense_genre(tmp_path):
     # spectrum, which is what this test is about.
     x = pink_noise(np.random.default_rng(7), int(DUR * SR))
     path = _write(tmp_path / "pink.wav", x)
-    res = runner.invoke(app, ["analyze", str(path), "--json"])
+    res = run_cli("analyze", path, "--json")
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
     ranked = row["genre_similarity"]
@@ -125,7 +122,7 @@ def test_profile_command_writes_a_loadable_profile_and_refuses_to_overwrite(exam
     a = _write(tmp_path / "a.wav", examples["pop"])
     b = _write(tmp_path / "b.wav", examples["rock"])
     out = tmp_path / "mine.json"
-    res = runner.invoke(app, ["profile", str(a), str(b), "--name", "mine", "-o", str(out), "--description", "two refs"])
+    res = run_cli("profile", a, b, "--name", "mine", "-o", out, "--description", "two refs")
     assert res.exit_code == 0, res.output
     prof = load_profile(out)
     assert prof.name == "mine" and prof.description == "two refs" and prof.source == "learned from: a.wav, b.wav"
@@ -134,12 +131,12 @@ def test_profile_command_writes_a_loadable_profile_and_refuses_to_overwrite(exam
     assert np.sqrt(np.mean((prof.ltas_db - mean) ** 2)) < 1.0
     assert abs(prof.plr_db - 9.25) < 1.5 and abs(prof.lra_lu - 5.5) < 2.0
     before = out.read_text()
-    res = runner.invoke(app, ["profile", str(a), "--name", "other", "-o", str(out)])
+    res = run_cli("profile", a, "--name", "other", "-o", out)
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evomix: error:") and "--force" in lines[0], res.stderr
     assert out.read_text() == before
-    res = runner.invoke(app, ["profile", str(a), "--name", "other", "-o", str(out), "--force"])
+    res = run_cli("profile", a, "--name", "other", "-o", out, "--force")
     assert res.exit_code == 0, res.output
     assert load_profile(out).name == "other"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
@@ -155,7 +152,7 @@ def test_profile_command_errors_are_one_line(tmp_path, kind):
     else:
         ref = _write(tmp_path / "ref.wav", 0.1 * np.ones((2, 4 * SR)))
         out, needle = ref, "reference"
-    res = runner.invoke(app, ["profile", str(ref), "--name", "x", "-o", str(out), "--force"])
+    res = run_cli("profile", ref, "--name", "x", "-o", out, "--force")
     assert res.exit_code == 1, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evomix: error:") and needle in lines[0], res.stderr
@@ -163,23 +160,24 @@ def test_profile_command_errors_are_one_line(tmp_path, kind):
     assert kind == "reference-as-output" or not out.exists()
 
 
+@pytest.mark.slow
 def test_learned_profile_drives_mix_and_analyze(examples, tmp_path):
     ref = _write(tmp_path / "ref.wav", examples["hip-hop"])
     prof_path = tmp_path / "learned.json"
-    res = runner.invoke(app, ["profile", str(ref), "--name", "pop", "-o", str(prof_path)])  # clashes with a built-in
+    res = run_cli("profile", ref, "--name", "pop", "-o", prof_path)  # clashes with a built-in
     assert res.exit_code == 0, res.output
 
     # evomix mix accepts the file as --genre
     stems = tmp_path / "stems"
     write_stems(stems, song_stems(duration_s=3.0))
     out = tmp_path / "mix"
-    res = runner.invoke(app, ["mix", str(stems), "--out", str(out), "--genre", str(prof_path), "--population", "4",
-                              "--generations", "1", "--alternatives", "1", "--quiet", "--json"])
+    tiny = search_flags(small_search(population=4, generations=1))
+    res = run_cli("mix", stems, "--out", out, "--genre", prof_path, *tiny, "--quiet", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads((out / "front.json").read_text())["genre"] == "pop"
 
     # evomix analyze --genre FILE: distance to it, and it joins the ranking under a distinct label
-    res = runner.invoke(app, ["analyze", str(ref), "--json", "--genre", str(prof_path)])
+    res = run_cli("analyze", ref, "--json", "--genre", prof_path)
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
     ranked = row["genre_similarity"]
@@ -189,13 +187,13 @@ def test_learned_profile_drives_mix_and_analyze(examples, tmp_path):
     assert row["genre_distance"] == next(r["distance"] for r in ranked if r["genre"] == "pop (learned.json)") < 0.5
 
     # --genre with a built-in name: the distance to it, the ranking stays the built-ins
-    res = runner.invoke(app, ["analyze", str(ref), "--json", "--genre", "jazz"])
+    res = run_cli("analyze", ref, "--json", "--genre", "jazz")
     row = json.loads(res.stdout)[0]
     assert len(row["genre_similarity"]) == len(GENRES)
     assert row["genre_distance"] == next(r["distance"] for r in row["genre_similarity"] if r["genre"] == "jazz")
 
     # the table names the closest genre; an unknown genre is a one-line error
-    res = runner.invoke(app, ["analyze", str(ref)])
+    res = run_cli("analyze", ref)
     assert res.exit_code == 0 and "hip-hop" in res.stdout
-    res = runner.invoke(app, ["analyze", str(ref), "--genre", "polka"])
+    res = run_cli("analyze", ref, "--genre", "polka")
     assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1 and "polka" in res.stderr

@@ -7,20 +7,19 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from evomix.cli import app
 from evomix.errors import ParameterError
-from evomix.progress import INTERVAL_ENV, NULL_REPORTER, Reporter, format_seconds
-from tests.conftest import SR, song_stems, write_stems
+from evomix.progress import INTERVAL_ENV, NULL_PHASE, NULL_REPORTER, Reporter, format_seconds
+from tests.support import SR, run_cli, search_flags, small_search, song_stems, write_stems
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("load", "analysis", "search", "render", "write")
-SMALL = ["--population", "8", "--generations", "3", "--seed", "1", "--alternatives", "2"]
-runner = CliRunner()
+SMALL = search_flags(small_search(generations=3, seed=1, alternatives=2))
+TINY = [*search_flags(small_search(population=4, generations=1)), "--quiet"]
 
 
 class FakeClock:
@@ -145,10 +144,16 @@ def test_auto_picks_the_mode_from_the_stream_and_quiet(monkeypatch):
         Reporter("loud")
 
 
-def test_null_reporter_does_nothing():
+def test_null_reporter_prints_nothing_keeps_nothing_and_lets_errors_through(capsys):
     with NULL_REPORTER.phase("load", total=3) as p:
         p.advance()
         p.update(done=3, total=4, info="x")
+    assert p is NULL_PHASE
+    assert capsys.readouterr() == ("", "")  # nothing on stdout or stderr
+    assert vars(NULL_REPORTER) == {}  # no timings or counts kept behind the caller
+    with pytest.raises(ValueError, match="boom"):  # a failing phase is not swallowed
+        with NULL_REPORTER.phase("render"):
+            raise ValueError("boom")
 
 
 @pytest.mark.parametrize("s, text", [(0.4213, "0.42 s"), (12.34, "12.3 s"), (59.96, "60.0 s"), (245.2, "4 min 05 s")])
@@ -178,16 +183,20 @@ def lines_run(stem_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quiet_run(stem_dir, tmp_path_factory):
+    """``evomix mix --quiet --json`` and the wall time of the whole process, s."""
     out = tmp_path_factory.mktemp("quiet") / "out"
+    t0 = time.perf_counter()
     res = _evomix("mix", stem_dir, "--out", out, *SMALL, "--quiet", "--json")
+    wall_s = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
-    return out, res
+    return out, res, wall_s
 
 
 def _phase_lines(stderr: str, name: str) -> list:
     return [ln for ln in stderr.splitlines() if ln.startswith(f"evomix: {name}: ")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PHASES)
 def test_every_phase_of_a_mix_reports_on_a_non_terminal_stderr(lines_run, name):
     _, res = lines_run
@@ -197,6 +206,7 @@ def test_every_phase_of_a_mix_reports_on_a_non_terminal_stderr(lines_run, name):
     assert "\x1b[" not in res.stderr  # plain lines: no terminal control codes in a log
 
 
+@pytest.mark.slow
 def test_the_search_reports_generation_front_best_per_objective_elapsed_and_eta(lines_run):
     _, res = lines_run
     lines = _phase_lines(res.stderr, "search")
@@ -207,6 +217,7 @@ def test_the_search_reports_generation_front_best_per_objective_elapsed_and_eta(
         assert piece in last[0], (piece, last[0])
 
 
+@pytest.mark.slow
 def test_the_renders_report_each_exact_render(lines_run):
     _, res = lines_run
     counts = [ln for ln in _phase_lines(res.stderr, "render") if "exact renders |" in ln]
@@ -214,38 +225,43 @@ def test_the_renders_report_each_exact_render(lines_run):
     assert any(ln.startswith("evomix: render: 2/") for ln in counts), counts
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing_on_stderr_and_json_has_phase_times_and_exact_renders(quiet_run):
-    out, res = quiet_run
+    out, res, wall_s = quiet_run
     # nothing but warnings (printed as ever: a misjudged pick, a resampled stem) may reach stderr
     assert all(ln.startswith(("evomix: warning:", "evomix: note:")) for ln in res.stderr.splitlines()), res.stderr
     summary = json.loads(res.stdout)
     t = summary["timings_s"]
     assert set(PHASES) | {"total"} <= set(t), t
-    assert all(v >= 0 for v in t.values()) and t["total"] >= sum(t[p] for p in PHASES) - 1e-3, t
+    assert all(v > 0 for v in t.values()), t  # every phase does some work
+    assert sum(t[p] for p in PHASES) - 1e-3 <= t["total"] <= wall_s, (t, wall_s)  # in seconds, within the process
     settings = json.loads((out / "front.json").read_text())["settings"]
     assert summary["exact_renders"] == settings["exact_renders"] >= 2  # at least the 2 picks
     rendered = [m for m in json.loads((out / "front.json").read_text())["members"] if "exact" in m]
     assert settings["exact_renders"] == len(rendered)
 
 
+@pytest.mark.slow
 def test_render_command_reports_load_render_and_write(quiet_run, stem_dir, tmp_path):
-    out, _ = quiet_run
+    out, _, _ = quiet_run
     target = tmp_path / "again.wav"
-    res = runner.invoke(app, ["render", str(out / "alt-01.json"), str(stem_dir), "-o", str(target)])
+    res = run_cli("render", out / "alt-01.json", stem_dir, "-o", target)
     assert res.exit_code == 0, res.output
     for name in ("load", "render", "write"):
         assert f"evomix: {name}: done in" in res.stderr, res.stderr
     assert res.stdout.strip() == str(target)
-    res = runner.invoke(app, ["render", str(out / "alt-01.json"), str(stem_dir), "-o", str(target), "--force", "--quiet"])
+    res = run_cli("render", out / "alt-01.json", stem_dir, "-o", target, "--force", "--quiet")
     assert res.exit_code == 0 and res.stderr == "", res.stderr
 
 
+@pytest.mark.slow
 def test_demo_reports_its_synthesis_too(tmp_path, monkeypatch):
     """The demo's own song is long; a tiny one stands in (the phase, not the song, is tested)."""
     import evomix.demo
 
     monkeypatch.setattr(evomix.demo, "write_demo_stems", lambda folder: write_stems(folder, song_stems(duration_s=3.0)))
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--population", "4", "--generations", "1", "--json"])
+    # (the demo has no --alternatives, so not search_flags)
+    res = run_cli("demo", "--out", tmp_path / "demo", "--population", 4, "--generations", 1, "--json")
     assert res.exit_code == 0, res.output
     assert "evomix: synthesis: done in" in res.stderr
     assert {"synthesis", *PHASES, "total"} <= set(json.loads(res.stdout)["timings_s"])
@@ -258,7 +274,7 @@ def test_stems_shorter_than_one_loudness_block_fail_naming_the_files_and_the_len
     d = tmp_path / "short"
     write_stems(d, {k: v[:, : int(duration_s * SR)] for k, v in song_stems(duration_s=1.0).items()})
     out = tmp_path / "out"
-    res = runner.invoke(app, ["mix", str(d), "--out", str(out), "--population", "4", "--generations", "1", "--quiet"])
+    res = run_cli("mix", d, "--out", out, *TINY)
     assert res.exit_code == 1, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evomix: error:"), res.stderr
@@ -267,22 +283,23 @@ def test_stems_shorter_than_one_loudness_block_fail_naming_the_files_and_the_len
     assert "at least one stem of 0.4 s (17640 samples at 44100 Hz)" in lines[0], lines[0]
     assert f"{duration_s:.3f} s" in lines[0]
     assert not out.exists() or not any(out.iterdir())
-    res = runner.invoke(app, ["analyze", str(d / "bass.wav")])
+    res = run_cli("analyze", d / "bass.wav")
     assert res.exit_code == 1 and "bass.wav" in res.stderr and "at least 0.4 s" in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_a_session_shorter_than_one_short_term_window_still_mixes(tmp_path):
     """0.4-3 s: one loudness block but no 3 s LRA window; the exact tier then reads LRA 0 LU, as the
     fast tier does (it failed after the whole search with "shorter than one 3.0 s window")."""
     d = tmp_path / "jingle"
     write_stems(d, song_stems(duration_s=1.5))
     out = tmp_path / "out"
-    res = runner.invoke(app, ["mix", str(d), "--out", str(out), "--population", "4", "--generations", "1",
-                              "--alternatives", "1", "--quiet"])
+    res = run_cli("mix", d, "--out", out, *TINY)
     assert res.exit_code == 0, res.output
     assert (out / "alt-01.wav").exists()
 
 
+@pytest.mark.slow
 def test_a_mix_with_silent_passages_leaves_no_runtime_warning(tmp_path):
     """Every stem silent from 1 s to 3 s: the frames there have no power, and the fast tier's master
     gain took log10(0) (a numpy RuntimeWarning on the terminal). With -W error it would crash."""
@@ -291,7 +308,7 @@ def test_a_mix_with_silent_passages_leaves_no_runtime_warning(tmp_path):
         x[:, SR : 3 * SR] = 0.0
     d = tmp_path / "gap"
     write_stems(d, stems)
-    res = _evomix("mix", d, "--out", tmp_path / "out", "--population", "8", "--generations", "2",
-                  "--alternatives", "2", "--quiet", warnings_as_errors=True)
+    res = _evomix("mix", d, "--out", tmp_path / "out", *search_flags(small_search(alternatives=2)), "--quiet",
+                  warnings_as_errors=True)
     assert res.returncode == 0, res.stderr
     assert "RuntimeWarning" not in res.stderr and "Traceback" not in res.stderr, res.stderr

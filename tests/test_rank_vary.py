@@ -15,7 +15,9 @@ from evomix.io.audio import read_audio
 from evomix.search.genome import GeneTable, Params
 from evomix.tools.rank import rank, write_ranked
 from evomix.tools.vary import genome_distance, vary
-from tests.conftest import song_stems, write_stems
+from tests.support import run_cli, small_search, song_stems, write_stems
+
+pytestmark = pytest.mark.slow  # every test reads one finished run (a 16 x 12 search), or ranks or varies it
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rank")
     paths = write_stems(folder / "stems", song_stems(duration_s=3.0))
     t0 = time.perf_counter()
-    result = api.mix(paths, population=16, generations=12, seed=4, alternatives=4)
+    result = api.mix(paths, search=small_search(population=16, generations=12, seed=4, alternatives=4))
     result.write(folder / "run")
     return folder, paths, time.perf_counter() - t0
 
@@ -126,7 +128,8 @@ def test_breeding_two_parents_gives_children_between_them(run, tmp_path):
     a, b = _alt_genome(folder / "run", "alt-01", paths), _alt_genome(folder / "run", "alt-02", paths)
     res = vary([folder / "run" / "alt-01.json", folder / "run" / "alt-02.json"], paths, spread=0.1, n=4, seed=3)
     res.write(tmp_path / "kids")
-    kids = np.stack([_alt_genome(tmp_path / "kids", f.stem, paths) for f in sorted((tmp_path / "kids").glob("alt-*.wav"))])
+    files = sorted((tmp_path / "kids").glob("alt-*.wav"))
+    kids = np.stack([_alt_genome(tmp_path / "kids", f.stem, paths) for f in files])
     assert len(kids) >= 3
     d_ab = float(genome_distance(a[None], b)[0])
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -139,20 +142,15 @@ def test_breeding_two_parents_gives_children_between_them(run, tmp_path):
 
 
 def test_cli_rank_and_vary(run, tmp_path):
-    from typer.testing import CliRunner
-
-    from evomix.cli import app
-
     folder, paths, _ = run
-    r = CliRunner().invoke(app, ["rank", str(folder / "run"), "--weights", "genre=4", "--out", str(tmp_path / "r"),
-                                 "--alternatives", "2", "--json", "--quiet"])
+    r = run_cli("rank", folder / "run", "--weights", "genre=4", "--out", tmp_path / "r", "--alternatives", 2, "--json",
+                "--quiet")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert len(summary["alternatives"]) == 2 and all("labels" in a for a in summary["alternatives"])
-    r = CliRunner().invoke(app, ["vary", str(folder / "run" / "alt-01.json"), "--out", str(tmp_path / "v")])
+    r = run_cli("vary", folder / "run" / "alt-01.json", "--out", tmp_path / "v")
     assert r.exit_code == 1 and "give the stems" in r.output, r.output
-    r = CliRunner().invoke(app, ["vary", str(folder / "run" / "alt-01.json"), *map(str, paths), "--out",
-                                 str(tmp_path / "v"), "-n", "2", "--spread", "2"])
+    r = run_cli("vary", folder / "run" / "alt-01.json", *paths, "--out", tmp_path / "v", "-n", 2, "--spread", 2)
     assert r.exit_code == 1 and "--spread" in r.output, r.output
 
 

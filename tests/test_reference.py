@@ -1,4 +1,6 @@
 """Same-song reference: a rough mix of the stems with known gains is explained by the fit."""
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -7,7 +9,7 @@ import evomix
 from evomix.engine.analysis import analyze_session
 from evomix.io.audio import load_session
 from evomix.tools.reference import fit_reference
-from tests.conftest import SR, song_stems, write_stems
+from tests.support import SR, run_cli, search_flags, small_search, song_stems, write_stems
 
 
 def _song(tmp_path, seed):
@@ -40,10 +42,11 @@ def _relative_errors(recovered: dict, gains: dict) -> np.ndarray:
     return (got - got.mean()) - (true - true.mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_mix_with_reference_recovers_relative_gains(tmp_path, seed):
     d, gains, pans = _song(tmp_path, seed)
-    result = evomix.mix([d / "stems"], reference=d / "rough.wav", population=8, generations=1, seed=0, alternatives=1)
+    result = evomix.mix([d / "stems"], reference=d / "rough.wav", search=small_search(generations=1))
     ref = result.reference
     assert ref["mode"] == "same-song", ref
     assert "reference" in result.names
@@ -60,32 +63,29 @@ def test_unrelated_track_is_not_the_same_song(tmp_path):
     noise = np.random.default_rng(0).standard_normal((2, other["bass"].shape[1])) * 0.05
     sf.write(d / "other.wav", (np.roll(other["keys"], 5000, axis=1) * 0.5 + noise).T, SR, subtype="PCM_24")
     session = load_session(sorted((d / "stems").glob("*.wav")))
-    same = fit_reference(d / "rough.wav", session, analyze_session(session))
-    diff = fit_reference(d / "other.wav", session, analyze_session(session))
+    analysis = analyze_session(session)
+    same = fit_reference(d / "rough.wav", session, analysis)
+    diff = fit_reference(d / "other.wav", session, analysis)
     assert same.same_song and not diff.same_song, (same.correlation, diff.correlation)
 
 
 def test_reference_weight_without_reference_is_an_error(tmp_path, stem_dir):
     with pytest.raises(evomix.ParameterError, match="^weights: 'reference' needs reference ") as e:
-        evomix.mix([stem_dir], weights="reference=2", population=4, generations=0)
+        evomix.mix([stem_dir], weights="reference=2", search=small_search(population=4, generations=0))
     assert str(e.value.for_cli()).startswith("--weights: 'reference' needs --reference ")  # what the CLI prints
 
 
+@pytest.mark.slow
 def test_cli_reference_reports_recovered_gains(tmp_path):
-    from typer.testing import CliRunner
-
-    from evomix.cli import app
-
     d, gains, _ = _song(tmp_path, 2)
-    res = CliRunner().invoke(app, ["mix", str(d / "stems"), "--reference", str(d / "rough.wav"), "--out", str(tmp_path / "o"),
-                                   "--population", "4", "--generations", "1", "--alternatives", "1", "--json"])
+    tiny = search_flags(small_search(population=4, generations=1))
+    res = run_cli("mix", d / "stems", "--reference", d / "rough.wav", "--out", tmp_path / "o", *tiny, "--json")
     assert res.exit_code == 0, res.output
-    import json
-
     summary = json.loads(res.stdout)
     err = _relative_errors(summary["reference"]["fitted"], gains)
     assert np.abs(err).max() <= 1.5, err
     assert "reference" in summary["objectives"]
-    res = CliRunner().invoke(app, ["mix", str(d / "stems"), "--reference", str(d / "rough.wav"), "--reference-mode", "bogus",
-                                   "--out", str(tmp_path / "o2"), "--population", "4", "--generations", "1"])
-    assert res.exit_code == 1 and "--reference-mode" in res.stderr
+    res = run_cli("mix", d / "stems", "--reference", d / "rough.wav", "--reference-mode", "bogus",
+                  "--out", tmp_path / "o2", *tiny)
+    assert res.exit_code == 2 and "--reference-mode" in res.stderr  # a choice: typer refuses it (usage error)
+    assert "'auto', 'same-song', 'style'" in " ".join(res.stderr.replace("│", " ").split())

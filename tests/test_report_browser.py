@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import small_search
+
+pytestmark = pytest.mark.slow  # a whole mix, then its report in a real browser
+
 CHROMIUM = os.environ.get("EVOMIX_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOT_COPY = os.environ.get("EVOMIX_REPORT_SCREENSHOT")  # also save the screenshot here (a path), for a person to look at
+# also save the screenshot here (a path), for a person to look at
+SCREENSHOT_COPY = os.environ.get("EVOMIX_REPORT_SCREENSHOT")
 
 if os.environ.get("EVOMIX_SKIP_BROWSER") == "1":
     pytest.skip("EVOMIX_SKIP_BROWSER=1: browser test skipped on request", allow_module_level=True)
@@ -37,7 +42,7 @@ def copied_report(tmp_path_factory, stem_dir):
     from evomix import api
 
     out = tmp_path_factory.mktemp("mix") / "out"
-    result = api.mix([stem_dir], population=8, generations=2, alternatives=3, seed=2)
+    result = api.mix([stem_dir], search=small_search(generations=2, alternatives=3, seed=2))
     result.write(out)
     copy = tmp_path_factory.mktemp("copied") / "somewhere-else"
     shutil.copytree(out, copy)
@@ -63,10 +68,12 @@ def test_report_plays_and_switches_at_the_same_position(copied_report):
             page.goto(page_url)
             # a working player per mix: the audio has loaded (metadata, a duration)
             page.wait_for_function(
-                "() => [...document.querySelectorAll('audio.mix-player')].every(a => a.readyState >= 1 && a.duration > 0)",
+                "() => [...document.querySelectorAll('audio.mix-player')]"
+                ".every(a => a.readyState >= 1 && a.duration > 0)",
                 timeout=20000)
             players = page.eval_on_selector_all(
-                "audio.mix-player", "els => els.map(a => [a.dataset.mix, a.duration, a.readyState, a.getAttribute('src')])")
+                "audio.mix-player",
+                "els => els.map(a => [a.dataset.mix, a.duration, a.readyState, a.getAttribute('src')])")
             assert sorted(p[0] for p in players) == sorted(["before"] + alts)
             assert all(p[1] > 3.5 and p[2] >= 1 and "/" not in p[3] for p in players), players  # relative paths
             # plots and tables
@@ -81,7 +88,8 @@ def test_report_plays_and_switches_at_the_same_position(copied_report):
             # play alt-01 (key 1, then space), let it run, switch to alt-03 (key 3)
             page.keyboard.press("1")
             page.keyboard.press(" ")
-            page.wait_for_function("() => { const a = window.evomixReport.players['alt-01']; return !a.paused && a.currentTime > 1.0; }",
+            page.wait_for_function("() => { const a = window.evomixReport.players['alt-01'];"
+                                   " return !a.paused && a.currentTime > 1.0; }",
                                    timeout=15000)
             old_t = page.evaluate("() => window.evomixReport.players['alt-01'].currentTime")
             page.keyboard.press("3")
@@ -103,7 +111,8 @@ def test_report_plays_and_switches_at_the_same_position(copied_report):
             page.click("#choices button[data-mix='alt-02']")  # a click, then space plays it (once: not toggled twice)
             assert page.evaluate("() => window.evomixReport.current()") == "alt-02"
             page.keyboard.press(" ")
-            page.wait_for_function("() => { const a = window.evomixReport.players['alt-02']; return !a.paused && a.currentTime > 0.3; }",
+            page.wait_for_function("() => { const a = window.evomixReport.players['alt-02'];"
+                                   " return !a.paused && a.currentTime > 0.3; }",
                                    timeout=5000)
             assert "alt-02" in page.inner_text("#now") and "pause" in page.inner_text("#playpause")
             shot = copied_report.parent / "report-screenshot.png"

@@ -1,10 +1,25 @@
-"""NSGA-II search: determinism, non-dominated fronts, alternative selection."""
+"""The search (evomix.search.algorithm): determinism, fronts, hypervolume, termination, steering,
+the :class:`Evolution` object's loop and the generators it owns; the choice of alternatives."""
+import itertools
+import random
+
 import numpy as np
 import pytest
+from deap import tools
+from scipy.spatial.distance import pdist
 
-from evomix.choose.select import choose_alternatives
-from evomix.errors import ParameterError
-from evomix.search.algorithm import non_dominated, run_nsga2
+from evomix.choose.select import ELIGIBLE_FRACTION, choose_alternatives
+from evomix.errors import EvomixError, ParameterError
+from evomix.search.algorithm import (
+    ALGORITHMS,
+    Evolution,
+    Termination,
+    achievement,
+    non_dominated,
+    run_search,
+    steered_reference_points,
+)
+from evomix.search.hypervolume import Normaliser, hypervolume
 
 
 def zdt1(genomes):
@@ -16,7 +31,7 @@ def zdt1(genomes):
 
 def _run(seed, gens=30):
     init = np.random.default_rng(seed).uniform(size=(24, 6))
-    return run_nsga2(zdt1, init, generations=gens, seed=seed)
+    return run_search(zdt1, init, termination=Termination(generations=gens), seed=seed)
 
 
 def test_same_seed_same_result_different_seed_differs():
@@ -45,16 +60,17 @@ def test_search_approaches_the_known_front():
 def test_progress_is_reported_each_generation():
     seen = []
     init = np.random.default_rng(0).uniform(size=(8, 3))
-    run_nsga2(zdt1, init, generations=4, seed=0, progress=lambda g, n, f, best: seen.append((g, n, f, best.shape)))
+    run_search(zdt1, init, termination=Termination(generations=4), seed=0,
+               progress=lambda g, n, f, best: seen.append((g, n, f, best.shape)))
     assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
     assert all(s[1] == 4 and s[2] >= 1 and s[3] == (2,) for s in seen)
 
 
-@pytest.mark.parametrize("n_pop, gens, msg", [(3, 1, "population"), (6, 1, "population"), (8, -1, "generations")])
-def test_bad_settings(n_pop, gens, msg):
-    with pytest.raises(ParameterError, match=f"^{msg} must be ") as e:
-        run_nsga2(zdt1, np.zeros((n_pop, 3)), generations=gens, seed=0)
-    assert str(e.value.for_cli()).startswith(f"--{msg} must be ")
+@pytest.mark.parametrize("n_pop", [3, 6])
+def test_bad_population(n_pop):
+    with pytest.raises(ParameterError, match="^population must be a multiple of 4") as e:
+        run_search(zdt1, np.zeros((n_pop, 3)), termination=Termination(generations=1), seed=0)
+    assert str(e.value.for_cli()).startswith("--population must be ")
 
 
 def test_non_dominated_mask():
@@ -62,20 +78,34 @@ def test_non_dominated_mask():
     np.testing.assert_array_equal(non_dominated(F), [True, True, False, True, True])
 
 
+# Farthest-point sampling (select.py, step 3) is a 2-approximation of the max-min dispersion
+# (Ravi, Rosenkrantz & Tayi 1994, "Heuristic and special case algorithms for dispersion problems",
+# Oper. Res. 42(2)): the closest two of its k picks are at least half as far apart as the closest two
+# of the most spread k eligible candidates. On this data the picks reach 0.95 of that optimum and
+# k candidates huddled round the best one 0.36: the threshold lies between.
+SPREAD_OF_BEST = 0.8
+
+
 def test_alternatives_start_with_the_best_and_spread_out(rng):
-    G = rng.uniform(size=(20, 5))
-    F = rng.uniform(size=(20, 3))
-    picks = choose_alternatives(G, F, 4)
-    assert len(set(picks)) == 4
-    assert picks[0] == int(np.argmin(np.argsort(np.argsort(F, axis=0), axis=0).sum(1)))
+    n, k = 60, 5
+    G = rng.uniform(size=(n, 5))
+    F = rng.uniform(size=(n, 3))
+    picks = choose_alternatives(G, F, k)
+    rank_sum = np.argsort(np.argsort(F, axis=0), axis=0).sum(axis=1)  # (n,) no ties in uniform draws
+    assert len(set(picks)) == k and picks[0] == int(np.argmin(rank_sum))
+    # the space the choice spreads in (select.py, step 3): genes / sqrt(genes), objectives min-max normalised
+    X = np.hstack([G / np.sqrt(G.shape[1]), (F - F.min(axis=0)) / (F.max(axis=0) - F.min(axis=0))])  # (n, 8)
+    eligible = np.argsort(rank_sum, kind="stable")[: int(np.ceil(n * ELIGIBLE_FRACTION))]  # the best 15
+    assert set(picks) <= set(eligible)
+    best = max(pdist(X[list(s)]).min() for s in itertools.combinations(eligible, k))  # 3003 subsets
+    assert pdist(X[picks]).min() >= SPREAD_OF_BEST * best
+    # guard: a collapsed choice, the best and its k - 1 nearest eligible neighbours, fails the same test
+    huddle = eligible[np.argsort(np.linalg.norm(X[eligible] - X[picks[0]], axis=1))[:k]]
+    assert huddle[0] == picks[0] and pdist(X[huddle]).min() < SPREAD_OF_BEST * best
     assert choose_alternatives(G[:2], F[:2], 5) in ([0, 1], [1, 0])
 
 
 # --- algorithms, hypervolume, termination, steering (issue 12) -------------------------------
-
-from evomix.search.algorithm import ALGORITHMS, Termination, achievement, run_search, steered_reference_points  # noqa: E402
-from evomix.search.hypervolume import Normaliser, hypervolume  # noqa: E402
-
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_each_algorithm_returns_a_valid_front(algorithm):
@@ -180,3 +210,114 @@ def test_weights_steer_the_search(algorithm):
                                 normaliser=norm, steer=w)
     assert np.median(runs["steered"].front_F[:, 0]) < np.median(runs["default"].front_F[:, 0])
     assert np.median(runs["steered"].population_F[:, 0]) < np.median(runs["default"].population_F[:, 0])
+
+
+# --- the Evolution object and the generators it owns (issue 20) -------------------------------------
+
+INIT = np.random.default_rng(7).uniform(size=(16, 6))
+
+
+def _module_states():
+    return random.getstate(), np.random.get_state()  # noqa: NPY002 (the caller's generators are the subject)
+
+
+def _assert_same_module_states(a, b):
+    (py_a, (name_a, keys_a, *rest_a)), (py_b, (name_b, keys_b, *rest_b)) = a, b
+    assert py_a == py_b and name_a == name_b and np.array_equal(keys_a, keys_b) and rest_a == rest_b
+
+
+def _caller_draws(*_):
+    """What a caller might do between generations (a progress bar, an evaluator, a dask client)."""
+    random.random()
+    np.random.random()  # noqa: NPY002
+
+
+def _assert_same_result(a, b):
+    np.testing.assert_array_equal(a.front_F, b.front_F)
+    np.testing.assert_array_equal(a.front_genomes, b.front_genomes)
+    np.testing.assert_array_equal(a.population, b.population)
+    np.testing.assert_array_equal(a.hypervolume, b.hypervolume)
+    assert (a.generations, a.evaluations, a.stop_reason) == (b.generations, b.evaluations, b.stop_reason)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_search_leaves_the_callers_generators_as_they_were(algorithm):
+    random.seed(2024)
+    np.random.seed(2024)  # noqa: NPY002
+    _caller_draws()  # not a freshly seeded state
+    before = _module_states()
+    r = run_search(dtlz2, INIT, algorithm=algorithm, termination=Termination(generations=4), seed=1)
+    _assert_same_module_states(_module_states(), before)
+    # guard: the search did draw, from its own generators
+    moved = {"random": r.state.random_state != random.Random(1).getstate(),
+             "numpy": r.state.numpy_state[2] != np.random.RandomState(1).get_state()[2],  # noqa: NPY002 (position)
+             "uniform": r.state.uniform_state != np.random.default_rng(1).bit_generator.state}
+    assert moved == {"nsga2": {"random": True, "numpy": False, "uniform": False},  # selNSGA3 draws from numpy
+                     "nsga3": {"random": True, "numpy": True, "uniform": False},
+                     "random": {"random": False, "numpy": False, "uniform": True}}[algorithm]
+
+
+def test_what_the_caller_draws_during_a_search_does_not_change_it():
+    kw = dict(algorithm="nsga3", termination=Termination(generations=5), seed=2)
+    plain = run_search(dtlz2, INIT, **kw)
+
+    def scores_and_draws(G):
+        _caller_draws()
+        return dtlz2(G)
+
+    noisy = run_search(scores_and_draws, INIT, progress=_caller_draws, on_generation=_caller_draws,
+                       stop_requested=lambda: bool(_caller_draws()), **kw)
+    _assert_same_result(noisy, plain)
+
+
+@pytest.mark.parametrize("fails", ["selection", "scoring"])
+def test_the_callers_generators_come_back_when_the_search_fails(monkeypatch, fails):
+    before = _module_states()
+    calls = []
+
+    def draws_then_fails(*a, **k):  # DEAP's survival, drawing, then failing in the search's turn
+        _caller_draws()
+        raise RuntimeError("selection failed")
+
+    def fails_at_generation_2(G):  # after two generations of variation and survival
+        calls.append(len(G))
+        if len(calls) == 3:
+            raise RuntimeError("scoring failed")
+        return dtlz2(G)
+
+    if fails == "selection":
+        monkeypatch.setattr(tools, "selNSGA2", draws_then_fails)
+    evaluate = dtlz2 if fails == "selection" else fails_at_generation_2
+    with pytest.raises(RuntimeError, match=f"{fails} failed"):
+        run_search(evaluate, INIT, termination=Termination(generations=3), seed=1)
+    _assert_same_module_states(_module_states(), before)
+
+
+def test_searches_stepped_in_turn_give_what_each_gives_alone():
+    configs = [("nsga2", 1), ("nsga3", 2), ("random", 3)]
+    alone = [run_search(dtlz2, INIT, algorithm=a, termination=Termination(generations=4), seed=s) for a, s in configs]
+    searches = [Evolution(dtlz2, algorithm=a, termination=Termination(generations=4)).setup(INIT, seed=s)
+                for a, s in configs]
+    while any(s.has_next() for s in searches):
+        for s in searches:
+            if s.has_next():
+                s.next()
+    for search, r in zip(searches, alone):
+        _assert_same_result(search.result(), r)
+    assert not np.array_equal(alone[0].front_F, alone[1].front_F)  # guard: three different searches
+
+
+def test_a_dump_loaded_into_a_new_search_continues_it_exactly():
+    def make():
+        return Evolution(dtlz2, algorithm="nsga3", termination=Termination(generations=6), steer=[4.0, 1.0, 1.0])
+
+    straight = make().setup(INIT, seed=3).run()
+    first = make().setup(INIT, seed=3)
+    for _ in range(3):
+        first.next()
+    assert first.gen == 2 and first.has_next()
+    second = make().load(first.dump())
+    assert (second.gen, second.resumed_from, second.evaluations) == (2, 2, 3 * len(INIT))
+    _assert_same_result(second.run(), straight)
+    with pytest.raises(EvomixError, match=r"call setup\(initial, seed=...\) or load\(state\) first"):
+        make().next()

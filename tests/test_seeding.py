@@ -3,17 +3,15 @@ import numpy as np
 import pytest
 
 from evomix.core.meter import integrated_loudness
-from evomix.engine.analysis import STEM_REFERENCE_LUFS, analyze_session
+from evomix.engine.analysis import STEM_REFERENCE_LUFS
 from evomix.engine.dsp.pan import pan_gains
-from evomix.io.audio import load_session
 from evomix.search.genome import GeneTable
 from evomix.search.seeding import ROLE_HIGHPASS_HZ, SEED_NAMES, seed_genomes, smart_initial_population
 
 
 @pytest.fixture(scope="module")
-def setup(stem_dir):
-    session = load_session([stem_dir])
-    analysis = analyze_session(session)
+def setup(stem_session, stem_analysis):
+    session, analysis = stem_session, stem_analysis
     table = GeneTable(session.n_stems)
     return session, analysis, table, seed_genomes(table, analysis)
 

@@ -2,14 +2,12 @@
 import dataclasses
 
 import pytest
-from typer.testing import CliRunner
 
 from evomix import api
 from evomix.cli import app
 from evomix.errors import OptionError, ParameterError
 from evomix.settings import Master, Parallel, Search, SettingError, cli_flag
-
-runner = CliRunner()
+from tests.support import run_cli
 
 
 @pytest.mark.parametrize("make, needle", [
@@ -40,30 +38,76 @@ def test_settings_are_frozen_and_map_to_flags():
     assert str(e.for_cli()) == "--time-limit must be > 0, got 0"
 
 
-def test_mix_takes_objects_or_keywords_not_both(stem_dir):
-    with pytest.raises(ParameterError, match="not both"):
-        api.mix([stem_dir], search=Search(seed=1), population=8)
+def test_mix_takes_settings_objects_only(stem_dir):
+    for flat in ("population", "generations", "seed", "time_limit", "target_lufs", "ceiling_dbtp", "jobs", "threads"):
+        with pytest.raises(TypeError, match=flat):  # one way to pass each setting: its settings object
+            api.mix([stem_dir], **{flat: 1})
     with pytest.raises(ParameterError, match="search must be an evomix.settings.Search"):
         api.mix([stem_dir], search={"seed": 1})
-    with pytest.raises(ParameterError, match=r"Search\.population"):  # a keyword is checked as its field
-        api.mix([stem_dir], population=2)
 
 
-def test_objects_and_keywords_give_the_same_front(stem_dir):
-    a = api.mix([stem_dir], search=Search(population=8, generations=2, seed=4, alternatives=1),
-                parallel=Parallel(threads=1), master=Master(target_lufs=-16.0))
-    b = api.mix([stem_dir], population=8, generations=2, seed=4, alternatives=1, threads=1, target_lufs=-16.0)
-    assert [m.objectives for m in a.front] == [m.objectives for m in b.front]
-    assert a.target.target_lufs == -16.0
+SETTINGS_DEFAULTS = [  # (settings object, field, the mix command's flag)
+    (Master, "target_lufs", "--target-lufs"), (Master, "ceiling_dbtp", "--ceiling"),
+    (Master, "max_limiting_db", "--max-limiting"), (Search, "population", "--population"),
+    (Search, "time_limit", "--time-limit"), (Search, "alternatives", "--alternatives"),
+    (Search, "algorithm", "--algorithm"), (Search, "seed", "--seed"), (Parallel, "jobs", "--jobs"),
+]
+
+
+@pytest.mark.parametrize("cls, name, flag", SETTINGS_DEFAULTS)
+def test_every_default_has_one_definition_that_the_cli_help_shows(cls, name, flag):
+    """The default lives on the settings object; the CLI flag's default is that object's value,
+    and ``mix --help`` prints it next to the flag."""
+    import re
+
+    import typer.main
+
+    default = getattr(cls(), name)
+    command = typer.main.get_command(app).commands["mix"]
+    option = next(p for p in command.params if flag in p.opts)
+    value = option.default.value if hasattr(option.default, "value") else option.default
+    assert value == default, (flag, option.default, default)
+    help_text = re.sub(r"\s+", " ", re.sub(r"\x1b\[[0-9;]*m|[│╭╮╰╯─]", " ", run_cli(*["mix", "--help"]).stdout))
+    shown = str(default)
+    assert re.search(re.escape(flag) + r"\b[^\[]*\[default: " + re.escape(shown) + r"\]", help_text), (flag, shown)
+
+
+def test_no_module_above_the_engine_writes_a_setting_s_default_again():
+    """A default of the target, ceiling, limiter budget, population or time limit is written on the
+    settings objects only: no function of the pipeline, tools, outputs, search or CLI repeats it as
+    a literal keyword default (the engine's DSP references take their own arguments)."""
+    import ast
+    import pathlib
+
+    import evomix
+
+    root = pathlib.Path(evomix.__file__).parent
+    names = {"target_lufs", "ceiling_dbtp", "max_limiting_db", "population", "time_limit", "ceiling",
+             "max_limiting", "budget_db", "alternatives"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "settings.py" or "engine" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                a = node.args
+                pos = a.posonlyargs + a.args
+                pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+                found += [f"{path.name}:{node.lineno} {node.name}({arg.arg}={ast.unparse(d)})" for arg, d in pairs
+                          if arg.arg in names and isinstance(d, (ast.Constant, ast.UnaryOp))
+                          and not (isinstance(d, ast.Constant) and d.value is None)]
+    assert not found, found
 
 
 def test_cli_errors_name_flags(stem_dir, tmp_path):
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--time-limit", "0", "--quiet"])
+    res = run_cli(*["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--time-limit", "0", "--quiet"])
     assert res.exit_code == 1 and res.stderr.strip() == "evomix: error: --time-limit must be > 0, got 0.0", res.stderr
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--algorithm", "x", "--quiet"])
-    assert res.exit_code == 1 and "--algorithm must be one of nsga2, nsga3, random" in res.stderr
-    res = runner.invoke(app, ["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--max-limiting", "-1", "--quiet"])
-    assert res.exit_code == 1 and res.stderr.strip() == "evomix: error: --max-limiting must be >= 0.0, got -1.0", res.stderr
+    res = run_cli(*["mix", str(stem_dir), "--out", str(tmp_path / "o"), "--algorithm", "x", "--quiet"])
+    said = " ".join(res.stderr.replace("│", " ").split())  # typer boxes a usage error under CliRunner
+    assert res.exit_code == 2 and "'x' is not one of 'nsga2', 'nsga3', 'random'" in said, said  # a choice: usage error
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "o", "--max-limiting", "-1", "--quiet")
+    assert res.exit_code == 1, res.stderr
+    assert res.stderr.strip() == "evomix: error: --max-limiting must be >= 0.0, got -1.0", res.stderr
 
 
 def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cli(stem_dir, tmp_path):
@@ -72,7 +116,7 @@ def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cl
     from evomix.tools.explore import explore
     from evomix.tools.vary import vary
 
-    api.mix([stem_dir], population=4, generations=0, alternatives=1).write(tmp_path / "run")
+    api.mix([stem_dir], search=Search(population=4, generations=0, alternatives=1)).write(tmp_path / "run")
     params = tmp_path / "run" / "alt-01.json"
     out = tmp_path / "exists.wav"
     out.write_bytes(b"")
@@ -92,5 +136,5 @@ def test_the_other_commands_name_python_keywords_for_python_and_flags_for_the_cl
         assert str(e.value).startswith(python_message), str(e.value)
         assert "--" not in str(e.value).split(",")[0], str(e.value)
         if argv is not None:
-            res = runner.invoke(app, argv)
+            res = run_cli(*argv)
             assert res.exit_code == 1 and res.stderr.startswith(f"evomix: error: {cli_message}"), res.stderr

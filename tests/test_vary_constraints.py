@@ -9,18 +9,15 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from evomix import api
-from evomix.cli import app
 from evomix.errors import ParameterError
+from evomix.output.result import PARAMS_FORMAT
 from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable
 from evomix.tools.vary import parent_constraints, run_constraints, vary
-from tests.conftest import song_stems, write_stems
+from tests.support import run_cli, search_flags, small_search, song_stems, write_stems
 
-runner = CliRunner()
-NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.conftest.song_stems, in file order
+NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.support.song_stems, in file order
 ROLES = ["drums", "bass", "keys", "vocal"]
 LOCKS = ["vocal.gain_db=-3.7", "keys.eq.peak_q=0.7", "master.comp.ratio=2.5"]  # 0.7, 2.5: log-scale genes
 RANGES = ["*.eq.highpass_hz=40:120", "bass.eq.highpass_hz=20:30", "bass.pan=-0.2:0.1"]
@@ -38,7 +35,7 @@ def _saved_mix(path, *, seed=7, constraints=None, edit=None):
     params = table.decode(g, np.zeros(len(NAMES))).to_dict(0, NAMES, ROLES)
     if edit is not None:
         edit(params)
-    d = {"format": api.PARAMS_FORMAT, "name": path.stem, "sr": 44100, "genre": "pop", "target_lufs": -14.0,
+    d = {"format": PARAMS_FORMAT, "name": path.stem, "sr": 44100, "genre": "pop", "target_lufs": -14.0,
          "ceiling_dbtp": -1.0, "params": params}
     if constraints is not None:
         d["constraints"] = constraints
@@ -79,6 +76,7 @@ def explicit_run(stems, tmp_path_factory):
     return parent, res, folder / "out", c
 
 
+@pytest.mark.slow
 def test_explicit_locks_hold_exactly_and_the_rest_varies(explicit_run):
     parent, res, out, c = explicit_run
     files = _written(out)
@@ -93,6 +91,7 @@ def test_explicit_locks_hold_exactly_and_the_rest_varies(explicit_run):
         assert len({_value(m.params, name) for m in res.front}) == len(res.front), name
 
 
+@pytest.mark.slow
 def test_explicit_ranges_hold_with_specific_beating_wildcard(explicit_run):
     _, res, out, _ = explicit_run
     ranges = {"bass.eq.highpass_hz": (20.0, 30.0), "bass.pan": (-0.2, 0.1),
@@ -101,6 +100,7 @@ def test_explicit_ranges_hold_with_specific_beating_wildcard(explicit_run):
         _check(p, {}, ranges)
 
 
+@pytest.mark.slow
 def test_moved_parent_values_are_warned_and_recorded(explicit_run):
     parent, res, out, c = explicit_run
     lines = [w for w in res.warnings if w.startswith(f"{parent}: the locks and ranges replace")]
@@ -119,14 +119,14 @@ def test_moved_parent_values_are_warned_and_recorded(explicit_run):
 @pytest.fixture(scope="module")
 def mixed(stems, tmp_path_factory):
     out = tmp_path_factory.mktemp("mix") / "run"
-    args = ["mix", str(stems[0].parent), "-o", str(out), "--population", "8", "--generations", "2", "--seed", "2",
-            "--alternatives", "2", "--quiet", "--json"]
+    args = ["mix", stems[0].parent, "-o", out, *search_flags(small_search(seed=2, alternatives=2)), "--quiet", "--json"]
     args += [a for x in LOCKS for a in ("--lock", x)] + [a for x in RANGES for a in ("--range", x)]
-    res = runner.invoke(app, args)
+    res = run_cli(*args)
     assert res.exit_code == 0, res.output
     return out
 
 
+@pytest.mark.slow
 def test_inherited_constraints_from_mix_lock_hold(mixed, stems, tmp_path):
     expect = Constraints.parse(LOCKS, RANGES).to_dict()
     assert json.loads((mixed / "alt-01.json").read_text())["constraints"] == expect  # recorded by mix
@@ -142,17 +142,20 @@ def test_inherited_constraints_from_mix_lock_hold(mixed, stems, tmp_path):
     assert not any("the locks and ranges replace" in w for w in res.warnings)  # the parent obeyed them already
 
 
+@pytest.mark.slow
 def test_explicit_overrides_and_lifts_inherited(mixed, stems):
     lift = Constraints.parse(["vocal.gain_db=-6"], ["master.comp.ratio=1:4"])  # a new lock; the full range lifts one
     res = vary([mixed / "alt-01.json"], stems, n=2, spread=0.5, seed=3, constraints=lift)
     d = res.settings["constraints"]
-    assert d["locks"] == {"keys.eq.peak_q": 0.7, "vocal.gain_db": -6.0} and d["ranges"]["master.comp.ratio"] == [1.0, 4.0]
+    assert d["locks"] == {"keys.eq.peak_q": 0.7, "vocal.gain_db": -6.0}
+    assert d["ranges"]["master.comp.ratio"] == [1.0, 4.0]
     for m in res.alternatives:
         assert _value(m.params, "vocal.gain_db") == -6.0 and _value(m.params, "keys.eq.peak_q") == 0.7
     assert any(_value(m.params, "master.comp.ratio") != 2.5 for m in res.alternatives)  # no longer locked
     assert any("vocal.gain_db -3.7 -> -6 dB (lock)" in w for w in res.warnings), res.warnings
 
 
+@pytest.mark.slow
 def test_files_without_constraints_fall_back_to_their_front(mixed, tmp_path):
     d = json.loads((mixed / "alt-01.json").read_text())
     expect = d.pop("constraints")
@@ -172,7 +175,7 @@ def test_two_parents_locking_one_parameter_differently_fail_in_one_line(stems, t
     with pytest.raises(ParameterError, match=rf"^{a} and {b} lock vocal.gain_db to different values \(-3 and -1\); "
                                              r"set it on the command line"):
         vary([a, b], [tmp_path / "missing.wav"])  # refused before any stem is read
-    res = runner.invoke(app, ["vary", str(a), str(b), *map(str, stems), "-o", str(tmp_path / "o"), "--quiet"])
+    res = run_cli("vary", a, b, *map(str, stems), "-o", tmp_path / "o", "--quiet")
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("evomix: error: "), res.output
     assert str(a) in lines[0] and str(b) in lines[0] and "vocal.gain_db" in lines[0]
@@ -181,16 +184,19 @@ def test_two_parents_locking_one_parameter_differently_fail_in_one_line(stems, t
 
 def test_two_parents_union_and_command_line_resolution(tmp_path):
     a = {"constraints": {"locks": {"vocal.gain_db": -3.0, "bass.pan": 0.1}, "ranges": {"*.comp.ratio": [1.5, 3.0]}}}
-    b = {"constraints": {"locks": {"vocal.gain_db": -1.0}, "ranges": {"bass.pan": [0.0, 0.5], "*.comp.ratio": [2.0, 4.0],
-                                                                       "master.comp.ratio": [1.0, 2.0]}}}
+    b = {"constraints": {"locks": {"vocal.gain_db": -1.0},
+                         "ranges": {"bass.pan": [0.0, 0.5], "*.comp.ratio": [2.0, 4.0],
+                                    "master.comp.ratio": [1.0, 2.0]}}}
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     c = run_constraints(paths, [a, b], Constraints.parse(["vocal.gain_db=-2"])).to_dict()
-    assert c["locks"] == {"bass.pan": 0.1, "vocal.gain_db": -2.0}  # a lock inside the other's range; the command line wins
+    # a lock inside the other's range; the command line wins
+    assert c["locks"] == {"bass.pan": 0.1, "vocal.gain_db": -2.0}
     assert c["ranges"] == {"*.comp.ratio": [2.0, 3.0], "master.comp.ratio": [1.0, 2.0]}  # both hold: the overlap
     c = run_constraints(paths, [a, b], Constraints.parse(["*.gain_db=0"])).to_dict()  # *.PARAM replaces STEM.PARAM too
     assert c["locks"] == {"bass.pan": 0.1, "*.gain_db": 0.0}
     b["constraints"]["ranges"]["bass.pan"] = [0.2, 0.5]
-    with pytest.raises(ParameterError, match=r"leave no value of bass.pan \(lock bass.pan=0.1 and range bass.pan=0.2:0.5\)"):
+    with pytest.raises(ParameterError,
+                       match=r"leave no value of bass.pan \(lock bass.pan=0.1 and range bass.pan=0.2:0.5\)"):
         run_constraints(paths, [a, b], Constraints.parse(["vocal.gain_db=-2"]))
 
 
@@ -206,11 +212,12 @@ def test_recorded_constraints_round_trip_and_bad_records(tmp_path):
 
 # --- command line -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_vary_with_lock_and_range(stems, tmp_path):
     parent = _saved_mix(tmp_path / "in" / "alt-01.json")
     out = tmp_path / "o"
-    res = runner.invoke(app, ["vary", str(parent), *map(str, stems), "-o", str(out), "-n", "2", "--spread", "0.4",
-                              "--lock", "vocal.gain_db=-3.7", "--range", "bass.pan=-0.2:0.1", "--quiet", "--json"])
+    res = run_cli("vary", parent, *map(str, stems), "-o", out, "-n", "2", "--spread", "0.4",
+                  "--lock", "vocal.gain_db=-3.7", "--range", "bass.pan=-0.2:0.1", "--quiet", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["constraints"] == {"locks": {"vocal.gain_db": -3.7}, "ranges": {"bass.pan": [-0.2, 0.1]}}
@@ -224,11 +231,12 @@ def test_cli_vary_with_lock_and_range(stems, tmp_path):
 @pytest.mark.parametrize("extra, match", [
     (["--lock", "vocal.gain=-3"], "--lock 'vocal.gain=-3': unknown parameter 'gain' (did you mean vocal.gain_db?); "
                                   "names: STEM.PARAM with PARAM one of gain_db, pan, eq.highpass_hz"),
-    (["--range", "vox.pan=-0.2:0.2"], "--range 'vox.pan=-0.2:0.2': unknown stem 'vox'; stems are drums, bass, keys, vocal"),
+    (["--range", "vox.pan=-0.2:0.2"],
+     "--range 'vox.pan=-0.2:0.2': unknown stem 'vox'; stems are drums, bass, keys, vocal"),
 ])
 def test_cli_vary_unknown_name_lists_the_valid_ones(stems, tmp_path, extra, match):
     parent = _saved_mix(tmp_path / "alt-01.json")
-    res = runner.invoke(app, ["vary", str(parent), *map(str, stems), "-o", str(tmp_path / "o"), "--quiet", *extra])
+    res = run_cli("vary", parent, *map(str, stems), "-o", tmp_path / "o", "--quiet", *extra)
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("evomix: error: "), res.output
     assert match in lines[0], lines[0]

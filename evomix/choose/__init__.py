@@ -1,1 +1,2 @@
-"""Choosing alternatives from the front: listener descriptors, picks spread by the user's weights, their exact verification."""
+"""Choosing alternatives from the front: listener descriptors, picks spread by the user's weights,
+their exact verification."""

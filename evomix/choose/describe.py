@@ -60,10 +60,14 @@ no descriptor differs by one JND.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from evomix.core.features import Features
 from evomix.core.meter import k_weighting_power
+from evomix.core.runtime import available_cores
+from evomix.engine.batch import render_features
 
 LOW_END_HZ = 120.0
 TILT_RANGE_HZ = (50.0, 16000.0)
@@ -184,11 +188,6 @@ def fast_descriptors(analysis, table, genomes: np.ndarray, *, target_lufs: float
     (``engine.batch.render_features``; the fast tier's subset of frames), the blocks on ``threads``
     threads (default: every core this process may use; the fast tier's kernels release the GIL,
     and each block's result is the same on any thread)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from evomix.engine.batch import render_features
-    from evomix.search.parallel import available_cores
-
     genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
 
     def one(start: int) -> dict:

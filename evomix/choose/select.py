@@ -35,10 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from evomix.choose.describe import COMPARED, DISTINCT_JND, JND, jnd_distance, jnd_matrix
+
 ELIGIBLE_FRACTION = 0.25
 
 
 def normalise(F: np.ndarray) -> np.ndarray:
+    """Each column of ``F`` (n, n_obj) scaled to [0, 1] over the rows (a constant column to 0)."""
     lo, hi = F.min(axis=0), F.max(axis=0)
     return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
 
@@ -97,8 +100,6 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
 
 def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
     """:func:`choose_alternatives` in the listener-descriptor space ``D`` (n, d), JND units."""
-    from evomix.choose.describe import DISTINCT_JND, jnd_distance
-
     n = F.shape[0]
     banned = np.zeros(n, bool)
     banned[list(exclude)] = True
@@ -156,15 +157,12 @@ def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str
     lead_role : "vocal" or "lead": the word used for ``vocal_lu`` ("lead-forward" for a lead).
     Returns one list of labels per alternative, strongest first.
     """
-    from evomix.choose.describe import JND, jnd_matrix
-
     k = len(rows)
     out: list[list[str]] = [[] for _ in range(k)]
     if k < 2:
         return out
     names = [n for n in LABELS if n in JND]
     raw = jnd_matrix(rows)  # (k, d) JND units, centroid in log2 / 0.1 oct
-    from evomix.choose.describe import COMPARED
 
     found: list[list[tuple[float, str]]] = [[] for _ in range(k)]
     for name in names:
@@ -194,8 +192,6 @@ def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str
 def label_against(row: dict, reference: dict, *, lead_role: str = "vocal") -> list[str]:
     """Labels of one mix against one reference mix (e.g. a variation against its input): d's
     "more"/"less" label where the two differ by at least one JND, largest difference first."""
-    from evomix.choose.describe import COMPARED, jnd_matrix
-
     M = jnd_matrix([row, reference])  # (2, d) JND units
     found = []
     for name, (up, down) in LABELS.items():

@@ -30,7 +30,7 @@ def lazy_njit(func=None, *, fastmath=False):
     def call(*args):
         nonlocal compiled
         if compiled is None:
-            import numba  # not at the top: importing numba costs ~0.15 s, paid only by a process that runs a kernel
+            import numba  # not at the top: importing numba is slow, paid only by a process that runs a kernel
 
             try:
                 compiled = numba.njit(cache=True, nogil=True, fastmath=fastmath)(func)

@@ -72,6 +72,7 @@ class Features:
 
     @property
     def n_pop(self) -> int:
+        """Candidates in the batch, int >= 1: the leading axis of every (pop, ...) array."""
         return self.stem_power.shape[0]
 
     @cached_property

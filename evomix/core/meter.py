@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, GATING_OVERLAP, SHORT_TERM_WINDOW_S
 from evomix.errors import ParameterError
 
 __all__ = [
@@ -56,9 +57,8 @@ _HIGHPASS_F0_HZ = 38.13547087613982
 _HIGHPASS_Q = 0.5003270373253953
 
 _LOUDNESS_OFFSET_DB = -0.691  # eq. 2: K-weighting gain at 997 Hz compensation
-_MIN_TRUE_PEAK_RATE_HZ = 176400.0  # BS.1770-4 Annex 2: >= 4 x 44.1 kHz
 _CHUNK_ELEMENTS = 1 << 20  # elements per (rows, chunk) working buffer, 8 MB float64;
-# cache-sized chunks measured ~1.5x faster than whole-signal filtering
+# cache-sized chunks filter faster than the whole signal at once
 
 
 # --------------------------------------------------------------------------- helpers
@@ -133,7 +133,7 @@ def _windowed_k_power(x, sr, window_s, step_s):
     -------
     z : np.ndarray, shape (..., ch, windows), float64, linear power (FS**2)
     """
-    import scipy.signal  # here, not at import: it takes ~0.9 s (evomix render never needs it at 44.1/48 kHz)
+    import scipy.signal  # here, not at import: it is slow to import (evomix render never needs it at 44.1/48 kHz)
     x = _check_signal(x)
     sr = _check_sr(sr)
     if not (window_s > 0 and step_s > 0):
@@ -286,7 +286,7 @@ def k_weighting_power(freq_hz: np.ndarray, sr: int) -> np.ndarray:
 # --------------------------------------------------------------------------- loudness
 
 
-def block_powers(x, sr, *, block_s=0.4, overlap=0.75):
+def block_powers(x, sr, *, block_s=GATING_BLOCK_S, overlap=GATING_OVERLAP):
     """Mean square of the K-weighted signal per gating block.
 
     Parameters
@@ -295,9 +295,9 @@ def block_powers(x, sr, *, block_s=0.4, overlap=0.75):
         Audio in full-scale units (+-1.0), batch axes first, time last.
     sr : int > 0
         Sample rate in Hz.
-    block_s : float > 0, default 0.4
+    block_s : float > 0, default 0.4 (``GATING_BLOCK_S``)
         Gating block duration T_g in s.
-    overlap : float in [0, 1), default 0.75
+    overlap : float in [0, 1), default 0.75 (``GATING_OVERLAP``)
         Fraction of a block shared with the next; the hop is
         ``block_s * (1 - overlap)`` (100 ms by default).
 
@@ -382,16 +382,16 @@ def integrated_loudness(x, sr):
     return gated_loudness(block_powers(x, sr))
 
 
-def short_term_powers(x, sr, *, window_s=3.0, step_s=0.1):
+def short_term_powers(x, sr, *, window_s=SHORT_TERM_WINDOW_S, step_s=GATING_HOP_S):
     """Mean square of the K-weighted signal over short-term windows.
 
     Parameters
     ----------
     x : np.ndarray, shape (..., ch, samples), float
     sr : int > 0, Hz
-    window_s : float > 0, default 3.0
+    window_s : float > 0, default 3.0 (``SHORT_TERM_WINDOW_S``)
         Short-term window length in s (EBU Tech 3341: 3 s).
-    step_s : float > 0, default 0.1
+    step_s : float > 0, default 0.1 (``GATING_HOP_S``)
         Hop in s (Tech 3341/3342: update rate >= 10 Hz).
 
     Returns
@@ -403,16 +403,16 @@ def short_term_powers(x, sr, *, window_s=3.0, step_s=0.1):
     return _windowed_k_power(x, sr, window_s, step_s)
 
 
-def momentary_powers(x, sr, *, window_s=0.4, step_s=0.1):
+def momentary_powers(x, sr, *, window_s=GATING_BLOCK_S, step_s=GATING_HOP_S):
     """Mean square of the K-weighted signal over momentary windows.
 
     Parameters
     ----------
     x : np.ndarray, shape (..., ch, samples), float
     sr : int > 0, Hz
-    window_s : float > 0, default 0.4
-        Momentary window length in s (EBU Tech 3341: 400 ms).
-    step_s : float > 0, default 0.1
+    window_s : float > 0, default 0.4 (``GATING_BLOCK_S``)
+        Momentary window length in s (EBU Tech 3341: 400 ms, the BS.1770-4 gating block).
+    step_s : float > 0, default 0.1 (``GATING_HOP_S``)
         Hop in s (Tech 3341: update rate >= 10 Hz).
 
     Returns
@@ -552,7 +552,7 @@ def _abs_max(rows):
 
 def _kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
     """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))`` in numpy (without importing
-    scipy.signal, ~0.9 s): the windowed ideal low-pass ``cutoff sinc(cutoff m)`` (cutoff relative to
+    scipy.signal, which is slow): the windowed ideal low-pass ``cutoff sinc(cutoff m)`` (cutoff relative to
     Nyquist), times a symmetric Kaiser window, scaled to unit gain at DC. Equal to firwin within
     1e-15 (``tests/objectives/test_meter.py``)."""
     m = np.arange(numtaps) - 0.5 * (numtaps - 1)
@@ -605,12 +605,12 @@ def true_peak_dbtp(x, sr, *, oversample=4):
     example filter of Annex 2. Its phases are applied with FFT convolution
     (:func:`scipy.signal.fftconvolve`) over time chunks with a margin wider
     than the filter: the result equals ``resample_poly`` on the whole signal
-    (tested) but runs about 4x faster and never holds the whole oversampled
+    (tested) but runs faster and never holds the whole oversampled
     batch in memory.
 
     Source: ITU-R BS.1770-4 Annex 2.
     """
-    import scipy.signal  # here, not at import: it takes ~0.9 s (evomix render never needs it at 44.1/48 kHz)
+    import scipy.signal  # here, not at import: it is slow to import (evomix render never needs it at 44.1/48 kHz)
     x = _check_signal(x)
     sr = _check_sr(sr)
     factor = _oversample_factor(sr, oversample)

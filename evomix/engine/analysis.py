@@ -13,7 +13,9 @@ from functools import cached_property
 
 import numpy as np
 
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, POWER_FLOOR
 from evomix.core.meter import gated_loudness, integrated_loudness, k_weighting_power, k_weighting_sos
+from evomix.core.runtime import available_cores, single_threaded_blas
 from evomix.engine.bands import BandGrid, band_grid, band_powers_chunked, band_sum, bark
 from evomix.engine.chain import k_block_powers
 from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
@@ -32,7 +34,6 @@ from evomix.search.genome import TRIM_RANGE_DB  # dB, the trim's clip range (ren
 
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
-LOUDNESS_BLOCK_S, LOUDNESS_BLOCK_HOP_S = 0.4, 0.1  # BS.1770-4 gating blocks (75 % overlap)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Analysis:
 
     @property
     def n_stems(self) -> int:
+        """Stems in the session, int > 0."""
         return self.band_power.shape[0]
 
     @cached_property
@@ -159,6 +161,7 @@ class Analysis:
 
     @property
     def n_frames(self) -> int:
+        """Analysis frames T of the song (every frame, not only the heavy ones)."""
         return self.band_power.shape[-1]
 
     @cached_property
@@ -211,14 +214,10 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
     progress : callable (stem passes done, 2 x stems) -> None, optional
         Called from the calling thread each time a stem finishes a pass (``evomix.progress``).
     threads : int >= 1, optional
-        Threads of the analysis' pool; default ``evomix.search.parallel.available_cores()``. The numba
+        Threads of the analysis' pool; default ``evomix.core.runtime.available_cores()``. The numba
         kernels, ``scipy.fft`` and large numpy operations release the GIL; BLAS is held to one
         thread meanwhile (the stems are the parallelism).
     """
-    # evomix.search.parallel and evomix.search.problem import this module: imported when called, not at the top
-    from evomix.search.parallel import available_cores
-    from evomix.search.problem import single_threaded_blas
-
     n_threads = max(1, min(available_cores() if threads is None else int(threads), session.n_stems))
     work = _Work(session)
     n_stems = session.n_stems
@@ -230,7 +229,8 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
             progress(done[0], 2 * n_stems)
 
     with single_threaded_blas(), contextlib.ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(n_threads, thread_name_prefix="evomix-analysis")) if n_threads > 1 else None
+        pool = (stack.enter_context(ThreadPoolExecutor(n_threads, thread_name_prefix="evomix-analysis"))
+                if n_threads > 1 else None)
         _each_stem(pool, work.first_pass, n_stems, advance)
         work.find_instants()
         _each_stem(pool, work.second_pass, n_stems, advance)
@@ -311,7 +311,7 @@ class _Work:
         self.bin_grid = np.searchsorted(sub_edges, freqs)[self.keep]
         self.band_of_fine = np.repeat(np.arange(n_bands), grid.grid_hz.size // n_bands)
         self.k_sos = k_weighting_sos(sr)
-        self.block, self.block_hop = int(round(LOUDNESS_BLOCK_S * sr)), int(round(LOUDNESS_BLOCK_HOP_S * sr))
+        self.block, self.block_hop = int(round(GATING_BLOCK_S * sr)), int(round(GATING_HOP_S * sr))  # BS.1770-4
         self.per_stem = candidates_per_stem(n_stems)
 
         self.band_power = np.empty((n_stems, 2, n_bands, n_frames), np.float32)
@@ -341,13 +341,14 @@ class _Work:
             x = self.stem(s)
             grid = self.grid
             self.band_power[s], self.cross_power[s], lts = band_powers_chunked(x, grid, cross=True, bin_total=True)
-            lts = lts + 1e-20  # (bins,) long-term power
+            lts = lts + POWER_FLOOR  # (bins,) long-term power, > 0 in every bin
             fine = np.zeros(grid.grid_hz.size)
             np.add.at(fine, self.bin_grid, lts[self.keep])  # (G,)
             gw = np.zeros((grid.grid_hz.size, grid.n_bands))
             gw[np.arange(grid.grid_hz.size), self.band_of_fine] = fine
             self.grid_weight[s] = gw / np.maximum(gw.sum(axis=0, keepdims=True), 1e-30)
-            self.k_band[s] = band_sum((lts * self.k_bins)[None, :], grid)[0] / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30)
+            self.k_band[s] = (band_sum((lts * self.k_bins)[None, :], grid)[0]
+                              / np.maximum(band_sum(lts[None, :], grid)[0], 1e-30))  # (B,)
             if x.shape[-1] >= self.block:  # BS.1770 integrated loudness, one compiled pass
                 z = k_block_powers(x, np.zeros(0), 1.0, self.k_sos, self.block, self.block_hop)  # (2, blocks)
                 self.lufs[s] = float(gated_loudness(z))

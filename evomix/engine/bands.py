@@ -33,6 +33,7 @@ def erb_number(f_hz):
 
 
 def erb_number_inverse(e):
+    """Frequency in Hz of ERB-number ``e`` (Cam): the inverse of :func:`erb_number`."""
     return (10 ** (np.asarray(e, dtype=float) / 21.4) - 1.0) / 0.00437
 
 
@@ -66,13 +67,17 @@ class BandGrid:
 
     @property
     def n_bands(self) -> int:
+        """Bands B, int > 0."""
         return len(self.centres_hz)
 
     @property
     def hop_s(self) -> float:
+        """Frame hop in s (``hop / sr``: ``HOP_S`` rounded to whole samples)."""
         return self.hop / self.sr
 
     def n_frames(self, n_samples: int) -> int:
+        """Frames T of a signal of ``n_samples`` samples: frame t is centred on sample ``t hop``,
+        from 0 to one hop past the end (``ceil(n_samples / hop) + 1``)."""
         return int(np.ceil(n_samples / self.hop)) + 1
 
 

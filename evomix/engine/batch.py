@@ -36,9 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from evomix.core.compiled import lazy_njit
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, POWER_FLOOR, SHORT_TERM_WINDOW_S
 from evomix.core.features import Features
 from evomix.core.meter import gated_loudness, lra_from_short_term
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
+from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.filters import cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
@@ -51,10 +53,9 @@ from evomix.search.genome import (
     Params,
 )
 
-BLOCK_FRAMES = 8  # 400 ms gating block = 8 hops of 50 ms
-BLOCK_STEP = 2  # 75 % overlap -> 100 ms step
-SHORT_TERM_FRAMES = 60  # 3 s short-term window (EBU Tech 3342)
-_FLOOR = 1e-20
+BLOCK_FRAMES = round(GATING_BLOCK_S / HOP_S)  # 8: the 400 ms gating block in 50 ms analysis hops
+BLOCK_STEP = round(GATING_HOP_S / HOP_S)  # 2: its 100 ms hop (75 % overlap)
+SHORT_TERM_FRAMES = round(SHORT_TERM_WINDOW_S / HOP_S)  # 60: the 3 s short-term window (EBU Tech 3342)
 LIMITER_TOLERANCE_LU = 0.05  # as the exact tier's LOUDNESS_TOLERANCE_LU
 LIMITER_PASSES = 6  # normalise -> limit -> re-normalise passes (the exact tier iterates the same way)
 
@@ -128,7 +129,7 @@ def _master_detector_shape(block_power: np.ndarray) -> np.ndarray:
         kernel[[0, -1]] = 0.5
     level = _running_mean(np.ascontiguousarray(block_power, dtype=np.float64).reshape(n_pop, -1), kernel / R)
     level = level.reshape(n_pop, n_frames, R)
-    return level / np.maximum(level.mean(axis=-1, keepdims=True), _FLOOR)
+    return level / np.maximum(level.mean(axis=-1, keepdims=True), POWER_FLOOR)
 
 
 @lazy_njit
@@ -306,10 +307,12 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     """
     n_stems = params.gain_db.shape[1]
     eq, trim_pow = g.eq_pow, g.trim_pow
-    lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power).transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
+    lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power)  # (s, p, B) @ (s, B, T) -> (s, p, T)
+    lev = lev.transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
     with np.errstate(divide="ignore"):
-        lev_db = 10.0 * np.log10(np.maximum(lev, _FLOOR))
-    gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(), params.comp_ratio.ravel(),
+        lev_db = 10.0 * np.log10(np.maximum(lev, POWER_FLOOR))
+    gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(),
+                                params.comp_ratio.ravel(),
                                 np.full(lev_db.shape[0] * n_stems, KNEE_DB)).reshape(lev_db.shape)  # (p, s, T) dB
     gr = smooth_gain_db(gr, params.comp_attack_ms, params.comp_release_ms, a.grid.hop_s, step_mean=True)  # (p, s, T) dB
     g_comp = gain_from_db(gr, power=True)  # (p, s, T) power
@@ -356,19 +359,21 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
-    both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))  # (s, 2p, T)
+    # (s, 2p, 2B) @ (s, 2B, T) -> (s, 2p, T)
+    both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))
     both = _gain_weighted_sum_q(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
-        mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), _FLOOR))
-    mgr_sub = compressor_static_rows(mlev_db, params.master_comp_threshold_db, params.master_comp_ratio, np.full(n_pop, KNEE_DB))
+        mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), POWER_FLOOR))
+    mgr_sub = compressor_static_rows(mlev_db, params.master_comp_threshold_db, params.master_comp_ratio,
+                                     np.full(n_pop, KNEE_DB))  # (p, T R) dB
     mgr_sub = smooth_gain_db(mgr_sub, np.full(n_pop, MASTER_COMP_ATTACK_MS), np.full(n_pop, MASTER_COMP_RELEASE_MS),
                              hop_s / R, step_mean=True)  # (p, T R) dB
     g_sub = gain_from_db(mgr_sub.reshape(n_pop, -1, R), power=True)  # (p, T, R) power gain
-    g_master = (g_sub * block_power).sum(axis=-1) / np.maximum(block_power.sum(axis=-1), _FLOOR)  # (p, T)
+    g_master = (g_sub * block_power).sum(axis=-1) / np.maximum(block_power.sum(axis=-1), POWER_FLOOR)  # (p, T)
     with np.errstate(divide="ignore"):  # a silent frame (no block power) has g_master 0: -inf dB, weighs nothing
         mgr = 10.0 * np.log10(g_master)  # (p, T) dB
     return MasterBus(compression=Compression(gain_db=mgr, power_gain=g_master), k_power_pre=k_frames_pre)
@@ -413,10 +418,13 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
         if active.size == 0:
             break
         norm_a = norm_db[active]
-        g_lim[active] = g_a = limiter_frame_gain(frame_peak[active] * 10.0 ** (norm_a / 20.0)[:, None], ceiling_lin, hop_s)
-        lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames[active] * g_a, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
+        g_lim[active] = g_a = limiter_frame_gain(frame_peak[active] * 10.0 ** (norm_a / 20.0)[:, None], ceiling_lin,
+                                                 hop_s)
+        z = frames_to_blocks(k_frames[active] * g_a, BLOCK_FRAMES, BLOCK_STEP)  # (active, blocks)
+        lufs = np.asarray(gated_loudness(z[:, None, :]), dtype=float)
         err = np.where(audible[active], target_lufs - (lufs + norm_a), 0.0)
-        moving = np.abs(err) > LIMITER_TOLERANCE_LU  # a converged candidate stays put: same result alone or in any batch
+        # a converged candidate stays put: the same result alone or in any batch
+        moving = np.abs(err) > LIMITER_TOLERANCE_LU
         slope = np.ones_like(err)  # secant steps as in the exact tier: limiting flattens the slope
         if n_pass:
             step = norm_a - prev_norm[active]
@@ -444,7 +452,8 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     w_mix, g_comp, g_master = mix.band_pow, stems.power_gain, master.compression.power_gain
     g_lim, g_norm = levels.limiter_power, levels.norm_power
     h = a.heavy_frames
-    g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)  # (p, s, T')
+    # (p, s, T'): every time-varying gain of the chain after the static ones
+    g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
     if pair_w is not None:  # correlated stems' cross terms (engine.coherence), on the heavy frames
         s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
@@ -458,7 +467,8 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
         w_lr = (amp[:, s_idx] * amp[:, r_idx] * lr[:, :, None] * cos_phi).astype(np.float32)  # (p, P, B)
         pair_mean = 0.5 * (pc[:, 0] + pc[:, 1])  # (P, B, T') centre-panned: the same content on both sides
         extra_cross = np.einsum("pqb,qbt,pqt->pbt", w_lr, pair_mean, g_pair)
-    cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq  # (p, s, B)
+    # (p, s, B): each stem's weight in the mix's L/R cross power
+    cross_w = (trim_pow * fader_pow)[:, :, None] * (rel_pan[..., 0] * rel_pan[..., 1])[:, :, None] * eq * meq
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
     if pair_w is not None:
         mix_cross = mix_cross + extra_cross

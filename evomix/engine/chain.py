@@ -29,7 +29,6 @@ from evomix.core.compiled import lazy_njit
 __all__ = [
     "detector_levels_db",
     "apply_control_gain",
-    "control_gain_at",
     "true_peak_envelope",
     "limiter_core",
     "k_block_powers",
@@ -88,17 +87,6 @@ def detector_levels_db(x, n_ch, step, window, n_steps, floor_db):  # (C, n) -> (
             ms = floor
         out[k] = 10.0 * np.log10(ms)
     return out
-
-
-@lazy_njit
-def control_gain_at(gain_ctrl, step, i):
-    """The per-sample gain at sample ``i``: linear interpolation between control steps ``k * step``
-    (held after the last), as ``engine.dsp.compressor_gain`` builds it."""
-    k = i // step
-    j = i - k * step
-    g = gain_ctrl[k]
-    g_next = gain_ctrl[k + 1] if k + 1 < gain_ctrl.shape[0] else g
-    return g + (g_next - g) * (j / step)
 
 
 @lazy_njit
@@ -204,8 +192,7 @@ def limiter_core(env, scale, ceiling_lin, lookahead, decay_per_sample):  # (n,) 
     n = env.shape[0]
     L = lookahead
     size = L + 1
-    total = n + L  # index j <-> time t = j - L, as in engine.dsp
-    n_pad = n + 2 * L  # the required gain, padded with 1 for L samples on each side
+    n_pad = n + 2 * L  # the required gain, padded with 1 for L samples on each side: index i <-> time t = i - L
     alpha = np.exp(-decay_per_sample)
     # look-ahead minimum m[j] = min(req[j .. j + L]) with a monotonic queue of padded indices
     # (values increasing from the front), O(L) memory; the running sum of the released depth kept
@@ -253,9 +240,10 @@ def limiter_core(env, scale, ceiling_lin, lookahead, decay_per_sample):  # (n,) 
     return gain
 
 
-# k_block_powers' flush of decayed filter states: checked every SUBNORMAL_CHECK (a power of 2)
-# samples; from the floor, the fastest-decaying K-weighting pole (radius 0.43 at 8 kHz) takes more
-# than 256 samples to reach the subnormal range (below 2.2e-308)
+# The compiled filters' flush of decayed filter states (k_sums_at, eq_detect_chunk, gain_pan_eq_chunk): a
+# state below SUBNORMAL_FLOOR is set to 0 every SUBNORMAL_CHECK (a power of 2) samples; from the floor, the
+# fastest-decaying K-weighting pole (radius 0.43 at 8 kHz) takes more than 256 samples to reach the subnormal
+# range (below 2.2e-308)
 SUBNORMAL_CHECK = 256
 SUBNORMAL_FLOOR = 1e-200
 
@@ -271,7 +259,7 @@ def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (2, 6), 
 
     Every ``SUBNORMAL_CHECK`` samples a filter state below ``SUBNORMAL_FLOOR`` is set to 0: after
     a digital silence the states otherwise decay into subnormal floats, which the CPU handles in
-    microcode (~6x slower on a stem with silent stretches). Such a state's output squared is 0 in
+    microcode (many times slower on a stem with silent stretches). Such a state's output squared is 0 in
     float64 anyway, and a returning signal rounds it away, so the sums do not change."""
     n_ch, n = x.shape
     n_at = at.shape[0]
@@ -422,9 +410,10 @@ def frame_gain_power(gain_ctrl, step, gain, scale, window_sq, hop, n_frames, n):
 def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level, floor_db):
     """Samples ``[a, b)`` of ``src`` (rows, n) through the strip's EQ into ``y[:, i - y_off]``
     (``sosfilt(sos, src * scale)``: direct form II transposed, as scipy's, so the arithmetic is
-    the same; its states ``z`` (2, 4, 2) carried between calls; filter states below 1e-200 set to
-    0 every 256 samples, since after a silence they would decay through subnormal numbers, which
-    the CPU handles ~20x slower: the output then differs from ``sosfilt`` by less than 1e-200),
+    the same; its states ``z`` (2, 4, 2) carried between calls; filter states below
+    ``SUBNORMAL_FLOOR`` set to 0 every ``SUBNORMAL_CHECK`` samples, since after a silence they would
+    decay through subnormal numbers, which the CPU handles many times slower: the output then
+    differs from ``sosfilt`` by less than the floor),
     and the compressor detector fed on the way (as ``detector_levels_db``): the running sum of
     the channel-mean square ``det[0]`` is recorded at each control step's window start ``lo[k]``
     (into ``level[k]``) and turned into that step's level in dB at its window end ``hi[k]``.
@@ -433,7 +422,7 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
 
     ``sos`` has exactly 4 sections (the strip's EQ; pad with ``IDENTITY_SECTION``) and ``rows``
     is 1 or 2: the cascade is written out with its states in local variables and both rows in one
-    loop (two independent recursions side by side), 1.8x faster than a loop over sections whose
+    loop (two independent recursions side by side), faster than a loop over sections whose
     states live in memory, with the same arithmetic in the same order."""
     n = src.shape[1]
     n_steps = lo.shape[0]
@@ -446,8 +435,10 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
     b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
     b20, b21, b22, a21, a22 = sos[2, 0], sos[2, 1], sos[2, 2], sos[2, 4], sos[2, 5]
     b30, b31, b32, a31, a32 = sos[3, 0], sos[3, 1], sos[3, 2], sos[3, 4], sos[3, 5]
-    p0, q0, p1, q1, p2, q2, p3, q3 = z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1], z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1]
-    P0, Q0, P1, Q1, P2, Q2, P3, Q3 = z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1], z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1]
+    p0, q0, p1, q1 = z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1]
+    p2, q2, p3, q3 = z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1]
+    P0, Q0, P1, Q1 = z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1]
+    P2, Q2, P3, Q3 = z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1]
     i = a
     end = b + (1 if b == n else 0)
     while i < end:
@@ -462,41 +453,41 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
             kh += 1
         if i >= b:
             break
-        if (i & 255) == 0:  # decayed states set to 0: subnormal arithmetic after a silence is ~20x slower
-            if abs(p0) < 1e-200:
+        if (i & (SUBNORMAL_CHECK - 1)) == 0:  # decayed states set to 0: subnormal arithmetic is slow
+            if abs(p0) < SUBNORMAL_FLOOR:
                 p0 = 0.0
-            if abs(q0) < 1e-200:
+            if abs(q0) < SUBNORMAL_FLOOR:
                 q0 = 0.0
-            if abs(p1) < 1e-200:
+            if abs(p1) < SUBNORMAL_FLOOR:
                 p1 = 0.0
-            if abs(q1) < 1e-200:
+            if abs(q1) < SUBNORMAL_FLOOR:
                 q1 = 0.0
-            if abs(p2) < 1e-200:
+            if abs(p2) < SUBNORMAL_FLOOR:
                 p2 = 0.0
-            if abs(q2) < 1e-200:
+            if abs(q2) < SUBNORMAL_FLOOR:
                 q2 = 0.0
-            if abs(p3) < 1e-200:
+            if abs(p3) < SUBNORMAL_FLOOR:
                 p3 = 0.0
-            if abs(q3) < 1e-200:
+            if abs(q3) < SUBNORMAL_FLOOR:
                 q3 = 0.0
-            if abs(P0) < 1e-200:
+            if abs(P0) < SUBNORMAL_FLOOR:
                 P0 = 0.0
-            if abs(Q0) < 1e-200:
+            if abs(Q0) < SUBNORMAL_FLOOR:
                 Q0 = 0.0
-            if abs(P1) < 1e-200:
+            if abs(P1) < SUBNORMAL_FLOOR:
                 P1 = 0.0
-            if abs(Q1) < 1e-200:
+            if abs(Q1) < SUBNORMAL_FLOOR:
                 Q1 = 0.0
-            if abs(P2) < 1e-200:
+            if abs(P2) < SUBNORMAL_FLOOR:
                 P2 = 0.0
-            if abs(Q2) < 1e-200:
+            if abs(Q2) < SUBNORMAL_FLOOR:
                 Q2 = 0.0
-            if abs(P3) < 1e-200:
+            if abs(P3) < SUBNORMAL_FLOOR:
                 P3 = 0.0
-            if abs(Q3) < 1e-200:
+            if abs(Q3) < SUBNORMAL_FLOOR:
                 Q3 = 0.0
         # the samples up to the next detector event or state check, with no test inside
-        stop = (i | 255) + 1
+        stop = (i | (SUBNORMAL_CHECK - 1)) + 1
         if stop > b:
             stop = b
         if kl < n_steps and lo[kl] < stop:
@@ -547,8 +538,10 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
             else:
                 c += v * v
         i = stop
-    z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1], z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1] = p0, q0, p1, q1, p2, q2, p3, q3
-    z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1], z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1] = P0, Q0, P1, Q1, P2, Q2, P3, Q3
+    z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1] = p0, q0, p1, q1
+    z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1] = p2, q2, p3, q3
+    z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1] = P0, Q0, P1, Q1
+    z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1] = P2, Q2, P3, Q3
     det[0] = c
     det[1] = kl
     det[2] = kh
@@ -613,25 +606,25 @@ def gain_pan_eq_chunk(y, y_off, a, b, rows, gain_ctrl, step, fader, pans, sos, z
         stop = (cs + 1) * step  # this control step's samples
         if stop > b:
             stop = b
-        check = (i | 255) + 1  # the next state check: the next multiple of 256
+        check = (i | (SUBNORMAL_CHECK - 1)) + 1  # the next state check: the next multiple of SUBNORMAL_CHECK
         if check < stop:
             stop = check
-        if (i & 255) == 0:  # decayed states set to 0: subnormal arithmetic after a silence is ~20x slower
-            if abs(p0) < 1e-200:
+        if (i & (SUBNORMAL_CHECK - 1)) == 0:  # decayed states set to 0: subnormal arithmetic is slow
+            if abs(p0) < SUBNORMAL_FLOOR:
                 p0 = 0.0
-            if abs(q0) < 1e-200:
+            if abs(q0) < SUBNORMAL_FLOOR:
                 q0 = 0.0
-            if abs(p1) < 1e-200:
+            if abs(p1) < SUBNORMAL_FLOOR:
                 p1 = 0.0
-            if abs(q1) < 1e-200:
+            if abs(q1) < SUBNORMAL_FLOOR:
                 q1 = 0.0
-            if abs(P0) < 1e-200:
+            if abs(P0) < SUBNORMAL_FLOOR:
                 P0 = 0.0
-            if abs(Q0) < 1e-200:
+            if abs(Q0) < SUBNORMAL_FLOOR:
                 Q0 = 0.0
-            if abs(P1) < 1e-200:
+            if abs(P1) < SUBNORMAL_FLOOR:
                 P1 = 0.0
-            if abs(Q1) < 1e-200:
+            if abs(Q1) < SUBNORMAL_FLOOR:
                 Q1 = 0.0
         d = g1 - g0
         base = cs * step

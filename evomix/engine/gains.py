@@ -58,10 +58,13 @@ class StemGains:
 def stem_gains(a: Analysis, params: Params) -> StemGains:
     """Decode the candidates' EQ, trim, fader and pan into :class:`StemGains` (shapes there)."""
     sr, grid = a.sr, a.grid
-    stem_sos, master_sos = stem_eq_sos(params, sr, check=False), master_eq_sos(params, sr, check=False)  # (p, s, 4, 6), (p, 2, 6)
+    stem_sos = stem_eq_sos(params, sr, check=False)  # (p, s, 4, 6)
+    master_sos = master_eq_sos(params, sr, check=False)  # (p, 2, 6)
     gw = a.grid_weight.astype(float)  # (s, G, B)
-    eq = np.matmul(cascade_power_response(stem_sos, grid.grid_hz, sr).transpose(1, 0, 2), gw).transpose(1, 0, 2)  # (p, s, B)
-    meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)  # (s, p, G) @ (s, G, B) -> (p, s, B)
+    # (p, s, G) -> (s, p, G) @ (s, G, B) -> (s, p, B) -> (p, s, B)
+    eq = np.matmul(cascade_power_response(stem_sos, grid.grid_hz, sr).transpose(1, 0, 2), gw).transpose(1, 0, 2)
+    # (1, p, G) @ (s, G, B) -> (s, p, B) -> (p, s, B)
+    meq = np.matmul(cascade_power_response(master_sos, grid.grid_hz, sr)[None], gw).transpose(1, 0, 2)
     trim_pow = 10.0 ** (params.trim_db / 10.0)  # (p, s)
     fader_pow = 10.0 ** (params.gain_db / 10.0)  # (p, s)
     centre = a.centre_gains  # (s, 2): the Analysis is centre-panned
@@ -90,8 +93,10 @@ class MixWeights:
 
 def mix_weights(g: StemGains) -> MixWeights:
     """:class:`MixWeights` from the static gains (shapes there)."""
-    trim_pow, fader_pow, rel_pan, pans, eq, meq = g.trim_pow, g.fader_pow, g.rel_pan_amp, g.pan_amp, g.eq_pow, g.master_eq_pow
-    w_mix = (trim_pow * fader_pow)[:, :, None, None] * rel_pan[:, :, :, None] ** 2 * (eq * meq)[:, :, None, :]  # (p, s, 2, B)
+    trim_pow, fader_pow, rel_pan, pans = g.trim_pow, g.fader_pow, g.rel_pan_amp, g.pan_amp
+    eq, meq = g.eq_pow, g.master_eq_pow
+    # (p, s, 1, 1) * (p, s, 2, 1) * (p, s, 1, B) -> (p, s, 2, B)
+    w_mix = (trim_pow * fader_pow)[:, :, None, None] * rel_pan[:, :, :, None] ** 2 * (eq * meq)[:, :, None, :]
     mix_w = (trim_pow * fader_pow * (pans**2).sum(axis=-1)).T[:, :, None].astype(np.float32)  # (s, p, 1)
     eq_mix = (eq * meq).transpose(1, 0, 2).astype(np.float32)  # (s, p, B)
     return MixWeights(band_pow=w_mix, linked_pow=mix_w, eq_pow=eq_mix)

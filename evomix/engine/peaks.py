@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft
 
 from evomix.core.compiled import lazy_njit
+from evomix.core.constants import POWER_FLOOR
 from evomix.engine.bands import BandGrid
 from evomix.engine.dsp.dynamics import compressor_static_rows
 from evomix.engine.dsp.filters import cascade_response, rbj_sos
@@ -32,8 +33,6 @@ from evomix.search.genome import KNEE_DB, MASTER_COMP_ATTACK_MS, MASTER_COMP_REL
 
 if TYPE_CHECKING:  # annotations only: engine.analysis imports this module
     from evomix.engine.analysis import Analysis
-
-_FLOOR = 1e-20
 
 # ---------------------------------------------------------------------------------------------
 # Precompute, once per session (engine.analysis)
@@ -51,9 +50,10 @@ PEAK_NODES_HZ = np.geomspace(20.0, 16000.0, 40)  # 1/4-octave nodes of the peak 
 # samples on each side of every instant found that are candidates too: an EQ that boosts a
 # transient's top octaves (a kick's click) moves its sample peak a sample away from where any search
 # found it, and a one-sample click is not a parabola (:func:`_refine_top_peaks` cannot find it);
-# without them a front drifted to such mixes, the fast tier reading their peaks 3-4 dB low
+# without them the fast tier reads such mixes' peaks low, and a search drifts towards them
 PEAK_NEIGHBOURS = 1
-NEIGHBOUR_SEARCH_HZ = 400.0  # ... of the instants of the searches above this (Hz): HPF 400 Hz and the 1-5 kHz, > 5 kHz bands
+# ... of the instants of the searches above this (Hz): the 400 Hz high-pass and the 1-5 kHz, > 5 kHz bands
+NEIGHBOUR_SEARCH_HZ = 400.0
 PEAK_BLOCK_S = 0.005  # at most one candidate instant per block of this length (s) per search
 PEAK_KERNEL = 4096  # samples of signal around each candidate instant
 DETECTOR_GROUP_BANDS = 4  # analysis bands per group of the compressor detector at the instants
@@ -109,7 +109,7 @@ def search_filters(sr: int) -> list:
     """The filters after which each stem's peaks are sought, as second-order sections (k, 6) each:
     the RBJ high-passes ``PEAK_SEARCH_HPF_HZ`` (Q 0.707), then 2nd-order Butterworth sections
     splitting the spectrum at ``PEAK_GROUP_EDGES_HZ`` (a low-pass, band-passes, a high-pass)."""
-    from scipy.signal import butter  # here, not at import: scipy.signal takes ~0.9 s to import
+    from scipy.signal import butter  # here, not at import: scipy.signal is slow to import
     edges = (None,) + PEAK_GROUP_EDGES_HZ + (None,)
     filters = [np.asarray(rbj_sos("highpass", f, 0.0, 0.707, sr)).reshape(1, 6) for f in PEAK_SEARCH_HPF_HZ]
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -190,7 +190,7 @@ def _filtered_block_maxima(x, sos, block, peak, arg):  # (2, n) f32, (2, LANES, 
     samples enter it as scalars, not through memory). After each block a state below
     ``_STATE_FLOOR`` (some 300 dB under full scale: a filter ringing out into a silence) is set
     to 0; left alone it decays into subnormal floats, which the CPU handles in microcode, and
-    makes the pass ~4x slower on a stem with silent stretches."""
+    makes the pass several times slower on a stem with silent stretches."""
     half = _SEARCH_LANES // 2
     n_f = peak.shape[0] - 1
     # rows 0-4: first sections' b0 b1 b2 a1 a2, 5-9: second sections', 10-13: their states
@@ -272,7 +272,7 @@ def peak_values_at(x: np.ndarray, inst: np.ndarray, grid: BandGrid) -> np.ndarra
 
     Why phase: EQ (the high-pass most, shelves and peaks too) shifts the phase of what it touches
     and so moves and reshapes the peaks; magnitude-only band gains misjudge the true peak of a mix
-    by up to ~3 dB (``experiments/fidelity.py``).
+    by dBs (``experiments/fidelity.py`` measures it).
     """
     L = PEAK_KERNEL
     K_mat = _kernels(grid)  # (L, 2 N)
@@ -354,7 +354,8 @@ def _add_group_power(spec, first, weight, out):  # (k, bins) complex, (C + 1,) i
 def candidates_per_stem(n_stems: int) -> int:
     """Instants kept per stem for a session of ``n_stems`` stems (``PEAK_CANDIDATES_PER_STEM`` up to
     8 stems, then a share of ``PEAK_CANDIDATES_ALL_STEMS``, at least ``PEAK_CANDIDATES_MIN_PER_STEM``)."""
-    return min(PEAK_CANDIDATES_PER_STEM, max(PEAK_CANDIDATES_MIN_PER_STEM, PEAK_CANDIDATES_ALL_STEMS // max(n_stems, 1)))
+    share = PEAK_CANDIDATES_ALL_STEMS // max(n_stems, 1)
+    return min(PEAK_CANDIDATES_PER_STEM, max(PEAK_CANDIDATES_MIN_PER_STEM, share))
 
 
 def sum_candidate_instants(total: np.ndarray, sr: int) -> np.ndarray:
@@ -368,7 +369,6 @@ def sum_candidate_instants(total: np.ndarray, sr: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Estimate, per candidate (engine.batch)
 # ---------------------------------------------------------------------------------------------
-INTER_SAMPLE_DB = 0.0  # allowance for true peak over sample peak (the candidates are sample values)
 # instants per candidate whose peak is refined between samples: a mix's true peak lies next to one
 # of its largest few sample peaks; refining more finds no higher one, refining fewer misses some
 PEAK_REFINE_TOP = 16
@@ -383,7 +383,7 @@ class PeakEstimate:
     ----------
     frame_peak : (pop, T) linear, the largest estimated peak among each frame's candidate instants
         (0 where a frame has none), full scale = 1.
-    peak_db : (pop,) dB, the largest of them (plus ``INTER_SAMPLE_DB``).
+    peak_db : (pop,) dB, the largest of them.
     """
 
     frame_peak: np.ndarray
@@ -410,10 +410,12 @@ def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, s
     """
     sr = a.sr
     n_pop, n_stems = params.gain_db.shape
-    stem_sos, master_sos, eq, trim_pow, fader_pow, rel_pan = g.stem_sos, g.master_sos, g.eq_pow, g.trim_pow, g.fader_pow, g.rel_pan_amp
+    stem_sos, master_sos, eq = g.stem_sos, g.master_sos, g.eq_pow
+    trim_pow, fader_pow, rel_pan = g.trim_pow, g.fader_pow, g.rel_pan_amp
     eq_mix, mix_w = mix.eq_pow, mix.linked_pow
     gr, mgr = stem_gr_db, master_gr_db
-    chain = np.concatenate([stem_sos, np.broadcast_to(master_sos[:, None], (n_pop, n_stems, 2, 6))], axis=2)  # (p, s, 6, 6)
+    # (p, s, 4, 6) and (p, 2, 6) -> (p, s, 6, 6): each stem's EQ, then the master's shelves
+    chain = np.concatenate([stem_sos, np.broadcast_to(master_sos[:, None], (n_pop, n_stems, 2, 6))], axis=2)
     h_nodes = cascade_response(chain, PEAK_NODES_HZ, sr)  # (p, s, N) stem EQ then master shelves
     amp = np.sqrt(trim_pow * fader_pow)[:, :, None] * rel_pan  # (p, s, 2)
     hc = h_nodes[:, :, None, :] * amp[..., None]  # (p, s, 2, N) complex
@@ -426,7 +428,8 @@ def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, s
     trim32 = trim_pow.T[:, :, None].astype(np.float32)  # (s, p, 1)
     lev = np.matmul(eq_groups, det) * trim32  # (s, p, K)
     gr_peak = _gain_at_instants(a, lev, params.comp_threshold_db.T[:, :, None], params.comp_ratio.T[:, :, None],
-                                params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None], gr.transpose(1, 0, 2))
+                                params.comp_attack_ms.T[:, :, None], params.comp_release_ms.T[:, :, None],
+                                gr.transpose(1, 0, 2))  # (s, p, K) dB
     g_peak = gain_from_db(gr_peak)  # (s, p, K) amplitude
     meq_groups = np.matmul(eq_mix, a.detector_group_share)  # (s, p, C)
     mlev = _master_level_at_instants(meq_groups, det, mix_w[:, :, 0], g_peak)  # (p, K)
@@ -438,7 +441,7 @@ def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, s
     _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
     frame_peak = _frame_max(peaks, k, mgr.shape[-1])  # (p, T)
     with np.errstate(divide="ignore"):
-        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10)) + INTER_SAMPLE_DB  # (p,)
+        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10))  # (p,)
     return PeakEstimate(frame_peak=frame_peak, peak_db=peak_db)
 
 
@@ -461,7 +464,7 @@ def _gain_at_instants(a: Analysis, level: np.ndarray, threshold_db, ratio, attac
         x = np.asarray(x, dtype)
         return np.ascontiguousarray(np.broadcast_to(x[..., 0] if x.ndim else x, lead)).reshape(-1)
 
-    lev_db = np.log10(np.maximum(level, np.float32(_FLOOR))).reshape(-1, n_inst)  # (n, K)
+    lev_db = np.log10(np.maximum(level, np.float32(POWER_FLOOR))).reshape(-1, n_inst)  # (n, K)
     lev_db *= np.float32(10.0)
     target = compressor_static_rows(lev_db, rows(threshold_db, np.float32), rows(ratio, np.float32),
                                     np.full(lev_db.shape[0], KNEE_DB, np.float32))  # (n, K)
@@ -559,7 +562,10 @@ def _refine_top_peaks(a: Analysis, peaks: np.ndarray, values: np.ndarray, hc: np
     m = min(PEAK_REFINE_TOP, n_inst)
     if m == 0:
         return
-    top = np.argpartition(-peaks, m - 1, axis=1)[:, :m] if m < n_inst else np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
+    if m < n_inst:
+        top = np.argpartition(-peaks, m - 1, axis=1)[:, :m]  # (p, m)
+    else:
+        top = np.broadcast_to(np.arange(n_inst), (n_pop, n_inst))
     rows = np.arange(n_pop)[:, None]
     w = (2.0 * np.pi * PEAK_NODES_HZ / a.sr)  # (N,) rad per sample
     h = np.stack([hc * (1j * w), hc * -(w**2)], axis=3)  # (p, s, 2, 2, N): first and second derivative

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, SHORT_TERM_WINDOW_S
 from evomix.core.features import Features
 from evomix.core.meter import (
     _oversample_factor,
@@ -56,7 +57,7 @@ COMP_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain)
 COMP_STEP_S = 0.001  # their control-step period, s
 LIMITER_LOOKAHEAD_MS = 5.0
 LIMITER_OVERSAMPLE = 4  # the limiter's true-peak envelope (engine.dsp.true_peak_envelope)
-PEAK_BLOCK = 1024  # samples per block of the oversampling kernel (its buffers stay in L1/L2: 1024 took 0.092 s per 30 s stereo, 4096 0.114 s)
+PEAK_BLOCK = 1024  # samples per block of the oversampling kernel: its buffers stay in the L1/L2 cache
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,9 @@ class _Grid:
         self.decay_per_sample = 1.0 / (LIMITER_RELEASE_MS / 1000.0 * sr)
         self.phases, self.offset = _polyphase_filter(LIMITER_OVERSAMPLE)
         self.k_sos = k_weighting_sos(sr)
-        self.block = int(round(0.4 * sr))  # BS.1770-4 gating block, 75 % overlap
-        self.block_hop = int(round(0.1 * sr))
+        self.block = int(round(GATING_BLOCK_S * sr))  # BS.1770-4 gating block, 75 % overlap
+        self.block_hop = int(round(GATING_HOP_S * sr))  # also the hop of the loudness range's short-term windows
+        self.short = int(round(SHORT_TERM_WINDOW_S * self.sr))  # EBU Tech 3342 short-term window
         # each control step's detector window [lo, hi), cut at the signal's edges (detector_levels_db)
         starts = np.arange(self.n_steps, dtype=np.int64) * self.step - self.window // 2
         self.lo = np.clip(starts, 0, self.n)
@@ -163,14 +165,13 @@ class _Grid:
         """(integrated loudness LUFS, loudness range LU) of ``x`` from one K-weighting pass
         (``chain.k_block_powers_of``; the same values as :meth:`loudness` and
         :meth:`loudness_range`). LRA is 0 below one 3 s window."""
-        short = int(round(3.0 * self.sr))
-        z, z_short = chain.k_block_powers_of(x, np.zeros(0), 1.0, self.k_sos, (self.block, short), self.block_hop)
-        lra = float(lra_from_short_term(z_short)) if x.shape[-1] >= short else 0.0
+        z, z_short = chain.k_block_powers_of(x, np.zeros(0), 1.0, self.k_sos, (self.block, self.short), self.block_hop)
+        lra = float(lra_from_short_term(z_short)) if x.shape[-1] >= self.short else 0.0
         return float(gated_loudness(z)), lra
 
     def loudness_range(self, x: np.ndarray) -> float:
         """Loudness range (LU, EBU Tech 3342) of ``x``: 3 s short-term windows every 0.1 s."""
-        z = chain.k_block_powers(x, np.zeros(0), 1.0, self.k_sos, int(round(3.0 * self.sr)), self.block_hop)
+        z = chain.k_block_powers(x, np.zeros(0), 1.0, self.k_sos, self.short, self.block_hop)
         return float(lra_from_short_term(z))
 
     def envelope(self, x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, float]:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import struct
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from evomix.errors import AudioFileError, ParameterError
+from evomix.io.files import atomic_file
 
 __all__ = [
     "ROLES",
@@ -41,7 +40,6 @@ __all__ = [
     "read_audio",
     "load_session",
     "write_audio",
-    "write_text_atomic",
 ]
 
 ROLES = ("vocal", "drums", "kick", "snare", "bass", "guitar", "keys", "piano",
@@ -669,42 +667,6 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
 # Writing
 # --------------------------------------------------------------------------
 
-def _new_file_mode(path: Path) -> int:
-    """Permission bits for the final file: keep an existing file's, else 0o666 & ~umask."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def _temp_path(path: Path) -> tuple[int, Path]:
-    """Create ``.<name>.<random>.tmp`` next to ``path``; return (fd, temp path)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise AudioFileError(
-            f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
-    return fd, Path(tmp)
-
-
-def _finish(tmp: Path, path: Path) -> None:
-    """fsync, fix permissions and rename ``tmp`` over ``path``."""
-    mode = _new_file_mode(path)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def _discard(tmp: Path) -> None:
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-
-
 def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = "PCM_24") -> Path:
     """Write audio atomically (temporary file + rename).
 
@@ -764,61 +726,6 @@ def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = 
             f"{path}: peak {peak:.6f} exceeds full scale 1.0; refusing to clip "
             "(apply the master ceiling first)")
 
-    fd, tmp = _temp_path(path)
-    os.close(fd)
-    done = False
-    try:
+    with atomic_file(path) as tmp:
         sf.write(tmp, np.ascontiguousarray(x.T), int(sr), subtype=subtype.upper(), format=fmt)
-        _finish(tmp, path)
-        done = True
-    except sf.LibsndfileError as exc:
-        raise AudioFileError(f"{path}: cannot write ({exc.error_string})") from exc
-    except (RuntimeError, TypeError, ValueError, OSError) as exc:
-        raise AudioFileError(
-            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
-    finally:
-        if not done:  # also on KeyboardInterrupt: never leave the temp file behind
-            _discard(tmp)
-    return path
-
-
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write UTF-8 text (JSON, reports) atomically (temporary file + rename).
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        Destination; its folder must exist.
-    text : str
-        Content, written as UTF-8 with ``\\n`` line endings.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-
-    Raises
-    ------
-    ParameterError
-        ``text`` is not a str.
-    AudioFileError
-        The file cannot be written; the temporary file is removed and an
-        existing ``path`` is left untouched.
-    """
-    path = Path(path)
-    if not isinstance(text, str):
-        raise ParameterError(f"{path}: text must be a str, got {type(text).__name__}")
-    fd, tmp = _temp_path(path)
-    done = False
-    try:
-        with open(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        _finish(tmp, path)
-        done = True
-    except (OSError, UnicodeEncodeError) as exc:
-        raise AudioFileError(
-            f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
-    finally:
-        if not done:
-            _discard(tmp)
     return path

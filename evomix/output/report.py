@@ -27,16 +27,28 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
 import re
+import shutil
+import tempfile
 import webbrowser
 from pathlib import Path
 
 import numpy as np
 
 from evomix import __version__
+from evomix.core.runtime import available_cores
+from evomix.engine.bands import band_grid
 from evomix.errors import OptionError, ParameterError
-from evomix.io.audio import write_audio, write_text_atomic
+from evomix.io.audio import read_audio, write_audio
+from evomix.io.files import write_text_atomic
 from evomix.io.spill import materialise
+from evomix.output import report_data as rd
+from evomix.progress import NULL_REPORTER
+from evomix.tools.measure import measure_file
+from evomix.tools.profile import features_from_audio
+from objectives.genre import profile_on_bands
+from objectives.spectrum import long_term_spectrum_db, normalise_level
 
 REPORT_NAME = "report.html"
 BEFORE_NAME = "before.wav"
@@ -316,7 +328,8 @@ SETTING_COLUMNS = [
     ("HPF Hz", lambda s: s["eq"].get("highpass_hz")), ("low shelf Hz", lambda s: s["eq"].get("low_shelf_hz")),
     ("low shelf dB", lambda s: s["eq"].get("low_shelf_db")), ("peak Hz", lambda s: s["eq"].get("peak_hz")),
     ("peak dB", lambda s: s["eq"].get("peak_db")), ("peak Q", lambda s: s["eq"].get("peak_q")),
-    ("high shelf Hz", lambda s: s["eq"].get("high_shelf_hz")), ("high shelf dB", lambda s: s["eq"].get("high_shelf_db")),
+    ("high shelf Hz", lambda s: s["eq"].get("high_shelf_hz")),
+    ("high shelf dB", lambda s: s["eq"].get("high_shelf_db")),
     ("comp thr dB", lambda s: s["comp"].get("threshold_db")), ("ratio", lambda s: s["comp"].get("ratio")),
     ("attack ms", lambda s: s["comp"].get("attack_ms")), ("release ms", lambda s: s["comp"].get("release_ms")),
     ("knee dB", lambda s: s["comp"].get("knee_db")),
@@ -344,8 +357,10 @@ def settings_html(params: dict) -> str:
     m = params.get("master", {})
     mrows = [[_e(f"{part} {k}"), _fmt_setting(v)] for part in ("eq", "comp") for k, v in (m.get(part) or {}).items()]
     return (f"<h4>Per-stem settings</h4>{stem_t}<p class='note'>Signal flow per stem: trim, high-pass, low shelf, "
-            f"peak, high shelf, compressor, fader, pan.</p><h4>Master</h4>{_table(['setting', 'value'], mrows, 'small')}"
-            f"<p class='note'>Master: shelves, compressor, loudness normalisation to the target, true-peak limiter.</p>")
+            f"peak, high shelf, compressor, fader, pan.</p><h4>Master</h4>"
+            f"{_table(['setting', 'value'], mrows, 'small')}"
+            f"<p class='note'>Master: shelves, compressor, loudness normalisation to the target, "
+            f"true-peak limiter.</p>")
 
 
 AUDITION_SUFFIXES = {".wav", ".json"}
@@ -368,8 +383,8 @@ def _files_html(folder: Path, name: str) -> str:
     files = alternative_files(folder, name)
     if not files:
         return ""
-    items = "".join(f'<li><a href="{_e(p.as_posix())}">{_e(p.as_posix())}{"/" if (folder / p).is_dir() else ""}</a></li>'
-                    for p in files)
+    items = "".join(f'<li><a href="{_e(p.as_posix())}">{_e(p.as_posix())}'
+                    f'{"/" if (folder / p).is_dir() else ""}</a></li>' for p in files)
     return f"<h4>Files</h4><ul class='files'>{items}</ul>"
 
 
@@ -383,7 +398,6 @@ def _measured(name: str, data: dict | None, folder: Path) -> dict | None:
     path = folder / (BEFORE_NAME if name == "before" else f"{name}.wav")
     if not path.exists():
         return None
-    from evomix.tools.measure import measure_file
 
     try:
         m = measure_file(path)
@@ -437,7 +451,8 @@ def build_html(folder: str | Path) -> str:
         member = members_by_alt.get(k, {})
         labels = (alt or {}).get("labels") or member.get("labels")
         scores = ((alt or {}).get("exact") or (alt or {}).get("objectives") or {}) if alt else {}
-        rows.append([f'<a href="#card-{_e(k)}">{_e(k)}</a>', _labels_html(labels) or ("equal-gain sum of the raw stems" if k == "before" else "")]
+        rows.append([f'<a href="#card-{_e(k)}">{_e(k)}</a>',
+                     _labels_html(labels) or ("equal-gain sum of the raw stems" if k == "before" else "")]
                     + _loudness_rows(_measured(k, data, folder))[0]
                     + [_num(scores.get(n)) if alt else "-" for n in names])
     overview = _table(head, rows, "overview")
@@ -453,10 +468,12 @@ def build_html(folder: str | Path) -> str:
     cards = []
     if has_before:
         cards.append(
-            f'<section class="card" id="card-before"><h3>before <button class="choice small" data-mix="before">listen</button></h3>'
+            f'<section class="card" id="card-before"><h3>before '
+            f'<button class="choice small" data-mix="before">listen</button></h3>'
             f"<p>The plain equal-gain sum of the raw stems (unity faders, centre pan, no EQ or compression), "
             f"normalised to the alternatives' loudness and true-peak limited to the same ceiling, so that the "
-            f"A/B compares mixes, not levels.</p>{_table(LOUDNESS_HEADER, _loudness_rows(_measured('before', data, folder)))}</section>")
+            f"A/B compares mixes, not levels.</p>"
+            f"{_table(LOUDNESS_HEADER, _loudness_rows(_measured('before', data, folder)))}</section>")
     for a in alts:
         k = a["name"]
         member = members_by_alt.get(k, {})
@@ -467,7 +484,8 @@ def build_html(folder: str | Path) -> str:
         summ = (data or {}).get("alternatives", {}).get(k)
         plots = ""
         if bands and summ:
-            curves = [(f"{front.get('genre', 'genre')} target", target_curve, {"color": "#27ae60", "ls": "--", "lw": 1.5})]
+            curves = [(f"{front.get('genre', 'genre')} target", target_curve,
+                       {"color": "#27ae60", "ls": "--", "lw": 1.5})]
             if before_sum:
                 curves.append(("before", before_sum["spectrum_db"], {"color": "#999999", "lw": 1.0}))
             curves.append((k, summ["spectrum_db"], {"color": "#c0392b", "lw": 1.6}))
@@ -476,10 +494,12 @@ def build_html(folder: str | Path) -> str:
             if stems and "masking_matrix_db" in summ:
                 plots += f'<div class="plot masking">{masking_svg(stems, before_sum, summ, bands, k)}</div>'
         cards.append(
-            f'<section class="card" id="card-{_e(k)}"><h3>{_e(k)} <button class="choice small" data-mix="{_e(k)}">listen</button></h3>'
+            f'<section class="card" id="card-{_e(k)}"><h3>{_e(k)} '
+            f'<button class="choice small" data-mix="{_e(k)}">listen</button></h3>'
             f"{_labels_html(labels)}{_descriptors_html(desc)}"
             f"<h4>Loudness</h4>{_table(LOUDNESS_HEADER, _loudness_rows(_measured(k, data, folder)))}"
-            f"<h4>Objectives ({OBJECTIVE_DIRECTION})</h4>{_table(['objective', 'unit', 'fast tier', 'exact render'], obj_rows, 'small')}"
+            f"<h4>Objectives ({OBJECTIVE_DIRECTION})</h4>"
+            f"{_table(['objective', 'unit', 'fast tier', 'exact render'], obj_rows, 'small')}"
             f"{plots}{settings_html(a.get('params', {}))}{_files_html(folder, k)}</section>")
 
     # run
@@ -488,13 +508,16 @@ def build_html(folder: str | Path) -> str:
         cmd = run.get("command")
         cmd_txt = " ".join(map(str, cmd)) if isinstance(cmd, list) else json.dumps(cmd)
         t_rows = [[_e(k), _fmt_time(v)] for k, v in (run.get("timings_s") or {}).items()]
-        run_html = (f"<p>evomix {_e(run.get('evomix_version', ''))}, seed {_e(run.get('seed', ''))}: <code>{_e(cmd_txt)}</code></p>"
+        run_html = (f"<p>evomix {_e(run.get('evomix_version', ''))}, seed {_e(run.get('seed', ''))}: "
+                    f"<code>{_e(cmd_txt)}</code></p>"
                     f"{_table(['phase', 'wall time'], t_rows, 'small')}")
     settings = front.get("settings", {})
-    stems_rows = [[_e(n), _e(s.get("role", "")), _e(Path(str(s.get("file", ""))).name)] for n, s in front.get("stems", {}).items()]
+    stems_rows = [[_e(n), _e(s.get("role", "")), _e(Path(str(s.get("file", ""))).name)]
+                  for n, s in front.get("stems", {}).items()]
 
     keymap = {str(i): k for i, k in enumerate(mixes, start=0 if has_before else 1) if k != "before" and i <= 9}
-    script = _SCRIPT.replace("__KEYMAP__", json.dumps(keymap)).replace("__FIRST__", json.dumps(mixes[1] if has_before and len(mixes) > 1 else (mixes[0] if mixes else "")))
+    script = _SCRIPT.replace("__KEYMAP__", json.dumps(keymap)).replace(
+        "__FIRST__", json.dumps(mixes[1] if has_before and len(mixes) > 1 else (mixes[0] if mixes else "")))
     title = f"evomix report: {folder.resolve().name}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
@@ -506,13 +529,15 @@ def build_html(folder: str | Path) -> str:
 <p>{len(alts)} alternatives of {len(front.get('stems', {}))} stems, genre <b>{_e(front.get('genre', ''))}</b>,
 target {_num(front.get('target_lufs'), '{:.1f}')} LUFS, ceiling {_num(front.get('ceiling_dbtp'), '{:.1f}')} dBTP;
 front of {len(front.get('members', []))} from {_e(settings.get('evaluations', '?'))} candidates
-({_e(settings.get('population', '?'))} x {_e(settings.get('generations', '?'))} generations, seed {_e(settings.get('seed', '?'))}).</p></header>
+({_e(settings.get('population', '?'))} x {_e(settings.get('generations', '?'))} generations, \
+seed {_e(settings.get('seed', '?'))}).</p></header>
 <div id="transport">
 <button id="playpause" title="space">&#9654; play</button>
 <span id="now">-</span> <span id="clock">0:00.0 / 0:00.0</span>
 <input type="range" id="seek" min="0" max="1000" value="0" step="1" aria-label="position">
 <div id="choices">{buttons}</div>
-<p class="note">Keys: 1-9 select an alternative, 0 or b the before, space play / pause. Switching keeps the position in the song; every mix is at the same loudness.</p>
+<p class="note">Keys: 1-9 select an alternative, 0 or b the before, space play / pause. \
+Switching keeps the position in the song; every mix is at the same loudness.</p>
 <span id="status"></span>
 </div>
 {players}
@@ -524,7 +549,8 @@ front of {len(front.get('members', []))} from {_e(settings.get('evaluations', '?
 <section><h2>Stems</h2>{_table(['stem', 'role', 'file'], stems_rows, 'small')}</section>
 {f'<section><h2>Run</h2>{run_html}</section>' if run_html else ''}
 </main>
-<footer>Made by evomix {_e(__version__)}. Loudness ITU-R BS.1770-4, LRA EBU Tech 3342, true peak BS.1770-4 Annex 2.</footer>
+<footer>Made by evomix {_e(__version__)}. Loudness ITU-R BS.1770-4, LRA EBU Tech 3342, \
+true peak BS.1770-4 Annex 2.</footer>
 <script>{script}</script>
 </body></html>
 """
@@ -535,7 +561,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;col
 header,main,footer{padding:0 1.2em}
 h1{font-size:1.4em}h2{border-bottom:1px solid #ccc;margin-top:1.5em}
 #transport{position:sticky;top:0;background:#263238;color:#eee;padding:.6em 1.2em;z-index:10}
-#transport button{font-size:1em;margin:.15em;padding:.3em .7em;border-radius:4px;border:1px solid #777;background:#37474f;color:#eee;cursor:pointer}
+#transport button{font-size:1em;margin:.15em;padding:.3em .7em;border-radius:4px;border:1px solid #777;\
+background:#37474f;color:#eee;cursor:pointer}
 #transport button.active{background:#c0392b;border-color:#e74c3c}
 #seek{width:50%;vertical-align:middle}
 #now{font-weight:bold;margin:0 .6em}
@@ -559,7 +586,7 @@ table.heat caption{font-size:10px;text-align:left}
 footer{font-size:.8em;color:#777;padding-bottom:2em}
 """
 
-_SCRIPT = r"""
+_SCRIPT = """
 (function () {
   "use strict";
   const players = {};
@@ -569,15 +596,18 @@ _SCRIPT = r"""
   const seek = document.getElementById("seek"), clock = document.getElementById("clock");
   const now = document.getElementById("now"), playBtn = document.getElementById("playpause");
   const status = document.getElementById("status");
-  function fmt(t) { if (!isFinite(t)) t = 0; const m = Math.floor(t / 60), s = t - 60 * m; return m + ":" + (s < 10 ? "0" : "") + s.toFixed(1); }
+  function fmt(t) { if (!isFinite(t)) t = 0; const m = Math.floor(t / 60), s = t - 60 * m; \
+return m + ":" + (s < 10 ? "0" : "") + s.toFixed(1); }
   function draw() {
     if (!current) return;
     const d = current.duration;
     clock.textContent = fmt(current.currentTime) + " / " + fmt(d);
-    if (isFinite(d) && d > 0 && document.activeElement !== seek) seek.value = Math.round(1000 * current.currentTime / d);
+    if (isFinite(d) && d > 0 && document.activeElement !== seek) \
+seek.value = Math.round(1000 * current.currentTime / d);
     now.textContent = current.dataset.mix;
     playBtn.innerHTML = current.paused ? "&#9654; play" : "&#10074;&#10074; pause";
-    document.querySelectorAll("button.choice").forEach(function (b) { b.classList.toggle("active", b.dataset.mix === current.dataset.mix); });
+    document.querySelectorAll("button.choice").forEach(function (b) { \
+b.classList.toggle("active", b.dataset.mix === current.dataset.mix); });
   }
   function play(a) {
     const p = a.play();
@@ -599,13 +629,15 @@ _SCRIPT = r"""
   }
   function toggle() { if (!current) return; if (current.paused) play(current); else current.pause(); draw(); }
   // buttons give the focus back, so that space never both "clicks" a focused button and toggles
-  document.querySelectorAll("button.choice").forEach(function (b) { b.addEventListener("click", function () { select(b.dataset.mix); b.blur(); }); });
+  document.querySelectorAll("button.choice").forEach(function (b) { \
+b.addEventListener("click", function () { select(b.dataset.mix); b.blur(); }); });
   playBtn.addEventListener("click", function () { toggle(); playBtn.blur(); });
   seek.addEventListener("input", function () {
     if (current && isFinite(current.duration)) current.currentTime = seek.value / 1000 * current.duration; draw();
   });
   Object.values(players).forEach(function (a) {
-    ["timeupdate", "play", "pause", "loadedmetadata", "ended"].forEach(function (ev) { a.addEventListener(ev, function () { if (a === current) draw(); }); });
+    ["timeupdate", "play", "pause", "loadedmetadata", "ended"].forEach(function (ev) { \
+a.addEventListener(ev, function () { if (a === current) draw(); }); });
     a.addEventListener("error", function () { status.textContent = "cannot load " + a.getAttribute("src"); });
   });
   document.addEventListener("keydown", function (e) {
@@ -616,7 +648,8 @@ _SCRIPT = r"""
     else if (e.key === "0" || e.key === "b" || e.key === "B") select("before");
     else if (keymap[e.key]) select(keymap[e.key]);
   });
-  window.evomixReport = { select: select, toggle: toggle, players: players, current: function () { return current ? current.dataset.mix : null; } };
+  window.evomixReport = { select: select, toggle: toggle, players: players, \
+current: function () { return current ? current.dataset.mix : null; } };
   draw();
 })();
 """
@@ -632,15 +665,10 @@ def write_report(folder: str | Path) -> Path:
 def write_mix_report(result, out: str | Path, *, reporter=None, command=None) -> list[Path]:
     """After ``MixResult.write``: ``before.wav``, ``report-data.json``, ``run.json`` and ``report.html``.
 
-    ``result`` is an ``evomix.api.MixResult`` whose exported members carry ``measured["report"]``
+    ``result`` is an ``evomix.output.result.MixResult`` whose exported members carry ``measured["report"]``
     (:func:`evomix.output.report_data.features_summary` of their exact render); ``command`` is the
     command line (``sys.argv``) or None for the API call recorded on the result.
     """
-    from evomix.engine.bands import band_grid
-    from evomix.output import report_data as rd
-    from evomix.progress import NULL_REPORTER
-    from evomix.search.parallel import available_cores
-
     out = Path(out)
     reporter = NULL_REPORTER if reporter is None else reporter
     session, target = result.session, result.target
@@ -687,10 +715,6 @@ def write_mix_report(result, out: str | Path, *, reporter=None, command=None) ->
 
 def _copy_atomic(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` through a temporary name in ``dst``'s folder (renamed when complete)."""
-    import os
-    import shutil
-    import tempfile
-
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
     os.close(fd)
     try:
@@ -721,10 +745,6 @@ def open_report(path: str | Path) -> bool:
 def file_spectrum_db(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A file's long-term spectrum as the ``genre`` objective sees it: band centres (B,) Hz and
     level-normalised 1/3-octave-equivalent levels (B,) dB (mean over 40 Hz-16 kHz removed)."""
-    from evomix.io.audio import read_audio
-    from evomix.tools.profile import features_from_audio
-    from objectives.spectrum import long_term_spectrum_db, normalise_level
-
     x, sr = read_audio(Path(path))
     feats = features_from_audio(x, sr)
     return feats.bands_hz, normalise_level(long_term_spectrum_db(feats), feats.bands_hz)[0]
@@ -733,11 +753,6 @@ def file_spectrum_db(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def write_spectrum_plot(paths, profile, out: str | Path) -> Path:
     """Draw the long-term spectrum of each file in ``paths`` against ``profile`` (a GenreProfile)
     into the PNG ``out`` (written to a temporary name, then renamed)."""
-    import os
-    import tempfile
-
-    from objectives.genre import profile_on_bands
-
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise OptionError(lambda k: f"{k('plot')}: {out} must be a .png file")
@@ -748,7 +763,8 @@ def write_spectrum_plot(paths, profile, out: str | Path) -> Path:
     for k, p in enumerate(paths):
         bands, spec = file_spectrum_db(p)
         curves.append((Path(p).name, spec, {"color": colours[k % len(colours)], "lw": 1.6}))
-    curves.insert(0, (f"{profile.name} target", profile_on_bands(profile, bands), {"color": "#27ae60", "ls": "--", "lw": 1.5}))
+    curves.insert(0, (f"{profile.name} target", profile_on_bands(profile, bands),
+                      {"color": "#27ae60", "ls": "--", "lw": 1.5}))
     plt = _pyplot()
     f = np.asarray(bands, dtype=float)
     fig, ax = plt.subplots(figsize=(7.0, 3.5))

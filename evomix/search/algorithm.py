@@ -14,7 +14,7 @@ generation. The front is the archive of every non-dominated genome evaluated (al
 
 **Hypervolume and termination.** After every generation the archive's hypervolume
 (:mod:`evomix.search.hypervolume`, a normaliser frozen for the run) is recorded in the logbook (``hv``).
-The run stops for one of three reasons (``SearchResult.stop_reason``):
+The run stops for one of four reasons (``SearchResult.stop_reason``):
 
 * ``"generations"``: exactly ``Termination.generations`` were run (an explicit override), or the
   safety cap ``max_generations`` was reached;
@@ -27,13 +27,27 @@ The run stops for one of three reasons (``SearchResult.stop_reason``):
 * ``"interrupted"``: ``stop_requested()`` said so after a generation (the first Ctrl-C,
   :mod:`evomix.search.interrupt`).
 
-**State and resume.** After every generation the loop's whole state (population with fitness and
-crowding distance, archive, hypervolumes, logbook, counters, and the states of the three random
-generators: ``random``, numpy's global one that ``selNSGA3`` draws from, and the random
-algorithm's ``Generator``) is a :class:`SearchState`, handed to ``on_generation`` (which
-:mod:`evomix.search.checkpoint` saves); ``run_search(..., resume=state)`` continues from it exactly, so a
-run stopped after generation k and resumed ends with the same front as one never stopped
-(unless the time limit stops it: the wall clock is not reproducible).
+**State and resume.** The search is an object, :class:`Evolution`, after pymoo's ``Algorithm``
+(``core/algorithm.py``): made once with the problem and the options, then *started* with
+:meth:`Evolution.setup` (a first population and a seed) or *continued* with
+:meth:`Evolution.load` (a :class:`SearchState`), then the same loop, ``while
+evolution.has_next(): evolution.next()``, and :meth:`Evolution.result`. Its whole state
+(population with fitness and crowding distance, archive, hypervolumes, logbook, counters and its
+three generators) is what :meth:`Evolution.dump` copies into a :class:`SearchState` after every
+generation and hands to ``on_generation`` (which :mod:`evomix.search.checkpoint` saves); loading
+that state continues exactly, so a run stopped after generation k and resumed ends with the same
+front as one never stopped (unless the time limit stops it: the wall clock is not reproducible).
+:func:`run_search` is that loop in one call. (Not ``Search``: :class:`evomix.settings.Search`
+holds a search's settings.)
+
+**Randomness.** A search owns three generators, made from ``seed`` in :meth:`Evolution.setup`:
+``random.Random(seed)`` for DEAP's operators, ``np.random.RandomState(seed % 2**32)`` for
+``selNSGA3``'s niching and the random algorithm's ``np.random.default_rng(seed)``. DEAP draws from
+the module-level generators (``random``, numpy's global one), so the search lends them its states
+only while DEAP draws (variation and survival, not scoring nor the callbacks) and gives the
+caller's states back after, also on an error: a caller's ``random`` and ``np.random`` sequences
+are the same with or without a search in between, and whatever the callbacks or the evaluator
+draw does not change the search. Searches in several threads of one process take turns (a lock).
 
 The defaults (:data:`HV_WINDOW`, :data:`HV_TOL`, :data:`DEFAULT_TIME_LIMIT_S`) come from
 ``experiments/search_quality.py`` and ``experiments/termination_sweep.py`` (every rule read off
@@ -56,14 +70,17 @@ from __future__ import annotations
 
 import array
 import random
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 from deap import base, creator, tools
 
-from evomix.errors import OptionError, ParameterError
+from evomix.errors import EvomixError, OptionError, ParameterError
 from evomix.search.hypervolume import Normaliser, hypervolume
 
 CROSSOVER_PROB = 0.9
@@ -121,6 +138,7 @@ class Termination:
     max_generations: int = MAX_GENERATIONS
 
     def check(self) -> None:
+        """Raise :class:`~evomix.errors.ParameterError` naming the option that is out of range."""
         if self.generations is not None and (int(self.generations) != self.generations or self.generations < 0):
             raise OptionError(lambda k: f"{k('generations')} must be >= 0, got {self.generations}")
         if self.time_limit is not None and not (self.time_limit > 0):
@@ -151,7 +169,8 @@ class SearchResult:
     logbook : DEAP Logbook, one record per generation (gen, evals, front, hv, min per objective).
     evaluations : total candidates evaluated.
     algorithm : "nsga2", "nsga3" or "random".  generations : generations run after generation 0.
-    stop_reason : one of :data:`STOP_REASONS`.  elapsed_s : wall time of the search, s (across resumes).
+    stop_reason : one of :data:`STOP_REASONS` (None from :meth:`Evolution.result` while
+        :meth:`Evolution.has_next`).  elapsed_s : wall time of the search, s (across resumes).
     hypervolume : (generations + 1,) archive hypervolume after each generation.
     normaliser : the :class:`Normaliser` of the hypervolume.
     state : the :class:`SearchState` after the last generation (to save and resume from).
@@ -176,7 +195,8 @@ class SearchResult:
 
 @dataclass
 class SearchState:
-    """Everything :func:`run_search` needs to continue after generation ``gen`` (plain data).
+    """Everything a :class:`Evolution` needs to continue after generation ``gen`` (plain data):
+    :meth:`Evolution.dump` makes it, :meth:`Evolution.load` continues from it.
 
     gen : generations run after generation 0.  evaluations : candidates evaluated so far.
     elapsed_s : search wall time so far, s.
@@ -185,7 +205,8 @@ class SearchState:
     archive_G : (n, genes) and archive_F : (n, n_obj), the :class:`Archive` in its order.
     hypervolume : (gen + 1,).  logbook_evals, logbook_front : (gen + 1,) ints of the logbook.
     logbook_min : (gen + 1, n_obj).  normaliser : of the hypervolume.
-    random_state : ``random.getstate()``.  numpy_state : ``np.random.get_state()``.
+    random_state : the search's ``random.Random`` (DEAP's operators), ``getstate()`` form.
+    numpy_state : its ``np.random.RandomState`` (``selNSGA3``), ``get_state()`` form.
     uniform_state : the random algorithm's ``Generator.bit_generator.state``.
     """
 
@@ -230,6 +251,7 @@ class Archive:
         return len(self.F)
 
     def update(self, G: np.ndarray, F: np.ndarray) -> None:
+        """Offer the points G (n, genes) with scores F (n, n_obj), in order."""
         for g, f in zip(np.asarray(G, dtype=float), np.asarray(F, dtype=float)):  # few per call: pop
             if len(self.F) and (self.F <= f).all(axis=1).any():
                 continue
@@ -259,192 +281,362 @@ def achievement(Z: np.ndarray, steer: np.ndarray) -> np.ndarray:
     return WZ.max(axis=1) + RHO * WZ.sum(axis=1)
 
 
-def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial: np.ndarray, *,
+def _population_shape(shape: tuple) -> tuple[int, int]:
+    """``(n_pop, n_genes)`` of a population array's ``shape``, checked (``selTournamentDCD`` takes 4 at a time)."""
+    n_pop, n_genes = shape
+    if n_pop < 4 or n_pop % 4:
+        raise OptionError(lambda k: f"{k('population')} must be a multiple of 4 and >= 4, got {n_pop}")
+    return n_pop, n_genes
+
+
+# DEAP draws from the module-level generators: one search at a time lends them its states
+_MODULE_GENERATORS = threading.Lock()
+
+
+class Evolution:
+    """A genetic search with its whole state on the object (module docstring), after pymoo's
+    ``Algorithm``: :meth:`setup` or :meth:`load`, then ``while has_next(): next()``, then :meth:`result`.
+
+    Parameters
+    ----------
+    evaluate_population : callable
+        ``genomes (n, genes) in [0, 1] -> F (n, n_obj)``, lower is better; called once per
+        generation with the individuals not yet scored.
+    algorithm : str
+        One of :data:`ALGORITHMS`.
+    termination : Termination or None
+        When to stop (default ``Termination()``).
+    normaliser : Normaliser or None
+        Of the hypervolume (default: frozen from generation 0; when loading a state, it must be
+        the saved one).
+    steer : array-like (n_obj,) > 0, or None
+        Weights that move the search (module docstring); None or all equal for none.
+    progress : callable or None
+        ``(gen, n_gen or None, front size, best F (n_obj,))`` after every generation.
+    on_generation : callable or None
+        Called with :meth:`dump` after every generation (0 included).
+    stop_requested : callable or None
+        ``() -> bool``, asked after every generation; True stops with ``"interrupted"``.
+    clock : callable
+        ``() -> seconds`` (the time limit and ``elapsed_s``).
+
+    Raises
+    ------
+    ParameterError
+        An unknown algorithm, a bad termination; from :meth:`setup` and :meth:`load`, a population
+        that is not a multiple of 4, or a saved normaliser other than ``normaliser``.
+
+    Examples
+    --------
+    >>> evolution = Evolution(evaluate, algorithm="nsga3", termination=Termination(generations=10))
+    >>> result = evolution.setup(initial, seed=0).run()  # start
+    >>> more = Evolution(evaluate, algorithm="nsga3", termination=Termination(generations=20))
+    >>> result = more.load(result.state).run()  # continue: the same loop
+
+    Attributes
+    ----------
+    gen : int or None
+        Generations run after generation 0; None until generation 0 has run.
+    pop : list of DEAP individuals
+        The population, with fitness and (NSGA) crowding distance.
+    archive : Archive
+        Every non-dominated (genome, F) evaluated.
+    hypervolume : list of float
+        The archive's hypervolume after each generation (``gen + 1``).
+    logbook : deap.tools.Logbook
+        One record per generation: gen, evals, front, hv, min per objective.
+    evaluations : int
+        Candidates evaluated so far.
+    normaliser : Normaliser or None
+        Of the hypervolume (None until generation 0 is scored).
+    stop_reason : str or None
+        One of :data:`STOP_REASONS` once the search should stop, else None.
+    resumed_from : int or None
+        The generation of the state :meth:`load` continued from.
+    """
+
+    def __init__(self, evaluate_population: Callable[[np.ndarray], np.ndarray], *, algorithm: str = "nsga2",
+                 termination: Termination | None = None, normaliser: Normaliser | None = None, steer=None,
+                 progress: ProgressFn | None = None, on_generation: StateFn | None = None,
+                 stop_requested: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic):
+        if algorithm not in ALGORITHMS:
+            raise OptionError(lambda k: f"{k('algorithm')}: unknown algorithm '{algorithm}'; "
+                                        f"choose from {', '.join(ALGORITHMS)}")
+        self.termination = Termination() if termination is None else termination
+        self.termination.check()
+        self.evaluate_population = evaluate_population
+        self.algorithm = algorithm
+        self.steer = steer
+        self.progress, self.on_generation, self.stop_requested = progress, on_generation, stop_requested
+        self.clock = clock
+        self._given_normaliser = normaliser
+        self.gen: int | None = None
+        self.pop: list = []
+        self.archive: Archive | None = None
+        self.hypervolume: list = []
+        self.logbook = tools.Logbook()
+        self.evaluations = 0
+        self.normaliser: Normaliser | None = None
+        self.stop_reason: str | None = None
+        self.resumed_from: int | None = None
+        self._initial: np.ndarray | None = None
+        self._started = False
+
+    # --- start or continue ---------------------------------------------------------------------
+
+    def setup(self, initial: np.ndarray, *, seed: int = 0) -> Evolution:
+        """Start from ``initial`` (pop, genes) in [0, 1] (pop a multiple of 4) with generators made
+        from ``seed`` (module docstring); the first :meth:`next` scores it as generation 0. Returns self."""
+        initial = np.asarray(initial)
+        self._reset(*_population_shape(initial.shape), elapsed_s=0.0)
+        self._random_state = random.Random(seed).getstate()
+        self._numpy_state = np.random.RandomState(seed % 2**32).get_state()  # noqa: NPY002 (selNSGA3 draws from it)
+        self.uniform = np.random.default_rng(seed)  # the random algorithm's genomes
+        self._initial = initial
+        return self
+
+    def load(self, state: SearchState) -> Evolution:
+        """Continue after generation ``state.gen`` exactly (a :meth:`dump`, or a checkpoint's state);
+        whether to stop is asked at once (a budget may already be spent). Returns self."""
+        n_pop, n_genes = _population_shape(state.population.shape)
+        given = self._given_normaliser
+        if given is not None and not (np.array_equal(given.ideal, state.normaliser.ideal)
+                                      and np.array_equal(given.scale, state.normaliser.scale)):
+            raise ParameterError("resume: the saved hypervolume normaliser differs from this search's")
+        self._reset(n_pop, n_genes, elapsed_s=float(state.elapsed_s))
+        self._objectives(state.population_F.shape[1], state.normaliser)
+        self.pop = self._individuals(state.population, state.population_F)
+        for ind, c in zip(self.pop, state.crowding):
+            if not np.isnan(c):
+                ind.fitness.crowding_dist = float(c)
+        self.archive.G = np.array(state.archive_G, dtype=float)
+        self.archive.F = np.array(state.archive_F, dtype=float)
+        self.hypervolume = [float(h) for h in state.hypervolume]
+        for g, (e, n, m, h) in enumerate(zip(state.logbook_evals, state.logbook_front, state.logbook_min,
+                                             self.hypervolume)):
+            self.logbook.record(gen=g, evals=int(e), front=int(n), hv=h, min=np.array(m, dtype=float))
+        python, legacy = random.Random(0), np.random.RandomState(0)  # noqa: NPY002 (check and copy the saved states)
+        python.setstate(state.random_state)
+        legacy.set_state(state.numpy_state)
+        self._random_state, self._numpy_state = python.getstate(), legacy.get_state()
+        self.uniform = np.random.default_rng(0)
+        self.uniform.bit_generator.state = state.uniform_state  # replaces the seed's
+        self.gen, self.evaluations, self.resumed_from = int(state.gen), int(state.evaluations), int(state.gen)
+        self._check_stop()
+        return self
+
+    def _reset(self, n_pop: int, n_genes: int, *, elapsed_s: float) -> None:
+        self.n_pop, self.n_genes = n_pop, n_genes
+        self._t_start = self.clock() - elapsed_s
+        self.gen, self.pop, self.archive, self.hypervolume = None, [], None, []
+        self.logbook = tools.Logbook()
+        self.logbook.header = "gen", "evals", "front", "hv", "min"
+        self.evaluations, self.normaliser, self.stop_reason, self.resumed_from = 0, None, None, None
+        self._toolbox = base.Toolbox()
+        self._toolbox.register("mate", tools.cxSimulatedBinaryBounded, low=0.0, up=1.0, eta=ETA_CROSSOVER)
+        self._toolbox.register("mutate", tools.mutPolynomialBounded, low=0.0, up=1.0, eta=ETA_MUTATION,
+                               indpb=1.0 / n_genes)
+        self._stats = tools.Statistics(attrgetter("fitness.values"))
+        self._stats.register("min", np.min, axis=0)
+        self._started = True
+
+    def _objectives(self, n_obj: int, normaliser: Normaliser) -> None:
+        """What depends on the number of objectives: DEAP's classes, the steering, the reference points."""
+        self.normaliser = normaliser
+        self.archive = Archive(self.n_genes, n_obj)
+        self._Individual = _classes(n_obj)
+        w = None if self.steer is None else np.asarray(self.steer, dtype=float)
+        self._w = None if w is None or w.shape != (n_obj,) or np.allclose(w, w[0]) else w
+        self._ref_points = steered_reference_points(n_obj, self._w) if self.algorithm == "nsga3" else None
+
+    def _individuals(self, G: np.ndarray, F: np.ndarray) -> list:
+        pop = [self._Individual(row) for row in G]
+        for ind, f in zip(pop, F):
+            ind.fitness.values = tuple(float(v) for v in f)
+        return pop
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def has_next(self) -> bool:
+        """Whether another generation should run (generation 0 always does)."""
+        if not self._started:
+            raise EvomixError("Evolution: call setup(initial, seed=...) or load(state) first")
+        return self.stop_reason is None
+
+    def next(self) -> None:
+        """Run one generation (the first after :meth:`setup`: score the initial population), record
+        it, hand :meth:`dump` to ``on_generation`` and ask whether to stop (:meth:`has_next`)."""
+        if not self._started:
+            raise EvomixError("Evolution: call setup(initial, seed=...) or load(state) first")
+        evals = self._initialize() if self.gen is None else self._advance()
+        self.hypervolume.append(hypervolume(self.archive.F, self.normaliser))
+        self.logbook.record(gen=self.gen, evals=evals, front=len(self.archive), hv=self.hypervolume[-1],
+                            **self._stats.compile(self.pop))
+        if self.progress is not None:
+            self.progress(self.gen, self.termination.generations, len(self.archive),
+                          np.asarray(self.logbook[-1]["min"]))
+        if self.on_generation is not None:
+            self.on_generation(self.dump())
+        self._check_stop()
+
+    def run(self) -> SearchResult:
+        """``while has_next(): next()``, then :meth:`result`."""
+        while self.has_next():
+            self.next()
+        return self.result()
+
+    def _initialize(self) -> int:
+        """Generation 0: score the initial population; survival assigns NSGA's crowding distance."""
+        F0 = self.evaluate_population(np.asarray(self._initial))
+        given = self._given_normaliser
+        self._objectives(F0.shape[1], Normaliser.frozen(F0) if given is None else given)
+        self.pop = self._individuals(self._initial, F0)
+        self._initial = None
+        self.evaluations = len(self.pop)
+        if self.algorithm != "random":
+            self.pop = self._survive(self.pop)  # assigns crowding distance for selTournamentDCD
+        self.archive.update(self.pop, [i.fitness.values for i in self.pop])
+        self.gen = 0
+        return self.evaluations
+
+    def _advance(self) -> int:
+        """One generation after 0: offspring, scored in one call, survival, archive. Returns the evaluations."""
+        self.gen += 1
+        offspring = self._offspring()
+        invalid = [ind for ind in offspring if not ind.fitness.valid]
+        if invalid:
+            F = self.evaluate_population(np.asarray(invalid))
+            for ind, f in zip(invalid, F):
+                ind.fitness.values = tuple(float(v) for v in f)
+        self.evaluations += len(invalid)
+        self.pop = offspring if self.algorithm == "random" else self._survive(self.pop + offspring)
+        self.archive.update(offspring, [i.fitness.values for i in offspring])  # every candidate evaluated
+        return len(invalid)
+
+    def _offspring(self) -> list:
+        if self.algorithm == "random":
+            return [self._Individual(row) for row in self.uniform.uniform(0.0, 1.0, size=(self.n_pop, self.n_genes))]
+        tb = self._toolbox
+        with self._module_generators():
+            if self.algorithm == "nsga2":
+                parents = tools.selTournamentDCD(self.pop, self.n_pop)
+            else:
+                parents = tools.selRandom(self.pop, self.n_pop)
+            off = [tb.clone(ind) for ind in parents]
+            for a, b in zip(off[::2], off[1::2]):
+                if random.random() <= CROSSOVER_PROB:
+                    tb.mate(a, b)
+                tb.mutate(a)
+                tb.mutate(b)
+                del a.fitness.values, b.fitness.values
+        return off
+
+    def _select(self, candidates: list, k: int) -> list:
+        if self.algorithm == "nsga3":
+            return tools.selNSGA3(candidates, k, self._ref_points)
+        return tools.selNSGA2(candidates, k)
+
+    def _survive(self, candidates: list) -> list:
+        with self._module_generators():
+            if self._w is None:
+                return self._select(candidates, self.n_pop)
+            n_elite = int(round(STEER_ELITE_FRACTION * self.n_pop))
+            a = achievement(self.normaliser(np.asarray([c.fitness.values for c in candidates])), self._w)
+            order = np.argsort(a, kind="stable")
+            elite = [candidates[i] for i in order[:n_elite]]
+            rest = self._select([candidates[i] for i in order[n_elite:]], self.n_pop - n_elite)
+            tools.emo.assignCrowdingDist(elite)
+            return elite + rest
+
+    @contextmanager
+    def _module_generators(self):
+        """Lend this search's states to ``random`` and numpy's global generator while DEAP draws,
+        and give the caller's back after (also on an error)."""
+        with _MODULE_GENERATORS:
+            caller = random.getstate(), np.random.get_state()  # noqa: NPY002
+            random.setstate(self._random_state)
+            np.random.set_state(self._numpy_state)  # noqa: NPY002
+            try:
+                yield
+            finally:
+                self._random_state, self._numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+                random.setstate(caller[0])
+                np.random.set_state(caller[1])  # noqa: NPY002
+
+    def _check_stop(self) -> None:
+        reason = self.termination.stop(self.gen, self.hypervolume, self.clock() - self._t_start)
+        if reason is None and self.stop_requested is not None and self.stop_requested():
+            reason = "interrupted"
+        self.stop_reason = reason
+
+    # --- what comes out ---------------------------------------------------------------------------
+
+    def dump(self) -> SearchState:
+        """The state after the last generation, as plain arrays (:meth:`load` continues from it)."""
+        if self.gen is None:
+            raise EvomixError("Evolution.dump: no generation has run yet; call next() first")
+        n_obj = self.archive.F.shape[1]
+        name, keys, pos, has_gauss, cached = self._numpy_state
+        return SearchState(
+            gen=self.gen, evaluations=self.evaluations, elapsed_s=self.clock() - self._t_start,
+            population=np.asarray([list(i) for i in self.pop], dtype=float).reshape(self.n_pop, self.n_genes),
+            population_F=np.asarray([i.fitness.values for i in self.pop], dtype=float),
+            crowding=np.asarray([getattr(i.fitness, "crowding_dist", np.nan) for i in self.pop], dtype=float),
+            archive_G=self.archive.G.copy(), archive_F=self.archive.F.copy(),
+            hypervolume=np.asarray(self.hypervolume, dtype=float),
+            logbook_evals=np.asarray(self.logbook.select("evals"), dtype=np.int64),
+            logbook_front=np.asarray(self.logbook.select("front"), dtype=np.int64),
+            logbook_min=np.asarray(self.logbook.select("min"), dtype=float).reshape(len(self.logbook), n_obj),
+            normaliser=self.normaliser, random_state=self._random_state,
+            numpy_state=(name, keys.copy(), pos, has_gauss, cached), uniform_state=self.uniform.bit_generator.state)
+
+    def result(self) -> SearchResult:
+        """The outcome so far (``stop_reason`` None if :meth:`has_next` still says go on)."""
+        elapsed_s = self.clock() - self._t_start
+        return SearchResult(
+            front_genomes=self.archive.G,
+            front_F=self.archive.F,
+            population=np.asarray([list(i) for i in self.pop]),
+            population_F=np.asarray([i.fitness.values for i in self.pop]),
+            logbook=self.logbook,
+            evaluations=self.evaluations,
+            algorithm=self.algorithm,
+            generations=self.gen,
+            stop_reason=self.stop_reason,
+            elapsed_s=elapsed_s,
+            hypervolume=np.asarray(self.hypervolume),
+            normaliser=self.normaliser,
+            state=self.dump(),
+            resumed_from=self.resumed_from,
+        )
+
+
+def run_search(evaluate_population: Callable[[np.ndarray], np.ndarray], initial: np.ndarray | None, *,
                algorithm: str = "nsga2", termination: Termination | None = None, seed: int = 0,
                progress: ProgressFn | None = None, normaliser: Normaliser | None = None,
                steer=None, clock: Callable[[], float] = time.monotonic, resume: SearchState | None = None,
                on_generation: StateFn | None = None, stop_requested: Callable[[], bool] | None = None) -> SearchResult:
-    """Evolve ``initial`` (pop, genes) with ``algorithm`` until ``termination`` says stop.
+    """Evolve ``initial`` (pop, genes) with ``algorithm`` until ``termination`` says stop: a
+    :class:`Evolution` made with these options, started (:meth:`Evolution.setup`) or continued from
+    ``resume`` (:meth:`Evolution.load`), and run.
 
     ``pop`` must be a multiple of 4 (``selTournamentDCD``); the caller rounds it.
-    ``normaliser``: of the hypervolume (default: frozen from generation 0).
-    ``steer``: (n_obj,) weights that move the search (module docstring), None for none.
     ``resume``: a :class:`SearchState` to continue from (``initial`` is then only checked for its
     shape, and may be None; ``seed`` is not used: the saved generator states are).
-    ``on_generation``: called with the :class:`SearchState` after every generation (0 included).
-    ``stop_requested``: () -> bool, asked after every generation; True stops with "interrupted".
-    Same ``seed`` and inputs -> the same result (unless the time limit stops it), resumed or not.
+    The other options are :class:`Evolution`'s. Same ``seed`` and inputs -> the same result (unless the
+    time limit stops it), resumed or not; the caller's ``random`` and ``np.random`` states are left as they were.
     """
-    termination = Termination() if termination is None else termination
-    if algorithm not in ALGORITHMS:
-        raise OptionError(lambda k: f"{k('algorithm')}: unknown algorithm '{algorithm}'; choose from {', '.join(ALGORITHMS)}")
-    n_pop, n_genes = (resume.population if initial is None else initial).shape
-    if n_pop < 4 or n_pop % 4:
-        raise OptionError(lambda k: f"{k('population')} must be a multiple of 4 and >= 4, got {n_pop}")
-    if resume is not None and resume.population.shape != (n_pop, n_genes):
-        raise ParameterError(f"resume: the saved population is {resume.population.shape[0]} x "
-                             f"{resume.population.shape[1]} genes, this search's {n_pop} x {n_genes}")
-    termination.check()
-    t_start = clock() - (0.0 if resume is None else float(resume.elapsed_s))
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # selNSGA3's niching draws from numpy's global generator
-    uniform = np.random.default_rng(seed)  # the random algorithm's genomes
-    Individual = None
-    tb = base.Toolbox()
-    tb.register("mate", tools.cxSimulatedBinaryBounded, low=0.0, up=1.0, eta=ETA_CROSSOVER)
-    tb.register("mutate", tools.mutPolynomialBounded, low=0.0, up=1.0, eta=ETA_MUTATION, indpb=1.0 / n_genes)
-
-    stats = tools.Statistics(lambda ind: ind.fitness.values)
-    stats.register("min", np.min, axis=0)
-    logbook = tools.Logbook()
-    logbook.header = "gen", "evals", "front", "hv", "min"
-
-    def score(inds) -> int:
-        invalid = [ind for ind in inds if not ind.fitness.valid]
-        if invalid:
-            F = evaluate_population(np.asarray(invalid))
-            for ind, f in zip(invalid, F):
-                ind.fitness.values = tuple(float(v) for v in f)
-        return len(invalid)
-
+    evolution = Evolution(evaluate_population, algorithm=algorithm, termination=termination, normaliser=normaliser,
+                          steer=steer, progress=progress, on_generation=on_generation,
+                          stop_requested=stop_requested, clock=clock)
     if resume is None:
-        F0 = evaluate_population(np.asarray(initial))
-        pop_G = np.asarray(initial)
-    else:
-        F0, pop_G = resume.population_F, resume.population
-    n_obj = F0.shape[1]
-    front = Archive(n_genes, n_obj)
-    Individual = _classes(n_obj)
-    pop = [Individual(row) for row in pop_G]
-    for ind, f in zip(pop, F0):
-        ind.fitness.values = tuple(float(v) for v in f)
-    if resume is None:
-        norm = Normaliser.frozen(F0) if normaliser is None else normaliser
-    else:
-        norm = resume.normaliser
-        if normaliser is not None and not (np.array_equal(normaliser.ideal, norm.ideal)
-                                           and np.array_equal(normaliser.scale, norm.scale)):
-            raise ParameterError("resume: the saved hypervolume normaliser differs from this search's")
-    w = None if steer is None else np.asarray(steer, dtype=float)
-    if w is not None and (w.shape != (n_obj,) or np.allclose(w, w[0])):
-        w = None
-    ref_points = steered_reference_points(n_obj, w) if algorithm == "nsga3" else None
-
-    def select(candidates: list, k: int) -> list:
-        if algorithm == "nsga3":
-            return tools.selNSGA3(candidates, k, ref_points)
-        return tools.selNSGA2(candidates, k)
-
-    def survive(candidates: list) -> list:
-        if w is None:
-            return select(candidates, n_pop)
-        n_elite = int(round(STEER_ELITE_FRACTION * n_pop))
-        a = achievement(norm(np.asarray([c.fitness.values for c in candidates])), w)
-        order = np.argsort(a, kind="stable")
-        elite = [candidates[i] for i in order[:n_elite]]
-        rest = select([candidates[i] for i in order[n_elite:]], n_pop - n_elite)
-        tools.emo.assignCrowdingDist(elite)
-        return elite + rest
-
-    def offspring_of(pop: list) -> list:
-        if algorithm == "random":
-            return [Individual(row) for row in uniform.uniform(0.0, 1.0, size=(n_pop, n_genes))]
-        parents = tools.selTournamentDCD(pop, n_pop) if algorithm == "nsga2" else tools.selRandom(pop, n_pop)
-        off = [tb.clone(ind) for ind in parents]
-        for a, b in zip(off[::2], off[1::2]):
-            if random.random() <= CROSSOVER_PROB:
-                tb.mate(a, b)
-            tb.mutate(a)
-            tb.mutate(b)
-            del a.fitness.values, b.fitness.values
-        return off
-
-    hv: list = []
-
-    def record(gen: int, evals: int) -> None:
-        hv.append(hypervolume(front.F, norm))
-        logbook.record(gen=gen, evals=evals, front=len(front), hv=hv[-1], **stats.compile(pop))
-        if progress:
-            progress(gen, termination.generations, len(front), np.asarray(logbook[-1]["min"]))
-
-    def state(gen: int, total: int) -> SearchState:
-        return SearchState(
-            gen=gen, evaluations=total, elapsed_s=clock() - t_start,
-            population=np.asarray([list(i) for i in pop], dtype=float).reshape(n_pop, n_genes),
-            population_F=np.asarray([i.fitness.values for i in pop], dtype=float),
-            crowding=np.asarray([getattr(i.fitness, "crowding_dist", np.nan) for i in pop], dtype=float),
-            archive_G=front.G.copy(), archive_F=front.F.copy(), hypervolume=np.asarray(hv, dtype=float),
-            logbook_evals=np.asarray(logbook.select("evals"), dtype=np.int64),
-            logbook_front=np.asarray(logbook.select("front"), dtype=np.int64),
-            logbook_min=np.asarray(logbook.select("min"), dtype=float).reshape(len(logbook), n_obj),
-            normaliser=norm, random_state=random.getstate(), numpy_state=np.random.get_state(),
-            uniform_state=uniform.bit_generator.state)
-
-    def stop(gen: int, total: int) -> str | None:
-        if on_generation is not None:
-            on_generation(state(gen, total))
-        reason = termination.stop(gen, hv, clock() - t_start)
-        if reason is None and stop_requested is not None and stop_requested():
-            reason = "interrupted"
-        return reason
-
-    if resume is None:
-        total = len(pop)
-        if algorithm != "random":
-            pop = survive(pop)  # assigns crowding distance for selTournamentDCD
-        front.update(pop, [i.fitness.values for i in pop])
-        record(0, total)
-        gen = 0
-        reason = stop(gen, total)
-    else:  # the loop's state after generation resume.gen, exactly
-        for ind, c in zip(pop, resume.crowding):
-            if not np.isnan(c):
-                ind.fitness.crowding_dist = float(c)
-        front.G, front.F = np.array(resume.archive_G, dtype=float), np.array(resume.archive_F, dtype=float)
-        hv.extend(float(h) for h in resume.hypervolume)
-        for g, (e, n, m, h) in enumerate(zip(resume.logbook_evals, resume.logbook_front, resume.logbook_min, hv)):
-            logbook.record(gen=g, evals=int(e), front=int(n), hv=h, min=np.array(m, dtype=float))
-        random.setstate(resume.random_state)
-        np.random.set_state(resume.numpy_state)
-        uniform.bit_generator.state = resume.uniform_state
-        gen, total = int(resume.gen), int(resume.evaluations)
-        reason = termination.stop(gen, hv, clock() - t_start)  # resumed with a budget already spent
-        if reason is None and stop_requested is not None and stop_requested():
-            reason = "interrupted"
-    while reason is None:
-        gen += 1
-        offspring = offspring_of(pop)
-        evals = score(offspring)
-        total += evals
-        pop = offspring if algorithm == "random" else survive(pop + offspring)
-        front.update(offspring, [i.fitness.values for i in offspring])  # every candidate evaluated
-        record(gen, evals)
-        reason = stop(gen, total)
-    return SearchResult(
-        front_genomes=front.G,
-        front_F=front.F,
-        population=np.asarray([list(i) for i in pop]),
-        population_F=np.asarray([i.fitness.values for i in pop]),
-        logbook=logbook,
-        evaluations=total,
-        algorithm=algorithm,
-        generations=gen,
-        stop_reason=reason,
-        elapsed_s=clock() - t_start,
-        hypervolume=np.asarray(hv),
-        normaliser=norm,
-        state=state(gen, total),
-        resumed_from=None if resume is None else int(resume.gen),
-    )
-
-
-def run_nsga2(evaluate_population: Callable[[np.ndarray], np.ndarray], initial: np.ndarray, *,
-              generations: int, seed: int, progress: ProgressFn | None = None) -> SearchResult:
-    """NSGA-II for exactly ``generations`` generations (:func:`run_search` with that override)."""
-    if generations < 0:
-        raise OptionError(lambda k: f"{k('generations')} must be >= 0, got {generations}")
-    return run_search(evaluate_population, initial, algorithm="nsga2", seed=seed, progress=progress,
-                      termination=Termination(generations=generations, time_limit=None))
+        return evolution.setup(initial, seed=seed).run()
+    if initial is not None:
+        n_pop, n_genes = _population_shape(np.shape(initial))
+        if resume.population.shape != (n_pop, n_genes):
+            raise ParameterError(f"resume: the saved population is {resume.population.shape[0]} x "
+                                 f"{resume.population.shape[1]} genes, this search's {n_pop} x {n_genes}")
+    return evolution.load(resume).run()
 
 
 def evaluations_to_fraction(result: SearchResult, fraction: float = 0.95) -> int:

@@ -3,18 +3,20 @@
 A checkpoint is one ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
 ``allow_pickle=False``: loading one runs no code). It holds
 
-* the arrays of a :class:`evomix.search.algorithm.SearchState` (population, its fitness and crowding
-  distance, the archive, hypervolume and logbook columns, the normaliser, numpy's global Mersenne
-  Twister key) under their field names;
+* the arrays of a :class:`evomix.search.algorithm.SearchState`, the dump of a
+  :class:`~evomix.search.algorithm.Evolution` (population, its fitness and crowding distance, the
+  archive, hypervolume and logbook columns, the normaliser, the key of the search's legacy numpy
+  Mersenne Twister) under their field names;
 * ``header``: UTF-8 JSON bytes, ``{"format": "evomix-checkpoint/1", "gen", "evaluations",
   "elapsed_s", "settings", "stems", "rng"}``. ``rng`` has the rest of the three generator states
-  (``random.getstate()``, the scalars of ``np.random.get_state()``, the random algorithm's PCG64
-  ``bit_generator.state``; JSON keeps Python ints and floats exactly). ``settings``
+  (the search's own ``random.Random`` and ``np.random.RandomState`` states, in ``getstate()`` and
+  ``get_state()`` form, and the random algorithm's PCG64 ``bit_generator.state``; JSON keeps Python
+  ints and floats exactly). ``settings``
   (:func:`search_settings`) are what determine the search; ``stems`` (:func:`stems_fingerprint`)
   names each stem's file, size, role and the SHA-256 of its bytes.
 
 It is written to a temporary name in its folder, fsynced and renamed over the old one
-(``evomix.output.export.files.write_bytes_atomic``), so a crash or a second Ctrl-C leaves the previous
+(``evomix.io.files.write_bytes_atomic``), so a crash or a second Ctrl-C leaves the previous
 generation's checkpoint intact, never half a file. :class:`Saver` writes on a background thread,
 one generation at a time, so the search does not wait for the disk.
 
@@ -37,7 +39,7 @@ import numpy as np
 
 from evomix import __version__
 from evomix.errors import EvomixError, ParameterError
-from evomix.output.export.files import write_bytes_atomic
+from evomix.io.files import write_bytes_atomic
 from evomix.search.algorithm import SearchState
 from evomix.search.hypervolume import Normaliser
 
@@ -58,6 +60,7 @@ class CheckpointError(ParameterError):
         self.option, self.detail = option, detail
 
     def for_cli(self) -> ParameterError:
+        """The same error naming the command-line flag (``--resume: ...``)."""
         return ParameterError(f"--{self.option}: {self.detail}")
 
 
@@ -79,7 +82,8 @@ def _json_ready(x):
 
 def search_settings(*, algorithm: str, population: int, seed: int, objectives: Sequence[str],
                     weights: Sequence[float], profile: dict, target_lufs: float, ceiling_dbtp: float,
-                    constraints: dict, max_limiting_db: float | None = None, roles: dict, sr: int, n_genes: int, reference: dict | None,
+                    constraints: dict, max_limiting_db: float | None = None, roles: dict, sr: int, n_genes: int,
+                    reference: dict | None,
                     normaliser: Normaliser) -> dict:
     """The settings that determine a search's sequence (two runs that differ in any of them
     cannot continue each other), as JSON-ready values. Not in it: the termination (``generations``,
@@ -88,7 +92,8 @@ def search_settings(*, algorithm: str, population: int, seed: int, objectives: S
     return _json_ready({
         "algorithm": algorithm, "population": int(population), "seed": int(seed), "objectives": list(objectives),
         "weights": [float(w) for w in weights], "genre": profile, "target_lufs": float(target_lufs),
-        "ceiling_dbtp": float(ceiling_dbtp), "max_limiting_db": None if max_limiting_db is None else float(max_limiting_db),
+        "ceiling_dbtp": float(ceiling_dbtp),
+        "max_limiting_db": None if max_limiting_db is None else float(max_limiting_db),
         "constraints": constraints, "roles": dict(roles), "sr": int(sr),
         "genes": int(n_genes), "reference": reference,
         "normaliser": {"ideal": [float(v) for v in normaliser.ideal], "scale": [float(v) for v in normaliser.scale]},
@@ -116,7 +121,8 @@ def stems_fingerprint(session) -> list[dict]:
             d["bytes"] = p.stat().st_size
             d["sha256"] = file_sha256(p)
         else:
-            d["audio_sha256"] = hashlib.sha256(np.ascontiguousarray(session.stem(i), dtype=np.float32).tobytes()).hexdigest()
+            audio = np.ascontiguousarray(session.stem(i), dtype=np.float32)
+            d["audio_sha256"] = hashlib.sha256(audio.tobytes()).hexdigest()
         out.append(d)
     return out
 
@@ -129,7 +135,8 @@ def encode(state: SearchState, *, settings: dict, stems: list) -> bytes:
               "evaluations": int(state.evaluations), "elapsed_s": float(state.elapsed_s),
               "settings": settings, "stems": stems,
               "rng": {"random": [version, list(mt), gauss],
-                      "numpy": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+                      "numpy": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss),
+                                "cached_gaussian": float(cached)},
                       "uniform": state.uniform_state}}
     arrays = {k: np.asarray(getattr(state, k)) for k in _ARRAYS}
     arrays |= {"normaliser_ideal": np.asarray(state.normaliser.ideal, dtype=float),
@@ -147,8 +154,8 @@ def save(path: str | Path, state: SearchState, *, settings: dict, stems: list) -
 
 
 class Saver:
-    """``on_generation`` for :func:`evomix.search.algorithm.run_search`: saves every generation's state to
-    ``path`` (its folder is created), as a context manager.
+    """``on_generation`` for :class:`evomix.search.algorithm.Evolution` (and ``run_search``): saves every
+    generation's state to ``path`` (its folder is created), as a context manager.
 
     The state is encoded at once; the file is written, fsynced (most of the cost) and renamed on
     one background thread while the next generation is scored. One
@@ -167,6 +174,7 @@ class Saver:
         self._pending: tuple | None = None  # (generation, future) of the write in flight
 
     def __call__(self, state: SearchState) -> None:
+        """Encode ``state`` now and write it on the background thread (after the previous one)."""
         data = encode(state, settings=self.settings, stems=self.stems)
         self.wait()
         if self._pool is None:
@@ -183,6 +191,7 @@ class Saver:
             self.saved = gen
 
     def close(self) -> None:
+        """Wait for the last write (its error, if any, is raised here) and stop the thread."""
         try:
             self.wait()
         finally:
@@ -229,7 +238,8 @@ def load(path: str | Path, *, option: str = "resume") -> Checkpoint:
             header = json.loads(z["header"].tobytes().decode())
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 got = header.get("format") if isinstance(header, dict) else None
-                raise CheckpointError(option, f"{path} is not an evomix checkpoint (format {got!r}, expected {FORMAT!r})")
+                raise CheckpointError(option, f"{path} is not an evomix checkpoint "
+                                              f"(format {got!r}, expected {FORMAT!r})")
             arrays = {k: z[k] for k in (*_ARRAYS, "normaliser_ideal", "normaliser_scale", "numpy_keys")}
     except CheckpointError:
         raise

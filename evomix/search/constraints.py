@@ -96,6 +96,7 @@ class Constraint:
 
     @property
     def is_lock(self) -> bool:
+        """Whether the entry pins one value (LO == HI), whatever its kind."""
         return self.low == self.high
 
     def describe(self) -> str:
@@ -138,7 +139,8 @@ def _resolve_name(name: str, entry: str, option: str) -> tuple[str | None, str, 
     if not dot or not stem or not param:
         raise ParameterError(f"{option} '{entry}': expected STEM.PARAM=..., e.g. vocal.gain_db; names: {valid_names()}")
     flat = {g.name: p for p, g in _STEM_BY_PATH.items()}  # "highpass_hz" -> "eq.highpass_hz", "comp_ratio" -> ...
-    guess = flat.get(param.replace(".", "_")) or (difflib.get_close_matches(param, list(_STEM_BY_PATH), n=1) or [None])[0]
+    guess = (flat.get(param.replace(".", "_"))
+             or (difflib.get_close_matches(param, list(_STEM_BY_PATH), n=1) or [None])[0])
     raise ParameterError(f"{option} '{entry}': unknown parameter '{param}'"
                          + (f" (did you mean {stem}.{guess}?)" if guess else "") + f"; names: {valid_names()}")
 
@@ -146,7 +148,8 @@ def _resolve_name(name: str, entry: str, option: str) -> tuple[str | None, str, 
 def _check_within(gene: Gene, low: float, high: float, entry: str, option: str, name: str) -> None:
     for v in (low, high):
         if not gene.low <= v <= gene.high:
-            raise ParameterError(f"{option} '{entry}': {format_value(v)} is outside the range of {name}, {format_range(gene)}")
+            raise ParameterError(f"{option} '{entry}': {format_value(v)} is outside the range of {name}, "
+                                 f"{format_range(gene)}")
 
 
 def parse_lock(entry: str, *, option: str = "--lock") -> Constraint:
@@ -179,18 +182,21 @@ def _parse(entry: str, option: str, *, lock: bool) -> Constraint:
     name, eq, value = entry.rpartition("=")  # a value has no "=", a stem name might
     name, value = name.strip(), value.strip()
     if not eq or not name or not value:
-        raise ParameterError(f"{option} '{entry}': expected {form}, e.g. {'vocal.gain_db=-3' if lock else 'vocal.gain_db=-6:0'}")
+        raise ParameterError(f"{option} '{entry}': expected {form}, "
+                             f"e.g. {'vocal.gain_db=-3' if lock else 'vocal.gain_db=-6:0'}")
     stem, path, gene = _resolve_name(name, entry, option)
     if lock:
         low = high = _number(value, entry, option, "value", gene.unit)
     else:
         lo_text, colon, hi_text = value.partition(":")
         if not colon:
-            raise ParameterError(f"{option} '{entry}': expected {form} (two numbers separated by ':'), e.g. {name}=LO:HI")
+            raise ParameterError(f"{option} '{entry}': expected {form} (two numbers separated by ':'), "
+                                 f"e.g. {name}=LO:HI")
         low = _number(lo_text.strip(), entry, option, "LO", gene.unit)
         high = _number(hi_text.strip(), entry, option, "HI", gene.unit)
         if low > high:
-            raise ParameterError(f"{option} '{entry}': LO {format_value(low)} is above HI {format_value(high)} (did you swap them?)")
+            raise ParameterError(f"{option} '{entry}': LO {format_value(low)} is above HI {format_value(high)} "
+                                 f"(did you swap them?)")
     _check_within(gene, low, high, entry, option, name)
     return Constraint(text=entry, option=option, stem=stem, path=path, gene=gene, low=low, high=high,
                       kind="lock" if lock else "range")
@@ -275,14 +281,17 @@ class Constraints:
         for c in self.entries:
             if c.stem not in (None, WILDCARD) and c.stem not in stem_names:
                 hint = difflib.get_close_matches(c.stem, stem_names, n=1)
-                raise ParameterError(f"{c.describe()}: unknown stem '{c.stem}'" + (f" (did you mean {hint[0]}?)" if hint else "")
-                                     + f"; stems are {', '.join(stem_names)} (* for every stem, master for the master bus)")
+                raise ParameterError(f"{c.describe()}: unknown stem '{c.stem}'"
+                                     + (f" (did you mean {hint[0]}?)" if hint else "")
+                                     + f"; stems are {', '.join(stem_names)} "
+                                       f"(* for every stem, master for the master bus)")
             if c.stem is None and MASTER in stem_names and c.path in _STEM_BY_PATH:
                 raise ParameterError(f"{c.describe()}: ambiguous, a stem is named 'master' too; master.PARAM means the "
                                      f"master bus (rename the stem's file to constrain it)")
         original = table
         for c in sorted(self.entries, key=lambda c: c.stem not in (None, WILDCARD)):  # wildcards first (rule 1)
-            stems = [None] if c.stem is None else range(table.n_stems) if c.stem == WILDCARD else [stem_names.index(c.stem)]
+            stems = ([None] if c.stem is None else range(table.n_stems) if c.stem == WILDCARD
+                     else [stem_names.index(c.stem)])
             for s in stems:  # the table given may already be narrower than the full gene range
                 _check_within(original.gene(c.gene.name, s), c.low, c.high, c.text, c.option, c.name)
             stem = None if c.stem in (None, WILDCARD) else stem_names.index(c.stem)
@@ -359,7 +368,8 @@ class Constraints:
                                          f"(--lock {c.name}=VALUE or --range {c.name}=LO:HI)")
                 if (low, high) != (first.low, first.high):
                     kind = "lock" if low == high and (first.is_lock or c.is_lock) else "range"
-                    text = f"{c.name}={format_value(low)}" if kind == "lock" else f"{c.name}={format_value(low)}:{format_value(high)}"
+                    text = (f"{c.name}={format_value(low)}" if kind == "lock"
+                            else f"{c.name}={format_value(low)}:{format_value(high)}")
                     merged[c.name] = (f"{first_source} and {source}", Constraint(
                         text=text, option=f"{first_source} and {source}", stem=c.stem, path=c.path, gene=c.gene,
                         low=low, high=high, kind=kind))

@@ -104,8 +104,10 @@ MASTER_PARAM_PATHS: dict[str, str] = {
 # their value or origin, for error messages.
 FIXED_STEM_PATHS: dict[str, str] = {"trim_db": "set by the analysis", "comp.knee_db": f"fixed at {KNEE_DB:g} dB"}
 FIXED_MASTER_PATHS: dict[str, str] = {
-    "eq.low_shelf_hz": f"fixed at {MASTER_LOW_SHELF_HZ:g} Hz", "eq.high_shelf_hz": f"fixed at {MASTER_HIGH_SHELF_HZ:g} Hz",
-    "comp.attack_ms": f"fixed at {MASTER_COMP_ATTACK_MS:g} ms", "comp.release_ms": f"fixed at {MASTER_COMP_RELEASE_MS:g} ms",
+    "eq.low_shelf_hz": f"fixed at {MASTER_LOW_SHELF_HZ:g} Hz",
+    "eq.high_shelf_hz": f"fixed at {MASTER_HIGH_SHELF_HZ:g} Hz",
+    "comp.attack_ms": f"fixed at {MASTER_COMP_ATTACK_MS:g} ms",
+    "comp.release_ms": f"fixed at {MASTER_COMP_RELEASE_MS:g} ms",
     "comp.knee_db": f"fixed at {KNEE_DB:g} dB",
 }
 RANGE_TOLERANCE = 1e-9  # relative to a gene's span: a JSON value this far outside the range is rounding
@@ -152,10 +154,12 @@ class Params:
 
     @property
     def n_pop(self) -> int:
+        """The number of candidates (rows)."""
         return self.gain_db.shape[0]
 
     @property
     def n_stems(self) -> int:
+        """The number of stems (columns of the per-stem arrays)."""
         return self.gain_db.shape[1]
 
     def member(self, i: int) -> Params:
@@ -286,6 +290,7 @@ class GeneTable:
 
     @property
     def n_genes(self) -> int:
+        """The genome length: every stem's genes, then the master's."""
         return self.n_stems * len(self.stem_genes) + len(self.master_genes)
 
     def genes_of_stem(self, s: int) -> tuple[Gene, ...]:

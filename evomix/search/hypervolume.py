@@ -59,9 +59,11 @@ class Normaliser:
         return cls(lo, np.where(hi > lo, hi - lo, 1.0))
 
     def __call__(self, F: np.ndarray) -> np.ndarray:
+        """The normalised objectives (n, n_obj) of F (n, n_obj)."""
         return (np.asarray(F, dtype=float) - self.ideal) / self.scale
 
     def to_dict(self) -> dict:
+        """``{"ideal", "scale", "reference_point"}`` as lists of floats (for the reports)."""
         return {"ideal": [float(v) for v in self.ideal], "scale": [float(v) for v in self.scale],
                 "reference_point": [1.0] * len(self.scale)}
 

@@ -1,8 +1,8 @@
 """Distributing ``Problem.evaluate_population`` over local processes or a dask cluster.
 
-:class:`ParallelEvaluator` is a drop-in for ``problem.evaluate_population`` in ``run_nsga2``:
-``genomes (n, genes) -> F (n, n_obj)``, the same values bit for bit whatever the backend and the
-number of workers.
+:class:`ParallelEvaluator` is a drop-in for ``problem.evaluate_population`` in
+:func:`~evomix.search.algorithm.run_search`: ``genomes (n, genes) -> F (n, n_obj)``, the same values
+bit for bit whatever the backend and the number of workers.
 
 What travels, and when
 ----------------------
@@ -25,9 +25,10 @@ A genome's F depends only on the block of ``evomix.search.problem.block_size`` g
 (blocks are counted from the population's first row). :func:`split` cuts a population into pieces
 of whole blocks, one per thread or worker, so every block is rendered exactly as in a single call
 and the concatenated F is bitwise the same for any number of threads, jobs or dask workers.
-The search draws from Python's global ``random`` (DEAP's operators do), which dask's client also
-uses (to sample payloads before compressing them); a distributed call restores the global state
-it found, so the sequence of the search does not depend on the backend either.
+The search lends its own generator states to Python's ``random`` only while DEAP draws, never
+while scoring (:mod:`evomix.search.algorithm`), so nothing here can change its sequence; dask's
+client draws from ``random`` too (to sample payloads before compressing them), so a distributed
+call restores the state it found: the caller's sequence does not depend on the backend either.
 """
 from __future__ import annotations
 
@@ -38,27 +39,18 @@ import random
 import shutil
 import socket
 import tempfile
-import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 
 import numpy as np
 
 import evomix
+from evomix.core.runtime import available_cores, single_threaded_blas
 from evomix.errors import EvomixError, OptionError, ParameterError
-from evomix.search.problem import BLOCK, single_threaded_blas
+from evomix.search.problem import BLOCK
 
 BACKENDS = ("local", "dask")
 CONNECT_TIMEOUT_S = 10.0  # connecting to a dask scheduler, and waiting for its first worker
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and ``taskset`` limit)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 _THREAD_POOLS: dict = {}  # extra threads -> ThreadPoolExecutor, kept for the process (one per size)
@@ -79,7 +71,8 @@ def score(problem, genomes: np.ndarray, threads: int = 1) -> np.ndarray:
             return problem.weighted_scores(genomes)
         pool = _THREAD_POOLS.get(len(pieces) - 1)  # this thread scores the first piece itself
         if pool is None:
-            pool = _THREAD_POOLS[len(pieces) - 1] = ThreadPoolExecutor(len(pieces) - 1, thread_name_prefix="evomix-score")
+            pool = _THREAD_POOLS[len(pieces) - 1] = ThreadPoolExecutor(len(pieces) - 1,
+                                                                       thread_name_prefix="evomix-score")
         others = [pool.submit(problem.weighted_scores, p) for p in pieces[1:]]
         first = problem.weighted_scores(pieces[0])
         return np.concatenate([first] + [f.result() for f in others], axis=0)
@@ -92,8 +85,8 @@ def _block_of(problem) -> int:
 
 def split(genomes: np.ndarray, parts: int, block: int = BLOCK) -> list[np.ndarray]:
     """Contiguous pieces of ``genomes`` (n, genes) for up to ``parts`` workers, each made of whole
-    blocks of ``block`` genomes (the problem's ``block``, ``evaluate.block_size``; the last block may be shorter), block counts differing by at most
-    one. A population of one block is one piece."""
+    blocks of ``block`` genomes (the problem's ``block``, ``evaluate.block_size``; the last block may
+    be shorter), block counts differing by at most one. A population of one block is one piece."""
     n = genomes.shape[0]
     n_blocks = -(-n // block)
     parts = max(1, min(int(parts), n_blocks))
@@ -118,12 +111,14 @@ def check_options(n_jobs, backend, scheduler, threads=None) -> None:
         raise OptionError(lambda k: f"{k('backend')}: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "local":
         if scheduler:
-            raise OptionError(lambda k: f"{k('scheduler')} is for {k('backend')} dask; add {k('backend')} dask to use the cluster")
+            raise OptionError(lambda k: f"{k('scheduler')} is for {k('backend')} dask; "
+                                        f"add {k('backend')} dask to use the cluster")
         return
     if not scheduler:
         raise OptionError(lambda k: f"{k('backend')} dask needs {k('scheduler')} ADDRESS (e.g. tcp://10.0.0.5:8786)")
     if n_jobs != 1:
-        raise OptionError(lambda k: f"{k('jobs')} is for {k('backend')} local; with {k('backend')} dask every worker thread of the cluster takes a share")
+        raise OptionError(lambda k: f"{k('jobs')} is for {k('backend')} local; "
+                                    f"with {k('backend')} dask every worker thread of the cluster takes a share")
     try:
         import distributed  # noqa: F401  (optional dependency, evomix[dask]: is it installed?)
     except ImportError:
@@ -160,13 +155,14 @@ def connect(address: str, timeout: float | None = None):
         client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as e:  # OSError / TimeoutError (unreachable), ValueError (malformed address), ...
         why = _one_line(e)
-        raise OptionError(lambda k: f"{k('scheduler')}: cannot reach the dask scheduler at {address} within {timeout:g} s ({why})") from None
+        raise OptionError(lambda k: f"{k('scheduler')}: cannot reach the dask scheduler at {address} "
+                                    f"within {timeout:g} s ({why})") from None
     try:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except Exception:
-            raise OptionError(lambda k: f"{k('scheduler')}: no dask worker is connected to {address} "
-                                 f"(start one with 'dask worker {address}' on a machine with evomix installed)") from None
+            raise OptionError(lambda k: f"{k('scheduler')}: no dask worker is connected to {address} (start one with "
+                                        f"'dask worker {address}' on a machine with evomix installed)") from None
         found = client.run(version, "evomix", on_error="return")
         bad = sorted(w for w, v in found.items() if v != evomix.__version__)
         if bad:
@@ -180,24 +176,7 @@ def connect(address: str, timeout: float | None = None):
     return client
 
 
-class _Shipment:
-    """The Problem as it travels to a worker, tagged with a run token; unpickling it is counted
-    per process in ``UNPICKLED[token]`` (how tests check that it travels once per worker)."""
-
-    def __init__(self, problem, token: str):
-        self.problem = problem
-        self.token = token
-
-    def __getstate__(self):
-        return {"problem": self.problem, "token": self.token}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        UNPICKLED[self.token] += 1
-
-
-UNPICKLED: Counter = Counter()  # per process: token -> times a _Shipment with that token was unpickled
-_LOADED: dict = {}  # per worker process: path -> _Shipment (the current run's only)
+_LOADED: dict = {}  # per worker process: path -> the Problem loaded from it (the current run's only)
 
 
 def _array_bytes(obj, depth: int = 3) -> int:
@@ -210,24 +189,22 @@ def _array_bytes(obj, depth: int = 3) -> int:
     return sum(_array_bytes(getattr(obj, n, None), depth - 1) for n in names)
 
 
-def unpickled_count(token: str) -> int:
-    """How many times this process unpickled the Problem of run ``token`` (``client.run`` probe)."""
-    return UNPICKLED[token]
-
-
-def _report(shipment: _Shipment) -> tuple:
-    return f"{socket.gethostname()}:{os.getpid()}", UNPICKLED[shipment.token]
+def _worker() -> str:
+    """The process running this, as ``"host:pid"``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _evaluate_file(path: str, genomes: np.ndarray, threads: int = 1):
-    """Worker task (local backend): score ``genomes`` with the Problem dumped at ``path``."""
-    shipment = _LOADED.get(path)
-    if shipment is None:
+    """Worker task (local backend): score ``genomes`` with the Problem dumped at ``path``, loaded by
+    this process's first task of the run. Returns F and ``(worker, 1 if this task loaded it else 0)``."""
+    problem = _LOADED.get(path)
+    loaded = problem is None
+    if loaded:
         _LOADED.clear()  # a previous run's Problem: drop it
         import joblib  # in worker processes only; the serial path never loads joblib (~0.1 s)
 
-        shipment = _LOADED[path] = joblib.load(path, mmap_mode="r")
-    return score(shipment.problem, genomes, threads), _report(shipment)
+        problem = _LOADED[path] = joblib.load(path, mmap_mode="r")
+    return score(problem, genomes, threads), (_worker(), int(loaded))
 
 
 def _ignore_sigint() -> None:
@@ -242,16 +219,17 @@ def _ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _evaluate_scattered(shipment: _Shipment, genomes: np.ndarray):
-    """Worker task (dask backend): ``shipment`` is resolved from the worker's memory."""
-    return score(shipment.problem, genomes), _report(shipment)
+def _evaluate_scattered(problem, genomes: np.ndarray):
+    """Worker task (dask backend): ``problem`` is resolved from the worker's memory, where
+    :meth:`ParallelEvaluator.ship` sent it (no task loads it: 0)."""
+    return score(problem, genomes), (_worker(), 0)
 
 
 class ParallelEvaluator:
     """``genomes (n, genes) -> F (n, n_obj)`` for a Problem, on local processes or a dask cluster.
 
     >>> with ParallelEvaluator(problem, n_jobs=2) as evaluate:
-    ...     result = run_nsga2(evaluate, initial, generations=30, seed=0)
+    ...     result = run_search(evaluate, initial, termination=Termination(generations=30), seed=0)
 
     The options are checked and a dask scheduler is connected to when the evaluator is created
     (``problem`` may then be None and given later with :meth:`ship`, so that a bad address fails
@@ -260,7 +238,9 @@ class ParallelEvaluator:
 
     Attributes
     ----------
-    loads : {"host:pid" of a worker: times the current Problem was unpickled in that process}.
+    loads : {"host:pid" of a worker that scored: times a task there had to load the Problem}; local:
+        1 each (the dump file is read by a process's first task of the run); dask: 0 each
+        (:meth:`ship` sent the Problem to every worker's memory).
     payload_bytes : pickled size of what the last call sent (genome pieces and the Problem's
         path or key); ``problem_bytes`` : size of the Problem as shipped (local: the dump file;
         dask: its arrays; 0 when it stays in this process).
@@ -276,7 +256,6 @@ class ParallelEvaluator:
         self.loads: dict = {}
         self.payload_bytes = 0
         self.problem_bytes = 0
-        self._token = None
         self._dir = self._path = self._pool = None
         self._client = self._future = None
         if backend == "dask":
@@ -296,18 +275,17 @@ class ParallelEvaluator:
         self.problem = problem
         if not self.spawns:
             return self
-        self._token = uuid.uuid4().hex
-        shipment = _Shipment(problem, self._token)
         if self.backend == "local":
             import joblib  # only when workers are spawned (--jobs > 1): the serial path never loads it
 
             self._dir = tempfile.mkdtemp(prefix="evomix-problem-")
             self._path = os.path.join(self._dir, "problem.joblib")
             try:
-                joblib.dump(shipment, self._path)
+                joblib.dump(problem, self._path)
             except OSError as e:
                 self.close()
-                raise EvomixError(f"--jobs: cannot write the session analysis for the workers to {tempfile.gettempdir()} "
+                raise EvomixError(f"--jobs: cannot write the session analysis for the workers to "
+                                  f"{tempfile.gettempdir()} "
                                   f"({_one_line(e)}); point TMPDIR at a folder with room") from None
             self.problem_bytes = os.path.getsize(self._path)
             self._pool = joblib.Parallel(n_jobs=self.n_jobs, backend="loky", batch_size=1, initializer=_ignore_sigint)
@@ -315,9 +293,10 @@ class ParallelEvaluator:
         else:
             self.problem_bytes = _array_bytes(problem)
             try:
-                self._future = self._client.scatter(shipment, broadcast=True, hash=False)
+                self._future = self._client.scatter(problem, broadcast=True, hash=False)
             except Exception as e:
-                raise EvomixError(f"dask scheduler at {self.scheduler}: could not send the session analysis to the workers ({_one_line(e)})") from None
+                raise EvomixError(f"dask scheduler at {self.scheduler}: could not send the session analysis "
+                                  f"to the workers ({_one_line(e)})") from None
         return self
 
     def workers(self) -> int:
@@ -327,13 +306,14 @@ class ParallelEvaluator:
         return self.n_jobs
 
     def __call__(self, genomes: np.ndarray) -> np.ndarray:
+        """F (n, n_obj) of ``genomes`` (n, genes), as ``problem.evaluate_population`` gives it."""
         if self.problem is None:
             raise EvomixError("ParallelEvaluator: no Problem; call ship(problem) first")
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         if not self.spawns:
             return score(self.problem, genomes, self.threads)
-        state = random.getstate()  # DEAP draws from the global ``random``; keep the search's sequence
-        try:  # independent of the backend (dask samples payloads with it to decide on compression)
+        state = random.getstate()  # dask samples payloads with the global ``random`` (to decide on
+        try:  # compression): leave the caller's sequence as it was, whatever the backend
             return self._distribute(genomes)
         finally:
             random.setstate(state)
@@ -357,9 +337,10 @@ class ParallelEvaluator:
             try:
                 out = self._client.gather(futures)
             except (OSError, TimeoutError, KilledWorker) as e:  # connection lost, workers dying
-                raise EvomixError(f"dask cluster at {self.scheduler} failed during the search ({_one_line(e)[:300]})") from None
-        for _, (worker, n_loads) in out:
-            self.loads[worker] = max(self.loads.get(worker, 0), n_loads)
+                raise EvomixError(f"dask cluster at {self.scheduler} failed during the search "
+                                  f"({_one_line(e)[:300]})") from None
+        for _, (worker, loaded) in out:
+            self.loads[worker] = self.loads.get(worker, 0) + loaded
         return np.concatenate([F for F, _ in out], axis=0)
 
     def close(self) -> None:

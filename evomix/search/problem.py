@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from evomix.core.runtime import single_threaded_blas
 from evomix.engine.analysis import Analysis
 from evomix.engine.batch import render_features
 from evomix.search.genome import GeneTable
@@ -25,9 +25,8 @@ from objectives import Target, evaluate
 INFEASIBLE = 1e6  # every objective of a candidate over the limiter budget: this plus its excess (dB)
 BLOCK = 32  # genomes per vectorized render; also the unit of work of a thread or worker
 LARGE_BLOCK_STEM_FRAMES = 32768  # above this many stems x frames a session is scored in blocks of SMALL_BLOCK
-SMALL_BLOCK = 16  # ... whose arrays stay in cache (real-size song, 16 stems x 210 s: 32 genomes in 0.14-0.16 s
-# as two blocks of 16 against 0.20 s as one of 32, on one thread) and which let a population of 32 use two threads;
-# on the 8 x 30 s standard workload blocks of 16 cost more than they save (1,550-1,800 against 1,800-2,400 evals/s)
+SMALL_BLOCK = 16  # ... whose arrays stay in cache, and which let a population of 32 use two threads; on a smaller
+# session, blocks of 16 cost more than they save (the timings are in the README)
 
 
 def block_size(analysis: Analysis) -> int:
@@ -35,19 +34,6 @@ def block_size(analysis: Analysis) -> int:
     (more than ``LARGE_BLOCK_STEM_FRAMES`` stems x analysis frames). Fixed by the session, so a
     genome's F still depends on nothing but its block."""
     return SMALL_BLOCK if analysis.n_stems * analysis.n_frames > LARGE_BLOCK_STEM_FRAMES else BLOCK
-_BLAS = None  # threadpoolctl's view of the loaded BLAS libraries, found once per process
-
-
-def single_threaded_blas():
-    """Context manager that holds BLAS to one thread (threadpoolctl).
-
-    The libraries are looked up once per process (the lookup reads the process's memory map,
-    ~1 ms, which would otherwise be paid every generation).
-    """
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -93,9 +79,9 @@ class Problem:
     def evaluate_population(self, genomes: np.ndarray) -> np.ndarray:
         """Weighted objective matrix F (n, len(names)), lower is better.
 
-        BLAS runs single-threaded here: the fast tier's matrix products are small and batched, and
-        measured on 2 cores a threaded BLAS was slower (and far slower when another process
-        competes for a core); ``evomix.search.parallel.score`` spreads the population over threads instead.
+        BLAS runs single-threaded here: the fast tier's matrix products are small and batched, so BLAS
+        threads cost more than they save (far more when another process competes for a core);
+        ``evomix.search.parallel.score`` spreads the population over threads instead.
         """
         with single_threaded_blas():
             return self.weighted_scores(genomes)

@@ -1059,8 +1059,10 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
     _check_session_args(n_stems, duration_s, sr)
     key = session_key(n_stems, duration_s, sr=sr, seed=seed, mono=mono)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    mono_tag = "" if not key["mono"] else ("-mono" if len(key["mono"]) == len(KINDS) else "-mono-" + "-".join(key["mono"]))
-    name = f"{key['n_stems']}x{key['duration_s']:g}s-{key['sr']}Hz-seed{key['seed']}{mono_tag}-v{SONG_VERSION}-{key['source']}"
+    mono_tag = ("" if not key["mono"]
+                else ("-mono" if len(key["mono"]) == len(KINDS) else "-mono-" + "-".join(key["mono"])))
+    name = (f"{key['n_stems']}x{key['duration_s']:g}s-{key['sr']}Hz-seed{key['seed']}{mono_tag}"
+            f"-v{SONG_VERSION}-{key['source']}")
     folder = cache / name
     if _manifest_ok(folder, key):
         return folder, True

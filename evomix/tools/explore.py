@@ -32,7 +32,8 @@ what the gene ranges allow on this song); a mix found later beyond a range lands
 (pyribs clips the index), so the edge cells mean "this far or beyond".
 
 Export: the occupied cells best first (``pick="spread"``: spread over the map, :func:`pick_order`),
-at most ``max_exports`` (exact renders cost seconds each on a real song), each rendered exactly (``api._render_alternatives``: at the loudness target and
+at most ``max_exports`` (exact renders cost seconds each on a real song), each rendered exactly
+(``evomix.choose.verify.render_alternatives``: at the loudness target and
 true-peak ceiling) as ``cell-NN.wav`` with ``cell-NN.json`` (the ``alt-NN.json`` format, so
 ``evomix render`` reproduces it, plus a ``cell`` object). A cell is skipped when its mix sounds the
 same as one exported before it (``describe.DISTINCT_JND``, fast-tier descriptors before the render
@@ -51,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evomix import __version__, api
+from evomix import __version__, pipeline
 from evomix.choose.describe import (
     DESCRIPTORS,
     DISTINCT_JND,
@@ -63,12 +64,14 @@ from evomix.choose.describe import (
 )
 from evomix.choose.describe import row as descriptor_row
 from evomix.choose.select import label_alternatives
-from evomix.engine.analysis import analyze_session
+from evomix.choose.verify import render_alternatives
 from evomix.engine.batch import render_features
 from evomix.errors import OptionError, ParameterError, check_number
-from evomix.io.audio import write_audio, write_text_atomic
+from evomix.io.audio import write_audio
+from evomix.io.files import json_text, write_bytes_atomic, write_text_atomic
+from evomix.io.places import check_output_folder
 from evomix.io.spill import materialise
-from evomix.output.export.files import json_text, write_bytes_atomic
+from evomix.output.result import PARAMS_FORMAT
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable
@@ -76,6 +79,7 @@ from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search.parallel import ParallelEvaluator
 from evomix.search.problem import Problem
 from evomix.search.seeding import smart_initial_population
+from evomix.settings import PICKS, Master, Parallel
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile, parse_weights
 
 ARCHIVE_FORMAT = "evomix-archive/1"
@@ -95,7 +99,6 @@ DEFAULT_DESCRIPTORS = ("brightness", "width")
 DEFAULT_BINS = {2: 12, 3: 6}  # cells per axis: 144 cells for a 2-d map, 216 for a 3-d one
 DEFAULT_TIME_LIMIT_S = 20.0
 DEFAULT_MAX_EXPORTS = 16
-PICKS = ("best", "spread")
 
 INITIAL_SAMPLE = 128  # iteration 0: smart first generation (75 %) + uniform random genomes (25 %)
 RANGE_MARGIN = 0.05  # of the initial sample's span, on each side of each axis
@@ -129,9 +132,11 @@ def parse_descriptors(spec: str | Sequence[str] | None, roles: Sequence[str] | N
         key = str(raw).strip().lower()
         key = ALIASES.get(key, key)
         if key not in MAP_DESCRIPTORS:
-            raise ParameterError(f"{option}: unknown descriptor '{str(raw).strip()}'; choose 2 or 3 of {', '.join(MAP_DESCRIPTORS)}")
+            raise ParameterError(f"{option}: unknown descriptor '{str(raw).strip()}'; "
+                                 f"choose 2 or 3 of {', '.join(MAP_DESCRIPTORS)}")
         if key in names:
-            raise ParameterError(f"{option}: '{key}' is given twice; choose 2 or 3 different ones of {', '.join(MAP_DESCRIPTORS)}")
+            raise ParameterError(f"{option}: '{key}' is given twice; "
+                                 f"choose 2 or 3 different ones of {', '.join(MAP_DESCRIPTORS)}")
         names.append(key)
     if not 2 <= len(names) <= 3:
         raise ParameterError(f"{option}: give 2 or 3 descriptors (got {len(names)}), e.g. brightness,width; "
@@ -153,6 +158,7 @@ class DescribedProblem(Problem):
     """
 
     def weighted_scores(self, genomes: np.ndarray) -> np.ndarray:
+        """The weighted objectives, then the descriptors, of genomes (n, genes): (n, n_obj + len(DESCRIPTORS))."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         k = len(self.names)
         out = np.empty((genomes.shape[0], k + len(DESCRIPTORS)))
@@ -188,7 +194,7 @@ class ExploreResult:
         ``params``, ``descriptors_fast``; exported ones also ``export``, ``exact``, ``descriptors``
         (exact), ``labels``, ``measured``.
     exports : indices into ``cells`` of the exported ones, in export order (``cell-01`` first).
-    renders : their exact renders (``api.ExactRender``), in the same order.
+    renders : their exact renders (``evomix.engine.render.ExactRender``), in the same order.
     """
 
     session: object
@@ -230,13 +236,14 @@ class ExploreResult:
     def cell_params_dict(self, k: int) -> dict:
         """``cell-NN.json`` of the k-th export: the ``alt-NN.json`` format plus ``cell``."""
         c = self.cells[self.exports[k]]
-        return {"format": api.PARAMS_FORMAT, "evomix_version": __version__, "name": c["export"],
+        return {"format": PARAMS_FORMAT, "evomix_version": __version__, "name": c["export"],
                 "sr": self.session.sr, "genre": self.genre, "target_lufs": self.target.target_lufs,
                 "ceiling_dbtp": self.target.ceiling_dbtp, "objectives": c["objectives"], "exact": c["exact"],
                 "labels": c["labels"], "descriptors": c["descriptors"],
                 "constraints": self.settings.get("constraints"),  # `evomix vary cell-NN.json` keeps them
                 "cell": {"index": c["index"], "grid": c["grid"], "measures": c["measures"], "quality": c["quality"],
-                         "bounds": {a["name"]: [a["edges"][g], a["edges"][g + 1]] for a, g in zip(self.axes, c["grid"])}},
+                         "bounds": {a["name"]: [a["edges"][g], a["edges"][g + 1]]
+                                    for a, g in zip(self.axes, c["grid"])}},
                 "params": c["params"]}
 
     def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None) -> list[Path]:
@@ -244,7 +251,7 @@ class ExploreResult:
         ``map.png`` into ``out``, each atomically. Refuses a non-empty folder unless ``force`` (then
         earlier ``cell-NN`` files are removed first, so the folder matches ``archive.json``)."""
         out = Path(out)
-        api.check_output_folder(out, force=force, inputs=self.session.paths)
+        check_output_folder(out, force=force, inputs=self.session.paths)
         out.mkdir(parents=True, exist_ok=True)
         inputs = {Path(p).resolve() for p in self.session.paths}
         for p in out.iterdir():
@@ -304,12 +311,11 @@ def _axes(descriptors: Sequence[str], Mg: np.ndarray, bins: int) -> list:
 
 
 def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | None = None, bins: int | None = None,
-            genre: str = "pop", weights: str | Mapping[str, float] | None = None, target_lufs: float = -14.0,
-            ceiling_dbtp: float = -1.0, time_limit: float | None = DEFAULT_TIME_LIMIT_S,
-            iterations: int | None = None, max_exports: int = DEFAULT_MAX_EXPORTS, pick: str = "best", seed: int = 0,
-            max_limiting_db: float | None = 6.0,
-            roles: Mapping[str, str] | None = None, constraints: Constraints | None = None, jobs: int = 1,
-            threads: int | None = None, reporter: ProgressReporter | None = None) -> ExploreResult:
+            genre: str = "pop", weights: str | Mapping[str, float] | None = None, master: Master | None = None,
+            time_limit: float | None = DEFAULT_TIME_LIMIT_S, iterations: int | None = None,
+            max_exports: int = DEFAULT_MAX_EXPORTS, pick: str = "best", seed: int = 0,
+            roles: Mapping[str, str] | None = None, constraints: Constraints | None = None,
+            parallel: Parallel | None = None, reporter: ProgressReporter | None = None) -> ExploreResult:
     """Map the mix space of the stems at ``paths`` (module doc) and render the best mix of the best cells.
 
     Parameters
@@ -317,8 +323,10 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     paths : stem files or folders.
     descriptors : 2 or 3 of :data:`MAP_DESCRIPTORS`, ``"brightness,width"`` (default) or a sequence.
     bins : cells per axis, int in [2, 50] (default 12 for 2 descriptors, 6 for 3).
-    genre, weights, target_lufs (LUFS in [-40, -5]), ceiling_dbtp (dBTP in [-9, 0]) : as :func:`evomix.mix`;
-        the weights set the quality (module doc).
+    genre, weights : as :func:`evomix.mix`; the weights set the quality (module doc).
+    master : :class:`evomix.settings.Master`, as for :func:`evomix.mix` (target, ceiling, limiter budget):
+        the map keeps every cell, but cells whose mix needs more limiting than the budget (fast tier)
+        are offered for export only after all the others.
     time_limit : seconds > 0 of search at most (None: no limit, then ``iterations`` is needed).
     iterations : int >= 0, emitter iterations after the initial sample (None: until ``time_limit``).
         With ``iterations`` and no time limit the same seed gives the same archive.
@@ -326,10 +334,9 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     pick : which cells are exported: "best" (best quality first) or "spread" (across the map,
         :func:`pick_order`).
     seed : int >= 0.  roles : {file or stem name: role}.
-    max_limiting_db : dB in [0, 40] or None, as for :func:`evomix.mix`: the map keeps every cell,
-        but cells whose mix needs more limiting (fast tier) are offered for export only after all the others.
     constraints : :class:`evomix.search.constraints.Constraints`: locks and ranges hold in every mix.
-    jobs, threads : as :func:`evomix.mix` (local processes / threads scoring each iteration).
+    parallel : :class:`evomix.settings.Parallel`, local processes / threads scoring each iteration
+        (backend "local" only).
 
     Returns an :class:`ExploreResult`; ``result.write(out)`` writes the files.
 
@@ -342,11 +349,12 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     names_d = parse_descriptors(descriptors)
     n_bins = DEFAULT_BINS[len(names_d)] if bins is None else bins
     check_number("bins", n_bins, low=2, high=50, integer=True)
-    check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
-    check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
     check_number("max_exports", max_exports, low=0, integer=True)
-    if max_limiting_db is not None:
-        check_number("max_limiting_db", max_limiting_db, low=0.0, high=40.0)
+    master = Master() if master is None else master
+    parallel = Parallel() if parallel is None else parallel
+    if parallel.backend != "local":
+        raise OptionError(lambda k: f"{k('backend')}: explore scores on this machine only (backend 'local')")
+    max_limiting_db = master.max_limiting_db
     if pick not in PICKS:
         raise OptionError(lambda k: f"{k('pick')}: unknown choice {pick!r}; choose from {', '.join(PICKS)}")
     check_number("seed", seed, low=0, integer=True)
@@ -355,44 +363,43 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     if time_limit is not None:
         check_number("time_limit", time_limit, low=1e-6)
     if time_limit is None and iterations is None:
-        raise OptionError(lambda k: f"give {k('time_limit')} or {k('iterations')} (or both): the exploration needs a budget")
-    constraints = Constraints() if constraints is None else constraints
-    if not isinstance(constraints, Constraints):
-        raise ParameterError(f"constraints must be an evomix.search.constraints.Constraints, got {type(constraints).__name__}")
+        raise OptionError(lambda k: f"give {k('time_limit')} or {k('iterations')} (or both): "
+                                    f"the exploration needs a budget")
+    constraints = pipeline.check_constraints(constraints)
     profile = load_profile(genre)
     if isinstance(weights, Mapping):
         weights = ",".join(f"{k}={v}" for k, v in weights.items())
     w = parse_weights(weights, OBJECTIVE_NAMES)
     names = tuple(k for k in OBJECTIVE_NAMES if w[k] > 0)
     if not names:
-        raise OptionError(api.all_weights_off)
+        raise OptionError(pipeline.all_weights_off)
 
-    with ParallelEvaluator(n_jobs=jobs, threads=threads) as evaluator:
-        session = api._load(paths, reporter, roles=roles)
-        api.check_session_length(session)
+    with ParallelEvaluator(n_jobs=parallel.jobs, threads=parallel.threads) as evaluator:
+        session = pipeline.load(paths, reporter, roles=roles)
         parse_descriptors(names_d, session.roles)  # vocal needs a vocal / lead stem
-        table = constraints.apply(GeneTable(session.n_stems), session.names)
-        with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:
-            analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
-        target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp))
-        problem = DescribedProblem(analysis, table, target, names, tuple(w[k] for k in names))
+        table = pipeline.gene_table(session, constraints)
+        analysis = pipeline.analyse(session, reporter)
+        target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp))
+        problem = pipeline.make_problem(analysis, table, target, names, w, kind=DescribedProblem)
         evaluate_population = evaluator.ship(problem)
         archive, axes, stats = _search(evaluate_population, table, analysis, problem, names_d, n_bins,
                                        time_limit=time_limit, iterations=iterations, seed=int(seed), reporter=reporter)
     cells = _cells(archive, axes, table, analysis, session, names)
     stats["cells_filled"] = len(cells)
-    exports, renders, n_rendered, n_dup = _export(cells, axes, max_exports, pick, session, analysis, table, target, names,
-                                                  reporter, max_limiting_db=max_limiting_db)
+    exports, renders, n_rendered, n_dup = _export(cells, axes, max_exports, pick, session, analysis, table, target,
+                                                  names, reporter, max_limiting_db=max_limiting_db)
     warnings = list(session.warnings)
     if len(cells) < 10:
-        warnings.append(f"only {len(cells)} cells of the map are filled; a longer --time-limit or fewer --bins fill more")
+        warnings.append(f"only {len(cells)} cells of the map are filled; "
+                        f"a longer --time-limit or fewer --bins fill more")
     if n_dup:
         warnings.append(f"{n_dup} cell(s) rendered as near-duplicates of a better exported cell and were not exported "
                         f"({distinct_rule()})")
     settings = stats | {"seed": int(seed), "time_limit": time_limit, "iterations_asked": iterations,
                         "max_exports": int(max_exports), "pick": pick, "exact_renders": n_rendered, "bins": int(n_bins),
                         "constraints": constraints.to_dict(),
-                        "emitters": {"isoline": {"iso_sigma": ISO_SIGMA, "line_sigma": LINE_SIGMA, "batch": EMITTER_BATCH},
+                        "emitters": {"isoline": {"iso_sigma": ISO_SIGMA, "line_sigma": LINE_SIGMA,
+                                                 "batch": EMITTER_BATCH},
                                      "gaussian": {"sigma": GAUSSIAN_SIGMA, "batch": EMITTER_BATCH}},
                         "initial_sample": INITIAL_SAMPLE, "range_margin": RANGE_MARGIN}
     return ExploreResult(session, target, profile.name, names, {k: w[k] for k in names}, names_d, axes, cells,
@@ -433,7 +440,8 @@ def _search(evaluate_population, table: GeneTable, analysis, problem: DescribedP
         low_corner = np.array([a["grid_range"][0] for a in axes])
         archive = GridArchive(solution_dim=table.n_genes, dims=[n_bins] * len(names_d),
                               ranges=[tuple(a["grid_range"]) for a in axes], seed=seed,
-                              extra_fields={"objectives": ((k,), np.float64), "descriptors": ((len(DESCRIPTORS),), np.float64)})
+                              extra_fields={"objectives": ((k,), np.float64),
+                                            "descriptors": ((len(DESCRIPTORS),), np.float64)})
         archive.add(initial, q0, M0, objectives=R0, descriptors=D0)
         bounds = [(0.0, 1.0)] * table.n_genes
         emitters = [IsoLineEmitter(archive, iso_sigma=ISO_SIGMA, line_sigma=LINE_SIGMA, x0=table.neutral(),
@@ -512,7 +520,8 @@ def _export(cells: list, axes: list, max_exports: int, pick: str, session, analy
         return [], [], 0, 0
     offer = pick_order(cells, axes, pick)
     if max_limiting_db is not None:  # squashed mixes (over the limiter budget) only when nothing else is left
-        squashed = {i for i, c in enumerate(cells) if (c["descriptors_fast"].get("limiter_gr_db") or 0.0) > max_limiting_db}
+        squashed = {i for i, c in enumerate(cells)
+                    if (c["descriptors_fast"].get("limiter_gr_db") or 0.0) > max_limiting_db}
         offer = [i for i in offer if i not in squashed] + [i for i in offer if i in squashed]
     G = np.array([c["genome"] for c in cells])
     params = table.decode(G, analysis.trim_db)
@@ -536,7 +545,7 @@ def _export(cells: list, axes: list, max_exports: int, pick: str, session, analy
                 break
             tried.update(todo)
             ph.update(total=n_rendered + len(todo))
-            for i, (r, exact, measured) in zip(todo, api._render_alternatives(session, analysis, params, todo, target,
+            for i, (r, exact, measured) in zip(todo, render_alternatives(session, analysis, params, todo, target,
                                                                              names, phase=ph)):
                 n_rendered += 1
                 if exact_rows:
@@ -546,7 +555,8 @@ def _export(cells: list, axes: list, max_exports: int, pick: str, session, analy
                         continue
                 cells[i]["exact"] = exact
                 cells[i]["descriptors"] = measured["descriptors"]
-                cells[i]["measured"] = {k: measured[k] for k in ("integrated_lufs", "loudness_range_lu", "true_peak_dbtp")}
+                cells[i]["measured"] = {k: measured[k]
+                                        for k in ("integrated_lufs", "loudness_range_lu", "true_peak_dbtp")}
                 exact_rows.append(measured["descriptors"])
                 kept.append(i)
                 renders.append(r)
@@ -582,7 +592,8 @@ def map_png(result: ExploreResult, *, dpi: int = 110) -> bytes:
     if third is None:
         Q = Q[..., None]
     finite = Q[np.isfinite(Q)]
-    norm = Normalize(vmin=float(finite.min()) if len(finite) else -1.0, vmax=float(finite.max()) if len(finite) else 0.0)
+    norm = Normalize(vmin=float(finite.min()) if len(finite) else -1.0,
+                     vmax=float(finite.max()) if len(finite) else 0.0)
     cols = min(n_panels, 3)
     rows = -(-n_panels // cols)
     fig, axs = plt.subplots(rows, cols, figsize=(6.4 if cols == 1 else 4.2 * cols, 5.0 if rows == 1 else 3.8 * rows),

@@ -15,7 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyloudnorm as pyln
 
+from evomix.core.constants import GATING_BLOCK_S
+from evomix.core.constants import POWER_FLOOR as _FLOOR
 from evomix.core.meter import (
     integrated_loudness,
     loudness_range,
@@ -30,8 +33,7 @@ from evomix.io.audio import read_audio
 from evomix.tools.profile import MIN_REFERENCE_S, features_from_audio, genre_distance, genre_similarity
 from objectives.genre import GenreProfile, load_profile
 
-_FLOOR = 1e-20
-MIN_AUDIO_S = 0.4  # s: one BS.1770 gating block, the least audio a loudness measurement needs
+MIN_AUDIO_S = GATING_BLOCK_S  # s: one BS.1770 gating block, the least audio a loudness measurement needs
 
 
 def spectral_tilt_db_per_octave(x: np.ndarray, sr: int) -> float:
@@ -52,10 +54,10 @@ def measure_audio(x: np.ndarray, sr: int) -> dict:
     stereo = x if x.shape[0] == 2 else np.repeat(x, 2, axis=0) / np.sqrt(2.0)
     rms = np.sqrt(np.mean(x**2))
     peak = float(sample_peak_db(x))
-    l, r = stereo
-    sl, sr_ = l.std(), r.std()
-    corr = float(np.mean((l - l.mean()) * (r - r.mean())) / (sl * sr_)) if sl > 0 and sr_ > 0 else 1.0
-    mid, side = (l + r) / 2, (l - r) / 2
+    left, right = stereo
+    sl, sr_ = left.std(), right.std()
+    corr = float(np.mean((left - left.mean()) * (right - right.mean())) / (sl * sr_)) if sl > 0 and sr_ > 0 else 1.0
+    mid, side = (left + right) / 2, (left - right) / 2
     e_side, e_mid = float(np.sum(side**2)), float(np.sum(mid**2))
     return {
         "sr": int(sr),
@@ -93,6 +95,18 @@ def genre_measurements(x: np.ndarray, sr: int, *, profiles=None, genre=None) -> 
     return out
 
 
+def independent_loudness(x: np.ndarray, sr: int) -> float | None:
+    """Integrated loudness of ``x`` (ch, samples) by pyloudnorm, an implementation of BS.1770-4
+    independent of evomix's own vectorized meter (:mod:`evomix.core.meter`), LUFS; None for silence.
+
+    ``evomix analyze`` reports both, so a user can see the two meters agree on a finished file
+    (within 0.1 LU: BS.1770's conformance tolerance). Source: C. J. Steinmetz and J. D. Reiss,
+    "pyloudnorm: A simple yet flexible loudness meter in Python", 150th AES Convention, 2021.
+    """
+    value = pyln.Meter(int(sr)).integrated_loudness(np.ascontiguousarray(np.asarray(x, dtype=np.float64).T))
+    return float(value) if np.isfinite(value) else None
+
+
 def measure_file(path: str | Path, *, genre=None, profiles=None) -> dict:
     """Measure one audio file: :func:`measure_audio`, PLR and :func:`genre_measurements`.
 
@@ -103,9 +117,11 @@ def measure_file(path: str | Path, *, genre=None, profiles=None) -> dict:
     need = int(round(MIN_AUDIO_S * sr))
     if x.shape[-1] < need:
         raise AudioFileError(f"{path}: {x.shape[-1] / sr:.3f} s of audio is shorter than one {MIN_AUDIO_S} s loudness "
-                             f"block (BS.1770); measuring it needs at least {MIN_AUDIO_S} s ({need} samples at {sr} Hz)")
+                             f"block (BS.1770); measuring it needs at least {MIN_AUDIO_S} s "
+                             f"({need} samples at {sr} Hz)")
     d = {"file": str(path)}
     d.update(measure_audio(x, sr))
+    d["integrated_lufs_pyloudnorm"] = independent_loudness(x, sr)
     d["plr_db"] = d["true_peak_dbtp"] - d["integrated_lufs"]
     d.update(genre_measurements(x, sr, profiles=profiles, genre=genre))
     return d

@@ -33,12 +33,15 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
+from evomix.core.constants import GATING_HOP_S, SHORT_TERM_WINDOW_S
+from evomix.core.constants import POWER_FLOOR as _FLOOR
 from evomix.core.features import Features
 from evomix.core.meter import integrated_loudness, k_weighting_power, loudness_range, true_peak_dbtp
 from evomix.engine.bands import band_grid, band_powers, bark
 from evomix.engine.dsp.pan import pan_gains
 from evomix.errors import OptionError, ParameterError
-from evomix.io.audio import expand_paths, read_audio, write_text_atomic
+from evomix.io.audio import expand_paths, read_audio
+from evomix.io.files import write_text_atomic
 from objectives.base import Target
 from objectives.genre import WIDTH_REGIONS_HZ, GenreProfile, builtin_genres, genre, load_profile, width_by_region
 from objectives.spectrum import THIRD_OCTAVE_HZ, normalise_level
@@ -60,9 +63,9 @@ __all__ = [
 #: stem cannot be measured from a finished stereo mix (no stems), so learned profiles use the
 #: middle of the built-in range (0–3 dB; De Man & Reiss 2013: the lead is the loudest element).
 DEFAULT_VOCAL_MARGIN_DB = 2.0
-MIN_REFERENCE_S = 3.0  # s: LRA needs at least one 3 s short-term window
+MIN_REFERENCE_S = SHORT_TERM_WINDOW_S  # s: LRA needs at least one short-term window
 _SILENCE_LUFS = -70.0  # LUFS: below the BS.1770 absolute gate everything is "silence"
-_FLOOR = 1e-20
+
 _HALF_THIRD = 2.0 ** (1.0 / 6.0)
 _MAX_CLIP_ITER = 60  # crest-factor reduction passes (each one FFT pair)
 
@@ -240,11 +243,13 @@ def check_profile_output(path: str | Path, *, force: bool = False, inputs: Itera
     """Fail early if a profile cannot be written to ``path`` (see :func:`write_profile`)."""
     path = Path(path)
     if path.is_dir():
-        raise OptionError(lambda k: f"{k('path')}: {path} is a folder; give a file name such as {path / 'profile.json'}", flags=_PATH_FLAG)
+        raise OptionError(lambda k: f"{k('path')}: {path} is a folder; "
+                                    f"give a file name such as {path / 'profile.json'}", flags=_PATH_FLAG)
     if not path.parent.is_dir():
         raise OptionError(lambda k: f"{k('path')}: folder {path.parent} does not exist", flags=_PATH_FLAG)
     if any(path.resolve() == Path(p).resolve() for p in inputs):
-        raise OptionError(lambda k: f"{k('path')}: {path} is one of the reference files; refusing to overwrite it", flags=_PATH_FLAG)
+        raise OptionError(lambda k: f"{k('path')}: {path} is one of the reference files; "
+                                    f"refusing to overwrite it", flags=_PATH_FLAG)
     if path.exists() and not force:
         raise OptionError(lambda k: f"{k('path')}: {path} exists; pass {k('force')} to replace it", flags=_PATH_FLAG)
 
@@ -272,7 +277,8 @@ def _resolve_profiles(profiles) -> list[GenreProfile]:
     return [p if isinstance(p, GenreProfile) else load_profile(p) for p in profiles]
 
 
-def genre_similarity(x: np.ndarray, sr: int, *, profiles=None, features: Features | None = None) -> list[tuple[str, float]]:
+def genre_similarity(x: np.ndarray, sr: int, *, profiles=None,
+                     features: Features | None = None) -> list[tuple[str, float]]:
     """Rank genre profiles by how close the mix ``x`` is to them, closest first.
 
     ``distance = genre + 0.5 max(0, |PLR - PLR_p| - 1.5) + 0.25 max(0, |LRA - LRA_p| - 2)``
@@ -336,7 +342,7 @@ def _bin_width(profile: GenreProfile, freqs: np.ndarray, sr: int) -> np.ndarray:
 def _predicted_lra(gain_db: np.ndarray, rate: float) -> float:
     """LRA of a stationary carrier under a slow gain curve (dB at ``rate`` Hz), Tech 3342 style."""
     p = 10.0 ** (gain_db / 10.0)
-    win, hop = int(round(3.0 * rate)), max(1, int(round(0.1 * rate)))
+    win, hop = int(round(SHORT_TERM_WINDOW_S * rate)), max(1, int(round(GATING_HOP_S * rate)))
     c = np.concatenate([[0.0], np.cumsum(p)])
     starts = np.arange(0, p.size - win + 1, hop)
     st = 10.0 * np.log10(np.maximum((c[starts + win] - c[starts]) / win, _FLOOR))

@@ -7,7 +7,7 @@ stems (from those paths, or from ``paths`` given here), analyses them once, scor
 genomes in the fast tier under the new weights (one vectorized batch: objectives switched on or off
 by the weights change the front, so it is filtered to its non-dominated members again), and then
 chooses, renders exactly, verifies and labels the alternatives exactly as ``evomix mix`` does
-(``api._verified_alternatives``, ``api.label_front``). The cost is the analysis, one fast batch and
+(``evomix.choose.verify``). The cost is the analysis, one fast batch and
 the K exact renders: the search, by far the largest part of a run, is not repeated. When the new
 weights only re-weight objectives the run scored, even the analysis is skipped: the saved fast
 scores (``members[].objectives``) and fast descriptors (``members[].descriptors_fast``) are used
@@ -22,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from evomix import api
+from evomix import pipeline
+from evomix.choose import verify
 from evomix.choose.describe import jnd_matrix
-from evomix.engine.analysis import analyze_session
 from evomix.engine.bands import band_grid
 from evomix.engine.render import ExactRender
 from evomix.errors import OptionError, ParameterError, check_number
 from evomix.io.audio import expand_paths, read_audio
+from evomix.output.result import FRONT_FORMAT, MixResult, load_params_file
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.algorithm import non_dominated
 from evomix.search.genome import GeneTable
-from evomix.search.problem import Problem
+from evomix.settings import Master
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, Target, load_profile, parse_weights
 from objectives.genre import GenreProfile
 
@@ -47,14 +48,15 @@ def load_front(run_dir: str | Path) -> dict:
     """
     p = Path(run_dir)
     p = p / "front.json" if p.is_dir() or not p.suffix else p
-    d = api.load_params_file(p)
-    if d.get("format") != api.FRONT_FORMAT:
-        raise ParameterError(f"{p}: not an evomix front file (format {d.get('format')!r}, expected {api.FRONT_FORMAT})")
+    d = load_params_file(p)
+    if d.get("format") != FRONT_FORMAT:
+        raise ParameterError(f"{p}: not an evomix front file (format {d.get('format')!r}, expected {FRONT_FORMAT})")
     members = d.get("members") or []
     if not members:
         raise ParameterError(f"{p}: the front has no members")
     if any("genome" not in m for m in members):
-        raise ParameterError(f"{p}: its members have no saved genomes (written by an older evomix); run 'evomix mix' again")
+        raise ParameterError(f"{p}: its members have no saved genomes (written by an older evomix); "
+                             f"run 'evomix mix' again")
     return d
 
 
@@ -103,7 +105,8 @@ def _reuse_exports(front: list, saved: list, source: Path, names) -> dict:
         if any(k not in (d.get("exact") or {}) for k in names):
             continue
         # a placeholder (mix None: not read yet) that keeps _verified_alternatives from rendering it again
-        m.render = ExactRender(mix=None, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0)
+        m.render = ExactRender(mix=None, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0,
+                               limiter_gr_db=0.0)
         m.exact = {k: float(d["exact"][k]) for k in names}
         m.measured = dict(d["measured"], descriptors=d["descriptors"])
         wavs[j] = wav
@@ -121,18 +124,18 @@ def _read_reused(front: list, picks: list, wavs: dict) -> None:
 
 
 def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str | Mapping[str, float] | None = None,
-         alternatives: int | None = None, reporter: ProgressReporter | None = None) -> api.MixResult:
+         alternatives: int | None = None, reporter: ProgressReporter | None = None) -> MixResult:
     """Re-rank the saved front of ``run_dir`` under ``weights`` and render its alternatives.
 
     Parameters
     ----------
     run_dir : a folder written by ``evomix mix`` (or its ``front.json``).
     paths : the stems, overriding the files saved in front.json (matched by file stem name).
-    weights : "name=value,..." or a mapping, as for :func:`evomix.api.mix` (default: all 1).
+    weights : "name=value,..." or a mapping, as for :func:`evomix.mix` (default: all 1).
     alternatives : int >= 1, mixes to export (default: as many as the run exported).
     reporter : progress of the phases load, analysis, score, render.
 
-    Returns a :class:`evomix.api.MixResult` (``search`` is None); ``write`` it to export.
+    Returns a :class:`evomix.output.result.MixResult` (``search`` is None); ``write`` it to export.
     """
     reporter = NULL_REPORTER if reporter is None else reporter
     source = Path(run_dir)
@@ -144,11 +147,11 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
         weights = ",".join(f"{a}={b}" for a, b in weights.items())
     w = parse_weights(weights, ALL_OBJECTIVES)
     files, roles = _stem_paths(front_d, paths, source)
-    session = api._load(files, reporter, roles=roles, sr=front_d.get("sr"))
-    api.check_session_length(session)
+    session = pipeline.load(files, reporter, roles=roles, sr=front_d.get("sr"))
     saved = list((front_d.get("stems") or {}).keys())
     if saved and sorted(saved) != sorted(session.names):
-        raise ParameterError(f"{source}: the run was made from stems {', '.join(saved)}; got {', '.join(session.names)}")
+        raise ParameterError(f"{source}: the run was made from stems {', '.join(saved)}; "
+                             f"got {', '.join(session.names)}")
     table = GeneTable(session.n_stems)
     members = front_d["members"]
     G = np.array([m["genome"] for m in members], dtype=float)  # (n, genes)
@@ -161,9 +164,10 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     profile = _profile(front_d, source)
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and n != "reference")  # a same-song reference is not re-fitted
     if not names or not any(w[n] > 0 for n in OBJECTIVE_NAMES):
-        raise OptionError(api.all_weights_off)
-    target = Target(profile=profile, target_lufs=float(front_d.get("target_lufs", -14.0)),
-                    ceiling_dbtp=float(front_d.get("ceiling_dbtp", -1.0)))
+        raise OptionError(pipeline.all_weights_off)
+    default = Master()  # a front.json without a target: the defaults
+    target = Target(profile=profile, target_lufs=float(front_d.get("target_lufs", default.target_lufs)),
+                    ceiling_dbtp=float(front_d.get("ceiling_dbtp", default.ceiling_dbtp)))
     wv = np.array([w[n] for n in names])
     saved_names = set(front_d.get("objectives") or ())
     quick = set(names) <= saved_names and all("descriptors_fast" in m for m in members)
@@ -172,9 +176,8 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
         raw = np.array([[m["objectives"][n] for n in names] for m in members], dtype=float)  # (n, n_obj)
         fast_rows = [m["descriptors_fast"] for m in members]
     else:  # an objective the run did not score: analyse and score the saved genomes in the fast tier
-        with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:
-            analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
-        problem = Problem(analysis, table, target, names, tuple(wv))
+        analysis = pipeline.analyse(session, reporter)
+        problem = pipeline.make_problem(analysis, table, target, names, tuple(wv))
         with reporter.phase("score", total=1, unit="fast batches", info=f"{len(G)} saved members") as ph:
             raw = problem.raw_scores(G)
             ph.advance()
@@ -185,8 +188,7 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     order = np.lexsort(raw.T[::-1])
     G, F, raw = G[order], F[order], raw[order]
     params = table.decode(G, analysis.trim_db)
-    front = [api.Member(genome=G[i], params=params.to_dict(i, session.names, session.roles),
-                        objectives={n: float(raw[i, j]) for j, n in enumerate(names)}) for i in range(len(G))]
+    front = pipeline.members_of(G, raw, names, session, params)
     idx = np.flatnonzero(keep)[order]  # saved member of each front member
     reused = _reuse_exports(front, [members[i] for i in idx], source, names) if quick else {}
     if fast_rows is not None:
@@ -194,7 +196,7 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
             m.fast_descriptors = fast_rows[i]
         D = jnd_matrix([m.fast_descriptors for m in front])
     else:
-        D = api.describe_front(front, analysis, table, target)
+        D = verify.describe_front(front, analysis, table, target)
     known_bad = []
     if quick:  # members the run rendered (spares, set-aside picks) whose exact scores miss the new front
         worst = raw.max(axis=0)
@@ -202,28 +204,29 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
             ex = d.get("exact") or {}
             if all(n in ex for n in names) and any(ex[n] > worst[c] for c, n in enumerate(names)):
                 known_bad.append(j)
-    budget = settings["max_limiting_db"] if "max_limiting_db" in settings else 6.0  # older runs: the default
-    squashed = [i for i in api.squashed_members(front, k, budget) if i not in known_bad]
+    budget = settings["max_limiting_db"] if "max_limiting_db" in settings else Master().max_limiting_db  # older runs
+    squashed = [i for i in verify.squashed_members(front, k, budget) if i not in known_bad]
     known_bad += squashed[: max(0, len(front) - len(known_bad) - k)]
     with reporter.phase("render", total=min(k, len(front)), unit="exact renders") as ph:
-        picks, replaced = api._verified_alternatives(front, G, F, k, session, analysis, params, target, names,
-                                                     phase=ph, weights=tuple(wv), descriptors=D,
-                                                     known_bad=known_bad)
-    warnings = list(session.warnings) + api.label_front(front, picks, k, session.roles)
-    for i, n in api._beyond_front(front, picks, names):  # as api.mix reports them
-        warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, worse than "
-                        f"every front member's fast score (the fast tier misjudged it; no better replacement was found)")
+        picks, replaced = verify.verified_alternatives(front, G, F, k, session, analysis, params, target, names,
+                                                       phase=ph, weights=tuple(wv), descriptors=D,
+                                                       known_bad=known_bad)
+    warnings = list(session.warnings) + verify.label_front(front, picks, k, session.roles)
+    for i, n in verify.beyond_front(front, picks, names):  # as api.mix reports them
+        warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {front[i].exact[n]:.3g}, "
+                        f"worse than every front member's fast score "
+                        f"(the fast tier misjudged it; no better replacement was found)")
     _read_reused(front, picks, reused)
     settings.update({"alternatives": k, "ranked_from": str(source), "rank_used_saved_scores": quick,
                      "reused_renders": len(reused), "replaced_alternatives": len(replaced),
                      "exact_renders": sum(m.exact is not None for m in front), "rank_scored": len(G)})
     settings.setdefault("evaluations", len(G))
-    return api.MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front,
+    return MixResult(session, target, profile.name, names, {n: w[n] for n in names}, front,
                          [front[i] for i in picks], None, settings, warnings, front_d.get("reference"),
                          before_from=Path(source))  # the same stems and target: the run's before.wav fits
 
 
-def write_ranked(result: api.MixResult, out: str | Path, *, in_place: bool,
+def write_ranked(result: MixResult, out: str | Path, *, in_place: bool,
                  reporter: ProgressReporter | None = None) -> list[Path]:
     """Write a re-ranked result; ``in_place`` (``out`` is the run's own folder) replaces its
     alt-NN files and front.json and removes alternatives beyond the new count."""

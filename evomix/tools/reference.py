@@ -28,9 +28,9 @@ from evomix.io.audio import Session, read_audio
 FIT_REGION_EDGES_HZ = (250.0, 4000.0)  # the fit allows each stem a different gain below/between/above
 FIT_BIN_MERGE = 2  # FFT bins merged per fit row (10 Hz bins -> 20 Hz)
 FIT_MAX_FRAMES = 200  # frames (evenly spaced) used by the fit
-SAME_SONG_CORRELATION = 0.8
-EQ_FIT_GAIN = 0.005  # per-region gains are used only if they explain the reference this much better  # dB-envelope correlation above which a reference is the same song
-_FLOOR = 1e-12
+SAME_SONG_CORRELATION = 0.8  # dB-envelope correlation above which a reference is the same song
+EQ_FIT_GAIN = 0.005  # per-region gains are used only if they explain the reference this much better
+FIT_FLOOR = 1e-12  # the fit's floor on energies and amplitude gains: its own value, not core.constants.POWER_FLOOR
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _nnls_fit(P: np.ndarray, R: np.ndarray, region: np.ndarray, n_reg: int):
         cells = b > 1e-6 * b.max()
         corr[c] = np.corrcoef(10 * np.log10(np.maximum(fit_c[cells], 1e-12)), 10 * np.log10(b[cells]))[0, 1]
     energy = np.stack([P[:, :, region == r].sum(axis=(1, 2, 3)) for r in range(n_reg)], axis=1)  # (s, R)
-    share = energy / np.maximum(energy.sum(axis=1, keepdims=True), _FLOOR)
+    share = energy / np.maximum(energy.sum(axis=1, keepdims=True), FIT_FLOOR)
     return (w * share[:, :, None]).sum(axis=1), float(np.nan_to_num(corr).mean())
 
 
@@ -142,12 +142,12 @@ def fit_reference(path: str | Path, session: Session, analysis: Analysis) -> Ref
     stereo = ~analysis.is_mono
     # stereo balance law: the louder side keeps unity, g = max(a_L, a_R)
     total[stereo] = amp[stereo].max(axis=1)
-    ratio = np.where(amp[:, 0] >= amp[:, 1], amp[:, 1], amp[:, 0]) / np.maximum(amp.max(axis=1), _FLOOR)
+    ratio = np.where(amp[:, 0] >= amp[:, 1], amp[:, 1], amp[:, 0]) / np.maximum(amp.max(axis=1), FIT_FLOOR)
     bal = np.arccos(np.clip(ratio / np.sqrt(2.0), 0.0, 1.0))  # weaker side = sqrt(2) cos(theta')
     pan_st = (bal * 4.0 / np.pi - 1.0) * np.where(amp[:, 1] > amp[:, 0], 1.0, -1.0)
     pan[stereo] = np.clip(pan_st[stereo], -1.0, 1.0)
     with np.errstate(divide="ignore"):
-        gain_db = 20.0 * np.log10(np.maximum(total, _FLOOR))
+        gain_db = 20.0 * np.log10(np.maximum(total, FIT_FLOOR))
     audible = total > 1e-6 * total.max()
     gain_db = np.where(audible, gain_db - gain_db[audible].max(), -120.0)
     return ReferenceFit(Path(path), ref, gain_db, pan, corr, corr >= SAME_SONG_CORRELATION)

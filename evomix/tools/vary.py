@@ -42,12 +42,13 @@ from pathlib import Path
 import numpy as np
 from deap import tools
 
-from evomix import api
+from evomix import pipeline
 from evomix.choose.describe import DISTINCT_JND, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.choose.describe import row as descriptor_row
 from evomix.choose.select import label_against, label_alternatives
-from evomix.engine.analysis import analyze_session
+from evomix.choose.verify import render_alternatives
 from evomix.errors import OptionError, ParameterError, check_number
+from evomix.output.result import Member, MixResult, load_params_file
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.constraints import Constraints
 from evomix.search.genome import (
@@ -59,7 +60,7 @@ from evomix.search.genome import (
     Params,
     format_value,
 )
-from evomix.search.problem import Problem
+from evomix.settings import Master
 from objectives import OBJECTIVE_NAMES, Target, load_profile, parse_weights
 
 SIGMA_PER_SPREAD = 1.0 / 3.0
@@ -112,11 +113,12 @@ def parent_constraints(path: str | Path, d: dict) -> Constraints:
     if "name" not in d or "params" not in d or not front_path.is_file():
         return Constraints()
     try:
-        front = api.load_params_file(front_path)
+        front = load_params_file(front_path)
     except ParameterError:
         return Constraints()  # an unreadable neighbour is not this file's fault: nothing inherited
     members = front.get("members") if isinstance(front.get("members"), list) else []
-    if not any(isinstance(m, dict) and m.get("alternative") == d["name"] and m.get("params") == d["params"] for m in members):
+    if not any(isinstance(m, dict) and m.get("alternative") == d["name"] and m.get("params") == d["params"]
+               for m in members):
         return Constraints()
     return Constraints.from_dict((front.get("settings") or {}).get("constraints"), source=str(front_path))
 
@@ -154,7 +156,8 @@ def moved_by_constraints(saved: Params, table: GeneTable, trim_db: np.ndarray, n
 def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spread: float = 0.3, n: int = 8,
          seed: int = 0, genre: str | None = None, weights: str | None = None, target_lufs: float | None = None,
          ceiling_dbtp: float | None = None, constraints: Constraints | None = None,
-         max_limiting_db: float | None = 6.0, reporter: ProgressReporter | None = None) -> api.MixResult:
+         max_limiting_db: float | None = Master().max_limiting_db,
+         reporter: ProgressReporter | None = None) -> MixResult:
     """N mixes near one saved mix (one ``params_paths``) or children of two; see the module doc.
 
     Parameters
@@ -174,7 +177,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         winning per parameter (module doc); every variation obeys the result (a lock exactly), and
         ``settings["constraints"]`` (so each ``alt-NN.json``) records it.
 
-    Returns a :class:`evomix.api.MixResult` (``search`` None): ``alternatives`` are the variations,
+    Returns a :class:`evomix.output.result.MixResult` (``search`` None): ``alternatives`` are the variations,
     closest first; ``front`` all candidates rendered. Fewer than ``n`` come back (with a warning)
     when not enough distinct candidates were found.
     """
@@ -184,17 +187,15 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     check_number("spread", spread, low=1e-6, high=1.0)
     check_number("n", n, low=1, integer=True)
     check_number("seed", seed, low=0, integer=True)
-    if constraints is not None and not isinstance(constraints, Constraints):
-        raise ParameterError(f"constraints must be an evomix.search.constraints.Constraints, got {type(constraints).__name__}")
-    files = [api.load_params_file(p) for p in params_paths]
+    constraints = pipeline.check_constraints(constraints)
+    files = [load_params_file(p) for p in params_paths]
     first = files[0]
     run_c = run_constraints(params_paths, files, constraints)  # before any audio is read
-    target_lufs = float(first.get("target_lufs", -14.0)) if target_lufs is None else target_lufs
-    ceiling_dbtp = float(first.get("ceiling_dbtp", -1.0)) if ceiling_dbtp is None else ceiling_dbtp
-    check_number("target_lufs", target_lufs, low=-40.0, high=-5.0)
-    check_number("ceiling_dbtp", ceiling_dbtp, low=-9.0, high=0.0)
-    if max_limiting_db is not None:
-        check_number("max_limiting_db", max_limiting_db, low=0.0, high=40.0)
+    default = Master()  # a params file without a target: the defaults
+    master = Master(  # validated here, once: the same ranges as evomix.mix
+        target_lufs=float(first.get("target_lufs", default.target_lufs)) if target_lufs is None else target_lufs,
+        ceiling_dbtp=float(first.get("ceiling_dbtp", default.ceiling_dbtp)) if ceiling_dbtp is None else ceiling_dbtp,
+        max_limiting_db=max_limiting_db)
     try:
         profile = load_profile(genre if genre is not None else first.get("genre", "pop"))
     except ParameterError as e:
@@ -203,12 +204,10 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     w = parse_weights(weights, OBJECTIVE_NAMES)
     names = tuple(k for k in OBJECTIVE_NAMES if w[k] > 0)
     if not names:
-        raise OptionError(api.all_weights_off)
-    session = api._load(paths, reporter, sr=first.get("sr"))
-    api.check_session_length(session)
+        raise OptionError(pipeline.all_weights_off)
+    session = pipeline.load(paths, reporter, sr=first.get("sr"))
     table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis
-    with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:
-        analysis = analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
+    analysis = pipeline.analyse(session, reporter)
     saved = [Params.from_dict(d.get("params", d), session.names, source=str(p)) for p, d in zip(params_paths, files)]
     parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
     warnings = list(session.warnings)
@@ -217,8 +216,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         if moved:
             warnings.append(f"{path}: the locks and ranges replace {len(moved)} of its values, in every variation: "
                             f"{', '.join(moved)}")
-    target = Target(profile=profile, target_lufs=float(target_lufs), ceiling_dbtp=float(ceiling_dbtp))
-    problem = Problem(analysis, table, target, names, tuple(w[k] for k in names))
+    target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp))
+    problem = pipeline.make_problem(analysis, table, target, names, w)
 
     pool = table.canonical(candidates(parents, CANDIDATES_PER_MIX * n, spread, seed))  # (m, genes); locked genes 0.5
     dist = np.min([genome_distance(pool, p) for p in parents], axis=0)  # (m,)
@@ -232,7 +231,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     Dfast = jnd_matrix(fd)  # (m + parents, d)
     all_g = np.concatenate([pool, np.stack(parents)])
     params = table.decode(all_g, analysis.trim_db)
-    members = [api.Member(genome=all_g[i], params=params.to_dict(i, session.names, session.roles),
+    members = [Member(genome=all_g[i], params=params.to_dict(i, session.names, session.roles),
                           objectives={k: float(raw[i, j]) for j, k in enumerate(names)} if i < len(pool) else {},
                           fast_descriptors=descriptor_row(fd, i)) for i in range(len(all_g))]
     parent_idx = list(range(len(pool), len(all_g)))
@@ -242,7 +241,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     rendered: list = []
     budget = MAX_RENDERS_PER_MIX * n
     with reporter.phase("render", total=len(parents) + n, unit="exact renders") as ph:
-        for i, (r, exact, measured) in zip(parent_idx, api._render_alternatives(session, analysis, params, parent_idx,
+        for i, (_, exact, measured) in zip(parent_idx, render_alternatives(session, analysis, params, parent_idx,
                                                                              target, names, phase=ph)):
             members[i].render, members[i].exact, members[i].measured = None, exact, measured
         exact_rows = [members[i].measured["descriptors"] for i in parent_idx]
@@ -254,7 +253,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
             refs = parent_idx + kept
             if jnd_distance(Dfast[i], Dfast[refs]).min() < DISTINCT_JND:
                 continue  # sounds like the parent or a kept variation even in the fast tier
-            (r, exact, measured), = api._render_alternatives(session, analysis, params, [i], target, names, phase=ph)
+            (r, exact, measured), = render_alternatives(session, analysis, params, [i], target, names, phase=ph)
             rendered.append(i)
             M = jnd_matrix(exact_rows + [measured["descriptors"]])
             if jnd_distance(M[-1], M[:-1]).min() < DISTINCT_JND:
@@ -278,5 +277,5 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
                 "evaluations": len(pool), "exact_renders": len(rendered) + len(parents), "replaced_alternatives": 0,
                 "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input,
                 "constraints": run_c.to_dict(), "max_limiting_db": max_limiting_db}
-    return api.MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
-                         settings, warnings, None)
+    return MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
+                     settings, warnings, None)

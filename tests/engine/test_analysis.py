@@ -23,7 +23,7 @@ from evomix.engine.peaks import (
     search_filters,
 )
 from evomix.io.audio import Session
-from tests.conftest import SR, song_stems
+from tests.support import SR, song_stems
 
 
 def _session(silence_s=(1.0, 2.5)):
@@ -108,7 +108,8 @@ def _reference(session):
     out["trim_db"] = np.clip(STEM_REFERENCE_LUFS - out["lufs"], *TRIM_RANGE_DB)
     inst = out["peak_instants"] = np.unique(np.concatenate(instants))
     R = MASTER_DETECTOR_SUBSTEPS
-    sub_inst = np.clip((np.arange(grid.n_frames(n) * R) / R - (R - 1) / (2 * R)) * grid.hop, 0, n - 1).round().astype(int)
+    sub_s = (np.arange(grid.n_frames(n) * R) / R - (R - 1) / (2 * R)) * grid.hop  # sub-step centres, samples
+    sub_inst = np.clip(sub_s, 0, n - 1).round().astype(int)
     unpan = (centre**2).sum(axis=1)
     out["peak_values"] = np.array([_ref_peak_values(x, inst) for x in xs])
     out["peak_detector"] = np.array([_ref_detector(x, inst, grid) / u for x, u in zip(xs, unpan)])
@@ -163,7 +164,7 @@ def test_progress_counts_both_passes(analysed):
     session, _, _ = analysed
     for threads in (1, 2):
         calls = []
-        analyze_session(session, threads=threads, progress=lambda done, total: calls.append((done, total)))
+        analyze_session(session, threads=threads, progress=lambda done, total, calls=calls: calls.append((done, total)))
         n = 2 * session.n_stems
         assert calls == [(i, n) for i in range(1, n + 1)]
 

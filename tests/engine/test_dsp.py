@@ -24,7 +24,7 @@ from evomix.engine.dsp import (
     true_peak_limit,
 )
 from evomix.errors import ParameterError
-from tests.conftest import sine
+from tests.support import sine
 
 SRS = (44100, 48000, 96000)
 DB_3 = 10 * np.log10(0.5)  # -3.0103 dB, half power
@@ -273,8 +273,9 @@ def test_compressor_static_gives_each_element_its_own_parameters(dtype, rng):
         assert got.dtype == dtype and got.shape == level_db.shape
         t, r, k = np.broadcast_arrays(threshold_db, ratio, knee_db, level_db)[:3]
         want = np.array([compressor_static_db(float(x), float(ti), float(ri), float(ki))
-                         for x, ti, ri, ki in zip(level_db.ravel(), t.ravel(), r.ravel(), k.ravel())]).reshape(level_db.shape)
-        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+                         for x, ti, ri, ki in zip(level_db.ravel(), t.ravel(), r.ravel(), k.ravel())])
+        rtol, atol = (1e-5, 1e-4) if dtype == np.float32 else (1e-12, 1e-12)  # float32 rounding: 1e-4 dB near 0 dB
+        np.testing.assert_allclose(got, want.reshape(level_db.shape), rtol=rtol, atol=atol)
         assert (got < -1.0).any() and (got == 0.0).any()  # both sides of the threshold are exercised
 
 
@@ -504,4 +505,5 @@ def test_smooth_gain_db_step_mean_is_the_mean_of_the_fine_response(rng):
     got = smooth_gain_db(coarse, attack, release, step, step_mean=True)
     # tolerance: the fine run's own discretisation (1000 steps per frame)
     np.testing.assert_allclose(got, expected, atol=0.01)
-    assert not np.allclose(got, smooth_gain_db(coarse, attack, release, step), atol=0.1)  # it differs from the end value
+    # it differs from the end value
+    assert not np.allclose(got, smooth_gain_db(coarse, attack, release, step), atol=0.1)

@@ -23,7 +23,8 @@ def test_streaming_session_matches_in_memory(stem_dir):
     params = table.decode(table.initial_population(2, np.random.default_rng(3), spread=0.3), a_mem.trim_db)
     target = Target(load_profile("pop"))
     r_mem = render_exact(mem, mem.is_mono, mem.sr, params, index=1, target_lufs=-14, ceiling_dbtp=-1, grid=a_mem.grid)
-    r_disk = render_exact(disk, disk.is_mono, disk.sr, params, index=1, target_lufs=-14, ceiling_dbtp=-1, grid=a_disk.grid)
+    r_disk = render_exact(disk, disk.is_mono, disk.sr, params, index=1, target_lufs=-14, ceiling_dbtp=-1,
+                          grid=a_disk.grid)
     assert r_mem.stem_power is not None and r_disk.stem_power is not None  # scored the same way
     np.testing.assert_allclose(r_disk.mix, r_mem.mix, atol=1e-9)
     F_mem = evaluate(features_from_render(r_mem, a_mem.grid, a_mem.roles), target, OBJECTIVE_NAMES)

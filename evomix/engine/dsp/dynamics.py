@@ -187,7 +187,7 @@ def _smooth_rows(target, k_release, k_diff, m_attack, m_release, step_mean):  # 
     """The recursion of :func:`smooth_gain_db`, compiled (``evomix.core.compiled``).
 
     A time recursion cannot be vectorized over time; numpy would need a Python loop over steps
-    (~10 small array operations each, holding the GIL). Compiled, it is 5-25x faster and releases
+    (~10 small array operations each, holding the GIL). Compiled, it is several times faster and releases
     the GIL, so the fast tier's threads run it in parallel. The arithmetic is the same, in the same
     order, so the result is bit for bit what the numpy loop gave.
     """

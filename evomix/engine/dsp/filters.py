@@ -78,7 +78,8 @@ def rbj_sos(kind, freq_hz, gain_db, q, sr, *, check=True):
         if not np.all(np.isfinite(gain_db)):
             raise ParameterError(f"gain_db must be finite, got {gain_db!r}")
     else:
-        sr, freq_hz, q, gain_db = float(sr), np.asarray(freq_hz, dtype=float), np.asarray(q, dtype=float), np.asarray(gain_db, dtype=float)
+        sr, freq_hz = float(sr), np.asarray(freq_hz, dtype=float)
+        q, gain_db = np.asarray(q, dtype=float), np.asarray(gain_db, dtype=float)
     shape = np.broadcast_shapes(np.shape(freq_hz), np.shape(gain_db), np.shape(q))
 
     freq_hz = np.minimum(freq_hz, MAX_FREQ_FRACTION * sr)
@@ -236,7 +237,8 @@ def _cascade_power_rows(poly, phi):  # (n, sections, 6), (F,) -> (n, F)
     out = np.ones((n_rows, phi.size))
     for i in range(n_rows):
         for j in range(n_sections):
-            n0, n1, n2, d0, d1, d2 = poly[i, j, 0], poly[i, j, 1], poly[i, j, 2], poly[i, j, 3], poly[i, j, 4], poly[i, j, 5]
+            n0, n1, n2 = poly[i, j, 0], poly[i, j, 1], poly[i, j, 2]
+            d0, d1, d2 = poly[i, j, 3], poly[i, j, 4], poly[i, j, 5]
             for f in range(phi.size):
                 p = phi[f]
                 p2 = p * p

@@ -3,7 +3,7 @@
 ``stems`` writes each stem as it sounds in the mix (float WAV, summing to the master);
 ``dawproject`` and ``reaper`` write sessions that rebuild the mix from the original stems, with a
 second set of tracks holding the processed stems. :func:`export_alternative` runs them for one
-exported alternative (``evomix.api.MixResult.write`` calls it).
+exported alternative (``evomix.output.result.MixResult.write`` calls it).
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ from lxml import etree
 
 from evomix import __version__
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
-from evomix.output.export.files import write_bytes_atomic
+from evomix.io.files import write_bytes_atomic
 from evomix.output.export.model import MixSession
 from evomix.search.genome import SHELF_Q
 
@@ -144,8 +144,9 @@ def _compressor(parent, ids, name: str, comp: dict):
 def _limiter(parent, ids, mix: MixSession):
     lim = etree.SubElement(parent, "Limiter", deviceRole="audioFX", deviceName="Limiter", name="evomix limiter",
                            id=ids("dev"),
-                           comment=(f"evomix: loudness normalisation {mix.normalise_db:+.2f} dB to {mix.target_lufs:g} LUFS "
-                                    f"(InputGain), then a 5 ms look-ahead true-peak limiter to {mix.ceiling_dbtp:g} dBTP "
+                           comment=(f"evomix: loudness normalisation {mix.normalise_db:+.2f} dB to "
+                                    f"{mix.target_lufs:g} LUFS (InputGain), then a 5 ms look-ahead true-peak "
+                                    f"limiter to {mix.ceiling_dbtp:g} dBTP "
                                     f"(peak reduction {mix.limiter_gr_db:.2f} dB in the exact render)"))
     _bool(lim, "Enabled", True, ids)
     _real(lim, "Attack", LIMITER_ATTACK_S, "seconds", ids)

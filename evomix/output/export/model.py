@@ -39,7 +39,9 @@ def parse_daw(values: str | Iterable[str] | None) -> tuple[str, ...]:
             if not name:
                 continue
             if name not in DAW_FORMATS:
-                raise OptionError(lambda k: f"{k('daw')}: unknown format '{name}'; choose from {', '.join(DAW_FORMATS)}")
+                # name=name: OptionError.for_cli calls the message again, after the loop has been left
+                raise OptionError(lambda k, name=name: f"{k('daw')}: unknown format '{name}'; "
+                                                       f"choose from {', '.join(DAW_FORMATS)}")
             if name not in out:
                 out.append(name)
     return tuple(out)

@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 from evomix import __version__
-from evomix.io.audio import write_text_atomic
+from evomix.io.files import write_text_atomic
 from evomix.output.export.model import MixSession, StemTrack
 
 GUID_NAMESPACE = uuid.UUID("6f1c2d0e-6b1a-4d59-9a51-8f5e7a0c3b21")  # evomix's: the same session gives the same GUIDs
@@ -72,12 +72,14 @@ def stem_notes(st: StemTrack) -> list[str]:
 
 
 def master_notes(mix: MixSession) -> list[str]:
+    """Readable lines with every setting of the master chain (for the notes)."""
     m = mix.master
     return [
         f"master: low shelf {m['eq']['low_shelf_hz']:g} Hz {m['eq']['low_shelf_db']:+.2f} dB; high shelf "
         f"{m['eq']['high_shelf_hz']:g} Hz {m['eq']['high_shelf_db']:+.2f} dB",
-        f"  compressor (stereo-linked): threshold {m['comp']['threshold_db']:+.2f} dB, ratio {m['comp']['ratio']:.3f}:1, "
-        f"knee {m['comp']['knee_db']:g} dB, attack {m['comp']['attack_ms']:g} ms, release {m['comp']['release_ms']:g} ms",
+        f"  compressor (stereo-linked): threshold {m['comp']['threshold_db']:+.2f} dB, "
+        f"ratio {m['comp']['ratio']:.3f}:1, knee {m['comp']['knee_db']:g} dB, attack {m['comp']['attack_ms']:g} ms, "
+        f"release {m['comp']['release_ms']:g} ms",
         f"  normalisation {mix.normalise_db:+.2f} dB to {mix.target_lufs:g} LUFS (the edit folder's volume), "
         f"true-peak limiter to {mix.ceiling_dbtp:g} dBTP (5 ms look-ahead, 80 ms release; "
         f"peak reduction {mix.limiter_gr_db:.2f} dB)",

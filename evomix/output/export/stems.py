@@ -29,7 +29,7 @@ from pathlib import Path
 
 from evomix.engine.render import ExactRender, iter_stem_strips, render_exact
 from evomix.errors import ParameterError
-from evomix.output.export.files import atomic_folder, write_float_wav
+from evomix.io.files import atomic_folder, write_float_wav
 from evomix.progress import NULL_PHASE, Phase
 from evomix.search.genome import Params
 

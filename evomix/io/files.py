@@ -1,8 +1,9 @@
-"""Atomic writers for the export formats: float WAV (no full-scale check), bytes, whole folders.
+"""Atomic writes, the one helper every output uses: bytes, text, float WAV, whole folders.
 
 Every file is written to a temporary name in its destination folder and renamed when complete
-(POSIX ``rename`` is atomic within one file system), as ``evomix.io.audio.write_audio`` does for the
-masters; a folder is filled under a hidden temporary name and renamed as a whole.
+(POSIX ``rename`` is atomic within one file system); ``evomix.io.audio.write_audio`` uses the same
+primitives (:func:`temp_beside`, :func:`finish`, :func:`discard`) for the masters; a folder is
+filled under a hidden temporary name and renamed as a whole.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,17 +39,71 @@ def json_text(d: dict, rows: str) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for the final file: keep an existing file's, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def temp_beside(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` next to ``path``; return (open fd, temp path).
+
+    Raises
+    ------
+    AudioFileError
+        The folder does not take a new file (missing, read-only, full): naming it and the OS reason.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
+    return fd, Path(tmp)
+
+
+def finish(tmp: Path, path: Path) -> None:
+    """fsync, set the permissions and rename ``tmp`` over ``path``: ``path`` is complete or untouched."""
+    mode = _new_file_mode(path)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def discard(tmp: Path) -> None:
+    """Remove a temporary file if it is still there."""
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block completes, it replaces ``path``.
+
+    An error while writing (``OSError`` such as a full disk, a libsndfile error) becomes one
+    :class:`AudioFileError` naming ``path`` and the reason; the temporary file is removed on every
+    way out (a Ctrl-C too), and an existing ``path`` is left untouched.
+    """
+    fd, tmp = temp_beside(path)
+    os.close(fd)
+    try:
+        yield tmp
+        finish(tmp, path)
+    except sf.LibsndfileError as exc:
+        raise AudioFileError(f"{path}: cannot write ({exc.error_string})") from exc
+    except (OSError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioFileError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+    finally:
+        discard(tmp)
 
 
 def write_float_wav(path: Path | str, audio: np.ndarray, sr: int) -> Path:
@@ -71,17 +127,8 @@ def write_float_wav(path: Path | str, audio: np.ndarray, sr: int) -> Path:
         raise ParameterError(f"{path}: audio must have shape (channels, samples), got {x.shape}")
     if not np.isfinite(x).all():
         raise ParameterError(f"{path}: audio contains NaN or infinite samples; refusing to write")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_file(path) as tmp:
         sf.write(tmp, np.ascontiguousarray(x.T, dtype=np.float32), int(sr), subtype="FLOAT", format="WAV")
-        _replace(tmp, path)
-    except (sf.LibsndfileError, OSError, RuntimeError) as exc:
-        raise AudioFileError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -94,21 +141,29 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
         The file cannot be written (the temporary file is removed).
     """
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise AudioFileError(f"{path}: cannot create a file in {path.parent} ({exc.strerror or exc})") from exc
-    tmp = Path(tmp)
-    try:
-        with open(fd, "wb") as fh:
-            fh.write(data)
-        _replace(tmp, path)
-    except OSError as exc:
-        raise AudioFileError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
     return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write UTF-8 text (JSON, reports) atomically, as :func:`write_bytes_atomic`.
+
+    Raises
+    ------
+    ParameterError
+        ``text`` is not a str.
+    AudioFileError
+        The file cannot be written; the temporary file is removed and an existing ``path`` is
+        left untouched.
+    """
+    if not isinstance(text, str):
+        raise ParameterError(f"{path}: text must be a str, got {type(text).__name__}")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AudioFileError(f"{path}: cannot write ({exc})") from exc
+    return write_bytes_atomic(path, data)
 
 
 @contextlib.contextmanager
