@@ -22,7 +22,7 @@ import numpy as np
 from evomix import pipeline
 from evomix.core.runtime import available_cores
 from evomix.engine.render import render_exact
-from evomix.errors import OptionError, ParameterError
+from evomix.errors import OptionError
 from evomix.io.audio import Session, expand_paths, write_audio
 from evomix.output.result import MixResult, load_params_file
 from evomix.progress import NULL_REPORTER, ProgressReporter
@@ -35,16 +35,6 @@ from evomix.tools.measure import measure_file
 from objectives import builtin_genres, load_profile
 
 __all__ = ["mix", "render", "analyze", "MixResult"]
-
-
-def _settings(obj, cls):
-    """``obj`` if it is a ``cls`` (a fresh default one for None); anything else is a ParameterError."""
-    if obj is None:
-        return cls()
-    if not isinstance(obj, cls):
-        raise ParameterError(f"{cls.__name__.lower()} must be an evomix.settings.{cls.__name__}, "
-                             f"got {type(obj).__name__}")
-    return obj
 
 
 def mix(
@@ -116,7 +106,9 @@ def mix(
     search (``settings["stop_reason"] == "interrupted"``); the front found so far is exported as
     usual. A second Ctrl-C raises ``KeyboardInterrupt`` at once.
     """
-    search, parallel, master = _settings(search, Search), _settings(parallel, Parallel), _settings(master, Master)
+    search = pipeline.expect_instance(search, Search, "search")
+    parallel = pipeline.expect_instance(parallel, Parallel, "parallel")
+    master = pipeline.expect_instance(master, Master, "master")
     pipeline.check_reference_mode(reference_mode)
     constraints = pipeline.check_constraints(constraints)
     profile = load_profile(genre)

@@ -77,14 +77,19 @@ def check_reference_mode(mode: str) -> None:
                                     f"choose from {', '.join(REFERENCE_MODES)}")
 
 
+def expect_instance(obj, cls: type, name: str, *, hint: str = ""):
+    """``obj`` if it is a ``cls``, a default ``cls()`` for None; anything else is a :class:`ParameterError`
+    naming the keyword ``name`` and the class expected (``search must be an evomix.settings.Search``)."""
+    if obj is None:
+        return cls()
+    if not isinstance(obj, cls):
+        raise ParameterError(f"{name} must be an {cls.__module__}.{cls.__name__}{hint}, got {type(obj).__name__}")
+    return obj
+
+
 def check_constraints(constraints) -> Constraints:
     """``constraints`` as a :class:`Constraints` (None: none); anything else is a :class:`ParameterError`."""
-    if constraints is None:
-        return Constraints()
-    if not isinstance(constraints, Constraints):
-        raise ParameterError(f"constraints must be an evomix.search.constraints.Constraints "
-                             f"(Constraints.parse(locks=..., ranges=...)), got {type(constraints).__name__}")
-    return constraints
+    return expect_instance(constraints, Constraints, "constraints", hint=" (Constraints.parse(locks=..., ranges=...))")
 
 
 def check_session_length(session: Session) -> None:
