@@ -9,6 +9,8 @@ import atexit
 import functools
 import json
 import os
+import shlex
+import shutil
 import sys
 from enum import Enum
 from pathlib import Path
@@ -30,7 +32,7 @@ from evomix import api
 from evomix.demo import write_demo_stems
 from evomix.errors import EvomixError, ParameterError
 from evomix.io.audio import expand_paths
-from evomix.io.places import check_output_folder
+from evomix.io.places import check_creatable, check_output_file, check_output_folder
 from evomix.output import report as report_mod
 from evomix.output.export import parse_daw
 from evomix.output.result import MixResult
@@ -258,15 +260,30 @@ def _run_mix(paths, out, *, search: Search, parallel: Parallel, master: Master, 
     if result.settings.get("stop_reason") == "interrupted":
         saved = result.checkpoint if result.checkpoint is not None else out / checkpoints.DEFAULT_NAME
         summary["checkpoint"] = str(saved)
+        summary["resume_command"] = resume_command(sys.argv, saved)
         err_console.print(f"evomix: interrupted after generation {result.settings['generations']}: exported the front "
-                          f"found so far; continue with the same options and --resume {saved}", markup=False,
-                          soft_wrap=True)
+                          f"found so far; continue with: {summary['resume_command']}", markup=False, soft_wrap=True)
     _print_summary(summary, as_json)
     if not as_json:
         out_console.print(f"report: {summary['report']}", markup=False, soft_wrap=True)
     if open_report:
         _open(Path(summary["report"]))
     return summary
+
+
+def resume_command(argv: list[str], saved: Path) -> str:
+    """The command line that continues an interrupted run as printed: the same arguments with
+    ``--resume SAVED`` (replacing an earlier one) and ``--force`` (the folder holds the exported front)."""
+    args, skip = [], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--resume":
+            skip = True
+        elif not a.startswith("--resume="):
+            args.append(a)
+    args += ["--resume", str(saved)] + ([] if "--force" in args else ["--force"])
+    return shlex.join(["evomix", *args])
 
 
 def _open(path: Path) -> None:
@@ -456,6 +473,8 @@ def rank(
     target = run if out is None else out
     if not in_place:
         check_output_folder(target, force=force)
+    else:
+        check_creatable(target, keyword="run")  # its alt-NN files are replaced there
     result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
     for w in result.warnings:
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
@@ -654,6 +673,8 @@ def analyze(
         ))] = None,
 ):
     """Measure loudness (LUFS), loudness range, sample/true peak, crest, tilt, width, correlation, closest genre."""
+    if plot is not None:  # before any file is measured
+        check_output_file(plot, keyword="plot", force=True, inputs=files)
     rows = api.analyze(files, genre=genre)
     if plot is not None:
         sim = rows[0]["genre_similarity"] if rows else []
@@ -780,13 +801,19 @@ def demo(
         alternatives=DEFAULT_SEARCH.alternatives, jobs=jobs, threads=threads, backend=backend.value,
         scheduler=scheduler, target_lufs=DEFAULT_MASTER.target_lufs, ceiling_dbtp=DEFAULT_MASTER.ceiling_dbtp,
         max_limiting_db=DEFAULT_MASTER.max_limiting_db)
-    with reporter.phase("synthesis", info=str(out / "stems")):
-        stems = write_demo_stems(out / "stems")
-    if not (quiet or json_out):
-        err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead "
-                          f"share 300 Hz-2 kHz)", markup=False)
-    _run_mix(stems, out / "mixes", search=search, parallel=parallel, master=master, force=True, quiet=quiet,
-             as_json=json_out, reporter=reporter, constraints=constraints, open_report=open_report)
+    created = not out.exists()
+    try:
+        with reporter.phase("synthesis", info=str(out / "stems")):
+            stems = write_demo_stems(out / "stems")
+        if not (quiet or json_out):
+            err_console.print(f"demo stems written to {out / 'stems'} (the vocal is 15 dB too quiet; chords and lead "
+                              f"share 300 Hz-2 kHz)", markup=False)
+        _run_mix(stems, out / "mixes", search=search, parallel=parallel, master=master, force=True, quiet=quiet,
+                 as_json=json_out, reporter=reporter, constraints=constraints, open_report=open_report)
+    except EvomixError:  # a full disk, say: no half-made demo folder is left behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 @app.command()

@@ -43,13 +43,13 @@ random choice (noise, velocities, phases, timing, jitter) comes from
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from evomix.errors import ParameterError
+from evomix.io.files import atomic_file
 from evomix.testing.songs import LOOP_BPM, drum_kit, formant_vocal, saw_bass, saw_lead, saw_pad
 
 __all__ = ["DEMO_STEMS", "synthesize_demo", "write_demo_stems"]
@@ -156,12 +156,7 @@ def write_demo_stems(folder: Path, *, sr: int = 44100, duration_s: float = 12.0,
     paths = []
     for name in DEMO_STEMS:
         final = folder / f"{name}.wav"
-        tmp = folder / f".{name}.wav.tmp"
-        try:
+        with atomic_file(final) as tmp:  # complete or absent, never half a file
             sf.write(tmp, stems[name].T, sr, subtype="PCM_24", format="WAV")
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         paths.append(final)
     return paths

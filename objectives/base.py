@@ -115,6 +115,9 @@ def register(name: str, *, unit: str, description: str):
     return deco
 
 
+MAX_WEIGHT = 100.0  # the largest weight --weights takes: a choice (a 100:1 preference is already absolute)
+
+
 def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dict[str, float]:
     """Parse ``"masking=2,genre=0.5"`` into weights for every registered objective (default 1).
 
@@ -128,12 +131,12 @@ def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dic
     Returns
     -------
     weights : dict of str to float
-        One weight >= 0 per name of ``names``, in that order; at least one is > 0.
+        One weight in [0, :data:`MAX_WEIGHT`] per name of ``names``, in that order; at least one is > 0.
 
     Raises
     ------
     ParameterError
-        On an unknown name, a missing '=', a non-number, a negative weight, or all weights 0
+        On an unknown name, a missing '=', a non-number, a weight outside [0, 100], or all weights 0
         (an :class:`~evomix.errors.OptionError` that names ``--weights`` on the command line).
     """
     names = DEFAULT_OBJECTIVES if names is None else names
@@ -153,8 +156,8 @@ def parse_weights(text: str | None, names: tuple[str, ...] | None = None) -> dic
                 w = float(val)
             except ValueError:
                 raise _weights_error(f"'{val.strip()}' for '{key}' is not a number") from None
-            if not np.isfinite(w) or w < 0:
-                raise _weights_error(f"weight for '{key}' must be a number >= 0, got {val.strip()}")
+            if not np.isfinite(w) or w < 0 or w > MAX_WEIGHT:
+                raise _weights_error(f"weight for '{key}' must be a number in [0, {MAX_WEIGHT:g}], got {val.strip()}")
             weights[key] = w
     if not any(w > 0 for w in weights.values()):
         raise _weights_error("every objective is switched off; give at least one a weight > 0")

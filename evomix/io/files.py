@@ -8,6 +8,7 @@ filled under a hidden temporary name and renamed as a whole.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -85,6 +86,18 @@ def discard(tmp: Path) -> None:
         pass
 
 
+def _libsndfile_reason(exc: sf.LibsndfileError, path: Path) -> str:
+    """Libsndfile's message, or the operating system's where libsndfile only says "System error."
+    (it keeps no errno): a full disk is named as such."""
+    if "system error" not in str(exc.error_string).lower():
+        return exc.error_string
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        full = False
+    return os.strerror(errno.ENOSPC) if full else exc.error_string
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block completes, it replaces ``path``.
@@ -99,7 +112,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
         yield tmp
         finish(tmp, path)
     except sf.LibsndfileError as exc:
-        raise AudioFileError(f"{path}: cannot write ({exc.error_string})") from exc
+        raise AudioFileError(f"{path}: cannot write ({_libsndfile_reason(exc, path)})") from exc
     except (OSError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioFileError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
     finally:

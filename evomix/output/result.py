@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from evomix.choose.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.choose.describe import distinct_rule
 from evomix.core.runtime import available_cores
 from evomix.engine.render import ExactRender
-from evomix.errors import ParameterError
+from evomix.errors import AudioFileError, EvomixError, ParameterError
 from evomix.io.audio import Session, write_audio
 from evomix.io.files import json_text, write_bytes_atomic, write_text_atomic
 from evomix.io.places import check_output_folder
@@ -152,7 +153,27 @@ class MixResult:
         out = Path(out)
         check_output_folder(out, force=force, inputs=self.session.paths,
                             ignore=[self.checkpoint] if self.checkpoint else ())
-        out.mkdir(parents=True, exist_ok=True)
+        created = not out.exists()
+        before = set() if created else set(out.iterdir())
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            return self._write_into(out, reporter=reporter, export_stems=export_stems, pre_stems=pre_stems, daw=daw,
+                                    command=command)
+        except (EvomixError, OSError) as e:  # a full disk, a folder removed meanwhile: no half-written result
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for p in set(out.iterdir()) - before:
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+            if isinstance(e, EvomixError):
+                raise
+            raise AudioFileError(f"{out}: cannot write ({e.strerror or e}); nothing was left there") from e
+
+    def _write_into(self, out: Path, *, reporter, export_stems: bool, pre_stems: bool, daw, command) -> list[Path]:
+        """:meth:`write` into the existing folder ``out``, its options checked."""
         written = []
         reporter = NULL_REPORTER if reporter is None else reporter
         per_alt = 2 + self.session.n_stems * (int(export_stems or bool(daw)) + int(pre_stems)) + len(daw)

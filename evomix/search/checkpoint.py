@@ -40,6 +40,7 @@ import numpy as np
 from evomix import __version__
 from evomix.errors import EvomixError, ParameterError
 from evomix.io.files import write_bytes_atomic
+from evomix.io.places import check_creatable
 from evomix.search.algorithm import SearchState
 from evomix.search.hypervolume import Normaliser
 
@@ -153,6 +154,20 @@ def save(path: str | Path, state: SearchState, *, settings: dict, stems: list) -
     return write_bytes_atomic(Path(path), encode(state, settings=settings, stems=stems))
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files a killed writer left beside the checkpoint ``path``
+    (``.NAME.*.tmp``, :func:`evomix.io.files.temp_beside`); returns them. Only one run writes a
+    checkpoint file at a time, so any such file is an orphan."""
+    gone = []
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        try:
+            tmp.unlink()
+            gone.append(tmp)
+        except OSError:
+            pass
+    return gone
+
+
 class Saver:
     """``on_generation`` for :class:`evomix.search.algorithm.Evolution` (and ``run_search``): saves every
     generation's state to ``path`` (its folder is created), as a context manager.
@@ -169,6 +184,7 @@ class Saver:
 
     def __init__(self, path: str | Path, *, settings: dict, stems: list):
         self.path, self.settings, self.stems = Path(path), settings, stems
+        remove_stale_temporaries(self.path)
         self.saved: int | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple | None = None  # (generation, future) of the write in flight
@@ -224,6 +240,7 @@ def load(path: str | Path, *, option: str = "resume") -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(option, f"{path}: no such file" if not path.exists() else f"{path} is not a file")
+    remove_stale_temporaries(path)
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
@@ -336,6 +353,9 @@ def check_target(path: str | Path, *, inputs: Sequence[str | Path] = (), resume:
     same = resume is not None and Path(resume).exists() and path.exists() and path.resolve() == Path(resume).resolve()
     if path.exists() and not same and not force:
         raise CheckpointError(option, f"{path} exists; pass --force to replace it, or resume from it")
+    check_creatable(path, keyword=option, folder=False)  # below a file, read-only, ...: the OS's reason
+    if not path.parent.exists():
+        raise CheckpointError(option, f"folder {path.parent} does not exist")
     return path
 
 

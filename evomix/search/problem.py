@@ -21,8 +21,12 @@ from evomix.engine.analysis import Analysis
 from evomix.engine.batch import render_features
 from evomix.search.genome import GeneTable
 from objectives import Target, evaluate
+from objectives.base import MAX_WEIGHT
 
 INFEASIBLE = 1e6  # every objective of a candidate over the limiter budget: this plus its excess (dB)
+RAW_SCORE_CAP = 1e3  # a raw score above this ranks as this in the search (none comes near: each is dB or LU)
+if MAX_WEIGHT * RAW_SCORE_CAP >= INFEASIBLE:  # a feasible weighted score never reaches the infeasible marker
+    raise RuntimeError("INFEASIBLE must exceed MAX_WEIGHT * RAW_SCORE_CAP")
 BLOCK = 32  # genomes per vectorized render; also the unit of work of a thread or worker
 LARGE_BLOCK_STEM_FRAMES = 32768  # above this many stems x frames a session is scored in blocks of SMALL_BLOCK
 SMALL_BLOCK = 16  # ... whose arrays stay in cache, and which let a population of 32 use two threads; on a smaller
@@ -98,7 +102,7 @@ class Problem:
         objective values, so DEAP's selection, the archive and the checkpoints need nothing else;
         such a point lies beyond the hypervolume's reference point and adds no volume."""
         raw, gr = self.scores_and_limiting(genomes)
-        F = raw * np.asarray(self.weights)[None, :]
+        F = np.minimum(raw, RAW_SCORE_CAP) * np.asarray(self.weights)[None, :]  # < INFEASIBLE: weights <= 100
         if self.max_limiting_db is not None:
             over = gr - float(self.max_limiting_db)  # (n,) dB beyond the budget
             bad = over > 0.0

@@ -42,6 +42,7 @@ from evomix.engine.dsp.pan import pan_gains
 from evomix.errors import OptionError, ParameterError
 from evomix.io.audio import expand_paths, read_audio
 from evomix.io.files import write_text_atomic
+from evomix.io.places import check_creatable
 from objectives.base import Target
 from objectives.genre import WIDTH_REGIONS_HZ, GenreProfile, builtin_genres, genre, load_profile, width_by_region
 from objectives.spectrum import THIRD_OCTAVE_HZ, normalise_level
@@ -245,13 +246,15 @@ def check_profile_output(path: str | Path, *, force: bool = False, inputs: Itera
     if path.is_dir():
         raise OptionError(lambda k: f"{k('path')}: {path} is a folder; "
                                     f"give a file name such as {path / 'profile.json'}", flags=_PATH_FLAG)
-    if not path.parent.is_dir():
+    if not path.parent.exists():  # below a file: check_creatable names it
+        check_creatable(path, keyword="path", flags=_PATH_FLAG, folder=False)
         raise OptionError(lambda k: f"{k('path')}: folder {path.parent} does not exist", flags=_PATH_FLAG)
     if any(path.resolve() == Path(p).resolve() for p in inputs):
         raise OptionError(lambda k: f"{k('path')}: {path} is one of the reference files; "
                                     f"refusing to overwrite it", flags=_PATH_FLAG)
     if path.exists() and not force:
         raise OptionError(lambda k: f"{k('path')}: {path} exists; pass {k('force')} to replace it", flags=_PATH_FLAG)
+    check_creatable(path, keyword="path", flags=_PATH_FLAG, folder=False)
 
 
 # --------------------------------------------------------------------------- similarity
