@@ -77,9 +77,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -87,25 +84,25 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
     TIMING_PHASES,
+    add_run_args,
     build_problem,
     cpu_snapshot,
     environment,
     fmt_s,
     foreign_cpu_s,
+    maxrss_mb,
+    report,
     run_cli_mix,
     run_measured,
     session_audio_nbytes,
     time_exact_tier,
     time_fast_tier,
+    work_folder,
 )
 
 from evomix.testing.songs import cached_session, session_files, write_session  # noqa: E402
 
 SR = 44100
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class OtherLoad:
@@ -141,7 +138,7 @@ def in_process(folder: Path, *, population: int, generations: int, reps: int, se
     problem, session, ta = build_problem(folder)
     res = {"load_s": ta["load_s"], "analysis_s": ta["analyze_s"], "load_analysis_cpu_s": time.process_time() - c0,
            "session_audio_mb": None if session_audio_nbytes(session) is None else session_audio_nbytes(session) / 2**20,
-           "maxrss_after_analysis_mb": _maxrss_mb(), "names": list(session.names), "roles": list(session.roles)}
+           "maxrss_after_analysis_mb": maxrss_mb(), "names": list(session.names), "roles": list(session.roles)}
     audio_txt = ("streamed from files" if res["session_audio_mb"] is None
                  else f"{res['session_audio_mb']:.0f} MB in memory")
     print(f"in-process load_session {ta['load_s']:.2f} s, analyze_session {ta['analyze_s']:.2f} s "
@@ -159,7 +156,7 @@ def in_process(folder: Path, *, population: int, generations: int, reps: int, se
     G = problem.table.initial_population(3, np.random.default_rng(seed + 1))[1:]  # near-neutral, uniform
     exact = time_exact_tier(problem, session, n_candidates=len(G), seed=seed, genomes=G)
     res["exact_tier"] = exact
-    res["maxrss_after_exact_mb"] = _maxrss_mb()
+    res["maxrss_after_exact_mb"] = maxrss_mb()
     print(f"exact tier in-process: {exact['s_per_candidate']:.2f} s per candidate (median of {exact['candidates']}: "
           f"{', '.join(f'{t:.2f}' for t in exact['times_s'])} s; render_exact {exact['render_exact_s']:.2f} s + "
           f"features_from_render {exact['features_from_render_s']:.2f} s + objectives {exact['objectives_s']:.3f} s; "
@@ -291,22 +288,18 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="limit for each subprocess, s (3600)")
     ap.add_argument("--no-e2e", action="store_true", help="skip `evomix mix` (render and peer use a random candidate)")
     ap.add_argument("--no-cache", action="store_true", help="synthesise into the work folder instead of the song cache")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="set OPENBLAS/OMP/MKL_NUM_THREADS for this run and its subprocesses (default: leave unset)")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the work folder (mix output, renders) here")
+    add_run_args(ap, keep_help="keep the work folder (mix output, renders) here")
     args = ap.parse_args(argv)
     if args.stems < 1 or args.duration <= 0 or args.population < 2 or args.generations < 0 or args.alternatives < 1:
         ap.error("need --stems >= 1, --duration > 0, --population >= 2, --generations >= 0, --alternatives >= 1")
 
-    work = Path(tempfile.mkdtemp(prefix="evomix-realsize-")) if args.keep is None else args.keep
-    work.mkdir(parents=True, exist_ok=True)
     song_seed = 1234 + args.seed
     result: dict = {"benchmark": "realsize", "workload": {
         "stems": args.stems, "duration_s": args.duration, "sr": SR, "song_seed": song_seed, "channels": 2,
         "format": "WAV PCM_24", "population": args.population, "generations": args.generations,
         "alternatives": args.alternatives, "search_seed": args.seed}, "environment": environment()}
-    run_load = OtherLoad()
-    try:
+    with work_folder("evomix-realsize-", args.keep) as work:
+        run_load = OtherLoad()
         t0 = time.perf_counter()
         if args.no_cache:
             folder, reused = work / "stems", False
@@ -445,12 +438,7 @@ def main(argv=None) -> int:
               f"in-process {100 * ip['other_processes_cpu_share']:.0f}%, "
               f"render {100 * rnd['other_processes_cpu_share']:.0f}%, "
               f"peer {100 * peer['other_processes_cpu_share']:.0f}%)", flush=True)
-        result["self_peak_rss_mb"] = _maxrss_mb()
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, default=float))
-    return 0
+    return report(result)
 
 
 if __name__ == "__main__":

@@ -54,24 +54,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import pstats  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from benchlib import (  # noqa: E402  (first: applies --blas-threads before numpy loads OpenBLAS)
+    add_run_args,
     analysis_nbytes,
     build_problem,
     environment,
     random_population,
+    report,
     run_cli_mix,
     session_audio_nbytes,
     time_exact_tier,
     time_fast_tier,
+    work_folder,
 )
 
 from evomix.testing.songs import write_session  # noqa: E402
@@ -123,9 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="cProfile one evaluate_population call")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end CLI run")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="set OPENBLAS/OMP/MKL_NUM_THREADS for this run and its subprocesses (default: leave unset)")
-    ap.add_argument("--keep", type=Path, default=None, help="write the stems (and CLI output) here and keep them")
+    add_run_args(ap, keep_help="write the stems (and CLI output) here and keep them")
     args = ap.parse_args(argv)
 
     stems = args.stems if args.stems is not None else 8
@@ -135,13 +131,12 @@ def main(argv=None) -> int:
     if stems < 1 or duration <= 0:
         ap.error("--stems must be >= 1 and --duration > 0")
 
-    work = Path(tempfile.mkdtemp(prefix="evomix-bench-")) if args.keep is None else args.keep
-    stem_dir, out_dir = work / "stems", work / "out"
     result: dict = {"benchmark": "throughput", "workload": {
         "stems": stems, "duration_s": duration, "sr": SR, "population": args.population,
         "generations": generations, "alternatives": args.alternatives, "objectives": "all four",
         "quick": args.quick}, "environment": environment()}
-    try:
+    with work_folder("evomix-bench-", args.keep) as work:
+        stem_dir, out_dir = work / "stems", work / "out"
         t0 = time.perf_counter()
         files = write_session(stem_dir, stems, duration, sr=SR, seed=1234 + args.seed)
         result["synthesis_s"] = time.perf_counter() - t0
@@ -226,12 +221,7 @@ def main(argv=None) -> int:
             if e2e["returncode"] != 0:
                 print(f"end to end FAILED: {e2e.get('stderr_tail', '')}", flush=True)
         result["environment"]["loadavg_end"] = os.getloadavg()
-        result["self_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result, default=float))
-    return 0
+    return report(result)
 
 
 if __name__ == "__main__":

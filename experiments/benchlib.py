@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks in ``experiments/``: threads, the session and its Problem, the
-exact tier timed per candidate, subprocesses measured for wall time and peak RSS, the environment.
+exact tier timed per candidate, subprocesses measured for wall time and peak RSS, the environment,
+and a run's common options, work folder and JSON report.
 
 Import it FIRST in a benchmark script (before numpy): importing it applies ``--blas-threads N``
 from ``sys.argv`` to the OpenBLAS/OMP/MKL thread variables, which only act before numpy loads.
@@ -25,8 +26,10 @@ def blas_threads_from_argv(argv) -> None:
 
 blas_threads_from_argv(sys.argv)
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -402,3 +405,44 @@ def environment() -> dict:
             "cpus": os.cpu_count(), "machine": platform.machine(),
             "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
                             if os.environ.get(k) is not None}}
+
+
+# ------------------------------------------------------------------------------------------------
+# The run: its common options, work folder and report
+# ------------------------------------------------------------------------------------------------
+
+def add_run_args(ap, *, keep_help: str) -> None:
+    """Add the options every benchmark run takes: ``--blas-threads`` (acted on when this module is
+    imported, see :func:`blas_threads_from_argv`; declared here for ``--help`` and checking) and
+    ``--keep`` (see :func:`work_folder`), whose help is ``keep_help``."""
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="set OPENBLAS/OMP/MKL_NUM_THREADS for this run and its subprocesses (default: leave unset)")
+    ap.add_argument("--keep", type=Path, default=None, help=keep_help)
+
+
+@contextlib.contextmanager
+def work_folder(prefix: str, keep: Path | None):
+    """The run's work folder: ``keep`` (created if missing, left in place) when given, else a fresh
+    temporary folder named ``prefix...``, removed when the block exits (also on an error)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix)) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def maxrss_mb() -> float:
+    """Peak RSS of this process so far, MB (``ru_maxrss`` is kB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def report(result: dict) -> int:
+    """End a run: this process's peak RSS into ``result["self_peak_rss_mb"]``, then ``result`` as the
+    JSON object on the LAST line of stdout. Returns 0, the exit code."""
+    result["self_peak_rss_mb"] = maxrss_mb()
+    print(json.dumps(result, default=float))
+    return 0

@@ -38,6 +38,7 @@ import shutil
 import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -317,14 +318,6 @@ def _keys_or_piano(v: _Voice, kind: str) -> None:
             v.place(v.cache[key], tt + 0.008 * j, v.pan + (m - 60) / 24.0, rng.uniform(0.5, 0.8))
 
 
-def _keys(v: _Voice) -> None:
-    _keys_or_piano(v, "keys")
-
-
-def _piano(v: _Voice) -> None:
-    _keys_or_piano(v, "piano")
-
-
 def _guitar(v: _Voice) -> None:
     """Strummed five-note chords on an 8th pattern, panned to one side."""
     sr, rng = v.sr, v.rng
@@ -411,14 +404,6 @@ def _vocal_or_lead(v: _Voice, kind: str) -> None:
         t_s += rng.choice([1.0, 2.0, 4.0]) * _BEAT_S  # breath / gap between phrases
 
 
-def _vocal(v: _Voice) -> None:
-    _vocal_or_lead(v, "vocal")
-
-
-def _lead(v: _Voice) -> None:
-    _vocal_or_lead(v, "lead")
-
-
 def _arp(v: _Voice) -> None:
     """16th-note arpeggio of the chord, an octave up, slowly auto-panned."""
     sr, rng = v.sr, v.rng
@@ -450,9 +435,12 @@ def _fx(v: _Voice) -> None:
         add_at(v.out, start, np.stack([imp, imp * 0.8]) * 0.8)
 
 
-_INSTRUMENTS = {"kick": _kick, "snare": _snare, "hihat": _hihat, "bass": _bass, "keys": _keys,
-                "piano": _piano, "guitar": _guitar, "pad": _pad, "vocal": _vocal, "lead": _lead,
+_INSTRUMENTS = {"kick": _kick, "snare": _snare, "hihat": _hihat, "bass": _bass,
+                "keys": partial(_keys_or_piano, kind="keys"), "piano": partial(_keys_or_piano, kind="piano"),
+                "guitar": _guitar, "pad": _pad,
+                "vocal": partial(_vocal_or_lead, kind="vocal"), "lead": partial(_vocal_or_lead, kind="lead"),
                 "arp": _arp, "fx": _fx}
+"""Arrangement kind -> instrument, called with the stem's :class:`_Voice`."""
 
 
 def synth_stem(kind: str, n: int, rng: np.random.Generator, variant: int = 0, *, sr: int = 44100) -> np.ndarray:

@@ -28,6 +28,17 @@ def stepped_sine(levels_dbfs, durations_s, sr=SR_EBU, freq_hz=1000.0, n_ch=2):
     return np.broadcast_to(amp * np.sin(2 * np.pi * freq_hz * t), (n_ch, amp.size))
 
 
+def ebu_cases(tech, cases, expected):
+    """Parametrize a test over EBU Tech ``tech``'s stepped-sine ``cases`` -- rows of (case, levels in
+    dBFS, durations in s, expected value) -- as ``levels_dbfs, durations_s, <expected>``, with ids
+    ``tech<tech>-case<case>``."""
+    return pytest.mark.parametrize(
+        f"levels_dbfs, durations_s, {expected}",
+        [c[1:] for c in cases],
+        ids=[f"tech{tech}-case{c[0]}" for c in cases],
+    )
+
+
 def coloured_noise(rng, colour, n_ch, duration_s, sr, rms=0.1):
     """White, pink-ish (1/f via a 1st-order IIR) or low-passed noise, shape (n_ch, samples)."""
     x = rng.standard_normal((n_ch, int(duration_s * sr)))
@@ -87,11 +98,7 @@ EBU_3341_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "levels_dbfs, durations_s, expected_lufs",
-    [c[1:] for c in EBU_3341_CASES],
-    ids=[f"tech3341-case{c[0]}" for c in EBU_3341_CASES],
-)
+@ebu_cases(3341, EBU_3341_CASES, "expected_lufs")
 def test_ebu_tech3341_integrated_loudness(levels_dbfs, durations_s, expected_lufs):
     x = stepped_sine(levels_dbfs, durations_s)
     lufs = meter.integrated_loudness(x, SR_EBU)
@@ -177,11 +184,7 @@ EBU_3342_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "levels_dbfs, durations_s, expected_lu",
-    [c[1:] for c in EBU_3342_CASES],
-    ids=[f"tech3342-case{c[0]}" for c in EBU_3342_CASES],
-)
+@ebu_cases(3342, EBU_3342_CASES, "expected_lu")
 def test_ebu_tech3342_loudness_range(levels_dbfs, durations_s, expected_lu):
     x = stepped_sine(levels_dbfs, durations_s)
     lra = meter.loudness_range(x, SR_EBU)
