@@ -23,8 +23,8 @@ from evomix import pipeline
 from evomix.core.runtime import available_cores
 from evomix.engine.render import render_exact
 from evomix.errors import OptionError
-from evomix.io.audio import Session, expand_paths, write_audio
-from evomix.output.result import MixResult, load_params_file
+from evomix.io.audio import Session, expand_paths, stem_names, write_audio
+from evomix.output.result import MixResult, load_params_file, saved_master, saved_params, saved_rate
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search import checkpoint as checkpoints
 from evomix.search.constraints import Constraints
@@ -137,28 +137,27 @@ def render(params_path: str | Path, paths: Sequence[str | Path], out: str | Path
            force: bool = False, reporter: ProgressReporter | None = None) -> Path:
     """Re-render a saved solution (``alt-NN.json``) from the stems into ``out`` (24-bit).
 
-    The stems are matched by file stem name; the target and ceiling default to the saved ones,
-    so the output reproduces the exported ``alt-NN.wav``. ``reporter`` (:mod:`evomix.progress`)
+    The stems are matched by file stem name and must be exactly those the solution was made from
+    (a missing or an extra one is refused, naming it); the target and ceiling default to the saved
+    ones, so the output reproduces the exported ``alt-NN.wav``. Every saved value is checked (type
+    and range) before any audio is read. ``reporter`` (:mod:`evomix.progress`)
     gets the phases load, render and write.
     """
     reporter = NULL_REPORTER if reporter is None else reporter
+    source = str(params_path)
     d = load_params_file(params_path)
-    p = d.get("params", d)
-    stems_d = p.get("stems") if isinstance(p, dict) else None
-    # the values in range: checked before any audio is read
-    Params.from_dict(p, list(stems_d) if isinstance(stems_d, dict) else [], source=str(params_path))
-    saved = Master()  # an old params file without a target: the defaults
-    master = Master(target_lufs=float(d.get("target_lufs", saved.target_lufs)) if target_lufs is None else target_lufs,
-                    ceiling_dbtp=float(d.get("ceiling_dbtp", saved.ceiling_dbtp)) if ceiling_dbtp is None
-                    else ceiling_dbtp)
+    p, saved_names = saved_params(d, source)  # every value a number in its range: checked before any audio is read
+    sr = saved_rate(d, source)
+    master = saved_master(d, source, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)  # an old file: defaults
     out = Path(out)
     if out.exists() and not force:
         raise OptionError(lambda k: f"{k('out')}: {out} exists; pass {k('force')} to replace it", flags={"out": "-o"})
-    session = pipeline.load(paths, reporter, sr=d.get("sr"))
+    pipeline.check_stems_match(saved_names, stem_names(paths), source)  # the stems it was made from, all of them
+    session = pipeline.load(paths, reporter, sr=sr)
     if any(out.resolve() == Path(sp).resolve() for sp in session.paths):
         raise OptionError(lambda k: f"{k('out')}: {out} is one of the input stems; refusing to overwrite it",
                           flags={"out": "-o"})
-    params = Params.from_dict(p, session.names, source=str(params_path))
+    params = Params.from_dict(p, session.names, source=source)
     with reporter.phase("render", total=1, unit="exact renders") as ph:
         r = render_exact(session, session.is_mono, session.sr, params, target_lufs=master.target_lufs,
                          ceiling_dbtp=master.ceiling_dbtp, keep_stems=False, threads=available_cores())

@@ -366,7 +366,7 @@ ResumeOpt = Annotated[Path | None, typer.Option("--resume", help=(
 @one_line_errors
 def mix(
     paths: Annotated[list[Path], typer.Argument(help=(
-            "Stem files or folders (WAV, FLAC, AIFF, OGG)."
+            "Stem files or folders (every format libsndfile decodes: WAV, FLAC, AIFF, OGG, MP3, ...)."
         ), show_default=False)],
     out: OutOpt,
     genre: GenreOpt = "pop",
@@ -550,7 +550,7 @@ def vary(
 @one_line_errors
 def explore(
     paths: Annotated[list[Path], typer.Argument(help=(
-            "Stem files or folders (WAV, FLAC, AIFF, OGG)."
+            "Stem files or folders (every format libsndfile decodes: WAV, FLAC, AIFF, OGG, MP3, ...)."
         ), show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help=(
             "Folder for cell-NN.wav/.json, archive.json and map.png (created if missing)."

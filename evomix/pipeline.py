@@ -458,3 +458,28 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     chosen = choose(prep, fr, int(search.alternatives), max_limiting_db=master.max_limiting_db, reporter=reporter,
                     keep_master_gain=keep_master_gain)
     return mix_result(prep, result, fr, chosen, search, master, plan)
+
+
+def check_stems_match(saved, given, source, *, what: str = "mix") -> None:
+    """Refuse stems that are not the ones a saved ``what`` (a mix, a run) was made from.
+
+    ``saved`` are the stem names the file ``source`` holds settings for, ``given`` those of the stems
+    passed now (:func:`evomix.io.audio.stem_names`); order does not matter.
+
+    Raises
+    ------
+    ParameterError
+        ``source: the mix was made from stems a, b, c; missing: b, c; not in it: d``, naming every
+        missing and every extra stem.
+    """
+    saved, given = list(saved), list(given)
+    missing = [n for n in saved if n not in given]
+    extra = [n for n in given if n not in saved]
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing: {', '.join(missing)} (give every stem it was made from)")
+    if extra:
+        parts.append(f"not in it: {', '.join(extra)}")
+    raise ParameterError(f"{source}: the {what} was made from stems {', '.join(saved)}; {'; '.join(parts)}")

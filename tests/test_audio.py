@@ -9,12 +9,15 @@ import soundfile as sf
 from evomix.errors import AudioFileError, EvomixError, ParameterError
 from evomix.io.audio import (
     AUDIO_SUFFIXES,
+    LOSSY_SUBTYPES,
     ROLES,
+    UNDECODABLE_SUFFIXES,
     Session,
     expand_paths,
     guess_role,
     load_session,
     read_audio,
+    stem_names,
     write_audio,
 )
 from evomix.io.files import write_text_atomic
@@ -103,15 +106,128 @@ def test_expand_folder_with_only_text(tmp_path):
 
 def test_expand_folder_filters_sorts_and_keeps_explicit_files(tmp_path):
     x = sine(440, 0.1)
-    for n in ["b.WAV", "A.flac", "c.ogg", ".hidden.wav", "notes.txt", "d.aiff", "e.aif"]:
+    for n in ["b.WAV", "A.flac", "c.ogg", ".hidden.wav", "notes.txt", "d.aiff", "e.aif", "f.MP3", "g.opus",
+              "data.json", ".DS_Store", "h.caf"]:
         (tmp_path / n).write_bytes(b"")
     (tmp_path / "sub").mkdir()
+    (tmp_path / "folder.wav").mkdir()  # a folder named like a stem is not one
     put(tmp_path / "sub" / "inner.wav", x)
-    odd = put(tmp_path / "sub" / "odd.snd", x, fmt="WAV")
+    odd = put(tmp_path / "sub" / "odd.bin", x, fmt="WAV")
     got = expand_paths([tmp_path, str(odd)])
-    assert [p.name for p in got] == ["A.flac", "b.WAV", "c.ogg", "d.aiff", "e.aif", "odd.snd"]
+    assert [p.name for p in got] == ["A.flac", "b.WAV", "c.ogg", "d.aiff", "e.aif", "f.MP3", "g.opus", "h.caf",
+                                     "odd.bin"]
     assert got[-1] == odd
     assert ".wav" in AUDIO_SUFFIXES
+
+
+def test_stem_suffixes_are_every_format_libsndfile_decodes():
+    available = sf.available_formats()
+    assert {".wav", ".flac", ".aif", ".aiff", ".ogg"} <= set(AUDIO_SUFFIXES)
+    assert (".mp3" in AUDIO_SUFFIXES) == ("MP3" in available)
+    assert (".opus" in AUDIO_SUFFIXES) == ("OPUS" in sf.available_subtypes("OGG"))
+    assert ".txt" not in AUDIO_SUFFIXES and ".json" not in AUDIO_SUFFIXES and ".raw" not in AUDIO_SUFFIXES
+    assert not set(AUDIO_SUFFIXES) & set(UNDECODABLE_SUFFIXES)
+    assert all(s == s.lower() and s.startswith(".") for s in AUDIO_SUFFIXES)
+
+
+def _song_with_a_lossy_vocal(folder, fmt, subtype, suffix, sr):
+    """Three WAV stems and a vocal in a lossy format; returns (the files, the vocal)."""
+    folder.mkdir()
+    files = [put(folder / f"{n}.wav", stereo(f, dur=1.0, sr=sr), sr=sr)
+             for n, f in (("bass", 80.0), ("drums", 200.0), ("keys", 600.0))]
+    vocal = put(folder / f"vocal{suffix}", stereo(1000.0, dur=1.0, sr=sr), sr=sr, fmt=fmt, subtype=subtype)
+    (folder / "notes.txt").write_text("not a stem")
+    return files + [vocal], vocal
+
+
+@pytest.mark.parametrize("fmt, subtype, suffix, label", [
+    ("MP3", "MPEG_LAYER_III", ".mp3", "MP3"),
+    ("OGG", "VORBIS", ".ogg", "Ogg Vorbis"),
+    ("OGG", "OPUS", ".opus", "Opus"),
+])
+def test_a_lossy_stem_is_a_stem_in_a_folder_as_by_name_with_a_warning(tmp_path, fmt, subtype, suffix, label):
+    if fmt not in sf.available_formats() or subtype not in sf.available_subtypes(fmt):
+        pytest.skip(f"this libsndfile cannot write {fmt}/{subtype}")
+    sr = 48000 if subtype == "OPUS" else SR  # Opus codes 48 kHz (and 8, 12, 16, 24)
+    files, vocal = _song_with_a_lossy_vocal(tmp_path / "song", fmt, subtype, suffix, sr)
+    by_folder, by_name = load_session([tmp_path / "song"]), load_session(files)
+    assert by_folder.names == by_name.names == ("bass", "drums", "keys", "vocal")
+    np.testing.assert_array_equal(by_folder.audio, by_name.audio)
+    assert abs(peak_hz(by_folder.audio[3, 0], by_folder.sr) - 1000) < 5
+    warning = f"{vocal}: lossy ({label}) source; its coding artefacts are part of every mix"
+    for s in (by_folder, by_name):
+        assert [w for w in s.warnings if "lossy" in w] == [w for w in s.warnings if w.startswith(warning)], s.warnings
+        assert len([w for w in s.warnings if "lossy" in w]) == 1
+    assert LOSSY_SUBTYPES[subtype] == label
+
+
+def test_lossless_stems_get_no_lossy_warning(tmp_path):
+    put(tmp_path / "a.flac", stereo(dur=0.3))
+    put(tmp_path / "b.wav", stereo(dur=0.3), subtype="PCM_16")
+    put(tmp_path / "c.aiff", stereo(dur=0.3), fmt="AIFF")
+    assert load_session([tmp_path]).warnings == ()
+
+
+def test_a_format_libsndfile_cannot_decode_is_refused_not_skipped(tmp_path):
+    put(tmp_path / "bass.wav", stereo(dur=0.3))
+    (tmp_path / "vocal.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+    assert [p.name for p in expand_paths([tmp_path])] == ["bass.wav", "vocal.m4a"]
+    msg = f"{tmp_path / 'vocal.m4a'}: AAC or ALAC (M4A) files cannot be decoded by libsndfile"
+    for given in ([tmp_path], [tmp_path / "bass.wav", tmp_path / "vocal.m4a"]):  # the same in a folder and by name
+        with pytest.raises(AudioFileError, match=re.escape(msg)):
+            load_session(given)
+
+
+def test_stem_names_are_the_session_names_without_reading_audio(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = put(tmp_path / "a" / "kick.wav", stereo(dur=0.3))
+    b = put(tmp_path / "b" / "kick.wav", stereo(dur=0.3))
+    put(tmp_path / "b" / "vox.flac", stereo(dur=0.3))
+    given = [a, tmp_path / "b", b]
+    assert stem_names(given) == list(load_session(given).names) == ["kick", "kick-2", "vox"]
+
+
+# ---------------------------------------------------------------- symbolic links
+
+def test_a_symbolic_link_loop_is_reported_as_such(tmp_path):
+    loop = tmp_path / "vocal.wav"
+    os.symlink(loop, loop)
+    for call in (lambda: expand_paths([loop]), lambda: read_audio(loop), lambda: load_session([loop])):
+        with pytest.raises(AudioFileError, match=re.escape(f"{loop}: is a symbolic link loop")):
+            call()
+    ring = tmp_path / "ring"  # a loop of two links
+    os.symlink(tmp_path / "ring2", ring)
+    os.symlink(ring, tmp_path / "ring2")
+    with pytest.raises(AudioFileError, match=re.escape(f"{ring}: is a symbolic link loop")):
+        expand_paths([ring])
+    with pytest.raises(AudioFileError, match=re.escape(f"{ring / 'x.wav'}: cannot be reached: its path goes "
+                                                       f"through a symbolic link loop")):
+        expand_paths([ring / "x.wav"])
+
+
+def test_a_loop_or_broken_link_named_like_a_stem_in_a_folder_is_reported(tmp_path):
+    put(tmp_path / "bass.wav", stereo(dur=0.3))
+    os.symlink(tmp_path / "vocal.wav", tmp_path / "vocal.wav")
+    with pytest.raises(AudioFileError, match=re.escape(f"{tmp_path / 'vocal.wav'}: is a symbolic link loop")):
+        expand_paths([tmp_path])
+    os.remove(tmp_path / "vocal.wav")
+    os.symlink(tmp_path / "gone.wav", tmp_path / "vocal.wav")
+    with pytest.raises(AudioFileError, match=re.escape(f"{tmp_path / 'vocal.wav'}: is a broken symbolic link (to "
+                                                       f"{tmp_path / 'gone.wav'}, which does not exist)")):
+        expand_paths([tmp_path])
+    os.remove(tmp_path / "vocal.wav")
+    os.symlink(tmp_path / "notes.txt", tmp_path / "notes.txt")  # not named like a stem: skipped, as any text
+    os.symlink(tmp_path / "bass.wav", tmp_path / "bass-link.wav")  # a working link is followed
+    assert [p.name for p in expand_paths([tmp_path])] == ["bass-link.wav", "bass.wav"]
+
+
+def test_a_broken_link_given_by_name(tmp_path):
+    link = tmp_path / "vocal.wav"
+    os.symlink(tmp_path / "gone.wav", link)
+    for call in (lambda: expand_paths([link]), lambda: read_audio(link)):
+        with pytest.raises(AudioFileError, match=re.escape(f"{link}: is a broken symbolic link")):
+            call()
 
 
 # ---------------------------------------------------------------- read_audio errors
@@ -223,6 +339,7 @@ def test_ogg_read(tmp_path):
     assert abs(peak_hz(y[0], SR) - 1000) < 5
     s = load_session([p])
     assert s.n_samples == x.shape[1] and s.names == ("v",)
+    assert s.warnings[0].startswith(f"{p}: lossy (Ogg Vorbis) source")
 
 
 def test_flac_aiff_ogg_in_one_session(tmp_path):

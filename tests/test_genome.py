@@ -1,9 +1,20 @@
-"""The gene table: decode/encode, ranges, locks, JSON round trip."""
+"""The gene table: decode/encode, ranges, locks, JSON round trip, the field-by-field check of a params file."""
+import copy
+import json
+
 import numpy as np
 import pytest
 
 from evomix.errors import ParameterError
-from evomix.search.genome import MASTER_GENES, STEM_GENES, GeneTable, Params
+from evomix.search.genome import (
+    MASTER_GENES,
+    STEM_GENES,
+    GeneTable,
+    Params,
+    checked_number,
+    params_stem_names,
+    saved_number,
+)
 
 
 def test_decode_respects_ranges_and_scales(rng):
@@ -78,6 +89,88 @@ def test_params_from_dict_errors():
         Params.from_dict({"stems": {}, "master": {}}, ["vocal"], source="x.json")
     with pytest.raises(ParameterError, match="x.json"):
         Params.from_dict({"nope": 1}, ["vocal"], source="x.json")
+
+
+def _saved(names=("vocal", "bass")) -> dict:
+    table = GeneTable(len(names))
+    return table.decode(table.neutral()[None], np.zeros(len(names))).to_dict(0, list(names), ["vocal", "bass"])
+
+
+def _set(path, value):
+    def edit(d):
+        *keys, last = path.split(".")
+        for k in keys:
+            d = d[k]
+        if value is KeyError:
+            del d[last]
+        else:
+            d[last] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("stems.vocal.gain_db", "loud"), "stems.vocal.gain_db must be a number (dB), got 'loud'"),
+    (_set("stems.vocal.gain_db", True), "stems.vocal.gain_db must be a number (dB), got true"),
+    (_set("stems.bass.pan", None), "stems.bass.pan must be a number, got null"),
+    (_set("stems.vocal.eq", [1, 2]), "stems.vocal.eq must be an object of numbers (highpass_hz, low_shelf_hz, low_"
+                                     "shelf_db, peak_hz, peak_db, peak_q, high_shelf_hz, high_shelf_db), got [1, 2]"),
+    (_set("stems.vocal.comp", "fast"), "stems.vocal.comp must be an object of numbers (threshold_db, ratio, "
+                                       "attack_ms, release_ms), got 'fast'"),
+    (_set("stems.vocal.gain_db", KeyError), "stems.vocal.gain_db is missing; it must be a number (dB)"),
+    (_set("stems.vocal.eq", KeyError), "stems.vocal.eq is missing; it must be an object of numbers (highpass_hz"),
+    (_set("stems.bass.comp.attack_ms", [5]), "stems.bass.comp.attack_ms must be a number (ms), got [5]"),
+    (_set("stems.bass.eq.peak_hz", float("inf")), "stems.bass.eq.peak_hz must be a finite number (Hz), got Infinity"),
+    (_set("stems.bass.trim_db", 10 ** 400), "stems.bass.trim_db must be a finite number (dB), got 1000"),
+    (_set("stems.bass", [1]), "stems.bass must be an object of settings (trim_db, gain_db, pan, eq, comp), got [1]"),
+    (_set("stems", "vocal"), "stems must be an object {stem name: settings}, got 'vocal'"),
+    (_set("master", KeyError), "master is missing; it must be an object of the master chain's settings"),
+    (_set("master.comp.ratio", "2"), "master.comp.ratio must be a number, got '2'"),
+    (_set("master.eq.low_shelf_db", False), "master.eq.low_shelf_db must be a number (dB), got false"),
+    (_set("master.comp", None), "master.comp must be an object of numbers (threshold_db, ratio), got null"),
+])
+def test_params_from_dict_names_the_stem_parameter_and_type(edit, message):
+    d = _saved()
+    edit(d)
+    with pytest.raises(ParameterError) as e:
+        Params.from_dict(d, ["vocal", "bass"], source="alt-01.json")
+    assert str(e.value).startswith(f"alt-01.json: {message}"), str(e.value)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 240
+
+
+def test_params_from_dict_takes_what_to_dict_wrote_unchanged():
+    d = _saved()
+    again = json.loads(json.dumps(d))  # as read back from alt-NN.json
+    p, q = Params.from_dict(d, ["bass", "vocal"]), Params.from_dict(again, ["bass", "vocal"])
+    for k, v in p.__dict__.items():
+        np.testing.assert_array_equal(v, getattr(q, k))
+    d2 = copy.deepcopy(d)
+    d2["stems"]["vocal"]["gain_db"] = -3  # a JSON integer is a number
+    assert Params.from_dict(d2, ["vocal", "bass"]).gain_db[0, 0] == -3.0
+    assert params_stem_names(d) == ["vocal", "bass"]
+
+
+@pytest.mark.parametrize("value, message", [
+    (True, "x.json: target_lufs must be a number (LUFS), got true"),
+    ("-14", "x.json: target_lufs must be a number (LUFS), got '-14'"),
+    (float("nan"), "x.json: target_lufs must be a finite number (LUFS), got NaN"),
+    ({"a": 1}, 'x.json: target_lufs must be a number (LUFS), got {"a": 1}'),
+])
+def test_checked_number_refuses_what_is_not_a_finite_number(value, message):
+    with pytest.raises(ParameterError) as e:
+        checked_number(value, "target_lufs", "x.json", "LUFS")
+    assert str(e.value) == message
+    assert checked_number(np.float32(2.5), "x", "s") == 2.5
+
+
+def test_saved_number_defaults_and_whole_numbers():
+    assert saved_number({}, "sr", "x.json", None, integer=True) is None
+    assert saved_number({"sr": None}, "sr", "x.json", None, integer=True) is None
+    assert saved_number({"sr": 48000}, "sr", "x.json", None, integer=True) == 48000
+    assert saved_number({"target_lufs": -9}, "target_lufs", "x.json", -14.0) == -9.0
+    with pytest.raises(ParameterError, match=r"^x.json: sr must be a whole number \(Hz\), got 44100.5$"):
+        saved_number({"sr": 44100.5}, "sr", "x.json", None, unit="Hz", integer=True)
+    with pytest.raises(ParameterError, match=r"^x.json: target_lufs must be a number, got null$"):
+        saved_number({"target_lufs": None}, "target_lufs", "x.json", -14.0)
 
 
 def test_decode_rejects_wrong_length():

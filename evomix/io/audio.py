@@ -12,6 +12,7 @@ crash or a full disk never leaves a half-written output behind.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
@@ -31,12 +32,15 @@ from evomix.io.files import atomic_file
 __all__ = [
     "ROLES",
     "AUDIO_SUFFIXES",
+    "UNDECODABLE_SUFFIXES",
+    "LOSSY_SUBTYPES",
     "OUTPUT_FORMATS",
     "SILENCE_PEAK",
     "SHORT_STEM_S",
     "Session",
     "guess_role",
     "expand_paths",
+    "stem_names",
     "read_audio",
     "load_session",
     "write_audio",
@@ -46,8 +50,57 @@ ROLES = ("vocal", "drums", "kick", "snare", "bass", "guitar", "keys", "piano",
          "synth", "pad", "lead", "fx", "other")
 """Mixing roles a stem can have; ``"other"`` is the fallback."""
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
-"""Suffixes picked up from a folder (case-insensitive)."""
+# libsndfile's formats (``soundfile.available_formats()`` names) and the file suffixes they go by,
+# the common ones first. RAW (headerless) is not listed: it cannot be read without being told its
+# rate, channels and sample type.
+_FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "WAV": (".wav", ".wave"), "FLAC": (".flac",), "AIFF": (".aif", ".aiff", ".aifc"), "OGG": (".ogg", ".oga"),
+    "MP3": (".mp3",), "CAF": (".caf",), "W64": (".w64",), "RF64": (".rf64",), "AU": (".au", ".snd"),
+    "IRCAM": (".sf",), "NIST": (".nist", ".sph"), "VOC": (".voc",), "SVX": (".iff", ".svx", ".8svx"),
+    "PAF": (".paf",), "MAT4": (".mat",), "MAT5": (".mat",), "PVF": (".pvf",), "XI": (".xi",), "HTK": (".htk",),
+    "SDS": (".sds",), "AVR": (".avr",), "SD2": (".sd2",), "WVE": (".wve",), "MPC2K": (".mpc",),
+}
+_FORMAT_LABELS = {"MP3": "MP3 (MPEG audio)", "OGG": "Ogg", "CAF": "CAF", "W64": "Wave64", "RF64": "RF64"}
+
+
+def _decodable_suffixes() -> tuple[tuple[str, ...], dict[str, str]]:
+    """The suffixes of every format this machine's libsndfile decodes, and {suffix: format} of the
+    ones it lacks (an older libsndfile without MP3 or Opus)."""
+    available = set(sf.available_formats())
+    formats = dict(_FORMAT_SUFFIXES)
+    if "OGG" in available and "OPUS" in sf.available_subtypes("OGG"):
+        formats["OGG"] = (*formats["OGG"], ".opus")
+    readable = list(dict.fromkeys(x for fmt, suffixes in formats.items() if fmt in available for x in suffixes))
+    missing = {x: _FORMAT_LABELS.get(fmt, fmt) for fmt, suffixes in formats.items() if fmt not in available
+               for x in suffixes if x not in readable}
+    if ".opus" not in readable:
+        missing[".opus"] = "Opus"
+    return tuple(readable), missing
+
+
+AUDIO_SUFFIXES, _MISSING_FORMATS = _decodable_suffixes()
+"""Suffixes (lower case) of every format the installed libsndfile decodes: a folder's files with one
+of them are its stems (case-insensitive). The same formats are read when a file is given by name
+(whatever its suffix: libsndfile recognises a format by its content)."""
+
+UNDECODABLE_SUFFIXES: dict[str, str] = {
+    ".m4a": "AAC or ALAC (M4A)", ".mp4": "MP4", ".aac": "AAC", ".alac": "ALAC", ".wma": "WMA",
+    ".ape": "Monkey's Audio", ".wv": "WavPack", ".dsf": "DSD", ".dff": "DSD", ".mka": "Matroska audio",
+    ".ac3": "AC-3", ".amr": "AMR", ".tta": "TTA", ".mpga": "MPEG audio", ".mp2": "MPEG audio",
+    **_MISSING_FORMATS,
+}
+"""Suffixes of audio formats libsndfile does not decode here, {suffix: format}: such a file is a
+stem all the same (in a folder too), refused with one line saying to convert it, never skipped."""
+
+LOSSY_SUBTYPES: dict[str, str] = {
+    "MPEG_LAYER_III": "MP3", "MPEG_LAYER_II": "MP2", "MPEG_LAYER_I": "MPEG Layer I", "VORBIS": "Ogg Vorbis",
+    "OPUS": "Opus", "GSM610": "GSM 6.10", "IMA_ADPCM": "IMA ADPCM", "MS_ADPCM": "MS ADPCM",
+    "VOX_ADPCM": "OKI ADPCM", "G721_32": "G.721 ADPCM", "G723_24": "G.723 ADPCM", "G723_40": "G.723 ADPCM",
+    "NMS_ADPCM_16": "NMS ADPCM", "NMS_ADPCM_24": "NMS ADPCM", "NMS_ADPCM_32": "NMS ADPCM",
+    "ULAW": "8-bit u-law", "ALAW": "8-bit A-law",
+}
+"""libsndfile subtypes that are lossy codings, {subtype: name}: a stem in one is loaded with a
+warning (``Session.warnings``: ``"vocal.mp3: lossy (MP3) source; ..."``)."""
 
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
 """Output suffix -> soundfile ``format`` for :func:`write_audio`."""
@@ -245,6 +298,37 @@ def guess_role(name: str) -> str:
 # Reading
 # --------------------------------------------------------------------------
 
+def _unreachable(path: Path, missing: str) -> str | None:
+    """Why ``path`` cannot be used, or None when it can be reached: a symbolic link loop, a broken
+    symbolic link, a folder on its way that cannot be searched, or ``missing`` when it does not exist."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            if path.is_symlink():
+                return "is a symbolic link loop (following it leads back to itself)"
+            return "cannot be reached: its path goes through a symbolic link loop"
+        if path.is_symlink():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"is a broken symbolic link (to {target}, which does not exist)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return missing
+        return f"cannot be accessed ({exc.strerror or exc})"
+    except ValueError as exc:  # an embedded NUL byte
+        return f"is not a valid path ({exc})"
+    return None
+
+
+def _is_stem_name(name: str) -> bool:
+    """Whether a folder's entry ``name`` is a stem by the one rule: not hidden, and the suffix of an
+    audio format (one libsndfile decodes, or one it does not, to be refused rather than skipped)."""
+    suffix = os.path.splitext(name)[1].lower()
+    return not name.startswith(".") and (suffix in AUDIO_SUFFIXES or suffix in UNDECODABLE_SUFFIXES)
+
+
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     """Turn command-line paths into a list of audio files.
 
@@ -256,37 +340,45 @@ def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     Returns
     -------
     list of pathlib.Path
-        Each folder is replaced by its audio files (suffix in
-        :data:`AUDIO_SUFFIXES`, case-insensitive; hidden files skipped;
-        not recursive; sorted by name case-insensitively).  Files are kept as
+        Each folder is replaced by its audio files: those whose suffix is one of an audio format
+        (:data:`AUDIO_SUFFIXES`, every format the installed libsndfile decodes, MP3 and Opus
+        included; or :data:`UNDECODABLE_SUFFIXES`, refused when read, never skipped),
+        case-insensitive; hidden files and other files (text, JSON, ...) skipped;
+        not recursive; sorted by name case-insensitively.  Files are kept as
         given, whatever their suffix (soundfile decides later whether they are
         audio).  Order is preserved; duplicates are *not* removed here.
 
     Raises
     ------
     AudioFileError
-        If a path does not exist, or a folder holds no audio files.
+        If a path does not exist, is a symbolic link loop or a broken link, cannot be accessed, or
+        a folder holds no audio files (or an audio file in it is a loop or a broken link).
     """
     out: list[Path] = []
     for p in paths:
         path = Path(p)
+        why = _unreachable(path, "no such file or folder")
+        if why is not None:
+            raise AudioFileError(f"{path}: {why}")
         if path.is_dir():
             try:
-                entries = list(path.iterdir())
+                entries = [e for e in path.iterdir() if _is_stem_name(e.name)]
             except OSError as exc:
                 raise AudioFileError(f"{path}: cannot list folder ({exc.strerror or exc})") from exc
-            files = [e for e in entries
-                     if not e.name.startswith(".")
-                     and e.suffix.lower() in AUDIO_SUFFIXES
-                     and e.is_file()]
+            files = []
+            for e in entries:
+                why = _unreachable(e, "no such file")  # a loop or a broken link named like a stem is reported
+                if why is not None:
+                    raise AudioFileError(f"{e}: {why}")
+                if e.is_file():  # a folder named like a stem is not one
+                    files.append(e)
             if not files:
                 raise AudioFileError(
-                    f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+                    f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES[:10])}, ...: every format libsndfile "
+                    f"decodes) found")
             out.extend(sorted(files, key=lambda e: (e.name.casefold(), e.name)))
-        elif path.exists():
-            out.append(path)
         else:
-            raise AudioFileError(f"{path}: no such file or folder")
+            out.append(path)
     return out
 
 
@@ -345,7 +437,7 @@ def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray,
     Parameters
     ----------
     path : str or pathlib.Path
-        Any file libsndfile can decode (WAV, FLAC, AIFF, OGG, ...).
+        Any file libsndfile can decode (WAV, FLAC, AIFF, OGG Vorbis/Opus, MP3, ...), whatever its suffix.
     dtype : "float64" or "float32", keyword-only
         Sample type of the result (libsndfile decodes straight to it).
 
@@ -360,7 +452,9 @@ def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray,
     Raises
     ------
     AudioFileError
-        Message starts with the path: missing file, a folder, unreadable,
+        Message starts with the path: missing file, a symbolic link loop or
+        broken link, a folder, unreadable, a format libsndfile does not decode
+        (:data:`UNDECODABLE_SUFFIXES`: convert it),
         not audio / corrupt (libsndfile's reason is quoted), truncated WAV or
         AIFF (the header promises more frames than the file holds), more than
         2 channels, zero samples, NaN or infinite samples.
@@ -374,10 +468,11 @@ def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray,
     cheaply and is accepted.
     """
     path = Path(path)
+    why = _unreachable(path, "no such file")
+    if why is not None:
+        raise AudioFileError(f"{path}: {why}")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, not an audio file")
-    if not path.exists():
-        raise AudioFileError(f"{path}: no such file")
     try:
         with open(path, "rb"):
             pass
@@ -400,11 +495,10 @@ def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray,
                 raise AudioFileError(f"{path}: is empty (0 samples)")
             data = f.read(dtype=dtype, always_2d=True)
     except sf.LibsndfileError as exc:
-        raise AudioFileError(
-            f"{path}: not a readable audio file or corrupt ({exc.error_string.strip().rstrip('.')})"
-        ) from exc
+        raise AudioFileError(_undecodable(path) or (
+            f"{path}: not a readable audio file or corrupt ({exc.error_string.strip().rstrip('.')})")) from exc
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise AudioFileError(f"{path}: not a readable audio file or corrupt ({exc})") from exc
+        raise AudioFileError(_undecodable(path) or f"{path}: not a readable audio file or corrupt ({exc})") from exc
     if data.shape[0] == 0:
         raise AudioFileError(f"{path}: is empty (0 samples)")
     if data.shape[0] < frames:
@@ -413,6 +507,15 @@ def read_audio(path: Path | str, *, dtype: str = "float64") -> tuple[np.ndarray,
     if not np.isfinite(data).all():
         raise AudioFileError(f"{path}: contains NaN or infinite samples")
     return np.ascontiguousarray(data.T), sr
+
+
+def _undecodable(path: Path) -> str | None:
+    """The message for a file libsndfile cannot open whose suffix names a format it does not decode."""
+    fmt = UNDECODABLE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        return None
+    return (f"{path}: {fmt} files cannot be decoded by libsndfile {sf.__libsndfile_version__}, which evomix reads "
+            f"audio with; convert it to WAV or FLAC")
 
 
 def _unique_names(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
@@ -434,6 +537,34 @@ def _unique_names(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
         used.add(name)
         names.append(name)
     return names, warnings
+
+
+def _stem_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[str], list[str]]:
+    """The stem files of ``paths`` (:func:`expand_paths`; a file given twice is kept once), their
+    unique stem names and the warnings about both, as :func:`load_session` names them."""
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    files: list[Path] = []
+    for f in expand_paths(paths):
+        r = f.resolve()
+        if r in seen:
+            warnings.append(f"{f}: given more than once; loaded once")
+            continue
+        seen.add(r)
+        files.append(f)
+    names, name_warnings = _unique_names(files)
+    return files, names, warnings + name_warnings
+
+
+def stem_names(paths: Sequence[Path | str]) -> list[str]:
+    """The stem names :func:`load_session` gives the stems at ``paths``, without reading any audio.
+
+    Raises
+    ------
+    AudioFileError
+        As :func:`expand_paths`.
+    """
+    return _stem_files(paths)[1]
 
 
 def _apply_roles(roles: Mapping[str, str], names: Sequence[str], paths: Sequence[Path],
@@ -563,25 +694,15 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     Warnings (one line each, in ``Session.warnings``): a file resampled
     (``"<file>: resampled 48000 Hz -> 44100 Hz"``), a stem shorter than
     0.5 s among longer ones, a silent stem (peak < 1e-6, kept), a renamed
-    duplicate stem name, a file given twice.
+    duplicate stem name, a file given twice, a lossy source (MP3, Ogg Vorbis,
+    Opus, ADPCM, ...: :data:`LOSSY_SUBTYPES`; ``"<file>: lossy (MP3) source; ..."``).
     """
     if sr is not None:
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or not MIN_SR <= sr <= MAX_SR:
             raise ParameterError(
                 f"--sr: must be a whole number of Hz between {MIN_SR} and {MAX_SR}, got {sr!r}")
         sr = int(sr)
-    files = expand_paths(paths)
-    warnings: list[str] = []
-    seen: set[Path] = set()
-    unique_files: list[Path] = []
-    for f in files:
-        r = f.resolve()
-        if r in seen:
-            warnings.append(f"{f}: given more than once; loaded once")
-            continue
-        seen.add(r)
-        unique_files.append(f)
-    files = unique_files
+    files, names, warnings = _stem_files(paths)
     if not files:
         raise ParameterError("no stems given; pass audio files or a folder of stems")
 
@@ -594,14 +715,14 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
             read_audio(f)  # raises the one-line error for this file
             raise AudioFileError(f"{f}: not a readable audio file") from None
+        if info.subtype in LOSSY_SUBTYPES:
+            warnings.append(f"{f}: lossy ({LOSSY_SUBTYPES[info.subtype]}) source; its coding artefacts are part "
+                            f"of every mix (a WAV or FLAC original avoids them)")
     target = sr if sr is not None else _session_rate(rates)
     # length after resampling: resample_poly gives ceil(frames * up / down) samples
     lengths_est = [-(-m * target // r) if r != target else m for m, r in zip(frames, rates)]
     n_est = max(lengths_est)
     keep = (len(files) * 2 * n_est * 4 <= hold_audio_budget_bytes()) if keep_audio is None else bool(keep_audio)
-
-    names, name_warnings = _unique_names(files)
-    warnings.extend(name_warnings)
 
     audio = np.zeros((len(files), 2, n_est), dtype=np.float32) if keep else None
     lengths, peaks = [], []

@@ -16,8 +16,8 @@ from evomix.choose.describe import UNITS as DESCRIPTOR_UNITS
 from evomix.choose.describe import distinct_rule
 from evomix.core.runtime import available_cores
 from evomix.engine.render import ExactRender
-from evomix.errors import AudioFileError, EvomixError, ParameterError
-from evomix.io.audio import Session, write_audio
+from evomix.errors import AudioFileError, EvomixError, OptionError, ParameterError
+from evomix.io.audio import MAX_SR, MIN_SR, Session, write_audio
 from evomix.io.files import json_text, write_bytes_atomic, write_text_atomic
 from evomix.io.places import check_output_folder
 from evomix.io.spill import materialise
@@ -26,6 +26,8 @@ from evomix.output.report import write_mix_report
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search import checkpoint as checkpoints
 from evomix.search.algorithm import SearchResult
+from evomix.search.genome import Params, params_stem_names, saved_number, shown
+from evomix.settings import Master, SettingError
 from objectives import REGISTRY, Target
 
 FRONT_FORMAT = "evomix-front/1"
@@ -227,3 +229,57 @@ def load_params_file(path: str | Path) -> dict:
         raise ParameterError(f"{path}: expected a JSON object")
     return d
 
+
+def saved_master(d: dict, source: str, *, target_lufs: float | None = None, ceiling_dbtp: float | None = None,
+                 **kw) -> Master:
+    """The :class:`~evomix.settings.Master` of a saved mix ``d`` (read from ``source``): its
+    ``target_lufs`` and ``ceiling_dbtp`` (the defaults for a file without them) unless given here;
+    ``kw`` (``max_limiting_db``) as given.
+
+    Raises
+    ------
+    ParameterError
+        A saved value that is not a number, or out of its range, naming ``source`` (and the flag
+        that overrides it); a bad value given here, naming that keyword (flag).
+    """
+    default = Master()
+    given = {"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp}
+    units = {"target_lufs": "LUFS", "ceiling_dbtp": "dBTP"}
+    values = {k: saved_number(d, k, source, getattr(default, k), unit=units[k]) if v is None else v
+              for k, v in given.items()}
+    try:
+        return Master(**values, **kw)
+    except SettingError as e:
+        if e.field in given and given[e.field] is None:  # the value came from the file
+            field, detail = e.field, e.detail
+            raise OptionError(lambda k: f"{source}: {field} {detail} (pass {k(field)} to override it)") from None
+        raise
+
+
+def saved_rate(d: dict, source: str) -> int | None:
+    """The sample rate ``sr`` a saved mix ``d`` (read from ``source``) was made at (None: not saved).
+
+    Raises
+    ------
+    ParameterError
+        Not a whole number of Hz in [8000, 384000], naming ``source``.
+    """
+    sr = saved_number(d, "sr", source, None, unit="Hz", integer=True)
+    if sr is not None and not MIN_SR <= sr <= MAX_SR:
+        raise ParameterError(f"{source}: sr must be between {MIN_SR} and {MAX_SR} Hz, got {shown(d['sr'])}")
+    return sr
+
+
+def saved_params(d: dict, source: str) -> tuple[dict, list[str]]:
+    """The ``params`` object of a saved mix ``d`` (read from ``source``; a bare params object is its
+    own) and its stem names, every value checked (type and range) before any audio is read.
+
+    Raises
+    ------
+    ParameterError
+        As :meth:`evomix.search.genome.Params.from_dict`, naming ``source``.
+    """
+    p = d.get("params", d)
+    names = params_stem_names(p, source)
+    Params.from_dict(p, names, source=source)
+    return p, names

@@ -8,6 +8,9 @@ Layout of a genome: ``[stem0 genes..., stem1 genes..., ..., master genes...]``.
 """
 from __future__ import annotations
 
+import json
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -215,46 +218,143 @@ class Params:
     def from_dict(cls, d: Mapping, names: Sequence[str], *, source: str = "params") -> Params:
         """Inverse of :meth:`to_dict` for one candidate; ``names`` gives the stem order.
 
+        Every value is checked field by field before any is used: a missing field or one of the
+        wrong type is refused naming ``source``, its place in the JSON and the expected type
+        (``alt-01.json: stems.vocal.gain_db must be a number (dB), got 'loud'``); booleans are not
+        numbers. Values must then lie in their gene's range (:func:`_check_ranges`).
+
         Raises
         ------
         ParameterError
-            If a stem is missing from ``d`` or a value is missing / not a number.
+            If a stem is missing from ``d`` or a value is missing, not a finite number, or out of range.
         """
-        try:
-            stems_d = d["stems"]
-            master = d["master"]
-        except (KeyError, TypeError):
-            raise ParameterError(f"{source}: expected an object with 'stems' and 'master'") from None
+        stems_d = _stems_object(d, source)
         missing = [n for n in names if n not in stems_d]
         if missing:
             raise ParameterError(
                 f"{source}: no settings for stem(s) {', '.join(missing)}; it has {', '.join(stems_d)}"
             )
-        cols: dict[str, list] = {g.name: [] for g in STEM_GENES}
-        cols["trim_db"] = []
-        try:
-            for n in names:
-                st = stems_d[n]
-                flat = {"trim_db": st["trim_db"], "gain_db": st["gain_db"], "pan": st["pan"]}
-                flat.update(st["eq"])
-                flat.update({f"comp_{k}": v for k, v in st["comp"].items() if k != "knee_db"})
-                for key in cols:
-                    cols[key].append(float(flat[key]))
-            m = {
-                "master_low_shelf_db": float(master["eq"]["low_shelf_db"]),
-                "master_high_shelf_db": float(master["eq"]["high_shelf_db"]),
-                "master_comp_threshold_db": float(master["comp"]["threshold_db"]),
-                "master_comp_ratio": float(master["comp"]["ratio"]),
-            }
-        except (KeyError, TypeError, ValueError) as e:
-            raise ParameterError(f"{source}: missing or invalid value {e}") from None
+        cols: dict[str, list] = {key: [] for key, _, _ in STEM_FIELDS}
+        for n in names:
+            for key, path, unit in STEM_FIELDS:
+                cols[key].append(_number_at(stems_d[n], path, f"stems.{n}", source, unit, STEM_FIELDS))
+        master = _object_at(d, "master", source, "an object of the master chain's settings (eq, comp)")
+        m = {key: _number_at(master, path, "master", source, unit, MASTER_FIELDS) for key, path, unit in MASTER_FIELDS}
         arrays = {k: np.asarray([v], dtype=float) for k, v in cols.items()}
         arrays.update({k: np.asarray([v], dtype=float) for k, v in m.items()})
-        bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
-        if bad:
-            raise ParameterError(f"{source}: non-finite value in {', '.join(bad)}")
         _check_ranges(arrays, names, source)
         return cls(**arrays)
+
+
+# The numbers ``Params.from_dict`` reads: (column, path below ``stems.NAME`` or ``master``, unit).
+STEM_FIELDS: tuple[tuple[str, str, str], ...] = (("trim_db", "trim_db", "dB"),) + tuple(
+    (g.name, STEM_PARAM_PATHS[g.name], g.unit) for g in STEM_GENES)
+MASTER_FIELDS: tuple[tuple[str, str, str], ...] = tuple((g.name, MASTER_PARAM_PATHS[g.name], g.unit)
+                                                        for g in MASTER_GENES)
+
+
+def shown(value, limit: int = 60) -> str:
+    """A JSON value for messages, as the file spells it (``null``, ``true``, ``[1, 2]``), a string
+    quoted (``'loud'``); cut to ``limit`` characters."""
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, allow_nan=True, default=repr)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number_kind(unit: str, integer: bool = False) -> str:
+    return ("a whole number" if integer else "a number") + (f" ({unit})" if unit else "")
+
+
+def checked_number(value, label: str, source: str, unit: str = "", *, integer: bool = False) -> float:
+    """``value`` (a JSON value at ``label`` in ``source``) as a finite float (an int with ``integer``).
+
+    Raises
+    ------
+    ParameterError
+        ``source: LABEL must be a number (UNIT), got VALUE``: not a number (a boolean is not one),
+        not finite, or (``integer``) not whole.
+    """
+    kind = _number_kind(unit, integer)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{source}: {label} must be {kind}, got {shown(value)}")
+    try:
+        x = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        x = math.inf
+    if not math.isfinite(x):
+        raise ParameterError(f"{source}: {label} must be a finite number{f' ({unit})' if unit else ''}, "
+                             f"got {shown(value)}")
+    if integer:
+        if x != int(x):
+            raise ParameterError(f"{source}: {label} must be {kind}, got {shown(value)}")
+        return int(x)
+    return x
+
+
+def saved_number(d: Mapping, key: str, source: str, default, *, unit: str = "", integer: bool = False):
+    """The top-level number ``d[key]`` of a saved file (``target_lufs``, ``sr``, ...), checked as by
+    :func:`checked_number`; ``default`` when the file has no such key (or it is ``null`` for a
+    ``default`` of None)."""
+    if key not in d or (d[key] is None and default is None):
+        return default
+    return checked_number(d[key], key, source, unit, integer=integer)
+
+
+def _object_at(d: Mapping, key: str, source: str, kind: str) -> Mapping:
+    """``d[key]``, which must be a JSON object (``kind`` describes it); errors name ``source`` and ``key``."""
+    if key not in d:
+        raise ParameterError(f"{source}: {key} is missing; it must be {kind}")
+    value = d[key]
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{source}: {key} must be {kind}, got {shown(value)}")
+    return value
+
+
+def _stems_object(d: Mapping, source: str) -> Mapping:
+    """The ``stems`` object of a params object ``d``, checked to be ``{stem name: {settings}}``."""
+    if not isinstance(d, Mapping) or ("stems" not in d and "master" not in d):
+        raise ParameterError(f"{source}: expected an object with 'stems' and 'master'")
+    stems_d = _object_at(d, "stems", source, "an object {stem name: settings}")
+    for n, st in stems_d.items():
+        if not isinstance(st, Mapping):
+            raise ParameterError(f"{source}: stems.{n} must be an object of settings (trim_db, gain_db, pan, eq, "
+                                 f"comp), got {shown(st)}")
+    return stems_d
+
+
+def params_stem_names(d: Mapping, source: str = "params") -> list[str]:
+    """The stem names of a params object (``alt-NN.json``'s ``params``), in its order.
+
+    Raises
+    ------
+    ParameterError
+        ``d`` is not an object with ``stems`` of ``{stem name: {settings}}``.
+    """
+    return list(_stems_object(d, source))
+
+
+def _number_at(obj: Mapping, path: str, where: str, source: str, unit: str, fields) -> float:
+    """The number at dotted ``path`` below ``obj`` (itself at ``where``), checked field by field."""
+    def an_object(depth: int) -> str:  # what the object at parts[:depth] holds
+        prefix = ".".join(parts[:depth]) + "."
+        return f"an object of numbers ({', '.join(p[len(prefix):] for _, p, _ in fields if p.startswith(prefix))})"
+
+    node = obj
+    parts = path.split(".")
+    for depth, key in enumerate(parts):
+        if depth and not isinstance(node, Mapping):  # an object (eq, comp) of the wrong type
+            raise ParameterError(f"{source}: {'.'.join([where, *parts[:depth]])} must be {an_object(depth)}, "
+                                 f"got {shown(node)}")
+        if key not in node:
+            kind = _number_kind(unit) if depth == len(parts) - 1 else an_object(depth + 1)
+            raise ParameterError(f"{source}: {'.'.join([where, *parts[:depth + 1]])} is missing; it must be {kind}")
+        node = node[key]
+    return checked_number(node, f"{where}.{path}", source, unit)
 
 
 def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:

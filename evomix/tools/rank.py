@@ -149,9 +149,8 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     files, roles = _stem_paths(front_d, paths, source)
     session = pipeline.load(files, reporter, roles=roles, sr=front_d.get("sr"))
     saved = list((front_d.get("stems") or {}).keys())
-    if saved and sorted(saved) != sorted(session.names):
-        raise ParameterError(f"{source}: the run was made from stems {', '.join(saved)}; "
-                             f"got {', '.join(session.names)}")
+    if saved:
+        pipeline.check_stems_match(saved, session.names, source, what="run")
     table = GeneTable(session.n_stems)
     members = front_d["members"]
     G = np.array([m["genome"] for m in members], dtype=float)  # (n, genes)

@@ -48,7 +48,8 @@ from evomix.choose.describe import row as descriptor_row
 from evomix.choose.select import label_against, label_alternatives
 from evomix.choose.verify import render_alternatives
 from evomix.errors import OptionError, ParameterError, check_number
-from evomix.output.result import Member, MixResult, load_params_file
+from evomix.io.audio import stem_names
+from evomix.output.result import Member, MixResult, load_params_file, saved_master, saved_params, saved_rate
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.constraints import Constraints
 from evomix.search.genome import (
@@ -59,6 +60,7 @@ from evomix.search.genome import (
     GeneTable,
     Params,
     format_value,
+    shown,
 )
 from evomix.settings import Master
 from objectives import OBJECTIVE_NAMES, Target, load_profile, parse_weights
@@ -190,12 +192,15 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     constraints = pipeline.check_constraints(constraints)
     files = [load_params_file(p) for p in params_paths]
     first = files[0]
-    run_c = run_constraints(params_paths, files, constraints)  # before any audio is read
-    default = Master()  # a params file without a target: the defaults
-    master = Master(  # validated here, once: the same ranges as evomix.mix
-        target_lufs=float(first.get("target_lufs", default.target_lufs)) if target_lufs is None else target_lufs,
-        ceiling_dbtp=float(first.get("ceiling_dbtp", default.ceiling_dbtp)) if ceiling_dbtp is None else ceiling_dbtp,
-        max_limiting_db=max_limiting_db)
+    # every saved value checked, field by field, before any audio is read
+    saved_d = [saved_params(d, str(p)) for p, d in zip(params_paths, files)]
+    sr = saved_rate(first, str(params_paths[0]))
+    run_c = run_constraints(params_paths, files, constraints)
+    master = saved_master(first, str(params_paths[0]), target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                          max_limiting_db=max_limiting_db)  # validated here, once: the same ranges as evomix.mix
+    if genre is None and not isinstance(first.get("genre", "pop"), str):
+        raise OptionError(lambda k: f"{params_paths[0]}: genre must be a genre name or profile file, got "
+                                    f"{shown(first['genre'])} (pass {k('genre')})")
     try:
         profile = load_profile(genre if genre is not None else first.get("genre", "pop"))
     except ParameterError as e:
@@ -205,10 +210,13 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     names = tuple(k for k in OBJECTIVE_NAMES if w[k] > 0)
     if not names:
         raise OptionError(pipeline.all_weights_off)
-    session = pipeline.load(paths, reporter, sr=first.get("sr"))
+    given = stem_names(paths)
+    for path, (_, names_saved) in zip(params_paths, saved_d):  # the stems it was made from, no more, no fewer
+        pipeline.check_stems_match(names_saved, given, path)
+    session = pipeline.load(paths, reporter, sr=sr)
     table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis
     analysis = pipeline.analyse(session, reporter)
-    saved = [Params.from_dict(d.get("params", d), session.names, source=str(p)) for p, d in zip(params_paths, files)]
+    saved = [Params.from_dict(p, session.names, source=str(path)) for path, (p, _) in zip(params_paths, saved_d)]
     parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
     warnings = list(session.warnings)
     for path, p in zip(params_paths, saved):
