@@ -6,7 +6,9 @@ LLVM vectorizes, and it releases the GIL so the fast tier's threads run it in pa
 
 :func:`lazy_njit` compiles a plain Python function on its first call, not at import (importing
 evomix stays cheap), with numba's on-disk cache where a writable cache location exists; on a
-read-only install without one it compiles once per process instead.
+read-only install without one it compiles once per process instead. :func:`inline_njit` marks a
+small piece several kernels share (one biquad step, say): numba inlines it into each kernel that calls
+it, so the kernels keep their speed without repeating its lines.
 """
 from __future__ import annotations
 
@@ -40,3 +42,43 @@ def lazy_njit(func=None, *, fastmath=False):
 
     call.py_func = func  # the uncompiled loop, for tests
     return call
+
+
+class _Inlined:
+    """A plain function that numba inlines where a kernel calls it (:func:`inline_njit`).
+
+    numba's untyped inlining pass takes any global with a dispatcher's ``targetoptions`` and
+    ``py_func`` and inlines ``py_func`` into the caller's IR; ``_numba_type_`` types the global itself
+    (its load stays in the caller's IR) as the dispatcher ``numba.njit(inline="always")`` of it, made
+    when a kernel first compiles. Called from Python it is the plain function.
+    """
+
+    targetoptions = {"inline": "always"}
+
+    def __init__(self, func):
+        functools.update_wrapper(self, func)
+        self.py_func = func
+        self._dispatcher = None
+
+    def __call__(self, *args):
+        return self.py_func(*args)
+
+    @property
+    def _numba_type_(self):
+        import numba  # only asked for while numba compiles a kernel that calls this
+
+        if self._dispatcher is None:
+            self._dispatcher = numba.njit(inline="always")(self.py_func)
+        return numba.typeof(self._dispatcher)
+
+
+def inline_njit(func):
+    """``func`` for the :func:`lazy_njit` kernels to call, inlined into each (``numba.njit(inline="always")``).
+
+    Lets kernels share a small step written once (a biquad section, a state flush): inlined, it is
+    the same arithmetic in the same order as the step written out in place, and as fast, though the
+    register allocation can differ, so time a kernel after changing how it calls one
+    (``engine.chain._flushed`` is written for that). A kernel's on-disk cache does not see a change
+    to a helper in another file, so a helper lives in the module of the kernels that call it.
+    """
+    return _Inlined(func)

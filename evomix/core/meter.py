@@ -440,28 +440,22 @@ def max_momentary_lufs(x, sr):
 
     Source: EBU Tech 3341 section 2.2 (Max. momentary loudness); BS.1770-4 eq. 2.
     """
-    zw, _ = _window_loudness(momentary_powers(x, sr), None)
-    return _power_to_db(zw.max(axis=-1), _LOUDNESS_OFFSET_DB)  # eq. 2 on the loudest window
+    return _max_window_lufs(momentary_powers(x, sr))
 
 
 def max_short_term_lufs(x, sr):
-    """Maximum short-term loudness (ungated).
-
-    Parameters
-    ----------
-    x : np.ndarray, shape (..., ch, samples), float, >= 3 s
-    sr : int > 0, Hz
-
-    Returns
-    -------
-    loudness_lufs : np.ndarray, shape (...), float64
-        Max over 3 s windows (100 ms hop) in LUFS; ``SILENCE_FLOOR_DB`` for
-        silence.
+    """Maximum short-term loudness (ungated): :func:`max_momentary_lufs` over the 3 s short-term
+    windows (100 ms hop) of ``x`` (at least 3 s long), in LUFS.
 
     Source: EBU Tech 3341 section 2.2 (Max. short-term loudness); BS.1770-4 eq. 2.
     """
-    zw, _ = _window_loudness(short_term_powers(x, sr), None)
-    return _power_to_db(zw.max(axis=-1), _LOUDNESS_OFFSET_DB)  # eq. 2 on the loudest window
+    return _max_window_lufs(short_term_powers(x, sr))
+
+
+def _max_window_lufs(z):
+    """The loudest window's loudness (..., ch, windows) -> (...) LUFS, ungated (eq. 2 on it)."""
+    zw, _ = _window_loudness(z, None)
+    return _power_to_db(zw.max(axis=-1), _LOUDNESS_OFFSET_DB)
 
 
 def _nan_percentile(v, q):

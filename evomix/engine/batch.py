@@ -44,7 +44,7 @@ from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.filters import cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
-from evomix.engine.gains import MixWeights, StemGains, gain_from_db, mix_weights, stem_gains
+from evomix.engine.gains import MixWeights, StemGains, gain_from_db, gained_stem_sum, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
 from evomix.search.genome import (
     KNEE_DB,
@@ -160,20 +160,6 @@ def _gain_weighted_stem_sum(sub, gain):  # (s, p, T, R), (s, p, T) -> (p, T, R)
                 g = gain[s, p, t]
                 for r in range(n_sub):
                     out[p, t, r] += sub[s, p, t, r] * g
-    return out
-
-
-@lazy_njit
-def _gain_weighted_sum_q(both, gain):  # (s, q, p, T), (s, p, T) -> (q, p, T) float32
-    """``sum_s both[s, q, p, t] * gain[s, p, t]`` in stem order, float32 (``einsum("sqpt,spt->qpt")``
-    without the GIL: the fast tier's threads run it side by side)."""
-    n_s, n_q, n_p, n_t = both.shape
-    out = np.zeros((n_q, n_p, n_t), dtype=np.float32)
-    for s in range(n_s):
-        for q in range(n_q):
-            for p in range(n_p):
-                for t in range(n_t):
-                    out[q, p, t] += both[s, q, p, t] * gain[s, p, t]
     return out
 
 
@@ -361,7 +347,7 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     # (s, 2p, 2B) @ (s, 2B, T) -> (s, 2p, T)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))
-    both = _gain_weighted_sum_q(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
+    both = gained_stem_sum(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
@@ -392,7 +378,7 @@ def _pair_terms(a: Analysis, wp: np.ndarray, g_comp32: np.ndarray) -> np.ndarray
     pc = a.pair_cross.reshape(n_pairs, wq.shape[-1], -1)  # (P, 2B, T)
     cross = np.matmul(wq.transpose(1, 0, 2).astype(np.float32), pc)  # (P, 2p, T)
     g_pair = np.sqrt(g_comp32[s_idx] * g_comp32[r_idx])  # (P, p, T)
-    return _gain_weighted_sum_q(cross.reshape(n_pairs, 2, n_pop, -1), g_pair).astype(float)  # (2, p, T)
+    return gained_stem_sum(cross.reshape(n_pairs, 2, n_pop, -1), g_pair).astype(float)  # (2, p, T)
 
 
 def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *, target_lufs: float,

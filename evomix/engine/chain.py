@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evomix.core.compiled import lazy_njit
+from evomix.core.compiled import inline_njit, lazy_njit
 
 __all__ = [
     "detector_levels_db",
@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 
-EQ_SECTIONS = 4  # biquads of a stem's EQ (eq_detect_chunk is written out for this many)
-MASTER_SECTIONS = 2  # the master's shelves (gain_pan_eq_chunk likewise)
+EQ_SECTIONS = 4  # biquads of a stem's EQ (eq_detect_chunk runs this many, as two pairs)
+MASTER_SECTIONS = 2  # the master's shelves (gain_pan_eq_chunk runs one pair)
 IDENTITY_SECTION = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # b0 = 1, rest 0: passes the signal unchanged
 
 
@@ -248,6 +248,79 @@ SUBNORMAL_CHECK = 256
 SUBNORMAL_FLOOR = 1e-200
 
 
+# --- the biquad step the compiled filters share, inlined into each (evomix.core.compiled.inline_njit): a
+# filter runs as pairs of sections (K-weighting and the master's shelves are one pair, the strip's EQ two),
+# each row's states in a tuple of local variables (p0, q0, p1, q1), so the recursion stays in registers
+
+@inline_njit
+def _section(sos, k):
+    """Section ``k`` of ``sos`` (sections, 6) as the five numbers its recursion uses,
+    ``(b0, b1, b2, a1, a2)`` (``a0`` is 1)."""
+    return (sos[k, 0], sos[k, 1], sos[k, 2], sos[k, 4], sos[k, 5])
+
+
+@inline_njit
+def _section_pair(sos, k):
+    """Sections ``k`` and ``k + 1`` of ``sos`` (:func:`_section`), for :func:`_biquad_pair`."""
+    return (_section(sos, k), _section(sos, k + 1))
+
+
+@inline_njit
+def _biquad(v, c, p, q):
+    """Sample ``v`` through one biquad ``c`` (:func:`_section`) in direct form II transposed, as
+    ``scipy.signal.sosfilt`` computes it: returns the output and the states ``p``, ``q`` advanced."""
+    y = c[0] * v + p
+    return y, c[1] * v - c[3] * y + q, c[2] * v - c[4] * y
+
+
+@inline_njit
+def _biquad_pair(v, pair, z):
+    """Sample ``v`` through two biquads in series (``pair`` from :func:`_section_pair`), ``z`` their
+    states ``(p0, q0, p1, q1)``: returns the output and the new states."""
+    v, p0, q0 = _biquad(v, pair[0], z[0], z[1])
+    v, p1, q1 = _biquad(v, pair[1], z[2], z[3])
+    return v, (p0, q0, p1, q1)
+
+
+@inline_njit
+def _flush(s):
+    """``s``, or 0 where it is below ``SUBNORMAL_FLOOR`` (a state ringing out into a silence)."""
+    return 0.0 if abs(s) < SUBNORMAL_FLOOR else s
+
+
+@inline_njit
+def _flushed(z):
+    """The states ``z`` of a pair of sections, each below ``SUBNORMAL_FLOOR`` set to 0 (:func:`_flush`).
+    The tuple is rebuilt only when one is (the test first keeps the filter loops as fast as with the
+    states flushed one by one in place)."""
+    if (abs(z[0]) < SUBNORMAL_FLOOR or abs(z[1]) < SUBNORMAL_FLOOR or abs(z[2]) < SUBNORMAL_FLOOR
+            or abs(z[3]) < SUBNORMAL_FLOOR):
+        return (_flush(z[0]), _flush(z[1]), _flush(z[2]), _flush(z[3]))
+    return z
+
+
+@inline_njit
+def _pair_states(z, r, k):
+    """The states of sections ``k``, ``k + 1`` of row ``r`` in ``z`` (rows, sections, 2), as a tuple."""
+    return (z[r, k, 0], z[r, k, 1], z[r, k + 1, 0], z[r, k + 1, 1])
+
+
+@inline_njit
+def _store_pair_states(z, r, k, s):
+    """``s`` (:func:`_pair_states`) back into ``z``."""
+    z[r, k, 0] = s[0]
+    z[r, k, 1] = s[1]
+    z[r, k + 1, 0] = s[2]
+    z[r, k + 1, 1] = s[3]
+
+
+@inline_njit
+def _next_check(i, limit):
+    """Where the run of samples from ``i`` ends: the next multiple of ``SUBNORMAL_CHECK``, at most ``limit``."""
+    stop = (i | (SUBNORMAL_CHECK - 1)) + 1
+    return stop if stop < limit else limit
+
+
 @lazy_njit
 def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (2, 6), (E,) -> (C, E)
     """The running sum of the K-weighted squares of ``scale * x * gain`` per row, read at the
@@ -265,13 +338,11 @@ def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (2, 6), 
     n_at = at.shape[0]
     out = np.zeros((n_ch, n_at))
     has_gain = gain.shape[0] == n
-    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    pair = _section_pair(sos, 0)
     for c0 in range(0, n_ch, 2):
         two = c0 + 1 < n_ch
         c1 = c0 + 1 if two else c0
-        p0 = q0 = p1 = q1 = 0.0
-        P0 = Q0 = P1 = Q1 = 0.0
+        z0 = z1 = (0.0, 0.0, 0.0, 0.0)
         s0 = 0.0
         s1 = 0.0
         e = 0
@@ -285,51 +356,22 @@ def k_sums_at(x, gain, scale, sos, at):  # (C, n), (n,) or (0,), float, (2, 6), 
             if i >= n:
                 break
             if i & (SUBNORMAL_CHECK - 1) == 0:  # a state ringing out into a silence: set it to 0
-                if abs(p0) < SUBNORMAL_FLOOR:
-                    p0 = 0.0
-                if abs(q0) < SUBNORMAL_FLOOR:
-                    q0 = 0.0
-                if abs(p1) < SUBNORMAL_FLOOR:
-                    p1 = 0.0
-                if abs(q1) < SUBNORMAL_FLOOR:
-                    q1 = 0.0
-                if abs(P0) < SUBNORMAL_FLOOR:
-                    P0 = 0.0
-                if abs(Q0) < SUBNORMAL_FLOOR:
-                    Q0 = 0.0
-                if abs(P1) < SUBNORMAL_FLOOR:
-                    P1 = 0.0
-                if abs(Q1) < SUBNORMAL_FLOOR:
-                    Q1 = 0.0
-            stop = (i | (SUBNORMAL_CHECK - 1)) + 1  # up to the next check or read-out, no test inside
-            if stop > n:
-                stop = n
+                z0, z1 = _flushed(z0), _flushed(z1)
+            stop = _next_check(i, n)  # up to the next check or read-out, no test inside
             if e < n_at and at[e] < stop:
                 stop = at[e]
             for t in range(i, stop):
                 v = x[c0, t] * scale
                 if has_gain:
                     v = v * gain[t]
-                yv = b00 * v + p0
-                p0 = b01 * v - a01 * yv + q0
-                q0 = b02 * v - a02 * yv
-                v = yv
-                yv = b10 * v + p1
-                p1 = b11 * v - a11 * yv + q1
-                q1 = b12 * v - a12 * yv
-                s0 += yv * yv
-                if two:
+                v, z0 = _biquad_pair(v, pair, z0)
+                s0 += v * v
+                if two:  # the second row's recursion, independent of the first: the CPU runs both at once
                     w = x[c1, t] * scale
                     if has_gain:
                         w = w * gain[t]
-                    yw = b00 * w + P0
-                    P0 = b01 * w - a01 * yw + Q0
-                    Q0 = b02 * w - a02 * yw
-                    w = yw
-                    yw = b10 * w + P1
-                    P1 = b11 * w - a11 * yw + Q1
-                    Q1 = b12 * w - a12 * yw
-                    s1 += yw * yw
+                    w, z1 = _biquad_pair(w, pair, z1)
+                    s1 += w * w
             i = stop
     return out
 
@@ -421,9 +463,10 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
     ending at ``n`` are finished. Returns the number of finished steps.
 
     ``sos`` has exactly 4 sections (the strip's EQ; pad with ``IDENTITY_SECTION``) and ``rows``
-    is 1 or 2: the cascade is written out with its states in local variables and both rows in one
-    loop (two independent recursions side by side), faster than a loop over sections whose
-    states live in memory, with the same arithmetic in the same order."""
+    is 1 or 2: the cascade runs as two pairs of sections (:func:`_biquad_pair`, inlined) with its
+    states in local variables and both rows in one loop (two independent recursions side by side),
+    faster than a loop over sections whose states live in memory, with the same arithmetic in the
+    same order."""
     n = src.shape[1]
     n_steps = lo.shape[0]
     c = det[0]
@@ -431,14 +474,9 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
     kh = int(det[2])
     floor = 10.0 ** (floor_db / 10.0)
     two = rows == 2
-    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
-    b20, b21, b22, a21, a22 = sos[2, 0], sos[2, 1], sos[2, 2], sos[2, 4], sos[2, 5]
-    b30, b31, b32, a31, a32 = sos[3, 0], sos[3, 1], sos[3, 2], sos[3, 4], sos[3, 5]
-    p0, q0, p1, q1 = z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1]
-    p2, q2, p3, q3 = z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1]
-    P0, Q0, P1, Q1 = z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1]
-    P2, Q2, P3, Q3 = z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1]
+    pair01, pair23 = _section_pair(sos, 0), _section_pair(sos, 2)
+    l01, l23 = _pair_states(z, 0, 0), _pair_states(z, 0, 2)  # first row
+    r01, r23 = _pair_states(z, 1, 0), _pair_states(z, 1, 2)  # second row
     i = a
     end = b + (1 if b == n else 0)
     while i < end:
@@ -454,42 +492,9 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
         if i >= b:
             break
         if (i & (SUBNORMAL_CHECK - 1)) == 0:  # decayed states set to 0: subnormal arithmetic is slow
-            if abs(p0) < SUBNORMAL_FLOOR:
-                p0 = 0.0
-            if abs(q0) < SUBNORMAL_FLOOR:
-                q0 = 0.0
-            if abs(p1) < SUBNORMAL_FLOOR:
-                p1 = 0.0
-            if abs(q1) < SUBNORMAL_FLOOR:
-                q1 = 0.0
-            if abs(p2) < SUBNORMAL_FLOOR:
-                p2 = 0.0
-            if abs(q2) < SUBNORMAL_FLOOR:
-                q2 = 0.0
-            if abs(p3) < SUBNORMAL_FLOOR:
-                p3 = 0.0
-            if abs(q3) < SUBNORMAL_FLOOR:
-                q3 = 0.0
-            if abs(P0) < SUBNORMAL_FLOOR:
-                P0 = 0.0
-            if abs(Q0) < SUBNORMAL_FLOOR:
-                Q0 = 0.0
-            if abs(P1) < SUBNORMAL_FLOOR:
-                P1 = 0.0
-            if abs(Q1) < SUBNORMAL_FLOOR:
-                Q1 = 0.0
-            if abs(P2) < SUBNORMAL_FLOOR:
-                P2 = 0.0
-            if abs(Q2) < SUBNORMAL_FLOOR:
-                Q2 = 0.0
-            if abs(P3) < SUBNORMAL_FLOOR:
-                P3 = 0.0
-            if abs(Q3) < SUBNORMAL_FLOOR:
-                Q3 = 0.0
+            l01, l23, r01, r23 = _flushed(l01), _flushed(l23), _flushed(r01), _flushed(r23)
         # the samples up to the next detector event or state check, with no test inside
-        stop = (i | (SUBNORMAL_CHECK - 1)) + 1
-        if stop > b:
-            stop = b
+        stop = _next_check(i, b)
         if kl < n_steps and lo[kl] < stop:
             stop = lo[kl]
         if kh < n_steps and hi[kh] < stop:
@@ -497,51 +502,21 @@ def eq_detect_chunk(src, rows, scale, sos, z, a, b, y, y_off, det, lo, hi, level
         if stop <= i:
             stop = i + 1
         for j in range(i, stop):
-            v = src[0, j] * scale
-            yv = b00 * v + p0
-            p0 = b01 * v - a01 * yv + q0
-            q0 = b02 * v - a02 * yv
-            v = yv
-            yv = b10 * v + p1
-            p1 = b11 * v - a11 * yv + q1
-            q1 = b12 * v - a12 * yv
-            v = yv
-            yv = b20 * v + p2
-            p2 = b21 * v - a21 * yv + q2
-            q2 = b22 * v - a22 * yv
-            v = yv
-            yv = b30 * v + p3
-            p3 = b31 * v - a31 * yv + q3
-            q3 = b32 * v - a32 * yv
-            v = yv
+            v, l01 = _biquad_pair(src[0, j] * scale, pair01, l01)
+            v, l23 = _biquad_pair(v, pair23, l23)
             y[0, j - y_off] = v
             if two:  # the second row's recursion, independent of the first: the CPU runs both at once
-                w = src[1, j] * scale
-                yw = b00 * w + P0
-                P0 = b01 * w - a01 * yw + Q0
-                Q0 = b02 * w - a02 * yw
-                w = yw
-                yw = b10 * w + P1
-                P1 = b11 * w - a11 * yw + Q1
-                Q1 = b12 * w - a12 * yw
-                w = yw
-                yw = b20 * w + P2
-                P2 = b21 * w - a21 * yw + Q2
-                Q2 = b22 * w - a22 * yw
-                w = yw
-                yw = b30 * w + P3
-                P3 = b31 * w - a31 * yw + Q3
-                Q3 = b32 * w - a32 * yw
-                w = yw
+                w, r01 = _biquad_pair(src[1, j] * scale, pair01, r01)
+                w, r23 = _biquad_pair(w, pair23, r23)
                 y[1, j - y_off] = w
                 c += (v * v + w * w) / 2.0
             else:
                 c += v * v
         i = stop
-    z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1] = p0, q0, p1, q1
-    z[0, 2, 0], z[0, 2, 1], z[0, 3, 0], z[0, 3, 1] = p2, q2, p3, q3
-    z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1] = P0, Q0, P1, Q1
-    z[1, 2, 0], z[1, 2, 1], z[1, 3, 0], z[1, 3, 1] = P2, Q2, P3, Q3
+    _store_pair_states(z, 0, 0, l01)
+    _store_pair_states(z, 0, 2, l23)
+    _store_pair_states(z, 1, 0, r01)
+    _store_pair_states(z, 1, 2, r23)
     det[0] = c
     det[1] = kl
     det[2] = kh
@@ -592,10 +567,8 @@ def gain_pan_eq_chunk(y, y_off, a, b, rows, gain_ctrl, step, fader, pans, sos, z
     builds them; a mono stem's one row feeds both sides. Both sides run in one loop with the
     shelves' states in local variables, control step by control step (no division per sample)."""
     n_ctrl = gain_ctrl.shape[0]
-    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
-    p0, q0, p1, q1 = z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1]
-    P0, Q0, P1, Q1 = z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1]
+    pair = _section_pair(sos, 0)
+    zl, zr = _pair_states(z, 0, 0), _pair_states(z, 1, 0)
     pan_l, pan_r = pans[0], pans[1]
     r1 = 0 if rows == 1 else 1
     i = a
@@ -606,50 +579,17 @@ def gain_pan_eq_chunk(y, y_off, a, b, rows, gain_ctrl, step, fader, pans, sos, z
         stop = (cs + 1) * step  # this control step's samples
         if stop > b:
             stop = b
-        check = (i | (SUBNORMAL_CHECK - 1)) + 1  # the next state check: the next multiple of SUBNORMAL_CHECK
-        if check < stop:
-            stop = check
+        stop = _next_check(i, stop)  # and up to the next state check
         if (i & (SUBNORMAL_CHECK - 1)) == 0:  # decayed states set to 0: subnormal arithmetic is slow
-            if abs(p0) < SUBNORMAL_FLOOR:
-                p0 = 0.0
-            if abs(q0) < SUBNORMAL_FLOOR:
-                q0 = 0.0
-            if abs(p1) < SUBNORMAL_FLOOR:
-                p1 = 0.0
-            if abs(q1) < SUBNORMAL_FLOOR:
-                q1 = 0.0
-            if abs(P0) < SUBNORMAL_FLOOR:
-                P0 = 0.0
-            if abs(Q0) < SUBNORMAL_FLOOR:
-                Q0 = 0.0
-            if abs(P1) < SUBNORMAL_FLOOR:
-                P1 = 0.0
-            if abs(Q1) < SUBNORMAL_FLOOR:
-                Q1 = 0.0
+            zl, zr = _flushed(zl), _flushed(zr)
         d = g1 - g0
         base = cs * step
         for t in range(i, stop):
             g = g0 + d * ((t - base) / step)
-            v = ((y[0, t - y_off] * g) * fader) * pan_l
-            w = ((y[r1, t - y_off] * g) * fader) * pan_r
-            yv = b00 * v + p0
-            p0 = b01 * v - a01 * yv + q0
-            q0 = b02 * v - a02 * yv
-            v = yv
-            yw = b00 * w + P0
-            P0 = b01 * w - a01 * yw + Q0
-            Q0 = b02 * w - a02 * yw
-            w = yw
-            yv = b10 * v + p1
-            p1 = b11 * v - a11 * yv + q1
-            q1 = b12 * v - a12 * yv
-            v = yv
-            yw = b10 * w + P1
-            P1 = b11 * w - a11 * yw + Q1
-            Q1 = b12 * w - a12 * yw
-            w = yw
+            v, zl = _biquad_pair(((y[0, t - y_off] * g) * fader) * pan_l, pair, zl)
+            w, zr = _biquad_pair(((y[r1, t - y_off] * g) * fader) * pan_r, pair, zr)
             out[0, t - out_off] = v
             out[1, t - out_off] = w
         i = stop
-    z[0, 0, 0], z[0, 0, 1], z[0, 1, 0], z[0, 1, 1] = p0, q0, p1, q1
-    z[1, 0, 0], z[1, 0, 1], z[1, 1, 0], z[1, 1, 1] = P0, Q0, P1, Q1
+    _store_pair_states(z, 0, 0, zl)
+    _store_pair_states(z, 1, 0, zr)

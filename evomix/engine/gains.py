@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evomix.core.compiled import lazy_njit
 from evomix.engine.dsp.filters import cascade_power_response
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
@@ -27,6 +28,23 @@ def gain_from_db(db: np.ndarray, *, power: bool = False) -> np.ndarray:
     than its ``power`` on these arrays."""
     db = np.asarray(db)
     return np.exp(db * db.dtype.type(np.log(10.0) / (10.0 if power else 20.0)))
+
+
+@lazy_njit
+def gained_stem_sum(values, gain):  # (s, q, p, T), (s, p, T) -> (q, p, T) float32
+    """``sum_s values[s, q, p, t] * gain[s, p, t]`` in stem order, float32: each stem's values (per
+    channel or quantity ``q``, candidate ``p`` and frame or instant ``t``) through its gain, summed
+    over the stems (``einsum("sqpt,spt->qpt")`` without the GIL: the fast tier's threads run it side
+    by side). The mix's power per frame through the stem compressors (``engine.batch``) and its
+    waveform at the peak instants (``engine.peaks``) are both this sum."""
+    n_s, n_q, n_p, n_t = values.shape
+    out = np.zeros((n_q, n_p, n_t), dtype=np.float32)
+    for s in range(n_s):
+        for q in range(n_q):
+            for p in range(n_p):
+                for t in range(n_t):
+                    out[q, p, t] += values[s, q, p, t] * gain[s, p, t]
+    return out
 
 
 @dataclass(frozen=True)

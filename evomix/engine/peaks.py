@@ -12,8 +12,8 @@ instants are refined between samples (:func:`_refine_top_peaks`).
 Precompute (``engine.analysis.analyze_session``): :func:`stem_candidate_instants`,
 :func:`sum_candidate_instants`, :func:`peak_values_at`, :func:`detector_at`.
 Estimate (a stage of ``engine.batch.render_features``): :func:`estimate_peaks`, with
-:func:`_gain_at_instants`, :func:`_master_level_at_instants`, :func:`_mix_at_instants`,
-:func:`_refine_top_peaks` and :func:`_frame_max`.
+:func:`_gain_at_instants`, :func:`_master_level_at_instants`, ``engine.gains.gained_stem_sum`` (the
+mix at the instants), :func:`_refine_top_peaks` and :func:`_frame_max`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from evomix.core.constants import POWER_FLOOR
 from evomix.engine.bands import BandGrid
 from evomix.engine.dsp.dynamics import compressor_static_rows
 from evomix.engine.dsp.filters import cascade_response, rbj_sos
-from evomix.engine.gains import MixWeights, StemGains, gain_from_db
+from evomix.engine.gains import MixWeights, StemGains, gain_from_db, gained_stem_sum
 from evomix.search.genome import KNEE_DB, MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, Params
 
 if TYPE_CHECKING:  # annotations only: engine.analysis imports this module
@@ -435,7 +435,7 @@ def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, s
     mlev = _master_level_at_instants(meq_groups, det, mix_w[:, :, 0], g_peak)  # (p, K)
     mgr_peak = _gain_at_instants(a, mlev, params.master_comp_threshold_db[:, None], params.master_comp_ratio[:, None],
                                  MASTER_COMP_ATTACK_MS, MASTER_COMP_RELEASE_MS, mgr)  # (p, K)
-    values = _mix_at_instants(per_stem, g_peak)  # (2, p, K)
+    values = gained_stem_sum(per_stem, g_peak)  # (2, p, K) the mix's waveform: each stem's value through its compressor
     g_master_peak = gain_from_db(mgr_peak)  # (p, K) amplitude
     peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
     _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
@@ -526,20 +526,6 @@ def _master_level_at_instants(eq_groups, det, weight, gain):  # (s, p, C), (s, C
             for k in range(n_inst):
                 g = gain[s, p, k]
                 out[p, k] += level[k] * w * g * g
-    return out
-
-
-@lazy_njit
-def _mix_at_instants(per_stem, gain):  # (s, 2, p, K), (s, p, K) -> (2, p, K)
-    """The mix's waveform at the instants: each stem's (EQ'd, panned) value times its compressor's
-    amplitude gain there, summed over the stems."""
-    n_stems, n_ch, n_pop, n_inst = per_stem.shape
-    out = np.zeros((n_ch, n_pop, n_inst), dtype=np.float32)
-    for s in range(n_stems):
-        for c in range(n_ch):
-            for p in range(n_pop):
-                for k in range(n_inst):
-                    out[c, p, k] += per_stem[s, c, p, k] * gain[s, p, k]
     return out
 
 

@@ -353,9 +353,7 @@ def check_target(path: str | Path, *, inputs: Sequence[str | Path] = (), resume:
     same = resume is not None and Path(resume).exists() and path.exists() and path.resolve() == Path(resume).resolve()
     if path.exists() and not same and not force:
         raise CheckpointError(option, f"{path} exists; pass --force to replace it, or resume from it")
-    check_creatable(path, keyword=option, folder=False)  # below a file, read-only, ...: the OS's reason
-    if not path.parent.exists():
-        raise CheckpointError(option, f"folder {path.parent} does not exist")
+    check_creatable(path, keyword=option, folder=False)  # its folder is made if missing; below a file, read-only: no
     return path
 
 

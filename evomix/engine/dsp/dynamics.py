@@ -374,18 +374,7 @@ def compressor_gain(
     return gain[..., :n_samples]  # (..., samples); 1 + 0 * frac is exactly 1
 
 
-def compress(
-    x,
-    sr,
-    *,
-    threshold_db,
-    ratio,
-    attack_ms,
-    release_ms,
-    knee_db=6.0,
-    window_s=0.05,
-    step_s=0.001,
-):
+def compress(x, sr, **settings):
     """Feed-forward, stereo-linked, RMS-detecting compressor (exact tier), without makeup gain.
 
     Source: Giannoulis, Massberg & Reiss, JAES 60(6), 2012 (eq. 4 static curve, eq. 17
@@ -397,9 +386,10 @@ def compress(
     x : ndarray, shape (..., ch, samples)
         Input, full scale = 1.
     sr : float, Hz > 0
-    threshold_db, ratio, attack_ms, release_ms, knee_db, window_s, step_s
-        As in :func:`compressor_gain` (dB, >= 1, ms, ms, dB, s, s); the first five broadcast
-        to ``x.shape[:-2]``.
+    **settings
+        The keyword arguments of :func:`compressor_gain`, with its defaults: ``threshold_db``,
+        ``ratio``, ``attack_ms``, ``release_ms`` (required), ``knee_db``, ``window_s``, ``step_s``
+        (dB, >= 1, ms, ms, dB, s, s); the first five broadcast to ``x.shape[:-2]``.
 
     Returns
     -------
@@ -419,15 +409,5 @@ def compress(
     (3, 2, 4800)
     """
     x = _require_signal(x)
-    gain = compressor_gain(
-        x,
-        sr,
-        threshold_db=threshold_db,
-        ratio=ratio,
-        attack_ms=attack_ms,
-        release_ms=release_ms,
-        knee_db=knee_db,
-        window_s=window_s,
-        step_s=step_s,
-    )  # (..., samples)
+    gain = compressor_gain(x, sr, **settings)  # (..., samples)
     return x * gain[..., None, :]  # (..., samples) -> (..., 1, samples), stereo link
