@@ -35,6 +35,7 @@ from evomix.core.meter import (
     gated_loudness,
     k_weighting_sos,
     lra_from_short_term,
+    reconstructed_peak,
     true_peak_dbtp,
 )
 from evomix.engine import chain
@@ -57,6 +58,13 @@ COMP_WINDOW_S = 0.05  # the compressors' RMS window (engine.dsp.compressor_gain)
 COMP_STEP_S = 0.001  # their control-step period, s
 LIMITER_LOOKAHEAD_MS = 5.0
 LIMITER_OVERSAMPLE = 4  # the limiter's true-peak envelope (engine.dsp.true_peak_envelope)
+# The limiter aims this far under the ceiling on its 4x meter, so that the reconstructed signal
+# (read at 16x, core.meter.reconstructed_peak) stays under the ceiling itself: a 4x meter
+# under-reads inter-sample peaks of high-frequency content (by up to ~0.1 dB on dense masters).
+# A choice, as mastering limiters keep 0.1-0.3 dB; what it leaves over is scaled off at the end.
+TRUE_PEAK_MARGIN_DB = 0.1
+TRUE_PEAK_ROUNDS = 3  # limiter rounds at most, each aiming lower by what the last left over the ceiling
+_CEILING_GUARD = 1.0 - 1e-5  # the last scale lands this far under the ceiling: 24-bit rounding stays under
 PEAK_BLOCK = 1024  # samples per block of the oversampling kernel: its buffers stay in the L1/L2 cache
 
 
@@ -377,6 +385,30 @@ def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
                          keep_master_gain=keep_master_gain)
 
 
+def _normalise_and_limit(mix: np.ndarray, env: np.ndarray, g: _Grid, target_lufs: float, limit_lin: float,
+                         norm_db: float) -> tuple[float, np.ndarray]:
+    """The normalisation gain (dB, from ``norm_db``) and limiter gain (samples,) that bring ``mix``
+    to ``target_lufs`` with its 4x true-peak envelope ``env`` at most ``limit_lin``: up to
+    ``MAX_NORMALISE_PASSES`` limiter passes, secant steps (limiting flattens the slope), the pass
+    closest to the target."""
+    best = prev = None
+    for _ in range(MAX_NORMALISE_PASSES):
+        scale = 10.0 ** (norm_db / 20.0)
+        g_lim = chain.limiter_core(env, scale, limit_lin, g.lookahead, g.decay_per_sample)  # (samples,)
+        err = target_lufs - g.loudness(mix, g_lim, scale)
+        if best is None or abs(err) < abs(best[0]):
+            best = (err, norm_db, g_lim)
+        if abs(err) <= LOUDNESS_TOLERANCE_LU:
+            break
+        if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
+            slope = float(np.clip((prev[0] - err) / (norm_db - prev[1]), 0.1, 1.0))
+        else:
+            slope = 1.0
+        prev = (err, norm_db)
+        norm_db += err / slope
+    return best[1], best[2]
+
+
 def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: float,
                   threads: int = 1, keep_master_gain: bool = False) -> ExactRender:
     """Stage 2 of :func:`render_exact`: the master chain on the summed strips (in place: ``strips``
@@ -396,29 +428,21 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
     empty = np.zeros(0)
     raw = g.loudness(mix, empty, 1.0)
     ceiling_lin = 10.0 ** (float(ceiling_dbtp) / 20.0)
+    limit_lin = ceiling_lin * 10.0 ** (-TRUE_PEAK_MARGIN_DB / 20.0)  # where the limiter aims (4x meter)
     if raw <= -150.0:  # silence: nothing to normalise or limit
         norm_db, gr, g_lim, scale = 0.0, 0.0, empty, 1.0
         peak_raw = float(np.abs(mix).max())
     else:
         norm_db = target_lufs - raw
-        best = prev = None
         env, _ = g.envelope(mix, threads)  # (samples,), scales with the normalisation gain
-        for _ in range(MAX_NORMALISE_PASSES):
-            scale = 10.0 ** (norm_db / 20.0)
-            g_lim = chain.limiter_core(env, scale, ceiling_lin, g.lookahead, g.decay_per_sample)  # (samples,)
-            err = target_lufs - g.loudness(mix, g_lim, scale)
-            if best is None or abs(err) < abs(best[0]):
-                best = (err, norm_db, g_lim)
-            if abs(err) <= LOUDNESS_TOLERANCE_LU:
+        for _ in range(TRUE_PEAK_ROUNDS):
+            norm_db, g_lim = _normalise_and_limit(mix, env, g, target_lufs, limit_lin, norm_db)
+            # the ceiling holds for the reconstructed signal, not only for the 4x meter: read the
+            # limited output at 16x (core.meter.reconstructed_peak); over it, the limiter aims lower
+            recon = reconstructed_peak(mix, gain=g_lim, scale=10.0 ** (norm_db / 20.0), envelope=env)
+            if recon <= ceiling_lin * _CEILING_GUARD:
                 break
-            if prev is not None and abs(norm_db - prev[1]) > 1e-6:  # secant step: limiting flattens the slope
-                slope = float(np.clip((prev[0] - err) / (norm_db - prev[1]), 0.1, 1.0))
-            else:
-                slope = 1.0
-            prev = (err, norm_db)
-            norm_db += err / slope
-        _, norm_db, g_lim = best  # the pass closest to the target
-        del prev, best
+            limit_lin *= ceiling_lin * _CEILING_GUARD / recon
         gr = max(0.0, 20.0 * np.log10(max(float(env.max()), 1e-10)) + norm_db - ceiling_dbtp)  # pre-limiter true peak
         del env
         scale = 10.0 ** (norm_db / 20.0)
@@ -429,8 +453,14 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
         env_out, peak_raw = g.envelope(mix, threads)
         peak = float(env_out.max())
         del env_out
-        if peak > ceiling_lin:
-            factor = ceiling_lin / peak
+        if peak > limit_lin:
+            factor = limit_lin / peak
+            mix *= factor
+            g_lim = g_lim * factor
+            peak_raw *= factor
+            recon *= factor
+        if recon > ceiling_lin * _CEILING_GUARD:  # still over after the last round: scale the whole gain
+            factor = ceiling_lin * _CEILING_GUARD / recon
             mix *= factor
             g_lim = g_lim * factor
             peak_raw *= factor
