@@ -381,8 +381,8 @@ def mix(
     time_limit: TimeLimitOpt = DEFAULT_SEARCH.time_limit,
     alternatives: AltOpt = DEFAULT_SEARCH.alternatives,
     role: Annotated[list[str] | None, typer.Option(help=(
-            "Set a stem's role, FILE=ROLE (repeatable); roles: vocal, drums, kick, snare, bass, guitar, keys, piano, "
-            "synth, pad, lead, fx, other."
+            "Set a stem's role, FILE=ROLE (repeatable); roles: vocal (the lead vocal), backing_vocal, drums, kick, "
+            "snare, toms, hihat, overheads, room, percussion, bass, guitar, keys, piano, synth, pad, lead, fx, other."
         ))] = None,
     profile: Annotated[Path | None, typer.Option(help=(
             "A profile JSON (from 'evomix profile'); overrides --genre."
@@ -580,7 +580,8 @@ def explore(
             "Which cells to export: best (best quality first) or spread (across the map, among the better half)."
         ))] = Pick.best,
     seed: SeedOpt = DEFAULT_SEARCH.seed,
-    role: Annotated[list[str] | None, typer.Option(help="Set a stem's role, FILE=ROLE (repeatable).")] = None,
+    role: Annotated[list[str] | None, typer.Option(help=(
+            "Set a stem's role, FILE=ROLE (repeatable); roles as for 'evomix mix --role'."))] = None,
     jobs: JobsOpt = DEFAULT_PARALLEL.jobs,
     threads: ThreadsOpt = None,
     lock: LockOpt = None,

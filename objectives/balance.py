@@ -1,24 +1,39 @@
-"""Balance: every stem audible, the lead on top, a centred low end, no band sticking out.
+"""Balance: every stem audible, the lead on top, backing vocals under it, a centred low end, no band sticking out.
 
-``balance = audibility + lead + kick/bass + spatial + spectral`` (each in dB-like units, lower is better):
+``balance = audibility + lead + backing + kick/bass + spatial + spectral`` (each in dB-like units, lower is
+better):
 
 * audibility: ``sum_s max(0, floor_s - aud_s) / 2`` where ``aud_s`` is the stem's *unmasked*
   K-weighted power in the mix relative to the whole mix, dB: each cell's power counts in
   proportion ``P_s / (P_s + T_rest)`` to how far it rises above the masking threshold of the rest
   of the mix (a partial-loudness proxy in the spirit of Glasberg & Moore's partial loudness, as
   used by Ward et al., "Multitrack mixing using a model of loudness and partial loudness",
-  AES 133rd Conv., 2012; threshold as in ``objectives.masking``). Floor -20 dB (fx -30 dB): a stem
-  whose audible part is more than ~20 dB under the mix is effectively lost.
+  AES 133rd Conv., 2012; threshold as in ``objectives.masking``). Floor -20 dB: a stem whose audible
+  part is more than ~20 dB under the mix is effectively lost. Lower floors (``AUDIBILITY_FLOOR_DB``, a
+  choice) for the parts an engineer keeps low or that play rarely: fx, toms (fills only) and room
+  mics (blended under the close mics) -30 dB; hi-hat, overheads and percussion -25 dB.
 * kick/bass: their levels within 4 dB of each other (the low end is shared between them; a common
   engineering rule, cf. De Man & Reiss 2013), penalty ``max(0, |rel_kick - rel_bass| - 4) / 2``;
-  "drums" stands in for a missing kick.
-* lead: the lead (vocal, else lead) should sit at least the genre's ``vocal_margin_db`` above the
-  loudest other stem (De Man & Reiss, "A knowledge-engineered autonomous mixing system",
-  AES 135th Conv., 2013: lead vocal loudest or near); penalty ``max(0, loudest_other + margin
-  - rel_lead)``.
+  "drums" stands in for a missing kick (no other drum part does: toms, hats, overheads, room and
+  percussion do not carry the low end).
+* lead: the lead (the "vocal" stems, else the "lead" stems; a "backing_vocal" is never the lead)
+  should sit at least the genre's ``vocal_margin_db`` above the loudest other stem (De Man & Reiss,
+  "A knowledge-engineered autonomous mixing system", AES 135th Conv., 2013: lead vocal loudest or
+  near); penalty ``max(0, loudest_other + margin - rel_lead)``.
+* backing: every backing vocal at least ``BACKING_MARGIN_DB`` (3 dB) under the lead, penalty
+  ``sum_b max(0, g_b - (g_lead - 3))`` over the "backing_vocal" stems ``b``, where ``g`` is a stem's
+  *gated* K-weighted level relative to the mix's, dB (:func:`gated_levels_db`: the BS.1770-4 gates,
+  -70 LUFS absolute and -10 LU relative, applied to the 50 ms frames, so a backing vocal that sings
+  only in the choruses is measured where it sings, as its integrated loudness would be) and
+  ``g_lead`` the loudest lead stem's. The rule "the lead vocal loudest" is De Man & Reiss 2013's;
+  the 3 dB margin and the weight (1 per dB) are a choice. 0 without a backing vocal or a lead.
 * spatial: L/R energy imbalance ``|10 log10(E_L / E_R)|`` beyond 1 dB; low end (< 120 Hz) side
-  fraction x 10 (low end mono, De Man & Reiss 2013); kick, snare, bass and vocal off centre by
-  more than 1.5 dB of L/R level difference, / 3 per dB (capped at 30 dB: hard-panned).
+  fraction x 10 (low end mono, De Man & Reiss 2013); kick, snare, bass and (lead) vocal off centre by
+  more than 1.5 dB of L/R level difference, / 3 per dB (capped at 30 dB: hard-panned). Not kept
+  centred: backing vocals (engineers spread them left and right around the lead), toms, hi-hat and
+  percussion (placed across the kit's image), and the stereo parts whose own L/R difference is not
+  zero at pan 0 (drums, overheads, room): a penalty on their ILD would ask the pan to undo their
+  image.
 * spectral: RMS deviation (dB) of the mix's long-term 1/3-octave levels from their own 5-band
   moving average, over 40 Hz–16 kHz (a resonant band "sticking out").
 """
@@ -30,12 +45,18 @@ from scipy.ndimage import uniform_filter1d
 from evomix.core.compiled import lazy_njit
 from evomix.core.constants import POWER_FLOOR
 from evomix.core.features import Features
+from evomix.core.meter import gated_loudness
 from objectives.base import Target, register
 from objectives.spectrum import k_weights, long_term_spectrum_db, side_fraction
 
-AUDIBILITY_FLOOR_DB = {"fx": -30.0}
+AUDIBILITY_FLOOR_DB = {"fx": -30.0, "toms": -30.0, "room": -30.0, "hihat": -25.0, "overheads": -25.0,
+                       "percussion": -25.0}  # dB, a choice (module docstring)
 DEFAULT_FLOOR_DB = -20.0
 CENTRE_ROLES = ("kick", "snare", "bass", "vocal")
+LEAD_ROLES = ("vocal", "lead")  # the first present is the lead; "backing_vocal" never is
+BACKING_ROLE = "backing_vocal"
+BACKING_MARGIN_DB = 3.0  # dB, a backing vocal at least this far under the lead (a choice)
+SILENT_DB = -150.0  # dB re the mix: a gated level at or under this is a silent stem (about -200 dB)
 LOW_END_HZ = 120.0
 MAX_OFF_CENTRE_DB = 30.0
 KICK_BASS_TOLERANCE_DB = 4.0
@@ -52,6 +73,39 @@ def relative_levels_db(features: Features) -> np.ndarray:
     stem = (features.stem_band_power.sum(axis=2) * k).sum(axis=-1)  # (pop, stems)
     mix = (features.mix_power.sum(axis=(1, 3)) * k).sum(axis=-1)  # (pop,)
     return 10.0 * np.log10(np.maximum(stem, POWER_FLOOR) / np.maximum(mix, POWER_FLOOR)[:, None])
+
+
+def lead_role(roles) -> str | None:
+    """The role of the lead: "vocal" if a stem has it, else "lead", else None ("backing_vocal" never)."""
+    return next((r for r in LEAD_ROLES if r in tuple(roles)), None)
+
+
+def gated_levels_db(features: Features, stems=None) -> np.ndarray:
+    """Each stem's gated K-weighted level relative to the mix's gated level, dB, (pop, k).
+
+    The BS.1770-4 two-stage gate (absolute -70 LUFS, relative -10 LU;
+    :func:`evomix.core.meter.gated_loudness`) applied to the 50 ms frames of the features (the
+    fast tier's subset of them) instead of 400 ms blocks, to the stem and to the mix alike: a stem is
+    measured where it plays, as its integrated loudness is. K-weighting per band at the band centres
+    (:func:`objectives.spectrum.k_weights`). A silent stem reads about -200 dB.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes: ``stem_power`` (pop, stems, 2, B, T), ``mix_power`` (pop, 2, B, T).
+    stems : sequence of int, optional
+        The stems to measure (default: all), in this order.
+
+    Returns
+    -------
+    levels : np.ndarray, shape (pop, k), float64, dB
+    """
+    k = k_weights(features).astype(features.stem_power.dtype)  # (B,)
+    idx = range(len(features.roles)) if stems is None else stems
+    # one stem at a time: a view of stem_power each, no copy of the (pop, k, 2, B, T) selection
+    sp = np.stack([np.einsum("pcbt,b->pct", features.stem_power[:, s], k) for s in idx], axis=1)  # (pop, k, 2, T)
+    mp = np.einsum("pcbt,b->pct", features.mix_power, k)  # (pop, 2, T)
+    return gated_loudness(sp) - gated_loudness(mp)[:, None]
 
 
 def audible_levels_db(features: Features) -> np.ndarray:
@@ -145,7 +199,8 @@ def lead_penalty(features: Features, margin_db: float) -> np.ndarray:
     Parameters
     ----------
     features : Features
-        A batch of ``pop`` mixes; the lead is the "vocal" stem, else the "lead" stem.
+        A batch of ``pop`` mixes; the lead is the "vocal" stem, else the "lead" stem (a
+        "backing_vocal" is never the lead: it counts among the others).
     margin_db : float, dB
         How far the lead should sit above the loudest other stem (the genre's ``vocal_margin_db``,
         0-3 dB in the built-in profiles).
@@ -156,14 +211,49 @@ def lead_penalty(features: Features, margin_db: float) -> np.ndarray:
         0 without a lead or with fewer than two stems.
     """
     roles = list(features.roles)
-    lead_role = "vocal" if "vocal" in roles else ("lead" if "lead" in roles else None)
-    if lead_role is None or len(roles) < 2:
+    lead = lead_role(roles)
+    if lead is None or len(roles) < 2:
         return np.zeros(features.n_pop)
     rel = relative_levels_db(features)  # (pop, stems)
-    is_lead = np.array([r == lead_role for r in roles])
-    lead = rel[:, is_lead].max(axis=1)
-    others = rel[:, ~is_lead].max(axis=1) if (~is_lead).any() else lead - margin_db
-    return np.maximum(others + margin_db - lead, 0.0)
+    is_lead = np.array([r == lead for r in roles])
+    top = rel[:, is_lead].max(axis=1)
+    others = rel[:, ~is_lead].max(axis=1) if (~is_lead).any() else top - margin_db
+    return np.maximum(others + margin_db - top, 0.0)
+
+
+def backing_penalty(features: Features, margin_db: float = BACKING_MARGIN_DB) -> np.ndarray:
+    """Backing vocals not under the lead: ``sum_b max(0, g_b - (g_lead - margin))``.
+
+    ``g`` is :func:`gated_levels_db` (each stem measured where it plays), ``g_lead`` the loudest
+    lead stem's (:func:`lead_role`: the vocal, else the lead), ``b`` every "backing_vocal" stem.
+
+    Source: De Man & Reiss, "A knowledge-engineered autonomous mixing system", AES 135th Conv.,
+    2013, for the rule (the lead vocal loudest); the margin (``BACKING_MARGIN_DB``, 3 dB) and the
+    weight (1 per dB over) are a choice.
+
+    Parameters
+    ----------
+    features : Features
+        A batch of ``pop`` mixes; ``roles`` name the lead and the backing vocals.
+    margin_db : float, dB
+        How far under the lead each backing vocal should sit at least.
+
+    Returns
+    -------
+    penalty : np.ndarray, shape (pop,), float64, dB >= 0
+        0 without a backing vocal or without a lead (or with a silent one), and when every backing
+        vocal is at least ``margin_db`` under the lead.
+    """
+    roles = list(features.roles)
+    lead = lead_role(roles)
+    backing = [s for s, r in enumerate(roles) if r == BACKING_ROLE]
+    if lead is None or not backing:
+        return np.zeros(features.n_pop)
+    leads = [s for s, r in enumerate(roles) if r == lead]
+    g = gated_levels_db(features, leads + backing)  # (pop, leads + backing)
+    top = g[:, : len(leads)].max(axis=1)
+    over = np.maximum(g[:, len(leads):] - (top - margin_db)[:, None], 0.0).sum(axis=1)
+    return np.where(top > SILENT_DB, over, 0.0)  # a silent lead: nothing to sit under
 
 
 def spatial_penalty(features: Features) -> np.ndarray:
@@ -230,18 +320,21 @@ def spectral_penalty(features: Features) -> np.ndarray:
     return np.sqrt(((x - smooth) ** 2).mean(axis=1))
 
 
-@register("balance", unit="dB", description="stems audible, lead on top, centred low end, no band sticking out")
+@register("balance", unit="dB",
+          description="stems audible, lead on top, backing vocals under it, centred low end, no band sticking out")
 def balance(features: Features, target: Target) -> np.ndarray:
-    """Every stem audible, the lead on top, a centred low end, no band sticking out.
+    """Every stem audible, the lead on top, backing vocals under it, a centred low end, no band sticking out.
 
-    ``audibility + lead + kick/bass + spatial + spectral``: the sum of
-    :func:`audibility_penalty`, :func:`lead_penalty`, :func:`kick_bass_penalty`,
-    :func:`spatial_penalty` and :func:`spectral_penalty` (each described in the module docstring).
+    ``audibility + lead + backing + kick/bass + spatial + spectral``: the sum of
+    :func:`audibility_penalty`, :func:`lead_penalty`, :func:`backing_penalty`,
+    :func:`kick_bass_penalty`, :func:`spatial_penalty` and :func:`spectral_penalty` (each described
+    in the module docstring).
 
     Source: Ward et al., "Multitrack mixing using a model of loudness and partial loudness",
     AES 133rd Conv., 2012 (audibility); B. De Man, J. D. Reiss, "A knowledge-engineered
-    autonomous mixing system", AES 135th Conv., 2013 (lead, kick/bass, low end mono, centred
-    roles). Every floor, allowance and weight is a choice (named in the module).
+    autonomous mixing system", AES 135th Conv., 2013 (lead, backing under the lead, kick/bass, low
+    end mono, centred roles). Every floor, allowance, margin and weight is a choice (named in the
+    module).
 
     Parameters
     ----------
@@ -261,6 +354,7 @@ def balance(features: Features, target: Target) -> np.ndarray:
     return (
         audibility_penalty(features)
         + lead_penalty(features, margin)
+        + backing_penalty(features)
         + kick_bass_penalty(features)
         + spatial_penalty(features)
         + spectral_penalty(features)

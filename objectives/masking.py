@@ -13,7 +13,7 @@ Model (after Hafezi & Reiss 2015, with the spreading and offset of the MPEG-1 ps
   over channels, bands and frames weighted by the stem's own power (a loud band that is masked
   counts more than a quiet one): ``m_s = sum(P_s max(0, 10 log10 MSR)) / sum(P_s)``, dB;
 * the scalar is the role-priority-weighted mean of ``m_s`` over audible stems (vocal and lead
-  matter most, ``ROLE_PRIORITY``).
+  matter most, ``ROLE_PRIORITY``; a backing vocal counts as one more part, not as the lead).
 
 Properties (tested): invariant to an overall gain change (ratios only); falls when a conflicting
 band is EQ-carved or the stems are panned apart (masking is per channel); rises when a masker
@@ -33,9 +33,13 @@ from evomix.core.features import Features
 from objectives.base import Target, register
 
 PRESENT_DB = 30.0  # a stem counts in a band's profile if within this of its strongest band
+# A choice. The lead vocal counts most; a backing vocal as one more part (it is meant to sit under the
+# lead, so its masking is not worth the lead's), the drum parts of a split kit as instruments, room
+# mics (ambience, meant to blend under the close mics) as little as a pad.
 ROLE_PRIORITY = {
     "vocal": 3.0, "lead": 2.5, "kick": 1.5, "snare": 1.5, "bass": 1.5, "drums": 1.2,
     "guitar": 1.0, "keys": 1.0, "piano": 1.0, "synth": 1.0, "other": 1.0, "pad": 0.7, "fx": 0.5,
+    "backing_vocal": 1.0, "toms": 1.0, "hihat": 1.0, "overheads": 1.0, "percussion": 1.0, "room": 0.7,
 }
 
 

@@ -53,13 +53,13 @@ def tmp_files(folder):
     ("bass_DI.flac", "bass"),
     ("subtle_pad.wav", "pad"),
     ("Kick In.wav", "kick"),
-    ("OH L.wav", "drums"),
+    ("OH L.wav", "overheads"),  # was "drums" before the kit parts had roles (issue 21)
     ("gtr-2.aiff", "guitar"),
     ("LeadVocal.wav", "vocal"),
-    ("BV 2.wav", "vocal"),
+    ("BV 2.wav", "backing_vocal"),  # was "vocal": a backing vocal had the lead's role (issue 21)
     ("Snare Top.wav", "snare"),
     ("sn_bottom.wav", "snare"),
-    ("Room Mics.wav", "drums"),
+    ("Room Mics.wav", "room"),  # was "drums" (issue 21)
     ("Sub 1.wav", "bass"),
     ("808.wav", "bass"),
     ("Bass Drum.wav", "kick"),
@@ -523,8 +523,8 @@ def test_load_session_unknown_stem_name(tmp_path):
 
 def test_load_session_unknown_role(tmp_path):
     put(tmp_path / "a.wav", stereo(dur=0.5))
-    with pytest.raises(ParameterError,
-                       match=re.escape("--role: unknown role 'voc' for 'a'; choose from vocal, drums, ")):
+    msg = "--role: unknown role 'voc' for 'a'; choose from vocal, backing_vocal, drums, "
+    with pytest.raises(ParameterError, match=re.escape(msg)):
         load_session([tmp_path], roles={"a": "voc"})
 
 

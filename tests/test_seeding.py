@@ -1,12 +1,21 @@
 """The smart first generation: each seed decodes to the mix it names."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from evomix.core.meter import integrated_loudness
 from evomix.engine.analysis import STEM_REFERENCE_LUFS
 from evomix.engine.dsp.pan import pan_gains
+from evomix.io.audio import ROLES
 from evomix.search.genome import GeneTable
-from evomix.search.seeding import ROLE_HIGHPASS_HZ, SEED_NAMES, seed_genomes, smart_initial_population
+from evomix.search.seeding import (
+    ROLE_HIGHPASS_HZ,
+    SEED_NAMES,
+    SUPPORT_LEVEL_DB,
+    seed_genomes,
+    smart_initial_population,
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +101,52 @@ def test_perturbations_keep_the_seeds_balance_and_draw_their_tone_anew(setup, rn
     old = smart_initial_population(table, analysis, 4 * n_seeds, np.random.default_rng(1), spread=0.05,
                                    random_fraction=0.25, kept_genes=None)
     assert np.abs(old[n_seeds: 3 * n_seeds] - base).max() < 0.05 * 6  # every gene kept: the seed itself
+
+
+# ---------------------------------------------------------------- the roles of issue 21
+
+def _fake_analysis(roles):
+    """What ``seed_genomes`` reads of an analysis: roles, each stem's LUFS and trim."""
+    n = len(roles)
+    return SimpleNamespace(roles=tuple(roles), stem_lufs=np.full(n, -23.0), trim_db=np.zeros(n))
+
+
+KIT_AND_VOCALS = ("vocal", "backing_vocal", "kick", "snare", "toms", "hihat", "overheads", "room", "percussion",
+                  "bass", "keys")
+
+
+def test_role_templates_put_backing_vocals_under_the_lead_and_kick_and_snare_in_front_of_the_kit():
+    analysis = _fake_analysis(KIT_AND_VOCALS)
+    table = GeneTable(len(KIT_AND_VOCALS))
+    seeds = seed_genomes(table, analysis)
+    lf = _decode(table, analysis, seeds["lead_forward"]).gain_db[0]
+    lm = _decode(table, analysis, seeds["loudness_matched"]).gain_db[0]
+    rel = dict(zip(KIT_AND_VOCALS, lf - lm))
+    assert rel["vocal"] == pytest.approx(4.0, abs=1e-6)
+    for r in ("kick", "snare", "bass", "keys"):
+        assert rel[r] == pytest.approx(-1.0, abs=1e-6), r
+    for r, d in SUPPORT_LEVEL_DB.items():
+        assert rel[r] == pytest.approx(-1.0 + d, abs=1e-6), r
+        assert rel[r] < rel["kick"], r  # every supporting part under the bed
+    assert rel["vocal"] - rel["backing_vocal"] == pytest.approx(8.0, abs=1e-6)
+    pans = dict(zip(KIT_AND_VOCALS, _decode(table, analysis, seeds["centred_low"]).pan[0]))
+    for r in ("vocal", "kick", "snare", "bass", "overheads", "room"):
+        assert pans[r] == pytest.approx(0.0, abs=1e-9), r
+    for r in ("backing_vocal", "toms", "hihat", "percussion", "keys"):
+        assert abs(pans[r]) >= 0.3, r
+    hp = dict(zip(KIT_AND_VOCALS, _decode(table, analysis, seeds["highpass"]).highpass_hz[0]))
+    assert hp["backing_vocal"] > hp["vocal"] and hp["hihat"] > hp["snare"] > hp["kick"]
+
+
+def test_role_templates_without_a_lead_move_only_the_supporting_parts():
+    roles = ("kick", "bass", "backing_vocal", "room", "keys")
+    analysis = _fake_analysis(roles)
+    table = GeneTable(len(roles))
+    seeds = seed_genomes(table, analysis)
+    diff = (_decode(table, analysis, seeds["lead_forward"]).gain_db
+            - _decode(table, analysis, seeds["loudness_matched"]).gain_db)[0]
+    np.testing.assert_allclose(diff, [0.0, 0.0, -3.0, -7.0, 0.0], atol=1e-6)
+
+
+def test_every_role_has_a_highpass_corner():
+    assert set(ROLE_HIGHPASS_HZ) == set(ROLES)

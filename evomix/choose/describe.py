@@ -28,9 +28,10 @@ descriptor                unit   definition
                                  Higher = wider.
 ``correlation``           1      inter-channel correlation X / sqrt(P_L P_R), in [-1, 1], X the
                                  summed Re(L R*) (the correlation meter of IEC 60268-18).
-``vocal_lu``              LU     K-weighted energy of the vocal stems (role ``vocal``, else
-                                 ``lead``) relative to the K-weighted energy of the mix (BS.1770-4
-                                 K-weighting applied per band, ungated); NaN without such a stem.
+``vocal_lu``              LU     K-weighted energy of the lead vocal stems (role ``vocal``, else
+                                 ``lead``; never ``backing_vocal``) relative to the K-weighted energy
+                                 of the mix (BS.1770-4 K-weighting applied per band, ungated); NaN
+                                 without such a stem.
                                  Higher = vocal-forward.
 ``low_end_db``            dB     energy below ``LOW_END_HZ`` (120 Hz; a band straddling it counts
                                  pro rata on a log-frequency scale) relative to the total energy
@@ -71,7 +72,7 @@ from evomix.engine.batch import render_features
 
 LOW_END_HZ = 120.0
 TILT_RANGE_HZ = (50.0, 16000.0)
-LEAD_ROLES = ("vocal", "lead")  # the first role present is "the vocal" of vocal_lu
+LEAD_ROLES = ("vocal", "lead")  # the first role present is "the vocal" of vocal_lu (a backing vocal never is)
 EPS = 1e-20
 
 #: descriptors reported for each mix, in this order

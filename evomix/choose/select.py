@@ -154,7 +154,8 @@ def label_alternatives(rows: list, *, lead_role: str = "vocal") -> list[list[str
     """Labels of each alternative relative to the others (rule in the module docstring).
 
     rows : one descriptor dict per alternative (``evomix.choose.describe.row``), exact renders.
-    lead_role : "vocal" or "lead": the word used for ``vocal_lu`` ("lead-forward" for a lead).
+    lead_role : "vocal" or "lead": the word used for ``vocal_lu`` ("lead-forward" for a lead). "vocal"
+        is the lead vocal (``vocal_lu`` never measures a ``backing_vocal``).
     Returns one list of labels per alternative, strongest first.
     """
     k = len(rows)

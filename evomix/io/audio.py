@@ -46,9 +46,14 @@ __all__ = [
     "write_audio",
 ]
 
-ROLES = ("vocal", "drums", "kick", "snare", "bass", "guitar", "keys", "piano",
-         "synth", "pad", "lead", "fx", "other")
-"""Mixing roles a stem can have; ``"other"`` is the fallback."""
+ROLES = ("vocal", "backing_vocal", "drums", "kick", "snare", "toms", "hihat", "overheads", "room", "percussion",
+         "bass", "guitar", "keys", "piano", "synth", "pad", "lead", "fx", "other")
+"""Mixing roles a stem can have; ``"other"`` is the fallback.
+
+``vocal`` is the lead vocal, ``backing_vocal`` every vocal under it (harmonies, doubles, choir,
+ooh/aah). ``drums`` is a drum kit (or drum bus) as one stem; a kit recorded as separate stems has
+``kick``, ``snare``, ``toms``, ``hihat``, ``overheads`` (the stereo pair over the kit) and
+``room`` (room / ambience mics), plus ``percussion`` (shaker, tambourine, congas, ...)."""
 
 # libsndfile's formats (``soundfile.available_formats()`` names) and the file suffixes they go by,
 # the common ones first. RAW (headerless) is not listed: it cannot be read without being told its
@@ -218,19 +223,26 @@ class Session:
 # Checked in this order; the first rule that matches wins.  Each rule is
 # (role, whole-token keywords, substring keywords).  Substring keywords are
 # long enough not to occur inside unrelated words; short abbreviations
-# ("sn", "oh", "sub", ...) only match as whole tokens, so "subtle" is not "sub".
-_PHRASES = (("bass drum", "kick"), ("lead vocal", "vocal"), ("lead vox", "vocal"))
+# ("sn", "oh", "sub", "tom", "bv", ...) only match as whole tokens, so "subtle"
+# is not "sub" and "Snare Bottom" has no "tom".
+_PHRASES = (("bass drum", "kick"), ("lead vocal", "vocal"), ("lead vox", "vocal"),
+            ("backing track", "other"), ("over head", "overheads"))
 _ROLE_RULES: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
-    ("vocal", frozenset({"vox", "vocal", "voice", "vs", "vo", "bv", "bgv", "bvs", "backing",
-                         "harmony", "adlib", "adlibs", "singer"}),
+    ("vocal", frozenset({"vox", "vocal", "voice", "vs", "vo", "voc", "adlib", "adlibs", "singer"}),
      ("vocal", "vox", "voice")),
     ("kick", frozenset({"kick", "bd", "kik", "kck"}), ("kick",)),
     ("snare", frozenset({"snare", "sn", "snr", "sd"}), ("snare",)),
-    ("drums", frozenset({"drum", "drums", "perc", "percussion", "hat", "hats", "hihat", "hh",
-                         "overhead", "overheads", "oh", "ohs", "room", "rooms", "tom", "toms",
-                         "cymbal", "cymbals", "ride", "crash", "shaker", "tamb", "clap",
-                         "claps", "kit"}),
-     ("drum", "hihat", "overhead", "percussion")),
+    ("toms", frozenset({"tom", "tomtom", "floortom", "racktom", "hitom", "midtom", "lotom", "lowtom", "ftom",
+                        "rtom"}), ()),
+    ("hihat", frozenset({"hh", "hat", "hats", "hihat", "hhat"}), ("hihat",)),
+    ("overheads", frozenset({"oh", "ohs", "ohl", "ohr", "overhead", "ovh", "ovhd", "ovhds"}), ("overhead",)),
+    ("room", frozenset({"room"}), ()),
+    ("percussion", frozenset({"perc", "percs", "percussion", "shaker", "shkr", "tamb", "tambo", "tambourine",
+                              "tamborine", "conga", "bongo", "cowbell", "clave", "guiro", "cabasa", "cajon",
+                              "djembe", "timbale", "agogo", "maraca", "maracas", "woodblock"}),
+     ("percussion", "shaker", "tambourine", "conga", "bongo", "cowbell")),
+    ("drums", frozenset({"drum", "drums", "drm", "kit", "cymbal", "cymbals", "ride", "crash", "clap", "claps"}),
+     ("drum",)),
     ("bass", frozenset({"bass", "sub", "808", "bs"}), ("bass",)),
     ("guitar", frozenset({"gtr", "gtrs", "guitar", "guitars", "gtrl", "gtrr"}), ("guitar",)),
     ("keys", frozenset({"keys", "key", "chord", "chords", "organ", "rhodes", "wurli", "wurlitzer", "clav", "epiano",
@@ -238,14 +250,59 @@ _ROLE_RULES: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
      ("organ", "rhodes", "wurli")),
     ("piano", frozenset({"piano", "pno", "pn"}), ("piano",)),
     ("synth", frozenset({"synth", "synths", "arp", "arps", "seq"}), ("synth",)),
-    ("pad", frozenset({"pad", "pads", "strings", "string", "str", "choir", "ensemble"}),
-     ("strings", "choir")),
+    ("pad", frozenset({"pad", "pads", "strings", "string", "str", "ensemble"}), ("strings",)),
     ("lead", frozenset({"lead", "leads", "melody", "mel"}), ("melody",)),
     ("fx", frozenset({"fx", "sfx", "riser", "risers", "impact", "impacts", "sweep", "whoosh",
                       "noise", "uplifter", "downlifter"}),
      ("riser", "impact", "whoosh")),
 )
+# Backing vocals, checked before every rule above: a token that only means backing vocals
+# ("BGV", "BVox"), or a vocal word with a backing qualifier ("Vox Back", "Vocal Dbl", "Harmony Vox",
+# "BackingVocals"). "Vox B" is take B of the vocal, not a backing vocal: a lone "b" qualifies only
+# glued to the vocal word ("bvox"). Doubles of the lead count as backing vocals: they sit under it.
+_BV_WORDS = frozenset({"bv", "bvs", "bgv", "bgvs", "bkv", "bkvs", "bvx", "bvox", "bgvox", "bvoc", "bvocs"})
+_BV_QUALIFIERS = frozenset({"back", "backing", "backings", "backup", "backups", "bg", "bgs", "bkg", "bkgd", "bck",
+                            "background", "backgrounds", "double", "doubles", "doubled", "dbl", "dbls", "dbld",
+                            "harmony", "harmonies", "harm", "harms", "choir", "choirs", "stack", "stacks", "gang",
+                            "ensemble", "ooh", "oohs", "aah", "aahs", "ahh", "ahhs"})
+_VOCAL_STEMS = ("vocals", "vocal", "voices", "voice", "vocs", "voc", "vox")  # longest first
+# Alone (after every other rule: "Harmony Gtr" is a guitar, "Choir Pad" a pad), these mean backing vocals.
+_BV_ALONE = frozenset({"backing", "backings", "backup", "backups", "harmony", "harmonies", "choir", "choirs",
+                       "ooh", "oohs", "aah", "aahs", "ahh", "ahhs"})
+# A room (or ambience) mic belongs to the drums unless the name says whose it is ("Gtr Room" is a guitar;
+# "Vocal Room", "Kick Room" and "Snare Room" are caught by their earlier rules); "amb", "ambience" are
+# the drums' room only next to a drum word ("Drum Amb", "Kit Ambience"): alone they are as likely an
+# ambient pad or effect.
+_ROOM_VETO = ("bass", "guitar", "keys", "piano", "synth", "pad", "lead", "fx")
+_AMBIENCE = frozenset({"amb", "ambience", "ambiance", "ambient", "ambi"})
+_DRUM_WORDS = frozenset({"drum", "drums", "drm", "kit", "dr"})
+_RULES_BY_ROLE = {rule[0]: rule for rule in _ROLE_RULES}
+_CAMEL_SPLIT = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=[0-9])")  # "LeadVocal", "Tom2"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def _word_in(tok: str, words: frozenset[str]) -> bool:
+    """``tok`` is one of ``words``, or (4+ letters ending in ``s``) its plural."""
+    return tok in words or (len(tok) > 3 and tok.endswith("s") and tok[:-1] in words)
+
+
+def _rule_matches(role: str, tokens: Sequence[str]) -> bool:
+    """Whether the :data:`_ROLE_RULES` rule of ``role`` matches one of ``tokens``."""
+    _, words, substrings = _RULES_BY_ROLE[role]
+    return any(_word_in(t, words) or any(s in t for s in substrings) for t in tokens)
+
+
+def _is_backing_vocal(tokens: Sequence[str]) -> bool:
+    """A backing-vocal word, a vocal word glued to a backing qualifier, or a vocal word and a qualifier."""
+    for t in tokens:
+        if _word_in(t, _BV_WORDS):
+            return True
+        for w in _VOCAL_STEMS:
+            if t.endswith(w) and (t[: -len(w)] in ("b", "bk") or _word_in(t[: -len(w)], _BV_QUALIFIERS)):
+                return True  # "bvox", "backingvocals"
+            if t.startswith(w) and _word_in(t[len(w):], _BV_QUALIFIERS):
+                return True  # "voxdbl" (but "voxb" is take B)
+    return _rule_matches("vocal", tokens) and any(_word_in(t, _BV_QUALIFIERS) for t in tokens)
 
 
 def guess_role(name: str) -> str:
@@ -266,31 +323,50 @@ def guess_role(name: str) -> str:
     Notes
     -----
     Matching is case-insensitive.  The name is split into tokens on runs of
-    characters other than ``a-z0-9`` (so ``"bass_DI"`` -> ``bass``, ``di``).
+    characters other than ``a-z0-9``, between a lower-case and an upper-case
+    letter (``"LeadVocal"`` -> ``lead``, ``vocal``) and between a letter and a
+    digit after it (``"Tom2"`` -> ``tom``, ``2``; ``"bass_DI"`` -> ``bass``, ``di``).
     Short abbreviations match whole tokens only (``"sub"`` matches ``"Sub 1"``
-    but not ``"subtle"``); a few long keywords (``"vocal"``, ``"kick"``,
-    ``"guitar"``, ...) also match inside a token (``"LeadVocal"``).  A token
-    ending in ``s`` also matches its singular.  Rules are checked in the order
-    vocal, kick, snare, drums, bass, guitar, keys, piano, synth, pad, lead,
-    fx; the first match wins (``"Lead Vox"`` -> vocal, ``"Synth Bass"`` ->
-    bass, ``"Bass Drum"`` -> kick).
+    but not ``"subtle"``; ``"tom"`` not ``"Snare Bottom"``); a few long keywords
+    (``"vocal"``, ``"kick"``, ``"guitar"``, ...) also match inside a token
+    (``"leadvocal"``).  A token ending in ``s`` also matches its singular.
+
+    Order: backing vocals first (``"BGV"``, ``"BVox 2"``, ``"Vox Back"``,
+    ``"Lead Vox Dbl"``, ``"Harmony Vox"``: a backing-vocal word, or a vocal word
+    with a backing qualifier), then the phrases (``"Bass Drum"`` -> kick,
+    ``"Lead Vox"`` -> vocal, ``"Backing Track"`` -> other), then the rules in
+    the order vocal, kick, snare, toms, hihat, overheads, room, percussion,
+    drums, bass, guitar, keys, piano, synth, pad, lead, fx; the first match
+    wins (``"Synth Bass"`` -> bass, ``"Drum Room"`` -> room, ``"OH L"`` ->
+    overheads).  A room mic named after another instrument is that
+    instrument's (``"Gtr Room"`` -> guitar); ``"amb"``/``"ambience"`` is the
+    drums' room only next to a drum word.  Last, ``"Backing"``, ``"Harmony"``,
+    ``"Choir"``, ``"Oohs"`` alone are backing vocals (``"Choir Pad"`` -> pad).
+    The lead vocal is ``vocal``; a numbered one (``"vocal_2"``) too.
     """
-    base = str(name).replace("\\", "/").rsplit("/", 1)[-1].lower()
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
     for suffix in AUDIO_SUFFIXES:
-        if base.endswith(suffix):
+        if base.lower().endswith(suffix):
             base = base[: -len(suffix)]
             break
-    tokens = [t for t in _TOKEN_SPLIT.split(base) if t]
+    tokens = [t for t in _TOKEN_SPLIT.split(_CAMEL_SPLIT.sub(" ", base).lower()) if t]
+    if _is_backing_vocal(tokens):
+        return "backing_vocal"
     joined = " ".join(tokens)
     for phrase, role in _PHRASES:
         if re.search(rf"(^| ){re.escape(phrase)}( |$)", joined):
             return role
-    for role, words, substrings in _ROLE_RULES:
-        for tok in tokens:
-            if tok in words or (len(tok) > 3 and tok.endswith("s") and tok[:-1] in words):
-                return role
-            if any(s in tok for s in substrings):
-                return role
+    for role, _, _ in _ROLE_RULES:
+        if role == "room":
+            drum_ambience = any(t in _AMBIENCE for t in tokens) and (
+                any(_word_in(t, _DRUM_WORDS) or "drum" in t for t in tokens))
+            if (_rule_matches("room", tokens) or drum_ambience) and not any(
+                    _rule_matches(r, tokens) for r in _ROOM_VETO):
+                return "room"
+        elif _rule_matches(role, tokens):
+            return role
+    if any(_word_in(t, _BV_ALONE) for t in tokens):
+        return "backing_vocal"
     return "other"
 
 
@@ -586,7 +662,7 @@ def _apply_roles(roles: Mapping[str, str], names: Sequence[str], paths: Sequence
             raise ParameterError(
                 f"--role: '{key_s}' matches several stems ({', '.join(names[i] for i in hits)}); "
                 "use the stem name")
-        role_n = str(role).strip().lower()
+        role_n = re.sub(r"[\s-]+", "_", str(role).strip().lower())  # "Backing Vocal", "backing-vocal"
         if role_n not in ROLES:
             raise ParameterError(
                 f"--role: unknown role '{role}' for '{key_s}'; choose from {', '.join(ROLES)}")
@@ -656,8 +732,9 @@ def load_session(paths: Sequence[Path | str], *, roles: Mapping[str, str] | None
     roles : mapping of str to str, optional
         Role overrides.  Keys may be a stem name (``"Kick In"``, or a
         disambiguated ``"kick-2"``), a file name (``"Kick In.wav"``) or a path
-        as typed; values are one of :data:`ROLES` (case-insensitive).  Stems
-        not named keep their guessed role (:func:`guess_role`).
+        as typed; values are one of :data:`ROLES` (case-insensitive; ``-`` or a
+        space for ``_``: ``"backing-vocal"``).  Stems not named keep their
+        guessed role (:func:`guess_role`).
     sr : int, optional
         Session sample rate in Hz (8000-384000).  Default: the most common
         rate among the files, ties going to the highest.

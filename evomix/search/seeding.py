@@ -10,9 +10,13 @@ trim (from the analysis) -> EQ -> compressor -> fader ``gain_db`` -> pan, so:
 * **role templates** (common mixing practice, e.g. Owsinski, *The Mixing Engineer's Handbook*,
   4th ed. 2017, ch. 6-9; Izhaki, *Mixing Audio*, 3rd ed. 2017, ch. 13 and 17), on top of the
   loudness-matched balance:
-  - ``lead_forward``: vocal / lead +4 dB, everything else -1 dB;
-  - ``centred_low``: kick, bass, snare, drums and vocal centred, the other stems spread left and
-    right alternately (pan +-0.5, then +-0.3, ...);
+  - ``lead_forward``: vocal / lead +4 dB, everything else (the bed) -1 dB, and the supporting parts
+    further under the bed (:data:`SUPPORT_LEVEL_DB`: backing vocals -3 dB, so 8 dB under the lead;
+    of a kit recorded as separate stems, toms -1, overheads -3, hi-hat and percussion -5, room
+    -7 dB, so that kick and snare lead the kit); without a lead only the supporting parts move;
+  - ``centred_low``: kick, bass, snare, drums, vocal, and the stereo overhead and room pairs
+    centred, the other stems (backing vocals, toms, hi-hat and percussion among them) spread left
+    and right alternately (pan +-0.5, then +-0.3, ...);
   - ``highpass``: the common high-pass corner per role (:data:`ROLE_HIGHPASS_HZ`, Hz);
   - ``template``: all three together.
 
@@ -30,16 +34,25 @@ import numpy as np
 from evomix.engine.analysis import STEM_REFERENCE_LUFS, Analysis
 from evomix.search.genome import GeneTable
 
-LEAD_ROLES = ("vocal", "lead")
-CENTRE_ROLES = ("kick", "bass", "snare", "drums", "vocal")
+LEAD_ROLES = ("vocal", "lead")  # "backing_vocal" is never the lead
+CENTRE_ROLES = ("kick", "bass", "snare", "drums", "vocal", "overheads", "room")
 LEAD_BOOST_DB = 4.0  # dB, vocal/lead fader above the loudness-matched balance
 BED_CUT_DB = -1.0  # dB, every other stem in the lead-forward template
 SIDE_PANS = (0.5, -0.5, 0.3, -0.3, 0.7, -0.7)  # pans of the non-centred stems, in stem order
 
-# Common high-pass corners by role, Hz (just below each source's lowest useful content).
+# Supporting parts, dB relative to the bed in the lead-forward template. A choice (no published
+# measurement gives these per-stem offsets): every stem starts at the same loudness, so a kit split
+# into six stems would start with each part as loud as the bass, and a backing vocal as loud as the
+# bed; these put backing vocals 8 dB under the lead, and kick and snare in front of the rest of the kit.
+SUPPORT_LEVEL_DB = {"backing_vocal": -3.0, "toms": -1.0, "overheads": -3.0, "hihat": -5.0, "percussion": -5.0,
+                    "room": -7.0}
+
+# Common high-pass corners by role, Hz (just below each source's lowest useful content; the new roles'
+# corners are a choice: backing vocals above the lead's, toms and room low enough for their body).
 ROLE_HIGHPASS_HZ = {"vocal": 90.0, "drums": 30.0, "kick": 30.0, "snare": 80.0, "bass": 35.0,
                     "guitar": 100.0, "keys": 80.0, "piano": 60.0, "synth": 100.0, "pad": 120.0,
-                    "lead": 120.0, "fx": 150.0, "other": 60.0}
+                    "lead": 120.0, "fx": 150.0, "other": 60.0, "backing_vocal": 120.0, "toms": 50.0,
+                    "hihat": 200.0, "overheads": 80.0, "room": 40.0, "percussion": 100.0}
 
 # Genes a perturbation of a seed keeps (plus noise); its other genes are drawn uniformly. Measured
 # (nsga2, 64 x 41 generations, 3 study songs x 5 seeds, with the limiter budget): perturbing every
@@ -93,10 +106,11 @@ def seed_genomes(table: GeneTable, analysis: Analysis) -> dict:
     out["loudness_matched"] = matched_base()
 
     def lead_forward(g):
-        has_lead = any(r in LEAD_ROLES for r in roles)
+        bed_db = BED_CUT_DB if any(r in LEAD_ROLES for r in roles) else 0.0
         for s, r in enumerate(roles):
-            if has_lead:
-                _set(table, g, s, "gain_db", float(matched[s]) + (LEAD_BOOST_DB if r in LEAD_ROLES else BED_CUT_DB))
+            offset = LEAD_BOOST_DB if r in LEAD_ROLES else bed_db + SUPPORT_LEVEL_DB.get(r, 0.0)
+            if offset:
+                _set(table, g, s, "gain_db", float(matched[s]) + offset)
         return g
 
     def centred_low(g):

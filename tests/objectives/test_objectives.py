@@ -318,6 +318,91 @@ def test_spatial_penalty_low_end_out_of_phase(low_end_scenes, tier):
 
 
 # --------------------------------------------------------------------------------------------
+# balance: a backing vocal sits under the lead (issue 21)
+# --------------------------------------------------------------------------------------------
+
+BV_OFFSETS_DB = (-12.0, -6.0, 0.0, 6.0)  # the backing vocal's fader, the lead's at 0
+
+
+def backing_vocal(n=N):
+    """A vocal-like harmony a fifth over the song's vocal (330 Hz, 8 harmonics at 1/h) that sings only
+    in the second half (the "chorus"), mono (n,): measured where it sings, it is as loud as its
+    integrated loudness says, not 3 dB quieter."""
+    t = np.arange(n) / SR
+    x = sum(np.sin(2 * np.pi * 330.0 * h * t) / h for h in range(1, 9))
+    gate = (t >= t[-1] / 2).astype(float)
+    ramp = int(0.01 * SR)
+    gate[n // 2 : n // 2 + ramp] = np.linspace(0.0, 1.0, ramp)
+    gate[-ramp:] = np.linspace(1.0, 0.0, ramp)
+    return 0.1 * x * gate
+
+
+@pytest.fixture(scope="module")
+def backing_scene():
+    probe = make_session([*_song(), ("bvox", "backing_vocal", backing_vocal())])
+    bv = probe.names.index("bvox")
+    return Scene(probe, {f"bv_{d:+g}dB": {(bv, "gain_db"): d} for d in BV_OFFSETS_DB})
+
+
+def test_backing_penalty_zero_without_a_backing_vocal(song_scene):
+    assert "backing_vocal" not in song_scene.session.roles
+    np.testing.assert_array_equal(bal.backing_penalty(song_scene.fast_all), 0.0)
+    assert bal.backing_penalty(song_scene.features("vocal_-0dB", "exact"))[0] == 0.0
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_backing_vocal_louder_than_the_lead_is_penalised(backing_scene, target, tier):
+    f_over, f_under = backing_scene.features("bv_+6dB", tier), backing_scene.features("bv_-12dB", tier)
+    lead, bv = backing_scene.stem("vocal"), backing_scene.stem("bvox")
+    over = bal.gated_levels_db(f_over, [bv, lead])[0]
+    under = bal.gated_levels_db(f_under, [bv, lead])[0]
+    assert over[0] > over[1] and under[0] < under[1] - bal.BACKING_MARGIN_DB, (over, under)
+    p_over, p_under = bal.backing_penalty(f_over)[0], bal.backing_penalty(f_under)[0]
+    msg = f"[{tier}] backing vocal re lead {over[0] - over[1]:+.1f} dB: {p_over:.2f}; {under[0] - under[1]:+.1f} dB: "
+    assert p_over == pytest.approx(over[0] - over[1] + bal.BACKING_MARGIN_DB, abs=1e-9), msg
+    assert p_over > 5.0 and p_under == 0.0, msg + f"{p_under:.2f}"
+    b_over = objectives.REGISTRY["balance"](f_over, target)[0]
+    b_under = objectives.REGISTRY["balance"](f_under, target)[0]
+    assert b_over > b_under + 5.0, f"[{tier}] balance {b_under:.2f} (under the lead) -> {b_over:.2f} (over it)"
+
+
+def test_backing_penalty_grows_db_for_db_past_the_margin(backing_scene):
+    f = backing_scene.fast_all
+    idx = [backing_scene.names.index(f"bv_{d:+g}dB") for d in BV_OFFSETS_DB]
+    p = bal.backing_penalty(f)[idx]
+    g = bal.gated_levels_db(f, [backing_scene.stem("bvox"), backing_scene.stem("vocal")])[idx]
+    expected = np.maximum(g[:, 0] - g[:, 1] + bal.BACKING_MARGIN_DB, 0.0)
+    msg = f"fader {BV_OFFSETS_DB} dB: re lead {np.round(g[:, 0] - g[:, 1], 2)} dB, penalty {np.round(p, 2)}"
+    np.testing.assert_allclose(p, expected, atol=1e-9, err_msg=msg)
+    assert np.all(np.diff(p) >= 0.0) and p[0] == 0.0 and p[-1] - p[-2] == pytest.approx(6.0, abs=1.0), msg
+
+
+def test_backing_vocal_measured_where_it_sings(backing_scene):
+    """Half the song silent, the backing vocal's ungated level reads ~3 dB under its gated one."""
+    f = take(backing_scene.fast_all, backing_scene.names.index("bv_+0dB"))
+    bv = backing_scene.stem("bvox")
+    gated = bal.gated_levels_db(f, [bv])[0, 0]
+    ungated = bal.relative_levels_db(f)[0, bv]
+    assert gated - ungated == pytest.approx(3.0, abs=0.5), (gated, ungated)
+
+
+def test_a_backing_vocal_is_never_the_lead(backing_scene):
+    f = take(backing_scene.fast_all, backing_scene.names.index("bv_+6dB"))
+    assert bal.lead_role(f.roles) == "vocal"
+    assert bal.lead_penalty(f, 0.0)[0] > 0.0  # the backing vocal is the loudest "other" stem
+    roles = tuple("keys" if r == "vocal" else r for r in f.roles)  # no lead vocal left
+    no_lead = dataclasses.replace(f, roles=roles)
+    assert bal.lead_role(roles) is None
+    assert bal.lead_penalty(no_lead, 3.0)[0] == 0.0 and bal.backing_penalty(no_lead)[0] == 0.0
+    with_lead = dataclasses.replace(f, roles=tuple("lead" if r == "vocal" else r for r in f.roles))
+    assert bal.lead_role(with_lead.roles) == "lead"
+    assert bal.backing_penalty(with_lead)[0] == pytest.approx(bal.backing_penalty(f)[0])
+    power = f.stem_power.copy()
+    power[:, backing_scene.stem("vocal")] = 0.0  # a silent lead: nothing to sit under, no 200 dB penalty
+    assert bal.backing_penalty(dataclasses.replace(f, stem_power=power))[0] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
 # genre: noise shaped to a profile's 1/3-octave levels, with the profile's width per region
 # --------------------------------------------------------------------------------------------
 
