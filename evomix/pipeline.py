@@ -20,6 +20,7 @@ from evomix.choose.verify import (
     describe_front,
     label_front,
     squashed_members,
+    unusable_members,
     verified_alternatives,
 )
 from evomix.engine.analysis import Analysis, analyze_session
@@ -376,6 +377,9 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     members, session, names = fr.members, prep.session, prep.names
     D = describe_front(members, prep.analysis, prep.table, prep.target)
     bad = sorted(set(known_bad) | {i for i in squashed_members(members, k, max_limiting_db) if i not in known_bad})
+    errors = [i for i in unusable_members(members, prep.analysis, session.names) if i not in bad]
+    if len(errors) < len(members) - len(bad):  # never all of them: then the least bad are still mixes
+        bad = sorted(set(bad) | set(errors))
     with reporter.phase("render", total=min(int(k), len(members)), unit="exact renders") as ph:
         before_slot: list | None = [] if with_before else None  # the report's "before" joins the first round
         picks, replaced = verified_alternatives(members, fr.G, fr.F, int(k), session, prep.analysis, fr.params,

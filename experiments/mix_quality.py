@@ -81,6 +81,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -300,9 +301,13 @@ def cli_evomix_file(folder: Path) -> str:
                               text=True, check=True).stdout.strip()
 
 
-def run_mix(folder: Path, out: Path, genre: str, seed: int, roles: dict, quick: bool) -> dict:
+MIX_ARGS: tuple = ()  # --mix-args: extra flags for every evomix mix (ablations)
+
+
+def run_mix(folder: Path, out: Path, genre: str, seed: int, roles: dict, quick: bool,
+            mix_args: tuple = ()) -> dict:
     cmd = [sys.executable, "-m", "evomix", "mix", str(folder), "--out", str(out), "--genre", genre,
-           "--seed", str(seed), "--export-stems", "--quiet", "--json"]
+           "--seed", str(seed), "--export-stems", "--quiet", "--json", *mix_args]
     for k, v in roles.items():
         cmd += ["--role", f"{k}={v}"]
     if quick:
@@ -396,7 +401,7 @@ def measure_song(name: str, work: Path, seed: int, quick: bool) -> dict:
     roles = s["roles"]
     out = work / "mixes" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    mix = run_mix(s["folder"], out, s["genre"], seed, s["overrides"], quick)
+    mix = run_mix(s["folder"], out, s["genre"], seed, s["overrides"], quick, MIX_ARGS)
     front = json.loads((out / "front.json").read_text())
     alts = sorted((m for m in front["members"] if "alternative" in m), key=lambda m: m["alternative"])
     names = [n for n in roles if n in front["stems"]] + [n for n in front["stems"] if n not in roles]
@@ -425,7 +430,8 @@ def measure_song(name: str, work: Path, seed: int, quick: bool) -> dict:
         lv["deviation"] = deviations(lv, ref)
         lv.update({"name": alt, "labels": m.get("labels"), "exact": m["exact"], "descriptors": m.get("descriptors"),
                    "evomix_lufs": m.get("measured", {}).get("integrated_lufs"),
-                   "stems_sum_error_db": err, "masking_re_equal_gain": m["exact"]["masking"] / eq_scores["masking"],
+                   "stems_sum_error_db": err, "masking_re_equal_gain": _ratio(m["exact"].get("masking"),
+                                                                                 eq_scores["masking"]),
                    "pan": {n: params[n]["pan"] for n in names}, "gain_db": {n: params[n]["gain_db"] for n in names}})
         rows.append(lv)
 
@@ -438,10 +444,21 @@ def measure_song(name: str, work: Path, seed: int, quick: bool) -> dict:
     return fig
 
 
+def _fmt(x, spec: str) -> str:
+    """``x`` formatted, or "off" for an objective an ablation switched off (None)."""
+    return "off" if x is None else format(x, spec)
+
+
+def _ratio(a, b):
+    """``a / b``, or None when ``a`` was not scored (an ablation switched the objective off)."""
+    return None if a is None else a / b
+
+
 def summarise(fig: dict, roles: dict) -> dict:
     rows, ref = fig["alternatives"], fig["reference"]
     out = {"masking_re_equal_gain": [r["masking_re_equal_gain"] for r in rows],
-           "genre": [r["exact"]["genre"] for r in rows], "balance_objective": [r["exact"]["balance"] for r in rows]}
+           "genre": [r["exact"].get("genre") for r in rows],
+           "balance_objective": [r["exact"].get("balance") for r in rows]}
     if ref is not None:
         rms = [r["deviation"]["balance_rms_db"] for r in rows]
         best = int(np.argmin(rms))
@@ -457,13 +474,13 @@ def summarise(fig: dict, roles: dict) -> dict:
         out["roles_mean_deviation_db"] = {role: float(np.mean([r["deviation"]["roles"][role] for r in rows]))
                                           for role in ref["roles"]}
     else:
-        best = int(np.argmin(out["balance_objective"]))
+        best = int(np.argmin([np.inf if b is None else b for b in out["balance_objective"]]))
         out.update({"best": rows[best]["name"], "best_by": "lowest exact balance objective (no engineer's balance)"})
-    out["best_genre_db"] = rows[best]["exact"]["genre"]
+    out["best_genre_db"] = rows[best]["exact"].get("genre")  # None: an ablation switched it off
     out["best_masking_re_equal_gain"] = rows[best]["masking_re_equal_gain"]
-    out["alt01_genre_db"] = rows[0]["exact"]["genre"]
+    out["alt01_genre_db"] = rows[0]["exact"].get("genre")
     out["alt01_masking_re_equal_gain"] = rows[0]["masking_re_equal_gain"]
-    out["min_masking_re_equal_gain"] = min(out["masking_re_equal_gain"])
+    out["min_masking_re_equal_gain"] = min((m for m in out["masking_re_equal_gain"] if m is not None), default=None)
     lead = [n for n, r in roles.items() if r == "vocal"]
     bvs = [n for n, r in roles.items() if r == BACKING_ROLE]
     if lead and bvs:
@@ -559,13 +576,14 @@ def print_song(name: str, fig: dict) -> None:
               f"(designed {t['designed_lead_re_bed_lu']:+.1f}; all in [{LEAD_RANGE_LU[0]:g}, {LEAD_RANGE_LU[1]:+g}]: "
               f"{t['lead_in_range_all']})")
     o = eq["objectives"]
-    m = ", ".join(f"{x:.2f}" for x in sm["masking_re_equal_gain"])
+    m = ", ".join(_fmt(x, ".2f") for x in sm["masking_re_equal_gain"])
     print(f"masking re equal-gain sum ({o['masking']:.3f} dB): {m}"
           + (f"; engineer's reference {ref['objectives']['masking_re_equal_gain']:.2f}" if ref else ""))
-    print(f"genre distance: best ({sm['best']}) {sm['best_genre_db']:.2f} dB, alt-01 {sm['alt01_genre_db']:.2f} dB, "
+    print(f"genre distance: best ({sm['best']}) {_fmt(sm['best_genre_db'], '.2f')} dB, "
+          f"alt-01 {_fmt(sm['alt01_genre_db'], '.2f')} dB, "
           f"equal-gain sum {o['genre']:.2f} dB"
           + (f", engineer's reference {ref['objectives']['genre']:.2f} dB" if ref else ""))
-    b = ", ".join(f"{x:.2f}" for x in sm["balance_objective"])
+    b = ", ".join(_fmt(x, ".2f") for x in sm["balance_objective"])
     print(f"balance objective (exact): alternatives {b}; equal-gain sum {o['balance']:.2f}"
           + (f"; engineer's reference {ref['objectives']['balance']:.2f}" if ref else ""))
     d = fig["distinct"]
@@ -598,6 +616,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--songs", default=",".join(ALL_SONGS), help=f"comma list of {', '.join(ALL_SONGS)}")
     ap.add_argument("--seed", type=int, default=0, help="evomix mix --seed (the songs are fixed)")
+    ap.add_argument("--mix-args", default="", help="more flags for every evomix mix, e.g. '--weights masking=0' "
+                                                   "(an ablation); recorded in the JSON")
     ap.add_argument("--out", type=Path, default=None, help="work folder (kept); default a temporary one")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     ap.add_argument("--quick", action="store_true",
@@ -605,6 +625,8 @@ def main() -> int:
     ap.add_argument("--label", default="", help="a label for this run (e.g. 'before'), printed and in the JSON")
     ap.add_argument("--blas-threads", type=int, default=None, help="OPENBLAS/OMP/MKL_NUM_THREADS (see benchlib)")
     args = ap.parse_args()
+    global MIX_ARGS
+    MIX_ARGS = tuple(shlex.split(args.mix_args))
     chosen = [s.strip() for s in args.songs.split(",") if s.strip()]
     bad = [s for s in chosen if s not in ALL_SONGS]
     if bad:
@@ -637,6 +659,7 @@ def main() -> int:
     print(f"runtime {wall:.0f} s ({per_song})")
     result = {"experiment": "mix_quality", "issue": 21, "meter": "pyloudnorm (ITU-R BS.1770-4)",
               "settings": {"label": args.label, "seed": args.seed, "quick": args.quick, "songs": chosen,
+                           "mix_args": list(MIX_ARGS),
                            "target_lufs": TARGET_LUFS, "ceiling_dbtp": CEILING_DBTP, "duration_s_synth": DURATION_S,
                            "distinct_rule": distinct_rule(), "backing_vocal_role_available": BACKING_ROLE in ROLES},
               "environment": env, "songs": figs, "must_show": checks, "runtime_s": wall}

@@ -43,6 +43,8 @@ class GenreProfile:
     loudness_lufs : typical loudness of commercial releases, LUFS (informative).
     width : side fraction per region {"low", "mid", "high"} in [0, 1].
     vocal_margin_db : how far the lead sits above the loudest other stem, dB.
+    low_end_gap_db : how far the kick and the bass may sit under the lead at most, dB (None: the
+        genre does not ask its low end to carry the song; ``objectives.balance.low_end_penalty``).
     """
 
     name: str
@@ -55,6 +57,7 @@ class GenreProfile:
     loudness_lufs: float
     width: dict
     vocal_margin_db: float = 0.0
+    low_end_gap_db: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict, *, origin: str) -> GenreProfile:
@@ -81,6 +84,7 @@ class GenreProfile:
                 loudness_lufs=float(d.get("loudness_lufs", -14.0)),
                 width={k: float(d["width"][k]) for k in WIDTH_REGIONS_HZ},
                 vocal_margin_db=float(d.get("vocal_margin_db", 0.0)),
+                low_end_gap_db=None if d.get("low_end_gap_db") is None else float(d["low_end_gap_db"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ParameterError(f"{origin}: not a valid genre profile (missing or bad field {e})") from None
@@ -100,6 +104,7 @@ class GenreProfile:
             "ltas_db": [round(float(v), 2) for v in self.ltas_db],
             "plr_db": self.plr_db, "lra_lu": self.lra_lu, "loudness_lufs": self.loudness_lufs,
             "width": dict(self.width), "vocal_margin_db": self.vocal_margin_db,
+            **({} if self.low_end_gap_db is None else {"low_end_gap_db": self.low_end_gap_db}),
         }
 
 

@@ -80,6 +80,38 @@ def squashed_members(front: list, k: int, budget_db: float | None) -> list:
     return over[: max(0, len(front) - k)]
 
 
+LOW_END_HZ = 120.0  # the low end that stays centred (De Man & Reiss 2013: low end mono)
+LOW_END_CARRIER_SHARE = 0.3  # a stem with this share of the session's low end carries the song: a choice
+CARRIER_MAX_PAN = 0.2  # how far a stem that carries the low end may be panned (issue 21's bound)
+BURIED_LEAD_LU = -12.0  # a lead vocal (or lead) further under the mix than this is buried: a choice
+
+
+def low_end_carriers(analysis: Analysis) -> np.ndarray:
+    """Indices of the stems that carry the song's low end: each holding at least
+    ``LOW_END_CARRIER_SHARE`` of the unity-gain sum's energy under ``LOW_END_HZ`` (a kick, a bass,
+    or a stereo bed with drums and bass in it)."""
+    low = analysis.grid.centres_hz < LOW_END_HZ  # (B,)
+    energy = analysis.band_power[:, :, low, :].astype(np.float64).sum(axis=(1, 2, 3))  # (stems,)
+    total = energy.sum()
+    return np.flatnonzero(energy >= LOW_END_CARRIER_SHARE * total) if total > 0 else np.zeros(0, int)
+
+
+def unusable_members(front: list, analysis: Analysis, names) -> list:
+    """Front members that are errors, not alternatives (issue 21): a stem that carries the low end
+    (:func:`low_end_carriers`) panned beyond ``CARRIER_MAX_PAN`` (the song's foundation pulled to one
+    side: it wins masking by moving the bed out of the lead's way), or the lead buried more than
+    ``BURIED_LEAD_LU`` under the mix (fast-tier ``vocal_lu``). They stay in the front (the
+    search's record) and are never picked (``known_bad`` of :func:`verified_alternatives`)."""
+    carriers = [names[s] for s in low_end_carriers(analysis)]
+    bad = []
+    for i, m in enumerate(front):
+        pans = [abs(float(m.params["stems"][n]["pan"])) for n in carriers]
+        lead = (m.fast_descriptors or {}).get("vocal_lu")
+        if any(p > CARRIER_MAX_PAN for p in pans) or (lead is not None and float(lead) < BURIED_LEAD_LU):
+            bad.append(i)
+    return bad
+
+
 def label_front(front: list, picks: list, k: int, roles) -> list:
     """Label the exported members relative to each other (``select.label_alternatives``); returns a
     warning when fewer than ``k`` distinct mixes could be exported."""

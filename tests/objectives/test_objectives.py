@@ -594,3 +594,39 @@ def test_parse_weights_malformed(text):
     with pytest.raises(ParameterError, match="^weights: ") as e:  # a Python caller reads the keyword
         objectives.parse_weights(text)
     assert str(e.value.for_cli()).startswith("--weights: ")  # the CLI prints the flag
+
+
+# --------------------------------------------------------------------------------------------
+# balance: the low end carries the song (issue 21)
+# --------------------------------------------------------------------------------------------
+
+LOW_OFFSETS_DB = (0.0, -6.0, -12.0, -18.0)  # kick-ish drums and bass faders together, the vocal's at 0
+
+
+@pytest.fixture(scope="module")
+def low_end_scene():
+    probe = make_session(_song())
+    drums, bass = probe.names.index("drums"), probe.names.index("bass")
+    return Scene(probe, {f"low_{d:+g}dB": {(drums, "gain_db"): d, (bass, "gain_db"): d} for d in LOW_OFFSETS_DB})
+
+
+def test_low_end_penalty_follows_its_formula_and_grows_as_the_low_end_sinks(low_end_scene):
+    f = low_end_scene.fast_all
+    idx = [low_end_scene.names.index(f"low_{d:+g}dB") for d in LOW_OFFSETS_DB]
+    gap = 4.0
+    g = bal.gated_levels_db(f, [low_end_scene.stem(n) for n in ("vocal", "drums", "bass")])[idx]  # (4, 3)
+    expected = np.maximum(g[:, 0] - gap - g[:, 1], 0.0) + np.maximum(g[:, 0] - gap - g[:, 2], 0.0)
+    p = bal.low_end_penalty(f, gap)[idx]
+    msg = f"faders {LOW_OFFSETS_DB} dB: low-end penalty {np.round(p, 2)}"
+    np.testing.assert_allclose(p, expected, atol=1e-9, err_msg=msg)
+    assert np.all(np.diff(p) >= 0.0) and p[-1] > p[0] + 10.0, msg  # two carriers, ~2 per dB once past the gap
+    np.testing.assert_array_equal(bal.low_end_penalty(f, None), 0.0)  # a genre that does not ask for it
+
+
+def test_a_buried_low_end_costs_balance_in_pop_and_not_in_jazz(low_end_scene):
+    f = low_end_scene.features("low_-18dB", "fast")
+    pop = objectives.Target(profile=objectives.load_profile("pop"))
+    jazz = objectives.Target(profile=objectives.load_profile("jazz"))
+    assert pop.profile.low_end_gap_db == 4.0 and jazz.profile.low_end_gap_db is None
+    assert bal.low_end_penalty(f, pop.profile.low_end_gap_db)[0] > 10.0
+    assert bal.low_end_penalty(f, jazz.profile.low_end_gap_db)[0] == 0.0

@@ -1,0 +1,45 @@
+"""Alternatives that are errors, not options (issue 21): a stem that carries the song's low end
+panned to one side, or the lead buried under the mix, is never picked."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from evomix.choose import verify
+from evomix.output.result import Member
+
+
+def _analysis(low_energy, high_energy):
+    """A stand-in Analysis: per stem, its energy under and over 120 Hz (two bands, one frame)."""
+    power = np.zeros((len(low_energy), 2, 2, 1), np.float32)  # (stems, ch, bands, frames)
+    power[:, :, 0, 0] = np.asarray(low_energy)[:, None] / 2
+    power[:, :, 1, 0] = np.asarray(high_energy)[:, None] / 2
+    return SimpleNamespace(grid=SimpleNamespace(centres_hz=np.array([60.0, 1000.0])), band_power=power)
+
+
+def _member(pans: dict, vocal_lu=-4.0):
+    return Member(genome=np.zeros(1), params={"stems": {n: {"pan": p} for n, p in pans.items()}}, objectives={},
+                  fast_descriptors={"vocal_lu": vocal_lu})
+
+
+def test_the_low_end_carriers_are_the_stems_holding_a_share_of_it():
+    a = _analysis(low_energy=[8.0, 0.5, 1.5], high_energy=[5.0, 5.0, 5.0])  # bed, vocal, keys
+    assert list(verify.low_end_carriers(a)) == [0]  # 80 % of the low end; keys 15 %, vocal 5 %
+    two = _analysis(low_energy=[5.0, 4.0, 1.0], high_energy=[1.0, 1.0, 1.0])  # kick and bass share it
+    assert list(verify.low_end_carriers(two)) == [0, 1]
+
+
+def test_a_bed_panned_away_or_a_buried_lead_is_unusable_and_the_rest_are_not():
+    names = ("bed", "vocal")
+    a = _analysis(low_energy=[9.0, 0.2], high_energy=[5.0, 5.0])
+    front = [_member({"bed": 0.0, "vocal": 0.0}),          # fine
+             _member({"bed": -1.0, "vocal": 1.0}),         # the bed hard left, the vocal hard right
+             _member({"bed": 0.15, "vocal": -0.6}),        # within the bound: a lead may be panned
+             _member({"bed": 0.0, "vocal": 0.0}, -19.5),   # the lead 19.5 LU under the mix: buried
+             _member({"bed": -0.25, "vocal": 0.0})]        # just past the bound
+    assert verify.unusable_members(front, a, names) == [1, 3, 4]
+
+
+def test_without_a_lead_descriptor_only_the_pans_count():
+    a = _analysis(low_energy=[9.0, 1.0], high_energy=[1.0, 1.0])
+    front = [_member({"bed": 0.0, "keys": 1.0}, None), _member({"bed": 0.9, "keys": 0.0}, None)]
+    assert verify.unusable_members(front, a, ("bed", "keys")) == [1]
