@@ -19,11 +19,13 @@ from evomix.choose.verify import (
     beyond_front,
     describe_front,
     label_front,
+    low_end_carriers,
     squashed_members,
     unusable_members,
     verified_alternatives,
 )
 from evomix.engine.analysis import Analysis, analyze_session
+from evomix.engine.batch import render_features
 from evomix.errors import AudioFileError, OptionError, ParameterError
 from evomix.io.audio import Session, load_session
 from evomix.output.result import Member, MixResult
@@ -42,6 +44,7 @@ from evomix.tools.measure import MIN_AUDIO_S
 from evomix.tools.profile import learn_profile
 from evomix.tools.reference import fit_reference
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, parse_weights
+from objectives.balance import gated_levels_db
 
 REFERENCE_MODES = ("auto", "same-song", "style")
 
@@ -358,6 +361,17 @@ def front(prep: Prepared, result: SearchResult, master: Master) -> Front:
 
 
 # ---------------------------------------------------------------------------------------------- choose
+def stem_levels(prep: Prepared, G: np.ndarray, block: int = 64) -> np.ndarray:
+    """Each stem's gated K-weighted level re the mix (fast tier), dB, (n, stems), for the genomes ``G`` (n, genes)."""
+    out = []
+    for a in range(0, len(G), block):
+        params = prep.table.decode(G[a:a + block], prep.analysis.trim_db)
+        f = render_features(prep.analysis, params, target_lufs=prep.target.target_lufs,
+                            ceiling_dbtp=prep.target.ceiling_dbtp)
+        out.append(gated_levels_db(f))  # each stem where it plays (BS.1770 gating), as a meter reads it
+    return np.concatenate(out) if out else np.zeros((0, prep.session.n_stems))
+
+
 @dataclass
 class Chosen:
     """The exported members' indices into the front (``picks``), the misjudged ones set aside
@@ -367,6 +381,7 @@ class Chosen:
     replaced: list
     before: tuple | None
     warnings: list
+    low_end_carriers: list = field(default_factory=list)  # the stems that carry the low end, by name
 
 
 def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
@@ -377,7 +392,9 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     members, session, names = fr.members, prep.session, prep.names
     D = describe_front(members, prep.analysis, prep.table, prep.target)
     bad = sorted(set(known_bad) | {i for i in squashed_members(members, k, max_limiting_db) if i not in known_bad})
-    errors = [i for i in unusable_members(members, prep.analysis, session.names) if i not in bad]
+    levels = stem_levels(prep, fr.G) if session.n_stems == 2 else None  # a bed and its lead: their balance
+    carriers = [int(s) for s in low_end_carriers(prep.analysis)]
+    errors = [i for i in unusable_members(members, carriers, session.names, levels) if i not in bad]
     if len(errors) < len(members) - len(bad):  # never all of them: then the least bad are still mixes
         bad = sorted(set(bad) | set(errors))
     with reporter.phase("render", total=min(int(k), len(members)), unit="exact renders") as ph:
@@ -396,7 +413,8 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
                         f"was found)")
     if len(picks) < k and len(members) < k:
         warnings.append(f"the front has only {len(members)} member(s); exported {len(picks)} of {k} alternatives")
-    return Chosen(picks, replaced, before_slot[0] if before_slot else None, warnings)
+    return Chosen(picks, replaced, before_slot[0] if before_slot else None, warnings,
+                  [session.names[s] for s in carriers])
 
 
 # ---------------------------------------------------------------------------------------------- result
@@ -425,7 +443,8 @@ def mix_result(prep: Prepared, result: SearchResult, fr: Front, chosen: Chosen, 
                 "alternatives": int(search.alternatives), "evaluations": int(result.evaluations),
                 "replaced_alternatives": len(chosen.replaced),
                 "exact_renders": sum(m.exact is not None for m in members),  # picks, spares and replacements
-                "constraints": prep.constraints.to_dict(), "max_limiting_db": master.max_limiting_db}
+                "constraints": prep.constraints.to_dict(), "max_limiting_db": master.max_limiting_db,
+                "low_end_carriers": list(chosen.low_end_carriers)}  # rank keeps the same picks out
     if plan.resume is not None:
         settings["resumed_from"] = {"checkpoint": str(plan.resume.path), "generation": int(plan.resume.state.gen)}
     return MixResult(prep.session, prep.target, prep.target.profile.name, prep.names, dict(prep.weights), members,

@@ -151,8 +151,8 @@ def low_end_penalty(features: Features, gap_db: float | None) -> np.ndarray:
     masks less (low stems mask upward) and frees limiter headroom at the loudness target.
 
     Source: De Man & Reiss, "A knowledge-engineered autonomous mixing system", AES 135th Conv.,
-    2013, for the practice (kick and bass form the low end the mix is built on); the gaps in the
-    profiles (3-4 dB) and the weight (1 per dB) are a choice.
+    2013, for the practice (kick and bass form the low end the mix is built on); the gap in the
+    profiles (2 dB) and the weight (1 per dB) are a choice.
 
     Parameters
     ----------

@@ -36,10 +36,21 @@ def test_a_bed_panned_away_or_a_buried_lead_is_unusable_and_the_rest_are_not():
              _member({"bed": 0.15, "vocal": -0.6}),        # within the bound: a lead may be panned
              _member({"bed": 0.0, "vocal": 0.0}, -19.5),   # the lead 19.5 LU under the mix: buried
              _member({"bed": -0.25, "vocal": 0.0})]        # just past the bound
-    assert verify.unusable_members(front, a, names) == [1, 3, 4]
+    assert verify.unusable_members(front, verify.low_end_carriers(a), names) == [1, 3, 4]
 
 
 def test_without_a_lead_descriptor_only_the_pans_count():
     a = _analysis(low_energy=[9.0, 1.0], high_energy=[1.0, 1.0])
     front = [_member({"bed": 0.0, "keys": 1.0}, None), _member({"bed": 0.9, "keys": 0.0}, None)]
-    assert verify.unusable_members(front, a, ("bed", "keys")) == [1]
+    assert verify.unusable_members(front, verify.low_end_carriers(a), ("bed", "keys")) == [1]
+
+
+def test_in_a_two_stem_session_the_lead_sits_on_its_bed():
+    """A bed (all the low end) and one lead of any name: the lead within [-11.5, +2.5] LU of the bed."""
+    a = _analysis(low_energy=[9.0, 0.1], high_energy=[5.0, 5.0])
+    front = [_member({"band": 0.0, "guitar": 0.0}, None) for _ in range(4)]
+    levels = np.array([[-1.0, -4.0], [-0.1, -16.6], [-3.0, 0.5], [-2.5, -3.5]])  # (n, 2) dB re the mix
+    # lead re bed: -3.0 (fine), -16.5 (buried), +3.5 (over the bed), -1.0 (fine)
+    carriers = verify.low_end_carriers(a)
+    assert verify.unusable_members(front, carriers, ("band", "guitar"), levels) == [1, 2]
+    assert verify.unusable_members(front, carriers, ("band", "guitar")) == []  # without levels: pans only

@@ -96,18 +96,30 @@ def low_end_carriers(analysis: Analysis) -> np.ndarray:
     return np.flatnonzero(energy >= LOW_END_CARRIER_SHARE * total) if total > 0 else np.zeros(0, int)
 
 
-def unusable_members(front: list, analysis: Analysis, names) -> list:
+# a two-stem session's lead re its bed, LU: issue 21's bounds [-12, +3] less 0.5 LU on each side for
+# the fast tier's reading (its stem levels agree with the exact render's within about 0.5 LU)
+LEAD_OVER_BED_LU = (-11.5, 2.5)
+
+
+def unusable_members(front: list, carrier_idx, names, levels: np.ndarray | None = None) -> list:
     """Front members that are errors, not alternatives (issue 21): a stem that carries the low end
-    (:func:`low_end_carriers`) panned beyond ``CARRIER_MAX_PAN`` (the song's foundation pulled to one
+    (``carrier_idx``, :func:`low_end_carriers`) panned beyond ``CARRIER_MAX_PAN`` (the song's foundation pulled to one
     side: it wins masking by moving the bed out of the lead's way), or the lead buried more than
-    ``BURIED_LEAD_LU`` under the mix (fast-tier ``vocal_lu``). They stay in the front (the
-    search's record) and are never picked (``known_bad`` of :func:`verified_alternatives`)."""
-    carriers = [names[s] for s in low_end_carriers(analysis)]
+    ``BURIED_LEAD_LU`` under the mix (fast-tier ``vocal_lu``). In a two-stem session whose one stem
+    carries the low end (a bed: an instrumental with a vocal or a lead over it) the other is the
+    lead, whatever its name: with ``levels`` (n, 2) each stem's fast-tier level re the mix, dB, it
+    must sit within ``LEAD_OVER_BED_LU`` of the bed. They stay in the front (the search's record)
+    and are never picked (``known_bad`` of :func:`verified_alternatives`)."""
+    carrier_idx = [int(s) for s in carrier_idx]
+    carriers = [names[s] for s in carrier_idx]
+    bed = carrier_idx[0] if len(names) == 2 and len(carrier_idx) == 1 and levels is not None else None
     bad = []
     for i, m in enumerate(front):
         pans = [abs(float(m.params["stems"][n]["pan"])) for n in carriers]
         lead = (m.fast_descriptors or {}).get("vocal_lu")
-        if any(p > CARRIER_MAX_PAN for p in pans) or (lead is not None and float(lead) < BURIED_LEAD_LU):
+        over_bed = None if bed is None else float(levels[i, 1 - bed] - levels[i, bed])
+        if (any(p > CARRIER_MAX_PAN for p in pans) or (lead is not None and float(lead) < BURIED_LEAD_LU)
+                or (over_bed is not None and not LEAD_OVER_BED_LU[0] <= over_bed <= LEAD_OVER_BED_LU[1])):
             bad.append(i)
     return bad
 

@@ -206,6 +206,12 @@ def rank(run_dir: str | Path, paths: Sequence[str | Path] = (), *, weights: str 
     budget = settings["max_limiting_db"] if "max_limiting_db" in settings else Master().max_limiting_db  # older runs
     squashed = [i for i in verify.squashed_members(front, k, budget) if i not in known_bad]
     known_bad += squashed[: max(0, len(front) - len(known_bad) - k)]
+    carriers = settings.get("low_end_carriers")  # the run's, by name (a run of an older evomix: none saved)
+    carriers = ([session.names.index(n) for n in carriers if n in session.names] if carriers is not None
+                else [] if quick else list(verify.low_end_carriers(analysis)))
+    errors = [i for i in verify.unusable_members(front, carriers, session.names) if i not in known_bad]
+    if len(errors) < len(front) - len(known_bad):  # as evomix mix: errors are never picked, unless all are
+        known_bad += errors
     with reporter.phase("render", total=min(k, len(front)), unit="exact renders") as ph:
         picks, replaced = verify.verified_alternatives(front, G, F, k, session, analysis, params, target, names,
                                                        phase=ph, weights=tuple(wv), descriptors=D,
