@@ -240,12 +240,7 @@ def write_synth_song(name: str, folder: Path) -> list[Path]:
     paths = []
     for i, (fname, _role, _level, recipe) in enumerate(spec["stems"]):
         x = _at(synth_recipe(recipe, n, spec["seed"], i), raw.uniform(*RAW_LUFS_RANGE))
-        peak = float(np.max(np.abs(x)))
-        if peak > 0.98:
-            x *= 0.98 / peak
-        p = folder / fname
-        sf.write(str(p), x.T.astype(np.float32), SR, subtype="PCM_24")
-        paths.append(p)
+        paths.append(songs.write_stem(folder / fname, x, SR))
     return paths
 
 

@@ -968,14 +968,19 @@ def write_session(folder: str | Path, n_stems: int = 8, duration_s: float = 30.0
         rms = float(np.sqrt(np.mean(x ** 2)))
         if rms > 0:
             x *= 10 ** (root.uniform(-28.0, -16.0) / 20.0) / rms
-        peak = float(np.max(np.abs(x)))
-        if peak > 0.98:
-            x *= 0.98 / peak
-        p = folder / name
-        sf.write(str(p), x.T.astype(np.float32), sr, subtype="PCM_24")
-        paths.append(p)
+        paths.append(write_stem(folder / name, x, sr))
         del x
     return paths
+
+
+def write_stem(path: Path, x: np.ndarray, sr: int, *, peak_max: float = 0.98) -> Path:
+    """Write ``x`` (ch, samples) as a 24-bit WAV at ``path``, scaled down first if its sample peak
+    is over ``peak_max`` (linear full scale): a stem as a recording would hand it over."""
+    peak = float(np.max(np.abs(x)))
+    if peak > peak_max:
+        x = x * (peak_max / peak)
+    sf.write(str(path), x.T.astype(np.float32), sr, subtype="PCM_24")
+    return Path(path)
 
 
 def _source_digest() -> str:
