@@ -44,7 +44,7 @@ from evomix.tools.measure import MIN_AUDIO_S
 from evomix.tools.profile import learn_profile
 from evomix.tools.reference import fit_reference
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, parse_weights
-from objectives.balance import gated_levels_db
+from objectives.balance import ROLE_ERROR_DB, gated_levels_db
 
 REFERENCE_MODES = ("auto", "same-song", "style")
 
@@ -347,12 +347,19 @@ def front(prep: Prepared, result: SearchResult, master: Master) -> Front:
     G, F = G[keep], F[keep]
     raw = F / np.asarray(problem.weights)[None, :]
     warnings = []
-    over = (F >= INFEASIBLE).all(axis=1)  # only when no candidate met the limiter budget: the nearest
+    over = (F >= INFEASIBLE).all(axis=1)  # only when no candidate met the constraints: the nearest
     if over.any():
-        raw[over], gr_over = problem.scores_and_limiting(G[over])  # their real scores
-        warnings.append(f"no mix reached {master.target_lufs:g} LUFS with at most {master.max_limiting_db:g} dB of "
-                        f"limiting; the front holds the least limited found ({float(gr_over.min()):.1f} dB): pass "
-                        f"--max-limiting {np.ceil(float(gr_over.min())):.0f} or more, or a lower --target-lufs")
+        raw[over], limiting, roles = problem.scores_and_violations(G[over])  # their real scores
+        if limiting.any():
+            gr_over = float(limiting[limiting > 0].min()) + float(master.max_limiting_db)
+            warnings.append(f"no mix reached {master.target_lufs:g} LUFS with at most {master.max_limiting_db:g} dB of "
+                            f"limiting; the front holds the least limited found ({gr_over:.1f} dB): pass "
+                            f"--max-limiting {np.ceil(gr_over):.0f} or more, or a lower --target-lufs")
+        if roles.any():
+            genre = prep.target.profile.name
+            warnings.append(f"no mix found kept every role within {ROLE_ERROR_DB:g} dB of the {genre} "
+                            f"balance (objectives/profiles); the front holds the nearest ({float(roles.min()):.1f} dB "
+                            f"outside): check the stems' roles (--role), or try another --genre")
         F = raw * np.asarray(problem.weights)[None, :]
     order = np.lexsort(raw.T[::-1])
     G, F, raw = G[order], F[order], raw[order]

@@ -1,7 +1,7 @@
 """Balance: every stem audible, the lead on top, backing vocals under it, a centred low end, no band sticking out.
 
-``balance = audibility + lead + backing + kick/bass + spatial + spectral`` (each in dB-like units, lower is
-better):
+``balance = audibility + lead + backing + role levels + kick/bass + spatial + spectral`` (each in dB-like
+units, lower is better):
 
 * audibility: ``sum_s max(0, floor_s - aud_s) / 2`` where ``aud_s`` is the stem's *unmasked*
   K-weighted power in the mix relative to the whole mix, dB: each cell's power counts in
@@ -12,6 +12,11 @@ better):
   part is more than ~20 dB under the mix is effectively lost. Lower floors (``AUDIBILITY_FLOOR_DB``, a
   choice) for the parts an engineer keeps low or that play rarely: fx, toms (fills only) and room
   mics (blended under the close mics) -30 dB; hi-hat, overheads and percussion -25 dB.
+* role levels: each role's stems (as one group) within the genre's range relative to the lead
+  (``GenreProfile.role_levels_db``, e.g. rock: kick and drums -2..+1 dB, bass -4..0, keys -11..-5),
+  1 per dB outside it, on gated levels (:func:`role_level_penalty`). The ranges are a choice
+  after De Man & Reiss 2013's ordering (lead on top, kick and bass carrying the song, pads and
+  backing parts underneath); they hold the low end up where masking and the limiter would sink it.
 * kick/bass: their levels within 4 dB of each other (the low end is shared between them; a common
   engineering rule, cf. De Man & Reiss 2013), penalty ``max(0, |rel_kick - rel_bass| - 4) / 2``;
   "drums" stands in for a missing kick (no other drum part does: toms, hats, overheads, room and
@@ -141,48 +146,74 @@ def _audible_band_power(power, rest):  # (pop, stems, 2, B, T) x 2 -> (pop, stem
     return out
 
 
-def low_end_penalty(features: Features, gap_db: float | None) -> np.ndarray:
-    """The low end sunk under the lead: ``sum_r max(0, g_lead - gap - g_r)`` for the kick (or
-    "drums" without one) and the bass, ``g`` the gated levels re the mix (:func:`gated_levels_db`).
+def role_level_penalty(features: Features, ranges: dict, levels: np.ndarray | None = None,
+                       slack_db: float = 0.0) -> np.ndarray:
+    """Roles outside the genre's range relative to the lead: ``sum_r max(0, lo_r - x_r) + max(0, x_r - hi_r)``.
 
-    In the genres whose profile sets ``low_end_gap_db`` (pop, rock, EDM, hip-hop, metal: the kick
-    and bass carry the song), neither may sit more than that far under the lead (the vocal, else the
-    lead; without one, the loudest other stem). Without it, burying the low end pays twice: it
-    masks less (low stems mask upward) and frees limiter headroom at the loudness target.
+    ``x_r`` is role ``r``'s level relative to the lead's, dB: the power sum of the role's stems'
+    gated levels (:func:`gated_levels_db`: each stem measured where it plays) over the lead's (the
+    power sum of the :func:`lead_role` stems). ``ranges`` is the profile's ``role_levels_db``
+    ({role: (lo, hi)}, dB re the lead; e.g. rock: kick and drums -2..+1, bass -4..0, guitars
+    -6..-1, keys -11..-5). A "drums" stem beside a "kick" stem is the top of the kit and is held to
+    the "snare" range. The lead's own role, roles without a range and silent roles add nothing.
 
-    Source: De Man & Reiss, "A knowledge-engineered autonomous mixing system", AES 135th Conv.,
-    2013, for the practice (kick and bass form the low end the mix is built on); the gap in the
-    profiles (2 dB) and the weight (1 per dB) are a choice.
+    This is how the low end is kept up (the kick and the bass carry a pop, rock or EDM mix): without
+    a lower bound, burying them pays twice, as it masks less (low stems mask upward) and frees
+    limiter headroom at the loudness target (issue 21's ablation: each pulls the low end 1.5-2 dB down).
+
+    Source: the ordering (the lead loudest, kick and bass carrying the song, pads and backing
+    parts underneath) after De Man & Reiss, "A knowledge-engineered autonomous mixing system",
+    AES 135th Conv., 2013; the ranges themselves are a choice (no published per-role measurement
+    we could check gives numbers; the profiles' ``role_levels_source`` says so), the weight 1 per dB.
 
     Parameters
     ----------
     features : Features
-        A batch of ``pop`` mixes; ``roles`` name the kick, drums, bass and lead.
-    gap_db : float or None, dB
-        The profile's ``low_end_gap_db``; None switches the term off.
+        A batch of ``pop`` mixes; ``roles`` name the lead and the other stems.
+    ranges : dict
+        {role: (lo, hi)} dB re the lead; empty switches the term off.
+    levels : np.ndarray, shape (pop, stems), optional
+        :func:`gated_levels_db` of every stem, if already computed.
+    slack_db : float, dB >= 0
+        Widens every range by this much on each side (:func:`role_errors_db`).
 
     Returns
     -------
     penalty : np.ndarray, shape (pop,), float64, dB >= 0
-        0 without a gap, without a kick/drums or bass stem, or with fewer than two stems.
+        0 without ranges, without a lead (or with a silent one), and when every role is in its range.
     """
     roles = list(features.roles)
-    kick = "kick" if "kick" in roles else ("drums" if "drums" in roles else None)
-    carriers = [r for r in (kick, "bass" if "bass" in roles else None) if r is not None]
-    if gap_db is None or not carriers or len(roles) < 2:
-        return np.zeros(features.n_pop)
-    g = gated_levels_db(features)  # (pop, stems)
     lead = lead_role(roles)
-    ref_mask = np.array([r == lead for r in roles]) if lead is not None else np.array(
-        [r not in carriers for r in roles])
-    if not ref_mask.any():
+    if not ranges or lead is None or len(roles) < 2:
         return np.zeros(features.n_pop)
-    ref = g[:, ref_mask].max(axis=1)  # (pop,)
+    g = gated_levels_db(features) if levels is None else levels  # (pop, stems)
+    power = 10.0 ** (g / 10.0)  # (pop, stems) re the mix
+
+    def group_db(members) -> np.ndarray:
+        return 10.0 * np.log10(np.maximum(power[:, members].sum(axis=1), POWER_FLOOR))  # (pop,)
+
+    top = group_db([s for s, r in enumerate(roles) if r == lead])
     out = np.zeros(features.n_pop)
-    for role in carriers:
-        level = g[:, [r == role for r in roles]].max(axis=1)  # (pop,)
-        out += np.maximum(ref - float(gap_db) - level, 0.0)
-    return out
+    for role in sorted(set(roles) - {lead}):
+        key = "snare" if role == "drums" and "kick" in roles else role
+        if key not in ranges:
+            continue
+        lo, hi = ranges[key][0] - slack_db, ranges[key][1] + slack_db
+        x = group_db([s for s, r in enumerate(roles) if r == role]) - top
+        out += np.where(x > SILENT_DB, np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0), 0.0)
+    return np.where(top > SILENT_DB, out, 0.0)  # a silent lead: nothing to measure against
+
+
+ROLE_ERROR_DB = 2.0  # dB beyond a role's range: an error, not an alternative (a choice)
+
+
+def role_errors_db(features: Features, target: Target) -> np.ndarray:
+    """How far (dB, summed over roles) each mix puts a role more than ``ROLE_ERROR_DB`` outside the
+    genre's range re the lead (:func:`role_level_penalty` with that slack): a bass 7 dB under its
+    range is a mix without a bass, not an option. The search treats a mix with errors as infeasible
+    (``evomix.search.problem.Problem``, Deb's constrained domination), so the front holds none while
+    any mix without them is found. (pop,) float64 dB >= 0; 0 for a genre without ranges."""
+    return role_level_penalty(features, getattr(target.profile, "role_levels_db", {}), slack_db=ROLE_ERROR_DB)
 
 
 def kick_bass_penalty(features: Features) -> np.ndarray:
@@ -369,10 +400,10 @@ def spectral_penalty(features: Features) -> np.ndarray:
 def balance(features: Features, target: Target) -> np.ndarray:
     """Every stem audible, the lead on top, backing vocals under it, a centred low end, no band sticking out.
 
-    ``audibility + lead + backing + kick/bass + spatial + spectral``: the sum of
+    ``audibility + lead + backing + role levels + kick/bass + spatial + spectral``: the sum of
     :func:`audibility_penalty`, :func:`lead_penalty`, :func:`backing_penalty`,
-    :func:`kick_bass_penalty`, :func:`spatial_penalty` and :func:`spectral_penalty` (each described
-    in the module docstring).
+    :func:`role_level_penalty`, :func:`kick_bass_penalty`, :func:`spatial_penalty` and
+    :func:`spectral_penalty` (each described in the module docstring).
 
     Source: Ward et al., "Multitrack mixing using a model of loudness and partial loudness",
     AES 133rd Conv., 2012 (audibility); B. De Man, J. D. Reiss, "A knowledge-engineered
@@ -387,7 +418,8 @@ def balance(features: Features, target: Target) -> np.ndarray:
         ``mix_power`` (pop, 2, B, T) and ``mix_cross`` (pop, B, T), float32 mean square per 50 ms
         hop (full-scale sine = 0.5), ``bands_hz`` (B,) Hz and ``roles`` (stems,).
     target : Target
-        ``profile.vocal_margin_db`` (dB, 0 if the profile has none) sets the lead's margin.
+        ``profile.vocal_margin_db`` (dB, 0 if the profile has none) sets the lead's margin,
+        ``profile.role_levels_db`` the roles' ranges re the lead (none if the profile has none).
 
     Returns
     -------
@@ -398,7 +430,7 @@ def balance(features: Features, target: Target) -> np.ndarray:
     return (
         audibility_penalty(features)
         + lead_penalty(features, margin)
-        + low_end_penalty(features, getattr(target.profile, "low_end_gap_db", None))
+        + role_level_penalty(features, getattr(target.profile, "role_levels_db", {}))
         + backing_penalty(features)
         + kick_bass_penalty(features)
         + spatial_penalty(features)

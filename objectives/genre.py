@@ -19,7 +19,7 @@ Each file's ``source`` field says which numbers are measured and which are model
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -43,8 +43,8 @@ class GenreProfile:
     loudness_lufs : typical loudness of commercial releases, LUFS (informative).
     width : side fraction per region {"low", "mid", "high"} in [0, 1].
     vocal_margin_db : how far the lead sits above the loudest other stem, dB.
-    low_end_gap_db : how far the kick and the bass may sit under the lead at most, dB (None: the
-        genre does not ask its low end to carry the song; ``objectives.balance.low_end_penalty``).
+    role_levels_db : {role: (low, high)}: where each role's stems sit relative to the lead, dB
+        (gated levels; ``objectives.balance.role_level_penalty``); empty: the genre sets none.
     """
 
     name: str
@@ -57,7 +57,7 @@ class GenreProfile:
     loudness_lufs: float
     width: dict
     vocal_margin_db: float = 0.0
-    low_end_gap_db: float | None = None
+    role_levels_db: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict, *, origin: str) -> GenreProfile:
@@ -84,7 +84,7 @@ class GenreProfile:
                 loudness_lufs=float(d.get("loudness_lufs", -14.0)),
                 width={k: float(d["width"][k]) for k in WIDTH_REGIONS_HZ},
                 vocal_margin_db=float(d.get("vocal_margin_db", 0.0)),
-                low_end_gap_db=None if d.get("low_end_gap_db") is None else float(d["low_end_gap_db"]),
+                role_levels_db={str(r): (float(lo), float(hi)) for r, (lo, hi) in d.get("role_levels_db", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ParameterError(f"{origin}: not a valid genre profile (missing or bad field {e})") from None
@@ -94,6 +94,10 @@ class GenreProfile:
             )
         if not (np.all(np.isfinite(ltas)) and np.isfinite(prof.plr_db) and np.isfinite(prof.lra_lu)):
             raise ParameterError(f"{origin}: profile contains non-finite numbers")
+        for role, (lo, hi) in prof.role_levels_db.items():
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+                raise ParameterError(f"{origin}: role_levels_db[{role!r}] must be [low, high] dB with low <= high, "
+                                     f"got [{lo:g}, {hi:g}]")
         return prof
 
     def to_dict(self) -> dict:
@@ -104,7 +108,7 @@ class GenreProfile:
             "ltas_db": [round(float(v), 2) for v in self.ltas_db],
             "plr_db": self.plr_db, "lra_lu": self.lra_lu, "loudness_lufs": self.loudness_lufs,
             "width": dict(self.width), "vocal_margin_db": self.vocal_margin_db,
-            **({} if self.low_end_gap_db is None else {"low_end_gap_db": self.low_end_gap_db}),
+            **({"role_levels_db": {r: list(v) for r, v in self.role_levels_db.items()}} if self.role_levels_db else {}),
         }
 
 

@@ -113,18 +113,44 @@ def test_over_the_limiter_budget_every_objective_is_infeasible_plus_the_excess(s
 
     analysis = stem_analysis
     w = (2.0, 1.0, 1.0, 1.0)
-    p = Problem(analysis, GeneTable(session.n_stems), Target(load_profile("pop"), -14.0, -1.0), OBJECTIVE_NAMES, w,
+    # jazz: a genre without role ranges, so the limiter is the only constraint (random mixes break the others)
+    p = Problem(analysis, GeneTable(session.n_stems), Target(load_profile("jazz"), -14.0, -1.0), OBJECTIVE_NAMES, w,
                 max_limiting_db=0.5)
     G = np.random.default_rng(3).uniform(size=(32, p.table.n_genes))
-    raw, gr = p.scores_and_limiting(G)
+    raw, limiting, roles = p.scores_and_violations(G)
     F = p.weighted_scores(G)
-    over = gr > 0.5
-    assert over.any() and (~over).any(), gr  # the premise: both kinds in this population
+    violation = limiting + roles
+    over = violation > 0.0
+    assert (limiting > 0).any() and (~over).any(), limiting  # the premise: both kinds in this population
     np.testing.assert_array_equal(F[~over], raw[~over] * np.array(w))
-    np.testing.assert_allclose(F[over], INFEASIBLE + (gr[over] - 0.5)[:, None] * np.ones((1, 4)))
+    np.testing.assert_allclose(F[over], INFEASIBLE + violation[over][:, None] * np.ones((1, 4)))
     assert (F[~over].max(axis=0) < F[over].min(axis=0)).all()  # any within dominates any beyond
     keep = non_dominated(F)
     assert not keep[over].any()
+
+
+def test_a_buried_bass_is_infeasible_while_balance_is_an_objective(session, stem_analysis):
+    """Issue 21: a role more than ROLE_ERROR_DB outside the genre's range (here the bass 24 dB down)
+    is an error, not an alternative: infeasible in the search, by as many dB as it is outside."""
+    from evomix.search.genome import GeneTable
+    from evomix.search.problem import INFEASIBLE, Problem
+    from objectives import OBJECTIVE_NAMES, Target, load_profile
+
+    table = GeneTable(session.n_stems)
+    g = np.tile(table.neutral(), (2, 1))
+    bass = session.roles.index("bass")
+    per_stem = len(table.genes_of_stem(0))
+    g[1, bass * per_stem + [x.name for x in table.genes_of_stem(bass)].index("gain_db")] = 0.0  # the bass at -24 dB
+    pop = Target(load_profile("pop"), -14.0, -1.0)
+    p = Problem(stem_analysis, table, pop, OBJECTIVE_NAMES, (1.0,) * 4)
+    _, limiting, roles = p.scores_and_violations(g)
+    assert roles[1] > roles[0] + 10.0 and not limiting.any(), roles  # the unity mix is (nearly) in range
+    F = p.weighted_scores(g)
+    assert np.allclose(F[1], INFEASIBLE + roles[1])
+    without_balance = Problem(stem_analysis, table, pop, ("masking", "loudness", "genre"), (1.0,) * 3)
+    assert (without_balance.weighted_scores(g) < INFEASIBLE).all()  # balance switched off: no balance errors
+    jazz = Problem(stem_analysis, table, Target(load_profile("jazz"), -14.0, -1.0), OBJECTIVE_NAMES, (1.0,) * 4)
+    assert (jazz.weighted_scores(g) < INFEASIBLE).all()  # a genre without role ranges
 
 
 @pytest.mark.slow

@@ -54,3 +54,46 @@ def test_in_a_two_stem_session_the_lead_sits_on_its_bed():
     carriers = verify.low_end_carriers(a)
     assert verify.unusable_members(front, carriers, ("band", "guitar"), levels) == [1, 2]
     assert verify.unusable_members(front, carriers, ("band", "guitar")) == []  # without levels: pans only
+
+
+def _params(n: int, **changes):
+    """``n`` neutral candidates of a two-stem session, with ``changes`` {gene: {(row, stem): value}}."""
+    from evomix.search.genome import GeneTable
+
+    table = GeneTable(2)
+    params = table.decode(np.tile(table.neutral(), (n, 1)), np.zeros(2))
+    for gene, values in changes.items():
+        arr = np.array(getattr(params, gene), dtype=float)
+        for where, v in values.items():
+            arr[where] = v
+        object.__setattr__(params, gene, arr)
+    return params
+
+
+def test_settings_within_a_step_are_the_same_settings():
+    from evomix.search.genome import within_a_step
+
+    p = _params(8, gain_db={(1, 0): 0.8, (2, 0): 1.5}, pan={(3, 1): 0.08},
+                peak_hz={(4, 0): 2000.0, (5, 0): 2000.0}, peak_db={(5, 0): 6.0, (6, 0): 6.0},
+                comp_attack_ms={(7, 1): 60.0})
+    assert within_a_step(p, 0, 1)          # 0.8 dB of fader: within the 1 dB step
+    assert not within_a_step(p, 0, 2)      # 1.5 dB: a different setting
+    assert within_a_step(p, 0, 3)          # pan 0.08
+    assert within_a_step(p, 0, 4)          # an octave apart, but both peaks flat: inaudible, not compared
+    assert not within_a_step(p, 6, 5)      # the same octave with the peaks at +6 dB: different
+    assert within_a_step(p, 0, 7)          # a 6x attack at ratio 1 does nothing
+
+
+def test_a_pick_with_an_earlier_pick_s_labels_and_settings_is_a_twin():
+    """Issue 21: near-duplicates (the same labels and settings within a step) are not two of the five."""
+    p = _params(4, gain_db={(1, 0): 0.5, (2, 0): 6.0, (3, 0): 0.3})
+    base = {"centroid_hz": 1500.0, "side_mid_db": -12.0, "vocal_lu": -5.0, "low_end_db": -8.0, "punch_db": 8.0,
+            "plr_db": 10.0, "lra_lu": 5.0}
+    rows = [dict(base), dict(base, lra_lu=6.2), dict(base, lra_lu=5.6, low_end_db=-12.0), dict(base, punch_db=4.0)]
+    front = [Member(genome=np.zeros(1), params={}, objectives={}, measured={"descriptors": r}) for r in rows]
+    roles = ("bass", "vocal")
+    # 0 and 1: 1.2 JND apart in loudness range (distinct by the JND rule), but both only 'warmer' than 2
+    # and their faders 0.5 dB apart: one option twice
+    assert verify.same_labels_and_settings(front, [0, 1, 2], p, roles) == {1}
+    # 3 differs from 0 by 0.3 dB of fader only, yet is labelled "softer": a different option
+    assert verify.same_labels_and_settings(front, [0, 2, 3], p, roles) == set()

@@ -17,7 +17,7 @@ from evomix.io.spill import SpilledArray
 from evomix.output.report_data import before_strips, features_summary
 from evomix.output.report_data import finish_before as finish_before_master
 from evomix.progress import NULL_PHASE, Phase
-from evomix.search.genome import GeneTable
+from evomix.search.genome import GeneTable, within_a_step
 from objectives import Target, evaluate
 
 
@@ -155,13 +155,31 @@ def duplicates(front, rendered) -> set:
     return dup
 
 
+def same_labels_and_settings(front, picks, params, roles) -> set:
+    """Picks that are near-duplicates of an earlier pick by what a musician reads and sets: the same
+    labels (``select.label_alternatives`` of the picks, exact descriptors) and every setting within a
+    step of the other's (``genome.within_a_step``). Two such mixes are one option twice (issue 21),
+    even when one listener descriptor differs by a JND."""
+    rows = [front[i].measured["descriptors"] for i in picks if front[i].measured and "descriptors" in front[i].measured]
+    if len(rows) != len(picks) or len(picks) < 2:
+        return set()
+    labels = label_alternatives(rows, lead_role="vocal" if "vocal" in roles else "lead")
+    same: set = set()
+    for b in range(1, len(picks)):
+        if any(a not in same and labels[a] == labels[b] and within_a_step(params, picks[a], picks[b])
+               for a in range(b) if picks[a] not in same):
+            same.add(picks[b])
+    return same
+
+
 def verified_alternatives(front, G, F, k, session, analysis, params, target, names,
                            phase: Phase = NULL_PHASE, weights=None, descriptors=None,
                            known_bad=(), keep_master_gain: bool = False,
                            before_slot: list | None = None) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`beyond_front`) or whose exact
-    listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`duplicates`).
+    listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`duplicates`)
+    or that has an earlier pick's labels and settings (:func:`same_labels_and_settings`).
 
     ``weights`` (n_obj,) rank the candidates; ``descriptors`` (n, d) are the fast-tier descriptors
     in JND units (:func:`describe_front`) in which the picks are spread. A misjudged pick is
@@ -177,6 +195,7 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     picks: list = []
     bad: set = set()
     dup: set = set()  # rendered, and sounding the same as an earlier pick: never exported
+    twins: set = set()  # rendered, with an earlier pick's labels and settings: never exported
     rounds, limit = 0, REPLACEMENT_ROUNDS + 1
     while rounds < limit:
         rounds += 1
@@ -196,7 +215,14 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
         dup = duplicates(front, [i for i in rendered if i not in bad] + [i for i in rendered if i in bad])
         if len(dup) > n_dup:
             limit += 1  # a round spent on duplicates does not count against the misjudged ones
+        dup |= twins
         picks = [i for i in rendered if i not in bad and i not in dup][:k]
+        same = same_labels_and_settings(front, picks, params, getattr(analysis, "roles", ()))
+        if same:  # one option twice: the later one goes, and the round does not count either
+            twins |= same
+            dup |= same
+            limit += 1
+            picks = [i for i in picks if i not in same]
         if len(picks) >= k:
             break
     rejected = [i for i in rendered if i in bad and i not in dup]

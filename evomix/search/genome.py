@@ -26,6 +26,11 @@ class Gene:
 
     ``scale`` is ``"linear"`` or ``"log"`` (geometric between low and high, both > 0).
     ``neutral`` is the value that leaves the sound unchanged (used to seed the population).
+    ``step``: the smallest change of this setting that counts as a different setting (two mixes
+    whose every setting is within a step of the other's are near-duplicates,
+    :func:`within_a_step`): real units for a linear gene, a factor (> 1) for a log gene; None is
+    ``STEP_DEFAULT`` of the span. ``audible_with``: the gene without which this one does nothing
+    (a peak's frequency while its gain is 0 dB, a compressor's threshold at ratio 1), or "".
     """
 
     name: str
@@ -34,6 +39,8 @@ class Gene:
     scale: str = "linear"
     neutral: float = 0.0
     unit: str = ""
+    step: float | None = None
+    audible_with: str = ""
 
     def decode(self, u: np.ndarray) -> np.ndarray:
         """Map u in [0, 1] to real units."""
@@ -51,33 +58,72 @@ class Gene:
             return np.log(value / self.low) / np.log(self.high / self.low)
         return (value - self.low) / (self.high - self.low)
 
+    def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distance between values ``a`` and ``b`` in steps (``step``), elementwise, >= 0."""
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if self.scale == "log":
+            return np.abs(np.log(a / b)) / np.log(self.step or (self.high / self.low) ** STEP_DEFAULT)
+        return np.abs(a - b) / (self.step or STEP_DEFAULT * abs(self.high - self.low))
 
+
+STEP_DEFAULT = 0.05  # of a gene's span (or of its log span): a step where a gene names none
+THIRD_OCTAVE = 2.0 ** (1.0 / 3.0)
+
+
+# Steps (``Gene.step``, a choice): 1 dB for a stem's level or EQ gain (about the level difference a
+# listener notices in music, the same 1 dB as ``evomix.choose.describe.JND``), 0.5 dB for the
+# master's shelves (they move the whole mix), 0.1 of pan, a third of an octave for a frequency or a
+# Q (about a critical band), 2 dB of threshold, and a 25 % ratio or 50 % time constant.
 # Per-stem genes. Signal flow per stem: trim (fixed by the analysis, brings the stem to a common
 # reference loudness) -> EQ -> compressor -> fader ``gain_db`` -> pan. So 0 dB of ``gain_db`` means
 # "this stem at the common reference loudness", and compressor thresholds mean the same for every stem.
 STEM_GENES: tuple[Gene, ...] = (
-    Gene("gain_db", -24.0, 12.0, neutral=0.0, unit="dB"),
-    Gene("pan", -1.0, 1.0, neutral=0.0),
-    Gene("highpass_hz", 20.0, 400.0, "log", neutral=20.0, unit="Hz"),
-    Gene("low_shelf_hz", 60.0, 400.0, "log", neutral=150.0, unit="Hz"),
-    Gene("low_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB"),
-    Gene("peak_hz", 120.0, 10000.0, "log", neutral=1000.0, unit="Hz"),
-    Gene("peak_db", -12.0, 12.0, neutral=0.0, unit="dB"),
-    Gene("peak_q", 0.5, 5.0, "log", neutral=1.0),
-    Gene("high_shelf_hz", 2000.0, 12000.0, "log", neutral=6000.0, unit="Hz"),
-    Gene("high_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB"),
-    Gene("comp_threshold_db", -40.0, 0.0, neutral=0.0, unit="dB"),
-    Gene("comp_ratio", 1.0, 10.0, "log", neutral=1.0),
-    Gene("comp_attack_ms", 1.0, 100.0, "log", neutral=10.0, unit="ms"),
-    Gene("comp_release_ms", 30.0, 1000.0, "log", neutral=150.0, unit="ms"),
+    Gene("gain_db", -24.0, 12.0, neutral=0.0, unit="dB", step=1.0),
+    Gene("pan", -1.0, 1.0, neutral=0.0, step=0.1),
+    Gene("highpass_hz", 20.0, 400.0, "log", neutral=20.0, unit="Hz", step=THIRD_OCTAVE),
+    Gene("low_shelf_hz", 60.0, 400.0, "log", neutral=150.0, unit="Hz", step=THIRD_OCTAVE,
+         audible_with="low_shelf_db"),
+    Gene("low_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB", step=1.0),
+    Gene("peak_hz", 120.0, 10000.0, "log", neutral=1000.0, unit="Hz", step=THIRD_OCTAVE, audible_with="peak_db"),
+    Gene("peak_db", -12.0, 12.0, neutral=0.0, unit="dB", step=1.0),
+    Gene("peak_q", 0.5, 5.0, "log", neutral=1.0, step=THIRD_OCTAVE, audible_with="peak_db"),
+    Gene("high_shelf_hz", 2000.0, 12000.0, "log", neutral=6000.0, unit="Hz", step=THIRD_OCTAVE,
+         audible_with="high_shelf_db"),
+    Gene("high_shelf_db", -12.0, 12.0, neutral=0.0, unit="dB", step=1.0),
+    Gene("comp_threshold_db", -40.0, 0.0, neutral=0.0, unit="dB", step=2.0, audible_with="comp_ratio"),
+    Gene("comp_ratio", 1.0, 10.0, "log", neutral=1.0, step=1.25),
+    Gene("comp_attack_ms", 1.0, 100.0, "log", neutral=10.0, unit="ms", step=1.5, audible_with="comp_ratio"),
+    Gene("comp_release_ms", 30.0, 1000.0, "log", neutral=150.0, unit="ms", step=1.5,
+         audible_with="comp_ratio"),
 )
 
 MASTER_GENES: tuple[Gene, ...] = (
-    Gene("master_low_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB"),
-    Gene("master_high_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB"),
-    Gene("master_comp_threshold_db", -30.0, 0.0, neutral=0.0, unit="dB"),
-    Gene("master_comp_ratio", 1.0, 4.0, "log", neutral=1.0),
+    Gene("master_low_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB", step=0.5),
+    Gene("master_high_shelf_db", -6.0, 6.0, neutral=0.0, unit="dB", step=0.5),
+    Gene("master_comp_threshold_db", -30.0, 0.0, neutral=0.0, unit="dB", step=2.0,
+         audible_with="master_comp_ratio"),
+    Gene("master_comp_ratio", 1.0, 4.0, "log", neutral=1.0, step=1.15),
 )
+
+def within_a_step(params: Params, i: int, j: int) -> bool:
+    """Whether candidates ``i`` and ``j`` of ``params`` have every setting within one ``Gene.step``
+    of each other (near-duplicates by their settings). A gene whose ``audible_with`` gene is within
+    a step of its neutral value in both (a peak's frequency while both peaks are flat) is not compared."""
+    def apart(gene: Gene, s: int | None) -> float:
+        a, b = (np.asarray(getattr(params, gene.name))[k] for k in (i, j))
+        a, b = (a, b) if s is None else (a[s], b[s])
+        if gene.audible_with:
+            with_gene = by_name[gene.audible_with]
+            w = [np.asarray(getattr(params, with_gene.name))[k] for k in (i, j)]
+            w = w if s is None else [x[s] for x in w]
+            if all(with_gene.apart(x, with_gene.neutral) < 1.0 for x in w):
+                return 0.0
+        return float(gene.apart(a, b))
+
+    by_name = {g.name: g for g in STEM_GENES + MASTER_GENES}
+    return (all(apart(g, s) <= 1.0 for g in STEM_GENES for s in range(params.n_stems))
+            and all(apart(g, None) <= 1.0 for g in MASTER_GENES))
+
 
 # Fixed settings of the master chain (not searched).
 MASTER_LOW_SHELF_HZ = 100.0

@@ -21,9 +21,10 @@ from evomix.engine.analysis import Analysis
 from evomix.engine.batch import render_features
 from evomix.search.genome import GeneTable
 from objectives import Target, evaluate
+from objectives.balance import role_errors_db
 from objectives.base import MAX_WEIGHT
 
-INFEASIBLE = 1e6  # every objective of a candidate over the limiter budget: this plus its excess (dB)
+INFEASIBLE = 1e6  # every objective of a candidate that violates a constraint: this plus the violation (dB)
 RAW_SCORE_CAP = 1e3  # a raw score above this ranks as this in the search (none comes near: each is dB or LU)
 if MAX_WEIGHT * RAW_SCORE_CAP >= INFEASIBLE:  # a feasible weighted score never reaches the infeasible marker
     raise RuntimeError("INFEASIBLE must exceed MAX_WEIGHT * RAW_SCORE_CAP")
@@ -60,13 +61,16 @@ class Problem:
         """Unweighted objective values (n, len(names)) of genomes (n, genes), fast tier, rendered
         block by block (:attr:`block` genomes; a block of one is rendered beside a copy of itself,
         because numpy's matrix-vector kernels round differently from the matrix-matrix ones)."""
-        return self.scores_and_limiting(genomes)[0]
+        return self.scores_and_violations(genomes)[0]
 
-    def scores_and_limiting(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`raw_scores` and each candidate's limiter gain reduction (n,) dB, fast tier."""
+    def scores_and_violations(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`raw_scores` and each candidate's two constraint violations (n,) dB >= 0, fast tier:
+        the limiter's gain reduction beyond the budget (``max_limiting_db``; 0 without one), and,
+        while balance is an objective, the roles more than ``ROLE_ERROR_DB`` outside the genre's
+        ranges (:func:`objectives.balance.role_errors_db`: a buried bass is an error, not an alternative)."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
-        gr = np.empty(genomes.shape[0])
+        limiting, roles = np.zeros(genomes.shape[0]), np.zeros(genomes.shape[0])
         size = self.block
         for start in range(0, genomes.shape[0], size):
             block = genomes[start : start + size]
@@ -77,8 +81,11 @@ class Problem:
             feats = render_features(self.analysis, params, target_lufs=self.target.target_lufs,
                                     ceiling_dbtp=self.target.ceiling_dbtp)
             out[start : start + n] = evaluate(feats, self.target, self.names)[:n]
-            gr[start : start + n] = feats.limiter_gr_db[:n]
-        return out, gr
+            if self.max_limiting_db is not None:
+                limiting[start : start + n] = np.maximum(feats.limiter_gr_db[:n] - float(self.max_limiting_db), 0.0)
+            if "balance" in self.names:
+                roles[start : start + n] = role_errors_db(feats, self.target)[:n]
+        return out, limiting, roles
 
     def evaluate_population(self, genomes: np.ndarray) -> np.ndarray:
         """Weighted objective matrix F (n, len(names)), lower is better.
@@ -94,17 +101,17 @@ class Problem:
         """:meth:`evaluate_population` without touching the BLAS thread limit (the caller sets it;
         ``evomix.search.parallel.score`` does, once, around its threads).
 
-        With a limiter budget (``max_limiting_db``), a candidate whose limiter must take more off
-        its peaks scores ``INFEASIBLE + excess`` (dB) on every objective: any candidate within
-        the budget dominates it, and of two over it the one nearer the budget dominates -- Deb's
+        A candidate that violates a constraint (:meth:`scores_and_violations`: the limiter taking
+        more off its peaks than ``max_limiting_db``, a role buried or pushed far outside the genre's
+        range) scores ``INFEASIBLE + violation`` (dB) on every objective: any candidate without a
+        violation dominates it, and of two with one the one with less dominates -- Deb's
         constrained domination (Deb, Pratap, Agarwal & Meyarivan 2002, "A fast and elitist
         multiobjective genetic algorithm: NSGA-II", IEEE TEVC 6(2), sec. VI) expressed in the
         objective values, so DEAP's selection, the archive and the checkpoints need nothing else;
         such a point lies beyond the hypervolume's reference point and adds no volume."""
-        raw, gr = self.scores_and_limiting(genomes)
+        raw, limiting, roles = self.scores_and_violations(genomes)
+        over = limiting + roles  # (n,) dB
         F = np.minimum(raw, RAW_SCORE_CAP) * np.asarray(self.weights)[None, :]  # < INFEASIBLE: weights <= 100
-        if self.max_limiting_db is not None:
-            over = gr - float(self.max_limiting_db)  # (n,) dB beyond the budget
-            bad = over > 0.0
-            F[bad] = INFEASIBLE + over[bad, None]
+        bad = over > 0.0
+        F[bad] = INFEASIBLE + over[bad, None]
         return F

@@ -610,23 +610,61 @@ def low_end_scene():
     return Scene(probe, {f"low_{d:+g}dB": {(drums, "gain_db"): d, (bass, "gain_db"): d} for d in LOW_OFFSETS_DB})
 
 
-def test_low_end_penalty_follows_its_formula_and_grows_as_the_low_end_sinks(low_end_scene):
+def test_role_level_penalty_follows_its_formula_and_grows_as_the_low_end_sinks(low_end_scene):
     f = low_end_scene.fast_all
     idx = [low_end_scene.names.index(f"low_{d:+g}dB") for d in LOW_OFFSETS_DB]
-    gap = 4.0
+    ranges = {"drums": (-3.0, 0.0), "bass": (-4.0, -1.0)}
     g = bal.gated_levels_db(f, [low_end_scene.stem(n) for n in ("vocal", "drums", "bass")])[idx]  # (4, 3)
-    expected = np.maximum(g[:, 0] - gap - g[:, 1], 0.0) + np.maximum(g[:, 0] - gap - g[:, 2], 0.0)
-    p = bal.low_end_penalty(f, gap)[idx]
-    msg = f"faders {LOW_OFFSETS_DB} dB: low-end penalty {np.round(p, 2)}"
+    x = g[:, 1:] - g[:, :1]  # drums and bass re the vocal (one stem each: the group is the stem)
+    lo, hi = np.array([[-3.0, -4.0]]), np.array([[0.0, -1.0]])
+    expected = (np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)).sum(axis=1)
+    p = bal.role_level_penalty(f, ranges)[idx]
+    msg = f"faders {LOW_OFFSETS_DB} dB: role-level penalty {np.round(p, 2)}"
     np.testing.assert_allclose(p, expected, atol=1e-9, err_msg=msg)
-    assert np.all(np.diff(p) >= 0.0) and p[-1] > p[0] + 10.0, msg  # two carriers, ~2 per dB once past the gap
-    np.testing.assert_array_equal(bal.low_end_penalty(f, None), 0.0)  # a genre that does not ask for it
+    assert p[-1] > p[0] + 10.0 and p[-1] == p.max(), msg  # two roles, ~2 per dB once under their ranges
+    np.testing.assert_array_equal(bal.role_level_penalty(f, {}), 0.0)  # a genre that sets no ranges
+    # a role above its range costs too: the drums held 6..8 dB under the vocal
+    over = bal.role_level_penalty(f, {"drums": (-8.0, -6.0)})[idx]
+    np.testing.assert_allclose(over, np.maximum(x[:, 0] - -6.0, 0.0) + np.maximum(-8.0 - x[:, 0], 0.0), atol=1e-9)
+
+
+def test_a_drums_stem_beside_a_kick_is_held_to_the_snare_range(low_end_scene):
+    """A kit split into kick and "drums" (the top): the drums stem is measured against "snare", not "drums"."""
+    from dataclasses import replace
+
+    f = low_end_scene.fast_all
+    with_kick = replace(f, roles=tuple("kick" if r == "bass" else r for r in f.roles))
+    ranges = {"drums": (50.0, 60.0), "snare": (-40.0, 40.0), "kick": (-40.0, 40.0)}
+    np.testing.assert_array_equal(bal.role_level_penalty(with_kick, ranges), 0.0)
+    assert np.all(bal.role_level_penalty(f, ranges) > 40.0)  # no kick: "drums" is the kit, 50 dB is far off
 
 
 def test_a_buried_low_end_costs_balance_in_pop_and_not_in_jazz(low_end_scene):
     f = low_end_scene.features("low_-18dB", "fast")
     pop = objectives.Target(profile=objectives.load_profile("pop"))
     jazz = objectives.Target(profile=objectives.load_profile("jazz"))
-    assert pop.profile.low_end_gap_db is not None and jazz.profile.low_end_gap_db is None
-    assert bal.low_end_penalty(f, pop.profile.low_end_gap_db)[0] > 10.0
-    assert bal.low_end_penalty(f, jazz.profile.low_end_gap_db)[0] == 0.0
+    assert pop.profile.role_levels_db and not jazz.profile.role_levels_db
+    assert bal.role_level_penalty(f, pop.profile.role_levels_db)[0] > 10.0
+    assert bal.role_level_penalty(f, jazz.profile.role_levels_db)[0] == 0.0
+
+
+@pytest.mark.parametrize("genre", ["pop", "rock", "metal", "edm", "hip-hop"])
+def test_every_role_range_is_ordered_and_the_low_end_sits_near_the_lead(genre):
+    """The profiles' ranges keep De Man & Reiss's ordering: kick and bass within 4 dB of the lead,
+    above the pads and the backing vocals."""
+    r = objectives.load_profile(genre).role_levels_db
+    assert all(lo <= hi for lo, hi in r.values())
+    assert r["kick"][0] >= -4.0 and r["bass"][0] >= -4.0
+    assert r["pad"][1] < r["bass"][0] and r["backing_vocal"][1] < r["kick"][0]
+
+
+@pytest.mark.parametrize("bad, says", [({"bass": [0.0, -3.0]}, "low <= high"), ({"bass": [-3.0]}, "bad field"),
+                                       ({"bass": [float("nan"), 0.0]}, "low <= high")])
+def test_a_profile_with_a_bad_role_range_is_refused_naming_it(bad, says):
+    from objectives.genre import GenreProfile
+
+    d = dict(objectives.load_profile("pop").to_dict(), role_levels_db=bad)
+    with pytest.raises(ParameterError, match=says):
+        GenreProfile.from_dict(d, origin="mine.json")
+    assert GenreProfile.from_dict(objectives.load_profile("rock").to_dict(), origin="x").role_levels_db == \
+        objectives.load_profile("rock").role_levels_db  # the JSON form reads back
