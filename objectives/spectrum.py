@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from evomix.core.constants import POWER_FLOOR
+from evomix.core.constants import K_WEIGHTING_SR, POWER_FLOOR
 from evomix.core.features import Features
 from evomix.core.meter import k_weighting_power
 
@@ -127,6 +127,6 @@ def k_weights(features: Features) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _k_weights_at(bands_hz: tuple) -> np.ndarray:
     """:func:`k_weights` for one band layout, computed once (read-only)."""
-    k = k_weighting_power(np.array(bands_hz), 48000)
+    k = k_weighting_power(np.array(bands_hz), K_WEIGHTING_SR)
     k.setflags(write=False)
     return k

@@ -25,3 +25,5 @@ GATING_HOP_S = GATING_BLOCK_S * (1.0 - GATING_OVERLAP)
 #: Short-term loudness window, s (EBU Tech 3341 section 2.2; the loudness range of EBU Tech 3342 is
 #: measured on these windows, so it needs at least this much audio).
 SHORT_TERM_WINDOW_S = 3.0
+K_WEIGHTING_SR = 48000  # Hz: band-centre K-weighting is evaluated at this rate whatever the session's
+# (BS.1770-4 gives its coefficients at 48 kHz; at 44.1 or 96 kHz the curve differs by < 0.03 dB)

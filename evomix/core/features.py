@@ -52,6 +52,10 @@ class Features:
         subset; the exact tier uses every frame).
     limiter_gr_db : (pop,) >= 0, dB by which the normalised pre-limiter true peak exceeds the
         ceiling, i.e. the peak gain reduction the limiter must apply.
+    stem_block_k : (pop, stems, T) float64 or None: each stem's K-weighted power (BS.1770-4 at the
+        band centres, channels summed) over the 400 ms block centred on each frame, as in the mix;
+        ``mix_block_k`` (pop, T) the same of the mix. The blocks a meter gates a level on
+        (``objectives.balance.gated_levels_db``); None: each 50 ms frame gated on its own.
     """
 
     bands_hz: np.ndarray
@@ -69,6 +73,8 @@ class Features:
     true_peak_dbtp: np.ndarray
     limiter_gr_db: np.ndarray
     frames: np.ndarray | None = None
+    stem_block_k: np.ndarray | None = None
+    mix_block_k: np.ndarray | None = None
 
     @property
     def n_pop(self) -> int:

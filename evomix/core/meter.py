@@ -344,15 +344,28 @@ def gated_loudness(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relativ
 
     Source: ITU-R BS.1770-4 Annex 1, eqs. 4-7.
     """
+    zw, rel_mask = _gates(z, channel_weights, absolute_gate_lufs, relative_gate_lu)
+    n_rel = rel_mask.sum(axis=-1)
+    p_rel = np.where(rel_mask, zw, 0.0).sum(axis=-1) / np.maximum(n_rel, 1)
+    return np.where(n_rel > 0, _power_to_db(p_rel, _LOUDNESS_OFFSET_DB), SILENCE_FLOOR_DB)  # eq. 7
+
+
+def _gates(z, channel_weights, absolute_gate_lufs, relative_gate_lu):
+    """The channel-weighted block powers (..., blocks) and the blocks that pass both gates (bool)."""
     zw, loud = _window_loudness(z, channel_weights)  # (..., blocks) x2
     abs_mask = loud > absolute_gate_lufs  # eq. 5: J_g = {j : l_j > Gamma_a}
     n_abs = abs_mask.sum(axis=-1)
     p_abs = np.where(abs_mask, zw, 0.0).sum(axis=-1) / np.maximum(n_abs, 1)  # (...)
     gamma_r = _power_to_db(p_abs, _LOUDNESS_OFFSET_DB) + relative_gate_lu  # eq. 6
-    rel_mask = abs_mask & (loud > gamma_r[..., None])  # eq. 7: J_g for both gates
-    n_rel = rel_mask.sum(axis=-1)
-    p_rel = np.where(rel_mask, zw, 0.0).sum(axis=-1) / np.maximum(n_rel, 1)
-    return np.where(n_rel > 0, _power_to_db(p_rel, _LOUDNESS_OFFSET_DB), SILENCE_FLOOR_DB)  # eq. 7
+    return zw, abs_mask & (loud > gamma_r[..., None])  # eq. 7: J_g for both gates
+
+
+def gated_blocks(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relative_gate_lu=-10.0) -> np.ndarray:
+    """Which blocks pass the two-stage gate of :func:`gated_loudness`: bool, shape (..., blocks).
+
+    Source: ITU-R BS.1770-4 Annex 1, eqs. 5-7 (the set J_g).
+    """
+    return _gates(z, channel_weights, absolute_gate_lufs, relative_gate_lu)[1]
 
 
 def integrated_loudness(x, sr):

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.fft
 
 from evomix.core.compiled import lazy_njit
+from evomix.core.constants import GATING_BLOCK_S
 
 HOP_S = 0.05  # s, frame hop (<= 50 ms as masking models need)
 N_BANDS = 32  # critical bands (>= 24)
@@ -240,3 +241,19 @@ def _band_sums(spec, w, bin_band, power, cross_out, total, cross, with_total):
                     z0 = spec[0, f, k]
                     z1 = spec[1, f, k]
                     cross_out[b, f] += (z0.real * z1.real + z0.imag * z1.imag) * w[k]
+
+
+GATE_BLOCK_FRAMES = round(GATING_BLOCK_S / HOP_S)  # 8: a 400 ms BS.1770-4 gating block in 50 ms frames
+
+
+def centred_block_means(power: np.ndarray, frames: np.ndarray, width: int = GATE_BLOCK_FRAMES) -> np.ndarray:
+    """Mean of ``power`` (..., T) over the ``width`` frames centred on each of ``frames`` (T',)
+    (frames ``t - width // 2 .. t + width // 2 - 1``, cut at the signal's ends) -> (..., T'), float32:
+    the 400 ms BS.1770-4 block around each frame (ITU-R BS.1770-4 Annex 1, eq. 1 per block)."""
+    n_t = power.shape[-1]
+    frames = np.asarray(frames, dtype=np.int64)
+    lo = np.clip(frames - width // 2, 0, n_t)
+    hi = np.clip(frames - width // 2 + width, 0, n_t)
+    c = np.concatenate([np.zeros(power.shape[:-1] + (1,)), np.cumsum(power, axis=-1, dtype=np.float64)], axis=-1)
+    return ((c[..., hi] - c[..., lo]) / np.maximum(hi - lo, 1)).astype(np.float32)
+

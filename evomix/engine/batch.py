@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from evomix.core.compiled import lazy_njit
-from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, POWER_FLOOR, SHORT_TERM_WINDOW_S
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, K_WEIGHTING_SR, POWER_FLOOR, SHORT_TERM_WINDOW_S
 from evomix.core.features import Features
-from evomix.core.meter import gated_loudness, lra_from_short_term
+from evomix.core.meter import gated_loudness, k_weighting_power, lra_from_short_term
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
@@ -240,13 +240,17 @@ class HeavyTensors:
     """The per-stem band tensors on the heavy frames T' (``Analysis.heavy_frames``), float32.
 
     stem_power, stem_spread : (pop, stems, 2, B, T'); mix_power : (pop, 2, B, T');
-    mix_cross : (pop, B, T') Re(L R*) (as in :class:`~evomix.core.features.Features`).
+    mix_cross : (pop, B, T') Re(L R*); stem_block_k (pop, stems, T') and mix_block_k (pop, T'),
+    float64: K-weighted power over the 400 ms block around each heavy frame (as in
+    :class:`~evomix.core.features.Features`).
     """
 
     stem_power: np.ndarray
     stem_spread: np.ndarray
     mix_power: np.ndarray
     mix_cross: np.ndarray
+    stem_block_k: np.ndarray
+    mix_block_k: np.ndarray
 
 
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
@@ -281,6 +285,8 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         true_peak_dbtp=levels.true_peak_dbtp,
         limiter_gr_db=levels.limiter_gr_db,
         frames=a.heavy_frames,
+        stem_block_k=heavy.stem_block_k,
+        mix_block_k=heavy.mix_block_k,
     )
 
 
@@ -430,6 +436,11 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
                   true_peak_dbtp=true_peak, limiter_gr_db=limiter_gr)
 
 
+def _band_k_weights(a: Analysis) -> np.ndarray:
+    """(B,) K-weighting power at the band centres (BS.1770-4, at ``K_WEIGHTING_SR``), as the objectives weight them."""
+    return k_weighting_power(a.grid.centres_hz, K_WEIGHTING_SR).astype(np.float64)
+
+
 def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
                    levels: Levels, pair_w: np.ndarray | None = None) -> HeavyTensors:
     """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
@@ -458,5 +469,11 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
     if pair_w is not None:
         mix_cross = mix_cross + extra_cross
+    # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
+    # is gated on), through the same gains; the mix's block the stems' sum (correlated pairs aside)
+    wk = (w_mix * _band_k_weights(a)[None, None, None, :]).reshape(w_mix.shape[0], w_mix.shape[1], -1)  # (p, s, 2B)
+    blocks = a.heavy_block_power.reshape(a.n_stems, -1, len(h)).astype(np.float64)  # (s, 2B, T')
+    stem_block_k = np.einsum("psk,skt->pst", wk, blocks) * g_time  # (p, s, T')
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
-                        mix_cross=mix_cross.astype(np.float32))
+                        mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
+                        mix_block_k=stem_block_k.sum(axis=1))

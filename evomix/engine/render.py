@@ -27,19 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, SHORT_TERM_WINDOW_S
+from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, K_WEIGHTING_SR, SHORT_TERM_WINDOW_S
 from evomix.core.features import Features
 from evomix.core.meter import (
     _oversample_factor,
     _polyphase_filter,
     gated_loudness,
+    k_weighting_power,
     k_weighting_sos,
     lra_from_short_term,
     reconstructed_peak,
     true_peak_dbtp,
 )
 from evomix.engine import chain
-from evomix.engine.bands import HOP_S, BandGrid, _window, band_powers_chunked, bark
+from evomix.engine.bands import HOP_S, BandGrid, _window, band_powers_chunked, bark, centred_block_means
 from evomix.engine.dsp.dynamics import LEVEL_FLOOR_DB, compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
@@ -519,6 +520,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
     g = _Grid(grid.sr, render.mix.shape[-1])
     lufs, lra = g.loudness_and_range(render.mix)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
+    every = np.arange(mix_power.shape[-1])
     sr = grid.sr
     if render.true_peak_dbtp is not None:
         tp = render.true_peak_dbtp
@@ -541,4 +543,14 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         true_peak_dbtp=np.array([tp]),
         limiter_gr_db=np.array([render.limiter_gr_db]),
         frames=np.arange(mix_power.shape[-1]),
+        stem_block_k=block_k(stem_power, grid, every)[None],
+        mix_block_k=block_k(mix_power, grid, every)[None],
     )
+
+
+def block_k(power: np.ndarray, grid: BandGrid, frames: np.ndarray) -> np.ndarray:
+    """K-weighted power (channels and bands summed) of ``power`` (..., 2, B, T) over the 400 ms block
+    centred on each of ``frames`` (``engine.bands.centred_block_means``) -> (..., T'), float64."""
+    k = k_weighting_power(grid.centres_hz, K_WEIGHTING_SR).astype(np.float64)  # (B,) as objectives.spectrum.k_weights
+    kp = np.einsum("...cbt,b->...t", power.astype(np.float64), k)  # (..., T)
+    return centred_block_means(kp, frames).astype(np.float64)
