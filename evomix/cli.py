@@ -46,8 +46,9 @@ from evomix.settings import BACKENDS, PICKS, Master, Parallel, Search, SettingEr
 from evomix.tools.explore import DEFAULT_TIME_LIMIT_S, parse_descriptors
 from evomix.tools.explore import explore as explore_map
 from evomix.tools.profile import check_profile_output, learn_profile, write_profile
-from evomix.tools.rank import rank as rank_front
-from evomix.tools.rank import write_ranked
+from evomix.tools.rank import Written, ranking_table
+from evomix.tools.rank import export as export_ranked
+from evomix.tools.rank import plan as plan_ranking
 from evomix.tools.vary import vary as vary_mixes
 from objectives import builtin_genres, load_profile
 
@@ -446,6 +447,40 @@ def _aborted(checkpoint: Path | None) -> None:
     raise typer.Exit(code=130)
 
 
+def _json_line(stream, obj: dict) -> None:
+    """One JSON object on one line of ``stream``, flushed (``evomix rank --json`` streams them)."""
+    stream.write(json.dumps(obj) + "\n")
+    stream.flush()
+
+
+def _print_ranking(table: dict) -> None:
+    """The new order of ``evomix rank`` (``evomix.tools.rank.ranking_table``), printed before any
+    render: per alternative the run's file it reuses (or "render"), its scores (``~``: fast-tier
+    estimate) and how it sounds relative to the others (labels; the descriptors are in --json)."""
+    names, rows = table["objectives"], table["order"]
+    weights = ", ".join(f"{n}={table['weights'][n]:g}" for n in names)
+    t = Table(title=f"new order: {len(rows)} of the front's {table['front_size']} mixes ({weights})")
+    t.add_column("file", no_wrap=True, min_width=10)
+    t.add_column("source", no_wrap=True)
+    for n in names:
+        t.add_column(f"{n} {table['units'][n]}".strip(), justify="right")
+    t.add_column("sounds")
+    for r in rows:
+        mark = "" if r["tier"] == "exact" else "~"
+        t.add_row(f"{r['alternative']}.wav", f"run {r['from_run']}" if r["from_run"] else "render",
+                  *[f"{mark}{r['scores'][n]:.2f}" for n in names], ", ".join(r["labels"]) or "-")
+    out_console.print(t)
+    notes = [f"{table['reused']} reused from the run (written at once), {table['to_render']} to render"]
+    if table["to_render"]:
+        notes.append("~: fast-tier estimate, replaced by the exact score when rendered; a mix whose render "
+                     "misses it is replaced by the next choice")
+    if table["dropped"]:
+        notes.append(f"no longer exported: {', '.join(table['dropped'])}")
+    for line in notes:
+        out_console.print(line, markup=False, soft_wrap=True)
+    sys.stdout.flush()
+
+
 @app.command()
 @one_line_errors
 def rank(
@@ -465,21 +500,59 @@ def rank(
         ), show_default=False)] = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", help=(
+            "Machine-readable output on stdout, one JSON object a line: the new order ({\"ranking\": ...}) first, "
+            "then one {\"written\": ...} per alternative as its files are complete, the summary last."
+        ))] = False,
 ):
-    """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search)."""
+    """Re-rank a finished run's saved front with new weights and re-export its alternatives (no new search).
+
+    The new order prints at once (from the scores saved in the run); each alternative is written as
+    soon as it is final: the run's own renders are reused, the others rendered one after another.
+    Ctrl-C keeps the alternatives already written."""
     reporter = _reporter(quiet)
+    stdout = sys.stdout  # the JSON lines go here even while a progress bar redirects sys.stdout
     in_place = out is None or (out.exists() and out.resolve() == run.resolve())
     target = run if out is None else out
     if not in_place:
         check_output_folder(target, force=force)
     else:
         check_creatable(target, keyword="run")  # its alt-NN files are replaced there
-    result = rank_front(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
+    ranking = plan_ranking(run, paths or (), weights=weights, alternatives=alternatives, reporter=reporter)
+    table = ranking_table(ranking)
+    if json_out:
+        _json_line(stdout, {"ranking": table})
+    else:
+        _print_ranking(table)
+
+    done: list = []
+
+    def written(w: Written) -> None:
+        done.append(w.wav.name)
+        source = f"the run's {w.from_run}" if w.from_run else "rendered"
+        if json_out:
+            _json_line(stdout, {"written": {"alternative": f"alt-{w.number:02d}", "file": str(w.wav),
+                                            "from_run": w.from_run, "exact": w.member.exact, "renders": w.renders,
+                                            "after_s": reporter.timings_s["total"]}})
+        elif not quiet:
+            err_console.print(f"evomix: {w.wav} ready ({source}; {w.renders} exact render(s) so far, "
+                              f"{reporter.timings_s['total']:.1f} s)", markup=False, soft_wrap=True)
+
+    try:
+        result = export_ranked(ranking, target, in_place=in_place, reporter=reporter, on_written=written,
+                               command=list(sys.argv))
+    except KeyboardInterrupt:
+        err_console.print(f"evomix: rank interrupted by Ctrl-C; kept the alternatives written, each complete: "
+                          f"{', '.join(done) or 'none'} in {target} (front.json and the report: not rewritten)",
+                          markup=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
     for w in result.warnings:
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
-    write_ranked(result, target, in_place=in_place, reporter=reporter)
-    _print_summary(_summary(result, target, reporter), json_out)
+    summary = _summary(result, target, reporter)
+    if json_out:
+        _json_line(stdout, summary)
+    else:
+        _print_summary(summary, False)
 
 
 @app.command()
@@ -527,12 +600,25 @@ def vary(
     if not stems:
         raise ParameterError("vary: give the stems after the params file(s)")
     check_output_folder(out, force=force)
-    result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
-                        target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints,
-                        max_limiting_db=max_limiting, reporter=reporter)
+    done: list = []
+
+    def written(w: Written) -> None:
+        done.append(w.wav.name)
+        if not quiet:
+            err_console.print(f"evomix: {w.wav} ready ({w.renders} exact render(s) so far, "
+                              f"{reporter.timings_s['total']:.1f} s)", markup=False, soft_wrap=True)
+
+    try:
+        result = vary_mixes(parents, stems, spread=spread, n=n, seed=seed, genre=genre, weights=weights,
+                            target_lufs=target_lufs, ceiling_dbtp=ceiling, constraints=constraints,
+                            max_limiting_db=max_limiting, reporter=reporter, out=out, force=force,
+                            on_written=written, command=list(sys.argv))
+    except KeyboardInterrupt:
+        err_console.print(f"evomix: vary interrupted by Ctrl-C; kept the variations written, each complete: "
+                          f"{', '.join(done) or 'none'} in {out}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
     for w in result.warnings:
         err_console.print(f"evomix: warning: {w}", markup=False, soft_wrap=True)
-    result.write(out, force=force, reporter=reporter)
     summary = _summary(result, out, reporter)
     summary["genome_distance"] = result.settings["genome_distance"]
     for a, d, vs in zip(summary["alternatives"], result.settings["genome_distance"],

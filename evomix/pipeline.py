@@ -9,6 +9,7 @@ stage takes and returns small objects (``Session``, ``Analysis``, :class:`Prepar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,8 @@ def prepare(session: Session, analysis: Analysis, table: GeneTable, *, profile, 
         if same:
             ref_power = fit.power
             base = reference_genome(table, analysis, fit)
+            # the same song's reference is the balance to aim at: the genre's role ranges do not override it
+            profile = dataclasses.replace(profile, role_levels_db={})
             ref_report["fitted"] = {n: {"gain_db": round(float(g), 2), "pan": round(float(p), 3)}
                                     for n, g, p in zip(session.names, fit.gain_db, fit.pan)}
         else:
@@ -207,7 +210,7 @@ def prepare(session: Session, analysis: Analysis, table: GeneTable, *, profile, 
     problem = make_problem(analysis, table, target, names, w, max_limiting_db=master.max_limiting_db)
     rng = np.random.default_rng(search.seed)
     if base is None:  # unity, loudness-matched and role-template mixes, perturbations, random genomes
-        initial = smart_initial_population(table, analysis, n_pop, rng)
+        initial = smart_initial_population(table, analysis, n_pop, rng, role_levels=profile.role_levels_db)
     else:
         initial = table.initial_population(n_pop, rng, base=base, spread=0.05)
     return Prepared(session, analysis, table, target, problem, initial, n_pop, {n: w[n] for n in names},
@@ -350,16 +353,16 @@ def front(prep: Prepared, result: SearchResult, master: Master) -> Front:
     over = (F >= INFEASIBLE).all(axis=1)  # only when no candidate met the constraints: the nearest
     if over.any():
         raw[over], limiting, roles = problem.scores_and_violations(G[over])  # their real scores
+        if roles.any() and not limiting.any():
+            warnings.append(f"no mix found kept every role within {ROLE_ERROR_DB:g} dB of the "
+                            f"{prep.target.profile.name} balance (objectives/profiles: role_levels_db); the front "
+                            f"holds the nearest ({float(roles.min()):.1f} dB outside): check the stems' roles "
+                            f"(--role), search longer, or try another --genre")
         if limiting.any():
             gr_over = float(limiting[limiting > 0].min()) + float(master.max_limiting_db)
             warnings.append(f"no mix reached {master.target_lufs:g} LUFS with at most {master.max_limiting_db:g} dB of "
                             f"limiting; the front holds the least limited found ({gr_over:.1f} dB): pass "
                             f"--max-limiting {np.ceil(gr_over):.0f} or more, or a lower --target-lufs")
-        if roles.any():
-            genre = prep.target.profile.name
-            warnings.append(f"no mix found kept every role within {ROLE_ERROR_DB:g} dB of the {genre} "
-                            f"balance (objectives/profiles); the front holds the nearest ({float(roles.min()):.1f} dB "
-                            f"outside): check the stems' roles (--role), or try another --genre")
         F = raw * np.asarray(problem.weights)[None, :]
     order = np.lexsort(raw.T[::-1])
     G, F, raw = G[order], F[order], raw[order]
@@ -402,6 +405,12 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     levels = stem_levels(prep, fr.G) if session.n_stems == 2 else None  # a bed and its lead: their balance
     carriers = [int(s) for s in low_end_carriers(prep.analysis)]
     errors = [i for i in unusable_members(members, carriers, session.names, levels) if i not in bad]
+    warnings: list = []
+    role_errors = prep.problem.scores_and_violations(fr.G)[2] if "balance" in prep.names else np.zeros(len(members))
+    errors += [i for i in np.flatnonzero(role_errors > 0).tolist() if i not in bad and i not in errors]
+    for m, e in zip(members, role_errors):  # saved in front.json (descriptors_fast): evomix rank keeps them out too
+        if m.fast_descriptors is not None:
+            m.fast_descriptors["role_error_db"] = float(e)
     if len(errors) < len(members) - len(bad):  # never all of them: then the least bad are still mixes
         bad = sorted(set(bad) | set(errors))
     with reporter.phase("render", total=min(int(k), len(members)), unit="exact renders") as ph:
@@ -410,7 +419,7 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
                                                 prep.target, names, phase=ph, weights=prep.problem.weights,
                                                 descriptors=D, known_bad=bad, keep_master_gain=keep_master_gain,
                                                 before_slot=before_slot)
-    warnings = label_front(members, picks, int(k), session.roles)
+    warnings += label_front(members, picks, int(k), session.roles, errors=len(set(bad) - set(known_bad)))
     for i, m in enumerate(members):
         if i not in picks:
             m.render = None  # rendered as a spare or set aside: keep its exact scores, drop the audio

@@ -31,7 +31,7 @@ def _decode(table, analysis, genome):
 
 def test_every_seed_is_a_valid_genome(setup):
     _, _, table, seeds = setup
-    assert tuple(seeds) == SEED_NAMES
+    assert tuple(seeds) == SEED_NAMES[1:]  # no genre_balance without the genre's role ranges
     for g in seeds.values():
         assert g.shape == (table.n_genes,) and ((g >= 0) & (g <= 1)).all()
     assert len({g.tobytes() for g in seeds.values()}) == len(seeds)  # all different
@@ -150,3 +150,29 @@ def test_role_templates_without_a_lead_move_only_the_supporting_parts():
 
 def test_every_role_has_a_highpass_corner():
     assert set(ROLE_HIGHPASS_HZ) == set(ROLES)
+
+
+def test_the_genre_balance_seed_starts_inside_the_genre_s_role_ranges(stem_session, stem_analysis):
+    """With the pop profile's role ranges the first seed aims every role at the middle of its range re
+    the lead and lands inside it (fast-tier gated levels; the template's pans and high-passes move
+    them a little), so no role is an error (infeasible) from generation 0."""
+    from evomix.engine.batch import render_features
+    from objectives import Target, load_profile
+    from objectives.balance import gated_levels_db, role_errors_db
+
+    table, analysis = GeneTable(stem_session.n_stems), stem_analysis
+    pop = Target(load_profile("pop"), -14.0, -1.0)
+    ranges = pop.profile.role_levels_db
+    seeds = seed_genomes(table, analysis, ranges)
+    assert tuple(seeds) == SEED_NAMES
+    G = np.stack([seeds["genre_balance"], seeds["loudness_matched"]])
+    f = render_features(analysis, table.decode(G, analysis.trim_db), target_lufs=-14.0, ceiling_dbtp=-1.0)
+    errors = role_errors_db(f, pop)
+    assert errors[0] == 0.0 and errors[0] <= errors[1], errors
+    g = gated_levels_db(f)[0]
+    roles = analysis.roles
+    lead = roles.index("vocal")
+    for s, r in enumerate(roles):
+        if r != "vocal" and r in ranges:
+            lo, hi = ranges[r]
+            assert lo <= g[s] - g[lead] <= hi, (r, g[s] - g[lead], (lo, hi))  # aimed at the middle: inside

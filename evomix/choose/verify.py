@@ -3,6 +3,7 @@ pick the fast tier misjudged or one that sounds like an earlier pick; then label
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,7 +18,7 @@ from evomix.io.spill import SpilledArray
 from evomix.output.report_data import before_strips, features_summary
 from evomix.output.report_data import finish_before as finish_before_master
 from evomix.progress import NULL_PHASE, Phase
-from evomix.search.genome import GeneTable, within_a_step
+from evomix.search.genome import GeneTable, Params, within_a_step
 from objectives import Target, evaluate
 
 
@@ -124,14 +125,19 @@ def unusable_members(front: list, carrier_idx, names, levels: np.ndarray | None 
     return bad
 
 
-def label_front(front: list, picks: list, k: int, roles) -> list:
+def label_front(front: list, picks: list, k: int, roles, errors: int = 0) -> list:
     """Label the exported members relative to each other (``select.label_alternatives``); returns a
-    warning when fewer than ``k`` distinct mixes could be exported."""
+    warning when fewer than ``k`` distinct mixes could be exported (``errors``: front members kept
+    out of the picks as errors, not alternatives, which the warning names when they are the reason)."""
     rows = [front[i].measured["descriptors"] for i in picks if front[i].measured and "descriptors" in front[i].measured]
     if len(rows) == len(picks):
         lead = "vocal" if "vocal" in roles else "lead"
         for i, labels in zip(picks, label_alternatives(rows, lead_role=lead)):
             front[i].labels = labels
+    if len(picks) < k and len(front) - errors < k <= len(front):
+        return [f"only {len(front) - errors} of the front's {len(front)} members are alternatives (the others are "
+                f"errors, not options: a part buried, pushed or panned far from the genre's balance, or squashed past "
+                f"the limiting budget); exported {len(picks)} of {k} (a longer search, or fewer locks, finds more)"]
     if len(picks) < k and len(front) >= k:
         return [f"only {len(picks)} of the front's {len(front)} members sound distinct ({distinct_rule()}); "
                 f"exported {len(picks)} of {k} alternatives rather than near-duplicates"]
@@ -155,27 +161,41 @@ def duplicates(front, rendered) -> set:
     return dup
 
 
+def _params_of(params) -> Callable:
+    """``params`` (Params of the front, or a callable front index -> Params of one) as the callable."""
+    return params if callable(params) else params.member
+
+
 def same_labels_and_settings(front, picks, params, roles) -> set:
     """Picks that are near-duplicates of an earlier pick by what a musician reads and sets: the same
     labels (``select.label_alternatives`` of the picks, exact descriptors) and every setting within a
     step of the other's (``genome.within_a_step``). Two such mixes are one option twice (issue 21),
-    even when one listener descriptor differs by a JND."""
+    even when one listener descriptor differs by a JND. ``params``: the front's Params, or a callable
+    front index -> Params of that member."""
     rows = [front[i].measured["descriptors"] for i in picks if front[i].measured and "descriptors" in front[i].measured]
-    if len(rows) != len(picks) or len(picks) < 2:
+    if len(rows) != len(picks) or len(picks) < 2 or params is None:
         return set()
+    of = _params_of(params)
     labels = label_alternatives(rows, lead_role="vocal" if "vocal" in roles else "lead")
     same: set = set()
     for b in range(1, len(picks)):
-        if any(a not in same and labels[a] == labels[b] and within_a_step(params, picks[a], picks[b])
-               for a in range(b) if picks[a] not in same):
-            same.add(picks[b])
+        for a in range(b):
+            if picks[a] in same or labels[a] != labels[b]:
+                continue
+            pa, pb = of(picks[a]), of(picks[b])
+            pair = Params(**{f: np.concatenate([np.asarray(getattr(pa, f)), np.asarray(getattr(pb, f))])
+                             for f in pa.__dict__})
+            if within_a_step(pair, 0, 1):
+                same.add(picks[b])
+                break
     return same
 
 
 def verified_alternatives(front, G, F, k, session, analysis, params, target, names,
                            phase: Phase = NULL_PHASE, weights=None, descriptors=None,
                            known_bad=(), keep_master_gain: bool = False,
-                           before_slot: list | None = None) -> tuple[list, list]:
+                           before_slot: list | None = None, *, renders: Callable | None = None,
+                           on_final: Callable[[int, int], None] | None = None, roles=None) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`duplicates`)
@@ -185,17 +205,48 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     in JND units (:func:`describe_front`) in which the picks are spread. A misjudged pick is
     replaced by new choices in up to ``REPLACEMENT_ROUNDS`` more rounds (and one more round each
     time duplicates were found). A near-duplicate is never exported: with too few distinct members
-    fewer than ``k`` come back. ``known_bad``: members already known to be misjudged (never
-    chosen, never rendered; ``evomix.tools.rank``). Sets ``render``, ``exact`` and ``measured`` on every member
-    rendered; only the exported members keep their audio; ``phase`` counts the renders. Returns
-    (exported indices, rejected misjudged indices).
+    fewer than ``k`` come back. ``known_bad``: members never chosen (errors, squashed, or known to
+    be misjudged). A member that comes with exact scores (``exact`` set: ``evomix.tools.rank``'s
+    saved ones) is not rendered. Sets ``render``, ``exact`` and ``measured`` on every member
+    rendered; only the exported members keep their audio; ``phase`` counts the renders.
+
+    Each member's verdict depends on itself and the members verified before it, so the picks only
+    grow at their end: ``on_final(front index, position)`` is called for each the moment it is
+    final. ``renders(indices)``: an iterator of ``(index, render, exact, measured)`` in that order
+    (default: :func:`render_alternatives`, a round at a time); ``evomix.tools.rank`` streams them.
+    ``params``: the front's Params (or a callable front index -> Params of one); ``roles``
+    (default the analysis'): for the labels. Returns (exported indices, rejected misjudged indices).
     """
     k = min(k, len(front))
+    roles = tuple(getattr(analysis, "roles", ()) if roles is None else roles)
+    if renders is None:
+        def renders(new):
+            out = render_alternatives(session, analysis, params, new, target, names, phase=phase,
+                                      keep_master_gain=keep_master_gain, before_slot=before_slot)
+            return ((i, *res) for i, res in zip(new, out))
     rendered: list = []
     picks: list = []
     bad: set = set()
-    dup: set = set()  # rendered, and sounding the same as an earlier pick: never exported
+    dup: set = set()  # rendered, and sounding the same as an earlier pick (or its twin): never exported
     twins: set = set()  # rendered, with an earlier pick's labels and settings: never exported
+
+    def settle() -> None:  # after each verdict: the picks so far, and those that became final
+        nonlocal bad, dup
+        bad = {i for i, _ in beyond_front(front, rendered, names)}
+        dup = duplicates(front, [i for i in rendered if i not in bad] + [i for i in rendered if i in bad]) | twins
+        for i in rendered:
+            if len(picks) >= k:
+                break
+            if i in picks or i in bad or i in dup:
+                continue
+            if i in same_labels_and_settings(front, picks + [i], params, roles):  # one option twice: it goes
+                twins.add(i)
+                dup.add(i)
+                continue
+            picks.append(i)
+            if on_final is not None:
+                on_final(i, len(picks) - 1)
+
     rounds, limit = 0, REPLACEMENT_ROUNDS + 1
     while rounds < limit:
         rounds += 1
@@ -204,25 +255,16 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))
-        new = [i for i in todo if front[i].render is None]  # a member may come with its render (evomix.tools.rank)
-        for i, (r, exact, measured) in zip(new, render_alternatives(session, analysis, params, new, target, names,
-                                                                     phase=phase, keep_master_gain=keep_master_gain,
-                                                                     before_slot=before_slot)):
-            front[i].render, front[i].exact, front[i].measured = r, exact, measured
-        rendered += todo
-        bad = {i for i, _ in beyond_front(front, rendered, names)}
         n_dup = len(dup)
-        dup = duplicates(front, [i for i in rendered if i not in bad] + [i for i in rendered if i in bad])
+        results = iter(renders([i for i in todo if front[i].exact is None]))
+        for i in todo:
+            if front[i].exact is None:
+                j, r, exact, measured = next(results)
+                front[j].render, front[j].exact, front[j].measured = r, exact, measured
+            rendered.append(i)
+            settle()
         if len(dup) > n_dup:
             limit += 1  # a round spent on duplicates does not count against the misjudged ones
-        dup |= twins
-        picks = [i for i in rendered if i not in bad and i not in dup][:k]
-        same = same_labels_and_settings(front, picks, params, getattr(analysis, "roles", ()))
-        if same:  # one option twice: the later one goes, and the round does not count either
-            twins |= same
-            dup |= same
-            limit += 1
-            picks = [i for i in picks if i not in same]
         if len(picks) >= k:
             break
     rejected = [i for i in rendered if i in bad and i not in dup]
@@ -231,6 +273,8 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
             break
         picks.append(i)
         rejected.remove(i)
+        if on_final is not None:
+            on_final(i, len(picks) - 1)
     for i in rendered:  # set aside for good: keep the scores, not the audio
         if i not in picks:
             front[i].render = None

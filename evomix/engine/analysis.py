@@ -16,7 +16,7 @@ import numpy as np
 from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, POWER_FLOOR
 from evomix.core.meter import gated_loudness, integrated_loudness, k_weighting_power, k_weighting_sos
 from evomix.core.runtime import available_cores, single_threaded_blas
-from evomix.engine.bands import BandGrid, band_grid, band_powers_chunked, band_sum, bark, centred_block_means
+from evomix.engine.bands import GATE_BLOCK_FRAMES, BandGrid, band_grid, band_powers_chunked, band_sum, bark
 from evomix.engine.chain import k_block_powers
 from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.dsp.pan import pan_gains
@@ -107,11 +107,18 @@ class Analysis:
         return pan_gains(np.zeros(self.n_stems), self.is_mono)
 
     @cached_property
+    def heavy_block_frames(self) -> np.ndarray:
+        """(T', W) int: the ``W`` frames of the 400 ms BS.1770 block centred on each heavy frame
+        (``engine.bands.GATE_BLOCK_FRAMES``; at the song's ends the nearest frame repeats): the
+        blocks the fast tier gates a stem's level on (``objectives.balance.gated_levels_db``)."""
+        w = GATE_BLOCK_FRAMES
+        return np.clip(self.heavy_frames[:, None] - w // 2 + np.arange(w)[None, :], 0, self.n_frames - 1)
+
+    @cached_property
     def heavy_block_power(self) -> np.ndarray:
-        """(stems, 2, B, T') float32: each stem's band power over the 400 ms BS.1770 block centred on
-        each heavy frame (``engine.bands.centred_block_means``): the blocks the fast tier gates a
-        stem's level on (``objectives.balance.gated_levels_db``), as a meter gates its loudness."""
-        return centred_block_means(self.band_power, self.heavy_frames)
+        """(stems, 2, B, T', W) float32: each stem's band power in the frames of
+        :attr:`heavy_block_frames` (the fast tier weights each frame by its own compressor gain)."""
+        return np.ascontiguousarray(self.band_power[..., self.heavy_block_frames])
 
     @cached_property
     def band_bark(self) -> np.ndarray:

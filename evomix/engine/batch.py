@@ -472,8 +472,11 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
     # is gated on), through the same gains; the mix's block the stems' sum (correlated pairs aside)
     wk = (w_mix * _band_k_weights(a)[None, None, None, :]).reshape(w_mix.shape[0], w_mix.shape[1], -1)  # (p, s, 2B)
-    blocks = a.heavy_block_power.reshape(a.n_stems, -1, len(h)).astype(np.float64)  # (s, 2B, T')
-    stem_block_k = np.einsum("psk,skt->pst", wk, blocks) * g_time  # (p, s, T')
+    bf = a.heavy_block_frames  # (T', W)
+    blocks = a.heavy_block_power.reshape(a.n_stems, -1, bf.size)  # (s, 2B, T' W)
+    g_block = g_comp[:, :, bf] * (g_master[:, bf] * g_lim[:, bf] * g_norm[:, None, None])[:, None]  # (p, s, T', W)
+    k_frames = np.matmul(wk.transpose(1, 0, 2).astype(np.float32), blocks).transpose(1, 0, 2)  # (p, s, T' W)
+    stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
                         mix_block_k=stem_block_k.sum(axis=1))

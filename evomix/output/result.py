@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from evomix import __version__
 from evomix.choose.describe import UNITS as DESCRIPTOR_UNITS
@@ -48,6 +49,32 @@ class Member:
     measured: dict | None = None  # exported members: integrated_lufs, loudness_range_lu, true_peak_dbtp, descriptors
     fast_descriptors: dict | None = None  # listener descriptors in the fast tier (evomix.choose.describe)
     labels: list = field(default_factory=list)  # exported members: relative to the others (select.label_alternatives)
+    audio: dict | None = None  # exported members: their alt-NN.wav as written, audio_record(): what rank reuses
+
+
+def audio_record(path: str | Path) -> dict:
+    """``{"frames": n, "sha256": hex}`` of an exported master file: saved in ``front.json`` with its
+    member, so that ``evomix rank`` can reuse the file only when it is intact and the one written."""
+    return {"frames": int(sf.info(str(path)).frames), "sha256": checkpoints.file_sha256(path)}
+
+
+def params_file_dict(m: Member, name: str, *, sr: int, genre: str, target: Target, constraints) -> dict:
+    """The ``alt-NN.json`` content of the exported member ``m`` named ``name`` (``"alt-01"``)."""
+    return {
+        "format": PARAMS_FORMAT,
+        "evomix_version": __version__,
+        "name": name,
+        "sr": sr,
+        "genre": genre,
+        "target_lufs": target.target_lufs,
+        "ceiling_dbtp": target.ceiling_dbtp,
+        "objectives": m.objectives,
+        "exact": m.exact,
+        "labels": list(m.labels),
+        "descriptors": (m.measured or {}).get("descriptors"),
+        "constraints": constraints,  # the run's locks and ranges: `evomix vary` keeps them
+        "params": m.params,
+    }
 
 
 @dataclass
@@ -86,6 +113,8 @@ class MixResult:
             if id(m) in alt_of:
                 d["alternative"] = f"alt-{alt_of[id(m)]:02d}"
                 d["labels"] = list(m.labels)
+                if m.audio is not None:
+                    d["audio"] = m.audio
             if m.measured is not None and "descriptors" in m.measured:
                 d["descriptors"] = m.measured["descriptors"]
                 d["measured"] = {k: v for k, v in m.measured.items() if k != "descriptors"}
@@ -117,22 +146,8 @@ class MixResult:
 
     def alternative_dict(self, i: int) -> dict:
         """The ``alt-NN.json`` content of alternative ``i`` (0-based; NN is ``i + 1``)."""
-        m = self.alternatives[i]
-        return {
-            "format": PARAMS_FORMAT,
-            "evomix_version": __version__,
-            "name": f"alt-{i + 1:02d}",
-            "sr": self.session.sr,
-            "genre": self.genre,
-            "target_lufs": self.target.target_lufs,
-            "ceiling_dbtp": self.target.ceiling_dbtp,
-            "objectives": m.objectives,
-            "exact": m.exact,
-            "labels": list(m.labels),
-            "descriptors": (m.measured or {}).get("descriptors"),
-            "constraints": self.settings.get("constraints"),  # the run's locks and ranges: `evomix vary` keeps them
-            "params": m.params,
-        }
+        return params_file_dict(self.alternatives[i], f"alt-{i + 1:02d}", sr=self.session.sr, genre=self.genre,
+                                target=self.target, constraints=self.settings.get("constraints"))
 
     def write(self, out: str | Path, *, force: bool = False, reporter: ProgressReporter | None = None,
               export_stems: bool = False, pre_stems: bool = False, daw: Sequence[str] | str = (),
@@ -189,6 +204,7 @@ class MixResult:
             for i, m in enumerate(self.alternatives):
                 name = f"alt-{i + 1:02d}"
                 written.append(wavs[i].result())
+                m.audio = audio_record(written[-1])
                 ph.advance()
                 written.append(write_text_atomic(out / f"{name}.json", json.dumps(self.alternative_dict(i), indent=1)))
                 ph.advance()

@@ -24,7 +24,7 @@ from objectives import Target, evaluate
 from objectives.balance import role_errors_db
 from objectives.base import MAX_WEIGHT
 
-INFEASIBLE = 1e6  # every objective of a candidate that violates a constraint: this plus the violation (dB)
+INFEASIBLE = 1e6  # added to every objective of a candidate that violates a constraint (with the violation, dB)
 RAW_SCORE_CAP = 1e3  # a raw score above this ranks as this in the search (none comes near: each is dB or LU)
 if MAX_WEIGHT * RAW_SCORE_CAP >= INFEASIBLE:  # a feasible weighted score never reaches the infeasible marker
     raise RuntimeError("INFEASIBLE must exceed MAX_WEIGHT * RAW_SCORE_CAP")
@@ -67,7 +67,8 @@ class Problem:
         """:meth:`raw_scores` and each candidate's two constraint violations (n,) dB >= 0, fast tier:
         the limiter's gain reduction beyond the budget (``max_limiting_db``; 0 without one), and,
         while balance is an objective, the roles more than ``ROLE_ERROR_DB`` outside the genre's
-        ranges (:func:`objectives.balance.role_errors_db`: a buried bass is an error, not an alternative)."""
+        ranges (:func:`objectives.balance.role_errors_db`: a buried bass is an error, not an
+        alternative). Both make a mix infeasible (:meth:`weighted_scores`)."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
         limiting, roles = np.zeros(genomes.shape[0]), np.zeros(genomes.shape[0])
@@ -103,15 +104,18 @@ class Problem:
 
         A candidate that violates a constraint (:meth:`scores_and_violations`: the limiter taking
         more off its peaks than ``max_limiting_db``, a role buried or pushed far outside the genre's
-        range) scores ``INFEASIBLE + violation`` (dB) on every objective: any candidate without a
-        violation dominates it, and of two with one the one with less dominates -- Deb's
-        constrained domination (Deb, Pratap, Agarwal & Meyarivan 2002, "A fast and elitist
-        multiobjective genetic algorithm: NSGA-II", IEEE TEVC 6(2), sec. VI) expressed in the
-        objective values, so DEAP's selection, the archive and the checkpoints need nothing else;
+        range) scores ``INFEASIBLE + score + violation`` (dB) on each objective: any candidate
+        without a violation dominates it (Deb's constrained domination: Deb, Pratap, Agarwal &
+        Meyarivan 2002, "A fast and elitist multiobjective genetic algorithm: NSGA-II", IEEE TEVC
+        6(2), sec. VI), and two with one compare by score plus violation (Deb compares the
+        violation alone, which leaves a search that has found no feasible mix yet a front of one).
+        A search that has found only a few feasible mixes (a few generations in, or locks that
+        rule most of the genre's balance out) has a front of those few. Expressed in the objective
+        values, so DEAP's selection, the archive and the checkpoints need nothing else;
         such a point lies beyond the hypervolume's reference point and adds no volume."""
         raw, limiting, roles = self.scores_and_violations(genomes)
         over = limiting + roles  # (n,) dB
         F = np.minimum(raw, RAW_SCORE_CAP) * np.asarray(self.weights)[None, :]  # < INFEASIBLE: weights <= 100
         bad = over > 0.0
-        F[bad] = INFEASIBLE + over[bad, None]
+        F[bad] = INFEASIBLE + F[bad] + over[bad, None]  # every feasible F < INFEASIBLE <= every infeasible one
         return F

@@ -18,7 +18,12 @@ trim (from the analysis) -> EQ -> compressor -> fader ``gain_db`` -> pan, so:
     centred, the other stems (backing vocals, toms, hi-hat and percussion among them) spread left
     and right alternately (pan +-0.5, then +-0.3, ...);
   - ``highpass``: the common high-pass corner per role (:data:`ROLE_HIGHPASS_HZ`, Hz);
-  - ``template``: all three together.
+  - ``template``: all three together;
+  - ``genre_balance`` (when the genre sets ``role_levels_db``, ``objectives.genre``): each role's
+    stems at the middle of the genre's range relative to the lead (a role of n stems 10 log10 n dB
+    lower each, so the group sits there), centred low end and role high-passes as ``template``: a
+    start inside the balance the search must keep (a role far outside it is infeasible,
+    ``evomix.search.problem``), so even a search stopped after a few generations has choices.
 
 :func:`smart_initial_population` puts these first, then fills the population with
 perturbations of them and with uniform random genomes. A perturbation keeps its seed's balance
@@ -70,7 +75,7 @@ BALANCE_GENES = ("gain_db", "pan", "highpass_hz")
 # final hypervolume in 5/5 seeds on every song (a quarter: 5, 4, 4 of 5).
 RANDOM_FRACTION = 0.5
 
-SEED_NAMES = ("unity", "loudness_matched", "lead_forward", "centred_low", "highpass", "template")
+SEED_NAMES = ("genre_balance", "unity", "loudness_matched", "lead_forward", "centred_low", "highpass", "template")
 
 
 def _set(table: GeneTable, genome: np.ndarray, stem: int, gene: str, value: float) -> None:
@@ -87,8 +92,9 @@ def loudness_matched_faders(analysis: Analysis) -> np.ndarray:
     return np.where(audible, STEM_REFERENCE_LUFS - lufs - np.asarray(analysis.trim_db), 0.0)
 
 
-def seed_genomes(table: GeneTable, analysis: Analysis) -> dict:
-    """The named seeds of :data:`SEED_NAMES`, each a genome (n_genes,) in [0, 1]."""
+def seed_genomes(table: GeneTable, analysis: Analysis, role_levels: dict | None = None) -> dict:
+    """The named seeds of :data:`SEED_NAMES`, each a genome (n_genes,) in [0, 1] (``genre_balance``
+    only with ``role_levels``, the genre's {role: (lo, hi)} dB re the lead, and a lead)."""
     roles = tuple(analysis.roles)
     matched = loudness_matched_faders(analysis)
     out = {}
@@ -128,6 +134,23 @@ def seed_genomes(table: GeneTable, analysis: Analysis) -> dict:
             _set(table, g, s, "highpass_hz", ROLE_HIGHPASS_HZ.get(r, ROLE_HIGHPASS_HZ["other"]))
         return g
 
+    def genre_balance(g):
+        # where the lead's fader can be (a lock or range on it moves the lead; the others follow it)
+        leads = [s for s, r in enumerate(roles) if r == lead]
+        held = [table.gene("gain_db", stem=s) for s in leads]
+        moved = float(np.mean([np.clip(matched[s], min(h.low, h.high), max(h.low, h.high)) - matched[s]
+                               for s, h in zip(leads, held)]))
+        for s, r in enumerate(roles):
+            key = "snare" if r == "drums" and "kick" in roles else r
+            if r != lead and key in role_levels:
+                lo, hi = role_levels[key]
+                group = 10.0 * np.log10(roles.count(r))  # the role's stems together at the middle
+                _set(table, g, s, "gain_db", float(matched[s]) + moved + 0.5 * (lo + hi) - group)
+        return g
+
+    lead = next((r for r in LEAD_ROLES if r in roles), None)
+    if role_levels and lead is not None:  # first: the start inside the genre's balance
+        out = {"genre_balance": highpass(centred_low(genre_balance(matched_base()))), **out}
     out["lead_forward"] = lead_forward(matched_base())
     out["centred_low"] = centred_low(matched_base())
     out["highpass"] = highpass(matched_base())
@@ -138,13 +161,15 @@ def seed_genomes(table: GeneTable, analysis: Analysis) -> dict:
 def smart_initial_population(table: GeneTable, analysis: Analysis, n_pop: int, rng: np.random.Generator, *,
                              spread: float = 0.1, random_fraction: float = RANDOM_FRACTION,
                              extra: np.ndarray | None = None,
-                             kept_genes: tuple[str, ...] | None = BALANCE_GENES) -> np.ndarray:
+                             kept_genes: tuple[str, ...] | None = BALANCE_GENES,
+                             role_levels: dict | None = None) -> np.ndarray:
     """Generation 0 (n_pop, n_genes): ``extra`` genomes (e.g. a reference fit) and the seeds of
     :func:`seed_genomes` first, then perturbations of them in turn (each stem's ``kept_genes`` of
     the seed plus Gaussian noise of std ``spread`` in genome units, every other gene uniform in
     [0, 1]; ``kept_genes=None``: every gene of the seed plus noise), and ``random_fraction`` of the
-    population uniform in [0, 1] (the last rows)."""
-    seeds = list(seed_genomes(table, analysis).values())
+    population uniform in [0, 1] (the last rows). ``role_levels``: the genre's role ranges, for the
+    ``genre_balance`` seed."""
+    seeds = list(seed_genomes(table, analysis, role_levels).values())
     if extra is not None:
         seeds = [np.clip(np.asarray(e, dtype=float), 0.0, 1.0) for e in np.atleast_2d(extra)] + seeds
     seeds = np.asarray(seeds)[:n_pop]  # (n_seeds, n_genes)

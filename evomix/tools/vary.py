@@ -31,25 +31,40 @@ Two parents: both files' constraints hold (one name in both: their intersection)
 value satisfies (different locks) are an error unless given explicitly. A parent whose value lies
 outside a lock or range is moved into it (a warning lists the moves), and that moved parent is the
 input the variations are compared with.
+
+The parents are compared by the exact descriptors saved in their ``alt-NN.json`` when those
+describe the mix this run would render (:func:`saved_descriptors`), else they are rendered first.
+With ``out`` each variation is written the moment it is kept (numbered in that order): the first
+file comes after one render when the first candidate rendered is kept.
 """
 from __future__ import annotations
 
 import array
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from deap import tools
 
-from evomix import pipeline
-from evomix.choose.describe import DISTINCT_JND, fast_descriptors, jnd_distance, jnd_matrix
+from evomix import __version__, pipeline
+from evomix.choose.describe import COMPARED, DISTINCT_JND, fast_descriptors, jnd_distance, jnd_matrix
 from evomix.choose.describe import row as descriptor_row
 from evomix.choose.select import label_against, label_alternatives
 from evomix.choose.verify import render_alternatives
-from evomix.errors import OptionError, ParameterError, check_number
-from evomix.io.audio import stem_names
-from evomix.output.result import Member, MixResult, load_params_file, saved_master, saved_params, saved_rate
+from evomix.engine.render import ExactRender
+from evomix.errors import EvomixError, OptionError, ParameterError, check_number
+from evomix.io.audio import read_audio, stem_names
+from evomix.io.places import check_output_folder
+from evomix.output.result import (
+    Member,
+    MixResult,
+    load_params_file,
+    params_file_dict,
+    saved_master,
+    saved_params,
+    saved_rate,
+)
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.constraints import Constraints
 from evomix.search.genome import (
@@ -63,6 +78,7 @@ from evomix.search.genome import (
     shown,
 )
 from evomix.settings import Master
+from evomix.tools.rank import AlternativeFiles, Written
 from objectives import OBJECTIVE_NAMES, Target, load_profile, parse_weights
 
 SIGMA_PER_SPREAD = 1.0 / 3.0
@@ -135,6 +151,51 @@ def run_constraints(params_paths: Sequence[str | Path], files: Sequence[dict],
     return Constraints.union(parts).overridden_by(explicit)
 
 
+def saved_descriptors(d: dict, *, target: Target, sr: int, moved: bool) -> dict | None:
+    """The exact listener descriptors saved in a parent's ``alt-NN.json`` (``d``), when they are
+    those of the mix this run would render for it: written by this evomix, at this rate, loudness
+    target and ceiling, and none of its values moved by the locks and ranges (``moved``). Else
+    None: the parent is rendered. Spares a render before the first variation."""
+    desc = d.get("descriptors")
+    if moved or not isinstance(desc, dict) or any(k not in desc for k in COMPARED):
+        return None
+    same = [d.get("evomix_version") == __version__, d.get("sr") == sr]
+    for key, value in (("target_lufs", target.target_lufs), ("ceiling_dbtp", target.ceiling_dbtp)):
+        saved = d.get(key)
+        same.append(isinstance(saved, (int, float)) and not isinstance(saved, bool)
+                    and abs(float(saved) - float(value)) <= 1e-9)
+    return dict(desc) if all(same) else None
+
+
+def parent_before(path: str | Path, session, target: Target) -> tuple | None:
+    """The listening report's "before" (the equal-gain sum of the stems) of the run that wrote the
+    parent ``path``, as ``(render, summary)`` for :class:`MixResult`, when it is this one's: the
+    ``front.json`` beside the parent names the same stem files, rate, loudness target and ceiling,
+    and its ``before.wav`` and ``report-data.json`` are there. Else None (rendered again: one more
+    render). The 24-bit file read back writes the same samples."""
+    folder = Path(path).parent
+    wav, data = folder / "before.wav", folder / "report-data.json"
+    if not ((folder / "front.json").is_file() and wav.is_file() and data.is_file()):
+        return None
+    try:
+        front, summary = load_params_file(folder / "front.json"), load_params_file(data).get("before")
+        stems = front.get("stems") or {}
+        same = (isinstance(stems, dict) and isinstance(summary, dict)
+                and sorted(stems) == sorted(session.names) and front.get("sr") == session.sr
+                and all(isinstance(stems[n], dict) and isinstance(stems[n].get("file"), str)
+                        and Path(stems[n]["file"]).resolve() == Path(p).resolve()
+                        for n, p in zip(session.names, session.paths))
+                and front.get("target_lufs") == target.target_lufs and front.get("ceiling_dbtp") == target.ceiling_dbtp)
+        if not same:
+            return None
+        x, sr = read_audio(wav, dtype="float32")
+    except (EvomixError, OSError):  # unreadable: the report renders its own "before"
+        return None
+    if sr != session.sr or x.shape != (2, session.n_samples):
+        return None
+    return ExactRender(mix=x, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0), summary
+
+
 _GENE_NAMES = ([(g.name, STEM_PARAM_PATHS[g.name], g.unit, True) for g in STEM_GENES]
                + [(g.name, MASTER_PARAM_PATHS[g.name], g.unit, False) for g in MASTER_GENES])
 
@@ -159,7 +220,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
          seed: int = 0, genre: str | None = None, weights: str | None = None, target_lufs: float | None = None,
          ceiling_dbtp: float | None = None, constraints: Constraints | None = None,
          max_limiting_db: float | None = Master().max_limiting_db,
-         reporter: ProgressReporter | None = None) -> MixResult:
+         reporter: ProgressReporter | None = None, out: str | Path | None = None, force: bool = False,
+         on_written: Callable[[Written], None] | None = None, command=None) -> MixResult:
     """N mixes near one saved mix (one ``params_paths``) or children of two; see the module doc.
 
     Parameters
@@ -178,6 +240,12 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     constraints : :class:`evomix.search.constraints.Constraints`, added to the parents' saved ones and
         winning per parameter (module doc); every variation obeys the result (a lock exactly), and
         ``settings["constraints"]`` (so each ``alt-NN.json``) records it.
+    out : a folder to write into as the variations come: each ``alt-NN.wav`` and ``.json`` the
+        moment its render is kept (the first after one render, when the parents' saved
+        descriptors hold: :func:`saved_descriptors`), then ``front.json`` and the report. A
+        non-empty folder needs ``force``. None: nothing is written (``MixResult.write`` it).
+    on_written : called with each :class:`evomix.tools.rank.Written` once its files are complete.
+    command : the command line for ``run.json`` (with ``out``).
 
     Returns a :class:`evomix.output.result.MixResult` (``search`` None): ``alternatives`` are the variations,
     closest first; ``front`` all candidates rendered. Fewer than ``n`` come back (with a warning)
@@ -218,9 +286,13 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     analysis = pipeline.analyse(session, reporter)
     saved = [Params.from_dict(p, session.names, source=str(path)) for path, (p, _) in zip(params_paths, saved_d)]
     parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
+    if out is not None:
+        check_output_folder(Path(out), force=force, inputs=session.paths)  # never over an input stem
     warnings = list(session.warnings)
+    moved_any = []
     for path, p in zip(params_paths, saved):
         moved = moved_by_constraints(p, table, analysis.trim_db, session.names)
+        moved_any.append(bool(moved))
         if moved:
             warnings.append(f"{path}: the locks and ranges replace {len(moved)} of its values, in every variation: "
                             f"{', '.join(moved)}")
@@ -248,9 +320,17 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     kept: list = []
     rendered: list = []
     budget = MAX_RENDERS_PER_MIX * n
-    with reporter.phase("render", total=len(parents) + n, unit="exact renders") as ph:
-        for i, (_, exact, measured) in zip(parent_idx, render_alternatives(session, analysis, params, parent_idx,
-                                                                             target, names, phase=ph)):
+    for i, d, moved in zip(parent_idx, files, moved_any):  # the parents' exact descriptors, as saved
+        desc = saved_descriptors(d, target=target, sr=session.sr, moved=moved)
+        if desc is not None:
+            members[i].measured = {"descriptors": desc}
+    parents_todo = [i for i in parent_idx if members[i].measured is None]
+    writer = None if out is None else AlternativeFiles(
+        out, sr=session.sr, json_of=lambda m, name: params_file_dict(m, name, sr=session.sr, genre=profile.name,
+                                                                      target=target, constraints=run_c.to_dict()))
+    with reporter.phase("render", total=len(parents_todo) + n, unit="exact renders") as ph:
+        for i, (_, exact, measured) in zip(parents_todo, render_alternatives(session, analysis, params, parents_todo,
+                                                                               target, names, phase=ph)):
             members[i].render, members[i].exact, members[i].measured = None, exact, measured
         exact_rows = [members[i].measured["descriptors"] for i in parent_idx]
         for i in range(len(pool)):
@@ -269,7 +349,13 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
             members[i].render, members[i].exact, members[i].measured = r, exact, measured
             exact_rows.append(measured["descriptors"])
             kept.append(i)
-            ph.update(total=len(parents) + len(rendered) + max(0, n - len(kept)))
+            ph.update(total=len(parents_todo) + len(rendered) + max(0, n - len(kept)))
+            if writer is not None:  # final: the variations are numbered in the order they are kept
+                writer.rendered(members[i], len(kept))
+                ph.update(info=f"alt-{len(kept):02d}.wav written")
+                if on_written is not None:
+                    on_written(Written(len(kept), Path(out) / f"alt-{len(kept):02d}.wav", None, members[i],
+                                       len(rendered) + len(parents_todo)))
     if len(kept) < n:
         warnings.append(f"only {len(kept)} of {n} variations sound distinct from the input and each other at "
                         f"--spread {spread:g}; try a larger --spread")
@@ -282,8 +368,12 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     front = alts + [members[i] for i in rendered if i not in kept]
     settings = {"mode": "breed" if len(parents) == 2 else "vary", "parents": [str(p) for p in params_paths],
                 "spread": float(spread), "n": int(n), "seed": int(seed), "alternatives": int(n),
-                "evaluations": len(pool), "exact_renders": len(rendered) + len(parents), "replaced_alternatives": 0,
+                "evaluations": len(pool), "exact_renders": len(rendered) + len(parents_todo),
+                "parents_rendered": len(parents_todo), "replaced_alternatives": 0,
                 "genome_distance": [round(float(dist[i]), 5) for i in kept], "labels_vs_input": vs_input,
                 "constraints": run_c.to_dict(), "max_limiting_db": max_limiting_db}
-    return MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
-                     settings, warnings, None)
+    result = MixResult(session, target, profile.name, names, {k: w[k] for k in names}, front, alts, None,
+                       settings, warnings, None, before=parent_before(params_paths[0], session, target))
+    if writer is not None:
+        writer.finish(result, reporter=reporter, command=command)
+    return result
