@@ -15,8 +15,18 @@ session is mixed stem by stem instead). The master chain runs on the whole mix
 (:func:`finish_master`); a caller rendering several candidates may run the master of one while
 the strips of the next run (``evomix.api``).
 
+The reverb bus (issue 22): each stem's strip output (post-fader, post-pan) times its send gain
+(``10^(send_db / 20)``, exactly 0 for a send at ``REVERB_SEND_OFF_DB``) is summed in stem order
+into a send bus (2, samples), which runs through ONE stereo feedback delay network
+(``engine.dsp.reverb.ReverbStream``, Jot & Chaigne 1991) chunk by chunk, its state kept across
+chunks; the return is added to the mix bus before the master compressor. The strips carry the
+master's two shelves, which are linear and time-invariant like the reverb, so the return is the
+reverb of the sends through the master EQ. With every send off the reverb is not run at all, so
+such a render is bit for bit the render of a mix without the bus.
+
 Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4;
-U. Zölzer, DAFX 2nd ed., ch. 4.
+U. Zölzer, DAFX 2nd ed., ch. 4; J.-M. Jot & A. Chaigne, "Digital delay networks for designing
+artificial reverberators", 90th AES Convention, 1991 (the reverb bus).
 """
 from __future__ import annotations
 
@@ -44,12 +54,15 @@ from evomix.engine.bands import HOP_S, BandGrid, _window, band_powers_chunked, b
 from evomix.engine.dsp.dynamics import LEVEL_FLOOR_DB, compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
+from evomix.engine.dsp.reverb import ReverbStream
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
 from evomix.engine.strip import CHUNK_HOPS, StripStream
 from evomix.search.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
+    REVERB_SEED,
+    REVERB_SEND_OFF_DB,
     Params,
 )
 
@@ -74,14 +87,18 @@ class ExactRender:
     """One rendered candidate.
 
     mix : (2, samples) float64, the finished master.
-    stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (they sum to it), or
-        None (kept only when asked for: ``render_exact(keep_stems=True)``).
+    stems : (stems, 2, samples) float64, each stem's contribution to ``mix`` (with
+        ``reverb_return`` they sum to it), or None (kept only when asked for:
+        ``render_exact(keep_stems=True)``).
     raw_loudness_lufs : loudness after the master compressor, before normalisation, LUFS.
     normalise_db : gain applied for loudness normalisation, dB.
     limiter_gr_db : peak gain reduction the limiter applied, dB >= 0.
     stem_power : (stems, 2, B, T) float32 band powers of each contribution, measured during the
         render when it was given a ``grid`` (see :func:`render_exact`), else None.
     true_peak_dbtp : the master's true peak (BS.1770-4 Annex 2), dBTP, or None.
+    master_gain : the master chain's gain (``keep_master_gain``), or None.
+    reverb_return : (2, samples) float64, the reverb return's contribution to ``mix`` (through the
+        master gain), kept with ``stems``; None when not kept or when every send is off.
     """
 
     mix: np.ndarray
@@ -92,6 +109,7 @@ class ExactRender:
     stem_power: np.ndarray | None = None
     true_peak_dbtp: float | None = None
     master_gain: MasterGain | None = None
+    reverb_return: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,31 @@ class MasterGain:
         if self.limiter.size:
             x *= self.limiter
         return x
+
+
+def send_gains(params: Params, i: int = 0) -> np.ndarray:
+    """The reverb sends of candidate ``i``, (stems,) linear: ``10^(send_db / 20)``, and exactly 0 for
+    a send at or below ``REVERB_SEND_OFF_DB`` (off: no signal, not -40 dB of it)."""
+    db = np.asarray(params.reverb_send_db, dtype=float)[i]  # (stems,) dB
+    return np.where(db > REVERB_SEND_OFF_DB, 10.0 ** (db / 20.0), 0.0)
+
+
+def reverb_stream(params: Params, i: int, sr: int) -> ReverbStream | None:
+    """The return of candidate ``i``'s reverb bus, a fresh :class:`ReverbStream` with its settings
+    (decay s, pre-delay ms, damping, return high-pass Hz; seed ``REVERB_SEED``; Jot & Chaigne 1991),
+    or None when every send is off (no reverb is run)."""
+    if not np.any(send_gains(params, i) > 0.0):
+        return None
+    return ReverbStream(sr, decay_s=float(params.reverb_decay_s[i]), predelay_ms=float(params.reverb_predelay_ms[i]),
+                        damping=float(params.reverb_damping[i]), highpass_hz=float(params.reverb_highpass_hz[i]),
+                        seed=REVERB_SEED)
+
+
+def add_send(send: np.ndarray, gain: float, x: np.ndarray) -> None:
+    """``send += gain * x`` (both (2, m) float64): one stem into the send bus. The render and the stems
+    export add the stems in stem order with this, so their sends agree bit for bit."""
+    if gain > 0.0:
+        send += gain * x
 
 
 def _stem_audio(audio, s: int) -> np.ndarray:
@@ -230,6 +273,10 @@ class _Mixer:
         self._added = 0
         self._failed = False
         self._turn = threading.Condition()
+        self._send = None  # the per-stem mixer's send bus (2, samples)
+        self.sends = send_gains(params, i)  # (stems,) linear, 0 = off
+        self.reverb = reverb_stream(params, i, g.sr)  # None: every send off, no reverb at all
+        self.reverb_return = np.zeros((2, g.n)) if (self.reverb is not None and keep_stems) else None
 
     def stream(self, s: int) -> StripStream:
         """Stem ``s``'s strip as a :class:`StripStream` (its band powers into ``stem_power[s]``)."""
@@ -278,6 +325,11 @@ class _Mixer:
                     list(pool.map(step, range(self.n_stems)))
                     cuts = np.linspace(0, m, self.threads + 1).astype(int)  # each sample's sum in stem order, any split
                     list(pool.map(add, [(a, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]))
+                if self.reverb is not None:  # the send bus of this chunk, in stem order, through the return
+                    send = np.zeros((2, m))
+                    for s in range(self.n_stems):
+                        add_send(send, self.sends[s], outs[s, :, :m])
+                    self._add_return(self.reverb.process(send), a)
                 if self.stems is not None:
                     self.stems[:, :, a : a + m] = outs[:, :, :m]
         finally:
@@ -293,6 +345,8 @@ class _Mixer:
             if self._failed:
                 return
             self.mix += buf
+            if self._send is not None:
+                add_send(self._send, self.sends[s], buf)
             if self.stems is not None:
                 self.stems[s] = buf
             with self._turn:
@@ -306,17 +360,29 @@ class _Mixer:
         finally:
             buffers.put(buf)
 
+    def _add_return(self, ret: np.ndarray, a: int) -> None:
+        """The return's chunk ``ret`` (2, m), for samples from ``a`` on, into the mix bus (and kept)."""
+        m = ret.shape[-1]
+        self.mix[:, a : a + m] += ret
+        if self.reverb_return is not None:
+            self.reverb_return[:, a : a + m] = ret
+
     def _run_per_stem(self) -> None:
+        self._send = np.zeros((2, self.g.n)) if self.reverb is not None else None  # the send bus, whole
         buffers: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.threads):
             buffers.put(np.empty((2, self.g.n)))
         if self.threads == 1:
             for s in range(self.n_stems):
                 self._one(s, buffers)
-            return
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") as pool:
-            for f in [pool.submit(self._one, s, buffers) for s in range(self.n_stems)]:
-                f.result()
+        else:
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") as pool:
+                for f in [pool.submit(self._one, s, buffers) for s in range(self.n_stems)]:
+                    f.result()
+        if self._send is not None:  # the return chunk by chunk, as the lockstep mixer runs it
+            for a in range(0, self.g.n, self.chunk):
+                self._add_return(self.reverb.process(self._send[:, a : a + self.chunk]), a)
+            self._send = None
 
 
 @dataclass
@@ -327,6 +393,8 @@ class SummedStrips:
     mix : (2, samples) float64, the sum before the master compressor (consumed by the master).
     stems : (stems, 2, samples) float64 or None, each strip's output (``keep_stems``).
     stem_power : (stems, 2, B, T) float32 or None, their band powers (with ``grid``).
+    reverb_return : (2, samples) float64 or None, the reverb return added to ``mix`` (kept with
+        ``stems`` when a send is on).
     """
 
     mix: np.ndarray
@@ -336,6 +404,7 @@ class SummedStrips:
     params: Params
     index: int
     sr: int
+    reverb_return: np.ndarray | None = None
 
 
 def mix_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,
@@ -346,7 +415,7 @@ def mix_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: in
     keep = (grid is None) if keep_stems is None else bool(keep_stems)
     mixer = _Mixer(audio, np.asarray(is_mono, bool), params, index, _Grid(sr, n), grid, keep, threads)
     mixer.run()
-    return SummedStrips(mixer.mix, mixer.stems, mixer.stem_power, grid, params, index, int(sr))
+    return SummedStrips(mixer.mix, mixer.stems, mixer.stem_power, grid, params, index, int(sr), mixer.reverb_return)
 
 
 def render_exact(audio, is_mono: np.ndarray, sr: int, params: Params, *,
@@ -417,8 +486,8 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
     ``threads`` (a maximum) runs the true-peak envelope's channels in parallel;
     ``keep_master_gain`` as for :func:`render_exact`."""
     params, i, sr, grid = strips.params, strips.index, strips.sr, strips.grid
-    mix, stems, stem_power = strips.mix, strips.stems, strips.stem_power
-    strips.mix = strips.stems = strips.stem_power = None
+    mix, stems, stem_power, ret = strips.mix, strips.stems, strips.stem_power, strips.reverb_return
+    strips.mix = strips.stems = strips.stem_power = strips.reverb_return = None
     n_stems = len(params.gain_db[i])
     n = mix.shape[-1]
     g = _Grid(sr, n)
@@ -471,18 +540,18 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
     else:  # the meter's own factor at this rate (2x at 88.2/96 kHz)
         tp = float(true_peak_dbtp(mix, sr))
     if stems is not None:
-        for s in range(n_stems):
-            chain.apply_control_gain(stems[s], comp_ctrl, g.step)
-            stems[s] *= scale
+        for x in [stems[s] for s in range(n_stems)] + ([ret] if ret is not None else []):
+            chain.apply_control_gain(x, comp_ctrl, g.step)
+            x *= scale
             if g_lim.size:
-                stems[s] *= g_lim
+                x *= g_lim
     if stem_power is not None:
         n_frames = stem_power.shape[-1]
         win_sq = _window(grid.n_fft) ** 2
         gp = chain.frame_gain_power(comp_ctrl, g.step, g_lim, float(scale), win_sq, grid.hop, n_frames, n)  # (T,)
         stem_power *= gp.astype(np.float32)
     master_gain = MasterGain(comp_ctrl, g.step, float(scale), g_lim) if keep_master_gain else None
-    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain)
+    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain, ret)
 
 
 def iter_stem_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,

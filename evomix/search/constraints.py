@@ -3,7 +3,11 @@
 ``--lock STEM.PARAM=VALUE`` fixes a parameter; ``--range STEM.PARAM=LO:HI`` narrows it. Names are
 the params JSON's (``Params.to_dict``, the ``params`` object of ``alt-NN.json``): ``vocal.gain_db``,
 ``bass.pan``, ``keys.eq.highpass_hz``, ``drums.comp.ratio``, ``master.comp.threshold_db``;
-``*.PARAM`` means every stem (not the master). Values are in the parameter's unit (dB, Hz, ms, or
+``*.PARAM`` means every stem (not the master). The reverb bus's names (``vocal.reverb_send_db``,
+``master.reverb.decay_s``, ...; optional genes, ``evomix.search.genome.REVERB_STEM_GENES``) add
+their gene to the table; a send's value may be ``off`` (-40 dB: no send), so
+``--lock '*.reverb_send_db=off'`` is a dry mix and ``--range '*.reverb_send_db=-40:0'`` lets the
+search open the sends. Values are in the parameter's unit (dB, Hz, ms, or
 none for pan, Q and ratios; the unit may be written after the number, ``120Hz``) and must lie in
 the gene's full range (``evomix.search.genome``).
 
@@ -45,11 +49,12 @@ from dataclasses import dataclass, field
 
 from evomix.errors import ParameterError
 from evomix.search.genome import (
+    ALL_MASTER_GENES,
+    ALL_STEM_GENES,
     FIXED_MASTER_PATHS,
     FIXED_STEM_PATHS,
-    MASTER_GENES,
     MASTER_PARAM_PATHS,
-    STEM_GENES,
+    REVERB_SEND_OFF_DB,
     STEM_PARAM_PATHS,
     Gene,
     GeneTable,
@@ -59,8 +64,10 @@ from evomix.search.genome import (
 
 WILDCARD = "*"
 MASTER = "master"
-_STEM_BY_PATH = {STEM_PARAM_PATHS[g.name]: g for g in STEM_GENES}  # "eq.highpass_hz" -> its gene
-_MASTER_BY_PATH = {MASTER_PARAM_PATHS[g.name]: g for g in MASTER_GENES}
+_STEM_BY_PATH = {STEM_PARAM_PATHS[g.name]: g for g in ALL_STEM_GENES}  # "eq.highpass_hz" -> its gene
+_MASTER_BY_PATH = {MASTER_PARAM_PATHS[g.name]: g for g in ALL_MASTER_GENES}
+OFF = "off"  # a reverb send's value meaning no send at all (``REVERB_SEND_OFF_DB``): '*.reverb_send_db=off'
+_HAS_OFF = {"reverb_send_db": REVERB_SEND_OFF_DB}  # gene -> the value "off" stands for
 
 
 def valid_names() -> str:
@@ -185,15 +192,20 @@ def _parse(entry: str, option: str, *, lock: bool) -> Constraint:
         raise ParameterError(f"{option} '{entry}': expected {form}, "
                              f"e.g. {'vocal.gain_db=-3' if lock else 'vocal.gain_db=-6:0'}")
     stem, path, gene = _resolve_name(name, entry, option)
+    def number(text: str, what: str) -> float:  # "off" is the send's -40 dB, exactly
+        if gene.name in _HAS_OFF and text.strip().lower() == OFF:
+            return _HAS_OFF[gene.name]
+        return _number(text, entry, option, what, gene.unit)
+
     if lock:
-        low = high = _number(value, entry, option, "value", gene.unit)
+        low = high = number(value, "value")
     else:
         lo_text, colon, hi_text = value.partition(":")
         if not colon:
             raise ParameterError(f"{option} '{entry}': expected {form} (two numbers separated by ':'), "
                                  f"e.g. {name}=LO:HI")
-        low = _number(lo_text.strip(), entry, option, "LO", gene.unit)
-        high = _number(hi_text.strip(), entry, option, "HI", gene.unit)
+        low = number(lo_text.strip(), "LO")
+        high = number(hi_text.strip(), "HI")
         if low > high:
             raise ParameterError(f"{option} '{entry}': LO {format_value(low)} is above HI {format_value(high)} "
                                  f"(did you swap them?)")

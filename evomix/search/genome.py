@@ -105,6 +105,35 @@ MASTER_GENES: tuple[Gene, ...] = (
     Gene("master_comp_ratio", 1.0, 4.0, "log", neutral=1.0, step=1.15),
 )
 
+# The reverb bus (issue 22): a send per stem (post-fader, post-pan) into one stereo return
+# (``engine.dsp.reverb``, a feedback delay network after Jot & Chaigne 1991) that joins the mix bus
+# before the master chain. These genes are *optional*: a default ``GeneTable`` leaves them out of the
+# genome (it is the same genome, and the same search, as before the reverb existed), and every
+# candidate then has its send off (``REVERB_SEND_OFF_DB``, exactly zero send) and the return at its
+# neutral settings -- in effect ``reverb_send_db`` is locked at -40 (off), since the fast tier does
+# not model the return yet. A lock or range that names one of them (``--range
+# '*.reverb_send_db=-40:0'`` opens the full range below, ``--lock vocal.reverb_send_db=-12`` sets one
+# send) adds that gene to the table (:meth:`GeneTable.with_gene`), locked at its default in every stem
+# and then edited. Steps: 1 dB of send, a 25 % decay, 10 ms of pre-delay, 0.1 of damping, a third
+# of an octave of return high-pass.
+REVERB_SEND_OFF_DB = -40.0  # dB: a send at (or below) this is off, no signal at all (not 10^(-40/20))
+REVERB_SEED = 0  # the return's fixed seed (delay-line lengths, ``engine.dsp.reverb.line_delays``): not searched
+REVERB_STEM_GENES: tuple[Gene, ...] = (
+    Gene("reverb_send_db", REVERB_SEND_OFF_DB, 0.0, neutral=REVERB_SEND_OFF_DB, unit="dB", step=1.0),
+)
+REVERB_MASTER_GENES: tuple[Gene, ...] = (
+    Gene("reverb_decay_s", 0.3, 4.0, "log", neutral=1.5, unit="s", step=1.25),
+    Gene("reverb_predelay_ms", 0.0, 80.0, neutral=20.0, unit="ms", step=10.0),
+    Gene("reverb_damping", 0.2, 1.0, neutral=0.5, step=0.1),
+    Gene("reverb_highpass_hz", 50.0, 600.0, "log", neutral=150.0, unit="Hz", step=THIRD_OCTAVE),
+)
+#: Every stem gene (searched by default, then optional) and every master gene, with their full ranges.
+ALL_STEM_GENES: tuple[Gene, ...] = STEM_GENES + REVERB_STEM_GENES
+ALL_MASTER_GENES: tuple[Gene, ...] = MASTER_GENES + REVERB_MASTER_GENES
+#: An optional gene's value in a table that leaves it out: the send off, the return neutral.
+OPTIONAL_DEFAULTS: dict[str, float] = {g.name: g.neutral for g in REVERB_STEM_GENES + REVERB_MASTER_GENES}
+
+
 def within_a_step(params: Params, i: int, j: int) -> bool:
     """Whether candidates ``i`` and ``j`` of ``params`` have every setting within one ``Gene.step``
     of each other (near-duplicates by their settings). A gene whose ``audible_with`` gene is within
@@ -120,9 +149,9 @@ def within_a_step(params: Params, i: int, j: int) -> bool:
                 return 0.0
         return float(gene.apart(a, b))
 
-    by_name = {g.name: g for g in STEM_GENES + MASTER_GENES}
-    return (all(apart(g, s) <= 1.0 for g in STEM_GENES for s in range(params.n_stems))
-            and all(apart(g, None) <= 1.0 for g in MASTER_GENES))
+    by_name = {g.name: g for g in ALL_STEM_GENES + ALL_MASTER_GENES}
+    return (all(apart(g, s) <= 1.0 for g in ALL_STEM_GENES for s in range(params.n_stems))
+            and all(apart(g, None) <= 1.0 for g in ALL_MASTER_GENES))
 
 
 # Fixed settings of the master chain (not searched).
@@ -144,10 +173,13 @@ STEM_PARAM_PATHS: dict[str, str] = {
     "high_shelf_hz": "eq.high_shelf_hz", "high_shelf_db": "eq.high_shelf_db",
     "comp_threshold_db": "comp.threshold_db", "comp_ratio": "comp.ratio",
     "comp_attack_ms": "comp.attack_ms", "comp_release_ms": "comp.release_ms",
+    "reverb_send_db": "reverb_send_db",
 }
 MASTER_PARAM_PATHS: dict[str, str] = {
     "master_low_shelf_db": "eq.low_shelf_db", "master_high_shelf_db": "eq.high_shelf_db",
     "master_comp_threshold_db": "comp.threshold_db", "master_comp_ratio": "comp.ratio",
+    "reverb_decay_s": "reverb.decay_s", "reverb_predelay_ms": "reverb.predelay_ms",
+    "reverb_damping": "reverb.damping", "reverb_highpass_hz": "reverb.highpass_hz",
 }
 # Values in the params JSON that are not searched (fixed by the analysis or by the master chain), with
 # their value or origin, for error messages.
@@ -158,6 +190,7 @@ FIXED_MASTER_PATHS: dict[str, str] = {
     "comp.attack_ms": f"fixed at {MASTER_COMP_ATTACK_MS:g} ms",
     "comp.release_ms": f"fixed at {MASTER_COMP_RELEASE_MS:g} ms",
     "comp.knee_db": f"fixed at {KNEE_DB:g} dB",
+    "reverb.seed": f"fixed at {REVERB_SEED}",
 }
 RANGE_TOLERANCE = 1e-9  # relative to a gene's span: a JSON value this far outside the range is rounding
 
@@ -200,6 +233,26 @@ class Params:
     master_high_shelf_db: np.ndarray
     master_comp_threshold_db: np.ndarray
     master_comp_ratio: np.ndarray
+    # The reverb bus (optional: None means the send off and the return neutral, ``OPTIONAL_DEFAULTS``)
+    reverb_send_db: np.ndarray | None = None
+    reverb_decay_s: np.ndarray | None = None
+    reverb_predelay_ms: np.ndarray | None = None
+    reverb_damping: np.ndarray | None = None
+    reverb_highpass_hz: np.ndarray | None = None
+
+    def __post_init__(self):
+        """Fill a reverb field left out (None) with its default: sends (pop, stems) off, the return's
+        settings (pop,) neutral."""
+        shape = np.shape(self.gain_db)
+        for g in REVERB_STEM_GENES + REVERB_MASTER_GENES:
+            if getattr(self, g.name) is None:
+                s = shape if g in REVERB_STEM_GENES else shape[:1]
+                object.__setattr__(self, g.name, np.full(s, OPTIONAL_DEFAULTS[g.name]))
+
+    @property
+    def has_reverb(self) -> bool:
+        """Whether any candidate sends anything to the reverb (any send above ``REVERB_SEND_OFF_DB``)."""
+        return bool(np.any(np.asarray(self.reverb_send_db) > REVERB_SEND_OFF_DB))
 
     @property
     def n_pop(self) -> int:
@@ -219,7 +272,7 @@ class Params:
         """Candidate ``i`` as the JSON-ready ``params`` object of front.json / alt-NN.json."""
         stems = {}
         for s, (name, role) in enumerate(zip(names, roles)):
-            v = {k: float(np.asarray(getattr(self, k))[i, s]) for k in (g.name for g in STEM_GENES)}
+            v = {k: float(np.asarray(getattr(self, k))[i, s]) for k in (g.name for g in ALL_STEM_GENES)}
             stems[name] = {
                 "role": role,
                 "trim_db": float(np.asarray(self.trim_db)[i, s]),
@@ -242,6 +295,7 @@ class Params:
                     "release_ms": v["comp_release_ms"],
                     "knee_db": KNEE_DB,
                 },
+                "reverb_send_db": v["reverb_send_db"],
             }
         master = {
             "eq": {
@@ -257,6 +311,13 @@ class Params:
                 "release_ms": MASTER_COMP_RELEASE_MS,
                 "knee_db": KNEE_DB,
             },
+            "reverb": {
+                "decay_s": float(np.asarray(self.reverb_decay_s)[i]),
+                "predelay_ms": float(np.asarray(self.reverb_predelay_ms)[i]),
+                "damping": float(np.asarray(self.reverb_damping)[i]),
+                "highpass_hz": float(np.asarray(self.reverb_highpass_hz)[i]),
+                "seed": REVERB_SEED,
+            },
         }
         return {"stems": stems, "master": master}
 
@@ -267,7 +328,9 @@ class Params:
         Every value is checked field by field before any is used: a missing field or one of the
         wrong type is refused naming ``source``, its place in the JSON and the expected type
         (``alt-01.json: stems.vocal.gain_db must be a number (dB), got 'loud'``); booleans are not
-        numbers. Values must then lie in their gene's range (:func:`_check_ranges`).
+        numbers. Values must then lie in their gene's range (:func:`_check_ranges`). The reverb
+        fields (``stems.NAME.reverb_send_db``, ``master.reverb``) are optional: a file written before
+        the reverb bus existed loads as a dry mix (every send off, the return neutral).
 
         Raises
         ------
@@ -281,11 +344,16 @@ class Params:
                 f"{source}: no settings for stem(s) {', '.join(missing)}; it has {', '.join(stems_d)}"
             )
         cols: dict[str, list] = {key: [] for key, _, _ in STEM_FIELDS}
+        cols.update({key: [] for key, _, _ in OPTIONAL_STEM_FIELDS})
         for n in names:
             for key, path, unit in STEM_FIELDS:
                 cols[key].append(_number_at(stems_d[n], path, f"stems.{n}", source, unit, STEM_FIELDS))
+            for key, path, unit in OPTIONAL_STEM_FIELDS:
+                cols[key].append(_optional_number_at(stems_d[n], path, f"stems.{n}", source, unit, key))
         master = _object_at(d, "master", source, "an object of the master chain's settings (eq, comp)")
         m = {key: _number_at(master, path, "master", source, unit, MASTER_FIELDS) for key, path, unit in MASTER_FIELDS}
+        m.update({key: _optional_number_at(master, path, "master", source, unit, key)
+                  for key, path, unit in OPTIONAL_MASTER_FIELDS})
         arrays = {k: np.asarray([v], dtype=float) for k, v in cols.items()}
         arrays.update({k: np.asarray([v], dtype=float) for k, v in m.items()})
         _check_ranges(arrays, names, source)
@@ -297,6 +365,31 @@ STEM_FIELDS: tuple[tuple[str, str, str], ...] = (("trim_db", "trim_db", "dB"),) 
     (g.name, STEM_PARAM_PATHS[g.name], g.unit) for g in STEM_GENES)
 MASTER_FIELDS: tuple[tuple[str, str, str], ...] = tuple((g.name, MASTER_PARAM_PATHS[g.name], g.unit)
                                                         for g in MASTER_GENES)
+# The optional numbers (the reverb bus): their default (``OPTIONAL_DEFAULTS``) when the file has none.
+OPTIONAL_STEM_FIELDS: tuple[tuple[str, str, str], ...] = tuple(
+    (g.name, STEM_PARAM_PATHS[g.name], g.unit) for g in REVERB_STEM_GENES)
+OPTIONAL_MASTER_FIELDS: tuple[tuple[str, str, str], ...] = tuple(
+    (g.name, MASTER_PARAM_PATHS[g.name], g.unit) for g in REVERB_MASTER_GENES)
+
+
+def _optional_number_at(obj: Mapping, path: str, where: str, source: str, unit: str, key: str) -> float:
+    """The number at dotted ``path`` below ``obj`` as :func:`_number_at` checks it, or the default of
+    gene ``key`` (``OPTIONAL_DEFAULTS``) when the path's first part is absent (a file written before
+    it existed)."""
+    node = obj
+    for part in path.split(".")[:-1]:
+        if part not in node:
+            return OPTIONAL_DEFAULTS[key]
+        node = node[part]
+        if not isinstance(node, Mapping):
+            raise ParameterError(f"{source}: {where}.{path.rsplit('.', 1)[0]} must be an object of numbers, "
+                                 f"got {shown(node)}")
+    last = path.rsplit(".", 1)[-1]
+    if last not in node:
+        if node is obj:
+            return OPTIONAL_DEFAULTS[key]
+        raise ParameterError(f"{source}: {where}.{path} is missing; it must be {_number_kind(unit)}")
+    return checked_number(node[last], f"{where}.{path}", source, unit)
 
 
 def shown(value, limit: int = 60) -> str:
@@ -409,9 +502,9 @@ def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:
     Values within ``RANGE_TOLERANCE`` of the span outside are rounding (files written before decode
     clipped, e.g. a release of 1000.0000000000001 ms) and are kept as they are, so such a file still
     renders exactly as it was exported."""
-    checks = [(g, arrays[g.name][0], [f"{n}.{STEM_PARAM_PATHS[g.name]}" for n in names]) for g in STEM_GENES]
+    checks = [(g, arrays[g.name][0], [f"{n}.{STEM_PARAM_PATHS[g.name]}" for n in names]) for g in ALL_STEM_GENES]
     checks.append((Gene("trim_db", *TRIM_RANGE_DB, unit="dB"), arrays["trim_db"][0], [f"{n}.trim_db" for n in names]))
-    checks += [(g, arrays[g.name], [f"master.{MASTER_PARAM_PATHS[g.name]}"]) for g in MASTER_GENES]
+    checks += [(g, arrays[g.name], [f"master.{MASTER_PARAM_PATHS[g.name]}"]) for g in ALL_MASTER_GENES]
     for gene, values, labels in checks:  # values (stems,) or (1,)
         slack = RANGE_TOLERANCE * (gene.high - gene.low)
         for v, label in zip(values, labels):
@@ -423,7 +516,9 @@ def _check_ranges(arrays: dict, names: Sequence[str], source: str) -> None:
 class GeneTable:
     """The genes of a session: ``STEM_GENES`` for each of ``n_stems`` stems, then ``MASTER_GENES``.
 
-    ``stem_genes`` may differ from the defaults (edited ranges / locks for every stem);
+    ``stem_genes`` may differ from the defaults (edited ranges / locks for every stem; the optional
+    reverb genes join the end of ``stem_genes`` / ``master_genes`` once a lock or range names them,
+    :meth:`with_gene`; until then every decoded candidate has its send off and the return neutral);
     ``per_stem`` is ``()`` (every stem uses ``stem_genes``) or one gene tuple per stem, the same
     genes in the same order with each stem's own low/high (``with_gene(..., stem=s)``). A locked
     gene has ``low == high`` and decodes to exactly that value whatever the genome holds.
@@ -449,6 +544,10 @@ class GeneTable:
         for g in genes:
             if g.name == name:
                 return g
+        optional = REVERB_MASTER_GENES if stem is None else REVERB_STEM_GENES
+        for g in optional:  # not in this table (its value is its default): its full range
+            if g.name == name:
+                return g
         raise ParameterError(f"unknown gene '{name}'; choose from {', '.join(g.name for g in genes)}")
 
     def with_range(self, name: str, low: float, high: float | None = None) -> GeneTable:
@@ -465,6 +564,8 @@ class GeneTable:
             Unknown gene, ``low > high``, a non-finite bound, or a bound <= 0 on a log-scale gene.
         """
         high = low if high is None else high
+        if name in OPTIONAL_DEFAULTS and name not in [g.name for g in self.stem_genes + self.master_genes]:
+            return self._with_optional(name).with_gene(name, low, high, stem=stem)
         stem_names = [g.name for g in self.stem_genes]
         all_names = stem_names + [g.name for g in self.master_genes]
         if name not in all_names:
@@ -489,6 +590,19 @@ class GeneTable:
         per_stem = [self.genes_of_stem(s) for s in range(self.n_stems)]
         per_stem[stem] = tuple(edit(g) for g in per_stem[stem])
         return replace(self, per_stem=tuple(per_stem))
+
+    def _with_optional(self, name: str) -> GeneTable:
+        """A copy with the optional gene ``name`` (``REVERB_STEM_GENES``/``REVERB_MASTER_GENES``) added
+        at the end of the stem's or the master's genes, locked at its default (``OPTIONAL_DEFAULTS``:
+        a send off) in every stem: the same mixes as without it, in a longer genome."""
+        value = OPTIONAL_DEFAULTS[name]
+        for g in REVERB_STEM_GENES:
+            if g.name == name:
+                added = replace(g, low=value, high=value)
+                return replace(self, stem_genes=self.stem_genes + (added,),
+                               per_stem=tuple(genes + (added,) for genes in self.per_stem))
+        template = next(g for g in REVERB_MASTER_GENES if g.name == name)
+        return replace(self, master_genes=self.master_genes + (replace(template, low=value, high=value),))
 
     @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -68,9 +68,9 @@ from evomix.output.result import (
 from evomix.progress import NULL_REPORTER, ProgressReporter
 from evomix.search.constraints import Constraints
 from evomix.search.genome import (
-    MASTER_GENES,
+    ALL_MASTER_GENES,
+    ALL_STEM_GENES,
     MASTER_PARAM_PATHS,
-    STEM_GENES,
     STEM_PARAM_PATHS,
     GeneTable,
     Params,
@@ -196,8 +196,9 @@ def parent_before(path: str | Path, session, target: Target) -> tuple | None:
     return ExactRender(mix=x, stems=None, raw_loudness_lufs=float("nan"), normalise_db=0.0, limiter_gr_db=0.0), summary
 
 
-_GENE_NAMES = ([(g.name, STEM_PARAM_PATHS[g.name], g.unit, True) for g in STEM_GENES]
-               + [(g.name, MASTER_PARAM_PATHS[g.name], g.unit, False) for g in MASTER_GENES])
+# every gene, the reverb bus's too: a saved send that a table without the reverb genes turns off is reported
+_GENE_NAMES = ([(g.name, STEM_PARAM_PATHS[g.name], g.unit, True) for g in ALL_STEM_GENES]
+               + [(g.name, MASTER_PARAM_PATHS[g.name], g.unit, False) for g in ALL_MASTER_GENES])
 
 
 def moved_by_constraints(saved: Params, table: GeneTable, trim_db: np.ndarray, names: Sequence[str]) -> list[str]:
