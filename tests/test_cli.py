@@ -85,7 +85,8 @@ def test_front_is_non_dominated_and_documented(mixed):
             assert {"gain_db", "pan", "eq", "comp", "trim_db"} <= set(st)
             assert {"highpass_hz", "peak_hz", "peak_db", "peak_q", "low_shelf_db", "high_shelf_db"} <= set(st["eq"])
             assert {"threshold_db", "ratio", "attack_ms", "release_ms"} <= set(st["comp"])
-        assert set(m["params"]["master"]) == {"eq", "comp"}
+        assert set(m["params"]["master"]) == {"eq", "comp", "reverb"}  # the reverb return: neutral, sends off
+        assert all(m["params"]["stems"][n]["reverb_send_db"] == -40.0 for n in m["params"]["stems"])
 
 
 @pytest.mark.slow
