@@ -405,12 +405,7 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     levels = stem_levels(prep, fr.G) if session.n_stems == 2 else None  # a bed and its lead: their balance
     carriers = [int(s) for s in low_end_carriers(prep.analysis)]
     errors = [i for i in unusable_members(members, carriers, session.names, levels) if i not in bad]
-    warnings: list = []
-    role_errors = prep.problem.scores_and_violations(fr.G)[2] if "balance" in prep.names else np.zeros(len(members))
-    errors += [i for i in np.flatnonzero(role_errors > 0).tolist() if i not in bad and i not in errors]
-    for m, e in zip(members, role_errors):  # saved in front.json (descriptors_fast): evomix rank keeps them out too
-        if m.fast_descriptors is not None:
-            m.fast_descriptors["role_error_db"] = float(e)
+    warnings: list = []  # (a role error is infeasible in the search: the front holds one only when all are)
     if len(errors) < len(members) - len(bad):  # never all of them: then the least bad are still mixes
         bad = sorted(set(bad) | set(errors))
     with reporter.phase("render", total=min(int(k), len(members)), unit="exact renders") as ph:

@@ -360,9 +360,6 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
     carriers = ([order.index(n) for n in carriers if n in order] if carriers is not None
                 else [] if quick else list(verify.low_end_carriers(analysis)))
     errors = [i for i in verify.unusable_members(front, carriers, order) if i not in known_bad]
-    # the run's role errors (a part far outside the genre's balance; descriptors_fast.role_error_db)
-    errors += [j for j, i in enumerate(idx) if j not in known_bad and j not in errors
-               and float((members[i].get("descriptors_fast") or {}).get("role_error_db") or 0.0) > 0.0]
     if len(errors) < len(front) - len(known_bad):  # as evomix mix: errors are never picked, unless all are
         known_bad += errors
     planned = choose_alternatives(G, F, min(k, len(front)), wv, exclude=sorted(set(known_bad)), descriptors=D)
