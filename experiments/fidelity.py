@@ -8,8 +8,10 @@ error of the fast tier's integrated loudness (before normalisation, LU), and whe
 alternatives' exact scores lie within the spread of the front's fast scores (``evomix.mix`` replaces
 a pick whose exact render falls outside it; the number replaced is the fast tier's misjudgement count).
 
-Usage: python experiments/fidelity.py [--stems DIR] [--n 48] [--seed 0] [--genre pop]
-(default stems: the synthesized demo song). The last line printed is JSON.
+Usage: python experiments/fidelity.py [--stems DIR] [--n 48] [--seed 0] [--genre pop] [--space]
+(default stems: the synthesized demo song). ``--space`` opens the reverb bus (every send over its
+full range, -40 = off, and the return's decay, pre-delay, damping and high-pass), so the
+candidates are wet, dry and in between. The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -54,6 +56,16 @@ def tiers(session, analysis, params, target, threads=1):
     return F_fast, np.array(F_exact), fast.raw_loudness_lufs, np.array(raw_exact), np.array(F_pass)
 
 
+def space_table(table: GeneTable) -> GeneTable:
+    """``table`` with the reverb bus open: every stem's send over its full range and the return's
+    four settings over theirs (``evomix.search.genome.REVERB_*_GENES``)."""
+    from evomix.search.genome import REVERB_MASTER_GENES, REVERB_STEM_GENES
+
+    for g in REVERB_STEM_GENES + REVERB_MASTER_GENES:
+        table = table.with_gene(g.name, g.low, g.high)
+    return table
+
+
 def agreement(F_fast, F_exact) -> dict:
     return {n: round(float(spearmanr(F_fast[:, j], F_exact[:, j]).statistic), 3) for j, n in enumerate(OBJECTIVE_NAMES)}
 
@@ -66,6 +78,7 @@ def main() -> None:
     ap.add_argument("--genre", default="pop")
     ap.add_argument("--threads", type=int, default=None, help="threads per exact render (default: all cores)")
     ap.add_argument("--no-front", action="store_true", help="skip the searched front (random populations only)")
+    ap.add_argument("--space", action="store_true", help="open the reverb bus: every send and the return's settings")
     args = ap.parse_args()
     from evomix.core.runtime import available_cores
 
@@ -79,9 +92,11 @@ def main() -> None:
     session = load_session(paths)
     analysis = analyze_session(session)
     table = GeneTable(session.n_stems)
+    if args.space:
+        table = space_table(table)
     target = Target(load_profile(args.genre), -14.0, -1.0)
     rng = np.random.default_rng(args.seed)
-    out = {"stems": [str(p) for p in paths], "n": args.n}
+    out = {"stems": [str(p) for p in paths], "n": args.n, "space": bool(args.space)}
     t0 = time.perf_counter()
     for label, genomes in (("seeded", table.initial_population(args.n, rng)),
                            ("uniform", rng.uniform(size=(args.n, table.n_genes)))):

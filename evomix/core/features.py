@@ -56,6 +56,8 @@ class Features:
         band centres, channels summed) over the 400 ms block centred on each frame, as in the mix;
         ``mix_block_k`` (pop, T) the same of the mix. The blocks a meter gates a level on
         (``objectives.balance.gated_levels_db``); None: each 50 ms frame gated on its own.
+    return_power : (pop, 2, B, T) float32 or None: the reverb return's power in the mix (it is part
+        of ``mix_power``, and masks every stem); None when no candidate sends to the reverb.
     """
 
     bands_hz: np.ndarray
@@ -75,6 +77,7 @@ class Features:
     frames: np.ndarray | None = None
     stem_block_k: np.ndarray | None = None
     mix_block_k: np.ndarray | None = None
+    return_power: np.ndarray | None = None
 
     @property
     def n_pop(self) -> int:
@@ -92,11 +95,16 @@ class Features:
         """Masking threshold that the rest of the mix puts on each stem, (pop, stems, 2, B, T).
 
         ``O(z) * (spread(mix) - spread(stem))``, computed once per batch and shared by the
-        objectives that need it (masking, balance); the model is in ``objectives.masking``.
+        objectives that need it (masking, balance); the model is in ``objectives.masking``. The
+        mix's spread includes the reverb return's (``return_power`` spread like a stem's).
         """
         y = np.ascontiguousarray(self.stem_spread)
         offset = (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)  # (B,)
-        return _rest_of_mix(y, offset)
+        if self.return_power is None:
+            extra = np.zeros((y.shape[0], y.shape[2], y.shape[3], 0), dtype=y.dtype)  # (pop, 2, B, 0): none
+        else:  # (B, B) @ (pop, 2, B, T): the return spread across bands
+            extra = np.ascontiguousarray(np.matmul(self.spread.astype(y.dtype), self.return_power.astype(y.dtype)))
+        return _rest_of_mix(y, offset, extra)
 
     @property
     def plr_db(self) -> np.ndarray:
@@ -105,8 +113,9 @@ class Features:
 
 
 @lazy_njit
-def _rest_of_mix(spread, offset):  # (pop, stems, 2, B, T), (B,) -> (pop, stems, 2, B, T)
-    """``max(sum_j spread_j - spread_s, 0) * offset[b]`` per cell, in one pass over the stems."""
+def _rest_of_mix(spread, offset, extra):  # (pop, stems, 2, B, T), (B,), (pop, 2, B, T or 0) -> (pop, stems, 2, B, T)
+    """``max(sum_j spread_j + extra - spread_s, 0) * offset[b]`` per cell, in one pass over the stems
+    (``extra``: the reverb return's spread, or an empty last axis for none)."""
     n_pop, n_stems, n_ch, n_bands, n_t = spread.shape
     out = np.empty_like(spread)
     total = np.empty(n_t, dtype=spread.dtype)
@@ -117,6 +126,9 @@ def _rest_of_mix(spread, offset):  # (pop, stems, 2, B, T), (B,) -> (pop, stems,
                 for s in range(n_stems):
                     for t in range(n_t):
                         total[t] += spread[p, s, c, b, t]
+                if extra.shape[-1]:
+                    for t in range(n_t):
+                        total[t] += extra[p, c, b, t]
                 o = offset[b]
                 for s in range(n_stems):
                     for t in range(n_t):

@@ -24,6 +24,16 @@ How each block is modelled here (no Python loop over candidates):
   removes (modelled per frame) is made up by re-normalising, as the exact tier iterates.
 * Masking tensors: per-stem band powers and their spread (the spreading is applied to the
   unprocessed stem and scaled by the band's EQ gain; exact when the EQ is flat across the spread).
+* Reverb return (issue 22): each stem's power in the mix per band and frame (after its EQ,
+  compressor, fader, pan and the master shelves) times its send's power gain, summed over the
+  stems (the mean of the two channels: the send bus), smeared by each band's energy decay
+  (``engine.dsp.reverb.reverb_band_power``, Schroeder's exponential decay with the FDN's onset, at
+  the network's own RT60 per band, ``band_decay_s``) and its high-pass: the return's power per
+  band and frame, the same in both channels (the FDN's outputs are decorrelated, so its L/R cross
+  power is 0). It joins the mix's power before the master compressor, so the master, the loudness,
+  the limiter and every objective see it; it masks the stems as part of the rest of the mix
+  (``Features.return_power``). Its peaks are modelled as noise added to the dry estimate
+  (:func:`_peaks_with_return`).
 
 ``experiments/fidelity.py`` measures how closely this ranks candidates like the exact tier.
 Chains of elementwise steps over large arrays run as compiled loops (``evomix.core.compiled``), which
@@ -44,12 +54,15 @@ from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
 from evomix.engine.dsp.filters import cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
+from evomix.engine.dsp.reverb import band_decay_s, return_highpass_power, reverb_band_power
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db, gained_stem_sum, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
 from evomix.search.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
     MASTER_COMP_RELEASE_MS,
+    REVERB_SEED,
+    REVERB_SEND_OFF_DB,
     Params,
 )
 
@@ -58,6 +71,12 @@ BLOCK_STEP = round(GATING_HOP_S / HOP_S)  # 2: its 100 ms hop (75 % overlap)
 SHORT_TERM_FRAMES = round(SHORT_TERM_WINDOW_S / HOP_S)  # 60: the 3 s short-term window (EBU Tech 3342)
 LIMITER_TOLERANCE_LU = 0.05  # as the exact tier's LOUDNESS_TOLERANCE_LU
 LIMITER_PASSES = 6  # normalise -> limit -> re-normalise passes (the exact tier iterates the same way)
+# The reverb return's peaks (:func:`_peaks_with_return`): the return is noise-like (a diffuse field),
+# so at a dry peak it adds about one standard deviation, and on its own a frame of it (2,205 samples
+# at 44.1 kHz) peaks near the expected maximum of that many Gaussian samples, sqrt(2 ln 2205) = 3.9
+# standard deviations. A model, measured against the exact tier by experiments/fidelity.py.
+RETURN_PEAK_ADD = 1.0
+RETURN_PEAK_ALONE = 3.9
 
 
 def frames_to_blocks(z: np.ndarray, block: int, step: int) -> np.ndarray:
@@ -187,6 +206,43 @@ def _stem_tensors(weight, gain, power, spread):  # (p, s, 2, B), (p, s, T'), (s,
     return stem_power, stem_spread, mix_power
 
 
+@lazy_njit
+def _send_power(weight, gain, power):  # (p, s, 2, B), (p, s, T), (s, 2, B, T) -> (p, B, T) float32
+    """``sum_s sum_c weight[p, s, c, b] gain[p, s, t] power[s, c, b, t]``: the send bus's power per band
+    and frame (``weight`` holds each stem's send, mix weight and the mean over the channels; a send
+    that is off weighs 0 and is skipped)."""
+    n_pop, n_stems, n_ch, n_bands = weight.shape
+    n_t = gain.shape[2]
+    out = np.zeros((n_pop, n_bands, n_t), dtype=np.float32)
+    for p in range(n_pop):
+        for s in range(n_stems):
+            for c in range(n_ch):
+                for b in range(n_bands):
+                    w = weight[p, s, c, b]
+                    if w == 0.0:
+                        continue
+                    for t in range(n_t):
+                        out[p, b, t] += w * gain[p, s, t] * power[s, c, b, t]
+    return out
+
+
+@dataclass(frozen=True)
+class ReturnBus:
+    """The reverb return in the fast tier, before the master's time-varying gains.
+
+    Attributes
+    ----------
+    power : (pop, B, T) float32, the return's power per channel, band and frame (mean square per hop;
+        both channels alike), after its high-pass; 0 for a candidate with every send off.
+    frames : (pop, T) float64, its power per frame, channels and bands summed.
+    k_frames : (pop, T) float64, the same K-weighted (BS.1770-4 at the band centres).
+    """
+
+    power: np.ndarray
+    frames: np.ndarray
+    k_frames: np.ndarray
+
+
 @dataclass(frozen=True)
 class Compression:
     """A compressor's frame-rate gain: ``gain_db`` (..., T) dB <= 0 and the same as a linear power
@@ -242,7 +298,8 @@ class HeavyTensors:
     stem_power, stem_spread : (pop, stems, 2, B, T'); mix_power : (pop, 2, B, T');
     mix_cross : (pop, B, T') Re(L R*); stem_block_k (pop, stems, T') and mix_block_k (pop, T'),
     float64: K-weighted power over the 400 ms block around each heavy frame (as in
-    :class:`~evomix.core.features.Features`).
+    :class:`~evomix.core.features.Features`); return_power (pop, 2, B, T') float32 or None, the
+    reverb return's power in the mix.
     """
 
     stem_power: np.ndarray
@@ -251,6 +308,7 @@ class HeavyTensors:
     mix_cross: np.ndarray
     stem_block_k: np.ndarray
     mix_block_k: np.ndarray
+    return_power: np.ndarray | None = None
 
 
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
@@ -265,10 +323,13 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     mix = mix_weights(gains)
     stems = _stem_compressors(a, params, gains)
     pair_w = _pair_weights(a, gains, mix)
-    master = _master_compressor(a, params, mix, stems, pair_w)
+    ret = _reverb_return(a, params, mix, stems)
+    master = _master_compressor(a, params, mix, stems, pair_w, ret)
     peaks = estimate_peaks(a, params, gains, mix, stems.gain_db, master.compression.gain_db)
+    if ret is not None:
+        peaks = _peaks_with_return(peaks, ret, master.compression.power_gain)
     levels = _normalise_and_limit(a, master, peaks, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
-    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w)
+    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w, ret)
     return Features(
         bands_hz=a.grid.centres_hz,
         band_edges_hz=a.grid.edges_hz,
@@ -287,6 +348,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         frames=a.heavy_frames,
         stem_block_k=heavy.stem_block_k,
         mix_block_k=heavy.mix_block_k,
+        return_power=heavy.return_power,
     )
 
 
@@ -311,6 +373,53 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     return Compression(gain_db=gr, power_gain=g_comp)
 
 
+def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compression) -> ReturnBus | None:
+    """The reverb return per band and frame (:class:`ReturnBus`), or None when no candidate sends.
+
+    The send bus: each stem's power in the mix per channel, band and frame (``mix.band_pow``: trim,
+    fader, pan, its EQ and the master shelves, which the exact tier's strips carry before the send;
+    then its compressor's frame gain) times the send's power gain ``10^(send_db / 10)`` (0 when off),
+    summed over the stems, the mean of the two channels (the FDN takes the stereo send's energy
+    once, ``engine.dsp.reverb``). The return: that power smeared per band by the network's RT60 there
+    (``band_decay_s`` with the exact tier's delay lines, seed ``REVERB_SEED``), delayed by the
+    pre-delay (``reverb_band_power``), times the return high-pass's power response per band.
+    """
+    send_db = np.asarray(params.reverb_send_db, dtype=float)  # (p, s) dB
+    on = send_db > REVERB_SEND_OFF_DB
+    if not on.any():
+        return None
+    send_pow = np.where(on, 10.0 ** (send_db / 10.0), 0.0)  # (p, s) power
+    weight = (0.5 * send_pow[:, :, None, None] * mix.band_pow).astype(np.float32)  # (p, s, 2, B)
+    send = _send_power(weight, stems.power_gain.astype(np.float32), a.band_power)  # (p, B, T)
+    sr, hop_s = a.sr, a.grid.hop_s
+    decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
+                         np.asarray(params.reverb_damping, dtype=float), sr, seed=REVERB_SEED)  # (p, B) s
+    predelay = np.asarray(params.reverb_predelay_ms, dtype=float)[:, None] / 1000.0 / hop_s  # (p, 1) frames
+    hp = return_highpass_power(a.grid, np.asarray(params.reverb_highpass_hz, dtype=float), sr)  # (p, B)
+    power = reverb_band_power(send, decay, predelay, hop_s)  # (p, B, T) float32
+    power *= hp[:, :, None].astype(np.float32)
+    k = _band_k_weights(a)  # (B,)
+    frames = 2.0 * power.sum(axis=1, dtype=np.float64)  # (p, T): both channels
+    k_frames = 2.0 * np.einsum("pbt,b->pt", power, k.astype(np.float32), dtype=np.float64)
+    return ReturnBus(power=power, frames=frames, k_frames=k_frames)
+
+
+def _peaks_with_return(peaks: PeakEstimate, ret: ReturnBus, g_master: np.ndarray) -> PeakEstimate:
+    """The dry peak estimate with the reverb return added, per frame (before normalisation).
+
+    The return is modelled as Gaussian noise of the frame's RMS per channel ``sigma`` (through the
+    master compressor's frame gain ``g_master``, power, (pop, T)): a dry peak ``v`` becomes
+    ``max(v + RETURN_PEAK_ADD sigma, RETURN_PEAK_ALONE sigma)``. A model, not a measurement of the
+    waveform: experiments/fidelity.py measures how well it ranks limiter reduction and loudness.
+    """
+    sigma = np.sqrt(0.5 * ret.frames * g_master)  # (p, T) linear RMS per channel
+    frame_peak = np.maximum(peaks.frame_peak + RETURN_PEAK_ADD * sigma, RETURN_PEAK_ALONE * sigma)  # (p, T)
+    dry_max = np.maximum(peaks.frame_peak.max(axis=1), 1e-12)  # (p,)
+    with np.errstate(divide="ignore"):
+        rise_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-12) / dry_max)  # (p,) dB >= 0
+    return PeakEstimate(frame_peak=frame_peak, peak_db=peaks.peak_db + rise_db)
+
+
 def _pair_weights(a: Analysis, g: StemGains, mix: MixWeights) -> tuple[np.ndarray, np.ndarray] | None:
     """Each correlated pair's weight in the mix's power (``engine.coherence``), (pop, P, 2, B):
     ``2 sqrt(w_s w_s') cos(phi_s - phi_s')``, the two stems' power weights (trim, fader, pan, EQs)
@@ -328,7 +437,7 @@ def _pair_weights(a: Analysis, g: StemGains, mix: MixWeights) -> tuple[np.ndarra
 
 
 def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
-                       pair_w: np.ndarray | None = None) -> MasterBus:
+                       pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> MasterBus:
     """The master compressor per frame, (pop, T), read R = MASTER_DETECTOR_SUBSTEPS times per frame.
 
     The frame's level is the mix's band power (stems add in power); where that power lies within
@@ -338,7 +447,8 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     the gain dips where the power peaks, so a frame loses more loudness than its mean gain says
     (one gain per frame, or sub-steps weighted by the detector's own level, miss more of the exact
     tier's loss). The level comes from the frame's band power, not from the sub-step blocks alone,
-    which read it too low on a song with correlated stems.
+    which read it too low on a song with correlated stems. The reverb return (``ret``) adds its
+    power to each frame and, smooth within a frame, the same to each of its blocks.
     """
     n_pop, n_stems = params.gain_db.shape
     hop_s = a.grid.hop_s
@@ -348,6 +458,8 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_power).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
     block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
+    if ret is not None:
+        block_power += ret.frames[:, :, None]
     shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
@@ -357,6 +469,8 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
     mix_frames, k_frames_pre = both[0], both[1]  # (p, T) channel-summed power, before the master compressor
+    if ret is not None:
+        mix_frames, k_frames_pre = mix_frames + ret.frames, k_frames_pre + ret.k_frames
     mlev_sub = (mix_frames / 2.0)[:, :, None] * shape  # (p, T, R) detector level (mean over channels)
     with np.errstate(divide="ignore"):
         mlev_db = 10.0 * np.log10(np.maximum(mlev_sub.reshape(n_pop, -1), POWER_FLOOR))
@@ -442,9 +556,11 @@ def _band_k_weights(a: Analysis) -> np.ndarray:
 
 
 def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
-                   levels: Levels, pair_w: np.ndarray | None = None) -> HeavyTensors:
+                   levels: Levels, pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> HeavyTensors:
     """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
-    the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T')."""
+    the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T'). The
+    reverb return (``ret``) adds to the mix's power (not to its cross power: its channels are
+    decorrelated) and to the mix's K-weighted blocks."""
     trim_pow, fader_pow, rel_pan, eq, meq = g.trim_pow, g.fader_pow, g.rel_pan_amp, g.eq_pow, g.master_eq_pow
     w_mix, g_comp, g_master = mix.band_pow, stems.power_gain, master.compression.power_gain
     g_lim, g_norm = levels.limiter_power, levels.norm_power
@@ -477,6 +593,14 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     g_block = g_comp[:, :, bf] * (g_master[:, bf] * g_lim[:, bf] * g_norm[:, None, None])[:, None]  # (p, s, T', W)
     k_frames = np.matmul(wk.transpose(1, 0, 2).astype(np.float32), blocks).transpose(1, 0, 2)  # (p, s, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
+    mix_block_k = stem_block_k.sum(axis=1)  # (p, T')
+    return_power = None
+    if ret is not None:
+        g_after = g_master * g_lim * g_norm[:, None]  # (p, T) the master's gains after the return joins
+        return_power = (ret.power[:, :, h] * g_after[:, None, h].astype(np.float32))[:, None]  # (p, 1, B, T')
+        return_power = np.ascontiguousarray(np.broadcast_to(return_power, mix_power.shape))  # (p, 2, B, T')
+        mix_power = mix_power + return_power
+        mix_block_k = mix_block_k + (ret.k_frames[:, bf] * g_after[:, bf]).mean(axis=-1)  # (p, T')
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
-                        mix_block_k=stem_block_k.sum(axis=1))
+                        mix_block_k=mix_block_k, return_power=return_power)

@@ -99,6 +99,8 @@ class ExactRender:
     master_gain : the master chain's gain (``keep_master_gain``), or None.
     reverb_return : (2, samples) float64, the reverb return's contribution to ``mix`` (through the
         master gain), kept with ``stems``; None when not kept or when every send is off.
+    return_power : (2, B, T) float32, the return's band powers in the mix, measured like
+        ``stem_power`` (with a ``grid`` and a send on), else None.
     """
 
     mix: np.ndarray
@@ -110,6 +112,7 @@ class ExactRender:
     true_peak_dbtp: float | None = None
     master_gain: MasterGain | None = None
     reverb_return: np.ndarray | None = None
+    return_power: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,9 @@ class _Mixer:
         self._send = None  # the per-stem mixer's send bus (2, samples)
         self.sends = send_gains(params, i)  # (stems,) linear, 0 = off
         self.reverb = reverb_stream(params, i, g.sr)  # None: every send off, no reverb at all
-        self.reverb_return = np.zeros((2, g.n)) if (self.reverb is not None and keep_stems) else None
+        # the return is kept with the stems, and for its band powers when the render measures them
+        keep_return = self.reverb is not None and (keep_stems or bands is not None)
+        self.reverb_return = np.zeros((2, g.n)) if keep_return else None
 
     def stream(self, s: int) -> StripStream:
         """Stem ``s``'s strip as a :class:`StripStream` (its band powers into ``stem_power[s]``)."""
@@ -394,7 +399,7 @@ class SummedStrips:
     stems : (stems, 2, samples) float64 or None, each strip's output (``keep_stems``).
     stem_power : (stems, 2, B, T) float32 or None, their band powers (with ``grid``).
     reverb_return : (2, samples) float64 or None, the reverb return added to ``mix`` (kept with
-        ``stems`` when a send is on).
+        ``stems`` or ``grid`` when a send is on).
     """
 
     mix: np.ndarray
@@ -539,19 +544,25 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
         tp = 20.0 * np.log10(peak_raw) if peak_raw > 0 else -200.0
     else:  # the meter's own factor at this rate (2x at 88.2/96 kHz)
         tp = float(true_peak_dbtp(mix, sr))
+    return_power = None
+    if stem_power is not None:
+        n_frames = stem_power.shape[-1]
+        win_sq = _window(grid.n_fft) ** 2
+        gp = chain.frame_gain_power(comp_ctrl, g.step, g_lim, float(scale), win_sq, grid.hop, n_frames, n)  # (T,)
+        stem_power *= gp.astype(np.float32)
+        if ret is not None:  # the return measured as the stems are: its powers times the master's gain
+            return_power = band_powers_chunked(ret, grid) * gp.astype(np.float32)  # (2, B, T)
+            if stems is None:
+                ret = None
     if stems is not None:
         for x in [stems[s] for s in range(n_stems)] + ([ret] if ret is not None else []):
             chain.apply_control_gain(x, comp_ctrl, g.step)
             x *= scale
             if g_lim.size:
                 x *= g_lim
-    if stem_power is not None:
-        n_frames = stem_power.shape[-1]
-        win_sq = _window(grid.n_fft) ** 2
-        gp = chain.frame_gain_power(comp_ctrl, g.step, g_lim, float(scale), win_sq, grid.hop, n_frames, n)  # (T,)
-        stem_power *= gp.astype(np.float32)
     master_gain = MasterGain(comp_ctrl, g.step, float(scale), g_lim) if keep_master_gain else None
-    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain, ret)
+    return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain, ret,
+                       return_power)
 
 
 def iter_stem_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,
@@ -586,6 +597,9 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
     else:
         raise ValueError("features_from_render: render has neither stems nor stem_power (pass grid to render_exact)")
     mix_power, mix_cross = band_powers_chunked(render.mix, grid, cross=True)  # (2, B, T), (B, T)
+    return_power = render.return_power
+    if return_power is None and render.reverb_return is not None:
+        return_power = band_powers_chunked(render.reverb_return, grid)  # (2, B, T)
     g = _Grid(grid.sr, render.mix.shape[-1])
     lufs, lra = g.loudness_and_range(render.mix)
     stem_spread = np.einsum("ij,scjt->scit", grid.spread.astype(np.float32), stem_power)
@@ -614,6 +628,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         frames=np.arange(mix_power.shape[-1]),
         stem_block_k=block_k(stem_power, grid, every)[None],
         mix_block_k=block_k(mix_power, grid, every)[None],
+        return_power=None if return_power is None else return_power[None].astype(np.float32),
     )
 
 
