@@ -2,7 +2,7 @@
 
 Source: DAWproject 1.0 (Bitwig, MIT licence), schemas ``Project.xsd`` / ``MetaData.xsd`` and the
 element reference (``../shared/specs/dawproject/``); the file validates against both schemas
-(``tests/test_export_daw.py``).
+(``tests/test_export.py``, ``tests/test_export_sends.py``).
 
 Layout (every time in seconds, ``timeUnit="seconds"``; no tempo mapping is needed):
 
@@ -13,10 +13,13 @@ Layout (every time in seconds, ``timeUnit="seconds"``; no tempo mapping is neede
   built-in ``Limiter`` (InputGain = the exact render's normalisation gain, Threshold = the ceiling).
   Its children: one audio track per stem, a clip of the **original stem file** at time 0, the
   channel's ``Equalizer`` (InputGain = trim, then high-pass, low shelf, bell, high shelf) and
-  ``Compressor``, then Volume (fader, linear) and Pan. Muted when the project opens.
+  ``Compressor``, then Volume (fader, linear) and Pan, and a post-fader send per stem whose reverb
+  send is on, to the group's last child, the "Reverb return" effect track (see the reverb bus
+  below). Muted when the project opens.
 * **"alt-NN exact"** group, a second ``submix`` bus routed to the master with no devices, holding
   one track per **processed stem** (``alt-NN-stems/<stem>.wav``, post-master, volume 1, pan
-  centre): playing it is the exact evomix master (the stems sum to ``alt-NN.wav``). It plays when
+  centre), then the rendered reverb return when a send is on: playing it is the exact evomix master
+  (the stems and the return sum to ``alt-NN.wav``). It plays when
   the project opens; un-mute "edit" and mute "exact" (two clicks) to continue from the settings.
 
 The master chain sits on the "edit" bus, not on the DAW's master channel: the processed stems
@@ -45,10 +48,40 @@ Mappings and their limits (evomix -> DAWproject):
 * limiter: evomix's is a 5 ms look-ahead true-peak limiter with an 80 ms release; the built-in
   ``Limiter`` gets Attack 5 ms, Release 80 ms, Threshold = ceiling; the DAW's detector may be
   sample-peak, so its reduction differs.
+* reverb bus (only when a send is on; with every send off nothing of it is written and the file is
+  byte for byte what it was before the bus existed):
+
+  - send ``reverb_send_db`` -> a ``<Send type="post" destination="reverb-channel">`` on the stem's
+    channel, Volume ``unit="linear"``, ``10^(send_db/20)`` (as the faders), Enable true, no Pan
+    (no extra pan on the send). evomix's sends are post-fader *and post-pan*; the format's
+    ``post`` does not say whether the channel's pan applies, so a DAW whose post-fader sends ignore
+    the pan centres a panned stem's reverb. A send that is off (-40 dB, exactly no signal) is not
+    written: an absent send is that, where a Volume of 0.01 would not be.
+  - the return -> an **effect track** "Reverb return" (channel ``role="effect"``, id
+    ``reverb-channel``), the last child of the "edit" group, routed to the edit bus, volume 1,
+    pan centre. It sits in "edit", not beside it, because evomix adds the return to the mix bus
+    *before* the master chain: on the edit bus the master EQ, compressor and limiter act on the dry
+    stems and the reverb together, as in evomix. It holds no clip: the edit group makes the
+    reverb from the sends, and the rendered return is post-master (a second pass through the master
+    chain would be wrong).
+  - the reverb's settings: DAWproject 1.0 has no built-in reverb device, and evomix's 16-line FDN is
+    no plug-in a DAW has, so the effect channel holds a generic ``<Device deviceName="Reverb"
+    deviceRole="audioFX" loaded="false">`` with named ``RealParameter`` s: "Decay time (RT60)"
+    (seconds, the decay at low frequencies), "Pre-delay" (seconds), "HF damping (RT60 at 8 kHz /
+    RT60)" (linear, in (0, 1]) and "Return high-pass" (hertz, 12 dB/oct), and a ``comment`` spelling
+    them out with the seed. No DAW runs this device, so what is lost is the reverb itself (the
+    DAW's reverb will differ in density, modulation and frequency-dependent decay) and the seed.
+    Because an effect channel without a reverb would pass the sends dry (each stem added again at
+    its send level), the effect channel is **muted** when the project opens: insert a reverb set
+    from the device's values, then un-mute it.
+  - the **rendered return** (``alt-NN-stems/reverb-return.wav``, post-master) -> one more track in
+    the "exact" group, "Reverb return (evomix)" (a regular channel, volume 1, pan centre), so the
+    exact group still sums to the master.
 """
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from pathlib import Path
 
@@ -57,13 +90,24 @@ from lxml import etree
 from evomix import __version__
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.io.files import write_bytes_atomic
-from evomix.output.export.model import MixSession
+from evomix.output.export.model import MixSession, ReverbReturn
 from evomix.search.genome import SHELF_Q
 
 DAWPROJECT_VERSION = "1.0"
 LIMITER_ATTACK_S = 0.005  # the exact tier's look-ahead (engine.render.LIMITER_LOOKAHEAD_MS)
 COMP_COMMENT = ("evomix compressor: RMS detector (50 ms window, 1 ms steps), soft knee {knee:g} dB, "
                 "ratio {ratio:.4g}:1 (Ratio percent = 100 (1 - 1/ratio)), gain smoothed in dB")
+
+
+REVERB_TRACK_NAME = "Reverb return"
+REVERB_TRACK, REVERB_CHANNEL, PROCESSED_RETURN = "reverb-return", "reverb-channel", "processed-return"
+REVERB_COMMENT = ("evomix reverb: a 16-line feedback delay network (Jot & Chaigne 1991), 100 % wet, unity "
+                  "energy gain; RT60 {decay:.3g} s at low frequencies, {hf:.3g} s at 8 kHz (damping {damping:.3g}), "
+                  "pre-delay {predelay:.3g} ms, return high-pass {highpass:.4g} Hz (12 dB/oct), seed {seed}. "
+                  "No DAW runs this device: replace it with a reverb set this way")
+RETURN_COMMENT = ("reverb return: each stem sends post-fader to it and it joins the edit bus before the master "
+                  "chain, as in evomix. Muted: without a reverb inserted it would pass the sends dry; insert a "
+                  "reverb with the settings of its device, then un-mute")
 
 
 def ratio_to_percent(ratio: float) -> float:
@@ -79,6 +123,16 @@ def percent_to_ratio(percent: float) -> float:
 def pan_to_normalized(pan: float) -> float:
     """Evomix pan in [-1, 1] -> DAWproject normalized pan in [0, 1] (0.5 centre)."""
     return (float(pan) + 1.0) / 2.0
+
+
+def send_db_to_linear(level_db: float) -> float:
+    """A send level in dB -> the Send's Volume ``unit="linear"``: ``10^(dB/20)`` (as the faders)."""
+    return 10.0 ** (float(level_db) / 20.0)
+
+
+def send_linear_to_db(volume: float) -> float:
+    """Inverse of :func:`send_db_to_linear` (volume > 0)."""
+    return 20.0 * math.log10(float(volume))
 
 
 def _num(x: float) -> str:
@@ -157,14 +211,40 @@ def _limiter(parent, ids, mix: MixSession):
     return lim
 
 
+def _reverb_device(parent, ids, rv: ReverbReturn):
+    """The return's reverb as a generic, unloaded ``Device``: its settings as named parameters (the
+    format has no built-in reverb, so no DAW runs it; the comment says what to set by hand)."""
+    dev = etree.SubElement(parent, "Device", deviceRole="audioFX", deviceName="Reverb", deviceVendor="evomix",
+                           loaded="false", name="evomix reverb (settings only)", id=ids("dev"),
+                           comment=REVERB_COMMENT.format(decay=rv.decay_s, predelay=rv.predelay_ms,
+                                                         damping=rv.damping, hf=rv.decay_s * rv.damping,
+                                                         highpass=rv.highpass_hz, seed=rv.seed))
+    params = etree.SubElement(dev, "Parameters")
+    _real(params, "RealParameter", rv.decay_s, "seconds", ids, name="Decay time (RT60)")
+    _real(params, "RealParameter", rv.predelay_ms / 1000.0, "seconds", ids, name="Pre-delay")
+    _real(params, "RealParameter", rv.damping, "linear", ids, name="HF damping (RT60 at 8 kHz / RT60)",
+          min="0", max="1")
+    _real(params, "RealParameter", rv.highpass_hz, "hertz", ids, name="Return high-pass")
+    _bool(dev, "Enabled", True, ids)
+    return dev
+
+
 def _channel(track, ids, *, role: str, channels: int, destination: str | None, volume: float, pan: float,
-             mute: bool = False, cid: str | None = None):
+             mute: bool = False, cid: str | None = None, sends: tuple = ()):
+    """A mixer channel; ``sends``: (destination channel id, level dB) each, written as post-fader
+    ``<Send>`` elements with a linear Volume (none written when empty, as before sends existed)."""
     ch = etree.SubElement(track, "Channel", role=role, audioChannels=str(channels), id=cid or ids("ch"))
     if destination is not None:
         ch.set("destination", destination)
     devices = etree.SubElement(ch, "Devices")
     _bool(ch, "Mute", mute, ids)
     _real(ch, "Pan", pan, "normalized", ids, min="0", max="1")
+    if sends:  # the schema's order: Devices, Mute, Pan, Sends, Volume
+        el = etree.SubElement(ch, "Sends")
+        for dest, level_db in sends:
+            send = etree.SubElement(el, "Send", destination=dest, type="post", name="Reverb", id=ids("send"))
+            _bool(send, "Enable", True, ids)
+            _real(send, "Volume", send_db_to_linear(level_db), "linear", ids, min="0")
     _real(ch, "Volume", volume, "linear", ids, min="0")
     return ch, devices
 
@@ -214,8 +294,9 @@ def project_xml(mix: MixSession) -> bytes:
         eq = p["eq"]
         t = etree.SubElement(edit, "Track", contentType="audio", loaded="true", name=st.name, id=f"stem{k}",
                              comment=f"role {st.role}; original file {st.file}")
+        sends = ((REVERB_CHANNEL, st.send_db),) if (mix.reverb is not None and st.send_db is not None) else ()
         _, devices = _channel(t, ids, role="regular", channels=st.channels, destination="edit-bus",
-                              volume=10.0 ** (p["gain_db"] / 20.0), pan=pan_to_normalized(p["pan"]))
+                              volume=10.0 ** (p["gain_db"] / 20.0), pan=pan_to_normalized(p["pan"]), sends=sends)
         _equalizer(devices, ids, f"{st.name} EQ", [
             ("highPass", eq["highpass_hz"], None, SHELF_Q, 2),
             ("lowShelf", eq["low_shelf_hz"], eq["low_shelf_db"], SHELF_Q, None),
@@ -224,11 +305,23 @@ def project_xml(mix: MixSession) -> bytes:
         ], p["trim_db"])
         _compressor(devices, ids, f"{st.name} compressor", p["comp"])
         _clip_lane(lanes, ids, f"stem{k}", st.name, st.file, st.channels, st.file_sr, st.duration_s)
+    if mix.reverb is not None:  # the return joins the edit bus (evomix's mix bus, before the master chain)
+        t = etree.SubElement(edit, "Track", contentType="audio", loaded="true", name=REVERB_TRACK_NAME,
+                             id=REVERB_TRACK, comment=RETURN_COMMENT)
+        _, devices = _channel(t, ids, role="effect", channels=2, destination="edit-bus", volume=1.0, pan=0.5,
+                              mute=True, cid=REVERB_CHANNEL)
+        _reverb_device(devices, ids, mix.reverb)
     for k, st in enumerate(mix.stems):
         t = etree.SubElement(exact, "Track", contentType="audio", loaded="true", name=f"{st.name} (evomix)",
                              id=f"processed{k}", comment=f"processed stem {st.processed}")
         _channel(t, ids, role="regular", channels=2, destination="exact-bus", volume=1.0, pan=0.5)
         _clip_lane(lanes, ids, f"processed{k}", f"{st.name} (evomix)", st.processed, 2, mix.sr, mix.duration_s)
+    if mix.reverb is not None:  # the rendered return: with the processed stems it sums to the master
+        name = f"{REVERB_TRACK_NAME} (evomix)"
+        t = etree.SubElement(exact, "Track", contentType="audio", loaded="true", name=name, id=PROCESSED_RETURN,
+                             comment=f"rendered reverb return {mix.reverb.processed}")
+        _channel(t, ids, role="regular", channels=2, destination="exact-bus", volume=1.0, pan=0.5)
+        _clip_lane(lanes, ids, PROCESSED_RETURN, name, mix.reverb.processed, 2, mix.sr, mix.duration_s)
     return etree.tostring(project, xml_declaration=True, encoding="UTF-8", pretty_print=True, standalone=True)
 
 

@@ -25,6 +25,27 @@ notes (``<NOTES``, REAPER: View > Project notes) and as SWS track notes (``<S&M_
 shown with the SWS extension; ignored by REAPER without it). The edit folder is therefore the
 balance (fader, pan, normalisation gain) without EQ, compression or limiting.
 File paths are relative to the .RPP file (REAPER resolves them against the project folder).
+
+The reverb bus (when any send is on; without one nothing below is written and the file is what it
+was before the bus existed):
+
+* **"Reverb return"**, the edit folder's last child (so it joins the folder's bus before the
+  normalisation gain, as evomix's return joins the mix bus before the master chain), volume 1,
+  pan 0, with one receive per stem whose send is on. REAPER declares a send on the receiving
+  track: ``AUXRECV <source track index, 0-based> <mode> <volume> <pan> <mute> <mono sum>
+  <polarity> <source channels> <dest channels> <pan law> <MIDI flags> <automation mode>``; mode 0
+  is post-fader (post-pan), 1 pre-FX, 3 pre-fader (post-FX) (ReaTeam/Doc "State Chunk
+  Definitions", after the Cockos wiki page of that name; the ReaScript API's ``I_SENDMODE`` "0 =
+  post-fader, 1 = pre-fx, 2 = post-fx (deprecated), 3 = post-fx" and ``D_VOL`` "1.0 = +0dB" say
+  the same). evomix's sends are post-fader and post-pan, so mode 0, volume ``10^(send_db/20)``,
+  pan 0. A send that is off (-40 dB: exactly no signal) gets no receive.
+* The reverb itself is not carried as a plug-in: ReaVerbate/ReaVerb keep binary state, and no
+  REAPER reverb is evomix's 16-line FDN (decay at low frequencies and at 8 kHz, pre-delay,
+  return high-pass, seed). Its settings are text in the project notes and the return's SWS track
+  notes, and the return track is **muted**: without a reverb FX it would pass the sends dry, adding
+  each stem again at its send level. Insert a reverb set from the notes, then un-mute it.
+* **"Reverb return (evomix)"**, the exact folder's last child: the rendered post-master return
+  (``alt-NN-stems/reverb-return.wav``); with the processed stems it is the exact master.
 """
 from __future__ import annotations
 
@@ -35,6 +56,8 @@ from evomix import __version__
 from evomix.io.files import write_text_atomic
 from evomix.output.export.model import MixSession, StemTrack
 
+RETURN_NAME = "Reverb return"
+AUXRECV_POST_FADER = 0  # AUXRECV mode: 0 post-fader (post-pan), 1 pre-FX, 3 pre-fader (post-FX)
 GUID_NAMESPACE = uuid.UUID("6f1c2d0e-6b1a-4d59-9a51-8f5e7a0c3b21")  # evomix's: the same session gives the same GUIDs
 
 
@@ -68,6 +91,24 @@ def stem_notes(st: StemTrack) -> list[str]:
         f"high shelf {eq['high_shelf_hz']:.1f} Hz {eq['high_shelf_db']:+.2f} dB (RBJ, shelf Q 0.707)",
         f"  compressor: threshold {c['threshold_db']:+.2f} dB, ratio {c['ratio']:.3f}:1, knee {c['knee_db']:g} dB, "
         f"attack {c['attack_ms']:.1f} ms, release {c['release_ms']:.1f} ms (RMS detector, 50 ms)",
+        *([f"  reverb send {st.send_db:+.2f} dB (post-fader, post-pan)"] if st.send_db is not None else []),
+    ]
+
+
+def reverb_notes(mix: MixSession) -> list[str]:
+    """Readable lines with the reverb bus (for the notes): the return's settings and every send on;
+    empty when every send is off."""
+    rv = mix.reverb
+    if rv is None:
+        return []
+    sends = ", ".join(f"{st.name} {st.send_db:+.2f} dB" for st in mix.stems if st.send_db is not None)
+    return [
+        f"reverb return ('{RETURN_NAME}' track, muted: it has no reverb FX and would pass the sends dry; insert "
+        "one set as below, then un-mute it):",
+        f"  decay (RT60) {rv.decay_s:.3f} s at low frequencies, {rv.decay_s * rv.damping:.3f} s at 8 kHz "
+        f"(damping {rv.damping:.3f}); pre-delay {rv.predelay_ms:.1f} ms; return high-pass {rv.highpass_hz:.1f} Hz "
+        f"(12 dB/oct); 100 % wet, unity energy gain (evomix's 16-line FDN, Jot & Chaigne 1991, seed {rv.seed})",
+        f"  sends (post-fader, post-pan; the track's receives): {sends}",
     ]
 
 
@@ -91,13 +132,22 @@ def _item(lines: list, ind: str, name: str, file: str, length_s: float) -> None:
               f"{ind}  <SOURCE WAVE", f"{ind}    FILE {_quote(file)}", f"{ind}  >", f"{ind}>"]
 
 
+def auxrecv(source_index: int, level_db: float) -> str:
+    """One receive line of the receiving track: from track ``source_index`` (0-based, in project
+    order), post-fader post-pan (mode 0), volume ``10^(dB/20)``, pan centre, not muted, no mono sum
+    or polarity flip, channels 1+2 -> 1+2, the project's pan law (-1), MIDI flags 0 (all channels;
+    the tracks hold audio only), the track's automation mode (-1)."""
+    volume = 10.0 ** (float(level_db) / 20.0)
+    return f"AUXRECV {int(source_index)} {AUXRECV_POST_FADER} {_num(volume)} 0 0 0 0 0 0 -1 0 -1"
+
+
 def _track(lines: list, guid: str, name: str, *, volume: float, pan: float, mute: bool, folder: tuple,
-           item: tuple | None) -> None:
+           item: tuple | None, receives: tuple = ()) -> None:
     ind = "  "
     lines += [f"{ind}<TRACK {guid}", f"{ind}  NAME {_quote(name)}",
               f"{ind}  VOLPAN {_num(volume)} {_num(pan)} -1 -1 1",
               f"{ind}  MUTESOLO {int(mute)} 0 0", f"{ind}  ISBUS {folder[0]} {folder[1]}", f"{ind}  NCHAN 2",
-              f"{ind}  TRACKID {guid}"]
+              f"{ind}  TRACKID {guid}", *[f"{ind}  {r}" for r in receives]]
     if item is not None:
         _item(lines, ind + "  ", *item)
     lines.append(f"{ind}>")
@@ -114,7 +164,10 @@ def rpp_text(mix: MixSession) -> str:
              "is binary): set them by hand.",
              *[f"    |{s}" for st in mix.stems for s in stem_notes(st)],
              *[f"    |{s}" for s in master_notes(mix)],
+             *[f"    |{s}" for s in reverb_notes(mix)],
              "  >", "  MASTER_NCH 2 2", "  MASTER_VOLUME 1 0 -1 -1 1"]
+    rv = mix.reverb
+    last = n if rv is not None else n - 1  # the folder's last child: the return when there is one
     edit_guid = _guid(mix.name, "edit")
     _track(lines, edit_guid, f"{mix.name} edit", volume=10.0 ** (mix.normalise_db / 20.0), pan=0.0, mute=True,
            folder=(1, 1), item=None)
@@ -123,15 +176,26 @@ def rpp_text(mix: MixSession) -> str:
         g = _guid(mix.name, "stem", st.name)
         guids.append((g, st))
         _track(lines, g, st.name, volume=10.0 ** (st.settings["gain_db"] / 20.0), pan=st.settings["pan"], mute=False,
-               folder=(2, -1) if k == n - 1 else (0, 0), item=(st.name, st.file, st.duration_s))
+               folder=(2, -1) if k == last else (0, 0), item=(st.name, st.file, st.duration_s))
+    if rv is not None:  # track index 1 + k is stem k (the edit folder is 0)
+        return_guid = _guid(mix.name, "reverb-return")
+        _track(lines, return_guid, RETURN_NAME, volume=1.0, pan=0.0, mute=True, folder=(2, -1), item=None,
+               receives=tuple(auxrecv(1 + k, st.send_db) for k, st in enumerate(mix.stems) if st.send_db is not None))
     _track(lines, _guid(mix.name, "exact"), f"{mix.name} exact", volume=1.0, pan=0.0, mute=False, folder=(1, 1),
            item=None)
     for k, st in enumerate(mix.stems):
         _track(lines, _guid(mix.name, "processed", st.name), f"{st.name} (evomix)", volume=1.0, pan=0.0, mute=False,
-               folder=(2, -1) if k == n - 1 else (0, 0), item=(f"{st.name} (evomix)", st.processed, mix.duration_s))
+               folder=(2, -1) if k == last else (0, 0), item=(f"{st.name} (evomix)", st.processed, mix.duration_s))
+    if rv is not None:  # the rendered return: with the processed stems it sums to the master
+        name = f"{RETURN_NAME} (evomix)"
+        _track(lines, _guid(mix.name, "processed", "reverb-return"), name, volume=1.0, pan=0.0, mute=False,
+               folder=(2, -1), item=(name, rv.processed, mix.duration_s))
     for g, st in guids:  # SWS track notes (shown with the SWS extension)
         lines += [f"  <S&M_TRACKNOTES {g}", *[f"    |{s}" for s in stem_notes(st)], "  >"]
-    lines += [f"  <S&M_TRACKNOTES {edit_guid}", *[f"    |{s}" for s in master_notes(mix)], "  >", ">"]
+    lines += [f"  <S&M_TRACKNOTES {edit_guid}", *[f"    |{s}" for s in master_notes(mix)], "  >"]
+    if rv is not None:
+        lines += [f"  <S&M_TRACKNOTES {return_guid}", *[f"    |{s}" for s in reverb_notes(mix)], "  >"]
+    lines.append(">")
     return "\n".join(lines) + "\n"
 
 
