@@ -208,21 +208,25 @@ def _stem_tensors(weight, gain, power, spread):  # (p, s, 2, B), (p, s, T'), (s,
 
 @lazy_njit
 def _send_power(weight, gain, power):  # (p, s, 2, B), (p, s, T), (s, 2, B, T) -> (p, B, T) float32
-    """``sum_s sum_c weight[p, s, c, b] gain[p, s, t] power[s, c, b, t]``: the send bus's power per band
-    and frame (``weight`` holds each stem's send, mix weight and the mean over the channels; a send
-    that is off weighs 0 and is skipped)."""
+    """``sum_s gain[p, s, t] sum_c weight[p, s, c, b] power[s, c, b, t]``: the send bus's power per band
+    and frame (``weight`` holds each stem's send, mix weight and the mean over the channels; a stem
+    whose send is off weighs 0 and is skipped). One pass over each row of frames, both channels at once."""
     n_pop, n_stems, n_ch, n_bands = weight.shape
     n_t = gain.shape[2]
     out = np.zeros((n_pop, n_bands, n_t), dtype=np.float32)
     for p in range(n_pop):
         for s in range(n_stems):
-            for c in range(n_ch):
-                for b in range(n_bands):
-                    w = weight[p, s, c, b]
-                    if w == 0.0:
-                        continue
-                    for t in range(n_t):
-                        out[p, b, t] += w * gain[p, s, t] * power[s, c, b, t]
+            g = gain[p, s]
+            for b in range(n_bands):
+                w0 = weight[p, s, 0, b]
+                w1 = weight[p, s, n_ch - 1, b]
+                if w0 == 0.0 and w1 == 0.0:
+                    continue
+                x0 = power[s, 0, b]
+                x1 = power[s, n_ch - 1, b]
+                o = out[p, b]
+                for t in range(n_t):
+                    o[t] += g[t] * (w0 * x0[t] + w1 * x1[t])
     return out
 
 
@@ -390,7 +394,7 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
         return None
     send_pow = np.where(on, 10.0 ** (send_db / 10.0), 0.0)  # (p, s) power
     weight = (0.5 * send_pow[:, :, None, None] * mix.band_pow).astype(np.float32)  # (p, s, 2, B)
-    send = _send_power(weight, stems.power_gain.astype(np.float32), a.band_power)  # (p, B, T)
+    send = _send_power(weight, np.ascontiguousarray(stems.power_gain, dtype=np.float32), a.band_power)  # (p, B, T)
     sr, hop_s = a.sr, a.grid.hop_s
     decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
                          np.asarray(params.reverb_damping, dtype=float), sr, seed=REVERB_SEED)  # (p, B) s
