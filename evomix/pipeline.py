@@ -33,7 +33,7 @@ from evomix.output.result import Member, MixResult
 from evomix.progress import NULL_REPORTER, ProgressReporter, format_seconds
 from evomix.search import checkpoint as checkpoints
 from evomix.search.algorithm import SearchResult, Termination, non_dominated, run_search
-from evomix.search.constraints import Constraints
+from evomix.search.constraints import Constraints, space_defaults
 from evomix.search.genome import GeneTable, Params
 from evomix.search.hypervolume import Normaliser
 from evomix.search.interrupt import InterruptGuard
@@ -200,13 +200,14 @@ def prepare(session: Session, analysis: Analysis, table: GeneTable, *, profile, 
             profile = dataclasses.replace(profile, role_levels_db={})
             ref_report["fitted"] = {n: {"gain_db": round(float(g), 2), "pan": round(float(p), 3)}
                                     for n, g, p in zip(session.names, fit.gain_db, fit.pan)}
-        else:
-            profile, fit = learn_profile([reference], name=Path(reference).stem), None
+        else:  # a stereo reference cannot tell its reverb from its dry sound: the genre's space target stays
+            learned = learn_profile([reference], name=Path(reference).stem)
+            profile, fit = dataclasses.replace(learned, space_lu=profile.space_lu, decay_s=profile.decay_s), None
     names = tuple(n for n in ALL_OBJECTIVES if w[n] > 0 and (n != "reference" or ref_power is not None))
     if not names:
         raise OptionError(all_weights_off)
     target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
-                    reference_power=ref_power)
+                    reference_power=ref_power, space=table.has_open_sends)
     problem = make_problem(analysis, table, target, names, w, max_limiting_db=master.max_limiting_db)
     rng = np.random.default_rng(search.seed)
     if base is None:  # unity, loudness-matched and role-template mixes, perturbations, random genomes
@@ -480,6 +481,7 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     stems = checkpoints.stems_fingerprint(session) if (checkpoint is not None or resume is not None) else None
     if resume is not None:  # before the analysis: other stems fail at once
         checkpoints.check_stems(resume, stems)
+    constraints = space_defaults(profile, session.names, session.roles).overridden_by(constraints)  # the reverb bus
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
     analysis = analyse(session, reporter)
     prep = prepare(session, analysis, table, profile=profile, w=w, master=master, search=search,

@@ -96,6 +96,23 @@ ROLE_LEVELS_SOURCE = ("Role levels (each role re the lead, dB, gated): a choice,
                       "Reiss, AES 135th Conv., 2013 (lead on top, kick and bass carrying the song, pads and "
                       "backing parts underneath); no published per-role measurement we could check gives numbers.")
 
+# The space target of each genre (issue 22): where the reverb return sits relative to the mix (LU,
+# integrated loudness of the return minus that of the master) and the range of its decay (RT60, s).
+# The centre follows Pestana & Reiss, "Intelligent audio production strategies informed by best
+# practices", AES 53rd Conf. on Semantic Audio, 2014: the listeners' preferred reverb level was
+# about 9 LU below the dry signal (about -9.5 LU re the wet mix), and a return as loud as the dry
+# signal was disliked in popular music; De Man, McNally & Reiss, JAES 65(1/2), 2017, found upper
+# and lower bounds of the desired amount of reverberation in real mixes (relative reverb loudness
+# and early decay time) without per-genre numbers. So the per-genre ranges (drier for dense loud
+# genres, wetter for acoustic and classical) and the decay ranges are a choice, each 7-8 LU wide.
+SPACE = {  # genre: ((space low, high) LU re the mix, (decay low, high) s)
+    "pop": ((-16.0, -9.0), (1.0, 2.2)), "rock": ((-17.0, -10.0), (0.8, 2.0)), "metal": ((-19.0, -12.0), (0.6, 1.6)),
+    "edm": ((-16.0, -8.0), (1.0, 3.0)), "hip-hop": ((-19.0, -12.0), (0.5, 1.5)), "jazz": ((-15.0, -8.0), (1.2, 2.5)),
+    "acoustic": ((-14.0, -7.0), (1.0, 2.5)), "classical": ((-12.0, -5.0), (1.8, 3.5)),
+}
+SPACE_SOURCE = ("Space (return loudness re the mix, LU; decay, s): centred after Pestana & Reiss, AES 53rd Conf., "
+                "2014 (preferred reverb about 9 LU below the dry signal); the ranges per genre are a choice.")
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "objectives" / "profiles"
 
 
@@ -130,6 +147,9 @@ def main(argv=None):
         if name in ROLE_LEVELS:
             d["source"] = SRC + " " + ROLE_LEVELS_SOURCE
             d["role_levels_db"] = {r: list(v) for r, v in ROLE_LEVELS[name].items()}
+        if name in SPACE:
+            d["source"] += " " + SPACE_SOURCE
+            d["space_lu"], d["decay_s"] = list(SPACE[name][0]), list(SPACE[name][1])
         with open(os.path.join(out, name + ".json"), "w") as fh:
             json.dump(d, fh, indent=1)
         print(os.path.join(out, name + ".json"))

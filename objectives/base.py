@@ -32,12 +32,17 @@ class Target:
     reference_power : np.ndarray, shape (2, B, T), float, optional
         Band powers of a same-song reference mix on the analysis grid (every frame), full-scale
         sine = 0.5; None when there is no reference (the ``reference`` objective is then 0).
+    space : bool, default False
+        Whether the mixes have a reverb bus to set (some send is searched): then the genre
+        objective holds the return's level to the profile's ``space_lu``, and a dry mix pays for
+        it (``objectives.genre``). False for a dry search (every send locked off, or none opened).
     """
 
     profile: object  # objectives.genre.GenreProfile
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0
     reference_power: np.ndarray | None = None  # (2, B, T) band powers of a same-song reference mix
+    space: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,11 @@ import numpy as np
 from evomix.core.features import Features
 from evomix.errors import ParameterError
 from objectives.base import Target, register
-from objectives.spectrum import long_term_spectrum_db, normalise_level, side_fraction
+from objectives.spectrum import k_weights, long_term_spectrum_db, normalise_level, side_fraction
+
+SPACE_FLOOR_LU = -40.0  # LU: a return quieter than this (or none: a dry mix) reads as this
+SPACE_WEIGHT = 0.5  # genre dB per LU of return level outside the profile's space range: a choice
+
 
 WIDTH_REGIONS_HZ = {"low": (20.0, 150.0), "mid": (150.0, 4000.0), "high": (4000.0, 20000.0)}
 
@@ -45,6 +49,9 @@ class GenreProfile:
     vocal_margin_db : how far the lead sits above the loudest other stem, dB.
     role_levels_db : {role: (low, high)}: where each role's stems sit relative to the lead, dB
         (gated levels; ``objectives.balance.role_level_penalty``); empty: the genre sets none.
+    space_lu : (low, high) LU or None: where the reverb return sits relative to the mix
+        (:func:`space_level_lu`); None: the genre sets no space target.
+    decay_s : (low, high) s or None: the return's decay (RT60) range the search explores.
     """
 
     name: str
@@ -58,6 +65,8 @@ class GenreProfile:
     width: dict
     vocal_margin_db: float = 0.0
     role_levels_db: dict = field(default_factory=dict)
+    space_lu: tuple | None = None
+    decay_s: tuple | None = None
 
     @classmethod
     def from_dict(cls, d: dict, *, origin: str) -> GenreProfile:
@@ -85,6 +94,8 @@ class GenreProfile:
                 width={k: float(d["width"][k]) for k in WIDTH_REGIONS_HZ},
                 vocal_margin_db=float(d.get("vocal_margin_db", 0.0)),
                 role_levels_db={str(r): (float(lo), float(hi)) for r, (lo, hi) in d.get("role_levels_db", {}).items()},
+                space_lu=None if d.get("space_lu") is None else tuple(float(v) for v in d["space_lu"]),
+                decay_s=None if d.get("decay_s") is None else tuple(float(v) for v in d["decay_s"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ParameterError(f"{origin}: not a valid genre profile (missing or bad field {e})") from None
@@ -98,6 +109,11 @@ class GenreProfile:
             if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
                 raise ParameterError(f"{origin}: role_levels_db[{role!r}] must be [low, high] dB with low <= high, "
                                      f"got [{lo:g}, {hi:g}]")
+        for key, low_bound in (("space_lu", -60.0), ("decay_s", 0.0)):
+            v = getattr(prof, key)
+            if v is not None and not (len(v) == 2 and np.all(np.isfinite(v)) and low_bound < v[0] <= v[1]):
+                raise ParameterError(f"{origin}: {key} must be [low, high] with {low_bound:g} < low <= high, "
+                                     f"got {list(v)}")
         return prof
 
     def to_dict(self) -> dict:
@@ -109,6 +125,8 @@ class GenreProfile:
             "plr_db": self.plr_db, "lra_lu": self.lra_lu, "loudness_lufs": self.loudness_lufs,
             "width": dict(self.width), "vocal_margin_db": self.vocal_margin_db,
             **({"role_levels_db": {r: list(v) for r, v in self.role_levels_db.items()}} if self.role_levels_db else {}),
+            **({"space_lu": list(self.space_lu)} if self.space_lu is not None else {}),
+            **({"decay_s": list(self.decay_s)} if self.decay_s is not None else {}),
         }
 
 
@@ -167,6 +185,34 @@ def spectral_distance_db(features: Features, profile: GenreProfile) -> np.ndarra
     return np.sqrt(((mix - ref[None, :]) ** 2).mean(axis=1))
 
 
+def space_level_lu(features: Features) -> np.ndarray:
+    """The reverb return's level relative to the mix, LU, (pop,): the ratio of their K-weighted
+    energies (BS.1770-4 K-weighting at the band centres, channels, bands and frames summed),
+    ``10 log10(E_return / E_mix)``, at least ``SPACE_FLOOR_LU`` (a dry mix reads as the floor).
+    An ungated reading of the integrated-loudness difference: for music without long pauses the
+    two agree within a fraction of an LU (``experiments/mix_quality.py`` compares it with
+    pyloudnorm on the exported return and master)."""
+    n_pop = features.mix_power.shape[0]
+    if features.return_power is None:
+        return np.full(n_pop, SPACE_FLOOR_LU)
+    k = k_weights(features)  # (B,)
+    ret = np.einsum("pcbt,b->p", features.return_power.astype(np.float64), k)
+    mix = np.einsum("pcbt,b->p", features.mix_power.astype(np.float64), k)
+    with np.errstate(divide="ignore"):
+        lu = 10.0 * np.log10(np.maximum(ret, 1e-30) / np.maximum(mix, 1e-30))
+    return np.maximum(lu, SPACE_FLOOR_LU)
+
+
+def space_penalty(features: Features, profile: GenreProfile) -> np.ndarray:
+    """``SPACE_WEIGHT`` per LU of :func:`space_level_lu` outside ``profile.space_lu``, (pop,) >= 0;
+    0 everywhere when the profile sets no space target."""
+    if profile.space_lu is None:
+        return np.zeros(features.mix_power.shape[0])
+    lo, hi = profile.space_lu
+    s = space_level_lu(features)
+    return SPACE_WEIGHT * np.maximum(np.maximum(lo - s, s - hi), 0.0)
+
+
 @register("genre", unit="dB", description="long-term spectrum and stereo width distance to the genre profile")
 def genre(features: Features, target: Target) -> np.ndarray:
     """Distance of the mix's long-term spectrum and stereo width from the genre profile.
@@ -178,7 +224,9 @@ def genre(features: Features, target: Target) -> np.ndarray:
     Source: P. D. Pestana et al., "Spectral characteristics of popular commercial recordings
     1950-2010", AES 135th Conv., 2013 (genre LTAS, the basis of the built-in profiles). The RMS
     over bands and the weight 10 of the width term (0.1 of width costs as much as 1 dB of
-    spectrum) are a choice.
+    spectrum) are a choice. With a reverb bus to set (``target.space``) it adds
+    :func:`space_penalty`: the return's level re the mix outside the profile's ``space_lu`` (centred
+    after Pestana & Reiss, AES 53rd Conf., 2014: reverb about 9 LU under the dry signal).
 
     Parameters
     ----------
@@ -198,4 +246,7 @@ def genre(features: Features, target: Target) -> np.ndarray:
     prof = target.profile
     w = width_by_region(features)
     width_term = np.mean([np.abs(w[r] - prof.width[r]) for r in WIDTH_REGIONS_HZ], axis=0)
-    return spectral_distance_db(features, prof) + 10.0 * width_term
+    out = spectral_distance_db(features, prof) + 10.0 * width_term
+    if target.space:
+        out = out + space_penalty(features, prof)
+    return out

@@ -58,6 +58,8 @@ class Features:
         (``objectives.balance.gated_levels_db``); None: each 50 ms frame gated on its own.
     return_power : (pop, 2, B, T) float32 or None: the reverb return's power in the mix (it is part
         of ``mix_power``, and masks every stem); None when no candidate sends to the reverb.
+    return_share : (pop, stems, B) float32 or None: each stem's share of the return's energy per band
+        (:func:`return_shares`): a stem's own reverb is part of its image, not a masker of it.
     """
 
     bands_hz: np.ndarray
@@ -78,6 +80,7 @@ class Features:
     stem_block_k: np.ndarray | None = None
     mix_block_k: np.ndarray | None = None
     return_power: np.ndarray | None = None
+    return_share: np.ndarray | None = None
 
     @property
     def n_pop(self) -> int:
@@ -96,15 +99,22 @@ class Features:
 
         ``O(z) * (spread(mix) - spread(stem))``, computed once per batch and shared by the
         objectives that need it (masking, balance); the model is in ``objectives.masking``. The
-        mix's spread includes the reverb return's (``return_power`` spread like a stem's).
+        mix's spread includes the reverb return's (``return_power`` spread like a stem's), less the
+        stem's own share of it (``return_share``): a source's own reverb fuses with it (it lowers
+        its clarity, not its audibility; D. Griesinger, "How loud is my reverberation?", AES 98th
+        Conv., 1995), so only the others' reverb masks it.
         """
         y = np.ascontiguousarray(self.stem_spread)
         offset = (10.0 ** (-threshold_offset_db(self.band_bark) / 10.0)).astype(y.dtype)  # (B,)
+        n_pop, n_stems, n_ch, n_bands = y.shape[:4]
         if self.return_power is None:
-            extra = np.zeros((y.shape[0], y.shape[2], y.shape[3], 0), dtype=y.dtype)  # (pop, 2, B, 0): none
+            extra = np.zeros((n_pop, n_ch, n_bands, 0), dtype=y.dtype)  # (pop, 2, B, 0): none
+            others = np.zeros((n_pop, n_stems, n_bands), dtype=y.dtype)
         else:  # (B, B) @ (pop, 2, B, T): the return spread across bands
             extra = np.ascontiguousarray(np.matmul(self.spread.astype(y.dtype), self.return_power.astype(y.dtype)))
-        return _rest_of_mix(y, offset, extra)
+            share = (np.zeros((n_pop, n_stems, n_bands)) if self.return_share is None else self.return_share)
+            others = np.ascontiguousarray(1.0 - np.clip(share, 0.0, 1.0), dtype=y.dtype)  # (pop, stems, B)
+        return _rest_of_mix(y, offset, extra, others)
 
     @property
     def plr_db(self) -> np.ndarray:
@@ -112,10 +122,22 @@ class Features:
         return self.true_peak_dbtp - self.loudness_lufs
 
 
+def return_shares(stem_power: np.ndarray, send_power: np.ndarray) -> np.ndarray:
+    """Each stem's share of the reverb return's energy per band, (pop, stems, B) float32 in [0, 1]:
+    ``g_s E_s(b) / sum_j g_j E_j(b)`` with ``E_s(b)`` the stem's energy in the mix in band ``b``
+    (``stem_power`` (pop, stems, 2, B, T) summed over channels and frames) and ``g_s`` its send's
+    power gain (``send_power`` (pop, stems), 0 when off). The reverb is linear, so its return is the
+    sum of the stems' returns; at unit energy gain each one's share of the energy is its share of
+    the send's (the tails spread it in time, not across stems)."""
+    e = stem_power.sum(axis=(2, 4), dtype=np.float64) * np.asarray(send_power, dtype=np.float64)[:, :, None]
+    return (e / np.maximum(e.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
+
 @lazy_njit
-def _rest_of_mix(spread, offset, extra):  # (pop, stems, 2, B, T), (B,), (pop, 2, B, T or 0) -> (pop, stems, 2, B, T)
-    """``max(sum_j spread_j + extra - spread_s, 0) * offset[b]`` per cell, in one pass over the stems
-    (``extra``: the reverb return's spread, or an empty last axis for none)."""
+def _rest_of_mix(spread, offset, extra, others):  # (p, s, 2, B, T), (B,), (p, 2, B, T|0), (p, s, B) -> (p, s, 2, B, T)
+    """``max(sum_j spread_j - spread_s + others_s extra, 0) * offset[b]`` per cell, in one pass over
+    the stems (``extra``: the reverb return's spread, or an empty last axis for none; ``others``:
+    the part of it not from stem ``s``)."""
     n_pop, n_stems, n_ch, n_bands, n_t = spread.shape
     out = np.empty_like(spread)
     total = np.empty(n_t, dtype=spread.dtype)
@@ -126,12 +148,15 @@ def _rest_of_mix(spread, offset, extra):  # (pop, stems, 2, B, T), (B,), (pop, 2
                 for s in range(n_stems):
                     for t in range(n_t):
                         total[t] += spread[p, s, c, b, t]
-                if extra.shape[-1]:
-                    for t in range(n_t):
-                        total[t] += extra[p, c, b, t]
                 o = offset[b]
                 for s in range(n_stems):
-                    for t in range(n_t):
-                        r = total[t] - spread[p, s, c, b, t]
-                        out[p, s, c, b, t] = max(r, 0.0) * o
+                    if extra.shape[-1]:
+                        k = others[p, s, b]
+                        for t in range(n_t):
+                            r = total[t] - spread[p, s, c, b, t] + k * extra[p, c, b, t]
+                            out[p, s, c, b, t] = max(r, 0.0) * o
+                    else:
+                        for t in range(n_t):
+                            r = total[t] - spread[p, s, c, b, t]
+                            out[p, s, c, b, t] = max(r, 0.0) * o
     return out

@@ -47,7 +47,7 @@ import numpy as np
 
 from evomix.core.compiled import lazy_njit
 from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, K_WEIGHTING_SR, POWER_FLOOR, SHORT_TERM_WINDOW_S
-from evomix.core.features import Features
+from evomix.core.features import Features, return_shares
 from evomix.core.meter import gated_loudness, k_weighting_power, lra_from_short_term
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.bands import HOP_S
@@ -240,11 +240,13 @@ class ReturnBus:
         both channels alike), after its high-pass; 0 for a candidate with every send off.
     frames : (pop, T) float64, its power per frame, channels and bands summed.
     k_frames : (pop, T) float64, the same K-weighted (BS.1770-4 at the band centres).
+    send_power : (pop, stems) float64, each stem's send as a power gain (0 when off).
     """
 
     power: np.ndarray
     frames: np.ndarray
     k_frames: np.ndarray
+    send_power: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         stem_block_k=heavy.stem_block_k,
         mix_block_k=heavy.mix_block_k,
         return_power=heavy.return_power,
+        return_share=None if ret is None else return_shares(heavy.stem_power, ret.send_power),
     )
 
 
@@ -405,7 +408,7 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
     k = _band_k_weights(a)  # (B,)
     frames = 2.0 * power.sum(axis=1, dtype=np.float64)  # (p, T): both channels
     k_frames = 2.0 * np.einsum("pbt,b->pt", power, k.astype(np.float32), dtype=np.float64)
-    return ReturnBus(power=power, frames=frames, k_frames=k_frames)
+    return ReturnBus(power=power, frames=frames, k_frames=k_frames, send_power=send_pow)
 
 
 def _peaks_with_return(peaks: PeakEstimate, ret: ReturnBus, g_master: np.ndarray) -> PeakEstimate:

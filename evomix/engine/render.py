@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evomix.core.constants import GATING_BLOCK_S, GATING_HOP_S, K_WEIGHTING_SR, SHORT_TERM_WINDOW_S
-from evomix.core.features import Features
+from evomix.core.features import Features, return_shares
 from evomix.core.meter import (
     _oversample_factor,
     _polyphase_filter,
@@ -101,6 +101,7 @@ class ExactRender:
         master gain), kept with ``stems``; None when not kept or when every send is off.
     return_power : (2, B, T) float32, the return's band powers in the mix, measured like
         ``stem_power`` (with a ``grid`` and a send on), else None.
+    send_power : (stems,) float64, each stem's send as a power gain (0 when off), or None.
     """
 
     mix: np.ndarray
@@ -113,6 +114,7 @@ class ExactRender:
     master_gain: MasterGain | None = None
     reverb_return: np.ndarray | None = None
     return_power: np.ndarray | None = None
+    send_power: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -562,7 +564,7 @@ def finish_master(strips: SummedStrips, *, target_lufs: float, ceiling_dbtp: flo
                 x *= g_lim
     master_gain = MasterGain(comp_ctrl, g.step, float(scale), g_lim) if keep_master_gain else None
     return ExactRender(mix, stems, raw, float(norm_db), float(gr), stem_power, float(tp), master_gain, ret,
-                       return_power)
+                       return_power, send_gains(params, i) ** 2)
 
 
 def iter_stem_strips(audio, is_mono: np.ndarray, sr: int, params: Params, *, index: int = 0,
@@ -629,6 +631,8 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         stem_block_k=block_k(stem_power, grid, every)[None],
         mix_block_k=block_k(mix_power, grid, every)[None],
         return_power=None if return_power is None else return_power[None].astype(np.float32),
+        return_share=(None if return_power is None or render.send_power is None
+                      else return_shares(stem_power[None], render.send_power[None])),
     )
 
 

@@ -54,7 +54,9 @@ from evomix.search.genome import (
     FIXED_MASTER_PATHS,
     FIXED_STEM_PATHS,
     MASTER_PARAM_PATHS,
+    REVERB_MASTER_GENES,
     REVERB_SEND_OFF_DB,
+    REVERB_STEM_GENES,
     STEM_PARAM_PATHS,
     Gene,
     GeneTable,
@@ -386,6 +388,34 @@ class Constraints:
                         text=text, option=f"{first_source} and {source}", stem=c.stem, path=c.path, gene=c.gene,
                         low=low, high=high, kind=kind))
         return cls(tuple(c for _, c in merged.values()))
+
+
+# How far up each role's reverb send is searched by default, dB (from off): the low end stays nearly
+# dry (a reverberant kick or bass muddies the low end), the kit below the melodic parts. A choice,
+# after common practice; ``--range STEM.reverb_send_db=LO:HI`` or ``'*.reverb_send_db=...'`` opens more.
+ROLE_SEND_MAX_DB = {"kick": -24.0, "bass": -24.0, "drums": -10.0, "hihat": -16.0, "overheads": -10.0,
+                    "room": -16.0, "toms": -8.0, "snare": -4.0}
+
+
+def space_defaults(profile, stem_names: Sequence[str] = (), roles: Sequence[str] = ()) -> Constraints:
+    """The reverb bus a run searches by default (issue 22): every stem's send from off up to its
+    role's ``ROLE_SEND_MAX_DB`` (0 dB for the roles not listed), the return's decay over the genre's
+    ``decay_s`` range, pre-delay, damping and high-pass over their full ranges; no entries when the
+    profile sets no space target (``space_lu``). The run's own locks and ranges override these
+    (:meth:`Constraints.overridden_by`): ``--lock '*.reverb_send_db=off'`` is a dry search."""
+    if getattr(profile, "space_lu", None) is None:
+        return Constraints()
+    ranges = {f"*.{g.name}": (g.low, g.high) for g in REVERB_STEM_GENES}
+    send = REVERB_STEM_GENES[0]
+    for name, role in zip(stem_names, roles):
+        if role in ROLE_SEND_MAX_DB and name != MASTER and "." not in name and "=" not in name:
+            ranges[f"{name}.{send.name}"] = (send.low, ROLE_SEND_MAX_DB[role])
+    for g in REVERB_MASTER_GENES:
+        lo, hi = g.low, g.high
+        if g.name == "reverb_decay_s" and getattr(profile, "decay_s", None) is not None:
+            lo, hi = max(lo, profile.decay_s[0]), min(hi, profile.decay_s[1])
+        ranges["master." + g.name.replace("reverb_", "reverb.", 1)] = (lo, hi)
+    return Constraints.parse(ranges=ranges, range_option="the genre's space target")
 
 
 def constrain_table(table: GeneTable, stem_names: Sequence[str], locks: Sequence[str] | None = None,

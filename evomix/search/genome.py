@@ -666,6 +666,15 @@ class GeneTable:
         genomes[:, self.locked()] = 0.5
         return genomes
 
+    @property
+    def has_open_sends(self) -> bool:
+        """Whether some stem's reverb send is searched or set above off (the table has a bus to set)."""
+        for s in range(self.n_stems):
+            for g in self.genes_of_stem(s):
+                if g.name == "reverb_send_db" and g.high > REVERB_SEND_OFF_DB:
+                    return True
+        return False
+
     def neutral(self) -> np.ndarray:
         """The genome (n_genes,) that leaves every stem at its trim with flat EQ and no compression
         (each neutral value clipped into its stem's range)."""

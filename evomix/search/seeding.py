@@ -59,6 +59,13 @@ ROLE_HIGHPASS_HZ = {"vocal": 90.0, "drums": 30.0, "kick": 30.0, "snare": 80.0, "
                     "lead": 120.0, "fx": 150.0, "other": 60.0, "backing_vocal": 120.0, "toms": 50.0,
                     "hihat": 200.0, "overheads": 80.0, "room": 40.0, "percussion": 100.0}
 
+# Reverb sends to start from by role, dB (the ``genre_balance`` and ``template`` seeds, when the sends
+# are searched): vocals, keys, pads and leads clearly wet, the kit less, the low end dry. A choice,
+# after common practice (the low end kept out of the reverb, the lead vocal the most audibly wet).
+ROLE_SEND_DB = {"vocal": -14.0, "backing_vocal": -12.0, "lead": -14.0, "keys": -16.0, "piano": -16.0,
+                "pad": -12.0, "synth": -16.0, "guitar": -18.0, "snare": -16.0, "toms": -18.0, "drums": -22.0,
+                "overheads": -20.0, "percussion": -18.0, "fx": -12.0, "other": -18.0}
+
 # Genes a perturbation of a seed keeps (plus noise); its other genes are drawn uniformly. Measured
 # (nsga2, 64 x 41 generations, 3 study songs x 5 seeds, with the limiter budget): perturbing every
 # gene of the seeds (neutral EQ and compression +- noise) ended below the random start on two songs
@@ -82,7 +89,7 @@ def _set(table: GeneTable, genome: np.ndarray, stem: int, gene: str, value: floa
     """Set gene ``gene`` of stem ``stem`` in ``genome`` (n_genes,) to ``value`` in real units (clipped)."""
     names = [g.name for g in table.stem_genes]
     j = names.index(gene)
-    genome[stem * len(names) + j] = table.stem_genes[j].encode(value)
+    genome[stem * len(names) + j] = table.genes_of_stem(stem)[j].encode(value)  # the stem's own range
 
 
 def loudness_matched_faders(analysis: Analysis) -> np.ndarray:
@@ -148,13 +155,22 @@ def seed_genomes(table: GeneTable, analysis: Analysis, role_levels: dict | None 
                 _set(table, g, s, "gain_db", float(matched[s]) + moved + 0.5 * (lo + hi) - group)
         return g
 
+    sends_open = "reverb_send_db" in [g.name for g in table.stem_genes]
+
+    def sends(g):  # a role's usual send (the low end and roles not listed stay as they are: off)
+        if sends_open:
+            for s, r in enumerate(roles):
+                if r in ROLE_SEND_DB:
+                    _set(table, g, s, "reverb_send_db", ROLE_SEND_DB[r])
+        return g
+
     lead = next((r for r in LEAD_ROLES if r in roles), None)
     if role_levels and lead is not None:  # first: the start inside the genre's balance
-        out = {"genre_balance": highpass(centred_low(genre_balance(matched_base()))), **out}
+        out = {"genre_balance": sends(highpass(centred_low(genre_balance(matched_base())))), **out}
     out["lead_forward"] = lead_forward(matched_base())
     out["centred_low"] = centred_low(matched_base())
     out["highpass"] = highpass(matched_base())
-    out["template"] = highpass(centred_low(lead_forward(matched_base())))
+    out["template"] = sends(highpass(centred_low(lead_forward(matched_base()))))
     return out
 
 

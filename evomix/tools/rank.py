@@ -299,7 +299,7 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
     profile = _profile(front_d, source)
     default = Master()  # a front.json without a target: the defaults
     target = Target(profile=profile, target_lufs=float(front_d.get("target_lufs", default.target_lufs)),
-                    ceiling_dbtp=float(front_d.get("ceiling_dbtp", default.ceiling_dbtp)))
+                    ceiling_dbtp=float(front_d.get("ceiling_dbtp", default.ceiling_dbtp)), space=table.has_open_sends)
     wv = np.array([w[n] for n in names])
     quick = (set(names) <= set(front_d.get("objectives") or ()) and all("descriptors_fast" in m for m in members)
              and all(n in roles for n in order))

@@ -297,7 +297,8 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         if moved:
             warnings.append(f"{path}: the locks and ranges replace {len(moved)} of its values, in every variation: "
                             f"{', '.join(moved)}")
-    target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp))
+    target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
+                    space=table.has_open_sends)
     problem = pipeline.make_problem(analysis, table, target, names, w)
 
     pool = table.canonical(candidates(parents, CANDIDATES_PER_MIX * n, spread, seed))  # (m, genes); locked genes 0.5

@@ -150,8 +150,9 @@ def test_a_wetter_mix_masks_more_and_is_louder_in_both_tiers(song):
     np.testing.assert_allclose(raw_f, raw_e, atol=0.4)
 
 
-def test_the_return_masks_the_stems_as_part_of_the_rest_of_the_mix(song):
-    """The masking threshold on each stem grows by the return's spread power (Features.rest_threshold)."""
+def test_the_others_reverb_masks_a_stem_its_own_does_not(song):
+    """The masking threshold on each stem grows by the return's spread power less the stem's own
+    share of it (Features.rest_threshold, return_share); the shares per band sum to 1."""
     session, analysis = song
     p = _population(["*.reverb_send_db=-3", "master.reverb.decay_s=3"], [], 1)
     f = render_features(analysis, p, **TARGET)
@@ -162,6 +163,9 @@ def test_the_return_masks_the_stems_as_part_of_the_rest_of_the_mix(song):
 
     offset = 10.0 ** (-threshold_offset_db(f.band_bark) / 10.0)  # (B,)
     spread_ret = np.einsum("ij,pcjt->pcit", f.spread, f.return_power.astype(float))  # (1, 2, B, T')
-    expected = spread_ret[:, None] * offset[None, None, None, :, None]
+    share = f.return_share.astype(float)  # (1, stems, B)
+    np.testing.assert_allclose(share.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all((share >= 0.0) & (share <= 1.0)) and share.max() > 0.5
+    expected = (spread_ret[:, None] * (1.0 - share)[:, :, None, :, None]) * offset[None, None, None, :, None]
     np.testing.assert_allclose(gained, np.broadcast_to(expected, gained.shape), rtol=1e-3,
                                atol=1e-6 * float(expected.max()))
