@@ -22,7 +22,10 @@ the equal-gain sum (each alternative's exact ``masking`` score from ``alt-NN.jso
 equal-gain sum's, scored by ``objectives.evaluate`` on its exact render); the genre distance (exact
 ``genre`` score) of the best alternative; for two-stem sessions each alternative's bed pan (from
 ``alt-NN.json``) and lead level relative to the bed; and whether the five are pairwise distinct by
-evomix's rule (``evomix.choose.describe``: some descriptor differs by >= 1 JND).
+evomix's rule (``evomix.choose.describe``: some descriptor differs by >= 1 JND). Issue 22: the
+reverb return's loudness relative to the master (``alt-NN-stems/reverb-return.wav``, pyloudnorm),
+its span over the five and whether it lies in the genre's ``space_lu`` range (on the synthesized,
+dry songs), the quietest stem re the mix, and whether the best masking is 20 % under the sum's.
 
 Meter: pyloudnorm (ITU-R BS.1770-4 with gating, an implementation independent of evomix's meter;
 C. J. Steinmetz & J. D. Reiss, 150th AES Convention, 2021) for every loudness figure; evomix's own
@@ -377,12 +380,20 @@ def song_setup(name: str, work: Path) -> dict:
             "ref": synth_reference(name, folder), "overrides": overrides}
 
 
-def alternative_levels(out: Path, alt: str, names, roles: dict) -> tuple[dict, float]:
+def alternative_levels(out: Path, alt: str, names, roles: dict) -> tuple[dict, float, float | None]:
+    """Each stem's level re the mix, the processed stems' (and the return's) sum error re the master,
+    dB, and the reverb return's loudness re the master, LU (None: a dry mix, no return file)."""
     stems = {n: _stereo(read_stereo(out / f"{alt}-stems" / f"{n}.wav")) for n in names}
     mix = read_stereo(out / f"{alt}.wav")
     s = sum(stems.values())
+    ret_path = out / f"{alt}-stems" / "reverb-return.wav"
+    space = None
+    if ret_path.exists():
+        ret = read_stereo(ret_path)
+        s = s + ret
+        space = lufs(ret) - lufs(mix)
     err = 20.0 * np.log10(np.sqrt(np.mean((s - mix) ** 2)) / np.sqrt(np.mean(mix ** 2)))
-    return relative_levels(stems, mix, roles), float(err)
+    return relative_levels(stems, mix, roles), float(err), space
 
 
 def low_end_role(roles: dict) -> str | None:
@@ -421,7 +432,8 @@ def measure_song(name: str, work: Path, seed: int, quick: bool) -> dict:
     for m in alts:
         alt = m["alternative"]
         params = json.loads((out / f"{alt}.json").read_text())["params"]["stems"]
-        lv, err = alternative_levels(out, alt, names, roles)
+        lv, err, space = alternative_levels(out, alt, names, roles)
+        lv["space_lu"] = space
         lv["deviation"] = deviations(lv, ref)
         lv.update({"name": alt, "labels": m.get("labels"), "exact": m["exact"], "descriptors": m.get("descriptors"),
                    "evomix_lufs": m.get("measured", {}).get("integrated_lufs"),
@@ -476,6 +488,10 @@ def summarise(fig: dict, roles: dict) -> dict:
     out["alt01_genre_db"] = rows[0]["exact"].get("genre")
     out["alt01_masking_re_equal_gain"] = rows[0]["masking_re_equal_gain"]
     out["min_masking_re_equal_gain"] = min((m for m in out["masking_re_equal_gain"] if m is not None), default=None)
+    out["space_lu"] = [r.get("space_lu") for r in rows]  # the return re the master, LU; None: dry
+    wet = [x for x in out["space_lu"] if x is not None]
+    out["space_span_lu"] = (max(wet) - min(wet)) if wet else 0.0
+    out["quietest_stem_lu"] = float(min(min(r["stems"].values()) for r in rows))
     lead = [n for n, r in roles.items() if r == "vocal"]
     bvs = [n for n, r in roles.items() if r == BACKING_ROLE]
     if lead and bvs:
@@ -581,16 +597,27 @@ def print_song(name: str, fig: dict) -> None:
     b = ", ".join(_fmt(x, ".2f") for x in sm["balance_objective"])
     print(f"balance objective (exact): alternatives {b}; equal-gain sum {o['balance']:.2f}"
           + (f"; engineer's reference {ref['objectives']['balance']:.2f}" if ref else ""))
+    sp = ", ".join("dry" if r.get("space_lu") is None else f"{r['space_lu']:+.1f}" for r in rows)
+    prof = load_profile(fig["genre"])
+    print(f"reverb return re the master, LU (pyloudnorm): {sp}; span {sm['space_span_lu']:.1f} LU; genre's range "
+          f"{list(prof.space_lu) if prof.space_lu else 'none'}; quietest stem re the mix {sm['quietest_stem_lu']:+.1f} LU")
     d = fig["distinct"]
     print(f"distinct ({DISTINCT_JND:g} JND rule): min pairwise distance {d['min_jnd_distance']:.2f} JND, "
           f"near-identical pairs {len(d['near_identical_pairs'])}, same-label pairs {len(d['same_label_pairs'])}")
 
 
 def must_show(figs: dict) -> dict:
-    """The issue's Must-show targets, each song: True when met (this run is the 'before')."""
+    """The issues' Must-show targets, each song: True when met."""
     out = {}
     for name, f in figs.items():
         sm, c = f["summary"], {}
+        c["masking_20pct_below_equal_gain"] = min(x for x in sm["masking_re_equal_gain"] if x is not None) <= 0.8
+        c["every_stem_over_-20lu"] = sm["quietest_stem_lu"] >= -20.0
+        prof = load_profile(f["genre"])
+        if prof.space_lu is not None and f["source"].startswith("synth"):  # dry stems
+            c["space_span_6lu"] = sm["space_span_lu"] >= 6.0
+            c["space_in_genre_range"] = all(s is not None and prof.space_lu[0] - 0.5 <= s <= prof.space_lu[1] + 0.5
+                                            for s in sm["space_lu"])
         if f["reference"] is not None and name not in ("duo-vocal", "duo-guitar"):
             c["best_within_2db"] = sm["best_balance_rms_db"] <= MUST["best_rms_db"]
             c["first_within_3db"] = sm["alt01_balance_rms_db"] <= MUST["first_rms_db"]
@@ -645,14 +672,14 @@ def main() -> int:
             figs[name] = measure_song(name, work, args.seed, args.quick)
             print_song(name, figs[name])
     checks = must_show(figs)
-    print("\nMust show (issue 21), True = met:")
+    print("\nMust show (issues 21 and 22), True = met:")
     for name, c in checks.items():
         line = ", ".join(f"{k} {v}" for k, v in c.items()) or "(nothing to check: no designed balance)"
         print(f"  {name:<11} {line}")
     wall = time.perf_counter() - t0
     per_song = ", ".join(f"{n} {f['time_s']:.0f} s" for n, f in figs.items())
     print(f"runtime {wall:.0f} s ({per_song})")
-    result = {"experiment": "mix_quality", "issue": 21, "meter": "pyloudnorm (ITU-R BS.1770-4)",
+    result = {"experiment": "mix_quality", "issue": [21, 22], "meter": "pyloudnorm (ITU-R BS.1770-4)",
               "settings": {"label": args.label, "seed": args.seed, "quick": args.quick, "songs": chosen,
                            "mix_args": list(MIX_ARGS),
                            "target_lufs": TARGET_LUFS, "ceiling_dbtp": CEILING_DBTP, "duration_s_synth": DURATION_S,

@@ -20,6 +20,7 @@ from evomix.engine.bands import GATE_BLOCK_FRAMES, BandGrid, band_grid, band_pow
 from evomix.engine.chain import k_block_powers
 from evomix.engine.coherence import coherence_frames, coherent_pairs, spectra_at
 from evomix.engine.dsp.pan import pan_gains
+from evomix.engine.dsp.reverb import band_decay_s, reverb, reverb_band_power
 from evomix.engine.peaks import (
     DETECTOR_GROUP_BANDS,
     PEAK_NODES_HZ,
@@ -30,7 +31,10 @@ from evomix.engine.peaks import (
     sum_candidate_instants,
 )
 from evomix.io.audio import Session
-from evomix.search.genome import TRIM_RANGE_DB  # dB, the trim's clip range (render checks saved trims against it)
+from evomix.search.genome import (  # dB, the trim's clip range (render checks saved trims against it)
+    REVERB_SEED,
+    TRIM_RANGE_DB,
+)
 
 MASTER_DETECTOR_SUBSTEPS = 2  # master-compressor detector readings per frame (50 ms windows, hop / R apart)
 STEM_REFERENCE_LUFS = -20.0  # dB: each stem's trim brings it to this loudness (panned centre)
@@ -73,6 +77,9 @@ class Analysis:
     pairs : (P, 2) int, the pairs of correlated stems (``engine.coherence``), s < s'.
     pair_cross : (P, 2, B, T) float32, their modelled cross power ``rho sqrt(P_s P_s')`` per channel,
         band and frame (centre-panned, as ``band_power``): what a sum in power misses of their mix.
+    return_gain : (stems, B) float32 or None, the reverb's energy gain on each stem per band: what the
+        exact tier's network returns of the stem over what the fast tier's band model predicts
+        (:func:`reverb_return_gain`); None: 1 (no calibration).
     """
 
     sr: int
@@ -95,6 +102,7 @@ class Analysis:
     sub_power: np.ndarray
     pairs: np.ndarray
     pair_cross: np.ndarray
+    return_gain: np.ndarray | None = None
 
     @property
     def n_stems(self) -> int:
@@ -305,6 +313,44 @@ class _InStemOrder:
             self._turn.notify_all()
 
 
+RETURN_CALIBRATION_S = 15.0  # s of each stem (its loudest stretch) run through the reverb once
+RETURN_GAIN_LIMIT_DB = 6.0  # dB: the calibration's per-band correction is clipped to +-this
+
+
+def reverb_return_gain(x: np.ndarray, band_power: np.ndarray, grid: BandGrid, sr: int) -> np.ndarray:
+    """The exact reverb's energy gain on stem ``x`` (2, samples) per band over the band model's, (B,).
+
+    A reverb's power response at one frequency is a random draw around its mean (M. R. Schroeder,
+    "Frequency-correlation functions of frequency responses in rooms", JASA 34(12), 1962): a tonal
+    stem (a held note, a synth line) gets more or less than the unit gain the band model
+    (``engine.dsp.reverb.reverb_band_power``) assumes, by several dB, and by the same amount at any
+    decay, since the network's delay lines (``REVERB_SEED``) fix its modes. So once per stem, its
+    loudest ``RETURN_CALIBRATION_S`` run through the network (decay 1.5 s, damping 0.5, no
+    pre-delay or high-pass), and each band's return energy is divided by the model's for the same
+    frames: the factor the fast tier applies to the stem's send. Clipped to
+    +-``RETURN_GAIN_LIMIT_DB``; 1 in bands the stem does not reach (under 1e-6 of its strongest).
+    """
+    n = x.shape[-1]
+    hop = grid.hop
+    frames = band_power.sum(axis=(0, 1))  # (T,)
+    width = max(1, min(frames.size, int(round(RETURN_CALIBRATION_S / grid.hop_s))))
+    run = np.convolve(frames, np.ones(width), mode="valid")  # (T - width + 1,) energy per window
+    f0 = int(np.argmax(run))
+    a, b = f0 * hop, min(n, (f0 + width) * hop)
+    if b - a < hop:
+        return np.ones(grid.n_bands, np.float32)
+    seg = np.ascontiguousarray(x[:, a:b], dtype=np.float64)
+    y = reverb(seg, sr, decay_s=1.5, damping=0.5, predelay_ms=0.0, highpass_hz=20.0, seed=REVERB_SEED)
+    exact = band_powers_chunked(y, grid).sum(axis=(0, 2), dtype=np.float64)  # (B,)
+    send = band_powers_chunked(seg, grid).mean(axis=0)  # (B, T_seg) the send's mean over the channels
+    decay = band_decay_s(grid.centres_hz, 1.5, 0.5, sr, seed=REVERB_SEED)
+    model = 2.0 * reverb_band_power(send, decay, 0.0, grid.hop_s).sum(axis=-1, dtype=np.float64)  # (B,)
+    present = model > 1e-6 * max(float(model.max()), 1e-30)
+    lim = 10.0 ** (RETURN_GAIN_LIMIT_DB / 10.0)
+    gain = np.where(present, np.clip(exact / np.maximum(model, 1e-30), 1.0 / lim, lim), 1.0)
+    return gain.astype(np.float32)
+
+
 class _Work:
     """One analysis in progress: the session, the grids, and a slot per stem for every result."""
 
@@ -343,6 +389,7 @@ class _Work:
         self.inst = self.peak_values = self.peak_detector = None
         self.coh_frames = coherence_frames(n_frames)  # spectra at these frames: the pairs' coherence
         self.coh_spectra = np.empty((n_stems, 2, self.coh_frames.size, grid.n_fft // 2 + 1), np.complex64)
+        self.return_gain = np.ones((n_stems, n_bands), np.float32)
 
     def stem(self, s: int) -> np.ndarray:
         """Stem ``s`` panned centre (2, samples) float32: one read of it."""
@@ -370,6 +417,7 @@ class _Work:
                 self.lufs[s] = float(integrated_loudness(x, self.sr))
             self.instants[s] = stem_candidate_instants(x, grid, self.per_stem)
             self.coh_spectra[s] = spectra_at(x, grid, self.coh_frames)
+            self.return_gain[s] = reverb_return_gain(x, self.band_power[s], grid, self.sr)
             self.order.run(s, lambda: np.add(self.total, x, out=self.total))
         except BaseException:
             self.order.fail()
@@ -434,4 +482,5 @@ class _Work:
             sub_power=self.sub_power,
             pairs=self.pairs,
             pair_cross=self.pair_cross,
+            return_gain=self.return_gain,
         )

@@ -385,7 +385,8 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
 
     The send bus: each stem's power in the mix per channel, band and frame (``mix.band_pow``: trim,
     fader, pan, its EQ and the master shelves, which the exact tier's strips carry before the send;
-    then its compressor's frame gain) times the send's power gain ``10^(send_db / 10)`` (0 when off),
+    then its compressor's frame gain) times the send's power gain ``10^(send_db / 10)`` (0 when off)
+    and the network's measured gain on that stem (``Analysis.return_gain``),
     summed over the stems, the mean of the two channels (the FDN takes the stereo send's energy
     once, ``engine.dsp.reverb``). The return: that power smeared per band by the network's RT60 there
     (``band_decay_s`` with the exact tier's delay lines, seed ``REVERB_SEED``), delayed by the
@@ -396,7 +397,10 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
     if not on.any():
         return None
     send_pow = np.where(on, 10.0 ** (send_db / 10.0), 0.0)  # (p, s) power
-    weight = (0.5 * send_pow[:, :, None, None] * mix.band_pow).astype(np.float32)  # (p, s, 2, B)
+    weight = 0.5 * send_pow[:, :, None, None] * mix.band_pow  # (p, s, 2, B)
+    if a.return_gain is not None:  # the network's gain on each stem's own spectrum (Analysis.reverb_return_gain)
+        weight = weight * a.return_gain[None, :, None, :]
+    weight = weight.astype(np.float32)
     send = _send_power(weight, np.ascontiguousarray(stems.power_gain, dtype=np.float32), a.band_power)  # (p, B, T)
     sr, hop_s = a.sr, a.grid.hop_s
     decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
