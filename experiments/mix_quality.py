@@ -600,7 +600,8 @@ def print_song(name: str, fig: dict) -> None:
     sp = ", ".join("dry" if r.get("space_lu") is None else f"{r['space_lu']:+.1f}" for r in rows)
     prof = load_profile(fig["genre"])
     print(f"reverb return re the master, LU (pyloudnorm): {sp}; span {sm['space_span_lu']:.1f} LU; genre's range "
-          f"{list(prof.space_lu) if prof.space_lu else 'none'}; quietest stem re the mix {sm['quietest_stem_lu']:+.1f} LU")
+          f"{list(prof.space_lu) if prof.space_lu else 'none'}; quietest stem re the mix "
+          f"{sm['quietest_stem_lu']:+.1f} LU")
     d = fig["distinct"]
     print(f"distinct ({DISTINCT_JND:g} JND rule): min pairwise distance {d['min_jnd_distance']:.2f} JND, "
           f"near-identical pairs {len(d['near_identical_pairs'])}, same-label pairs {len(d['same_label_pairs'])}")
