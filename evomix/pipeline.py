@@ -46,6 +46,7 @@ from evomix.tools.profile import learn_profile
 from evomix.tools.reference import fit_reference
 from objectives import ALL_OBJECTIVES, OBJECTIVE_NAMES, REGISTRY, Target, parse_weights
 from objectives.balance import ROLE_ERROR_DB, gated_levels_db
+from objectives.genre import SPACE_ERROR_LU
 
 REFERENCE_MODES = ("auto", "same-song", "style")
 
@@ -353,7 +354,14 @@ def front(prep: Prepared, result: SearchResult, master: Master) -> Front:
     warnings = []
     over = (F >= INFEASIBLE).all(axis=1)  # only when no candidate met the constraints: the nearest
     if over.any():
-        raw[over], limiting, roles = problem.scores_and_violations(G[over])  # their real scores
+        raw[over], limiting, roles, space = problem.scores_and_violations(G[over])  # their real scores
+        if space.any() and not (limiting.any() or roles.any()):
+            lo, hi = prep.target.profile.space_lu
+            warnings.append(f"no mix found kept its reverb return within {SPACE_ERROR_LU:g} LU of the "
+                            f"{prep.target.profile.name} space ({lo:g}..{hi:g} LU re the mix); the front holds the "
+                            f"nearest ({float(space.min()):.1f} LU outside): search longer, set the sends "
+                            f"(--range STEM.reverb_send_db=LO:HI) or lock them off for a dry mix "
+                            f"(--lock '*.reverb_send_db=off')")
         if roles.any() and not limiting.any():
             warnings.append(f"no mix found kept every role within {ROLE_ERROR_DB:g} dB of the "
                             f"{prep.target.profile.name} balance (objectives/profiles: role_levels_db); the front "

@@ -32,6 +32,7 @@ from objectives.spectrum import k_weights, long_term_spectrum_db, normalise_leve
 
 SPACE_FLOOR_LU = -40.0  # LU: a return quieter than this (or none: a dry mix) reads as this
 SPACE_WEIGHT = 0.5  # genre dB per LU of return level outside the profile's space range: a choice
+SPACE_ERROR_LU = 1.0  # LU: a return further than this outside the range is an error (infeasible), a choice
 
 
 WIDTH_REGIONS_HZ = {"low": (20.0, 150.0), "mid": (150.0, 4000.0), "high": (4000.0, 20000.0)}
@@ -211,6 +212,20 @@ def space_penalty(features: Features, profile: GenreProfile) -> np.ndarray:
     lo, hi = profile.space_lu
     s = space_level_lu(features)
     return SPACE_WEIGHT * np.maximum(np.maximum(lo - s, s - hi), 0.0)
+
+
+def space_errors_lu(features: Features, target: Target) -> np.ndarray:
+    """How far (LU) each mix's return lies more than ``SPACE_ERROR_LU`` outside the profile's
+    ``space_lu``, (pop,) >= 0: 0 inside the range and its margin, and everywhere when the run has no
+    reverb bus to set (``target.space`` False) or the profile no space target. The search treats a
+    positive value as a constraint violation (``evomix.search.problem``): a mix drowned in reverb,
+    or bone dry where the genre wants space, is an error, not an alternative."""
+    prof = target.profile
+    if not target.space or prof.space_lu is None:
+        return np.zeros(features.mix_power.shape[0])
+    lo, hi = prof.space_lu
+    s = space_level_lu(features)
+    return np.maximum(np.maximum(lo - s, s - hi) - SPACE_ERROR_LU, 0.0)
 
 
 @register("genre", unit="dB", description="long-term spectrum and stereo width distance to the genre profile")

@@ -168,7 +168,7 @@ def test_weights_at_the_top_of_the_range_cannot_reach_the_infeasibility_marker(s
                                     OBJECTIVE_NAMES, w, max_limiting_db=6.0)
     huge = np.full((2, len(OBJECTIVE_NAMES)), 1e300)
     monkeypatch.setattr(type(problem), "scores_and_violations",
-                        lambda self, g: (huge.copy(), np.array([0.0, 0.5]), np.zeros(2)))
+                        lambda self, g: (huge.copy(), np.array([0.0, 0.5]), np.zeros(2), np.zeros(2)))
     F = problem.weighted_scores(np.zeros((2, problem.table.n_genes)))
     assert (F[0] < INFEASIBLE).all() and (F[1] >= INFEASIBLE).all(), F
 

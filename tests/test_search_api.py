@@ -118,7 +118,7 @@ def test_over_the_limiter_budget_every_objective_is_infeasible_plus_the_excess(s
     p = Problem(analysis, GeneTable(session.n_stems), Target(load_profile("jazz"), -14.0, -1.0), OBJECTIVE_NAMES, w,
                 max_limiting_db=0.5)
     G = np.random.default_rng(3).uniform(size=(32, p.table.n_genes))
-    raw, limiting, roles = p.scores_and_violations(G)
+    raw, limiting, roles, _ = p.scores_and_violations(G)
     F = p.weighted_scores(G)
     violation = limiting + roles
     over = violation > 0.0
@@ -144,7 +144,7 @@ def test_a_buried_bass_is_infeasible_while_balance_is_an_objective(session, stem
     g[1, bass * per_stem + [x.name for x in table.genes_of_stem(bass)].index("gain_db")] = 0.0  # the bass at -24 dB
     pop = Target(load_profile("pop"), -14.0, -1.0)
     p = Problem(stem_analysis, table, pop, OBJECTIVE_NAMES, (1.0,) * 4)
-    raw, limiting, roles = p.scores_and_violations(g)
+    raw, limiting, roles, _ = p.scores_and_violations(g)
     assert roles[1] > roles[0] + 10.0 and not limiting.any(), roles  # the unity mix is (nearly) in range
     F = p.weighted_scores(g)
     np.testing.assert_allclose(F[1], INFEASIBLE + raw[1] + roles[1])
@@ -167,7 +167,7 @@ def test_when_no_mix_is_within_the_limiter_budget_the_front_keeps_a_spread(sessi
     p = Problem(stem_analysis, table, Target(load_profile("jazz"), -14.0, -1.0), OBJECTIVE_NAMES, (1.0,) * 4,
                 max_limiting_db=0.0)
     G = np.random.default_rng(5).uniform(size=(32, table.n_genes))
-    _, limiting, _ = p.scores_and_violations(G)
+    _, limiting, _, _ = p.scores_and_violations(G)
     F = p.weighted_scores(G)
     over = limiting > 0
     assert over.sum() >= 16 and (F[over] >= INFEASIBLE).all()  # the premise: most are over it

@@ -23,6 +23,7 @@ from evomix.search.genome import GeneTable
 from objectives import Target, evaluate
 from objectives.balance import role_errors_db
 from objectives.base import MAX_WEIGHT
+from objectives.genre import space_errors_lu
 
 INFEASIBLE = 1e6  # added to every objective of a candidate that violates a constraint (with the violation, dB)
 RAW_SCORE_CAP = 1e3  # a raw score above this ranks as this in the search (none comes near: each is dB or LU)
@@ -63,15 +64,17 @@ class Problem:
         because numpy's matrix-vector kernels round differently from the matrix-matrix ones)."""
         return self.scores_and_violations(genomes)[0]
 
-    def scores_and_violations(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`raw_scores` and each candidate's two constraint violations (n,) dB >= 0, fast tier:
-        the limiter's gain reduction beyond the budget (``max_limiting_db``; 0 without one), and,
+    def scores_and_violations(self, genomes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`raw_scores` and each candidate's three constraint violations (n,) >= 0, fast tier:
+        the limiter's gain reduction beyond the budget (dB; ``max_limiting_db``, 0 without one);
         while balance is an objective, the roles more than ``ROLE_ERROR_DB`` outside the genre's
-        ranges (:func:`objectives.balance.role_errors_db`: a buried bass is an error, not an
-        alternative). Both make a mix infeasible (:meth:`weighted_scores`)."""
+        ranges (dB; :func:`objectives.balance.role_errors_db`: a buried bass is an error, not an
+        alternative); while genre is one and the run has a reverb bus, the return more than
+        ``SPACE_ERROR_LU`` outside the genre's space (LU; :func:`objectives.genre.space_errors_lu`).
+        Each makes a mix infeasible (:meth:`weighted_scores`)."""
         genomes = np.atleast_2d(np.asarray(genomes, dtype=float))
         out = np.empty((genomes.shape[0], len(self.names)))
-        limiting, roles = np.zeros(genomes.shape[0]), np.zeros(genomes.shape[0])
+        limiting, roles, space = (np.zeros(genomes.shape[0]) for _ in range(3))
         size = self.block
         for start in range(0, genomes.shape[0], size):
             block = genomes[start : start + size]
@@ -86,7 +89,9 @@ class Problem:
                 limiting[start : start + n] = np.maximum(feats.limiter_gr_db[:n] - float(self.max_limiting_db), 0.0)
             if "balance" in self.names:
                 roles[start : start + n] = role_errors_db(feats, self.target)[:n]
-        return out, limiting, roles
+            if "genre" in self.names:
+                space[start : start + n] = space_errors_lu(feats, self.target)[:n]
+        return out, limiting, roles, space
 
     def evaluate_population(self, genomes: np.ndarray) -> np.ndarray:
         """Weighted objective matrix F (n, len(names)), lower is better.
@@ -104,8 +109,8 @@ class Problem:
 
         A candidate that violates a constraint (:meth:`scores_and_violations`: the limiter taking
         more off its peaks than ``max_limiting_db``, a role buried or pushed far outside the genre's
-        range) scores ``INFEASIBLE + score + violation`` (dB) on each objective: any candidate
-        without a violation dominates it (Deb's constrained domination: Deb, Pratap, Agarwal &
+        range, a return far outside the genre's space) scores ``INFEASIBLE + score + violation`` (dB
+        or LU) on each objective: any candidate without a violation dominates it (Deb's constrained domination: Deb, Pratap, Agarwal &
         Meyarivan 2002, "A fast and elitist multiobjective genetic algorithm: NSGA-II", IEEE TEVC
         6(2), sec. VI), and two with one compare by score plus violation (Deb compares the
         violation alone, which leaves a search that has found no feasible mix yet a front of one).
@@ -113,8 +118,8 @@ class Problem:
         rule most of the genre's balance out) has a front of those few. Expressed in the objective
         values, so DEAP's selection, the archive and the checkpoints need nothing else;
         such a point lies beyond the hypervolume's reference point and adds no volume."""
-        raw, limiting, roles = self.scores_and_violations(genomes)
-        over = limiting + roles  # (n,) dB
+        raw, limiting, roles, space = self.scores_and_violations(genomes)
+        over = limiting + roles + space  # (n,) dB and LU
         F = np.minimum(raw, RAW_SCORE_CAP) * np.asarray(self.weights)[None, :]  # < INFEASIBLE: weights <= 100
         bad = over > 0.0
         F[bad] = INFEASIBLE + F[bad] + over[bad, None]  # every feasible F < INFEASIBLE <= every infeasible one
