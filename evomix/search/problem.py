@@ -107,17 +107,16 @@ class Problem:
         """:meth:`evaluate_population` without touching the BLAS thread limit (the caller sets it;
         ``evomix.search.parallel.score`` does, once, around its threads).
 
-        A candidate that violates a constraint (:meth:`scores_and_violations`: the limiter taking
-        more off its peaks than ``max_limiting_db``, a role buried or pushed far outside the genre's
-        range, a return far outside the genre's space) scores ``INFEASIBLE + score + violation`` (dB
-        or LU) on each objective: any candidate without a violation dominates it (Deb's constrained domination: Deb, Pratap, Agarwal &
-        Meyarivan 2002, "A fast and elitist multiobjective genetic algorithm: NSGA-II", IEEE TEVC
-        6(2), sec. VI), and two with one compare by score plus violation (Deb compares the
-        violation alone, which leaves a search that has found no feasible mix yet a front of one).
-        A search that has found only a few feasible mixes (a few generations in, or locks that
-        rule most of the genre's balance out) has a front of those few. Expressed in the objective
-        values, so DEAP's selection, the archive and the checkpoints need nothing else;
-        such a point lies beyond the hypervolume's reference point and adds no volume."""
+        A candidate that violates a constraint (:meth:`scores_and_violations`: the limiter taking more off its
+        peaks than ``max_limiting_db``, a role buried or pushed far outside the genre's range, a return far
+        outside the genre's space) scores ``INFEASIBLE + score + violation`` (dB or LU) on each objective: any
+        candidate without a violation dominates it (Deb's constrained domination: Deb, Pratap, Agarwal &
+        Meyarivan 2002, "A fast and elitist multiobjective genetic algorithm: NSGA-II", IEEE TEVC 6(2), sec.
+        VI), and two with one compare by score plus violation (Deb compares the violation alone, which leaves a
+        search that has found no feasible mix yet a front of one). A search that has found only a few feasible
+        mixes (a few generations in, or locks that rule most of the genre's balance out) has a front of those
+        few. Expressed in the objective values, so DEAP's selection, the archive and the checkpoints need
+        nothing else; such a point lies beyond the hypervolume's reference point and adds no volume."""
         raw, limiting, roles, space = self.scores_and_violations(genomes)
         over = limiting + roles + space  # (n,) dB and LU
         F = np.minimum(raw, RAW_SCORE_CAP) * np.asarray(self.weights)[None, :]  # < INFEASIBLE: weights <= 100
