@@ -46,6 +46,9 @@ descriptor                unit   definition
 ``plr_db``                dB     peak-to-loudness ratio, true peak - integrated loudness
                                  (EBU R128 s1 / AES TD1004). Higher = more dynamic.
 ``lra_lu``                LU     loudness range (EBU Tech 3342); 0 for songs under 3 s.
+``space_lu``              LU     the reverb return relative to the mix: K-weighted energies
+                                 (``objectives.genre.space_level_lu``), -40 for a dry mix.
+                                 Higher = wetter.
 ``limiter_gr_db``         dB     how hard the master's true-peak limiter works: by how much the
                                  normalised master's true peak (BS.1770-4 Annex 2) exceeds the
                                  ceiling. Not compared for distinctness; the search's limiter
@@ -55,8 +58,10 @@ descriptor                unit   definition
 Audible difference: ``JND`` gives, per descriptor used for comparison, the step we treat as one
 just-noticeable difference (level-type descriptors 1 dB, after the ~1 dB intensity JND for music
 of Zwicker & Fastl, "Psychoacoustics", 3rd ed., sec. 7.1; centroid 0.1 octave (~7 %); width 1 dB;
-PLR 1 dB; LRA 1 LU). :func:`jnd_distance` is the largest descriptor difference in JND units
-(Chebyshev distance): two mixes are *near-identical* when it is below ``DISTINCT_JND`` (1.0), i.e.
+PLR 1 dB; LRA 1 LU; the return 3 LU, after the 2-3 dB just-noticeable change in
+direct-to-reverberant ratio near 10 dB of E. Larsen, N. Iyer, C. R. Lansing & A. S. Feng, "On the
+minimum audible difference in direct-to-reverberant energy ratio", JASA 124(1), 2008).
+:func:`jnd_distance` is the largest descriptor difference in JND units (Chebyshev distance): two mixes are *near-identical* when it is below ``DISTINCT_JND`` (1.0), i.e.
 no descriptor differs by one JND.
 """
 from __future__ import annotations
@@ -69,6 +74,7 @@ from evomix.core.features import Features
 from evomix.core.meter import k_weighting_power
 from evomix.core.runtime import available_cores
 from evomix.engine.batch import render_features
+from objectives.genre import space_level_lu
 
 LOW_END_HZ = 120.0
 TILT_RANGE_HZ = (50.0, 16000.0)
@@ -77,15 +83,15 @@ EPS = 1e-20
 
 #: descriptors reported for each mix, in this order
 DESCRIPTORS = ("centroid_hz", "tilt_db_per_oct", "side_mid_db", "correlation", "vocal_lu", "low_end_db",
-               "punch_db", "crest_db", "plr_db", "lra_lu", "limiter_gr_db")
+               "punch_db", "crest_db", "plr_db", "lra_lu", "space_lu", "limiter_gr_db")
 UNITS = {"centroid_hz": "Hz", "tilt_db_per_oct": "dB/oct", "side_mid_db": "dB", "correlation": "",
          "vocal_lu": "LU", "low_end_db": "dB", "punch_db": "dB", "crest_db": "dB", "plr_db": "dB", "lra_lu": "LU",
-         "limiter_gr_db": "dB"}
+         "space_lu": "LU", "limiter_gr_db": "dB"}
 
 
 #: one just-noticeable difference per compared descriptor (centroid in octaves: compared as log2 Hz)
 JND = {"centroid_hz": 0.1, "side_mid_db": 1.0, "vocal_lu": 1.0, "low_end_db": 1.0, "punch_db": 1.0,
-       "plr_db": 1.0, "lra_lu": 1.0}
+       "plr_db": 1.0, "lra_lu": 1.0, "space_lu": 3.0}
 COMPARED = tuple(JND)
 DISTINCT_JND = 1.0
 
@@ -147,6 +153,7 @@ def describe(features: Features) -> dict:
     out["crest_db"] = np.asarray(f.true_peak_dbtp, dtype=float) - 10.0 * np.log10(ms + EPS)
     out["plr_db"] = np.asarray(f.plr_db, dtype=float)
     out["lra_lu"] = np.asarray(f.lra_lu, dtype=float)
+    out["space_lu"] = space_level_lu(f)
     out["limiter_gr_db"] = np.asarray(f.limiter_gr_db, dtype=float)
     return {k: np.asarray(out[k], dtype=float).reshape(f.n_pop) for k in DESCRIPTORS}
 

@@ -147,6 +147,7 @@ LABELS = {
     "punch_db": ("punchier", "softer"),
     "plr_db": ("more dynamic", "denser"),
     "lra_lu": ("more loudness range", "steadier"),
+    "space_lu": ("wetter", "drier"),
 }
 
 
