@@ -61,8 +61,9 @@ of Zwicker & Fastl, "Psychoacoustics", 3rd ed., sec. 7.1; centroid 0.1 octave (~
 PLR 1 dB; LRA 1 LU; the return 3 LU, after the 2-3 dB just-noticeable change in
 direct-to-reverberant ratio near 10 dB of E. Larsen, N. Iyer, C. R. Lansing & A. S. Feng, "On the
 minimum audible difference in direct-to-reverberant energy ratio", JASA 124(1), 2008).
-:func:`jnd_distance` is the largest descriptor difference in JND units (Chebyshev distance): two mixes are *near-identical* when it is below ``DISTINCT_JND`` (1.0), i.e.
-no descriptor differs by one JND.
+:func:`jnd_distance` is the largest descriptor difference in JND units (Chebyshev distance): two
+mixes are *near-identical* when it is below ``DISTINCT_JND`` (1.0), i.e. no descriptor differs by one
+JND.
 """
 from __future__ import annotations
 
