@@ -235,3 +235,18 @@ def test_before_stem_powers_from_the_analysis_are_the_measured_ones(stem_session
     centre = np.where(session.is_mono, np.sqrt(0.5), 1.0)
     plain = sum(session.audio[s].astype(np.float64) * centre[s] for s in range(session.n_stems))
     np.testing.assert_allclose(fast.mix, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_each_card_says_how_wet_the_mix_is():
+    """The report's space line (issue 22): the return's level re the mix, its decay and pre-delay,
+    the sends that are on (loudest first); a mix with every send off says it is dry."""
+    from evomix.output.report import space_text
+
+    params = {"stems": {"vocal": {"reverb_send_db": -14.0}, "keys": {"reverb_send_db": -20.0},
+                        "bass": {"reverb_send_db": -40.0}},
+              "master": {"reverb": {"decay_s": 1.62, "predelay_ms": 24.0, "damping": 0.5}}}
+    text = space_text(params, {"space_lu": -12.34})
+    assert text == "reverb return -12.3 LU re the mix (decay 1.6 s, pre-delay 24 ms); sends: vocal -14 dB, keys -20 dB"
+    dry = {"stems": {n: {"reverb_send_db": -40.0} for n in ("vocal", "keys")}}
+    assert space_text(dry, {"space_lu": -40.0}) == "dry: every reverb send off"
+    assert space_text({"stems": {"vocal": {"gain_db": 0.0}}}, None) == ""  # a file from before the bus

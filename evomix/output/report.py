@@ -45,6 +45,7 @@ from evomix.io.files import write_text_atomic
 from evomix.io.spill import materialise
 from evomix.output import report_data as rd
 from evomix.progress import NULL_REPORTER
+from evomix.search.genome import REVERB_SEND_OFF_DB
 from evomix.tools.measure import measure_file
 from evomix.tools.profile import features_from_audio
 from objectives.genre import profile_on_bands
@@ -300,6 +301,32 @@ def _labels_html(labels) -> str:
     return '<div class="labels">' + "".join(f'<span class="chip">{_e(x)}</span>' for x in labels) + "</div>"
 
 
+def space_text(params: dict, desc) -> str:
+    """How wet a mix is, in words: ``"reverb return -12.3 LU re the mix (decay 1.6 s, pre-delay 20 ms);
+    sends: vocal -14 dB, keys -16 dB"``, ``"dry: every reverb send off"``, or "" for a params dict
+    without the bus (an older file). ``desc``: the mix's listener descriptors (``space_lu``)."""
+    stems = (params or {}).get("stems") or {}
+    sends = {n: v.get("reverb_send_db") for n, v in stems.items() if isinstance(v, dict)}
+    if not sends or all(x is None for x in sends.values()):
+        return ""
+    on = {n: x for n, x in sends.items() if x is not None and x > REVERB_SEND_OFF_DB}
+    if not on:
+        return "dry: every reverb send off"
+    rev = ((params or {}).get("master") or {}).get("reverb") or {}
+    level = (desc or {}).get("space_lu") if isinstance(desc, dict) else None
+    head = f"reverb return {level:+.1f} LU re the mix" if isinstance(level, (int, float)) else "reverb return"
+    setting = ", ".join(x for x in (f"decay {rev['decay_s']:.1f} s" if "decay_s" in rev else "",
+                                     f"pre-delay {rev['predelay_ms']:.0f} ms" if "predelay_ms" in rev else "") if x)
+    loudest = sorted(on.items(), key=lambda kv: -kv[1])
+    return (f"{head}{f' ({setting})' if setting else ''}; sends: "
+            + ", ".join(f"{n} {x:+.0f} dB" for n, x in loudest))
+
+
+def _space_html(params: dict, desc) -> str:
+    text = space_text(params, desc)
+    return f'<p class="space"><b>Space</b>: {_e(text)}</p>' if text else ""
+
+
 def _descriptors_html(desc) -> str:
     """Listener descriptors, whatever their shape: {name: value}, {name: {value, ...}} or a list."""
     if not desc:
@@ -496,7 +523,7 @@ def build_html(folder: str | Path) -> str:
         cards.append(
             f'<section class="card" id="card-{_e(k)}"><h3>{_e(k)} '
             f'<button class="choice small" data-mix="{_e(k)}">listen</button></h3>'
-            f"{_labels_html(labels)}{_descriptors_html(desc)}"
+            f"{_labels_html(labels)}{_space_html(a.get('params', {}), desc)}{_descriptors_html(desc)}"
             f"<h4>Loudness</h4>{_table(LOUDNESS_HEADER, _loudness_rows(_measured(k, data, folder)))}"
             f"<h4>Objectives ({OBJECTIVE_DIRECTION})</h4>"
             f"{_table(['objective', 'unit', 'fast tier', 'exact render'], obj_rows, 'small')}"
