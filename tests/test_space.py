@@ -1,0 +1,130 @@
+"""Space by default (issue 22): every run searches the reverb bus toward the genre's space target.
+
+The profile's ``space_lu`` (the return re the mix, LU) and ``decay_s``; the default ranges by role
+(``evomix.search.constraints.space_defaults``); the genre objective's penalty and the search's
+constraint (``objectives.genre.space_penalty``, ``space_errors_lu``); a run's own locks over the
+defaults (a dry mix with ``'*.reverb_send_db=off'``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from evomix.engine.batch import render_features
+from evomix.errors import ParameterError
+from evomix.search.constraints import ROLE_SEND_MAX_DB, Constraints, space_defaults
+from evomix.search.genome import REVERB_SEND_OFF_DB, GeneTable
+from evomix.search.problem import INFEASIBLE, Problem
+from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
+from objectives.genre import (
+    SPACE_ERROR_LU,
+    SPACE_FLOOR_LU,
+    SPACE_WEIGHT,
+    GenreProfile,
+    space_errors_lu,
+    space_level_lu,
+    space_penalty,
+)
+from tests.support import run_cli, search_flags, small_search
+
+
+def test_every_builtin_profile_has_a_space_target_at_least_6_lu_wide_around_pestana_and_reiss():
+    for name in ("pop", "rock", "metal", "edm", "hip-hop", "jazz", "acoustic", "classical"):
+        p = load_profile(name)
+        lo, hi = p.space_lu
+        assert hi - lo >= 6.0 and lo < -9.5 < hi + 4.0, name  # about 9.5 LU under the mix, give or take
+        assert 0.3 <= p.decay_s[0] < p.decay_s[1] <= 4.0, name
+        assert "Pestana & Reiss" in p.source
+
+
+@pytest.mark.parametrize("field,value", [("space_lu", [-5.0, -12.0]), ("space_lu", [-80.0, -10.0]),
+                                         ("decay_s", [0.0, 2.0]), ("space_lu", [-12.0])])
+def test_a_profile_with_a_bad_space_target_is_refused_naming_it(field, value):
+    d = load_profile("pop").to_dict()
+    d[field] = value
+    with pytest.raises(ParameterError, match=field):
+        GenreProfile.from_dict(d, origin="mine.json")
+
+
+def test_the_default_bus_keeps_the_low_end_nearly_dry_and_the_decay_in_the_genre_s_range(stem_session):
+    prof = load_profile("rock")
+    c = space_defaults(prof, stem_session.names, stem_session.roles)
+    table = c.apply(GeneTable(stem_session.n_stems), stem_session.names)
+    assert table.has_open_sends
+    for s, role in enumerate(stem_session.roles):
+        send = table.gene("reverb_send_db", stem=s)
+        assert send.low == REVERB_SEND_OFF_DB and send.high == ROLE_SEND_MAX_DB.get(role, 0.0), role
+    decay = table.gene("reverb_decay_s")
+    assert (decay.low, decay.high) == prof.decay_s
+    assert not space_defaults(dataclasses.replace(prof, space_lu=None), stem_session.names, stem_session.roles)
+
+
+def test_a_run_s_own_entries_override_the_default_bus(stem_session):
+    names, roles = stem_session.names, stem_session.roles
+    defaults = space_defaults(load_profile("pop"), names, roles)
+    dry = defaults.overridden_by(Constraints.parse(["*.reverb_send_db=off"]))
+    assert not dry.apply(GeneTable(len(names)), names).has_open_sends
+    bass = names[roles.index("bass")]
+    opened = defaults.overridden_by(Constraints.parse(ranges=[f"{bass}.reverb_send_db=-40:-6"]))
+    assert opened.apply(GeneTable(len(names)), names).gene("reverb_send_db", stem=roles.index("bass")).high == -6.0
+
+
+def _wet_and_dry(stem_analysis, send_db):
+    table = space_defaults(load_profile("pop"), stem_analysis.names, stem_analysis.roles).apply(
+        GeneTable(stem_analysis.n_stems), stem_analysis.names)
+    p = table.decode(np.full((2, table.n_genes), 0.5), stem_analysis.trim_db)
+    sends = np.full_like(p.reverb_send_db, REVERB_SEND_OFF_DB)
+    sends[0] = send_db
+    return table, dataclasses.replace(p, reverb_send_db=sends)
+
+
+def test_the_space_penalty_and_the_error_follow_their_formulas(stem_analysis):
+    """Row 0 wet (every send at the given level), row 1 dry (the floor)."""
+    prof = load_profile("pop")
+    lo, hi = prof.space_lu
+    for send_db in (-30.0, -12.0, 0.0):
+        _, p = _wet_and_dry(stem_analysis, send_db)
+        f = render_features(stem_analysis, p, target_lufs=-14.0, ceiling_dbtp=-1.0)
+        s = space_level_lu(f)
+        assert s[1] == SPACE_FLOOR_LU and s[0] > SPACE_FLOOR_LU
+        out = np.maximum(np.maximum(lo - s, s - hi), 0.0)
+        np.testing.assert_allclose(space_penalty(f, prof), SPACE_WEIGHT * out)
+        np.testing.assert_allclose(space_errors_lu(f, Target(prof, space=True)), np.maximum(out - SPACE_ERROR_LU, 0))
+        assert not space_errors_lu(f, Target(prof, space=False)).any()  # a dry search: no space to set
+        g_space = evaluate(f, Target(prof, space=True), ("genre",))[:, 0]
+        g_plain = evaluate(f, Target(prof, space=False), ("genre",))[:, 0]
+        np.testing.assert_allclose(g_space - g_plain, space_penalty(f, prof))
+
+
+def test_a_mix_drowned_in_reverb_or_bone_dry_is_infeasible_while_genre_is_searched(stem_analysis):
+    table, p = _wet_and_dry(stem_analysis, 0.0)
+    G = table.encode(p)  # each send within its role's range (the bass's at most -24 dB)
+    target = Target(load_profile("pop"), space=True)
+    f = render_features(stem_analysis, table.decode(G, stem_analysis.trim_db), target_lufs=-14.0, ceiling_dbtp=-1.0)
+    err = space_errors_lu(f, target)
+    assert err[0] > 0.0 and err[1] > 0.0  # every send at its top: drowned; every send off: the floor, far under
+    problem = Problem(stem_analysis, table, target, OBJECTIVE_NAMES, (1.0,) * 4)
+    raw, limiting, roles, space = problem.scores_and_violations(G)
+    np.testing.assert_allclose(space, err)
+    F = problem.weighted_scores(G)
+    assert (F >= INFEASIBLE).all()
+    no_genre = Problem(stem_analysis, table, target, ("masking", "loudness", "balance"), (1.0,) * 3)
+    assert not no_genre.scores_and_violations(G)[3].any()  # genre switched off: no space constraint
+
+
+@pytest.mark.slow
+def test_a_default_run_searches_the_bus_and_off_gives_a_dry_mix(stem_dir, tmp_path):
+    flags = [*search_flags(small_search(generations=4, alternatives=2, seed=3)), "--quiet", "--export-stems"]
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "wet", *flags)
+    assert res.exit_code == 0, res.output
+    alt = json.loads((tmp_path / "wet" / "alt-01.json").read_text())
+    assert "*.reverb_send_db" in alt["constraints"]["ranges"]
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "dry", *flags, "--lock", "*.reverb_send_db=off")
+    assert res.exit_code == 0, res.output
+    for path in sorted((tmp_path / "dry").glob("alt-*.json")):
+        stems = json.loads(path.read_text())["params"]["stems"]
+        assert all(v["reverb_send_db"] == REVERB_SEND_OFF_DB for v in stems.values())
+        assert not (tmp_path / "dry" / f"{path.stem}-stems" / "reverb-return.wav").exists()
