@@ -33,7 +33,7 @@ from evomix.output.result import Member, MixResult
 from evomix.progress import NULL_REPORTER, ProgressReporter, format_seconds
 from evomix.search import checkpoint as checkpoints
 from evomix.search.algorithm import SearchResult, Termination, non_dominated, run_search
-from evomix.search.constraints import Constraints, space_defaults
+from evomix.search.constraints import Constraints, default_constraints
 from evomix.search.genome import GeneTable, Params
 from evomix.search.hypervolume import Normaliser
 from evomix.search.interrupt import InterruptGuard
@@ -489,7 +489,7 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     stems = checkpoints.stems_fingerprint(session) if (checkpoint is not None or resume is not None) else None
     if resume is not None:  # before the analysis: other stems fail at once
         checkpoints.check_stems(resume, stems)
-    constraints = space_defaults(profile, session.names, session.roles).overridden_by(constraints)  # the reverb bus
+    constraints = default_constraints(profile, session.names, session.roles).overridden_by(constraints)
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
     analysis = analyse(session, reporter)
     prep = prepare(session, analysis, table, profile=profile, w=w, master=master, search=search,

@@ -418,6 +418,23 @@ def space_defaults(profile, stem_names: Sequence[str] = (), roles: Sequence[str]
     return Constraints.parse(ranges=ranges, range_option="the genre's space target")
 
 
+# Roles whose pan is held near the centre by default (the low end mono, kick, snare and bass in the
+# middle: De Man & Reiss, "A knowledge-engineered autonomous mixing system", AES 135th Conv., 2013);
+# the bound is issue 21's for a stem that carries the low end (``choose.verify.CARRIER_MAX_PAN``).
+CENTRED_ROLES = ("kick", "bass", "snare", "drums")
+CENTRED_PAN = 0.2
+
+
+def default_constraints(profile, stem_names: Sequence[str] = (), roles: Sequence[str] = ()) -> Constraints:
+    """The ranges a run searches by default, before its own locks and ranges (which override them,
+    :meth:`Constraints.overridden_by`): the reverb bus (:func:`space_defaults`) and the pan of the
+    ``CENTRED_ROLES`` within +-``CENTRED_PAN`` (``--range kick.pan=-1:1`` frees one)."""
+    pans = {f"{n}.pan": (-CENTRED_PAN, CENTRED_PAN) for n, r in zip(stem_names, roles)
+            if r in CENTRED_ROLES and n != MASTER and "." not in n and "=" not in n}
+    centred = Constraints.parse(ranges=pans, range_option="the centred low end") if pans else Constraints()
+    return Constraints(space_defaults(profile, stem_names, roles).entries + centred.entries)
+
+
 def constrain_table(table: GeneTable, stem_names: Sequence[str], locks: Sequence[str] | None = None,
                     ranges: Sequence[str] | None = None, *, lock_option: str = "--lock",
                     range_option: str = "--range") -> GeneTable:

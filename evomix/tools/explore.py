@@ -73,7 +73,7 @@ from evomix.io.places import check_output_folder
 from evomix.io.spill import materialise
 from evomix.output.result import PARAMS_FORMAT
 from evomix.progress import NULL_REPORTER, ProgressReporter
-from evomix.search.constraints import Constraints, space_defaults
+from evomix.search.constraints import Constraints, default_constraints
 from evomix.search.genome import GeneTable
 from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search.parallel import ParallelEvaluator
@@ -377,8 +377,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     with ParallelEvaluator(n_jobs=parallel.jobs, threads=parallel.threads) as evaluator:
         session = pipeline.load(paths, reporter, roles=roles)
         parse_descriptors(names_d, session.roles)  # vocal needs a vocal / lead stem
-        space = space_defaults(profile, session.names, session.roles)  # the reverb bus, unless the run sets it
-        table = pipeline.gene_table(session, space.overridden_by(constraints))
+        defaults = default_constraints(profile, session.names, session.roles)  # unless the run sets them
+        table = pipeline.gene_table(session, defaults.overridden_by(constraints))
         analysis = pipeline.analyse(session, reporter)
         target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
                         space=table.has_open_sends)
