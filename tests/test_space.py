@@ -128,3 +128,43 @@ def test_a_default_run_searches_the_bus_and_off_gives_a_dry_mix(stem_dir, tmp_pa
         stems = json.loads(path.read_text())["params"]["stems"]
         assert all(v["reverb_send_db"] == REVERB_SEND_OFF_DB for v in stems.values())
         assert not (tmp_path / "dry" / f"{path.stem}-stems" / "reverb-return.wav").exists()
+
+
+def test_the_low_end_roles_are_centred_by_default_and_a_run_can_free_them(stem_session):
+    from evomix.search.constraints import CENTRED_PAN, CENTRED_ROLES, default_constraints
+
+    names, roles = stem_session.names, stem_session.roles
+    defaults = default_constraints(load_profile("pop"), names, roles)
+    table = defaults.apply(GeneTable(len(names)), names)
+    for s, role in enumerate(roles):
+        pan = table.gene("pan", stem=s)
+        assert (pan.low, pan.high) == ((-CENTRED_PAN, CENTRED_PAN) if role in CENTRED_ROLES else (-1.0, 1.0)), role
+    bass = names[roles.index("bass")]
+    freed = defaults.overridden_by(Constraints.parse(ranges=[f"{bass}.pan=-1:1"])).apply(GeneTable(len(names)), names)
+    assert freed.gene("pan", stem=roles.index("bass")).high == 1.0
+
+
+def test_the_picks_hold_the_driest_and_the_wettest_good_mix():
+    """SPACE_SPREAD (choose/select.py): after the best, the eligible mixes whose return lies furthest
+    below and above it; the farthest-point rule alone would spend the picks on the centroid, whose
+    spread is far wider here."""
+    from evomix.choose.describe import COMPARED
+    from evomix.choose.select import ELIGIBLE_FRACTION, choose_alternatives, rank_normalise
+
+    rng = np.random.default_rng(0)
+    n = 40
+    D = np.zeros((n, len(COMPARED)))
+    D[:, COMPARED.index("centroid_hz")] = rng.uniform(0, 30, n)  # JND units: a wide spread
+    space = rng.uniform(-5.5, -2.7, n)  # -16.5 .. -8 LU in 3 LU JNDs
+    space[0] = -4.1  # the best one in the middle: a drier and a wetter one lie a JND beyond it
+    D[:, COMPARED.index("space_lu")] = space
+    F = rng.uniform(size=(n, 4))
+    F[:, 0] = np.linspace(0, 1, n)
+    w = np.array([10.0, 1.0, 1.0, 1.0])  # member 0 best by far: the first pick
+    picks = choose_alternatives(np.zeros((n, 3)), F, 5, w, descriptors=D)
+    eligible = np.argsort(rank_normalise(F) @ w, kind="stable")[: int(np.ceil(n * ELIGIBLE_FRACTION))]
+    assert picks[0] == eligible[0]
+    driest, wettest = eligible[np.argmin(space[eligible])], eligible[np.argmax(space[eligible])]
+    assert space[driest] < space[0] - 1.0 and space[wettest] > space[0] + 1.0  # the premise
+    assert sorted(picks[1:3]) == sorted([driest, wettest]), (picks, space[picks])
+    assert space[picks].max() - space[picks].min() >= 1.0  # more than a JND apart: audibly drier and wetter

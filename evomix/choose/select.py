@@ -12,7 +12,12 @@
    With listener descriptors (``descriptors``: :func:`evomix.choose.describe.jnd_matrix` of the fast-tier
    descriptors of every candidate, in JND units), the distance is the Euclidean distance in that
    space instead, and a candidate within ``describe.DISTINCT_JND`` (Chebyshev, JND units) of one
-   already chosen is never chosen: it would sound the same. When no eligible candidate is distinct
+   already chosen is never chosen: it would sound the same. SPACE_SPREAD: while the mixes differ in
+   how wet they are (``space_lu``), the second and third alternatives are the eligible ones whose
+   reverb return lies furthest below and above the ones chosen (when a JND beyond them): the
+   musician gets the driest and the wettest of the good mixes to compare, which the farthest-point
+   rule alone, led by the descriptors with the widest spread, does not ensure (a choice, issue 22).
+   When no eligible candidate is distinct
    any more, the best-scoring distinct candidate outside the eligible set is taken; when none is
    left at all, fewer than ``k`` are returned (never a duplicate).
 
@@ -120,11 +125,18 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
     # distance of every candidate to its nearest chosen one, kept up to date as picks are added
     near_cheb = jnd_distance(D, D[chosen]).min(axis=1)  # (n,) JND units
     near_eucl = np.sqrt(((D[:, None, :] - D[None, chosen, :]) ** 2).sum(axis=-1)).min(axis=1)  # (n,)
+    j_space = COMPARED.index("space_lu") if "space_lu" in COMPARED and D.shape[1] == len(COMPARED) else None
+    spread_first = j_space is not None
     while len(chosen) < k:
         distinct = (near_cheb >= DISTINCT_JND) & ~banned
         distinct[chosen] = False
         pool = distinct & eligible
-        if pool.any():
+        if spread_first and pool.any():  # the driest and the wettest good mix next (SPACE_SPREAD in the docstring)
+            pick = _space_extreme(D[:, j_space], pool, D[chosen, j_space])
+            spread_first = pick is not None and len(chosen) < 2
+            if pick is None:
+                pick = int(np.argmax(np.where(pool, near_eucl, -1.0)))
+        elif pool.any():
             pick = int(np.argmax(np.where(pool, near_eucl, -1.0)))
         elif distinct.any():  # the eligible ones all sound like a chosen one: the best distinct other
             pick = next(i for i in order if distinct[i])
@@ -134,6 +146,15 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
         near_cheb = np.minimum(near_cheb, jnd_distance(D, D[pick])[:, 0])
         near_eucl = np.minimum(near_eucl, np.sqrt(((D - D[pick]) ** 2).sum(axis=1)))
     return chosen
+
+
+def _space_extreme(space: np.ndarray, pool: np.ndarray, chosen_space: np.ndarray) -> int | None:
+    """The member of ``pool`` whose return level (``space``, JND units) lies furthest beyond the chosen
+    ones' (below their driest or above their wettest); None when none is a JND beyond them."""
+    lo, hi = float(chosen_space.min()), float(chosen_space.max())
+    beyond = np.where(pool, np.maximum(lo - space, space - hi), -np.inf)  # (n,)
+    i = int(np.argmax(beyond))
+    return i if beyond[i] >= DISTINCT_JND else None
 
 
 LABEL_Z = 0.5
