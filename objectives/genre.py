@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from evomix.core.features import Features
+from evomix.core.meter import gated_loudness
 from evomix.errors import ParameterError
 from objectives.base import Target, register
 from objectives.spectrum import k_weights, long_term_spectrum_db, normalise_level, side_fraction
@@ -187,15 +188,19 @@ def spectral_distance_db(features: Features, profile: GenreProfile) -> np.ndarra
 
 
 def space_level_lu(features: Features) -> np.ndarray:
-    """The reverb return's level relative to the mix, LU, (pop,): the ratio of their K-weighted
-    energies (BS.1770-4 K-weighting at the band centres, channels, bands and frames summed),
-    ``10 log10(E_return / E_mix)``, at least ``SPACE_FLOOR_LU`` (a dry mix reads as the floor).
-    An ungated reading of the integrated-loudness difference: for music without long pauses the
-    two agree within a fraction of an LU (``experiments/mix_quality.py`` compares it with
-    pyloudnorm on the exported return and master)."""
+    """The reverb return's loudness relative to the mix's, LU, (pop,), at least ``SPACE_FLOOR_LU``
+    (a dry mix reads as the floor). With the features' 400 ms blocks (``return_block_k``,
+    ``mix_block_k``) each is gated as BS.1770-4 gates it (``evomix.core.meter.gated_loudness``), as
+    a meter reads the exported return and master; otherwise the ratio of their K-weighted energies
+    (BS.1770-4 K-weighting at the band centres, channels, bands and frames summed), ungated."""
     n_pop = features.mix_power.shape[0]
     if features.return_power is None:
         return np.full(n_pop, SPACE_FLOOR_LU)
+    if features.return_block_k is not None and features.mix_block_k is not None:
+        ret = gated_loudness(np.asarray(features.return_block_k, dtype=np.float64)[:, None, :])
+        mix = gated_loudness(np.asarray(features.mix_block_k, dtype=np.float64)[:, None, :])
+        lu = np.asarray(ret, dtype=float) - np.asarray(mix, dtype=float)
+        return np.maximum(np.nan_to_num(lu, nan=SPACE_FLOOR_LU, neginf=SPACE_FLOOR_LU), SPACE_FLOOR_LU)
     k = k_weights(features)  # (B,)
     ret = np.einsum("pcbt,b->p", features.return_power.astype(np.float64), k)
     mix = np.einsum("pcbt,b->p", features.mix_power.astype(np.float64), k)

@@ -46,8 +46,9 @@ descriptor                unit   definition
 ``plr_db``                dB     peak-to-loudness ratio, true peak - integrated loudness
                                  (EBU R128 s1 / AES TD1004). Higher = more dynamic.
 ``lra_lu``                LU     loudness range (EBU Tech 3342); 0 for songs under 3 s.
-``space_lu``              LU     the reverb return relative to the mix: K-weighted energies
-                                 (``objectives.genre.space_level_lu``), -40 for a dry mix.
+``space_lu``              LU     the reverb return's loudness relative to the mix's, each gated
+                                 as BS.1770-4 gates it (``objectives.genre.space_level_lu``);
+                                 -40 for a dry mix.
                                  Higher = wetter.
 ``limiter_gr_db``         dB     how hard the master's true-peak limiter works: by how much the
                                  normalised master's true peak (BS.1770-4 Annex 2) exceeds the

@@ -58,6 +58,8 @@ class Features:
         (``objectives.balance.gated_levels_db``); None: each 50 ms frame gated on its own.
     return_power : (pop, 2, B, T) float32 or None: the reverb return's power in the mix (it is part
         of ``mix_power``, and masks every stem); None when no candidate sends to the reverb.
+    return_block_k : (pop, T) float64 or None: the return's K-weighted power over the 400 ms block
+        around each frame, as ``mix_block_k`` (the blocks its loudness is gated on).
     return_share : (pop, stems, B) float32 or None: each stem's share of the return's energy per band
         (:func:`return_shares`): a stem's own reverb is part of its image, not a masker of it.
     """
@@ -81,6 +83,7 @@ class Features:
     mix_block_k: np.ndarray | None = None
     return_power: np.ndarray | None = None
     return_share: np.ndarray | None = None
+    return_block_k: np.ndarray | None = None
 
     @property
     def n_pop(self) -> int:

@@ -305,7 +305,7 @@ class HeavyTensors:
     mix_cross : (pop, B, T') Re(L R*); stem_block_k (pop, stems, T') and mix_block_k (pop, T'),
     float64: K-weighted power over the 400 ms block around each heavy frame (as in
     :class:`~evomix.core.features.Features`); return_power (pop, 2, B, T') float32 or None, the
-    reverb return's power in the mix.
+    reverb return's power in the mix; return_block_k (pop, T') float64 or None, its K-weighted blocks.
     """
 
     stem_power: np.ndarray
@@ -315,6 +315,7 @@ class HeavyTensors:
     stem_block_k: np.ndarray
     mix_block_k: np.ndarray
     return_power: np.ndarray | None = None
+    return_block_k: np.ndarray | None = None
 
 
 def render_features(analysis: Analysis, params: Params, *, target_lufs: float, ceiling_dbtp: float) -> Features:
@@ -356,6 +357,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         mix_block_k=heavy.mix_block_k,
         return_power=heavy.return_power,
         return_share=None if ret is None else return_shares(heavy.stem_power, ret.send_power),
+        return_block_k=heavy.return_block_k,
     )
 
 
@@ -605,13 +607,14 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     k_frames = np.matmul(wk.transpose(1, 0, 2).astype(np.float32), blocks).transpose(1, 0, 2)  # (p, s, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
     mix_block_k = stem_block_k.sum(axis=1)  # (p, T')
-    return_power = None
+    return_power = return_block_k = None
     if ret is not None:
         g_after = g_master * g_lim * g_norm[:, None]  # (p, T) the master's gains after the return joins
         return_power = (ret.power[:, :, h] * g_after[:, None, h].astype(np.float32))[:, None]  # (p, 1, B, T')
         return_power = np.ascontiguousarray(np.broadcast_to(return_power, mix_power.shape))  # (p, 2, B, T')
         mix_power = mix_power + return_power
-        mix_block_k = mix_block_k + (ret.k_frames[:, bf] * g_after[:, bf]).mean(axis=-1)  # (p, T')
+        return_block_k = (ret.k_frames[:, bf] * g_after[:, bf]).mean(axis=-1)  # (p, T')
+        mix_block_k = mix_block_k + return_block_k
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
-                        mix_block_k=mix_block_k, return_power=return_power)
+                        mix_block_k=mix_block_k, return_power=return_power, return_block_k=return_block_k)

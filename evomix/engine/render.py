@@ -633,6 +633,7 @@ def features_from_render(render: ExactRender, grid: BandGrid, roles: tuple) -> F
         return_power=None if return_power is None else return_power[None].astype(np.float32),
         return_share=(None if return_power is None or render.send_power is None
                       else return_shares(stem_power[None], render.send_power[None])),
+        return_block_k=None if return_power is None else block_k(return_power, grid, every)[None],
     )
 
 
