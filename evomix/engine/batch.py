@@ -411,9 +411,9 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
     hp = return_highpass_power(a.grid, np.asarray(params.reverb_highpass_hz, dtype=float), sr)  # (p, B)
     power = reverb_band_power(send, decay, predelay, hop_s)  # (p, B, T) float32
     power *= hp[:, :, None].astype(np.float32)
-    k = _band_k_weights(a)  # (B,)
-    frames = 2.0 * power.sum(axis=1, dtype=np.float64)  # (p, T): both channels
-    k_frames = 2.0 * np.einsum("pbt,b->pt", power, k.astype(np.float32), dtype=np.float64)
+    weights = np.stack([np.full(power.shape[1], 2.0), 2.0 * _band_k_weights(a)]).astype(np.float32)  # (2, B)
+    both = np.matmul(weights, power).astype(np.float64)  # (2, B) @ (p, B, T) -> (p, 2, T)
+    frames, k_frames = both[:, 0], both[:, 1]  # (p, T) plain and K-weighted
     return ReturnBus(power=power, frames=frames, k_frames=k_frames, send_power=send_pow)
 
 
