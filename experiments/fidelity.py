@@ -8,10 +8,12 @@ error of the fast tier's integrated loudness (before normalisation, LU), and whe
 alternatives' exact scores lie within the spread of the front's fast scores (``evomix.mix`` replaces
 a pick whose exact render falls outside it; the number replaced is the fast tier's misjudgement count).
 
-Usage: python experiments/fidelity.py [--stems DIR] [--n 48] [--seed 0] [--genre pop] [--space]
-(default stems: the synthesized demo song). ``--space`` opens the reverb bus (every send over its
-full range, -40 = off, and the return's decay, pre-delay, damping and high-pass), so the
-candidates are wet, dry and in between. The last line printed is JSON.
+Usage: python experiments/fidelity.py [--stems DIR] [--n 48] [--seed 0] [--genre pop] [--space | --dry]
+(default stems: the synthesized demo song). The candidates come from the parameter space a run
+searches by default (``evomix.search.constraints.default_constraints``: the reverb bus with each
+role's send range and the genre's decay range, the low end centred); ``--space`` opens the reverb
+bus wider (every send over its full range, -40 = off, every return setting over its full range);
+``--dry`` is the search without the bus (every send off). The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
 from evomix.io.audio import expand_paths, load_session
+from evomix.search.constraints import Constraints, default_constraints
 from evomix.search.genome import GeneTable
 from evomix.settings import Search
 from objectives import OBJECTIVE_NAMES, Target, evaluate, load_profile
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads per exact render (default: all cores)")
     ap.add_argument("--no-front", action="store_true", help="skip the searched front (random populations only)")
     ap.add_argument("--space", action="store_true", help="open the reverb bus: every send and the return's settings")
+    ap.add_argument("--dry", action="store_true", help="no reverb bus (every send off): the search before issue 22")
     args = ap.parse_args()
     from evomix.core.runtime import available_cores
 
@@ -91,12 +95,16 @@ def main() -> None:
         paths = expand_paths([args.stems])
     session = load_session(paths)
     analysis = analyze_session(session)
+    profile = load_profile(args.genre)
     table = GeneTable(session.n_stems)
     if args.space:
         table = space_table(table)
-    target = Target(load_profile(args.genre), -14.0, -1.0)
+    elif not args.dry:
+        table = default_constraints(profile, session.names, session.roles).apply(table, session.names)
+    target = Target(profile, -14.0, -1.0, space=table.has_open_sends)
     rng = np.random.default_rng(args.seed)
-    out = {"stems": [str(p) for p in paths], "n": args.n, "space": bool(args.space)}
+    space = "full" if args.space else "dry" if args.dry else "default"
+    out = {"stems": [str(p) for p in paths], "n": args.n, "space": space}
     t0 = time.perf_counter()
     for label, genomes in (("seeded", table.initial_population(args.n, rng)),
                            ("uniform", rng.uniform(size=(args.n, table.n_genes)))):
@@ -125,8 +133,9 @@ def main() -> None:
     # a searched front: do the exported members' exact scores lie within the front's spread?
     import evomix
 
+    dry = Constraints.parse(["*.reverb_send_db=off"]) if args.dry else None  # --space: a run's own defaults
     res = evomix.mix(paths, genre=args.genre, search=Search(population=32, generations=20, seed=args.seed),
-                     session=session)
+                     session=session, constraints=dry)
     F = np.array([[m.objectives[n] for n in OBJECTIVE_NAMES] for m in res.front])
     lo, hi = F.min(axis=0), F.max(axis=0)
     fast_alt = np.array([[a.objectives[n] for n in OBJECTIVE_NAMES] for a in res.alternatives])
