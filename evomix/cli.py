@@ -839,6 +839,10 @@ def profile(
     out_console.print(f"{path}: profile '{prof.name}' from {len(files)} file(s): PLR {prof.plr_db:.1f} dB, "
                       f"LRA {prof.lra_lu:.1f} LU, {prof.loudness_lufs:.1f} LUFS, "
                       f"width low/mid/high {w['low']:.2f}/{w['mid']:.2f}/{w['high']:.2f}", markup=False, soft_wrap=True)
+    out_console.print("space: not learned (a stereo mix does not tell its reverb from its dry sound); the profile "
+                      "sets no space target, so a run with it searches no reverb unless you open the sends "
+                      "(--range '*.reverb_send_db=-40:0') or add \"space_lu\": [LOW, HIGH] to the file",
+                      markup=False, soft_wrap=True)
 
 
 @app.command()

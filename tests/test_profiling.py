@@ -130,6 +130,7 @@ def test_profile_command_writes_a_loadable_profile_and_refuses_to_overwrite(exam
     mean = (load_profile("pop").ltas_db + load_profile("rock").ltas_db) / 2
     assert np.sqrt(np.mean((prof.ltas_db - mean) ** 2)) < 1.0
     assert abs(prof.plr_db - 9.25) < 1.5 and abs(prof.lra_lu - 5.5) < 2.0
+    assert prof.space_lu is None and "space: not learned" in res.stdout  # it says it cannot (issue 22)
     before = out.read_text()
     res = run_cli("profile", a, "--name", "other", "-o", out)
     assert res.exit_code == 1
