@@ -56,7 +56,7 @@ from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.pan import pan_gains
 from evomix.engine.dsp.reverb import ReverbStream
 from evomix.engine.eq import master_eq_sos, stem_eq_sos
-from evomix.engine.strip import CHUNK_HOPS, StripStream
+from evomix.engine.strip import CHUNK_HOPS, LaneStrips, StripStream
 from evomix.search.genome import (
     KNEE_DB,
     MASTER_COMP_ATTACK_MS,
@@ -306,8 +306,28 @@ class _Mixer:
         streaming = hasattr(self.audio, "stem") and getattr(self.audio, "audio", None) is None
         if streaming:
             self._run_per_stem()
+        elif self.stems is None and self.bands is None:  # only the mix wanted: every strip as SIMD lanes
+            self._run_lanes()
         else:
             self._run_lockstep()
+
+    def _run_lanes(self) -> None:
+        """The mix (and the reverb's return) of a session in memory as :class:`engine.strip.LaneStrips` runs
+        it: bit for bit :meth:`_run_lockstep`'s, faster (issue 23)."""
+        p, i = self.params, self.i
+        audio = self.audio.audio if hasattr(self.audio, "audio") else np.asarray(self.audio)
+        trim = [10.0 ** (float(p.trim_db[i, s]) / 20.0) for s in range(self.n_stems)]  # as stream() has them
+        fader = [10.0 ** (float(p.gain_db[i, s]) / 20.0) for s in range(self.n_stems)]
+        lanes = LaneStrips(audio, self.g, self.stem_sos, self.master_sos, trim, fader, self.pans, self.sends,
+                           p.comp_threshold_db[i], p.comp_ratio[i], p.comp_attack_ms[i], p.comp_release_ms[i],
+                           is_mono=self.is_mono)
+        reverb = (lambda send, a: self._add_return(self.reverb.process(send), a)) if self.reverb is not None else None
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") if self.threads > 1 else None
+        try:
+            lanes.run(self.mix, pool, reverb)
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
     def _run_lockstep(self) -> None:
         streams = [self.stream(s) for s in range(self.n_stems)]
