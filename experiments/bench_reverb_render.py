@@ -22,6 +22,7 @@ import numpy as np
 
 from evomix.engine.analysis import analyze_session
 from evomix.engine.render import render_exact
+from evomix.io.audio import expand_paths, load_session
 from evomix.search.constraints import default_constraints
 from evomix.search.genome import REVERB_SEND_OFF_DB, GeneTable
 from evomix.search.seeding import ROLE_SEND_DB
@@ -35,7 +36,8 @@ def main() -> None:
     ap.add_argument("--stems", type=int, default=16)
     ap.add_argument("--duration", type=float, default=210.0)
     args = ap.parse_args()
-    session = cached_session(args.stems, args.duration, sr=44100, seed=1234)
+    folder, _ = cached_session(args.stems, args.duration, sr=44100, seed=1234)
+    session = load_session(expand_paths([folder]))
     analysis = analyze_session(session)
     table = default_constraints(load_profile("pop"), session.names, session.roles).apply(
         GeneTable(session.n_stems), session.names)
