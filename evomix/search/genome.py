@@ -107,15 +107,13 @@ MASTER_GENES: tuple[Gene, ...] = (
 
 # The reverb bus (issue 22): a send per stem (post-fader, post-pan) into one stereo return
 # (``engine.dsp.reverb``, a feedback delay network after Jot & Chaigne 1991) that joins the mix bus
-# before the master chain. These genes are *optional*: a default ``GeneTable`` leaves them out of the
-# genome (it is the same genome, and the same search, as before the reverb existed), and every
-# candidate then has its send off (``REVERB_SEND_OFF_DB``, exactly zero send) and the return at its
-# neutral settings -- in effect ``reverb_send_db`` is locked at -40 (off), since the fast tier does
-# not model the return yet. A lock or range that names one of them (``--range
-# '*.reverb_send_db=-40:0'`` opens the full range below, ``--lock vocal.reverb_send_db=-12`` sets one
-# send) adds that gene to the table (:meth:`GeneTable.with_gene`), locked at its default in every stem
-# and then edited. Steps: 1 dB of send, a 25 % decay, 10 ms of pre-delay, 0.1 of damping, a third
-# of an octave of return high-pass.
+# before the master chain. These genes are *optional* in the table: a bare ``GeneTable`` leaves them
+# out (every candidate then has its send off, ``REVERB_SEND_OFF_DB``, exactly zero send, and the
+# return at its neutral settings); a lock or range that names one of them adds that gene
+# (:meth:`GeneTable.with_gene`), locked at its default in every stem and then edited. A run adds
+# them through its default ranges (``search.constraints.default_constraints``: each role's send
+# range, the genre's decay range), which the run's own locks and ranges override. Steps: 1 dB of
+# send, a 25 % decay, 10 ms of pre-delay, 0.1 of damping, a third of an octave of return high-pass.
 REVERB_SEND_OFF_DB = -40.0  # dB: a send at (or below) this is off, no signal at all (not 10^(-40/20))
 REVERB_SEED = 0  # the return's fixed seed (delay-line lengths, ``engine.dsp.reverb.line_delays``): not searched
 REVERB_STEM_GENES: tuple[Gene, ...] = (
