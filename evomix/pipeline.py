@@ -33,7 +33,7 @@ from evomix.output.result import Member, MixResult
 from evomix.progress import NULL_REPORTER, ProgressReporter, format_seconds
 from evomix.search import checkpoint as checkpoints
 from evomix.search.algorithm import SearchResult, Termination, non_dominated, run_search
-from evomix.search.constraints import Constraints, default_constraints
+from evomix.search.constraints import SPACE_BY_DEFAULT, Constraints, default_constraints, names_the_bus
 from evomix.search.genome import GeneTable, Params
 from evomix.search.hypervolume import Normaliser
 from evomix.search.interrupt import InterruptGuard
@@ -197,8 +197,10 @@ def prepare(session: Session, analysis: Analysis, table: GeneTable, *, profile, 
         if same:
             ref_power = fit.power
             base = reference_genome(table, analysis, fit)
-            # the same song's reference is the balance to aim at: the genre's role ranges do not override it
-            profile = dataclasses.replace(profile, role_levels_db={})
+            # the same song's reference is the balance to aim at: the genre's role ranges do not override it,
+            # nor its space (the reference's own reverb is not estimated: the reference objective and
+            # masking set how wet the mix is)
+            profile = dataclasses.replace(profile, role_levels_db={}, space_lu=None)
             ref_report["fitted"] = {n: {"gain_db": round(float(g), 2), "pan": round(float(p), 3)}
                                     for n, g, p in zip(session.names, fit.gain_db, fit.pan)}
         else:  # a stereo reference cannot tell its reverb from its dry sound: the genre's space target stays
@@ -489,7 +491,8 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     stems = checkpoints.stems_fingerprint(session) if (checkpoint is not None or resume is not None) else None
     if resume is not None:  # before the analysis: other stems fail at once
         checkpoints.check_stems(resume, stems)
-    constraints = default_constraints(profile, session.names, session.roles).overridden_by(constraints)
+    space = SPACE_BY_DEFAULT or names_the_bus(constraints)  # the reverb bus: by default, or when named
+    constraints = default_constraints(profile, session.names, session.roles, space=space).overridden_by(constraints)
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
     analysis = analyse(session, reporter)
     prep = prepare(session, analysis, table, profile=profile, w=w, master=master, search=search,

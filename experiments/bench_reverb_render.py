@@ -39,7 +39,7 @@ def main() -> None:
     folder, _ = cached_session(args.stems, args.duration, sr=44100, seed=1234)
     session = load_session(expand_paths([folder]))
     analysis = analyze_session(session)
-    table = default_constraints(load_profile("pop"), session.names, session.roles).apply(
+    table = default_constraints(load_profile("pop"), session.names, session.roles, space=True).apply(
         GeneTable(session.n_stems), session.names)
     p = table.decode(table.neutral()[None], analysis.trim_db)
     sends = np.array([[ROLE_SEND_DB.get(r, REVERB_SEND_OFF_DB) for r in session.roles]])

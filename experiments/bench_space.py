@@ -31,7 +31,8 @@ def main() -> None:
     analysis = analyze_session(session)
     prof = load_profile("pop")
     dry_table = GeneTable(session.n_stems)
-    wet_table = default_constraints(prof, session.names, session.roles).apply(GeneTable(session.n_stems), session.names)
+    wet_table = default_constraints(prof, session.names, session.roles, space=True).apply(
+        GeneTable(session.n_stems), session.names)
     problems = {"dry": Problem(analysis, dry_table, Target(prof, space=False), OBJECTIVE_NAMES, (1.0,) * 4),
                 "space": Problem(analysis, wet_table, Target(prof, space=True), OBJECTIVE_NAMES, (1.0,) * 4)}
     rng = np.random.default_rng(0)

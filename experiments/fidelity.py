@@ -100,7 +100,7 @@ def main() -> None:
     if args.space:
         table = space_table(table)
     elif not args.dry:
-        table = default_constraints(profile, session.names, session.roles).apply(table, session.names)
+        table = default_constraints(profile, session.names, session.roles, space=True).apply(table, session.names)
     target = Target(profile, -14.0, -1.0, space=table.has_open_sends)
     rng = np.random.default_rng(args.seed)
     space = "full" if args.space else "dry" if args.dry else "default"
@@ -133,9 +133,11 @@ def main() -> None:
     # a searched front: do the exported members' exact scores lie within the front's spread?
     import evomix
 
-    dry = Constraints.parse(["*.reverb_send_db=off"]) if args.dry else None  # --space: a run's own defaults
+    # a run with the bus (naming a send opens it with the defaults) or, with --dry, without it
+    bus = (Constraints.parse(["*.reverb_send_db=off"]) if args.dry
+           else Constraints.parse(ranges=["*.reverb_send_db=-40:0"]))
     res = evomix.mix(paths, genre=args.genre, search=Search(population=32, generations=20, seed=args.seed),
-                     session=session, constraints=dry)
+                     session=session, constraints=bus)
     F = np.array([[m.objectives[n] for n in OBJECTIVE_NAMES] for m in res.front])
     lo, hi = F.min(axis=0), F.max(axis=0)
     fast_alt = np.array([[a.objectives[n] for n in OBJECTIVE_NAMES] for a in res.alternatives])

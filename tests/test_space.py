@@ -116,12 +116,14 @@ def test_a_mix_drowned_in_reverb_or_bone_dry_is_infeasible_while_genre_is_search
 
 
 @pytest.mark.slow
-def test_a_default_run_searches_the_bus_and_off_gives_a_dry_mix(stem_dir, tmp_path):
+def test_a_run_that_names_the_bus_searches_it_with_the_defaults_and_off_gives_a_dry_mix(stem_dir, tmp_path):
     flags = [*search_flags(small_search(generations=4, alternatives=2, seed=3)), "--quiet", "--export-stems"]
-    res = run_cli("mix", stem_dir, "--out", tmp_path / "wet", *flags)
+    res = run_cli("mix", stem_dir, "--out", tmp_path / "wet", *flags, "--lock", "vocal.reverb_send_db=-10")
     assert res.exit_code == 0, res.output
     alt = json.loads((tmp_path / "wet" / "alt-01.json").read_text())
-    assert "*.reverb_send_db" in alt["constraints"]["ranges"]
+    ranges = alt["constraints"]["ranges"]
+    assert "*.reverb_send_db" in ranges and "bass.reverb_send_db" in ranges and "drums.pan" in ranges
+    assert alt["params"]["stems"]["vocal"]["reverb_send_db"] == -10.0
     res = run_cli("mix", stem_dir, "--out", tmp_path / "dry", *flags, "--lock", "*.reverb_send_db=off")
     assert res.exit_code == 0, res.output
     for path in sorted((tmp_path / "dry").glob("alt-*.json")):
@@ -134,7 +136,8 @@ def test_the_low_end_roles_are_centred_by_default_and_a_run_can_free_them(stem_s
     from evomix.search.constraints import CENTRED_PAN, CENTRED_ROLES, default_constraints
 
     names, roles = stem_session.names, stem_session.roles
-    defaults = default_constraints(load_profile("pop"), names, roles)
+    assert not default_constraints(load_profile("pop"), names, roles)  # SPACE_BY_DEFAULT off: none
+    defaults = default_constraints(load_profile("pop"), names, roles, space=True)
     table = defaults.apply(GeneTable(len(names)), names)
     for s, role in enumerate(roles):
         pan = table.gene("pan", stem=s)

@@ -187,7 +187,8 @@ def smart_initial_population(table: GeneTable, analysis: Analysis, n_pop: int, r
     :func:`seed_genomes` first, then perturbations of them in turn (each stem's ``kept_genes`` of
     the seed plus Gaussian noise of std ``spread`` in genome units, every other gene uniform in
     [0, 1]; ``kept_genes=None``: every gene of the seed plus noise), and ``random_fraction`` of the
-    population uniform in [0, 1] (the last rows). ``role_levels``: the genre's role ranges, for the
+    population uniform in [0, 1] (the last rows; their reverb sends, when searched, the first seed's
+    plus the same noise). ``role_levels``: the genre's role ranges, for the
     ``genre_balance`` seed."""
     seeds = list(seed_genomes(table, analysis, role_levels).values())
     if extra is not None:
@@ -201,6 +202,10 @@ def smart_initial_population(table: GeneTable, analysis: Analysis, n_pop: int, r
         redraw = ~table.gene_mask(kept_genes)  # (n_genes,) tone, dynamics and master genes
         pert[:, redraw] = rng.uniform(0.0, 1.0, size=(n_pert, int(redraw.sum())))
     rand = rng.uniform(0.0, 1.0, size=(n_rand, table.n_genes))
+    sends = table.gene_mask(("reverb_send_db",))  # (n_genes,)
+    if sends.any() and n_rand:  # random mixes with the first seed's sends plus noise: uniform sends put
+        # nearly every random mix far outside the genre's space (infeasible), leaving the search few to work with
+        rand[:, sends] = np.clip(seeds[0, sends] + rng.normal(0.0, spread, size=(n_rand, int(sends.sum()))), 0.0, 1.0)
     return np.concatenate([seeds, pert, rand], axis=0)
 
 

@@ -73,7 +73,7 @@ from evomix.io.places import check_output_folder
 from evomix.io.spill import materialise
 from evomix.output.result import PARAMS_FORMAT
 from evomix.progress import NULL_REPORTER, ProgressReporter
-from evomix.search.constraints import Constraints, default_constraints
+from evomix.search.constraints import SPACE_BY_DEFAULT, Constraints, default_constraints, names_the_bus
 from evomix.search.genome import GeneTable
 from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search.parallel import ParallelEvaluator
@@ -377,7 +377,8 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     with ParallelEvaluator(n_jobs=parallel.jobs, threads=parallel.threads) as evaluator:
         session = pipeline.load(paths, reporter, roles=roles)
         parse_descriptors(names_d, session.roles)  # vocal needs a vocal / lead stem
-        defaults = default_constraints(profile, session.names, session.roles)  # unless the run sets them
+        space = SPACE_BY_DEFAULT or names_the_bus(constraints)
+        defaults = default_constraints(profile, session.names, session.roles, space=space)  # the run's own override
         table = pipeline.gene_table(session, defaults.overridden_by(constraints))
         analysis = pipeline.analyse(session, reporter)
         target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
