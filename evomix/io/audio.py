@@ -459,6 +459,21 @@ def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     return out
 
 
+def _chunks(fh, *, big_endian: bool = False):
+    """Each chunk of a RIFF (little-endian sizes) or IFF/AIFF (``big_endian``) file after its 12-byte
+    header: yields ``(id, size)`` with the file at the chunk's body; the caller reads what it needs,
+    and the walk then seeks past the rest (chunks are word-aligned). Stops at a short header."""
+    size_format = ">I" if big_endian else "<I"
+    while True:
+        ch = fh.read(8)
+        if len(ch) < 8:
+            return
+        cid, size = ch[:4], struct.unpack(size_format, ch[4:])[0]
+        body = fh.tell()
+        yield cid, size
+        fh.seek(body + size + (size & 1), os.SEEK_SET)
+
+
 def _declared_frames(path: Path) -> int | None:
     """Frame count promised by a WAV or AIFF header, or None if unknown.
 
@@ -474,35 +489,25 @@ def _declared_frames(path: Path) -> int | None:
                 return None
             if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
                 block_align = None
-                while True:
-                    ch = fh.read(8)
-                    if len(ch) < 8:
-                        return None
-                    cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+                for cid, size in _chunks(fh):
                     if cid == b"fmt ":
                         body = fh.read(min(size, 16))
                         if len(body) < 14:
                             return None
                         block_align = struct.unpack("<H", body[12:14])[0]
-                        fh.seek(size - len(body) + (size & 1), os.SEEK_CUR)
                     elif cid == b"data":
                         if not block_align or size in (0, 0xFFFFFFFF):
                             return None
                         return size // block_align
-                    else:
-                        fh.seek(size + (size & 1), os.SEEK_CUR)
+                return None
             if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-                while True:
-                    ch = fh.read(8)
-                    if len(ch) < 8:
-                        return None
-                    cid, size = ch[:4], struct.unpack(">I", ch[4:])[0]
+                for cid, _size in _chunks(fh, big_endian=True):
                     if cid == b"COMM":
                         body = fh.read(6)
                         if len(body) < 6:
                             return None
                         return struct.unpack(">I", body[2:6])[0]
-                    fh.seek(size + (size & 1), os.SEEK_CUR)
+                return None
     except (OSError, struct.error):
         return None
     return None
@@ -524,11 +529,7 @@ def _pcm_wav_layout(path: Path) -> tuple[int, int, int, int] | None:
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
                 return None
             fmt = None
-            while True:
-                ch = fh.read(8)
-                if len(ch) < 8:
-                    return None
-                cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+            for cid, size in _chunks(fh):
                 if cid == b"fmt ":
                     body = fh.read(size)
                     if len(body) < 16:
@@ -541,8 +542,6 @@ def _pcm_wav_layout(path: Path) -> tuple[int, int, int, int] | None:
                     if tag != 1 or bits not in (16, 24) or channels not in (1, 2) or align != channels * bits // 8:
                         return None
                     fmt = (channels, bits // 8)
-                    if size & 1:
-                        fh.seek(1, os.SEEK_CUR)
                 elif cid == b"data":
                     if fmt is None or size in (0, 0xFFFFFFFF):
                         return None
@@ -551,8 +550,7 @@ def _pcm_wav_layout(path: Path) -> tuple[int, int, int, int] | None:
                         return None  # truncated: libsndfile's path reports it
                     channels, width = fmt
                     return offset, size // (channels * width), channels, width
-                else:
-                    fh.seek(size + (size & 1), os.SEEK_CUR)
+            return None
     except (OSError, struct.error):
         return None
 
