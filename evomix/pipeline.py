@@ -125,10 +125,11 @@ def load(paths, reporter: ProgressReporter = NULL_REPORTER, **kw) -> Session:
     return session
 
 
-def analyse(session: Session, reporter: ProgressReporter = NULL_REPORTER) -> Analysis:
-    """:func:`~evomix.engine.analysis.analyze_session` as the "analysis" phase (two passes per stem)."""
+def analyse(session: Session, reporter: ProgressReporter = NULL_REPORTER, *, reverb: bool = True) -> Analysis:
+    """:func:`~evomix.engine.analysis.analyze_session` as the "analysis" phase (two passes per stem);
+    ``reverb`` False: no stem's gain through the reverb measured (a search without the bus)."""
     with reporter.phase("analysis", total=2 * session.n_stems, unit="stem passes") as ph:
-        return analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total))
+        return analyze_session(session, progress=lambda done, total: ph.update(done=done, total=total), reverb=reverb)
 
 
 # --------------------------------------------------------------------------------------------- prepare
@@ -494,7 +495,7 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     space = SPACE_BY_DEFAULT or names_the_bus(constraints)  # the reverb bus: by default, or when named
     constraints = default_constraints(profile, session.names, session.roles, space=space).overridden_by(constraints)
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
-    analysis = analyse(session, reporter)
+    analysis = analyse(session, reporter, reverb=table.has_open_sends)
     prep = prepare(session, analysis, table, profile=profile, w=w, master=master, search=search,
                    constraints=constraints, reference=reference, reference_mode=reference_mode, reporter=reporter)
     plan = checkpointing(prep, search, master, stems=stems, checkpoint=checkpoint, resume=resume,

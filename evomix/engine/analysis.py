@@ -211,7 +211,8 @@ def heavy_frame_count(duration_s: float) -> int:
 
 
 def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "auto",
-                    progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> Analysis:
+                    progress: Callable[[int, int], None] | None = None, threads: int | None = None,
+                    reverb: bool = True) -> Analysis:
     """Analyse every stem once.
 
     Two passes over the stems, each reading every stem once (a view of the held audio, or one
@@ -239,9 +240,13 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
         Threads of the analysis' pool; default ``evomix.core.runtime.available_cores()``. The numba
         kernels, ``scipy.fft`` and large numpy operations release the GIL; BLAS is held to one
         thread meanwhile (the stems are the parallelism).
+    reverb : bool, default True
+        Measure each stem's gain through the reverb (:func:`reverb_return_gain`, about 0.1 s per
+        stem at real size); False leaves ``Analysis.return_gain`` None (the band model's unit
+        gain), for a search without the reverb bus.
     """
     n_threads = max(1, min(available_cores() if threads is None else int(threads), session.n_stems))
-    work = _Work(session)
+    work = _Work(session, reverb=reverb)
     n_stems = session.n_stems
     done = [0]
 
@@ -354,8 +359,9 @@ def reverb_return_gain(x: np.ndarray, band_power: np.ndarray, grid: BandGrid, sr
 class _Work:
     """One analysis in progress: the session, the grids, and a slot per stem for every result."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, *, reverb: bool = True):
         self.session = session
+        self.reverb = reverb
         sr = self.sr = session.sr
         grid = self.grid = band_grid(sr)
         n_stems, n_samples = session.n_stems, session.n_samples
@@ -417,7 +423,8 @@ class _Work:
                 self.lufs[s] = float(integrated_loudness(x, self.sr))
             self.instants[s] = stem_candidate_instants(x, grid, self.per_stem)
             self.coh_spectra[s] = spectra_at(x, grid, self.coh_frames)
-            self.return_gain[s] = reverb_return_gain(x, self.band_power[s], grid, self.sr)
+            if self.reverb:
+                self.return_gain[s] = reverb_return_gain(x, self.band_power[s], grid, self.sr)
             self.order.run(s, lambda: np.add(self.total, x, out=self.total))
         except BaseException:
             self.order.fail()
@@ -482,5 +489,5 @@ class _Work:
             sub_power=self.sub_power,
             pairs=self.pairs,
             pair_cross=self.pair_cross,
-            return_gain=self.return_gain,
+            return_gain=self.return_gain if self.reverb else None,
         )

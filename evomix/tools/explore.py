@@ -380,7 +380,7 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
         space = SPACE_BY_DEFAULT or names_the_bus(constraints)
         defaults = default_constraints(profile, session.names, session.roles, space=space)  # the run's own override
         table = pipeline.gene_table(session, defaults.overridden_by(constraints))
-        analysis = pipeline.analyse(session, reporter)
+        analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
         target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
                         space=table.has_open_sends)
         problem = pipeline.make_problem(analysis, table, target, names, w, kind=DescribedProblem)

@@ -308,7 +308,7 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
         raw = np.array([[m["objectives"][n] for n in names] for m in members], dtype=float)  # (n, n_obj)
     else:  # an objective the run did not score: analyse and score the saved genomes in the fast tier
         session = pipeline.load(files, reporter, roles=roles, sr=front_d.get("sr"))
-        analysis = pipeline.analyse(session, reporter)
+        analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
         problem = pipeline.make_problem(analysis, table, target, names, tuple(wv))
         with reporter.phase("score", total=1, unit="fast batches", info=f"{len(G)} saved members") as ph:
             raw = problem.raw_scores(G)

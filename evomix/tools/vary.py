@@ -284,7 +284,7 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
         pipeline.check_stems_match(names_saved, given, path)
     session = pipeline.load(paths, reporter, sr=sr)
     table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis
-    analysis = pipeline.analyse(session, reporter)
+    analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
     saved = [Params.from_dict(p, session.names, source=str(path)) for path, (p, _) in zip(params_paths, saved_d)]
     parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
     if out is not None:
