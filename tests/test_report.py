@@ -243,7 +243,7 @@ def test_each_card_says_how_wet_the_mix_is():
     from evomix.output.report import space_text
 
     params = {"stems": {"vocal": {"reverb_send_db": -14.0}, "keys": {"reverb_send_db": -20.0},
-                        "bass": {"reverb_send_db": -40.0}},
+                        "bass": {"reverb_send_db": -40.0}, "drums": {"reverb_send_db": -39.8}},
               "master": {"reverb": {"decay_s": 1.62, "predelay_ms": 24.0, "damping": 0.5}}}
     text = space_text(params, {"space_lu": -12.34})
     assert text == "reverb return -12.3 LU re the mix (decay 1.6 s, pre-delay 24 ms); sends: vocal -14 dB, keys -20 dB"

@@ -309,7 +309,7 @@ def space_text(params: dict, desc) -> str:
     sends = {n: v.get("reverb_send_db") for n, v in stems.items() if isinstance(v, dict)}
     if not sends or all(x is None for x in sends.values()):
         return ""
-    on = {n: x for n, x in sends.items() if x is not None and x > REVERB_SEND_OFF_DB}
+    on = {n: x for n, x in sends.items() if x is not None and round(x) > REVERB_SEND_OFF_DB}  # "-40 dB" reads as off
     if not on:
         return "dry: every reverb send off"
     rev = ((params or {}).get("master") or {}).get("reverb") or {}
