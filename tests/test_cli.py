@@ -85,8 +85,18 @@ def test_front_is_non_dominated_and_documented(mixed):
             assert {"gain_db", "pan", "eq", "comp", "trim_db"} <= set(st)
             assert {"highpass_hz", "peak_hz", "peak_db", "peak_q", "low_shelf_db", "high_shelf_db"} <= set(st["eq"])
             assert {"threshold_db", "ratio", "attack_ms", "release_ms"} <= set(st["comp"])
-        assert set(m["params"]["master"]) == {"eq", "comp", "reverb"}  # the reverb return: neutral, sends off
-        assert all(m["params"]["stems"][n]["reverb_send_db"] == -40.0 for n in m["params"]["stems"])
+        assert set(m["params"]["master"]) == {"eq", "comp", "reverb"}
+    # the reverb bus is searched by default (issue 22): each send within its role's range, the
+    # decay within the genre's, the low end centred; the run records those ranges
+    ranges = front["settings"]["constraints"]["ranges"]
+    assert ranges["bass.reverb_send_db"] == [-40.0, -24.0] and ranges["drums.reverb_send_db"] == [-40.0, -10.0]
+    assert ranges["bass.pan"] == ranges["drums.pan"] == [-0.2, 0.2]
+    decay = ranges["master.reverb.decay_s"]
+    sends = np.array([[m["params"]["stems"][n]["reverb_send_db"] for n in ("drums", "bass", "keys", "vocal")]
+                      for m in front["members"]])  # (members, stems)
+    assert sends.min() >= -40.0 and sends[:, 0].max() <= -10.0 and sends[:, 1].max() <= -24.0
+    assert (sends[:, 2:] > -40.0).any(), "no member sends the keys or the vocal to the reverb"
+    assert all(decay[0] <= m["params"]["master"]["reverb"]["decay_s"] <= decay[1] for m in front["members"])
 
 
 @pytest.mark.slow

@@ -15,8 +15,9 @@ import pytest
 from evomix import api, pipeline
 from evomix.errors import ParameterError
 from evomix.output.result import PARAMS_FORMAT
-from evomix.search.constraints import Constraints, constrain_table, parse_lock, parse_range
+from evomix.search.constraints import Constraints, constrain_table, default_constraints, parse_lock, parse_range
 from evomix.search.genome import MASTER_GENES, MASTER_PARAM_PATHS, STEM_GENES, STEM_PARAM_PATHS, GeneTable, Params
+from objectives.genre import load_profile
 from tests.support import run_cli, search_flags, small_search, song_stems, write_stems
 
 NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.support.song_stems, in file order
@@ -202,8 +203,9 @@ def test_reference_seed_keeps_locks():
 def constrained_run(tmp_path_factory):
     stems = write_stems(tmp_path_factory.mktemp("stems2s"), song_stems(duration_s=2.0))
     out = tmp_path_factory.mktemp("run") / "out"
-    # 15 generations: with the vocal locked 3.7 dB down, the first few hold few mixes inside the genre's balance
-    args = ["mix", stems[0].parent, "-o", out, *search_flags(small_search(generations=15, seed=2, alternatives=3)),
+    # 30 generations: with the vocal locked 3.7 dB down and the reverb bus searched, the first
+    # few hold few mixes inside the genre's balance
+    args = ["mix", stems[0].parent, "-o", out, *search_flags(small_search(generations=30, seed=2, alternatives=3)),
             "--quiet", "--json"]
     args += [a for x in LOCKS for a in ("--lock", x)] + [a for x in RANGES for a in ("--range", x)]
     res = run_cli(*args)
@@ -247,9 +249,15 @@ def test_ranges_hold_in_every_member_and_export(constrained_run):
 def test_constraints_recorded_in_front_and_summary(constrained_run):
     _, out, summary = constrained_run
     front, _ = _all_params(out)
-    expect = Constraints.parse(LOCKS, RANGES).to_dict()
+    # what the search obeyed: the run's defaults (the reverb bus, the centred low end) under its own entries
+    names = list(front["stems"])
+    roles = [front["stems"][n]["role"] for n in names]
+    defaults = default_constraints(load_profile(front["genre"]), names, roles, space=True)
+    expect = defaults.overridden_by(Constraints.parse(LOCKS, RANGES)).to_dict()
     assert front["settings"]["constraints"] == expect == summary["constraints"]
     assert expect["locks"]["vocal.gain_db"] == -3.7 and expect["ranges"]["*.eq.highpass_hz"] == [40.0, 120.0]
+    assert expect["ranges"]["bass.pan"] == [-0.2, 0.1]  # the run's own range beats the centred default
+    assert expect["ranges"]["drums.pan"] == [-0.2, 0.2] and "*.reverb_send_db" in expect["ranges"]
 
 
 @pytest.mark.slow

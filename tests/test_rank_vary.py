@@ -19,6 +19,7 @@ from evomix.errors import ParameterError
 from evomix.io.audio import read_audio
 from evomix.output.result import Member
 from evomix.search.checkpoint import file_sha256
+from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable, Params
 from evomix.tools import rank as rank_mod
 from evomix.tools.rank import rank, write_ranked
@@ -39,10 +40,17 @@ def run(tmp_path_factory):
     return folder, paths, time.perf_counter() - t0
 
 
+def _alt_table(folder, name, stems) -> GeneTable:
+    """The gene table the run searched for ``name`` (its recorded ranges: the reverb bus's genes)."""
+    d = json.loads((folder / f"{name}.json").read_text())
+    names = [p.stem for p in stems]
+    return Constraints.from_dict(d.get("constraints"), source=name).apply(GeneTable(len(names)), names)
+
+
 def _alt_genome(folder, name, stems):
     d = json.loads((folder / f"{name}.json").read_text())
     names = [p.stem for p in stems]
-    return GeneTable(len(names)).encode(Params.from_dict(d["params"], names))[0]
+    return _alt_table(folder, name, stems).encode(Params.from_dict(d["params"], names))[0]
 
 
 def test_rank_changes_the_top_alternative_without_searching_again(run, tmp_path):
@@ -195,7 +203,7 @@ def test_vary_keeps_to_the_limiter_budget(run):
     folder, paths, _ = run
     kw = dict(spread=1.0, n=4, seed=2, target_lufs=-8.0)  # loud: most mixes need the limiter
     session = load_session(paths)
-    analysis, table = analyze_session(session), GeneTable(session.n_stems)
+    analysis, table = analyze_session(session), _alt_table(folder / "run", "alt-01", paths)
     parent_gr = float(fast_descriptors(analysis, table, _alt_genome(folder / "run", "alt-01", paths)[None, :],
                                        target_lufs=-8.0, ceiling_dbtp=-1.0)["limiter_gr_db"][0])
     allowed = max(0.5, parent_gr)
@@ -392,7 +400,7 @@ def test_rank_in_place_moves_the_run_s_files_to_their_new_numbers(run, tmp_path)
     shutil.copytree(folder / "run", copy)
     before = {p.name: p.read_bytes() for p in copy.glob("alt-*.wav")}
     written = []
-    for w in ("loudness=8", "masking=8", "genre=8"):  # one that moves a run's file to another number
+    for w in ("loudness=8", "masking=8", "genre=8", "balance=8", "loudness=8,balance=8"):  # one that moves a file
         r = rank_mod.plan(folder / "run", weights=w, alternatives=3)
         if any(r.saved_files[j].alternative != f"alt-{n + 1:02d}" for n, j in enumerate(r.planned)
                if j in r.saved_files):

@@ -42,7 +42,8 @@ def copied_report(tmp_path_factory, stem_dir):
     from evomix import api
 
     out = tmp_path_factory.mktemp("mix") / "out"
-    result = api.mix([stem_dir], search=small_search(generations=2, alternatives=3, seed=2))
+    # 10 generations: with the reverb bus searched by default, 2 found only two distinct mixes
+    result = api.mix([stem_dir], search=small_search(generations=10, alternatives=3, seed=2))
     result.write(out)
     copy = tmp_path_factory.mktemp("copied") / "somewhere-else"
     shutil.copytree(out, copy)

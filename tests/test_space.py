@@ -136,8 +136,9 @@ def test_the_low_end_roles_are_centred_by_default_and_a_run_can_free_them(stem_s
     from evomix.search.constraints import CENTRED_PAN, CENTRED_ROLES, default_constraints
 
     names, roles = stem_session.names, stem_session.roles
-    assert not default_constraints(load_profile("pop"), names, roles)  # SPACE_BY_DEFAULT off: none
-    defaults = default_constraints(load_profile("pop"), names, roles, space=True)
+    assert not default_constraints(load_profile("pop"), names, roles, space=False)  # without the bus: none
+    defaults = default_constraints(load_profile("pop"), names, roles)  # SPACE_BY_DEFAULT: every run
+    assert defaults == default_constraints(load_profile("pop"), names, roles, space=True)
     table = defaults.apply(GeneTable(len(names)), names)
     for s, role in enumerate(roles):
         pan = table.gene("pan", stem=s)

@@ -12,9 +12,10 @@ import pytest
 
 from evomix.errors import ParameterError
 from evomix.output.result import PARAMS_FORMAT
-from evomix.search.constraints import Constraints
+from evomix.search.constraints import Constraints, default_constraints
 from evomix.search.genome import GeneTable
 from evomix.tools.vary import parent_constraints, run_constraints, vary
+from objectives.genre import load_profile
 from tests.support import run_cli, search_flags, small_search, song_stems, write_stems
 
 NAMES = ["drums", "bass", "keys", "vocal"]  # the stems of tests.support.song_stems, in file order
@@ -128,7 +129,10 @@ def mixed(stems, tmp_path_factory):
 
 @pytest.mark.slow
 def test_inherited_constraints_from_mix_lock_hold(mixed, stems, tmp_path):
-    expect = Constraints.parse(LOCKS, RANGES).to_dict()
+    # mix records what its search obeyed: the run's defaults (the reverb bus, a centred low end) under its entries
+    defaults = default_constraints(load_profile("pop"), NAMES, ROLES, space=True)
+    expect = defaults.overridden_by(Constraints.parse(LOCKS, RANGES)).to_dict()
+    assert expect["ranges"]["bass.pan"] == [-0.2, 0.1] and expect["ranges"]["drums.pan"] == [-0.2, 0.2]
     assert json.loads((mixed / "alt-01.json").read_text())["constraints"] == expect  # recorded by mix
     res = vary([mixed / "alt-01.json"], stems, n=2, spread=0.5, seed=3)  # no --lock / --range repeated
     res.write(tmp_path / "v")

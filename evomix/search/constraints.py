@@ -425,7 +425,7 @@ CENTRED_ROLES = ("kick", "bass", "snare", "drums")
 CENTRED_PAN = 0.2
 
 
-SPACE_BY_DEFAULT = False  # the reverb bus in every run's defaults (issue 22: not yet; see the README)
+SPACE_BY_DEFAULT = True  # the reverb bus in every run's defaults (issue 22)
 
 
 def default_constraints(profile, stem_names: Sequence[str] = (), roles: Sequence[str] = (), *,
