@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evomix.choose.space import space_ladder
 from evomix.choose.verify import (
     beyond_front,
     describe_front,
@@ -335,6 +336,24 @@ class Front:
     F: np.ndarray
     params: Params
     warnings: list = field(default_factory=list)
+    parents: np.ndarray | None = None  # (n,): -1 for a member of the search's front, else the member a copy copies
+
+
+def with_space_copies(prep: Prepared, fr: Front, k: int) -> Front:
+    """The front and, after its members, their copies at ``k`` return levels over the genre's space
+    range (:func:`evomix.choose.space.space_ladder`), each ``Member.copy_of`` its member; the
+    front itself when no copy is made (no open send, no space target, or none feasible)."""
+    Gc, Fc, parents = space_ladder(prep.problem, prep.table, prep.analysis, prep.target, fr.G, fr.F, k)
+    n = len(fr.members)
+    if len(Gc) == 0:
+        return dataclasses.replace(fr, parents=np.full(n, -1))
+    G, F = np.concatenate([fr.G, Gc]), np.concatenate([fr.F, Fc])
+    params = prep.table.decode(G, prep.analysis.trim_db)
+    copies = members_of(Gc, Fc / np.asarray(prep.problem.weights)[None, :], prep.names, prep.session,
+                        prep.table.decode(Gc, prep.analysis.trim_db))
+    for m, j in zip(copies, parents):
+        m.copy_of = int(j)
+    return Front(fr.members + copies, G, F, params, fr.warnings, np.concatenate([np.full(n, -1), parents]))
 
 
 def members_of(G: np.ndarray, raw: np.ndarray, names, session: Session, params: Params) -> list:
@@ -404,6 +423,7 @@ class Chosen:
     before: tuple | None
     warnings: list
     low_end_carriers: list = field(default_factory=list)  # the stems that carry the low end, by name
+    members: list | None = None  # the front's members and the space copies the choice could take (picks index it)
 
 
 def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
@@ -411,6 +431,7 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
            with_before: bool = True, known_bad=()) -> Chosen:
     """The "render" phase: ``k`` alternatives chosen from the front, rendered exactly, misjudged
     picks and near-duplicates replaced (:func:`~evomix.choose.verify.verified_alternatives`), labelled."""
+    fr = with_space_copies(prep, fr, int(k))  # the genre's space range spanned by copies of good mixes
     members, session, names = fr.members, prep.session, prep.names
     D = describe_front(members, prep.analysis, prep.table, prep.target)
     bad = sorted(set(known_bad) | {i for i in squashed_members(members, k, max_limiting_db) if i not in known_bad})
@@ -425,7 +446,7 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
         picks, replaced = verified_alternatives(members, fr.G, fr.F, int(k), session, prep.analysis, fr.params,
                                                 prep.target, names, phase=ph, weights=prep.problem.weights,
                                                 descriptors=D, known_bad=bad, keep_master_gain=keep_master_gain,
-                                                before_slot=before_slot)
+                                                before_slot=before_slot, parents=fr.parents)
     warnings += label_front(members, picks, int(k), session.roles, errors=len(set(bad) - set(known_bad)))
     for i, m in enumerate(members):
         if i not in picks:
@@ -437,7 +458,7 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     if len(picks) < k and len(members) < k:
         warnings.append(f"the front has only {len(members)} member(s); exported {len(picks)} of {k} alternatives")
     return Chosen(picks, replaced, before_slot[0] if before_slot else None, warnings,
-                  [session.names[s] for s in carriers])
+                  [session.names[s] for s in carriers], members)
 
 
 # ---------------------------------------------------------------------------------------------- result
@@ -457,7 +478,7 @@ def closest_member(prep: Prepared, members: list) -> dict:
 def mix_result(prep: Prepared, result: SearchResult, fr: Front, chosen: Chosen, search: Search, master: Master,
                plan: Checkpointing) -> MixResult:
     """The :class:`MixResult` of a searched run: its front, exported alternatives, settings and warnings."""
-    members = fr.members
+    members = fr.members if chosen.members is None else chosen.members
     if prep.reference is not None and prep.fit is not None:
         prep.reference["closest_member"] = closest_member(prep, members)
     settings = {"population": prep.population, "generations": int(result.generations), "seed": int(search.seed),

@@ -67,16 +67,19 @@ def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None, *,
-                        keep=(), exclude=(), descriptors: np.ndarray | None = None) -> list[int]:
+                        keep=(), exclude=(), descriptors: np.ndarray | None = None,
+                        parents: np.ndarray | None = None) -> list[int]:
     """Indices of up to ``k`` diverse, good candidates (first = best weighted sum).
 
     ``keep``: indices already chosen (returned first, in their order); ``exclude``: indices never
     chosen. The eligible set is the best ``ELIGIBLE_FRACTION`` of the candidates not excluded.
     ``descriptors`` (n, d) in JND units: choose far apart in them and never within
-    ``DISTINCT_JND`` of a chosen one (see the module docstring).
+    ``DISTINCT_JND`` of a chosen one (see the module docstring). ``parents`` (n,) (with
+    ``descriptors``): -1 for a front member, else the member a candidate copies
+    (``choose.space.space_ladder``); a copy is never first and is eligible exactly when its parent is.
     """
     if descriptors is not None:
-        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude)
+        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude, parents)
     n = len(genomes)
     banned = np.zeros(n, bool)
     banned[list(exclude)] = True
@@ -103,7 +106,7 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
     return chosen
 
 
-def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
+def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None) -> list[int]:
     """:func:`choose_alternatives` in the listener-descriptor space ``D`` (n, d), JND units."""
     n = F.shape[0]
     banned = np.zeros(n, bool)
@@ -111,15 +114,20 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude) -> list[int]:
     chosen = [int(i) for i in keep]
     if n == 0 or k <= 0:
         return chosen[:max(k, 0)]
+    parents = np.full(n, -1) if parents is None else np.asarray(parents, dtype=int)  # (n,)
+    member = parents < 0
     w = np.ones(F.shape[1]) if weights is None else np.asarray(weights, dtype=float)
-    score = rank_normalise(F) @ w  # (n,) lower is better
-    order = [int(i) for i in np.argsort(score, kind="stable") if not banned[i]]
+    score = np.full(n, np.inf)  # (n,) lower is better: the members ranked among themselves
+    score[member] = rank_normalise(F[member]) @ w
+    order = [int(i) for i in np.argsort(score, kind="stable") if not banned[i] and member[i]]
     n_free = len(order)
     if n_free == 0:
         return chosen[:k]
     n_eligible = max(min(k, n_free), int(np.ceil(n_free * ELIGIBLE_FRACTION)))
     eligible = np.zeros(n, bool)
     eligible[order[:n_eligible]] = True
+    eligible[~member] = eligible[np.maximum(parents[~member], 0)] & ~banned[~member]  # a copy as its parent
+    order += [int(i) for i in np.flatnonzero(~member & ~banned)]  # copies last (a distinct fallback)
     if not chosen:
         chosen = [order[0]]
     # distance of every candidate to its nearest chosen one, kept up to date as picks are added

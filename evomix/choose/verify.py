@@ -195,7 +195,8 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
                            phase: Phase = NULL_PHASE, weights=None, descriptors=None,
                            known_bad=(), keep_master_gain: bool = False,
                            before_slot: list | None = None, *, renders: Callable | None = None,
-                           on_final: Callable[[int, int], None] | None = None, roles=None) -> tuple[list, list]:
+                           on_final: Callable[[int, int], None] | None = None, roles=None,
+                           parents: np.ndarray | None = None) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`duplicates`)
@@ -215,7 +216,9 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     final. ``renders(indices)``: an iterator of ``(index, render, exact, measured)`` in that order
     (default: :func:`render_alternatives`, a round at a time); ``evomix.tools.rank`` streams them.
     ``params``: the front's Params (or a callable front index -> Params of one); ``roles``
-    (default the analysis'): for the labels. Returns (exported indices, rejected misjudged indices).
+    (default the analysis'): for the labels. ``parents`` (n,): -1 for a front member, else the member
+    a candidate copies (``choose.space``; ``select.choose_alternatives``). Returns (exported
+    indices, rejected misjudged indices).
     """
     k = min(k, len(front))
     roles = tuple(getattr(analysis, "roles", ()) if roles is None else roles)
@@ -251,7 +254,7 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     while rounds < limit:
         rounds += 1
         todo = choose_alternatives(G, F, k, weights, keep=picks, exclude=sorted(bad | dup | set(known_bad)),
-                                   descriptors=descriptors)[len(picks):]
+                                   descriptors=descriptors, parents=parents)[len(picks):]
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))

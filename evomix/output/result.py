@@ -50,6 +50,7 @@ class Member:
     fast_descriptors: dict | None = None  # listener descriptors in the fast tier (evomix.choose.describe)
     labels: list = field(default_factory=list)  # exported members: relative to the others (select.label_alternatives)
     audio: dict | None = None  # exported members: their alt-NN.wav as written, audio_record(): what rank reuses
+    copy_of: int | None = None  # a space copy (evomix.choose.space): the index of the front member it copies
 
 
 def audio_record(path: str | Path) -> dict:
@@ -107,7 +108,11 @@ class MixResult:
         alt_of = {id(m): i + 1 for i, m in enumerate(self.alternatives)}
         members = []
         for m in self.front:
+            if m.copy_of is not None and m.exact is None:
+                continue  # a space copy the choice did not render: not part of the front
             d = {"objectives": m.objectives}
+            if m.copy_of is not None:
+                d["space_copy_of"] = m.copy_of  # a front member's index: copies follow every member
             if m.exact is not None:
                 d["exact"] = m.exact
             if id(m) in alt_of:
