@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evomix.choose.space import space_ladder
+from evomix.choose.space import space_ladder, space_range_jnd
 from evomix.choose.verify import (
     beyond_front,
     describe_front,
@@ -446,7 +446,8 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
         picks, replaced = verified_alternatives(members, fr.G, fr.F, int(k), session, prep.analysis, fr.params,
                                                 prep.target, names, phase=ph, weights=prep.problem.weights,
                                                 descriptors=D, known_bad=bad, keep_master_gain=keep_master_gain,
-                                                before_slot=before_slot, parents=fr.parents)
+                                                before_slot=before_slot, parents=fr.parents,
+                                                space_range=space_range_jnd(prep.target.profile))
     warnings += label_front(members, picks, int(k), session.roles, errors=len(set(bad) - set(known_bad)))
     for i, m in enumerate(members):
         if i not in picks:

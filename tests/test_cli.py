@@ -74,9 +74,16 @@ def test_front_is_non_dominated_and_documented(mixed):
     out, _ = mixed
     front = json.loads((out / "front.json").read_text())
     assert front["objectives"] == ["masking", "loudness", "balance", "genre"]
-    F = np.array([[m["objectives"][n] for n in front["objectives"]] for m in front["members"]])
+    searched = [m for m in front["members"] if "space_copy_of" not in m]  # the search's front
+    copies = [m for m in front["members"] if "space_copy_of" in m]  # rendered space copies (choose/space.py)
+    F = np.array([[m["objectives"][n] for n in front["objectives"]] for m in searched])
     assert len(F) >= 3
     assert non_dominated(F).all(), "a member of front.json is dominated by another"
+    assert front["members"][: len(searched)] == searched  # copies after every member: their index holds
+    for c in copies:
+        parent = searched[c["space_copy_of"]]["params"]
+        assert "exact" in c and c["params"]["stems"].keys() == parent["stems"].keys()
+        assert all(c["params"]["stems"][n]["gain_db"] == parent["stems"][n]["gain_db"] for n in parent["stems"])
     exported = [m for m in front["members"] if "alternative" in m]
     assert len(exported) == 5 and all("exact" in m for m in exported)
     for m in front["members"]:

@@ -172,3 +172,77 @@ def test_the_picks_hold_the_driest_and_the_wettest_good_mix():
     assert space[driest] < space[0] - 1.0 and space[wettest] > space[0] + 1.0  # the premise
     assert sorted(picks[1:3]) == sorted([driest, wettest]), (picks, space[picks])
     assert space[picks].max() - space[picks].min() >= 1.0  # more than a JND apart: audibly drier and wetter
+
+
+# --- the space ladder (evomix/choose/space.py) ------------------------------------------------------
+
+def test_the_ladder_s_targets_spread_over_the_genre_s_range_inside_its_ends():
+    from evomix.choose.space import LADDER_MARGIN_LU, space_targets
+
+    lo, hi = load_profile("pop").space_lu
+    t = space_targets(load_profile("pop"), 5)
+    np.testing.assert_allclose(t, np.linspace(lo + LADDER_MARGIN_LU, hi - LADDER_MARGIN_LU, 5))
+    assert t[-1] - t[0] >= 6.0  # the span the issue asks of the alternatives, on a 7 LU range
+    assert space_targets(load_profile("pop"), 1) is None
+    assert space_targets(dataclasses.replace(load_profile("pop"), space_lu=None), 5) is None
+
+
+def test_ladder_copies_move_only_the_open_sends_and_land_near_their_targets(stem_analysis):
+    """Copies of the seed mixes (two sends open, keys at -20 and vocal at -12 dB; the rest off): each
+    copy differs from its parent only in the open sends, which move together and stay in range;
+    an off send stays off; each copy's fast-tier return level is within 1 LU of a target."""
+    from evomix.choose.describe import fast_descriptors
+    from evomix.choose.space import MIN_SHIFT_LU, space_ladder, space_targets
+    from evomix.search.seeding import seed_genomes
+
+    target = Target(load_profile("pop"), space=True)
+    table = space_defaults(target.profile, stem_analysis.names, stem_analysis.roles).apply(
+        GeneTable(stem_analysis.n_stems), stem_analysis.names)
+    problem = Problem(stem_analysis, table, target, OBJECTIVE_NAMES, (1.0,) * 4)
+    seeds = seed_genomes(table, stem_analysis, role_levels=target.profile.role_levels_db)  # mixes in the balance
+    p = table.decode(np.stack(list(seeds.values())), stem_analysis.trim_db)
+    keys, vocal = stem_analysis.names.index("keys"), stem_analysis.names.index("vocal")
+    sends = np.full_like(p.reverb_send_db, REVERB_SEND_OFF_DB)
+    sends[:, keys], sends[:, vocal] = -20.0, -12.0  # the genre_balance seed then inside the pop space range
+    G = table.encode(dataclasses.replace(p, reverb_send_db=sends))
+    F = problem.weighted_scores(G)
+    Gc, Fc, parents = space_ladder(problem, table, stem_analysis, target, G, F, 5)
+    assert len(Gc) > 0 and (Fc < INFEASIBLE).all() and set(parents) <= set(np.flatnonzero((F < INFEASIBLE).all(1)))
+    pc = table.decode(Gc, stem_analysis.trim_db)
+    pp = table.decode(G[parents], stem_analysis.trim_db)
+    for name in ("gain_db", "pan", "highpass_hz", "comp_ratio", "reverb_decay_s"):
+        np.testing.assert_array_equal(getattr(pc, name), getattr(pp, name))
+    off = [s for s in range(stem_analysis.n_stems) if s not in (keys, vocal)]
+    assert (pc.reverb_send_db[:, off] == REVERB_SEND_OFF_DB).all()
+    moved = pc.reverb_send_db[:, [keys, vocal]] - pp.reverb_send_db[:, [keys, vocal]]
+    unclipped = (pc.reverb_send_db[:, [keys, vocal]] < 0.0).all(axis=1)  # neither send at its 0 dB top
+    np.testing.assert_allclose(moved[unclipped, 0], moved[unclipped, 1], atol=1e-9)  # one shift for both
+    level = fast_descriptors(stem_analysis, table, Gc, target_lufs=-14.0, ceiling_dbtp=-1.0)["space_lu"]
+    parent_level = fast_descriptors(stem_analysis, table, G, target_lufs=-14.0, ceiling_dbtp=-1.0)["space_lu"]
+    t = space_targets(target.profile, 5)
+    near = np.abs(level[:, None] - t[None, :]).min(axis=1)
+    assert (near[unclipped] <= 1.0).all(), (level, t)
+    assert (np.abs(level - parent_level[parents]) >= MIN_SHIFT_LU - 1.0).all()
+
+
+def test_a_copy_is_never_first_and_is_eligible_only_as_its_parent():
+    from evomix.choose.describe import COMPARED
+    from evomix.choose.select import choose_alternatives
+
+    n_members = 8
+    j = COMPARED.index("space_lu")
+    D = np.zeros((n_members + 2, len(COMPARED)))
+    D[:n_members, j] = -4.0  # every member at one level; member 0 best, member 7 worst
+    D[:n_members, COMPARED.index("centroid_hz")] = np.arange(n_members) * 2.0
+    D[n_members:, j] = [-2.0, -6.0]  # a copy of member 0 (wet) and of member 7 (dry)
+    D[n_members:, COMPARED.index("centroid_hz")] = [0.0, 14.0]
+    F = np.tile(np.linspace(0, 1, n_members)[:, None], (1, 4))
+    F = np.concatenate([F, [[-1.0] * 4, [-1.0] * 4]])  # the copies score best of all: still never first
+    parents = np.array([-1] * n_members + [0, 7])
+    picks = choose_alternatives(np.zeros((n_members + 2, 3)), F, 3, descriptors=D, parents=parents)
+    assert picks[0] == 0
+    assert n_members in picks  # the wet copy of the best member: eligible, a JND wetter
+    assert n_members + 1 not in picks[:2]  # the dry copy of the worst member is not eligible
+    same = choose_alternatives(np.zeros((n_members, 3)), F[:n_members], 3, descriptors=D[:n_members])
+    assert same == choose_alternatives(np.zeros((n_members, 3)), F[:n_members], 3, descriptors=D[:n_members],
+                                       parents=np.full(n_members, -1))  # without copies: the choice of before

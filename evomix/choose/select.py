@@ -68,7 +68,7 @@ def descriptor_distances(genomes: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.ndarray | None = None, *,
                         keep=(), exclude=(), descriptors: np.ndarray | None = None,
-                        parents: np.ndarray | None = None) -> list[int]:
+                        parents: np.ndarray | None = None, space_range: tuple | None = None) -> list[int]:
     """Indices of up to ``k`` diverse, good candidates (first = best weighted sum).
 
     ``keep``: indices already chosen (returned first, in their order); ``exclude``: indices never
@@ -77,9 +77,12 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
     ``DISTINCT_JND`` of a chosen one (see the module docstring). ``parents`` (n,) (with
     ``descriptors``): -1 for a front member, else the member a candidate copies
     (``choose.space.space_ladder``); a copy is never first and is eligible exactly when its parent is.
+    ``space_range`` (lo, hi): the genre's space range in the descriptors' JND units; the driest and
+    the wettest picks are taken inside it.
     """
     if descriptors is not None:
-        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude, parents)
+        return _choose_by_descriptors(F, k, weights, np.asarray(descriptors, dtype=float), keep, exclude, parents,
+                                      space_range)
     n = len(genomes)
     banned = np.zeros(n, bool)
     banned[list(exclude)] = True
@@ -106,7 +109,7 @@ def choose_alternatives(genomes: np.ndarray, F: np.ndarray, k: int, weights: np.
     return chosen
 
 
-def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None) -> list[int]:
+def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None, space_range=None) -> list[int]:
     """:func:`choose_alternatives` in the listener-descriptor space ``D`` (n, d), JND units."""
     n = F.shape[0]
     banned = np.zeros(n, bool)
@@ -139,8 +142,10 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None) -> lis
         distinct = (near_cheb >= DISTINCT_JND) & ~banned
         distinct[chosen] = False
         pool = distinct & eligible
-        if spread_first and pool.any():  # the driest and the wettest good mix next (SPACE_SPREAD in the docstring)
-            pick = _space_extreme(D[:, j_space], pool, D[chosen, j_space])
+        inside = pool if space_range is None else pool & (D[:, j_space] >= space_range[0] - SPACE_RANGE_SLACK) & (
+            D[:, j_space] <= space_range[1] + SPACE_RANGE_SLACK)
+        if spread_first and inside.any():  # the driest and the wettest good mix next (SPACE_SPREAD in the docstring)
+            pick = _space_extreme(D[:, j_space], inside, D[chosen, j_space])
             spread_first = pick is not None and len(chosen) < 2
             if pick is None:
                 pick = int(np.argmax(np.where(pool, near_eucl, -1.0)))
@@ -154,6 +159,9 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None) -> lis
         near_cheb = np.minimum(near_cheb, jnd_distance(D, D[pick])[:, 0])
         near_eucl = np.minimum(near_eucl, np.sqrt(((D - D[pick]) ** 2).sum(axis=1)))
     return chosen
+
+
+SPACE_RANGE_SLACK = 0.1  # JND units (0.3 LU): how far outside the genre's space range a driest/wettest pick may lie
 
 
 def _space_extreme(space: np.ndarray, pool: np.ndarray, chosen_space: np.ndarray) -> int | None:

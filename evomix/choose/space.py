@@ -16,18 +16,20 @@ when its parent is (``select.choose_alternatives``' ``parents``): a wet copy of 
 as that mix. The choice then takes the driest and the wettest good mix second and third
 (``select``'s SPACE_SPREAD), near the two ends of the range.
 
-``LADDER_MARGIN_LU`` keeps the targets inside the range's ends (the exact render's return level
-differs from the fast tier's by up to about 1 LU: ``experiments/fidelity.py``); a choice.
+The outermost targets are the range's ends (``LADDER_MARGIN_LU``, a choice): on the six songs of
+``experiments/mix_quality.py`` the exported copies' exact return levels lay 0.5-0.8 LU inside the
+fast tier's target, so a 0.3 LU margin left spans of 5.5-5.7 LU on 7 LU ranges. The driest and the
+wettest pick are taken inside the range (``select.SPACE_RANGE_SLACK``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from evomix.choose.describe import fast_descriptors
+from evomix.choose.describe import JND, fast_descriptors
 from evomix.search.genome import REVERB_SEND_OFF_DB, GeneTable
 from evomix.search.problem import INFEASIBLE
 
-LADDER_MARGIN_LU = 0.3  # LU inside each end of the genre's space range: the outermost targets (a choice)
+LADDER_MARGIN_LU = 0.0  # LU inside each end of the genre's space range: the outermost targets (a choice)
 MIN_SHIFT_LU = 1.0  # a copy within this of its parent's level adds nothing (the JND of space is 3 LU)
 MAX_PARENTS = 24  # members copied, best weighted score first (cost: MAX_PARENTS x k x (2 + REFINE_STEPS) evals)
 REFINE_STEPS = 1  # fast-tier re-measurements of each copy's level after the first shift
@@ -41,6 +43,15 @@ def space_targets(profile, k: int) -> np.ndarray | None:
         return None
     lo, hi = float(space[0]) + LADDER_MARGIN_LU, float(space[1]) - LADDER_MARGIN_LU
     return np.linspace(lo, hi, int(k)) if hi > lo else None
+
+
+def space_range_jnd(profile) -> tuple | None:
+    """The profile's ``space_lu`` range in the listener descriptors' JND units (``describe.JND``), or None."""
+    space = getattr(profile, "space_lu", None)
+    if space is None:
+        return None
+    jnd = JND["space_lu"]
+    return float(space[0]) / jnd, float(space[1]) / jnd
 
 
 def _space_lu(analysis, table: GeneTable, G: np.ndarray, target) -> np.ndarray:

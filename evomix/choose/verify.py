@@ -196,7 +196,7 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
                            known_bad=(), keep_master_gain: bool = False,
                            before_slot: list | None = None, *, renders: Callable | None = None,
                            on_final: Callable[[int, int], None] | None = None, roles=None,
-                           parents: np.ndarray | None = None) -> tuple[list, list]:
+                           parents: np.ndarray | None = None, space_range: tuple | None = None) -> tuple[list, list]:
     """Choose ``k`` alternatives (``select.choose_alternatives``), render each exactly, and replace
     any whose exact scores fall outside the front's spread (:func:`beyond_front`) or whose exact
     listener descriptors are within ``describe.DISTINCT_JND`` of an earlier pick (:func:`duplicates`)
@@ -217,7 +217,8 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     (default: :func:`render_alternatives`, a round at a time); ``evomix.tools.rank`` streams them.
     ``params``: the front's Params (or a callable front index -> Params of one); ``roles``
     (default the analysis'): for the labels. ``parents`` (n,): -1 for a front member, else the member
-    a candidate copies (``choose.space``; ``select.choose_alternatives``). Returns (exported
+    a candidate copies (``choose.space``; ``select.choose_alternatives``); ``space_range``: the
+    genre's space range in JND units, where the driest and wettest picks are taken. Returns (exported
     indices, rejected misjudged indices).
     """
     k = min(k, len(front))
@@ -254,7 +255,8 @@ def verified_alternatives(front, G, F, k, session, analysis, params, target, nam
     while rounds < limit:
         rounds += 1
         todo = choose_alternatives(G, F, k, weights, keep=picks, exclude=sorted(bad | dup | set(known_bad)),
-                                   descriptors=descriptors, parents=parents)[len(picks):]
+                                   descriptors=descriptors, parents=parents,
+                                   space_range=space_range)[len(picks):]
         if not todo:  # nothing left to try
             break
         phase.update(total=len(rendered) + len(todo))
