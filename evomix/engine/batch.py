@@ -52,9 +52,10 @@ from evomix.core.meter import gated_loudness, k_weighting_power, lra_from_short_
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
-from evomix.engine.dsp.filters import cascade_response
+from evomix.engine.dsp.filters import MAX_FREQ_FRACTION, cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.reverb import band_decay_s, return_highpass_power, reverb_band_power
+from evomix.engine.dsp.unmask import cut_frame_db, key_band_level_db
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db, gained_stem_sum, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
 from evomix.search.genome import (
@@ -329,16 +330,17 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     """
     a = analysis
     gains = stem_gains(a, params)
+    cut = unmask_cut(a, params)  # None: no dynamic cut in any candidate (nothing below changes)
     mix = mix_weights(gains)
-    stems = _stem_compressors(a, params, gains)
+    stems = _stem_compressors(a, params, gains, cut)
     pair_w = _pair_weights(a, gains, mix)
-    ret = _reverb_return(a, params, mix, stems)
-    master = _master_compressor(a, params, mix, stems, pair_w, ret)
+    ret = _reverb_return(a, params, mix, stems, cut)
+    master = _master_compressor(a, params, mix, stems, pair_w, ret, cut)
     peaks = estimate_peaks(a, params, gains, mix, stems.gain_db, master.compression.gain_db)
     if ret is not None:
         peaks = _peaks_with_return(peaks, ret, master.compression.power_gain)
     levels = _normalise_and_limit(a, master, peaks, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
-    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w, ret)
+    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w, ret, cut)
     return Features(
         bands_hz=a.grid.centres_hz,
         band_edges_hz=a.grid.edges_hz,
@@ -363,7 +365,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     )
 
 
-def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
+def _stem_compressors(a: Analysis, params: Params, g: StemGains, cut: CutBus | None = None) -> Compression:
     """Each stem's compressor per frame, (pop, stems, T).
 
     The detector is the stereo-linked mean square before the pan (``Analysis.detector_power``)
@@ -374,6 +376,8 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     eq, trim_pow = g.eq_pow, g.trim_pow
     lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power)  # (s, p, B) @ (s, B, T) -> (s, p, T)
     lev = lev.transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
+    if cut is not None:  # the dynamic cut sits before the EQ: the detector hears it
+        lev = _cut_detector(a, cut, g, lev)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, POWER_FLOOR))
     gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(),
@@ -384,7 +388,8 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     return Compression(gain_db=gr, power_gain=g_comp)
 
 
-def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compression) -> ReturnBus | None:
+def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
+                   cut: CutBus | None = None) -> ReturnBus | None:
     """The reverb return per band and frame (:class:`ReturnBus`), or None when no candidate sends.
 
     The send bus: each stem's power in the mix per channel, band and frame (``mix.band_pow``: trim,
@@ -406,6 +411,11 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
         weight = weight * a.return_gain[None, :, None, :]
     weight = weight.astype(np.float32)
     send = _send_power(weight, np.ascontiguousarray(stems.power_gain, dtype=np.float32), a.band_power)  # (p, B, T)
+    if cut is not None:  # the cut stems send their cut signal
+        cs = cut.stems
+        _cut_send(np.ascontiguousarray(weight[:, cs], dtype=np.float64),
+                  np.ascontiguousarray(stems.power_gain[:, cs], dtype=np.float64), a.band_power[cs], cut.frame_db,
+                  cut.per_neper, cut.band_lo, cut.band_hi, send)
     sr, hop_s = a.sr, a.grid.hop_s
     decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
                          np.asarray(params.reverb_damping, dtype=float), sr, seed=REVERB_SEED)  # (p, B) s
@@ -452,7 +462,8 @@ def _pair_weights(a: Analysis, g: StemGains, mix: MixWeights) -> tuple[np.ndarra
 
 
 def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
-                       pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> MasterBus:
+                       pair_w: np.ndarray | None = None, ret: ReturnBus | None = None,
+                       cut: CutBus | None = None) -> MasterBus:
     """The master compressor per frame, (pop, T), read R = MASTER_DETECTOR_SUBSTEPS times per frame.
 
     The frame's level is the mix's band power (stems add in power); where that power lies within
@@ -472,14 +483,16 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     R = MASTER_DETECTOR_SUBSTEPS
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_power).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
-    block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
-    if ret is not None:
-        block_power += ret.frames[:, :, None]
-    shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     # (s, 2p, 2B) @ (s, 2B, T) -> (s, 2p, T)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))
+    if cut is not None:  # the cut stems' frame powers and sub-steps
+        both, sub = _cut_master(a, cut, mix, both, sub)
+    block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
+    if ret is not None:
+        block_power += ret.frames[:, :, None]
+    shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     both = gained_stem_sum(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
@@ -571,7 +584,8 @@ def _band_k_weights(a: Analysis) -> np.ndarray:
 
 
 def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
-                   levels: Levels, pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> HeavyTensors:
+                   levels: Levels, pair_w: np.ndarray | None = None, ret: ReturnBus | None = None,
+                   cut: CutBus | None = None) -> HeavyTensors:
     """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
     the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T'). The
     reverb return (``ret``) adds to the mix's power (not to its cross power: its channels are
@@ -583,6 +597,7 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     # (p, s, T'): every time-varying gain of the chain after the static ones
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
+    cut_change = None if cut is None else _cut_heavy(a, cut, g, w_mix, g_time, stem_power, stem_spread, mix_power)
     if pair_w is not None:  # correlated stems' cross terms (engine.coherence), on the heavy frames
         s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
         wp, cos_phi = pair_w[0].astype(np.float32), pair_w[1]  # (p, P, 2, B), (p, P, B)
@@ -600,6 +615,10 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
     if pair_w is not None:
         mix_cross = mix_cross + extra_cross
+    if cut_change is not None:  # the cut stems' L/R cross power changes with their band power
+        cs = cut.stems
+        mix_cross = mix_cross + np.einsum("pkb,pkt,kbt,pkbt->pbt", cross_w[:, cs].astype(np.float32), g_time[:, cs],
+                                          a.heavy_cross[cs], cut_change)
     # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
     # is gated on), through the same gains; the mix's block the stems' sum (correlated pairs aside)
     wk = (w_mix * _band_k_weights(a)[None, None, None, :]).reshape(w_mix.shape[0], w_mix.shape[1], -1)  # (p, s, 2B)
@@ -607,6 +626,12 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     blocks = a.heavy_block_power.reshape(a.n_stems, -1, bf.size)  # (s, 2B, T' W)
     g_block = g_comp[:, :, bf] * (g_master[:, bf] * g_lim[:, bf] * g_norm[:, None, None])[:, None]  # (p, s, T', W)
     k_frames = np.matmul(wk.transpose(1, 0, 2).astype(np.float32), blocks).transpose(1, 0, 2)  # (p, s, T' W)
+    if cut is not None:  # the cut stems' K-weighted power in those blocks
+        cs = cut.stems
+        wkc = wk[:, cs].reshape(wk.shape[0], cs.size, 1, 2, -1)  # (p, k, 1, 2, B)
+        d = cut.frames(bf.ravel()).deltas(wkc, a.heavy_block_power[cs].reshape(cs.size, 2, a.grid.n_bands, -1))
+        k_frames = k_frames.copy()
+        k_frames[:, cs] = np.maximum(k_frames[:, cs] + d[:, :, 0], 0.0)  # (p, k, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
     mix_block_k = stem_block_k.sum(axis=1)  # (p, T')
     return_power = return_block_k = None
@@ -620,3 +645,179 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
                         mix_block_k=mix_block_k, return_power=return_power, return_block_k=return_block_k)
+
+
+# --------------------------------------------------------------------------------------------------
+# dynamic unmasking (issue 22, item 2): the keyed stems' cut, frame by frame and band by band
+# --------------------------------------------------------------------------------------------------
+#: Bands where the cut's full-depth response is under this fraction of its depth (in dB) are left
+#: uncut in the fast tier (0.001: under 0.012 dB at a 12 dB cut), so each cut touches only the bands
+#: around its frequency.
+CUT_BAND_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class CutBus:
+    """The dynamic cuts of a population in the fast tier (``engine.dsp.unmask``, the one activity law).
+
+    The cut's power gain on stem ``stems[k]`` of candidate ``p`` in band ``b`` and frame ``t`` is
+    ``exp(per_neper[p, k, b] frame_db[p, k, t])`` (``unmask.cut_frame_db``); it is 1 outside the
+    bands ``[band_lo, band_hi)`` (``CUT_BAND_FLOOR``). The cut sits after the stem's trim, before
+    its EQ (as in the exact tier), so it multiplies the stem's band power wherever that enters:
+    its compressor's detector, the mix's power per frame (master compressor, loudness, limiter's
+    loudness), the reverb send, and the heavy frames' tensors (masking, balance, genre). Not
+    modelled: its effect on the stem's waveform at the peak instants (``engine.peaks``; the
+    compressor gains there do include it) and on the correlated pairs' cross terms
+    (``engine.coherence``).
+
+    Attributes
+    ----------
+    stems : (k,) int, the stems some candidate cuts.  frame_db : (pop, k, T) float64, dB <= 0.
+    per_neper : (pop, k, B) float64 >= 0.  band_lo, band_hi : (pop, k) int.
+    """
+
+    stems: np.ndarray
+    frame_db: np.ndarray
+    per_neper: np.ndarray
+    band_lo: np.ndarray
+    band_hi: np.ndarray
+
+    def frames(self, frames: np.ndarray) -> CutBus:
+        """The same cut on the frames ``frames`` (int, any shape (...,)): ``frame_db`` (pop, k, ...)."""
+        return CutBus(self.stems, self.frame_db[:, :, frames], self.per_neper, self.band_lo, self.band_hi)
+
+    def band_gain(self, frames: np.ndarray) -> np.ndarray:
+        """(pop, k, B, T') float32: the cut's power gain on frames ``frames`` (T',)."""
+        return np.exp(self.per_neper[:, :, :, None] * self.frame_db[:, :, None, frames]).astype(np.float32)
+
+    def deltas(self, weights: np.ndarray, power: np.ndarray) -> np.ndarray:
+        """``sum_{c, b} weights[p, k, q, c, b] (G - 1) power[k, c, b, t]`` -> (pop, k, Q, T): what the cut
+        takes from each cut stem's weighted power (``frame_db`` and ``power`` on the same frames T)."""
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+        fdb = np.ascontiguousarray(self.frame_db.reshape(self.frame_db.shape[:2] + (-1,)))
+        pw = np.ascontiguousarray(power.reshape(power.shape[:3] + (-1,)), dtype=np.float32)
+        return _cut_deltas(w, pw, fdb, self.per_neper, self.band_lo, self.band_hi)
+
+
+def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
+    """The population's dynamic cuts (:class:`CutBus`), or None when no candidate cuts any stem (no
+    depth above 0 dB on a stem with a key: nothing is computed, the dry render is unchanged).
+
+    The key (``search.keys``): the key stem's band powers after its trim, mixed to mono
+    (``Analysis.key_power``), weighted by the cut's band-pass (``unmask.key_band_level_db``); the
+    threshold is the candidate's ``unmask_threshold_db`` (the same number as the exact tier's).
+    """
+    depth = np.asarray(params.unmask_depth_db, dtype=float)  # (p, s) dB
+    key = np.asarray(params.unmask_key)  # (p, s) int
+    on = (depth > 0.0) & (key >= 0)
+    if not on.any():
+        return None
+    cs = np.flatnonzero(on.any(axis=0))  # (k,) the stems some candidate cuts
+    sr = a.sr
+    kk = np.maximum(key[:, cs], 0)  # (p, k) the keys (a stem without one in some candidate: depth 0 there)
+    trim_pow = 10.0 ** (np.asarray(a.trim_db, dtype=float) / 10.0)  # (s,)
+    freq = np.minimum(np.asarray(params.unmask_hz, dtype=float)[:, cs], MAX_FREQ_FRACTION * sr)  # (p, k) Hz
+    q = np.asarray(params.unmask_q, dtype=float)[:, cs]
+    if np.all(kk == kk[:1]):  # the keys of a table: the same in every candidate
+        key_power = a.key_power[kk[0]] * trim_pow[kk[0], None, None].astype(np.float32)  # (k, B, T)
+    else:
+        key_power = a.key_power[kk] * trim_pow[kk][:, :, None, None].astype(np.float32)  # (p, k, B, T)
+    level = key_band_level_db(key_power, freq_hz=freq, q=q, bands_hz=a.grid, sr=sr)  # (p, k, T) dB
+    frame_db, per_neper = cut_frame_db(
+        level, freq_hz=freq, q=q, depth_db=np.where(on[:, cs], depth[:, cs], 0.0),
+        threshold_db=np.asarray(params.unmask_threshold_db, dtype=float)[:, cs],
+        attack_ms=np.asarray(params.unmask_attack_ms, dtype=float)[:, cs],
+        release_ms=np.asarray(params.unmask_release_ms, dtype=float)[:, cs], hop_s=a.grid.hop_s, bands_hz=a.grid, sr=sr)
+    per_neper = np.ascontiguousarray(per_neper)  # (p, k, B)
+    wide = per_neper >= CUT_BAND_FLOOR * np.log(10.0) / 10.0  # (p, k, B): the bands the cut reaches
+    band_lo = np.where(wide.any(-1), wide.argmax(-1), 0).astype(np.int64)
+    band_hi = np.where(wide.any(-1), wide.shape[-1] - wide[..., ::-1].argmax(-1), 0).astype(np.int64)
+    return CutBus(stems=cs, frame_db=np.ascontiguousarray(frame_db, dtype=np.float64), per_neper=per_neper,
+                  band_lo=band_lo, band_hi=band_hi)
+
+
+@lazy_njit
+def _cut_deltas(weights, power, frame_db, per_neper, lo, hi):  # (p,k,Q,C,B), (k,C,B,T), (p,k,T), (p,k,B) -> (p,k,Q,T)
+    """``sum_{c, b in [lo, hi)} weights[p, k, q, c, b] expm1(per_neper[p, k, b] frame_db[p, k, t]) power[k, c, b, t]``,
+    skipping the frames where the cut is idle (``frame_db == 0``: the term is exactly 0)."""
+    n_pop, n_k, n_q, n_c, n_b = weights.shape
+    n_t = power.shape[3]
+    out = np.zeros((n_pop, n_k, n_q, n_t))
+    for p in range(n_pop):
+        for k in range(n_k):
+            for t in range(n_t):
+                d = frame_db[p, k, t]
+                if d == 0.0:
+                    continue
+                for b in range(lo[p, k], hi[p, k]):
+                    g = np.expm1(per_neper[p, k, b] * d)
+                    for c in range(n_c):
+                        x = g * power[k, c, b, t]
+                        for qq in range(n_q):
+                            out[p, k, qq, t] += weights[p, k, qq, c, b] * x
+    return out
+
+
+def _cut_detector(a: Analysis, cut: CutBus, g: StemGains, lev: np.ndarray) -> np.ndarray:
+    """The stem compressors' detector levels ``lev`` (p, s, T, linear power) with the cut: its change on the
+    cut stems (their trim and EQ weighting ``Analysis.detector_power``) added."""
+    cs = cut.stems
+    w = (g.eq_pow[:, cs] * g.trim_pow[:, cs, None])[:, :, None, None, :]  # (p, k, 1, 1, B)
+    d = cut.deltas(w, a.detector_power[cs][:, None])  # (p, k, 1, T)
+    lev = lev.copy()
+    lev[:, cs] = np.maximum(lev[:, cs] + d[:, :, 0], 0.0)
+    return lev
+
+
+def _cut_master(a: Analysis, cut: CutBus, mix: MixWeights, both: np.ndarray, sub: np.ndarray):
+    """The mix's per-stem frame powers ``both`` (s, 2p, T: plain, then K-weighted) and the master detector's
+    sub-step powers ``sub`` (s, p, T, R) with the cut: its change added to ``both``, and each cut stem's
+    sub-steps scaled by its frame's plain power ratio (the cut is smooth within a frame)."""
+    cs = cut.stems
+    n_pop = mix.band_pow.shape[0]
+    w = mix.band_pow[:, cs]  # (p, k, 2, B)
+    w2 = np.stack([w, w * a.k_band[cs][None, :, None, :]], axis=2)  # (p, k, 2 [plain, K], 2 [channel], B)
+    d = cut.deltas(w2, a.band_power[cs])  # (p, k, 2, T)
+    both = both.copy()
+    old = both[cs, :n_pop].astype(np.float64)  # (k, p, T) plain power before the cut
+    new = np.maximum(old + d[:, :, 0].transpose(1, 0, 2), 0.0)
+    both[cs, :n_pop] = new
+    both[cs, n_pop:] = np.maximum(both[cs, n_pop:] + d[:, :, 1].transpose(1, 0, 2), 0.0)
+    ratio = np.where(old > POWER_FLOOR, new / np.maximum(old, POWER_FLOOR), 1.0)  # (k, p, T)
+    sub = sub.copy()
+    sub[cs] *= ratio[..., None].astype(sub.dtype)
+    return both, sub
+
+
+@lazy_njit
+def _cut_send(weight, gain, power, frame_db, per_neper, lo, hi, out):  # (p,k,C,B), (p,k,T), (k,C,B,T), ... (p,B,T)
+    """``out[p, b, t] += gain[p, k, t] expm1(per_neper[p, k, b] frame_db[p, k, t]) sum_c weight[p, k, c, b]
+    power[k, c, b, t]``: the cut's change of the reverb send bus per band, summed over the cut stems."""
+    n_pop, n_k, n_c, n_b = weight.shape
+    n_t = power.shape[3]
+    for p in range(n_pop):
+        for k in range(n_k):
+            for t in range(n_t):
+                d = frame_db[p, k, t]
+                if d == 0.0:
+                    continue
+                for b in range(lo[p, k], hi[p, k]):
+                    x = 0.0
+                    for c in range(n_c):
+                        x += weight[p, k, c, b] * power[k, c, b, t]
+                    out[p, b, t] += gain[p, k, t] * np.expm1(per_neper[p, k, b] * d) * x
+
+
+def _cut_heavy(a: Analysis, cut: CutBus, g: StemGains, w_mix: np.ndarray, g_time: np.ndarray,
+               stem_power: np.ndarray, stem_spread: np.ndarray, mix_power: np.ndarray) -> np.ndarray:
+    """The heavy frames' tensors with the cut: the cut stems' power and spread power (in place) times the cut's
+    gain, the mix's power changed by as much; returns each cut stem's L/R cross power weight change
+    (p, k, B, T') for the mix's cross power (to be weighted like ``Analysis.heavy_cross``)."""
+    cs = cut.stems
+    gain = cut.band_gain(a.heavy_frames)  # (p, k, B, T')
+    old = stem_power[:, cs]  # (p, k, 2, B, T')
+    new = old * gain[:, :, None]
+    mix_power += (new - old).sum(axis=1)
+    stem_power[:, cs] = new
+    stem_spread[:, cs] *= gain[:, :, None]
+    return gain - 1.0
