@@ -10,8 +10,8 @@ their gene to the table; a send's value may be ``off`` (-40 dB: no send), so
 search open the sends. The dynamic cut's names (``guitar.unmask_depth_db``, ``guitar.unmask_hz``,
 ``unmask_q``, ``unmask_attack_ms``, ``unmask_release_ms``; ``evomix.search.genome.UNMASK_STEM_GENES``)
 add their genes the same way; ``'*.unmask_depth_db=off'`` (0 dB) takes every cut away. Values are in
-the parameter's unit (dB, Hz, ms, or none for pan, Q and ratios; the unit may be written after the number, ``120Hz``) and must lie in
-the gene's full range (``evomix.search.genome``).
+the parameter's unit (dB, Hz, ms, or none for pan, Q and ratios; the unit may be written after the
+number, ``120Hz``) and must lie in the gene's full range (``evomix.search.genome``).
 
 The edit goes into the :class:`~evomix.search.genome.GeneTable` (DESIGN.md: "Locks and ranges given on
 the command line edit the table, never the code"), so every decoded genome obeys it: the fast
