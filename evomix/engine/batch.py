@@ -413,9 +413,11 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
     send = _send_power(weight, np.ascontiguousarray(stems.power_gain, dtype=np.float32), a.band_power)  # (p, B, T)
     if cut is not None:  # the cut stems send their cut signal
         cs = cut.stems
-        _cut_send(np.ascontiguousarray(weight[:, cs], dtype=np.float64),
-                  np.ascontiguousarray(stems.power_gain[:, cs], dtype=np.float64), a.band_power[cs], cut.frame_db,
-                  cut.per_neper, cut.band_lo, cut.band_hi, send)
+        part = np.ascontiguousarray(send[:, cut.bands])  # (p, J, T)
+        _cut_send(np.ascontiguousarray(weight[:, cs][..., cut.bands]),
+                  np.ascontiguousarray(stems.power_gain[:, cs], dtype=np.float32),
+                  np.ascontiguousarray(a.band_power[cs][:, :, cut.bands]), cut.minus_one, part)
+        send[:, cut.bands] = part
     sr, hop_s = a.sr, a.grid.hop_s
     decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
                          np.asarray(params.reverb_damping, dtype=float), sr, seed=REVERB_SEED)  # (p, B) s
@@ -617,8 +619,9 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
         mix_cross = mix_cross + extra_cross
     if cut_change is not None:  # the cut stems' L/R cross power changes with their band power
         cs = cut.stems
-        mix_cross = mix_cross + np.einsum("pkb,pkt,kbt,pkbt->pbt", cross_w[:, cs].astype(np.float32), g_time[:, cs],
-                                          a.heavy_cross[cs], cut_change)
+        mix_cross = mix_cross.copy()
+        mix_cross[:, cut.bands] += np.einsum("pkb,pkt,kbt,pkbt->pbt", cross_w[:, cs][..., cut.bands].astype(np.float32),
+                                             g_time[:, cs], a.heavy_cross[cs][:, cut.bands], cut_change)
     # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
     # is gated on), through the same gains; the mix's block the stems' sum (correlated pairs aside)
     wk = (w_mix * _band_k_weights(a)[None, None, None, :]).reshape(w_mix.shape[0], w_mix.shape[1], -1)  # (p, s, 2B)
@@ -629,7 +632,7 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     if cut is not None:  # the cut stems' K-weighted power in those blocks
         cs = cut.stems
         wkc = wk[:, cs].reshape(wk.shape[0], cs.size, 1, 2, -1)  # (p, k, 1, 2, B)
-        d = cut.frames(bf.ravel()).deltas(wkc, a.heavy_block_power[cs].reshape(cs.size, 2, a.grid.n_bands, -1))
+        d = cut.deltas(wkc, a.heavy_block_power[cs].reshape(cs.size, 2, a.grid.n_bands, -1), bf.ravel())
         k_frames = k_frames.copy()
         k_frames[:, cs] = np.maximum(k_frames[:, cs] + d[:, :, 0], 0.0)  # (p, k, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
@@ -650,9 +653,9 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
 # --------------------------------------------------------------------------------------------------
 # dynamic unmasking (issue 22, item 2): the keyed stems' cut, frame by frame and band by band
 # --------------------------------------------------------------------------------------------------
-#: Bands where the cut's full-depth response is under this fraction of its depth (in dB) are left
-#: uncut in the fast tier (0.001: under 0.012 dB at a 12 dB cut), so each cut touches only the bands
-#: around its frequency.
+#: Bands where the cut's full-depth response is under this fraction of its depth (in dB) in every
+#: candidate are left uncut in the fast tier (0.001: under 0.012 dB at a 12 dB cut), so the cuts touch
+#: only the bands around their frequencies.
 CUT_BAND_FLOOR = 1e-3
 
 
@@ -660,43 +663,41 @@ CUT_BAND_FLOOR = 1e-3
 class CutBus:
     """The dynamic cuts of a population in the fast tier (``engine.dsp.unmask``, the one activity law).
 
-    The cut's power gain on stem ``stems[k]`` of candidate ``p`` in band ``b`` and frame ``t`` is
-    ``exp(per_neper[p, k, b] frame_db[p, k, t])`` (``unmask.cut_frame_db``); it is 1 outside the
-    bands ``[band_lo, band_hi)`` (``CUT_BAND_FLOOR``). The cut sits after the stem's trim, before
-    its EQ (as in the exact tier), so it multiplies the stem's band power wherever that enters:
-    its compressor's detector, the mix's power per frame (master compressor, loudness, limiter's
-    loudness), the reverb send, and the heavy frames' tensors (masking, balance, genre). Not
-    modelled: its effect on the stem's waveform at the peak instants (``engine.peaks``; the
-    compressor gains there do include it) and on the correlated pairs' cross terms
-    (``engine.coherence``).
+    The cut's power gain on stem ``stems[k]`` of candidate ``p`` in band ``band0 + j`` and frame ``t``
+    is ``1 + minus_one[p, k, j, t]`` (``exp(per_neper frame_db)`` of ``unmask.cut_frame_db``, float32);
+    it is 1 outside the bands ``[band0, band0 + J)`` (``CUT_BAND_FLOOR``). The cut sits after the stem's
+    trim, before its EQ (as in the exact tier), so it multiplies the stem's band power wherever that
+    enters: its compressor's detector, the mix's power per frame (master compressor, loudness, the
+    limiter's loudness), the reverb send, and the heavy frames' tensors (masking, balance, genre). Not
+    modelled: its effect on the stem's waveform at the peak instants (``engine.peaks``; the compressor
+    gains there do include it) and on the correlated pairs' cross terms (``engine.coherence``).
 
     Attributes
     ----------
-    stems : (k,) int, the stems some candidate cuts.  frame_db : (pop, k, T) float64, dB <= 0.
-    per_neper : (pop, k, B) float64 >= 0.  band_lo, band_hi : (pop, k) int.
+    stems : (k,) int, the stems some candidate cuts.  band0 : int, the first band any cut reaches.
+    minus_one : (pop, k, J, T) float32 in (-1, 0], the cut's power gain less 1.
     """
 
     stems: np.ndarray
-    frame_db: np.ndarray
-    per_neper: np.ndarray
-    band_lo: np.ndarray
-    band_hi: np.ndarray
+    band0: int
+    minus_one: np.ndarray
 
-    def frames(self, frames: np.ndarray) -> CutBus:
-        """The same cut on the frames ``frames`` (int, any shape (...,)): ``frame_db`` (pop, k, ...)."""
-        return CutBus(self.stems, self.frame_db[:, :, frames], self.per_neper, self.band_lo, self.band_hi)
+    @property
+    def bands(self) -> slice:
+        """The bands the cuts reach, ``[band0, band0 + J)``."""
+        return slice(self.band0, self.band0 + self.minus_one.shape[2])
 
     def band_gain(self, frames: np.ndarray) -> np.ndarray:
-        """(pop, k, B, T') float32: the cut's power gain on frames ``frames`` (T',)."""
-        return np.exp(self.per_neper[:, :, :, None] * self.frame_db[:, :, None, frames]).astype(np.float32)
+        """(pop, k, J, T') float32: the cut's power gain in its bands on frames ``frames`` (T',)."""
+        return 1.0 + self.minus_one[..., frames]
 
-    def deltas(self, weights: np.ndarray, power: np.ndarray) -> np.ndarray:
+    def deltas(self, weights: np.ndarray, power: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
         """``sum_{c, b} weights[p, k, q, c, b] (G - 1) power[k, c, b, t]`` -> (pop, k, Q, T): what the cut
-        takes from each cut stem's weighted power (``frame_db`` and ``power`` on the same frames T)."""
-        w = np.ascontiguousarray(weights, dtype=np.float64)
-        fdb = np.ascontiguousarray(self.frame_db.reshape(self.frame_db.shape[:2] + (-1,)))
-        pw = np.ascontiguousarray(power.reshape(power.shape[:3] + (-1,)), dtype=np.float32)
-        return _cut_deltas(w, pw, fdb, self.per_neper, self.band_lo, self.band_hi)
+        changes in each cut stem's weighted power; ``power`` on the frames ``frames`` of the cut (None: all)."""
+        m1 = self.minus_one if frames is None else np.ascontiguousarray(self.minus_one[..., frames])
+        w = np.ascontiguousarray(weights[..., self.bands], dtype=np.float32)
+        pw = np.ascontiguousarray(power[:, :, self.bands], dtype=np.float32)
+        return _cut_deltas(w, pw, m1)
 
 
 def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
@@ -728,33 +729,36 @@ def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
         threshold_db=np.asarray(params.unmask_threshold_db, dtype=float)[:, cs],
         attack_ms=np.asarray(params.unmask_attack_ms, dtype=float)[:, cs],
         release_ms=np.asarray(params.unmask_release_ms, dtype=float)[:, cs], hop_s=a.grid.hop_s, bands_hz=a.grid, sr=sr)
-    per_neper = np.ascontiguousarray(per_neper)  # (p, k, B)
-    wide = per_neper >= CUT_BAND_FLOOR * np.log(10.0) / 10.0  # (p, k, B): the bands the cut reaches
-    band_lo = np.where(wide.any(-1), wide.argmax(-1), 0).astype(np.int64)
-    band_hi = np.where(wide.any(-1), wide.shape[-1] - wide[..., ::-1].argmax(-1), 0).astype(np.int64)
-    return CutBus(stems=cs, frame_db=np.ascontiguousarray(frame_db, dtype=np.float64), per_neper=per_neper,
-                  band_lo=band_lo, band_hi=band_hi)
+    reach = np.flatnonzero((per_neper >= CUT_BAND_FLOOR * np.log(10.0) / 10.0).any(axis=(0, 1)))  # the bands reached
+    b0, b1 = (int(reach[0]), int(reach[-1]) + 1) if reach.size else (0, 1)
+    x = per_neper[:, :, b0:b1, None].astype(np.float32) * frame_db[:, :, None, :].astype(np.float32)  # (p, k, J, T)
+    np.exp(x, out=x)  # float32 exp: vectorised by numpy, 1e-7 relative
+    x -= np.float32(1.0)
+    return CutBus(stems=cs, band0=b0, minus_one=x)
 
 
 @lazy_njit
-def _cut_deltas(weights, power, frame_db, per_neper, lo, hi):  # (p,k,Q,C,B), (k,C,B,T), (p,k,T), (p,k,B) -> (p,k,Q,T)
-    """``sum_{c, b in [lo, hi)} weights[p, k, q, c, b] expm1(per_neper[p, k, b] frame_db[p, k, t]) power[k, c, b, t]``,
-    skipping the frames where the cut is idle (``frame_db == 0``: the term is exactly 0)."""
-    n_pop, n_k, n_q, n_c, n_b = weights.shape
+def _cut_deltas(weights, power, m1):  # (p,k,Q,C,J) f32, (k,C,J,T) f32, (p,k,J,T) f32 -> (p,k,Q,T) f64
+    """``sum_{c, j} weights[p, k, q, c, j] m1[p, k, j, t] power[k, c, j, t]``, the frames innermost (SIMD)."""
+    n_pop, n_k, n_q, n_c, n_j = weights.shape
     n_t = power.shape[3]
     out = np.zeros((n_pop, n_k, n_q, n_t))
+    x = np.empty(n_t, dtype=np.float32)
     for p in range(n_pop):
         for k in range(n_k):
-            for t in range(n_t):
-                d = frame_db[p, k, t]
-                if d == 0.0:
-                    continue
-                for b in range(lo[p, k], hi[p, k]):
-                    g = np.expm1(per_neper[p, k, b] * d)
-                    for c in range(n_c):
-                        x = g * power[k, c, b, t]
-                        for qq in range(n_q):
-                            out[p, k, qq, t] += weights[p, k, qq, c, b] * x
+            for j in range(n_j):
+                g = m1[p, k, j]
+                for c in range(n_c):
+                    row = power[k, c, j]
+                    for t in range(n_t):
+                        x[t] = g[t] * row[t]
+                    for qq in range(n_q):
+                        w = weights[p, k, qq, c, j]
+                        if w == 0.0:
+                            continue
+                        o = out[p, k, qq]
+                        for t in range(n_t):
+                            o[t] += w * x[t]
     return out
 
 
@@ -790,34 +794,36 @@ def _cut_master(a: Analysis, cut: CutBus, mix: MixWeights, both: np.ndarray, sub
 
 
 @lazy_njit
-def _cut_send(weight, gain, power, frame_db, per_neper, lo, hi, out):  # (p,k,C,B), (p,k,T), (k,C,B,T), ... (p,B,T)
-    """``out[p, b, t] += gain[p, k, t] expm1(per_neper[p, k, b] frame_db[p, k, t]) sum_c weight[p, k, c, b]
-    power[k, c, b, t]``: the cut's change of the reverb send bus per band, summed over the cut stems."""
-    n_pop, n_k, n_c, n_b = weight.shape
+def _cut_send(weight, gain, power, m1, out):  # (p,k,C,J) f32, (p,k,T) f32, (k,C,J,T) f32, (p,k,J,T) f32, (p,J,T) f32
+    """``out[p, j, t] += gain[p, k, t] m1[p, k, j, t] sum_c weight[p, k, c, j] power[k, c, j, t]``: the cut's
+    change of the reverb send bus in its bands, summed over the cut stems."""
+    n_pop, n_k, n_c, n_j = weight.shape
     n_t = power.shape[3]
     for p in range(n_pop):
         for k in range(n_k):
-            for t in range(n_t):
-                d = frame_db[p, k, t]
-                if d == 0.0:
-                    continue
-                for b in range(lo[p, k], hi[p, k]):
-                    x = 0.0
-                    for c in range(n_c):
-                        x += weight[p, k, c, b] * power[k, c, b, t]
-                    out[p, b, t] += gain[p, k, t] * np.expm1(per_neper[p, k, b] * d) * x
+            g = gain[p, k]
+            for j in range(n_j):
+                m = m1[p, k, j]
+                o = out[p, j]
+                for c in range(n_c):
+                    w = weight[p, k, c, j]
+                    if w == 0.0:
+                        continue
+                    row = power[k, c, j]
+                    for t in range(n_t):
+                        o[t] += w * g[t] * m[t] * row[t]
 
 
 def _cut_heavy(a: Analysis, cut: CutBus, g: StemGains, w_mix: np.ndarray, g_time: np.ndarray,
                stem_power: np.ndarray, stem_spread: np.ndarray, mix_power: np.ndarray) -> np.ndarray:
     """The heavy frames' tensors with the cut: the cut stems' power and spread power (in place) times the cut's
-    gain, the mix's power changed by as much; returns each cut stem's L/R cross power weight change
-    (p, k, B, T') for the mix's cross power (to be weighted like ``Analysis.heavy_cross``)."""
-    cs = cut.stems
-    gain = cut.band_gain(a.heavy_frames)  # (p, k, B, T')
-    old = stem_power[:, cs]  # (p, k, 2, B, T')
-    new = old * gain[:, :, None]
-    mix_power += (new - old).sum(axis=1)
-    stem_power[:, cs] = new
-    stem_spread[:, cs] *= gain[:, :, None]
-    return gain - 1.0
+    gain in its bands, the mix's power changed by as much; returns the cut's gain less 1 there (p, k, J, T'),
+    for the mix's L/R cross power."""
+    cs, bands = cut.stems, cut.bands
+    m1 = cut.minus_one[..., a.heavy_frames]  # (p, k, J, T')
+    old = stem_power[:, cs, :, bands]  # (p, k, 2, J, T')
+    change = old * m1[:, :, None]
+    mix_power[:, :, bands] += change.sum(axis=1)
+    stem_power[:, cs, :, bands] = old + change
+    stem_spread[:, cs, :, bands] *= 1.0 + m1[:, :, None]
+    return m1
