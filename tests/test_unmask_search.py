@@ -211,7 +211,7 @@ def mixed(tmp_path_factory, stem_dir):
     out = tmp_path_factory.mktemp("unmask") / "out"
     res = run_cli("mix", stem_dir, "--out", out, "--population", 8, "--generations", 2, "--alternatives", 1,
                   "--seed", 1, "--lock", "keys.unmask_depth_db=9", "--range", "keys.unmask_hz=800:3000",
-                  "--export-stems", "--quiet")
+                  "--export-stems", "--daw", "dawproject", "--quiet")
     assert res.exit_code == 0, res.output
     return out
 
@@ -238,3 +238,22 @@ def test_processed_stems_sum_to_the_master_with_the_cut(mixed):
     stems = sorted((mixed / "alt-01-stems").glob("*.wav"))
     total = sum(sf.read(p, dtype="float64")[0] for p in stems)
     assert np.max(np.abs(total - master)) < 1e-5  # float32 stems, 24-bit master: as tests/test_export_stems.py
+
+
+def test_dawproject_validates_and_carries_the_cut_as_a_placeholder(mixed):
+    """The .dawproject still validates against the format's schema; the keys' channel holds the cut's settings
+    as an unloaded "Dynamic EQ (keyed)" device naming its key (the format has no keyed dynamic EQ)."""
+    import zipfile
+
+    from lxml import etree
+
+    from tests.test_export import SPECS
+
+    with zipfile.ZipFile(mixed / "alt-01.dawproject") as z:
+        schema = etree.XMLSchema(etree.parse(str(SPECS / "Project.xsd")))
+        doc = etree.fromstring(z.read("project.xml"))
+    assert schema.validate(doc), schema.error_log
+    devices = doc.findall(".//Device[@deviceName='Dynamic EQ (keyed)']")
+    assert len(devices) == 1 and "'vocal'" in devices[0].get("comment")
+    gain = devices[0].find("Parameters/RealParameter[@name='Gain (full cut)']")
+    assert float(gain.get("value")) == -9.0
