@@ -104,9 +104,10 @@ def _parse_roles(items: list[str] | None) -> dict:
     return roles
 
 
-def _constraints(locks: list[str] | None, ranges: list[str] | None) -> Constraints:
-    """``--lock`` / ``--range`` entries, parsed and checked before any file is read."""
-    return Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
+def _constraints(locks: list[str] | None, ranges: list[str] | None, keys: list[str] | None = None) -> Constraints:
+    """``--lock`` / ``--range`` (and ``--key``) entries, parsed and checked before any file is read."""
+    parsed = Constraints.parse(locks, ranges, lock_option="--lock", range_option="--range")
+    return parsed.with_keys(keys) if keys else parsed
 
 
 def _settings(*, algorithm, population, generations, time_limit, seed, alternatives, jobs, threads, backend,
@@ -351,6 +352,11 @@ RangeOpt = Annotated[list[str] | None, typer.Option("--range", metavar="STEM.PAR
         "Narrow a parameter, STEM.PARAM=LO:HI (repeatable): bass.pan=-0.2:0.2, '*.eq.highpass_hz=40:120'; STEM.PARAM "
         "beats *.PARAM."
     ), show_default=False)]
+KeyOpt = Annotated[list[str] | None, typer.Option("--key", metavar="STEM=KEY", help=(
+        "Which stem keys a stem's dynamic cut, STEM=KEY (repeatable): bass=kick, guitar=vocal; guitar=none for no cut. "
+        "Default by role: the lead vocal keys guitars, keys, pads and synths; the kick keys the bass. Giving one opens "
+        "the dynamic cuts (as naming an unmask_* parameter in --lock/--range does)."
+    ), show_default=False)]
 OpenOpt = Annotated[bool, typer.Option("--open", help="Open report.html in the default browser when done.")]
 CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", help=(
         "Save the search state to this file (.npz) after every generation, atomically; an existing file needs --force "
@@ -402,6 +408,7 @@ def mix(
     scheduler: SchedulerOpt = None,
     lock: LockOpt = None,
     range_: RangeOpt = None,
+    key: KeyOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -426,7 +433,7 @@ def mix(
     Ctrl-C aborts without writing the outputs."""
     try:
         reporter = _reporter(quiet)  # made first: timings_s["total"] counts from here
-        constraints = _constraints(lock, range_)
+        constraints = _constraints(lock, range_, key)
         search, parallel, master = _settings(
             algorithm=algorithm.value, population=population, generations=generations, time_limit=time_limit, seed=seed,
             alternatives=alternatives, jobs=jobs, threads=threads, backend=backend.value, scheduler=scheduler,

@@ -34,10 +34,19 @@ from evomix.output.result import Member, MixResult
 from evomix.progress import NULL_REPORTER, ProgressReporter, format_seconds
 from evomix.search import checkpoint as checkpoints
 from evomix.search.algorithm import SearchResult, Termination, non_dominated, run_search
-from evomix.search.constraints import SPACE_BY_DEFAULT, Constraints, default_constraints, names_the_bus
+from evomix.search.constraints import (
+    SPACE_BY_DEFAULT,
+    UNMASK_BY_DEFAULT,
+    Constraints,
+    default_constraints,
+    names_the_bus,
+    names_the_cuts,
+    unmask_defaults,
+)
 from evomix.search.genome import GeneTable, Params
 from evomix.search.hypervolume import Normaliser
 from evomix.search.interrupt import InterruptGuard
+from evomix.search.keys import key_map, resolve_keys
 from evomix.search.parallel import ParallelEvaluator
 from evomix.search.problem import INFEASIBLE, Problem
 from evomix.search.seeding import smart_initial_population
@@ -168,6 +177,33 @@ class Prepared:
     def names(self) -> tuple:
         """Objectives searched, in column order."""
         return self.problem.names
+
+
+def check_keys(session: Session, constraints: Constraints) -> np.ndarray:
+    """Each stem's key (``search.keys.resolve_keys``: the roles' defaults, then ``--key``), (stems,) int;
+    a lock or range that gives a stem a dynamic cut while nothing keys it is refused.
+
+    Raises
+    ------
+    ParameterError
+        A ``--key`` naming a missing stem or the stem itself, or ``--lock STEM.unmask_depth_db=D`` (D > 0)
+        on a stem without a key.
+    """
+    key_index = resolve_keys(session.names, session.roles, dict(constraints.keys))
+    for c in constraints.entries:
+        if (c.gene.name == "unmask_depth_db" and c.high > 0.0 and c.stem not in (None, "*")
+                and c.stem in session.names and key_index[session.names.index(c.stem)] < 0):
+            raise ParameterError(f"{c.describe()}: nothing keys {c.stem}'s cut (its role has no default key); "
+                                 f"give one with --key {c.stem}=STEM")
+    return key_index
+
+
+def with_keys(table: GeneTable, analysis: Analysis, key_index: np.ndarray) -> GeneTable:
+    """``table`` with the session's keys and their loud levels (``search.keys.key_map``) when it has dynamic
+    cuts to decode (an ``unmask_depth_db`` gene); else ``table`` unchanged (every cut off)."""
+    if "unmask_depth_db" not in [g.name for g in table.stem_genes]:
+        return table
+    return table.with_keys(key_map(analysis, key_index))
 
 
 def gene_table(session: Session, constraints: Constraints) -> GeneTable:
@@ -515,9 +551,14 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     if resume is not None:  # before the analysis: other stems fail at once
         checkpoints.check_stems(resume, stems)
     space = SPACE_BY_DEFAULT or names_the_bus(constraints)  # the reverb bus: by default, or when named
-    constraints = default_constraints(profile, session.names, session.roles, space=space).overridden_by(constraints)
+    key_index = check_keys(session, constraints)  # --key: before any analysis
+    defaults = default_constraints(profile, session.names, session.roles, space=space)
+    if UNMASK_BY_DEFAULT or names_the_cuts(constraints) or constraints.keys:  # the dynamic cuts: by default, or named
+        defaults = Constraints(defaults.entries + unmask_defaults(session.names, session.roles, key_index >= 0).entries)
+    constraints = defaults.overridden_by(constraints)
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
     analysis = analyse(session, reporter, reverb=table.has_open_sends)
+    table = with_keys(table, analysis, key_index)
     prep = prepare(session, analysis, table, profile=profile, w=w, master=master, search=search,
                    constraints=constraints, reference=reference, reference_mode=reference_mode, reporter=reporter)
     plan = checkpointing(prep, search, master, stems=stems, checkpoint=checkpoint, resume=resume,

@@ -13,7 +13,10 @@ Usage: python experiments/fidelity.py [--stems DIR] [--n 48] [--seed 0] [--genre
 searches by default (``evomix.search.constraints.default_constraints``: the reverb bus with each
 role's send range and the genre's decay range, the low end centred); ``--space`` opens the reverb
 bus wider (every send over its full range, -40 = off, every return setting over its full range);
-``--dry`` is the search without the bus (every send off). The last line printed is JSON.
+``--dry`` is the search without the bus (every send off). ``--unmask`` adds dynamic unmasking
+(issue 22, item 2) with its default ranges (``evomix.search.constraints.unmask_defaults``: each keyed
+stem's cut from off to 9 dB around its role's band, Q and times over their full ranges; the keys by
+role, ``evomix.search.keys``), to either. The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ def main() -> None:
     ap.add_argument("--no-front", action="store_true", help="skip the searched front (random populations only)")
     ap.add_argument("--space", action="store_true", help="open the reverb bus: every send and the return's settings")
     ap.add_argument("--dry", action="store_true", help="no reverb bus (every send off): the search before issue 22")
+    ap.add_argument("--unmask", action="store_true", help="dynamic unmasking open with its default ranges")
     args = ap.parse_args()
     from evomix.core.runtime import available_cores
 
@@ -101,10 +105,18 @@ def main() -> None:
         table = space_table(table)
     elif not args.dry:
         table = default_constraints(profile, session.names, session.roles, space=True).apply(table, session.names)
+    if args.unmask:
+        from evomix.search.constraints import unmask_defaults
+        from evomix.search.keys import key_map, resolve_keys
+
+        key_index = resolve_keys(session.names, session.roles)
+        table = unmask_defaults(session.names, session.roles, key_index >= 0).apply(table, session.names)
+        table = table.with_keys(key_map(analysis, key_index))
     target = Target(profile, -14.0, -1.0, space=table.has_open_sends)
     rng = np.random.default_rng(args.seed)
     space = "full" if args.space else "dry" if args.dry else "default"
-    out = {"stems": [str(p) for p in paths], "n": args.n, "space": space}
+    out = {"stems": [str(p) for p in paths], "n": args.n, "space": space, "unmask": bool(args.unmask),
+           "keyed_stems": int(table.has_unmask and (table.keys.key_index >= 0).sum())}
     t0 = time.perf_counter()
     for label, genomes in (("seeded", table.initial_population(args.n, rng)),
                            ("uniform", rng.uniform(size=(args.n, table.n_genes)))):
@@ -136,6 +148,8 @@ def main() -> None:
     # a run with the bus (naming a send opens it with the defaults) or, with --dry, without it
     bus = (Constraints.parse(["*.reverb_send_db=off"]) if args.dry
            else Constraints.parse(ranges=["*.reverb_send_db=-40:0"]))
+    if args.unmask:  # naming a cut's gene opens the cuts with their defaults (evomix.search.constraints.names_the_cuts)
+        bus = Constraints(bus.entries + Constraints.parse(ranges=["*.unmask_q=0.5:4"]).entries)
     res = evomix.mix(paths, genre=args.genre, search=Search(population=32, generations=20, seed=args.seed),
                      session=session, constraints=bus)
     F = np.array([[m.objectives[n] for n in OBJECTIVE_NAMES] for m in res.front])

@@ -269,7 +269,28 @@ LINKS = [  # D: a symbolic link loop is reported as one, not as a missing file
     pytest.param(lambda ws: mix(ws, ws.root / "nothing.wav"), "nothing.wav: no such file or folder", id="mix-missing"),
 ]
 
-CASES = PARAMS_TYPES + STEMS_MISMATCH + STEM_FILES + LINKS
+UNMASK = [  # E: the dynamic cuts' keys and genes (issue 22, item 2)
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--key", "keys=guitar"],
+                 "--key 'keys=guitar': no stem named 'guitar' to key keys's cut; stems are bass, drums, keys, vocal",
+                 id="mix-key-missing-stem"),
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--key", "gtr=vocal"],
+                 "--key 'gtr=vocal': no stem named 'gtr'", id="mix-key-unknown-keyed-stem"),
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--key", "keys=keys"],
+                 "--key 'keys=keys': a stem cannot key its own cut", id="mix-key-itself"),
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--key", "keys:vocal"],
+                 "--key 'keys:vocal': expected STEM=KEY", id="mix-key-malformed"),
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--lock", "keys.unmask_depth_db=20"],
+                 "--lock 'keys.unmask_depth_db=20': 20 is outside the range of keys.unmask_depth_db, 0..12 dB",
+                 id="mix-unmask-depth-out-of-range"),
+    pytest.param(lambda ws: [*mix(ws, ws.stems), "--lock", "bass.unmask_depth_db=6"],
+                 "nothing keys bass's cut", id="mix-unmask-without-key"),
+    pytest.param(lambda ws: render(ws, ws.edited(put("params.stems.keys.unmask_key", "keys"))),
+                 "stems.keys.unmask_key names the stem itself", id="render-unmask-key-itself"),
+    pytest.param(lambda ws: render(ws, ws.edited(put("params.stems.keys.unmask_key", "gtr"))),
+                 "stems.keys.unmask_key must be the name of another stem", id="render-unmask-key-missing"),
+]
+
+CASES = PARAMS_TYPES + STEMS_MISMATCH + STEM_FILES + LINKS + UNMASK
 
 
 @pytest.mark.parametrize("argv, fragment", CASES)

@@ -187,6 +187,18 @@ class Analysis:
         return self.band_power.shape[-1]
 
     @cached_property
+    def key_power(self) -> np.ndarray:
+        """(stems, B, T) float32: each stem's band power as a key of a dynamic cut (``engine.dsp.unmask``):
+        the raw (untrimmed, un-panned) stem mixed to mono as the mean of its channels,
+        ``(|L|^2 + |R|^2 + 2 Re(L R*)) / 4`` per band (``unmask.mono_band_power``; a mono stem: its row)."""
+        centre = pan_gains(np.zeros(self.n_stems), self.is_mono)  # (s, 2): band_power is centre-panned
+        raw = self.band_power / (centre**2)[:, :, None, None]  # (s, 2, B, T)
+        cross = self.cross_power / (centre[:, 0] * centre[:, 1])[:, None, None]  # (s, B, T)
+        mono = np.maximum((raw[:, 0] + raw[:, 1] + 2.0 * cross) / 4.0, 0.0)  # (s, 2, B, T) -> (s, B, T)
+        mono[self.is_mono] = raw[self.is_mono, 0]  # one row duplicated: the row itself
+        return mono.astype(np.float32)
+
+    @cached_property
     def detector_power(self) -> np.ndarray:
         """Each stem's un-panned, stereo-linked mean square per band and frame (stems, B, T): what
         a stem compressor's RMS detector sees before EQ and trim; float32 like ``band_power``."""

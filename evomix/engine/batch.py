@@ -52,9 +52,10 @@ from evomix.core.meter import gated_loudness, k_weighting_power, lra_from_short_
 from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS, Analysis
 from evomix.engine.bands import HOP_S
 from evomix.engine.dsp.dynamics import compressor_static_rows, smooth_gain_db
-from evomix.engine.dsp.filters import cascade_response
+from evomix.engine.dsp.filters import MAX_FREQ_FRACTION, cascade_response
 from evomix.engine.dsp.limiter import LIMITER_RELEASE_MS
 from evomix.engine.dsp.reverb import band_decay_s, return_highpass_power, reverb_band_power
+from evomix.engine.dsp.unmask import cut_frame_db, key_band_level_db
 from evomix.engine.gains import MixWeights, StemGains, gain_from_db, gained_stem_sum, mix_weights, stem_gains
 from evomix.engine.peaks import PeakEstimate, estimate_peaks
 from evomix.search.genome import (
@@ -329,16 +330,17 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     """
     a = analysis
     gains = stem_gains(a, params)
+    cut = unmask_cut(a, params)  # None: no dynamic cut in any candidate (nothing below changes)
     mix = mix_weights(gains)
-    stems = _stem_compressors(a, params, gains)
+    stems = _stem_compressors(a, params, gains, cut)
     pair_w = _pair_weights(a, gains, mix)
-    ret = _reverb_return(a, params, mix, stems)
-    master = _master_compressor(a, params, mix, stems, pair_w, ret)
+    ret = _reverb_return(a, params, mix, stems, cut)
+    master = _master_compressor(a, params, mix, stems, pair_w, ret, cut)
     peaks = estimate_peaks(a, params, gains, mix, stems.gain_db, master.compression.gain_db)
     if ret is not None:
         peaks = _peaks_with_return(peaks, ret, master.compression.power_gain)
     levels = _normalise_and_limit(a, master, peaks, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
-    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w, ret)
+    heavy = _heavy_tensors(a, gains, mix, stems, master, levels, pair_w, ret, cut)
     return Features(
         bands_hz=a.grid.centres_hz,
         band_edges_hz=a.grid.edges_hz,
@@ -363,7 +365,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     )
 
 
-def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
+def _stem_compressors(a: Analysis, params: Params, g: StemGains, cut: CutBus | None = None) -> Compression:
     """Each stem's compressor per frame, (pop, stems, T).
 
     The detector is the stereo-linked mean square before the pan (``Analysis.detector_power``)
@@ -374,6 +376,8 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     eq, trim_pow = g.eq_pow, g.trim_pow
     lev = np.matmul(eq.transpose(1, 0, 2).astype(np.float32), a.detector_power)  # (s, p, B) @ (s, B, T) -> (s, p, T)
     lev = lev.transpose(1, 0, 2) * trim_pow[:, :, None]  # (p, s, T)
+    if cut is not None:  # the dynamic cut sits before the EQ: the detector hears it
+        lev = _cut_detector(a, cut, g, lev)
     with np.errstate(divide="ignore"):
         lev_db = 10.0 * np.log10(np.maximum(lev, POWER_FLOOR))
     gr = compressor_static_rows(lev_db.reshape(-1, lev_db.shape[-1]), params.comp_threshold_db.ravel(),
@@ -384,7 +388,8 @@ def _stem_compressors(a: Analysis, params: Params, g: StemGains) -> Compression:
     return Compression(gain_db=gr, power_gain=g_comp)
 
 
-def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compression) -> ReturnBus | None:
+def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
+                   cut: CutBus | None = None) -> ReturnBus | None:
     """The reverb return per band and frame (:class:`ReturnBus`), or None when no candidate sends.
 
     The send bus: each stem's power in the mix per channel, band and frame (``mix.band_pow``: trim,
@@ -406,6 +411,13 @@ def _reverb_return(a: Analysis, params: Params, mix: MixWeights, stems: Compress
         weight = weight * a.return_gain[None, :, None, :]
     weight = weight.astype(np.float32)
     send = _send_power(weight, np.ascontiguousarray(stems.power_gain, dtype=np.float32), a.band_power)  # (p, B, T)
+    if cut is not None:  # the cut stems send their cut signal
+        cs = cut.stems
+        part = np.ascontiguousarray(send[:, cut.bands])  # (p, J, T)
+        _cut_send(np.ascontiguousarray(weight[:, cs][..., cut.bands]),
+                  np.ascontiguousarray(stems.power_gain[:, cs], dtype=np.float32),
+                  np.ascontiguousarray(a.band_power[cs][:, :, cut.bands]), cut.minus_one, part)
+        send[:, cut.bands] = part
     sr, hop_s = a.sr, a.grid.hop_s
     decay = band_decay_s(a.grid.centres_hz, np.asarray(params.reverb_decay_s, dtype=float),
                          np.asarray(params.reverb_damping, dtype=float), sr, seed=REVERB_SEED)  # (p, B) s
@@ -452,7 +464,8 @@ def _pair_weights(a: Analysis, g: StemGains, mix: MixWeights) -> tuple[np.ndarra
 
 
 def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Compression,
-                       pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> MasterBus:
+                       pair_w: np.ndarray | None = None, ret: ReturnBus | None = None,
+                       cut: CutBus | None = None) -> MasterBus:
     """The master compressor per frame, (pop, T), read R = MASTER_DETECTOR_SUBSTEPS times per frame.
 
     The frame's level is the mix's band power (stems add in power); where that power lies within
@@ -472,14 +485,16 @@ def _master_compressor(a: Analysis, params: Params, mix: MixWeights, stems: Comp
     R = MASTER_DETECTOR_SUBSTEPS
     g_comp32 = g_comp.transpose(1, 0, 2).astype(np.float32)  # (s, p, T)
     sub = np.matmul(eq_mix * mix_w, a.sub_power).reshape(n_stems, n_pop, -1, R)  # (s, p, T, R)
-    block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
-    if ret is not None:
-        block_power += ret.frames[:, :, None]
-    shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     # the mix's power per frame, plain and K-weighted (for the loudness below), in one product
     w_both = np.concatenate([w_mix, w_mix * a.k_band[None, :, None, :]]).reshape(2 * n_pop, n_stems, -1)  # (2p, s, 2B)
     # (s, 2p, 2B) @ (s, 2B, T) -> (s, 2p, T)
     both = np.matmul(w_both.transpose(1, 0, 2).astype(np.float32), P.reshape(n_stems, w_both.shape[-1], -1))
+    if cut is not None:  # the cut stems' frame powers and sub-steps
+        both, sub = _cut_master(a, cut, mix, both, sub)
+    block_power = _gain_weighted_stem_sum(sub, g_comp32).astype(float)  # (p, T, R) the mix's power per block
+    if ret is not None:
+        block_power += ret.frames[:, :, None]
+    shape = _master_detector_shape(block_power)  # (p, T, R) the detector's level, mean 1 per frame
     both = gained_stem_sum(both.reshape(n_stems, 2, n_pop, -1), g_comp32).astype(float)  # (2, p, T)
     if pair_w is not None:  # correlated stems add in amplitude: their cross terms (engine.coherence)
         both = np.maximum(both + _pair_terms(a, pair_w[0], g_comp32), 0.0)
@@ -571,7 +586,8 @@ def _band_k_weights(a: Analysis) -> np.ndarray:
 
 
 def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compression, master: MasterBus,
-                   levels: Levels, pair_w: np.ndarray | None = None, ret: ReturnBus | None = None) -> HeavyTensors:
+                   levels: Levels, pair_w: np.ndarray | None = None, ret: ReturnBus | None = None,
+                   cut: CutBus | None = None) -> HeavyTensors:
     """Each stem's power and spread power in the mix, the mix's power and its L/R cross power on
     the heavy frames, after every gain of the chain: :class:`HeavyTensors` (pop, ..., T'). The
     reverb return (``ret``) adds to the mix's power (not to its cross power: its channels are
@@ -583,6 +599,7 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     # (p, s, T'): every time-varying gain of the chain after the static ones
     g_time = (g_comp[:, :, h] * (g_master[:, h] * g_lim[:, h] * g_norm[:, None])[:, None, :]).astype(np.float32)
     stem_power, stem_spread, mix_power = _stem_tensors(w_mix.astype(np.float32), g_time, a.heavy_power, a.spread_power)
+    cut_change = None if cut is None else _cut_heavy(a, cut, g, w_mix, g_time, stem_power, stem_spread, mix_power)
     if pair_w is not None:  # correlated stems' cross terms (engine.coherence), on the heavy frames
         s_idx, r_idx = a.pairs[:, 0], a.pairs[:, 1]
         wp, cos_phi = pair_w[0].astype(np.float32), pair_w[1]  # (p, P, 2, B), (p, P, B)
@@ -600,6 +617,11 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     mix_cross = np.einsum("psb,pst,sbt->pbt", cross_w.astype(np.float32), g_time, a.heavy_cross)
     if pair_w is not None:
         mix_cross = mix_cross + extra_cross
+    if cut_change is not None:  # the cut stems' L/R cross power changes with their band power
+        cs = cut.stems
+        mix_cross = mix_cross.copy()
+        mix_cross[:, cut.bands] += np.einsum("pkb,pkt,kbt,pkbt->pbt", cross_w[:, cs][..., cut.bands].astype(np.float32),
+                                             g_time[:, cs], a.heavy_cross[cs][:, cut.bands], cut_change)
     # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
     # is gated on), through the same gains; the mix's block the stems' sum (correlated pairs aside)
     wk = (w_mix * _band_k_weights(a)[None, None, None, :]).reshape(w_mix.shape[0], w_mix.shape[1], -1)  # (p, s, 2B)
@@ -607,6 +629,12 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     blocks = a.heavy_block_power.reshape(a.n_stems, -1, bf.size)  # (s, 2B, T' W)
     g_block = g_comp[:, :, bf] * (g_master[:, bf] * g_lim[:, bf] * g_norm[:, None, None])[:, None]  # (p, s, T', W)
     k_frames = np.matmul(wk.transpose(1, 0, 2).astype(np.float32), blocks).transpose(1, 0, 2)  # (p, s, T' W)
+    if cut is not None:  # the cut stems' K-weighted power in those blocks
+        cs = cut.stems
+        wkc = wk[:, cs].reshape(wk.shape[0], cs.size, 1, 2, -1)  # (p, k, 1, 2, B)
+        d = cut.deltas(wkc, a.heavy_block_power[cs].reshape(cs.size, 2, a.grid.n_bands, -1), bf.ravel())
+        k_frames = k_frames.copy()
+        k_frames[:, cs] = np.maximum(k_frames[:, cs] + d[:, :, 0], 0.0)  # (p, k, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
     mix_block_k = stem_block_k.sum(axis=1)  # (p, T')
     return_power = return_block_k = None
@@ -620,3 +648,182 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     return HeavyTensors(stem_power=stem_power, stem_spread=stem_spread, mix_power=mix_power,
                         mix_cross=mix_cross.astype(np.float32), stem_block_k=stem_block_k,
                         mix_block_k=mix_block_k, return_power=return_power, return_block_k=return_block_k)
+
+
+# --------------------------------------------------------------------------------------------------
+# dynamic unmasking (issue 22, item 2): the keyed stems' cut, frame by frame and band by band
+# --------------------------------------------------------------------------------------------------
+#: Bands where the cut's full-depth response is under this fraction of its depth (in dB) in every
+#: candidate are left uncut in the fast tier (0.001: under 0.012 dB at a 12 dB cut), so the cuts touch
+#: only the bands around their frequencies.
+CUT_BAND_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class CutBus:
+    """The dynamic cuts of a population in the fast tier (``engine.dsp.unmask``, the one activity law).
+
+    The cut's power gain on stem ``stems[k]`` of candidate ``p`` in band ``band0 + j`` and frame ``t``
+    is ``1 + minus_one[p, k, j, t]`` (``exp(per_neper frame_db)`` of ``unmask.cut_frame_db``, float32);
+    it is 1 outside the bands ``[band0, band0 + J)`` (``CUT_BAND_FLOOR``). The cut sits after the stem's
+    trim, before its EQ (as in the exact tier), so it multiplies the stem's band power wherever that
+    enters: its compressor's detector, the mix's power per frame (master compressor, loudness, the
+    limiter's loudness), the reverb send, and the heavy frames' tensors (masking, balance, genre). Not
+    modelled: its effect on the stem's waveform at the peak instants (``engine.peaks``; the compressor
+    gains there do include it) and on the correlated pairs' cross terms (``engine.coherence``).
+
+    Attributes
+    ----------
+    stems : (k,) int, the stems some candidate cuts.  band0 : int, the first band any cut reaches.
+    minus_one : (pop, k, J, T) float32 in (-1, 0], the cut's power gain less 1.
+    """
+
+    stems: np.ndarray
+    band0: int
+    minus_one: np.ndarray
+
+    @property
+    def bands(self) -> slice:
+        """The bands the cuts reach, ``[band0, band0 + J)``."""
+        return slice(self.band0, self.band0 + self.minus_one.shape[2])
+
+    def band_gain(self, frames: np.ndarray) -> np.ndarray:
+        """(pop, k, J, T') float32: the cut's power gain in its bands on frames ``frames`` (T',)."""
+        return 1.0 + self.minus_one[..., frames]
+
+    def deltas(self, weights: np.ndarray, power: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+        """``sum_{c, b} weights[p, k, q, c, b] (G - 1) power[k, c, b, t]`` -> (pop, k, Q, T): what the cut
+        changes in each cut stem's weighted power; ``power`` on the frames ``frames`` of the cut (None: all)."""
+        m1 = self.minus_one if frames is None else np.ascontiguousarray(self.minus_one[..., frames])
+        w = np.ascontiguousarray(weights[..., self.bands], dtype=np.float32)
+        pw = np.ascontiguousarray(power[:, :, self.bands], dtype=np.float32)
+        return _cut_deltas(w, pw, m1)
+
+
+def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
+    """The population's dynamic cuts (:class:`CutBus`), or None when no candidate cuts any stem (no
+    depth above 0 dB on a stem with a key: nothing is computed, the dry render is unchanged).
+
+    The key (``search.keys``): the key stem's band powers after its trim, mixed to mono
+    (``Analysis.key_power``), weighted by the cut's band-pass (``unmask.key_band_level_db``); the
+    threshold is the candidate's ``unmask_threshold_db`` (the same number as the exact tier's).
+    """
+    depth = np.asarray(params.unmask_depth_db, dtype=float)  # (p, s) dB
+    key = np.asarray(params.unmask_key)  # (p, s) int
+    on = (depth > 0.0) & (key >= 0)
+    if not on.any():
+        return None
+    cs = np.flatnonzero(on.any(axis=0))  # (k,) the stems some candidate cuts
+    sr = a.sr
+    kk = np.maximum(key[:, cs], 0)  # (p, k) the keys (a stem without one in some candidate: depth 0 there)
+    trim_pow = 10.0 ** (np.asarray(a.trim_db, dtype=float) / 10.0)  # (s,)
+    freq = np.minimum(np.asarray(params.unmask_hz, dtype=float)[:, cs], MAX_FREQ_FRACTION * sr)  # (p, k) Hz
+    q = np.asarray(params.unmask_q, dtype=float)[:, cs]
+    if np.all(kk == kk[:1]):  # the keys of a table: the same in every candidate
+        key_power = a.key_power[kk[0]] * trim_pow[kk[0], None, None].astype(np.float32)  # (k, B, T)
+    else:
+        key_power = a.key_power[kk] * trim_pow[kk][:, :, None, None].astype(np.float32)  # (p, k, B, T)
+    level = key_band_level_db(key_power, freq_hz=freq, q=q, bands_hz=a.grid, sr=sr)  # (p, k, T) dB
+    frame_db, per_neper = cut_frame_db(
+        level, freq_hz=freq, q=q, depth_db=np.where(on[:, cs], depth[:, cs], 0.0),
+        threshold_db=np.asarray(params.unmask_threshold_db, dtype=float)[:, cs],
+        attack_ms=np.asarray(params.unmask_attack_ms, dtype=float)[:, cs],
+        release_ms=np.asarray(params.unmask_release_ms, dtype=float)[:, cs], hop_s=a.grid.hop_s, bands_hz=a.grid, sr=sr)
+    reach = np.flatnonzero((per_neper >= CUT_BAND_FLOOR * np.log(10.0) / 10.0).any(axis=(0, 1)))  # the bands reached
+    b0, b1 = (int(reach[0]), int(reach[-1]) + 1) if reach.size else (0, 1)
+    x = per_neper[:, :, b0:b1, None].astype(np.float32) * frame_db[:, :, None, :].astype(np.float32)  # (p, k, J, T)
+    np.exp(x, out=x)  # float32 exp: vectorised by numpy, 1e-7 relative
+    x -= np.float32(1.0)
+    return CutBus(stems=cs, band0=b0, minus_one=x)
+
+
+@lazy_njit
+def _cut_deltas(weights, power, m1):  # (p,k,Q,C,J) f32, (k,C,J,T) f32, (p,k,J,T) f32 -> (p,k,Q,T) f64
+    """``sum_{c, j} weights[p, k, q, c, j] m1[p, k, j, t] power[k, c, j, t]``, the frames innermost (SIMD)."""
+    n_pop, n_k, n_q, n_c, n_j = weights.shape
+    n_t = power.shape[3]
+    out = np.zeros((n_pop, n_k, n_q, n_t))
+    x = np.empty(n_t, dtype=np.float32)
+    for p in range(n_pop):
+        for k in range(n_k):
+            for j in range(n_j):
+                g = m1[p, k, j]
+                for c in range(n_c):
+                    row = power[k, c, j]
+                    for t in range(n_t):
+                        x[t] = g[t] * row[t]
+                    for qq in range(n_q):
+                        w = weights[p, k, qq, c, j]
+                        if w == 0.0:
+                            continue
+                        o = out[p, k, qq]
+                        for t in range(n_t):
+                            o[t] += w * x[t]
+    return out
+
+
+def _cut_detector(a: Analysis, cut: CutBus, g: StemGains, lev: np.ndarray) -> np.ndarray:
+    """The stem compressors' detector levels ``lev`` (p, s, T, linear power) with the cut: its change on the
+    cut stems (their trim and EQ weighting ``Analysis.detector_power``) added."""
+    cs = cut.stems
+    w = (g.eq_pow[:, cs] * g.trim_pow[:, cs, None])[:, :, None, None, :]  # (p, k, 1, 1, B)
+    d = cut.deltas(w, a.detector_power[cs][:, None])  # (p, k, 1, T)
+    lev = lev.copy()
+    lev[:, cs] = np.maximum(lev[:, cs] + d[:, :, 0], 0.0)
+    return lev
+
+
+def _cut_master(a: Analysis, cut: CutBus, mix: MixWeights, both: np.ndarray, sub: np.ndarray):
+    """The mix's per-stem frame powers ``both`` (s, 2p, T: plain, then K-weighted) and the master detector's
+    sub-step powers ``sub`` (s, p, T, R) with the cut: its change added to ``both``, and each cut stem's
+    sub-steps scaled by its frame's plain power ratio (the cut is smooth within a frame)."""
+    cs = cut.stems
+    n_pop = mix.band_pow.shape[0]
+    w = mix.band_pow[:, cs]  # (p, k, 2, B)
+    w2 = np.stack([w, w * a.k_band[cs][None, :, None, :]], axis=2)  # (p, k, 2 [plain, K], 2 [channel], B)
+    d = cut.deltas(w2, a.band_power[cs])  # (p, k, 2, T)
+    both = both.copy()
+    old = both[cs, :n_pop].astype(np.float64)  # (k, p, T) plain power before the cut
+    new = np.maximum(old + d[:, :, 0].transpose(1, 0, 2), 0.0)
+    both[cs, :n_pop] = new
+    both[cs, n_pop:] = np.maximum(both[cs, n_pop:] + d[:, :, 1].transpose(1, 0, 2), 0.0)
+    ratio = np.where(old > POWER_FLOOR, new / np.maximum(old, POWER_FLOOR), 1.0)  # (k, p, T)
+    sub = sub.copy()
+    sub[cs] *= ratio[..., None].astype(sub.dtype)
+    return both, sub
+
+
+@lazy_njit
+def _cut_send(weight, gain, power, m1, out):  # (p,k,C,J) f32, (p,k,T) f32, (k,C,J,T) f32, (p,k,J,T) f32, (p,J,T) f32
+    """``out[p, j, t] += gain[p, k, t] m1[p, k, j, t] sum_c weight[p, k, c, j] power[k, c, j, t]``: the cut's
+    change of the reverb send bus in its bands, summed over the cut stems."""
+    n_pop, n_k, n_c, n_j = weight.shape
+    n_t = power.shape[3]
+    for p in range(n_pop):
+        for k in range(n_k):
+            g = gain[p, k]
+            for j in range(n_j):
+                m = m1[p, k, j]
+                o = out[p, j]
+                for c in range(n_c):
+                    w = weight[p, k, c, j]
+                    if w == 0.0:
+                        continue
+                    row = power[k, c, j]
+                    for t in range(n_t):
+                        o[t] += w * g[t] * m[t] * row[t]
+
+
+def _cut_heavy(a: Analysis, cut: CutBus, g: StemGains, w_mix: np.ndarray, g_time: np.ndarray,
+               stem_power: np.ndarray, stem_spread: np.ndarray, mix_power: np.ndarray) -> np.ndarray:
+    """The heavy frames' tensors with the cut: the cut stems' power and spread power (in place) times the cut's
+    gain in its bands, the mix's power changed by as much; returns the cut's gain less 1 there (p, k, J, T'),
+    for the mix's L/R cross power."""
+    cs, bands = cut.stems, cut.bands
+    m1 = cut.minus_one[..., a.heavy_frames]  # (p, k, J, T')
+    old = stem_power[:, cs, :, bands]  # (p, k, 2, J, T')
+    change = old * m1[:, :, None]
+    mix_power[:, :, bands] += change.sum(axis=1)
+    stem_power[:, cs, :, bands] = old + change
+    stem_spread[:, cs, :, bands] *= 1.0 + m1[:, :, None]
+    return m1

@@ -7,9 +7,11 @@ the params JSON's (``Params.to_dict``, the ``params`` object of ``alt-NN.json``)
 ``master.reverb.decay_s``, ...; optional genes, ``evomix.search.genome.REVERB_STEM_GENES``) add
 their gene to the table; a send's value may be ``off`` (-40 dB: no send), so
 ``--lock '*.reverb_send_db=off'`` is a dry mix and ``--range '*.reverb_send_db=-40:0'`` lets the
-search open the sends. Values are in the parameter's unit (dB, Hz, ms, or
-none for pan, Q and ratios; the unit may be written after the number, ``120Hz``) and must lie in
-the gene's full range (``evomix.search.genome``).
+search open the sends. The dynamic cut's names (``guitar.unmask_depth_db``, ``guitar.unmask_hz``,
+``unmask_q``, ``unmask_attack_ms``, ``unmask_release_ms``; ``evomix.search.genome.UNMASK_STEM_GENES``)
+add their genes the same way; ``'*.unmask_depth_db=off'`` (0 dB) takes every cut away. Values are in
+the parameter's unit (dB, Hz, ms, or none for pan, Q and ratios; the unit may be written after the
+number, ``120Hz``) and must lie in the gene's full range (``evomix.search.genome``).
 
 The edit goes into the :class:`~evomix.search.genome.GeneTable` (DESIGN.md: "Locks and ranges given on
 the command line edit the table, never the code"), so every decoded genome obeys it: the fast
@@ -58,18 +60,21 @@ from evomix.search.genome import (
     REVERB_SEND_OFF_DB,
     REVERB_STEM_GENES,
     STEM_PARAM_PATHS,
+    UNMASK_STEM_GENES,
     Gene,
     GeneTable,
     format_range,
     format_value,
 )
+from evomix.search.keys import parse_keys
 
 WILDCARD = "*"
 MASTER = "master"
 _STEM_BY_PATH = {STEM_PARAM_PATHS[g.name]: g for g in ALL_STEM_GENES}  # "eq.highpass_hz" -> its gene
 _MASTER_BY_PATH = {MASTER_PARAM_PATHS[g.name]: g for g in ALL_MASTER_GENES}
 OFF = "off"  # a reverb send's value meaning no send at all (``REVERB_SEND_OFF_DB``): '*.reverb_send_db=off'
-_HAS_OFF = {"reverb_send_db": REVERB_SEND_OFF_DB}  # gene -> the value "off" stands for
+# gene -> the value "off" stands for: no send; no dynamic cut ('*.unmask_depth_db=off', 0 dB: no processing)
+_HAS_OFF = {"reverb_send_db": REVERB_SEND_OFF_DB, "unmask_depth_db": 0.0}
 
 
 def valid_names() -> str:
@@ -246,9 +251,16 @@ class Constraints:
     """
 
     entries: tuple[Constraint, ...] = field(default=())
+    #: ``--key`` overrides of the dynamic cuts' keys (``search.keys.parse_keys``): ((stem, key or None), ...)
+    keys: tuple[tuple[str, str | None], ...] = field(default=())
 
     def __bool__(self) -> bool:
-        return bool(self.entries)
+        return bool(self.entries) or bool(self.keys)
+
+    def with_keys(self, entries: Sequence[str] | None, *, option: str = "--key") -> Constraints:
+        """These constraints with the ``--key`` entries ``entries`` (``"bass=kick"``, ``"guitar=none"``),
+        parsed (:func:`evomix.search.keys.parse_keys`; stems are checked against the session later)."""
+        return Constraints(self.entries, tuple(parse_keys(entries, option=option).items()))
 
     @classmethod
     def parse(cls, locks: Sequence[str] | Mapping[str, float] | None = None,
@@ -316,8 +328,11 @@ class Constraints:
         """``{"locks": {"vocal.gain_db": -3.0}, "ranges": {"*.eq.highpass_hz": [40.0, 120.0]}}``:
         JSON-ready, and :meth:`parse` of it (``locks=d["locks"], ranges=d["ranges"]``) gives these
         constraints back."""
-        return {"locks": {c.name: c.low for c in self.entries if c.kind == "lock"},
-                "ranges": {c.name: [c.low, c.high] for c in self.entries if c.kind == "range"}}
+        d = {"locks": {c.name: c.low for c in self.entries if c.kind == "lock"},
+             "ranges": {c.name: [c.low, c.high] for c in self.entries if c.kind == "range"}}
+        if self.keys:
+            d["keys"] = {stem: key for stem, key in self.keys}
+        return d
 
 
     @classmethod
@@ -333,12 +348,14 @@ class Constraints:
         """
         if d is None:
             return cls()
-        if (not isinstance(d, Mapping) or not set(d) <= {"locks", "ranges"}
-                or not all(isinstance(d.get(k) or {}, Mapping) for k in ("locks", "ranges"))):
+        if (not isinstance(d, Mapping) or not set(d) <= {"locks", "ranges", "keys"}
+                or not all(isinstance(d.get(k) or {}, Mapping) for k in ("locks", "ranges", "keys"))):
             raise ParameterError(f"{source}: constraints must be {{\"locks\": {{NAME: VALUE}}, \"ranges\": "
                                  f"{{NAME: [LO, HI]}}}}, got {str(d)[:80]}")
-        return cls.parse(d.get("locks") or {}, d.get("ranges") or {}, lock_option=f"{source}: constraints.locks",
-                         range_option=f"{source}: constraints.ranges")
+        parsed = cls.parse(d.get("locks") or {}, d.get("ranges") or {}, lock_option=f"{source}: constraints.locks",
+                           range_option=f"{source}: constraints.ranges")
+        keys = [f"{stem}={key if key is not None else 'none'}" for stem, key in (d.get("keys") or {}).items()]
+        return parsed.with_keys(keys, option=f"{source}: constraints.keys") if keys else parsed
 
     def without(self, other: Constraints) -> Constraints:
         """These entries less those ``other`` replaces: an entry of ``other`` replaces the entry of
@@ -347,12 +364,14 @@ class Constraints:
         names = {c.name for c in other.entries}
         wild = {c.path for c in other.entries if c.stem == WILDCARD}
         return Constraints(tuple(c for c in self.entries
-                                 if c.name not in names and not (c.stem is not None and c.path in wild)))
+                                 if c.name not in names and not (c.stem is not None and c.path in wild)),
+                           tuple((s, k) for s, k in self.keys if s not in dict(other.keys)))
 
     def overridden_by(self, other: Constraints) -> Constraints:
         """``other`` added to these, winning per parameter (:meth:`without`); the usual precedence of
         the module docstring then holds within the result (a STEM.PARAM entry beats ``*.PARAM``)."""
-        return Constraints(self.without(other).entries + other.entries)
+        rest = self.without(other)
+        return Constraints(rest.entries + other.entries, rest.keys + other.keys)
 
     @classmethod
     def union(cls, parts: Sequence[tuple[str, Constraints]]) -> Constraints:
@@ -367,6 +386,9 @@ class Constraints:
             other's range, disjoint ranges); the message names both sources and the parameter.
         """
         merged: dict[str, tuple[str, Constraint]] = {}
+        keys: dict[str, str | None] = {}
+        for _, constraints in parts:
+            keys.update(constraints.keys)
         for source, constraints in parts:
             for c in constraints.entries:
                 if c.name not in merged:
@@ -387,7 +409,7 @@ class Constraints:
                     merged[c.name] = (f"{first_source} and {source}", Constraint(
                         text=text, option=f"{first_source} and {source}", stem=c.stem, path=c.path, gene=c.gene,
                         low=low, high=high, kind=kind))
-        return cls(tuple(c for _, c in merged.values()))
+        return cls(tuple(c for _, c in merged.values()), tuple(keys.items()))
 
 
 # How far up each role's reverb send is searched by default, dB (from off): the low end stays nearly
@@ -441,6 +463,44 @@ def default_constraints(profile, stem_names: Sequence[str] = (), roles: Sequence
             if r in CENTRED_ROLES and n != MASTER and "." not in n and "=" not in n}
     centred = Constraints.parse(ranges=pans, range_option="the centred low end") if pans else Constraints()
     return Constraints(space_defaults(profile, stem_names, roles).entries + centred.entries)
+
+
+# Dynamic unmasking's default ranges (issue 22, item 2) for each stem that has a key (``search.keys``):
+# depth from off to UNMASK_DEFAULT_DEPTH_DB, the cut's frequency over the band where the keyed role and its
+# key overlap most (``UNMASK_ROLE_HZ``: a vocal's presence against guitars, keys, pads and synths, a kick's
+# thump against the bass), Q and times over their full ranges. A choice, after where Trackspacer and
+# Neutron's Unmask act by default; ``--range STEM.unmask_hz=LO:HI`` moves one.
+UNMASK_DEFAULT_DEPTH_DB = 9.0
+UNMASK_ROLE_HZ = {"guitar": (800.0, 5000.0), "keys": (800.0, 5000.0), "piano": (800.0, 5000.0),
+                  "pad": (800.0, 5000.0), "synth": (800.0, 5000.0), "bass": (60.0, 200.0)}
+UNMASK_BY_DEFAULT = False  # dynamic unmasking in every run's defaults (issue 22: not yet; see the README)
+
+
+def unmask_defaults(stem_names: Sequence[str], roles: Sequence[str], keyed: Sequence[bool]) -> Constraints:
+    """The dynamic cuts a run searches by default: for each stem with a key (``keyed``), depth 0 dB to
+    ``UNMASK_DEFAULT_DEPTH_DB``, the frequency over its role's ``UNMASK_ROLE_HZ`` (else the full range), Q
+    and times over their full ranges; every other stem's cut off. The run's own locks and ranges override
+    these (:meth:`Constraints.overridden_by`)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    depth, hz = UNMASK_STEM_GENES[0], UNMASK_STEM_GENES[1]
+    ok = [k and n != MASTER and "." not in n and "=" not in n for n, k in zip(stem_names, keyed)]
+    if not any(ok):
+        return Constraints()
+    ranges[f"*.{depth.name}"] = (0.0, 0.0)
+    for g in UNMASK_STEM_GENES[1:]:
+        ranges[f"*.{g.name}"] = (g.low, g.high)
+    for name, role, on in zip(stem_names, roles, ok):
+        if on:
+            ranges[f"{name}.{depth.name}"] = (0.0, UNMASK_DEFAULT_DEPTH_DB)
+            lo, hi = UNMASK_ROLE_HZ.get(role, (hz.low, hz.high))
+            ranges[f"{name}.{hz.name}"] = (max(lo, hz.low), min(hi, hz.high))
+    return Constraints.parse(ranges=ranges, range_option="the default dynamic unmasking")
+
+
+def names_the_cuts(constraints: Constraints) -> bool:
+    """Whether a run's own locks and ranges name a dynamic-cut gene (then it searches the cuts with
+    :func:`unmask_defaults` under them, while ``UNMASK_BY_DEFAULT`` is off)."""
+    return any(c.gene.name.startswith("unmask_") for c in constraints.entries)
 
 
 def names_the_bus(constraints: Constraints) -> bool:

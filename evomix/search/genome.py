@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -125,11 +125,37 @@ REVERB_MASTER_GENES: tuple[Gene, ...] = (
     Gene("reverb_damping", 0.2, 1.0, neutral=0.5, step=0.1),
     Gene("reverb_highpass_hz", 50.0, 600.0, "log", neutral=150.0, unit="Hz", step=THIRD_OCTAVE),
 )
+# Dynamic unmasking (issue 22, item 2): a sidechain-keyed dynamic EQ cut per stem
+# (``engine.dsp.unmask``: an RBJ peaking cut at ``unmask_hz``, width ``unmask_q``, that deepens to
+# ``-unmask_depth_db`` only while the stem's key, another stem chosen by role or ``--key``
+# (``search.keys``), is loud in that band). Optional like the reverb genes: a bare table leaves them
+# out and every candidate's depth is 0 dB, exactly no processing (the renders are bit for bit those
+# without the genes). Ranges: depth 0..12 dB (``unmask.MAX_DEPTH_DB``: Trackspacer and Neutron's
+# Unmask work within about this much; deeper cuts hollow a part out), the cut's frequency over the
+# DSP block's ``FREQ_RANGE_HZ`` (60 Hz-12 kHz: the kick/bass overlap up to a vocal's sibilance), Q
+# 0.5..4 (an octave-and-a-half-wide cut to a third-octave notch), attack 1..100 ms and release
+# 20..1000 ms (a compressor's usual spans: the duck follows a kick's 10 ms onset, or breathes with a
+# phrase). Steps as for the EQ and compressor genes: 1 dB, a third of an octave, 50 % of a time constant.
+UNMASK_FREQ_RANGE_HZ = (60.0, 12000.0)  # as engine.dsp.unmask.FREQ_RANGE_HZ (tests/test_unmask_search.py checks)
+UNMASK_MAX_DEPTH_DB = 12.0  # as engine.dsp.unmask.MAX_DEPTH_DB
+UNMASK_NO_KEY = -1  # ``Params.unmask_key`` of a stem that nothing keys
+UNMASK_STEM_GENES: tuple[Gene, ...] = (
+    Gene("unmask_depth_db", 0.0, UNMASK_MAX_DEPTH_DB, neutral=0.0, unit="dB", step=1.0),
+    Gene("unmask_hz", *UNMASK_FREQ_RANGE_HZ, "log", neutral=2000.0, unit="Hz", step=THIRD_OCTAVE,
+         audible_with="unmask_depth_db"),
+    Gene("unmask_q", 0.5, 4.0, "log", neutral=1.0, step=THIRD_OCTAVE, audible_with="unmask_depth_db"),
+    Gene("unmask_attack_ms", 1.0, 100.0, "log", neutral=10.0, unit="ms", step=1.5, audible_with="unmask_depth_db"),
+    Gene("unmask_release_ms", 20.0, 1000.0, "log", neutral=150.0, unit="ms", step=1.5,
+         audible_with="unmask_depth_db"),
+)
+#: The optional genes (left out of a bare table): the reverb bus's and the dynamic cut's.
+OPTIONAL_STEM_GENES: tuple[Gene, ...] = REVERB_STEM_GENES + UNMASK_STEM_GENES
+OPTIONAL_MASTER_GENES: tuple[Gene, ...] = REVERB_MASTER_GENES
 #: Every stem gene (searched by default, then optional) and every master gene, with their full ranges.
-ALL_STEM_GENES: tuple[Gene, ...] = STEM_GENES + REVERB_STEM_GENES
-ALL_MASTER_GENES: tuple[Gene, ...] = MASTER_GENES + REVERB_MASTER_GENES
-#: An optional gene's value in a table that leaves it out: the send off, the return neutral.
-OPTIONAL_DEFAULTS: dict[str, float] = {g.name: g.neutral for g in REVERB_STEM_GENES + REVERB_MASTER_GENES}
+ALL_STEM_GENES: tuple[Gene, ...] = STEM_GENES + OPTIONAL_STEM_GENES
+ALL_MASTER_GENES: tuple[Gene, ...] = MASTER_GENES + OPTIONAL_MASTER_GENES
+#: An optional gene's value in a table that leaves it out: the send off, the return neutral, the cut off.
+OPTIONAL_DEFAULTS: dict[str, float] = {g.name: g.neutral for g in OPTIONAL_STEM_GENES + OPTIONAL_MASTER_GENES}
 
 
 def within_a_step(params: Params, i: int, j: int) -> bool:
@@ -172,6 +198,8 @@ STEM_PARAM_PATHS: dict[str, str] = {
     "comp_threshold_db": "comp.threshold_db", "comp_ratio": "comp.ratio",
     "comp_attack_ms": "comp.attack_ms", "comp_release_ms": "comp.release_ms",
     "reverb_send_db": "reverb_send_db",
+    "unmask_depth_db": "unmask_depth_db", "unmask_hz": "unmask_hz", "unmask_q": "unmask_q",
+    "unmask_attack_ms": "unmask_attack_ms", "unmask_release_ms": "unmask_release_ms",
 }
 MASTER_PARAM_PATHS: dict[str, str] = {
     "master_low_shelf_db": "eq.low_shelf_db", "master_high_shelf_db": "eq.high_shelf_db",
@@ -181,7 +209,9 @@ MASTER_PARAM_PATHS: dict[str, str] = {
 }
 # Values in the params JSON that are not searched (fixed by the analysis or by the master chain), with
 # their value or origin, for error messages.
-FIXED_STEM_PATHS: dict[str, str] = {"trim_db": "set by the analysis", "comp.knee_db": f"fixed at {KNEE_DB:g} dB"}
+FIXED_STEM_PATHS: dict[str, str] = {"trim_db": "set by the analysis", "comp.knee_db": f"fixed at {KNEE_DB:g} dB",
+                                    "unmask_key": "set by the stem's role or --key",
+                                    "unmask_threshold_db": "set by the analysis (the key's loud level)"}
 FIXED_MASTER_PATHS: dict[str, str] = {
     "eq.low_shelf_hz": f"fixed at {MASTER_LOW_SHELF_HZ:g} Hz",
     "eq.high_shelf_hz": f"fixed at {MASTER_HIGH_SHELF_HZ:g} Hz",
@@ -237,15 +267,34 @@ class Params:
     reverb_predelay_ms: np.ndarray | None = None
     reverb_damping: np.ndarray | None = None
     reverb_highpass_hz: np.ndarray | None = None
+    # Dynamic unmasking (optional: None means the cut off, ``OPTIONAL_DEFAULTS``), (pop, stems)
+    unmask_depth_db: np.ndarray | None = None
+    unmask_hz: np.ndarray | None = None
+    unmask_q: np.ndarray | None = None
+    unmask_attack_ms: np.ndarray | None = None
+    unmask_release_ms: np.ndarray | None = None
+    #: (pop, stems) int: the stem whose signal keys each stem's cut (``UNMASK_NO_KEY``: none); not searched
+    unmask_key: np.ndarray | None = None
+    #: (pop, stems) dB: the cut's threshold, absolute level of the band-passed key (``search.keys``); not searched
+    unmask_threshold_db: np.ndarray | None = None
 
     def __post_init__(self):
-        """Fill a reverb field left out (None) with its default: sends (pop, stems) off, the return's
-        settings (pop,) neutral."""
+        """Fill an optional field left out (None) with its default: sends (pop, stems) off, the return's
+        settings (pop,) neutral, the cut off (depth 0, no key)."""
         shape = np.shape(self.gain_db)
-        for g in REVERB_STEM_GENES + REVERB_MASTER_GENES:
+        for g in OPTIONAL_STEM_GENES + OPTIONAL_MASTER_GENES:
             if getattr(self, g.name) is None:
-                s = shape if g in REVERB_STEM_GENES else shape[:1]
+                s = shape if g in OPTIONAL_STEM_GENES else shape[:1]
                 object.__setattr__(self, g.name, np.full(s, OPTIONAL_DEFAULTS[g.name]))
+        if self.unmask_key is None:
+            object.__setattr__(self, "unmask_key", np.full(shape, UNMASK_NO_KEY, dtype=np.int64))
+        if self.unmask_threshold_db is None:
+            object.__setattr__(self, "unmask_threshold_db", np.zeros(shape))
+
+    @property
+    def has_unmask(self) -> bool:
+        """Whether any candidate has a dynamic cut at work (a depth above 0 dB on a stem with a key)."""
+        return bool(np.any((np.asarray(self.unmask_depth_db) > 0.0) & (np.asarray(self.unmask_key) >= 0)))
 
     @property
     def has_reverb(self) -> bool:
@@ -295,6 +344,11 @@ class Params:
                 },
                 "reverb_send_db": v["reverb_send_db"],
             }
+            key = int(np.asarray(self.unmask_key)[i, s])
+            if key >= 0 or v["unmask_depth_db"] > 0.0:  # a dry file stays as it was before unmasking existed
+                stems[name].update({k: v[k] for k in (g.name for g in UNMASK_STEM_GENES)})
+                stems[name]["unmask_key"] = names[key] if key >= 0 else None
+                stems[name]["unmask_threshold_db"] = float(np.asarray(self.unmask_threshold_db)[i, s])
         master = {
             "eq": {
                 "low_shelf_hz": MASTER_LOW_SHELF_HZ,
@@ -343,11 +397,15 @@ class Params:
             )
         cols: dict[str, list] = {key: [] for key, _, _ in STEM_FIELDS}
         cols.update({key: [] for key, _, _ in OPTIONAL_STEM_FIELDS})
+        keys, thresholds = [], []
         for n in names:
             for key, path, unit in STEM_FIELDS:
                 cols[key].append(_number_at(stems_d[n], path, f"stems.{n}", source, unit, STEM_FIELDS))
             for key, path, unit in OPTIONAL_STEM_FIELDS:
                 cols[key].append(_optional_number_at(stems_d[n], path, f"stems.{n}", source, unit, key))
+            k, t = _unmask_key_at(stems_d[n], n, names, source)
+            keys.append(k)
+            thresholds.append(t)
         master = _object_at(d, "master", source, "an object of the master chain's settings (eq, comp)")
         m = {key: _number_at(master, path, "master", source, unit, MASTER_FIELDS) for key, path, unit in MASTER_FIELDS}
         m.update({key: _optional_number_at(master, path, "master", source, unit, key)
@@ -355,7 +413,26 @@ class Params:
         arrays = {k: np.asarray([v], dtype=float) for k, v in cols.items()}
         arrays.update({k: np.asarray([v], dtype=float) for k, v in m.items()})
         _check_ranges(arrays, names, source)
-        return cls(**arrays)
+        return cls(**arrays, unmask_key=np.asarray([keys], dtype=np.int64),
+                   unmask_threshold_db=np.asarray([thresholds]))
+
+
+def _unmask_key_at(st: Mapping, name: str, names: Sequence[str], source: str) -> tuple[int, float]:
+    """Stem ``name``'s key (index into ``names``, ``UNMASK_NO_KEY`` when absent or null) and threshold
+    (dB; 0 when absent) from its params object ``st``; a key naming no stem of ``names`` or the stem
+    itself is refused (one line naming the field), as is a cut with a depth but no threshold."""
+    key = st.get("unmask_key")
+    if key is None:
+        return UNMASK_NO_KEY, 0.0
+    if not isinstance(key, str) or key not in names:
+        raise ParameterError(f"{source}: stems.{name}.unmask_key must be the name of another stem "
+                             f"({', '.join(n for n in names if n != name)}) or null, got {shown(key)}")
+    if key == name:
+        raise ParameterError(f"{source}: stems.{name}.unmask_key names the stem itself; a stem cannot key its own cut")
+    if "unmask_threshold_db" not in st:
+        raise ParameterError(f"{source}: stems.{name}.unmask_threshold_db is missing; it must be a number (dB)")
+    threshold = checked_number(st["unmask_threshold_db"], f"stems.{name}.unmask_threshold_db", source, "dB")
+    return list(names).index(key), threshold
 
 
 # The numbers ``Params.from_dict`` reads: (column, path below ``stems.NAME`` or ``master``, unit).
@@ -365,9 +442,9 @@ MASTER_FIELDS: tuple[tuple[str, str, str], ...] = tuple((g.name, MASTER_PARAM_PA
                                                         for g in MASTER_GENES)
 # The optional numbers (the reverb bus): their default (``OPTIONAL_DEFAULTS``) when the file has none.
 OPTIONAL_STEM_FIELDS: tuple[tuple[str, str, str], ...] = tuple(
-    (g.name, STEM_PARAM_PATHS[g.name], g.unit) for g in REVERB_STEM_GENES)
+    (g.name, STEM_PARAM_PATHS[g.name], g.unit) for g in OPTIONAL_STEM_GENES)
 OPTIONAL_MASTER_FIELDS: tuple[tuple[str, str, str], ...] = tuple(
-    (g.name, MASTER_PARAM_PATHS[g.name], g.unit) for g in REVERB_MASTER_GENES)
+    (g.name, MASTER_PARAM_PATHS[g.name], g.unit) for g in OPTIONAL_MASTER_GENES)
 
 
 def _optional_number_at(obj: Mapping, path: str, where: str, source: str, unit: str, key: str) -> float:
@@ -526,6 +603,24 @@ class GeneTable:
     stem_genes: tuple[Gene, ...] = STEM_GENES
     master_genes: tuple[Gene, ...] = MASTER_GENES
     per_stem: tuple[tuple[Gene, ...], ...] = ()
+    #: Which stem keys each stem's dynamic cut and how loud each key is (``evomix.search.keys.KeyMap``,
+    #: from the analysis), or None: every cut off. Decoding fills ``Params.unmask_key`` and
+    #: ``Params.unmask_threshold_db`` from it (:meth:`with_keys`).
+    keys: object = field(default=None, compare=False)
+
+    def with_keys(self, keys) -> GeneTable:
+        """A copy whose decoded candidates have the keys and thresholds of ``keys`` (a
+        ``search.keys.KeyMap``, or None for no cut at all)."""
+        return replace(self, keys=keys)
+
+    @property
+    def has_unmask(self) -> bool:
+        """Whether some stem with a key has its cut's depth searched or set above 0 dB."""
+        if self.keys is None:
+            return False
+        key = np.asarray(self.keys.key_index)
+        return any(g.name == "unmask_depth_db" and g.high > 0.0 and key[s] >= 0
+                   for s in range(self.n_stems) for g in self.genes_of_stem(s))
 
     @property
     def n_genes(self) -> int:
@@ -542,7 +637,7 @@ class GeneTable:
         for g in genes:
             if g.name == name:
                 return g
-        optional = REVERB_MASTER_GENES if stem is None else REVERB_STEM_GENES
+        optional = OPTIONAL_MASTER_GENES if stem is None else OPTIONAL_STEM_GENES
         for g in optional:  # not in this table (its value is its default): its full range
             if g.name == name:
                 return g
@@ -594,12 +689,12 @@ class GeneTable:
         at the end of the stem's or the master's genes, locked at its default (``OPTIONAL_DEFAULTS``:
         a send off) in every stem: the same mixes as without it, in a longer genome."""
         value = OPTIONAL_DEFAULTS[name]
-        for g in REVERB_STEM_GENES:
+        for g in OPTIONAL_STEM_GENES:
             if g.name == name:
                 added = replace(g, low=value, high=value)
                 return replace(self, stem_genes=self.stem_genes + (added,),
                                per_stem=tuple(genes + (added,) for genes in self.per_stem))
-        template = next(g for g in REVERB_MASTER_GENES if g.name == name)
+        template = next(g for g in OPTIONAL_MASTER_GENES if g.name == name)
         return replace(self, master_genes=self.master_genes + (replace(template, low=value, high=value),))
 
     @cached_property
@@ -635,6 +730,10 @@ class GeneTable:
         master_part = genomes[:, self.n_stems * k :]  # (pop, master genes)
         out.update({g.name: np.minimum(np.maximum(g.decode(master_part[:, j]), g.low), g.high)
                     for j, g in enumerate(self.master_genes)})
+        if self.keys is not None and "unmask_depth_db" in out:  # the cut's key and threshold (search.keys)
+            out["unmask_key"], out["unmask_threshold_db"] = self.keys.decode(
+                n_pop, out.get("unmask_hz", np.full((n_pop, self.n_stems), OPTIONAL_DEFAULTS["unmask_hz"])),
+                out.get("unmask_q", np.full((n_pop, self.n_stems), OPTIONAL_DEFAULTS["unmask_q"])))
         return Params(**out)
 
     def encode(self, params: Params) -> np.ndarray:

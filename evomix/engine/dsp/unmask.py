@@ -53,7 +53,7 @@ from evomix.errors import ParameterError
 __all__ = [
     "CONTROL_SAMPLES", "DETECTOR_WINDOW_S", "RANGE_DB", "FREQ_RANGE_HZ", "MAX_DEPTH_DB", "SCALING_ERROR_DB",
     "activity_law", "bandpass_sos", "DynamicCutStream", "dynamic_cut", "dynamic_cut_gain_db",
-    "mono_band_power", "key_band_level_db", "cut_band_gain",
+    "mono_band_power", "key_band_level_db", "cut_band_gain", "cut_frame_db",
 ]
 
 CONTROL_SAMPLES = 32  # samples per control block (0.73 ms at 44.1 kHz): detector read, cut smoothed, filter updated
@@ -725,6 +725,25 @@ def cut_band_gain(key_level_db, *, freq_hz, q, depth_db, threshold_db, attack_ms
     >>> g.shape
     (4, 3, 32, 100)
     """
+    frame_db, per_neper = cut_frame_db(key_level_db, freq_hz=freq_hz, q=q, depth_db=depth_db,
+                                       threshold_db=threshold_db, attack_ms=attack_ms, release_ms=release_ms,
+                                       hop_s=hop_s, bands_hz=bands_hz, sr=sr)
+    # 10^(per_db g / 10) = exp(per_neper g): one multiply and one exp per (band, frame)
+    return np.exp(per_neper[..., :, None] * frame_db[..., None, :])  # (lead.., B, 1) * (lead.., 1, T) -> (lead.., B, T)
+
+
+def cut_frame_db(key_level_db, *, freq_hz, q, depth_db, threshold_db, attack_ms, release_ms, hop_s, bands_hz, sr):
+    """The two factors of :func:`cut_band_gain`: ``gain = exp(per_neper[..., :, None] * frame_db[..., None, :])``.
+
+    For callers that apply the cut without holding the (lead..., B, T) tensor (the fast tier at real
+    size: ``engine.batch``). Arguments as :func:`cut_band_gain`.
+
+    Returns
+    -------
+    frame_db : ndarray, shape (lead..., T), dB <= 0: each frame's cut at the centre frequency.
+    per_neper : ndarray, shape (lead..., B), >= 0: each band's cut in nepers of power per dB of
+        ``frame_db`` (``per_db ln(10) / 10``, ``per_db`` in [0, 1]).
+    """
     sr, freq_hz, q, depth_db, threshold_db, attack_ms, release_ms = _check_params(
         sr, freq_hz, q, depth_db, threshold_db, attack_ms, release_ms)
     hop_s = float(_require_positive("hop_s", hop_s))
@@ -750,6 +769,5 @@ def cut_band_gain(key_level_db, *, freq_hz, q, depth_db, threshold_db, attack_ms
     sos = rbj_sos("peak", freq_hz, -ref_db, q, sr, check=False)  # (P..., 6)
     full_db = 10.0 * np.log10(_band_mean_power(sos, points, sr))  # (P..., B), <= 0
     per_db = full_db / -ref_db[..., None]  # (P..., B), in [0, 1]: dB of band cut per dB of cut at the centre
-    # 10^(per_db g / 10) = exp(per_db (ln 10 / 10) g): one multiply and one exp per (band, frame)
     per_neper = np.broadcast_to(per_db * (math.log(10.0) / 10.0), lead + per_db.shape[-1:])  # (lead..., B)
-    return np.exp(per_neper[..., :, None] * frame_db[..., None, :])  # (lead.., B, 1) * (lead.., 1, T) -> (lead.., B, T)
+    return frame_db, per_neper

@@ -77,6 +77,13 @@ Mappings and their limits (evomix -> DAWproject):
   - the **rendered return** (``alt-NN-stems/reverb-return.wav``, post-master) -> one more track in
     the "exact" group, "Reverb return (evomix)" (a regular channel, volume 1, pan centre), so the
     exact group still sums to the master.
+* dynamic unmasking (issue 22, item 2; only on a stem with a cut): DAWproject 1.0 has neither a
+  dynamic EQ nor sidechain routing, so the stem's channel gets a generic, unloaded
+  ``<Device deviceName="Dynamic EQ (keyed)">`` after its Equalizer and before its Compressor, with
+  named parameters (Frequency Hz, full-cut Gain dB, Q, Key threshold dBFS, Attack and Release s) and
+  a comment naming the key stem. Lost: the cut itself in the "edit" group (no DAW runs the device)
+  and the key routing; the processed stems of the "exact" group carry the cut, so the exact
+  master is unchanged.
 """
 from __future__ import annotations
 
@@ -229,6 +236,38 @@ def _reverb_device(parent, ids, rv: ReverbReturn):
     return dev
 
 
+UNMASK_COMMENT = ("evomix dynamic unmasking (not loaded: set a keyed dynamic EQ by hand): a peaking cut at "
+                  "{freq:.1f} Hz, Q {q:.3f}, up to -{depth:.2f} dB while the sidechain key '{key}' (its trimmed "
+                  "input, mono) is loud in that band; the cut starts at a band-passed key level of {threshold:.2f} "
+                  "dBFS and is full 12 dB above it, attack {attack:.1f} ms, release {release:.1f} ms. In evomix it "
+                  "sits after the trim, before this channel's EQ.")
+
+
+def _unmask_device(parent, ids, p: dict):
+    """The stem's dynamic cut (issue 22, item 2) as a generic, unloaded ``Device`` with its settings as named
+    parameters, or nothing when the stem has no cut (depth 0 or no key). DAWproject 1.0 has no dynamic EQ
+    device and no sidechain routing: what is lost is the cut itself (a DAW plays the stem uncut until a keyed
+    dynamic EQ is set up from these values) and which signal keys it (named in the comment only)."""
+    depth = float(p.get("unmask_depth_db") or 0.0)
+    if depth <= 0.0 or not p.get("unmask_key"):
+        return None
+    dev = etree.SubElement(parent, "Device", deviceRole="audioFX", deviceName="Dynamic EQ (keyed)",
+                           deviceVendor="evomix", loaded="false", name="evomix dynamic unmasking (settings only)",
+                           id=ids("dev"), comment=UNMASK_COMMENT.format(
+                               freq=p["unmask_hz"], q=p["unmask_q"], depth=depth, key=p["unmask_key"],
+                               threshold=p["unmask_threshold_db"], attack=p["unmask_attack_ms"],
+                               release=p["unmask_release_ms"]))
+    params = etree.SubElement(dev, "Parameters")
+    _real(params, "RealParameter", p["unmask_hz"], "hertz", ids, name="Frequency")
+    _real(params, "RealParameter", -depth, "decibel", ids, name="Gain (full cut)")
+    _real(params, "RealParameter", p["unmask_q"], "linear", ids, name="Q")
+    _real(params, "RealParameter", p["unmask_threshold_db"], "decibel", ids, name="Key threshold")
+    _real(params, "RealParameter", p["unmask_attack_ms"] / 1000.0, "seconds", ids, name="Attack")
+    _real(params, "RealParameter", p["unmask_release_ms"] / 1000.0, "seconds", ids, name="Release")
+    _bool(dev, "Enabled", True, ids)
+    return dev
+
+
 def _channel(track, ids, *, role: str, channels: int, destination: str | None, volume: float, pan: float,
              mute: bool = False, cid: str | None = None, sends: tuple = ()):
     """A mixer channel; ``sends``: (destination channel id, level dB) each, written as post-fader
@@ -303,6 +342,7 @@ def project_xml(mix: MixSession) -> bytes:
             ("bell", eq["peak_hz"], eq["peak_db"], eq["peak_q"], None),
             ("highShelf", eq["high_shelf_hz"], eq["high_shelf_db"], SHELF_Q, None),
         ], p["trim_db"])
+        _unmask_device(devices, ids, p)  # after the EQ here (evomix: before it; the two nearly commute)
         _compressor(devices, ids, f"{st.name} compressor", p["comp"])
         _clip_lane(lanes, ids, f"stem{k}", st.name, st.file, st.channels, st.file_sr, st.duration_s)
     if mix.reverb is not None:  # the return joins the edit bus (evomix's mix bus, before the master chain)
