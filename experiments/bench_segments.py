@@ -53,7 +53,7 @@ def with_space(problem):
 
 
 def stage_profile(problem, *, pop: int, reps: int, seed: int) -> dict:
-    """ms per evaluation of each stage of ``render_features`` and of the objectives, one thread."""
+    """Milliseconds per evaluation of each stage of ``render_features`` and of the objectives, one thread."""
     import evomix.engine.batch as batch
     import evomix.search.problem as problem_mod
 

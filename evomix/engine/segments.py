@@ -334,11 +334,9 @@ def segment_view(a: Analysis, plan: SegmentPlan, *, heavy_frames: int = SEGMENT_
     ``plan.sample_frames(heavy_frames)``, and the spread power is taken on them. ``segments``
     holds the plan, ``segment_domain`` is True.
     """
-    from evomix.engine.analysis import MASTER_DETECTOR_SUBSTEPS
-
     f = plan.frames  # (F,)
     hop = a.grid.hop
-    R = MASTER_DETECTOR_SUBSTEPS
+    R = a.sub_power.shape[-1] // a.n_frames  # engine.analysis.MASTER_DETECTOR_SUBSTEPS blocks per frame
     sub_idx = (f[:, None] * R + np.arange(R)[None, :]).reshape(-1)  # (F R,) blocks of the frames
     # the instants in the runs and the song's loudest, at their song samples
     song_frame = np.minimum((a.peak_instants + hop // 2) // hop, a.n_frames - 1)  # (K,)
