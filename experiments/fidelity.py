@@ -16,7 +16,14 @@ bus wider (every send over its full range, -40 = off, every return setting over 
 ``--dry`` is the search without the bus (every send off). ``--unmask`` adds dynamic unmasking
 (issue 22, item 2) with its default ranges (``evomix.search.constraints.unmask_defaults``: each keyed
 stem's cut from off to 9 dB around its role's band, Q and times over their full ranges; the keys by
-role, ``evomix.search.keys``), to either. The last line printed is JSON.
+role, ``evomix.search.keys``), to either.
+``--song realsize`` / ``--song sectioned``
+take the real-size session (16 stems x 210 s, ``evomix.testing.songs.cached_session``) or the same
+with sections 10-20 LU apart (``sectioned=True``: quiet verse, loud chorus, a breakdown) instead of
+``--stems``. A song past ``engine.segments.SEGMENT_BOUND_S`` is scored on its representative
+segments; the same candidates are then also scored on every frame (``segments=None``), against the
+same exact renders, and reported as ``full_frames`` (``--no-segments`` scores every frame only).
+The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from scipy.stats import spearmanr
 from evomix.engine.analysis import analyze_session
 from evomix.engine.batch import render_features
 from evomix.engine.render import features_from_render, render_exact
+from evomix.engine.segments import SEGMENT_BOUND_S
 from evomix.io.audio import expand_paths, load_session
 from evomix.search.constraints import Constraints, default_constraints
 from evomix.search.genome import GeneTable
@@ -87,18 +95,27 @@ def main() -> None:
     ap.add_argument("--space", action="store_true", help="open the reverb bus: every send and the return's settings")
     ap.add_argument("--dry", action="store_true", help="no reverb bus (every send off): the search before issue 22")
     ap.add_argument("--unmask", action="store_true", help="dynamic unmasking open with its default ranges")
+    ap.add_argument("--song", choices=("realsize", "sectioned"), default=None,
+                    help="the real-size session, or the same with sections 10-20 LU apart (instead of --stems)")
+    ap.add_argument("--no-segments", action="store_true", help="score every frame, whatever the song's length")
     args = ap.parse_args()
     from evomix.core.runtime import available_cores
 
     threads = args.threads or available_cores()
-    if args.stems is None:
+    if args.song is not None:
+        from evomix.testing.songs import cached_session, session_files
+
+        folder, _ = cached_session(16, 210.0, seed=1234, sectioned=args.song == "sectioned")
+        paths = session_files(folder)
+    elif args.stems is None:
         from evomix.demo import write_demo_stems
 
         paths = write_demo_stems(Path(tempfile.mkdtemp()) / "demo")
     else:
         paths = expand_paths([args.stems])
     session = load_session(paths)
-    analysis = analyze_session(session)
+    analysis = analyze_session(session, segment_bound_s=None if args.no_segments else SEGMENT_BOUND_S)
+    full = dataclasses.replace(analysis, segments=None) if analysis.segments is not None else None
     profile = load_profile(args.genre)
     table = GeneTable(session.n_stems)
     if args.space:
@@ -116,7 +133,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     space = "full" if args.space else "dry" if args.dry else "default"
     out = {"stems": [str(p) for p in paths], "n": args.n, "space": space, "unmask": bool(args.unmask),
-           "keyed_stems": int(table.has_unmask and (table.keys.key_index >= 0).sum())}
+           "keyed_stems": int(table.has_unmask and (table.keys.key_index >= 0).sum()),
+           "segments": None if analysis.segments is None else {
+               "windows": analysis.segments.segments.tolist(),
+               "weights": [round(float(w), 1) for w in analysis.segments.segment_weight],
+               "fast_frames": analysis.segments.n_frames, "song_frames": analysis.n_frames}}
     t0 = time.perf_counter()
     for label, genomes in (("seeded", table.initial_population(args.n, rng)),
                            ("uniform", rng.uniform(size=(args.n, table.n_genes)))):
@@ -133,6 +154,15 @@ def main() -> None:
                                                                 for j, n in enumerate(OBJECTIVE_NAMES)}}}
         print(f"{label:8s} Spearman " + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["spearman"].items())
               + f"   |loudness error| mean {err.mean():.3f} max {err.max():.3f} LU")
+        if full is not None:  # the same candidates on every frame, against the same exact renders
+            ff = render_features(full, params, target_lufs=target.target_lufs, ceiling_dbtp=target.ceiling_dbtp)
+            e_full = np.abs(ff.raw_loudness_lufs - le)
+            out[label]["full_frames"] = {"spearman": agreement(evaluate(ff, target, OBJECTIVE_NAMES), Fe),
+                                         "loudness_abs_error_lu": {"mean": round(float(e_full.mean()), 3),
+                                                                   "max": round(float(e_full.max()), 3)}}
+            print(f"{'':8s} every frame: Spearman "
+                  + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["full_frames"]["spearman"].items())
+                  + f"   |loudness error| mean {e_full.mean():.3f} max {e_full.max():.3f} LU")
         print(f"{'':8s} in-pass vs finished-stem exact scores: Spearman "
               + "  ".join(f"{k} {v:.3f}" for k, v in out[label]["in_pass_vs_finished"]["spearman"].items())
               + "   max relative error "

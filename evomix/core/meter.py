@@ -320,7 +320,8 @@ def block_powers(x, sr, *, block_s=GATING_BLOCK_S, overlap=GATING_OVERLAP):
     return _windowed_k_power(x, sr, block_s, block_s * (1.0 - overlap))
 
 
-def gated_loudness(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relative_gate_lu=-10.0):
+def gated_loudness(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relative_gate_lu=-10.0,
+                   block_weights=None):
     """Integrated loudness from block mean squares with the two-stage gate.
 
     Parameters
@@ -335,6 +336,10 @@ def gated_loudness(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relativ
     relative_gate_lu : float, default -10.0
         Relative threshold offset in LU, added to the loudness of the
         absolutely gated blocks.
+    block_weights : np.ndarray, shape (blocks,), float >= 0, optional
+        How many of the programme's blocks each block stands for (a weighted set of representative
+        segments, ``evomix.engine.segments``); the means of eqs. 6 and 7 become weighted means
+        (integer weights: the same as repeating each block that many times). Default: 1 each.
 
     Returns
     -------
@@ -344,10 +349,26 @@ def gated_loudness(z, *, channel_weights=None, absolute_gate_lufs=-70.0, relativ
 
     Source: ITU-R BS.1770-4 Annex 1, eqs. 4-7.
     """
+    if block_weights is not None:
+        return _weighted_gated_loudness(z, channel_weights, absolute_gate_lufs, relative_gate_lu,
+                                        np.asarray(block_weights, dtype=np.float64))
     zw, rel_mask = _gates(z, channel_weights, absolute_gate_lufs, relative_gate_lu)
     n_rel = rel_mask.sum(axis=-1)
     p_rel = np.where(rel_mask, zw, 0.0).sum(axis=-1) / np.maximum(n_rel, 1)
     return np.where(n_rel > 0, _power_to_db(p_rel, _LOUDNESS_OFFSET_DB), SILENCE_FLOOR_DB)  # eq. 7
+
+
+def _weighted_gated_loudness(z, channel_weights, absolute_gate_lufs, relative_gate_lu, w):
+    """:func:`gated_loudness` with block weights ``w`` (blocks,): eqs. 5-7 with weighted means."""
+    zw, loud = _window_loudness(z, channel_weights)  # (..., blocks) x2
+    abs_mask = (loud > absolute_gate_lufs) & (w > 0.0)  # eq. 5
+    w_abs = np.where(abs_mask, w, 0.0)
+    p_abs = (w_abs * zw).sum(axis=-1) / np.maximum(w_abs.sum(axis=-1), 1e-300)  # eq. 6's mean, weighted
+    gamma_r = _power_to_db(p_abs, _LOUDNESS_OFFSET_DB) + relative_gate_lu  # eq. 6
+    w_rel = np.where(abs_mask & (loud > gamma_r[..., None]), w, 0.0)  # eq. 7: J_g
+    total = w_rel.sum(axis=-1)
+    p_rel = (w_rel * zw).sum(axis=-1) / np.maximum(total, 1e-300)
+    return np.where(total > 0.0, _power_to_db(p_rel, _LOUDNESS_OFFSET_DB), SILENCE_FLOOR_DB)  # eq. 7
 
 
 def _gates(z, channel_weights, absolute_gate_lufs, relative_gate_lu):
@@ -492,7 +513,7 @@ def _nan_percentile(v, q):
     return tuple(out) if isinstance(q, tuple) else out[0]
 
 
-def lra_from_short_term(z, *, channel_weights=None):
+def lra_from_short_term(z, *, channel_weights=None, window_weights=None):
     """Loudness range from short-term window mean squares.
 
     Parameters
@@ -501,6 +522,10 @@ def lra_from_short_term(z, *, channel_weights=None):
         Short-term (3 s) mean squares, e.g. from :func:`short_term_powers`.
     channel_weights : np.ndarray, shape (ch,), optional
         Weights G_i (see :func:`gated_loudness`).
+    window_weights : np.ndarray, shape (windows,), float >= 0, optional
+        How many of the programme's windows each window stands for (representative segments,
+        ``evomix.engine.segments``): the power mean and the percentiles are weighted (integer
+        weights: the same as repeating each window that many times). Default: 1 each.
 
     Returns
     -------
@@ -511,6 +536,8 @@ def lra_from_short_term(z, *, channel_weights=None):
 
     Source: EBU Tech 3342 (2016), section 3 and its reference MATLAB code.
     """
+    if window_weights is not None:
+        return _weighted_lra(z, channel_weights, np.asarray(window_weights, dtype=np.float64))
     zw, loud = _window_loudness(z, channel_weights)  # (..., windows) x2
     abs_mask = loud >= -70.0  # absolute gate, LUFS
     n_abs = abs_mask.sum(axis=-1)
@@ -521,6 +548,40 @@ def lra_from_short_term(z, *, channel_weights=None):
     high, low = _nan_percentile(vals, (95.0, 10.0))
     lra = high - low
     return np.where(keep.sum(axis=-1) >= 2, lra, 0.0)
+
+
+def _weighted_lra(z, channel_weights, w):
+    """:func:`lra_from_short_term` with window weights ``w`` (windows,)."""
+    zw, loud = _window_loudness(z, channel_weights)  # (..., windows) x2
+    abs_mask = (loud >= -70.0) & (w > 0.0)  # absolute gate, LUFS
+    w_abs = np.where(abs_mask, w, 0.0)
+    p_abs = (w_abs * zw).sum(axis=-1) / np.maximum(w_abs.sum(axis=-1), 1e-300)  # weighted power mean
+    gate = _power_to_db(p_abs, _LOUDNESS_OFFSET_DB) - 20.0  # relative gate, LU
+    keep = abs_mask & (loud >= gate[..., None])
+    high, low = _weighted_percentile(np.where(keep, loud, np.nan), np.where(keep, w, 0.0), (95.0, 10.0))
+    return np.where(keep.sum(axis=-1) >= 2, high - low, 0.0)
+
+
+def _weighted_percentile(v, w, q):
+    """Percentiles along the last axis of values ``v`` (..., n) (NaN: none) repeated ``w`` (..., n)
+    times each: :func:`_nan_percentile`'s linear interpolation at position ``q/100 (W - 1)`` of the
+    repeated, sorted values (``W`` the total weight), a value at position ``x`` being the one whose
+    cumulative weight first exceeds ``x``. Integer weights give the percentile of the repeated values."""
+    order = np.argsort(v, axis=-1)  # NaN last
+    s = np.take_along_axis(v, order, axis=-1)
+    ws = np.take_along_axis(np.where(np.isnan(v), 0.0, w), order, axis=-1)
+    cum = np.cumsum(ws, axis=-1)  # (..., n)
+    total = cum[..., -1]
+    out = []
+    for qi in q:
+        pos = (qi / 100.0) * np.maximum(total - 1.0, 0.0)  # (...)
+        i0 = np.floor(pos)
+        vals = []
+        for x in (i0, np.minimum(i0 + 1.0, np.maximum(total - 1.0, 0.0))):
+            j = np.minimum((cum <= x[..., None]).sum(axis=-1), s.shape[-1] - 1)  # first cum > x
+            vals.append(np.take_along_axis(s, j[..., None], axis=-1)[..., 0])
+        out.append(vals[0] + (pos - i0) * (vals[1] - vals[0]))
+    return tuple(out)
 
 
 def loudness_range(x, sr):

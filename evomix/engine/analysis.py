@@ -30,6 +30,7 @@ from evomix.engine.peaks import (
     stem_candidate_instants,
     sum_candidate_instants,
 )
+from evomix.engine.segments import SEGMENT_BOUND_S, SegmentPlan, plan_segments, segment_view
 from evomix.io.audio import Session
 from evomix.search.genome import (  # dB, the trim's clip range (render checks saved trims against it)
     REVERB_SEED,
@@ -80,6 +81,13 @@ class Analysis:
     return_gain : (stems, B) float32 or None, the reverb's energy gain on each stem per band: what the
         exact tier's network returns of the stem over what the fast tier's band model predicts
         (:func:`reverb_return_gain`); None: 1 (no calibration).
+    segments : SegmentPlan or None, the representative segments the fast tier works on for a song
+        longer than the bound (``engine.segments``); None: every frame, each counted once.
+    segment_domain : bool, True for :attr:`fast`'s view of a segmented analysis: its frame axis
+        (every (..., T) array, ``heavy_frames``) is ``segments.frames``, not the song's.
+    instant_frames : (2, K) int or None, in a ``segment_domain`` view: each instant's frame on that
+        axis (-1: outside the counted frames; it counts in the true peak only) and the frame whose
+        compressor state it starts from (``engine.segments.segment_view``); None: from the instants.
     """
 
     sr: int
@@ -103,6 +111,9 @@ class Analysis:
     pairs: np.ndarray
     pair_cross: np.ndarray
     return_gain: np.ndarray | None = None
+    segments: SegmentPlan | None = None
+    segment_domain: bool = False
+    instant_frames: np.ndarray | None = None
 
     @property
     def n_stems(self) -> int:
@@ -115,12 +126,25 @@ class Analysis:
         return pan_gains(np.zeros(self.n_stems), self.is_mono)
 
     @cached_property
+    def fast(self) -> Analysis:
+        """The Analysis the fast tier works on: this one, or for a segmented song (``segments``) its
+        view on the segments' frames (``engine.segments.segment_view``), made once."""
+        if self.segments is None or self.segment_domain:
+            return self
+        return segment_view(self, self.segments)
+
+    @cached_property
     def heavy_block_frames(self) -> np.ndarray:
         """(T', W) int: the ``W`` frames of the 400 ms BS.1770 block centred on each heavy frame
-        (``engine.bands.GATE_BLOCK_FRAMES``; at the song's ends the nearest frame repeats): the
-        blocks the fast tier gates a stem's level on (``objectives.balance.gated_levels_db``)."""
+        (``engine.bands.GATE_BLOCK_FRAMES``; at the song's ends, or a segment run's, the nearest
+        frame repeats): the blocks the fast tier gates a stem's level on
+        (``objectives.balance.gated_levels_db``)."""
         w = GATE_BLOCK_FRAMES
-        return np.clip(self.heavy_frames[:, None] - w // 2 + np.arange(w)[None, :], 0, self.n_frames - 1)
+        frames = self.heavy_frames[:, None] - w // 2 + np.arange(w)[None, :]  # (T', W)
+        if self.segment_domain:  # within each heavy frame's run
+            h = self.heavy_frames
+            return np.clip(frames, self.segments.run_first[h][:, None], self.segments.run_last[h][:, None])
+        return np.clip(frames, 0, self.n_frames - 1)
 
     @cached_property
     def heavy_block_power(self) -> np.ndarray:
@@ -136,11 +160,15 @@ class Analysis:
     @cached_property
     def frame_before_instant(self) -> np.ndarray:
         """(K,) int, for each candidate instant the frame centred a hop or more before it (-1: none)."""
+        if self.instant_frames is not None:
+            return self.instant_frames[1]
         return self.peak_instants // self.grid.hop - 1
 
     @cached_property
     def peak_frames(self) -> np.ndarray:
-        """(K,) int, the frame centred nearest each candidate instant."""
+        """(K,) int, the frame centred nearest each candidate instant (-1: none, ``instant_frames``)."""
+        if self.instant_frames is not None:
+            return self.instant_frames[0]
         return np.minimum((self.peak_instants + self.grid.hop // 2) // self.grid.hop, self.n_frames - 1)
 
     @cached_property
@@ -183,8 +211,15 @@ class Analysis:
 
     @property
     def n_frames(self) -> int:
-        """Analysis frames T of the song (every frame, not only the heavy ones)."""
+        """Analysis frames T of the song (every frame, not only the heavy ones); in a
+        ``segment_domain`` view, the frames of the segments' runs."""
         return self.band_power.shape[-1]
+
+    @property
+    def song_frames(self) -> np.ndarray:
+        """(T',) int, the song frame of each heavy frame (``heavy_frames`` itself unless in a
+        ``segment_domain`` view): what ``Features.frames`` reports."""
+        return self.segments.frames[self.heavy_frames] if self.segment_domain else self.heavy_frames
 
     @cached_property
     def key_power(self) -> np.ndarray:
@@ -224,7 +259,7 @@ def heavy_frame_count(duration_s: float) -> int:
 
 def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "auto",
                     progress: Callable[[int, int], None] | None = None, threads: int | None = None,
-                    reverb: bool = True) -> Analysis:
+                    reverb: bool = True, segment_bound_s: float | None = SEGMENT_BOUND_S) -> Analysis:
     """Analyse every stem once.
 
     Two passes over the stems, each reading every stem once (a view of the held audio, or one
@@ -256,6 +291,10 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
         Measure each stem's gain through the reverb (:func:`reverb_return_gain`, about 0.1 s per
         stem at real size); False leaves ``Analysis.return_gain`` None (the band model's unit
         gain), for a search without the reverb bus.
+    segment_bound_s : float > 0 or None, default ``engine.segments.SEGMENT_BOUND_S`` (60 s)
+        A song longer than this gets a :class:`~evomix.engine.segments.SegmentPlan`
+        (``Analysis.segments``): the fast tier then works on its weighted representative segments,
+        at a cost that does not grow with the song's length. None: every frame, whatever the length.
     """
     n_threads = max(1, min(available_cores() if threads is None else int(threads), session.n_stems))
     work = _Work(session, reverb=reverb)
@@ -273,7 +312,9 @@ def analyze_session(session: Session, *, max_heavy_frames: int | None | str = "a
         _each_stem(pool, work.first_pass, n_stems, advance)
         work.find_instants()
         _each_stem(pool, work.second_pass, n_stems, advance)
-    return work.result(max_heavy_frames)
+    analysis = work.result(max_heavy_frames, segment_bound_s)
+    analysis.fast  # noqa: B018  (made once here, not by the first threads that score)
+    return analysis
 
 
 def _each_stem(pool: ThreadPoolExecutor | None, task: Callable[[int], None], n_stems: int,
@@ -465,7 +506,7 @@ class _Work:
         self.sub_power[s] = detector_at(x, self.sub_inst, grid, group_bands=1,
                                         window_s=grid.hop_s / MASTER_DETECTOR_SUBSTEPS) / unpan
 
-    def result(self, max_heavy_frames: int | None | str) -> Analysis:
+    def result(self, max_heavy_frames: int | None | str, segment_bound_s: float | None = None) -> Analysis:
         session, grid, n_frames = self.session, self.grid, self.n_frames
         band_power, lufs = self.band_power, self.lufs
         if isinstance(max_heavy_frames, str):
@@ -480,6 +521,9 @@ class _Work:
         silent = lufs <= -199.0
         trim = np.clip(STEM_REFERENCE_LUFS - lufs, *TRIM_RANGE_DB)
         trim[silent] = 0.0
+        plan = None
+        if segment_bound_s is not None and session.duration_s > segment_bound_s:
+            plan = plan_segments(band_power, self.peak_values, self.inst, trim, grid.hop_s, grid.hop)
         return Analysis(
             sr=self.sr,
             grid=grid,
@@ -502,4 +546,5 @@ class _Work:
             pairs=self.pairs,
             pair_cross=self.pair_cross,
             return_gain=self.return_gain if self.reverb else None,
+            segments=plan,
         )

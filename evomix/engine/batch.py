@@ -327,8 +327,13 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
     The stages, in signal order (each documents its shapes and units): static gains and mix
     weights (``engine.gains``), stem compressors, master compressor, true-peak estimate
     (``engine.peaks``), loudness normalisation and limiting, the per-stem band tensors.
+
+    Past ``engine.segments.SEGMENT_BOUND_S`` every stage works on the song's weighted representative
+    segments (``Analysis.fast``: the frame axis T is theirs, warm-ups included); the loudness gate
+    and the loudness range weigh each block by the song frames it stands for, and ``Features.frames``
+    names the song frames the band tensors were drawn from.
     """
-    a = analysis
+    a = analysis.fast  # every frame, or the song's representative segments (engine.segments)
     gains = stem_gains(a, params)
     cut = unmask_cut(a, params)  # None: no dynamic cut in any candidate (nothing below changes)
     mix = mix_weights(gains)
@@ -356,7 +361,7 @@ def render_features(analysis: Analysis, params: Params, *, target_lufs: float, c
         lra_lu=levels.lra_lu,
         true_peak_dbtp=levels.true_peak_dbtp,
         limiter_gr_db=levels.limiter_gr_db,
-        frames=a.heavy_frames,
+        frames=a.song_frames,
         stem_block_k=heavy.stem_block_k,
         mix_block_k=heavy.mix_block_k,
         return_power=heavy.return_power,
@@ -540,8 +545,11 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
     g_master, k_frames_pre = master.compression.power_gain, master.k_power_pre
     frame_peak, peak_db = peaks.frame_peak, peaks.peak_db
     n_pop = g_master.shape[0]
+    plan = a.segments if a.segment_domain else None  # None: every frame, weight 1
+    block_w = None if plan is None else plan.block_weights(BLOCK_FRAMES, BLOCK_STEP)  # (blocks,)
     k_frames = k_frames_pre * g_master  # (p, T)
-    raw_lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)[:, None, :]), dtype=float)
+    raw_lufs = np.asarray(gated_loudness(frames_to_blocks(k_frames, BLOCK_FRAMES, BLOCK_STEP)[:, None, :],
+                                         block_weights=block_w), dtype=float)
     audible = raw_lufs > -150.0
     norm_db = np.where(audible, target_lufs - raw_lufs, 0.0)  # (p,)
     ceiling_lin = 10.0 ** (ceiling_dbtp / 20.0)
@@ -557,7 +565,7 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
         g_lim[active] = g_a = limiter_frame_gain(frame_peak[active] * 10.0 ** (norm_a / 20.0)[:, None], ceiling_lin,
                                                  hop_s)
         z = frames_to_blocks(k_frames[active] * g_a, BLOCK_FRAMES, BLOCK_STEP)  # (active, blocks)
-        lufs = np.asarray(gated_loudness(z[:, None, :]), dtype=float)
+        lufs = np.asarray(gated_loudness(z[:, None, :], block_weights=block_w), dtype=float)
         err = np.where(audible[active], target_lufs - (lufs + norm_a), 0.0)
         # a converged candidate stays put: the same result alone or in any batch
         moving = np.abs(err) > LIMITER_TOLERANCE_LU
@@ -571,7 +579,8 @@ def _normalise_and_limit(a: Analysis, master: MasterBus, peaks: PeakEstimate, *,
         active = active[moving]
     g_norm = 10.0 ** (norm_db / 10.0)  # (p,) power
     short = frames_to_blocks(k_frames * g_lim, SHORT_TERM_FRAMES, BLOCK_STEP)  # (p, windows)
-    lra = np.asarray(lra_from_short_term(short[:, None, :]), dtype=float)
+    short_w = None if plan is None else plan.block_weights(SHORT_TERM_FRAMES, BLOCK_STEP)  # (windows,)
+    lra = np.asarray(lra_from_short_term(short[:, None, :], window_weights=short_w), dtype=float)
     tp_db = peak_db + norm_db  # pre-limiter true peak of the normalised master, dBTP
     limiter_gr = np.maximum(tp_db - ceiling_dbtp, 0.0)
     true_peak = np.minimum(tp_db, ceiling_dbtp)

@@ -440,8 +440,10 @@ def estimate_peaks(a: Analysis, params: Params, g: StemGains, mix: MixWeights, s
     peaks = np.abs(values).max(axis=0) * g_master_peak  # (p, K) before normalisation
     _refine_top_peaks(a, peaks, values, hc, g_peak, g_master_peak)
     frame_peak = _frame_max(peaks, k, mgr.shape[-1])  # (p, T)
+    # the true peak: every instant's, also those that no frame holds (a segmented song's, engine.segments)
+    top = frame_peak.max(axis=1) if a.instant_frames is None else np.maximum(frame_peak.max(axis=1), peaks.max(axis=1))
     with np.errstate(divide="ignore"):
-        peak_db = 20.0 * np.log10(np.maximum(frame_peak.max(axis=1), 1e-10))  # (p,)
+        peak_db = 20.0 * np.log10(np.maximum(top, 1e-10))  # (p,)
     return PeakEstimate(frame_peak=frame_peak, peak_db=peak_db)
 
 
@@ -596,11 +598,12 @@ def _derivatives_at(top, basis, coef, gain):  # (p, m), (K, s, 2, 2N), (p, s, 2,
 
 @lazy_njit
 def _frame_max(peaks, frame_of, n_frames):  # (p, K), (K,) -> (p, T)
-    """Largest of each frame's instants per candidate (0 where a frame has none)."""
+    """Largest of each frame's instants per candidate (0 where a frame has none; an instant of
+    frame -1 is in none)."""
     out = np.zeros((peaks.shape[0], n_frames))
     for i in range(peaks.shape[0]):
         for k in range(peaks.shape[1]):
             f = frame_of[k]
-            if peaks[i, k] > out[i, f]:
+            if f >= 0 and peaks[i, k] > out[i, f]:
                 out[i, f] = peaks[i, k]
     return out

@@ -37,9 +37,10 @@ SMALL_BLOCK = 16  # ... whose arrays stay in cache, and which let a population o
 
 def block_size(analysis: Analysis) -> int:
     """Genomes per block for this session: ``BLOCK``, or ``SMALL_BLOCK`` for a large session
-    (more than ``LARGE_BLOCK_STEM_FRAMES`` stems x analysis frames). Fixed by the session, so a
+    (more than ``LARGE_BLOCK_STEM_FRAMES`` stems x the fast tier's frames: the song's, or its
+    representative segments', ``Analysis.fast``). Fixed by the session, so a
     genome's F still depends on nothing but its block."""
-    return SMALL_BLOCK if analysis.n_stems * analysis.n_frames > LARGE_BLOCK_STEM_FRAMES else BLOCK
+    return SMALL_BLOCK if analysis.n_stems * analysis.fast.n_frames > LARGE_BLOCK_STEM_FRAMES else BLOCK
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ import soundfile as sf
 from evomix.errors import ParameterError
 
 __all__ = [
-    "KINDS", "SECTIONS", "SECTION_LEVEL", "SONG_BPM", "LOOP_BPM", "SONG_VERSION",
+    "KINDS", "SECTIONS", "SECTION_LEVEL", "SECTIONED_GAIN_DB", "sectioned_gain", "SONG_BPM", "LOOP_BPM", "SONG_VERSION",
     "synth_stem", "stem_plan", "write_session", "cached_session", "session_key",
     "drum_kit", "saw_bass", "saw_pad", "saw_lead", "formant_vocal",
     "tone_drums", "tone_bass", "tone_keys", "tone_vocal", "mini_song", "MINI_SONG_STEMS",
@@ -125,6 +125,13 @@ SECTION_LEVEL = {  # kind -> {section: level} (0 = tacet)
 }
 """Level of each arrangement instrument per section (0 = tacet)."""
 
+SECTIONED_GAIN_DB = {"intro": -16.0, "verse": -12.0, "chorus": 0.0, "break": -20.0, "outro": -8.0}
+"""Gain of every stem per section in a *sectioned* session (``write_session(..., sectioned=True)``):
+a quiet verse 12 dB under a loud chorus, a breakdown 20 dB under it (drums and bass already tacet or
+half there, :data:`SECTION_LEVEL`), so that the sections' loudness differs by 10 LU and more: the song
+on which a fast tier working on representative segments (``evomix.engine.segments``) must still
+match the whole song's loudness."""
+
 KINDS = ("kick", "bass", "vocal", "keys", "guitar", "pad", "snare", "lead", "hihat", "piano", "arp", "fx")
 """Arrangement instruments, in the order ``stem_plan`` uses them (the first 8 are the standard workload)."""
 
@@ -184,6 +191,20 @@ def _section_gain(kind: str, n: int, rng: np.random.Generator, sr: int) -> np.nd
         g[start:end] = levels[name] * rng.uniform(0.85, 1.0)
     k = int(0.5 * sr)
     if n > 2 * k:  # moving average (cumulative sum: O(n))
+        c = np.concatenate([[0.0], np.cumsum(np.pad(g, (k // 2, k - k // 2 - 1), mode="edge"))])
+        g = (c[k:] - c[:-k]) / k
+    return g[:n]
+
+
+def sectioned_gain(n: int, sr: int = 44100) -> np.ndarray:
+    """(n,) linear gain following :data:`SECTIONED_GAIN_DB` per section, with 0.5 s ramps between
+    sections (the same moving average as the section levels)."""
+    g = np.empty(n)
+    starts = section_starts(n, sr)
+    for (start, name), (end, _) in zip(starts, starts[1:] + [(n, "")]):
+        g[start:end] = 10.0 ** (SECTIONED_GAIN_DB[name] / 20.0)
+    k = int(0.5 * sr)
+    if n > 2 * k:
         c = np.concatenate([[0.0], np.cumsum(np.pad(g, (k // 2, k - k // 2 - 1), mode="edge"))])
         g = (c[k:] - c[:-k]) / k
     return g[:n]
@@ -913,7 +934,7 @@ def _mono_kinds(mono: bool | Collection[str]) -> frozenset:
 
 
 def write_session(folder: str | Path, n_stems: int = 8, duration_s: float = 30.0, *, sr: int = 44100,
-                  seed: int = 1234, mono: bool | Collection[str] = False) -> list[Path]:
+                  seed: int = 1234, mono: bool | Collection[str] = False, sectioned: bool = False) -> list[Path]:
     """Synthesise ``n_stems`` arrangement stems of ``duration_s`` s into ``folder`` as 24-bit WAVs.
 
     Stem ``i`` is ``synth_stem(kind, n, default_rng([seed, i]), variant)`` for the ``i``-th entry
@@ -936,6 +957,9 @@ def write_session(folder: str | Path, n_stems: int = 8, duration_s: float = 30.0
     mono : bool or collection of str
         Kinds written as one channel (the mid, (L + R) / 2, before level-setting); True for all,
         False (default) for none.
+    sectioned : bool, default False
+        Every stem also follows :data:`SECTIONED_GAIN_DB` (:func:`sectioned_gain`, applied before
+        level-setting): quiet verses, loud choruses, a breakdown 20 dB down.
 
     Returns
     -------
@@ -963,6 +987,8 @@ def write_session(folder: str | Path, n_stems: int = 8, duration_s: float = 30.0
     for i, (name, kind, variant) in enumerate(stem_plan(int(n_stems))):
         rng = np.random.default_rng([seed, i])
         x = synth_stem(kind, n, rng, variant, sr=sr)  # (2, n)
+        if sectioned:
+            x *= sectioned_gain(n, sr)[None, :]
         if kind in mono_kinds:
             x = 0.5 * (x[:1] + x[1:])  # (2, n) -> (1, n)
         rms = float(np.sqrt(np.mean(x ** 2)))
@@ -992,7 +1018,7 @@ def _source_digest() -> str:
 
 
 def session_key(n_stems: int, duration_s: float, *, sr: int = 44100, seed: int = 1234,
-                mono: bool | Collection[str] = False) -> dict:
+                mono: bool | Collection[str] = False, sectioned: bool = False) -> dict:
     """The cache key of a session: everything that determines its files' samples.
 
     ``numpy`` and ``scipy`` versions are part of it: their sin, cumsum and filters may differ by an
@@ -1000,9 +1026,12 @@ def session_key(n_stems: int, duration_s: float, *, sr: int = 44100, seed: int =
     """
     import scipy
 
-    return {"n_stems": int(n_stems), "duration_s": float(duration_s), "sr": int(sr), "seed": int(seed),
-            "mono": sorted(_mono_kinds(mono)), "version": SONG_VERSION, "source": _source_digest(),
-            "numpy": np.__version__, "scipy": scipy.__version__}
+    key = {"n_stems": int(n_stems), "duration_s": float(duration_s), "sr": int(sr), "seed": int(seed),
+           "mono": sorted(_mono_kinds(mono)), "version": SONG_VERSION, "source": _source_digest(),
+           "numpy": np.__version__, "scipy": scipy.__version__}
+    if sectioned:
+        key["sectioned"] = True
+    return key
 
 
 def default_cache_dir() -> Path:
@@ -1026,9 +1055,10 @@ def _manifest_ok(folder: Path, key: dict) -> bool:
 
 
 def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: int = 1234,
-                   mono: bool | Collection[str] = False, cache_dir: str | Path | None = None) -> tuple[Path, bool]:
-    """The folder of ``write_session(..., n_stems, duration_s, sr=sr, seed=seed, mono=mono)``,
-    synthesised once and reused.
+                   mono: bool | Collection[str] = False, cache_dir: str | Path | None = None,
+                   sectioned: bool = False) -> tuple[Path, bool]:
+    """The folder of ``write_session(..., n_stems, duration_s, sr=sr, seed=seed, mono=mono,
+    sectioned=sectioned)``, synthesised once and reused.
 
     The folder lives under ``cache_dir`` (default :func:`default_cache_dir`), named after the
     arguments and keyed by :func:`session_key` (arguments, :data:`SONG_VERSION`, a hash of this
@@ -1039,7 +1069,7 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
 
     Parameters
     ----------
-    n_stems, duration_s, sr, seed, mono
+    n_stems, duration_s, sr, seed, mono, sectioned
         As for :func:`write_session`.
     cache_dir : path, optional
 
@@ -1050,10 +1080,11 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
         (False: synthesised by this call).
     """
     _check_session_args(n_stems, duration_s, sr)
-    key = session_key(n_stems, duration_s, sr=sr, seed=seed, mono=mono)
+    key = session_key(n_stems, duration_s, sr=sr, seed=seed, mono=mono, sectioned=sectioned)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     mono_tag = ("" if not key["mono"]
                 else ("-mono" if len(key["mono"]) == len(KINDS) else "-mono-" + "-".join(key["mono"])))
+    mono_tag += "-sectioned" if sectioned else ""
     name = (f"{key['n_stems']}x{key['duration_s']:g}s-{key['sr']}Hz-seed{key['seed']}{mono_tag}"
             f"-v{SONG_VERSION}-{key['source']}")
     folder = cache / name
@@ -1062,7 +1093,7 @@ def cached_session(n_stems: int, duration_s: float, *, sr: int = 44100, seed: in
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache))
     try:
-        paths = write_session(tmp, n_stems, duration_s, sr=sr, seed=seed, mono=mono)
+        paths = write_session(tmp, n_stems, duration_s, sr=sr, seed=seed, mono=mono, sectioned=sectioned)
         manifest = {"key": key, "files": {p.name: p.stat().st_size for p in paths}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache is for every user of the machine
