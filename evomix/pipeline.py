@@ -483,7 +483,8 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
                                                 prep.target, names, phase=ph, weights=prep.problem.weights,
                                                 descriptors=D, known_bad=bad, keep_master_gain=keep_master_gain,
                                                 before_slot=before_slot, parents=fr.parents,
-                                                space_range=space_range_jnd(prep.target.profile))
+                                                space_range=space_range_jnd(prep.target.profile)
+                                                if prep.table.has_open_sends else None)
     warnings += label_front(members, picks, int(k), session.roles, errors=len(set(bad) - set(known_bad)))
     for i, m in enumerate(members):
         if i not in picks:
@@ -492,8 +493,9 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
         warnings.append(f"alt-{picks.index(i) + 1:02d}: its exact render scores {n} {members[i].exact[n]:.3g}, worse "
                         f"than every front member's fast score (the fast tier misjudged it; no better replacement "
                         f"was found)")
-    if len(picks) < k and len(members) < k:
-        warnings.append(f"the front has only {len(members)} member(s); exported {len(picks)} of {k} alternatives")
+    n_front = int((fr.parents < 0).sum())  # the search's front, without the space copies
+    if len(picks) < k and n_front < k:
+        warnings.append(f"the front has only {n_front} member(s); exported {len(picks)} of {k} alternatives")
     return Chosen(picks, replaced, before_slot[0] if before_slot else None, warnings,
                   [session.names[s] for s in carriers], members)
 

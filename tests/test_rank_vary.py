@@ -436,7 +436,8 @@ def test_streamed_choice_agrees_with_verify(run, weights):
         r.front[i].render = rank_mod.ExactRender(mix=None, stems=None, raw_loudness_lufs=0.0, normalise_db=0.0,
                                                  limiter_gr_db=0.0)
     picks, _ = verify_mod.verified_alternatives(r.front, r.G, r.F, r.k, session, analysis, params, r.target, r.names,
-                                                weights=r.wv, descriptors=r.D, known_bad=r.known_bad)
+                                                weights=r.wv, descriptors=r.D, known_bad=r.known_bad,
+                                                parents=r.parents, space_range=r.space_range)
     assert [m.params for m in streamed.alternatives] == [r.front[i].params for i in picks]
 
 

@@ -14,9 +14,12 @@
    space instead, and a candidate within ``describe.DISTINCT_JND`` (Chebyshev, JND units) of one
    already chosen is never chosen: it would sound the same. SPACE_SPREAD: while the mixes differ in
    how wet they are (``space_lu``), the second and third alternatives are the eligible ones whose
-   reverb return lies furthest below and above the ones chosen (when a JND beyond them): the
+   reverb return lies furthest below and above the ones chosen (when 1 LU beyond them): the
    musician gets the driest and the wettest of the good mixes to compare, which the farthest-point
    rule alone, led by the descriptors with the widest spread, does not ensure (a choice, issue 22).
+   With the genre's space range (``space_range``), every pick after the first is taken among the
+   mixes inside it (``SPACE_RANGE_SLACK``) while any good distinct one is: the space ladder
+   (``evomix.choose.space``) puts copies of the good mixes all over it.
    When no eligible candidate is distinct
    any more, the best-scoring distinct candidate outside the eligible set is taken; when none is
    left at all, fewer than ``k`` are returned (never a duplicate).
@@ -138,12 +141,17 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None, space_
     near_eucl = np.sqrt(((D[:, None, :] - D[None, chosen, :]) ** 2).sum(axis=-1)).min(axis=1)  # (n,)
     j_space = COMPARED.index("space_lu") if "space_lu" in COMPARED and D.shape[1] == len(COMPARED) else None
     spread_first = j_space is not None
+    in_range = np.ones(n, bool)  # (n,) within the genre's space range (SPACE_RANGE_SLACK)
+    if space_range is not None and j_space is not None:
+        lo, hi = space_range[0] - SPACE_RANGE_SLACK, space_range[1] + SPACE_RANGE_SLACK
+        in_range = (D[:, j_space] >= lo) & (D[:, j_space] <= hi)
     while len(chosen) < k:
         distinct = (near_cheb >= DISTINCT_JND) & ~banned
         distinct[chosen] = False
         pool = distinct & eligible
-        inside = pool if space_range is None else pool & (D[:, j_space] >= space_range[0] - SPACE_RANGE_SLACK) & (
-            D[:, j_space] <= space_range[1] + SPACE_RANGE_SLACK)
+        inside = pool & in_range
+        if inside.any():  # a mix outside the genre's space range only when no good distinct one is inside
+            pool = inside
         if spread_first and inside.any():  # the driest and the wettest good mix next (SPACE_SPREAD in the docstring)
             pick = _space_extreme(D[:, j_space], inside, D[chosen, j_space])
             spread_first = pick is not None and len(chosen) < 2
@@ -162,15 +170,19 @@ def _choose_by_descriptors(F, k, weights, D, keep, exclude, parents=None, space_
 
 
 SPACE_RANGE_SLACK = 0.1  # JND units (0.3 LU): how far outside the genre's space range a driest/wettest pick may lie
+# JND units (1 LU): how far beyond the chosen ones' driest (wettest) a mix must lie to be taken as the
+# driest (wettest) pick; less than a JND, so a first pick near one end of the range still gets the
+# range's last LUs at that end (the pick must still be distinct from every chosen one in some descriptor)
+SPACE_EXTREME_MIN = 1.0 / 3.0
 
 
 def _space_extreme(space: np.ndarray, pool: np.ndarray, chosen_space: np.ndarray) -> int | None:
     """The member of ``pool`` whose return level (``space``, JND units) lies furthest beyond the chosen
-    ones' (below their driest or above their wettest); None when none is a JND beyond them."""
+    ones' (below their driest or above their wettest); None when none is SPACE_EXTREME_MIN beyond them."""
     lo, hi = float(chosen_space.min()), float(chosen_space.max())
     beyond = np.where(pool, np.maximum(lo - space, space - hi), -np.inf)  # (n,)
     i = int(np.argmax(beyond))
-    return i if beyond[i] >= DISTINCT_JND else None
+    return i if beyond[i] >= SPACE_EXTREME_MIN else None
 
 
 LABEL_Z = 0.5

@@ -32,6 +32,7 @@ from evomix.search.problem import INFEASIBLE
 LADDER_MARGIN_LU = 0.0  # LU inside each end of the genre's space range: the outermost targets (a choice)
 MIN_SHIFT_LU = 1.0  # a copy within this of its parent's level adds nothing (the JND of space is 3 LU)
 MAX_PARENTS = 24  # members copied, best weighted score first (cost: MAX_PARENTS x k x (2 + REFINE_STEPS) evals)
+MAX_TARGETS = 8  # return levels at most, whatever k (a run asking for 1,000 alternatives gets 8 levels)
 REFINE_STEPS = 1  # fast-tier re-measurements of each copy's level after the first shift
 
 
@@ -81,7 +82,7 @@ def space_ladder(problem, table: GeneTable, analysis, target, G: np.ndarray, F: 
     of the member each copies (empty arrays when the table has no open send or the profile no
     space target).
     """
-    targets = space_targets(target.profile, k)
+    targets = space_targets(target.profile, min(int(k), MAX_TARGETS))
     empty = (np.zeros((0, G.shape[1])), np.zeros((0, F.shape[1])), np.zeros(0, dtype=int))
     if targets is None or len(G) == 0 or not table.has_open_sends:
         return empty

@@ -56,6 +56,7 @@ from evomix import pipeline
 from evomix.choose import verify
 from evomix.choose.describe import jnd_matrix
 from evomix.choose.select import choose_alternatives, label_alternatives
+from evomix.choose.space import space_range_jnd
 from evomix.core.runtime import available_cores
 from evomix.engine.analysis import analyze_session
 from evomix.engine.bands import band_grid
@@ -196,6 +197,8 @@ class Ranking:
     session: Session | None = None
     analysis: object | None = None
     warnings: list = field(default_factory=list)
+    parents: np.ndarray | None = None  # (n,): -1 for a front member, else the front index a space copy copies
+    space_range: tuple | None = None  # the genre's space range in JND units when the run searched the bus
 
     @property
     def wv(self) -> np.ndarray:
@@ -315,18 +318,22 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
             ph.advance()
         roles = dict(zip(session.names, session.roles))
     F = raw * wv[None, :]  # (n, n_obj) weighted
-    keep = non_dominated(F)
-    G, F, raw = G[keep], F[keep], raw[keep]
-    ordered = np.lexsort(raw.T[::-1])
-    G, F, raw = G[ordered], F[ordered], raw[ordered]
-    idx = np.flatnonzero(keep)[ordered]  # saved member of each front member
+    is_copy = np.array(["space_copy_of" in m for m in members], dtype=bool)  # the run's space copies (choose.space)
+    searched = np.flatnonzero(~is_copy)
+    keep = searched[non_dominated(F[searched])]
+    ordered = keep[np.lexsort(raw[keep].T[::-1])]  # saved member of each front member, best first
+    position = {int(i): j for j, i in enumerate(ordered)}
+    copies = [int(i) for i in np.flatnonzero(is_copy) if int(members[i]["space_copy_of"]) in position]
+    idx = np.concatenate([ordered, copies]).astype(int)  # the front, then the copies of its members
+    parents = np.array([-1] * len(ordered) + [position[int(members[i]["space_copy_of"])] for i in copies], dtype=int)
+    G, F, raw = G[idx], F[idx], raw[idx]
     if quick:  # the params the run scored and rendered, bit for bit
         saved_params = [members[i]["params"] for i in idx]
     else:  # scored on this analysis: its trims (the stems given may be new files of the same names)
         params = table.decode(G, analysis.trim_db)
         saved_params = [params.to_dict(j, session.names, session.roles) for j in range(len(G))]
-    front = [Member(genome=G[j], params=saved_params[j], objectives={n: float(raw[j, c]) for c, n in enumerate(names)})
-             for j in range(len(G))]
+    front = [Member(genome=G[j], params=saved_params[j], objectives={n: float(raw[j, c]) for c, n in enumerate(names)},
+                    copy_of=None if parents[j] < 0 else int(parents[j])) for j in range(len(G))]
     if quick:
         for m, i in zip(front, idx):
             m.fast_descriptors = members[i]["descriptors_fast"]
@@ -362,10 +369,12 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
     errors = [i for i in verify.unusable_members(front, carriers, order) if i not in known_bad]
     if len(errors) < len(front) - len(known_bad):  # as evomix mix: errors are never picked, unless all are
         known_bad += errors
-    planned = choose_alternatives(G, F, min(k, len(front)), wv, exclude=sorted(set(known_bad)), descriptors=D)
+    space_range = space_range_jnd(profile) if table.has_open_sends else None
+    planned = choose_alternatives(G, F, min(k, len(front)), wv, exclude=sorted(set(known_bad)), descriptors=D,
+                                  parents=parents, space_range=space_range)
     return Ranking(source, front_d, files, roles, list(order), names, {n: float(w[n]) for n in names}, k, target,
                    profile, front, G, F, raw, D, idx, known_bad, scored, saved_files, planned, quick, settings,
-                   session, analysis, list(session.warnings) if session is not None else [])
+                   session, analysis, list(session.warnings) if session is not None else [], parents, space_range)
 
 
 def ranking_table(r: Ranking) -> dict:
@@ -537,7 +546,8 @@ def _verified(r: Ranking, renderer: _Renderer, emit: Callable[[int, int], None])
 
     return verify.verified_alternatives(r.front, r.G, r.F, r.k, None, None, r.member_params, r.target, r.names,
                                         weights=r.wv, descriptors=r.D, known_bad=r.known_bad, renders=renders,
-                                        on_final=emit, roles=tuple(r.roles[n] for n in r.stem_order))
+                                        on_final=emit, roles=tuple(r.roles[n] for n in r.stem_order),
+                                        parents=r.parents, space_range=r.space_range)
 
 
 def _result(r: Ranking, picks: list, replaced: list, renders: int, reused: int) -> MixResult:
@@ -675,6 +685,7 @@ class AlternativeFiles:
             if not _check_audio(link, saved, n_samples):
                 return False  # (the link goes with drop_sources)
             os.replace(link, wav)
+            link.unlink(missing_ok=True)  # a link to the file already at that name: rename(2) leaves both
             del self._sources[i]
         else:
             try:
