@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from evomix.core.meter import k_weighting_power
 from evomix.engine.analysis import Analysis
 from evomix.engine.bands import band_powers, frame_spectra
 from evomix.engine.dsp.pan import pan_gains
@@ -150,8 +151,6 @@ def reference_return_lu(ref_audio: np.ndarray, session: Session, analysis: Analy
     """The reference's reverb re the reference, LU: the K-weighted, gated level of what the stems
     through one real gain per stem, channel and region (``FIT_REGION_EDGES_HZ``) cannot explain
     (module docstring). ``frames``: the analysis frames to use (T' >> stems x regions)."""
-    from evomix.core.meter import k_weighting_power
-
     grid = analysis.grid
     freqs = np.fft.rfftfreq(grid.n_fft, 1.0 / grid.sr)
     region = np.searchsorted(FIT_REGION_EDGES_HZ, freqs)  # (K,)
