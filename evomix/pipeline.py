@@ -512,6 +512,10 @@ def choose(prep: Prepared, fr: Front, k: int, *, max_limiting_db: float | None,
     n_front = int((fr.parents < 0).sum())  # the search's front, without the space copies
     if len(picks) < k and n_front < k:
         warnings.append(f"the front has only {n_front} member(s); exported {len(picks)} of {k} alternatives")
+    kept = [i for i, m in enumerate(members) if m.copy_of is None or m.exact is not None]  # copies never rendered go
+    position = {i: j for j, i in enumerate(kept)}
+    members = [members[i] for i in kept]
+    picks, replaced = [position[i] for i in picks], [position[i] for i in replaced]
     return Chosen(picks, replaced, before_slot[0] if before_slot else None, warnings,
                   [session.names[s] for s in carriers], members)
 
