@@ -835,11 +835,37 @@ def _cut_heavy(a: Analysis, cut: CutBus, g: StemGains, w_mix: np.ndarray, g_time
     """The heavy frames' tensors with the cut: the cut stems' power and spread power (in place) times the cut's
     gain in its bands, the mix's power changed by as much; returns the cut's gain less 1 there (p, k, J, T'),
     for the mix's L/R cross power."""
-    cs, bands = cut.stems, cut.bands
-    m1 = cut.minus_one[..., a.heavy_frames]  # (p, k, J, T')
-    old = stem_power[:, cs, :, bands]  # (p, k, 2, J, T')
-    change = old * m1[:, :, None]
-    mix_power[:, :, bands] += change.sum(axis=1)
-    stem_power[:, cs, :, bands] = old + change
-    stem_spread[:, cs, :, bands] *= 1.0 + m1[:, :, None]
+    m1 = np.ascontiguousarray(cut.minus_one[..., a.heavy_frames])  # (p, k, J, T')
+    _cut_heavy_kernel(stem_power, stem_spread, mix_power, m1, cut.stems.astype(np.int64), cut.band0)
     return m1
+
+
+@lazy_njit
+def _cut_heavy_kernel(stem_power, stem_spread, mix_power, m1, stems, band0):
+    """In place, float32: ``change = stem_power[p, s_k, c, b, t] m1[p, k, j, t]`` (``s_k = stems[k]``,
+    ``b = band0 + j``) added to the stem's power and, summed over the cut stems in order, to the mix's;
+    the stem's spread power times ``1 + m1``. (p, s, C, B, T') x 2, (p, C, B, T'), (p, k, J, T')."""
+    n_pop, n_k, n_j, n_t = m1.shape
+    n_c = stem_power.shape[2]
+    one = np.float32(1.0)
+    acc = np.empty(n_t, dtype=np.float32)
+    for p in range(n_pop):
+        for c in range(n_c):
+            for j in range(n_j):
+                b = band0 + j
+                for k in range(n_k):
+                    s = stems[k]
+                    g = m1[p, k, j]
+                    sp = stem_power[p, s, c, b]
+                    ss = stem_spread[p, s, c, b]
+                    for t in range(n_t):
+                        change = sp[t] * g[t]
+                        if k == 0:
+                            acc[t] = change
+                        else:
+                            acc[t] += change
+                        sp[t] = sp[t] + change
+                        ss[t] *= one + g[t]
+                mp = mix_power[p, c, b]
+                for t in range(n_t):
+                    mp[t] += acc[t]
