@@ -57,8 +57,9 @@ one nothing below is written):
   ``I_DSTCHAN`` "index, &1024 = mono, otherwise stereo pair", 0 = 1/2, 2 = 3/4; the field order as
   SWS writes it, ``SNM_SendPatcher`` in sws/SnM/SnM_Chunk.cpp). That is REAPER's sidechain layout: a
   plug-in on the track whose detector reads "auxiliary input" (channels 3/4) is keyed by it. The
-  track's parent, the edit folder, has 2 channels, and REAPER passes a track's channels to its parent
-  only up to the parent's channel count, so the key is not heard twice.
+  track's parent, the edit folder, has 2 channels; that it does not pass channels 3/4 on (so the key
+  is not heard twice) is what REAPER's usual sidechain set-up relies on, not checked in REAPER itself
+  (the tests parse the file back with the ``rpp`` package).
 * **The cut itself is lost**: REAPER has no keyed dynamic EQ whose state is text (ReaEQ is static and
   cannot be keyed; ReaXcomp and third-party dynamic EQs keep binary state, and writing it would be
   guessing), so no plug-in is inserted and the edit track plays the stem uncut. Its settings (band,
