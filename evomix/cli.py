@@ -587,6 +587,7 @@ def vary(
     max_limiting: MaxLimitingOpt = DEFAULT_MASTER.max_limiting_db,
     lock: LockOpt = None,
     range_: RangeOpt = None,
+    key: KeyOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -596,10 +597,10 @@ def vary(
     The saved mix's locks and ranges hold in every variation; --lock/--range add to them and win per
     parameter (*.PARAM also replaces inherited STEM.PARAM ones; --range vocal.gain_db=-24:12 lifts an
     inherited lock). Two parents: both files' constraints hold; two different locks of one parameter
-    fail unless set here.
+    fail unless set here. A dynamic cut keeps the key its parent names; --key sets another.
     """
     reporter = _reporter(quiet)
-    constraints = _constraints(lock, range_)
+    constraints = _constraints(lock, range_, key)
     parents = [f for f in files if f.suffix.lower() == ".json"]
     stems = [f for f in files if f.suffix.lower() != ".json"]
     if not parents or len(parents) > 2 or files[: len(parents)] != parents:
@@ -679,13 +680,14 @@ def explore(
     threads: ThreadsOpt = None,
     lock: LockOpt = None,
     range_: RangeOpt = None,
+    key: KeyOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ):
     """Map the mix space: the best mix in each region of 2-3 listener descriptors (MAP-Elites), a map picture."""
     reporter = _reporter(quiet)
-    constraints = _constraints(lock, range_)
+    constraints = _constraints(lock, range_, key)
     parse_descriptors(descriptors)  # before any file is read
     check_output_folder(out, force=force)
     check_parallel_options(jobs, "local", None, threads)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +204,59 @@ def with_keys(table: GeneTable, analysis: Analysis, key_index: np.ndarray) -> Ge
     if "unmask_depth_db" not in [g.name for g in table.stem_genes]:
         return table
     return table.with_keys(key_map(analysis, key_index))
+
+
+def searched_constraints(session: Session, profile, constraints: Constraints) -> tuple[Constraints, np.ndarray]:
+    """A searching run's constraints and keys, as ``mix`` and ``explore`` make them (before any analysis):
+    the genre's defaults (the reverb bus's when ``SPACE_BY_DEFAULT`` is on or a reverb gene is named; the
+    dynamic cuts' when ``UNMASK_BY_DEFAULT`` is on, an ``unmask_*`` gene is named or a ``--key`` is given)
+    under the run's own ``constraints``, and each stem's key (:func:`check_keys`), (stems,) int. The
+    constraints returned are the ones the run records (``settings.constraints``), so ``rank`` and ``vary``
+    rebuild the same gene table from them."""
+    space = SPACE_BY_DEFAULT or names_the_bus(constraints)  # the reverb bus: by default, or when named
+    key_index = check_keys(session, constraints)  # --key: before any analysis
+    defaults = default_constraints(profile, session.names, session.roles, space=space)
+    if UNMASK_BY_DEFAULT or names_the_cuts(constraints) or constraints.keys:  # the dynamic cuts: by default, or named
+        defaults = Constraints(defaults.entries + unmask_defaults(session.names, session.roles, key_index >= 0).entries)
+    return defaults.overridden_by(constraints), key_index
+
+
+def saved_keys(saved: Sequence[tuple[str, Mapping]], *, explicit: Sequence[str] = ()) -> dict[str, str | None]:
+    """The keys that saved mixes' params carry (``stems.NAME.unmask_key``, written for every stem whose
+    cut was open: ``Params.to_dict``), ``{stem: key or None}``; ``saved`` is ``(source, params)`` pairs,
+    ``explicit`` the stems whose key is given anew (their saved keys are not read).
+
+    Raises
+    ------
+    ParameterError
+        Two saved mixes with different keys for one stem (both files named; give ``--key STEM=KEY``).
+    """
+    found: dict[str, tuple[str, str | None]] = {}
+    for source, params in saved:
+        stems = params.get("stems") if isinstance(params, Mapping) else None
+        for stem, st in (stems or {}).items():
+            if not isinstance(st, Mapping) or "unmask_key" not in st or stem in explicit:
+                continue
+            key = st["unmask_key"]
+            if stem in found and found[stem][1] != key:
+                raise ParameterError(f"{found[stem][0]} and {source}: {stem}'s cut is keyed by "
+                                     f"{found[stem][1] or 'none'} in one and {key or 'none'} in the other; "
+                                     f"give one with --key {stem}=STEM")
+            found[stem] = (source, key)
+    return {stem: key for stem, (_, key) in found.items()}
+
+
+def read_back_keys(session: Session, constraints: Constraints, saved: Sequence[tuple[str, Mapping]] = (), *,
+                   explicit: Sequence[str] = ()) -> tuple[Constraints, np.ndarray]:
+    """The keys of a tool that re-renders saved mixes (``rank``, ``vary``), as the run that made them had
+    them: the roles' defaults, then the ``--key`` entries recorded with the run's ``constraints``, then the
+    key each saved mix's params carry (:func:`saved_keys`), except for the ``explicit`` stems (a ``--key``
+    given now, already in ``constraints``). Returns the constraints with those keys recorded (so a
+    variation's file keeps them) and each stem's key (:func:`check_keys`), (stems,) int."""
+    keys = dict(constraints.keys)
+    keys.update(saved_keys(saved, explicit=explicit))
+    constraints = Constraints(constraints.entries, tuple(keys.items()))
+    return constraints, check_keys(session, constraints)
 
 
 def gene_table(session: Session, constraints: Constraints) -> GeneTable:
@@ -572,12 +625,7 @@ def run_mix(paths, evaluator: ParallelEvaluator, *, profile, w: dict, search: Se
     stems = checkpoints.stems_fingerprint(session) if (checkpoint is not None or resume is not None) else None
     if resume is not None:  # before the analysis: other stems fail at once
         checkpoints.check_stems(resume, stems)
-    space = SPACE_BY_DEFAULT or names_the_bus(constraints)  # the reverb bus: by default, or when named
-    key_index = check_keys(session, constraints)  # --key: before any analysis
-    defaults = default_constraints(profile, session.names, session.roles, space=space)
-    if UNMASK_BY_DEFAULT or names_the_cuts(constraints) or constraints.keys:  # the dynamic cuts: by default, or named
-        defaults = Constraints(defaults.entries + unmask_defaults(session.names, session.roles, key_index >= 0).entries)
-    constraints = defaults.overridden_by(constraints)
+    constraints, key_index = searched_constraints(session, profile, constraints)  # --key: before any analysis
     table = gene_table(session, constraints)  # locks and ranges: before any analysis
     analysis = analyse(session, reporter, reverb=table.has_open_sends)
     table = with_keys(table, analysis, key_index)

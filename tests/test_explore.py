@@ -14,6 +14,7 @@ from evomix.engine.render import features_from_render, render_exact
 from evomix.errors import ParameterError
 from evomix.io.audio import load_session, read_audio
 from evomix.output.result import PARAMS_FORMAT
+from evomix.pipeline import searched_constraints
 from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable
 from evomix.search.hypervolume import OBJECTIVE_SCALES
@@ -102,10 +103,14 @@ def test_a_cell_json_renders_back_to_its_wav(explored, stems, tmp_path):
 
 
 @pytest.mark.slow
-def test_locks_and_ranges_hold_in_every_cell(explored):
+def test_locks_and_ranges_hold_in_every_cell(explored, song):
     result, out = explored
     archive = json.loads((out / "archive.json").read_text())
-    assert archive["settings"]["constraints"] == {"locks": {"vocal.gain_db": -3.0}, "ranges": {"bass.pan": [-0.1, 0.1]}}
+    recorded = archive["settings"]["constraints"]  # the run's own under the genre's defaults, as evomix mix records
+    assert recorded["locks"]["vocal.gain_db"] == -3.0 and recorded["ranges"]["bass.pan"] == [-0.1, 0.1]
+    expect, _ = searched_constraints(song[0], load_profile("pop"), Constraints.parse(LOCKS, RANGES))
+    assert recorded == json.loads(json.dumps(expect.to_dict()))
+    assert all(json.loads(p.read_text())["constraints"] == recorded for p in out.glob("cell-*.json"))  # vary keeps them
     files = [json.loads(p.read_text())["params"] for p in out.glob("cell-*.json")]
     pans = []
     for p in [c["params"] for c in archive["cells"]] + files:

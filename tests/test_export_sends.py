@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -211,3 +212,67 @@ def test_without_a_send_on_both_sessions_are_what_they_were_before_the_bus(song)
     project, rpp_text = written["off"]["project.xml"], written["off"]["RPP"].decode()
     assert b"Send" not in project and b'role="effect"' not in project and b"Reverb" not in project
     assert "AUXRECV" not in rpp_text and "Reverb" not in rpp_text and "reverb" not in rpp_text
+
+
+# Two dynamic cuts (issue 22, item 2) at values that are not round: the keys keyed by the vocal (by role),
+# the bass by the drums (as ``--key bass=drums`` gives); the vocal's trim is not 0 dB, so the threshold on
+# the untrimmed key the receive carries differs from evomix's.
+CUTS = {"keys": dict(unmask_depth_db=7.5, unmask_hz=1234.5, unmask_q=1.7, unmask_attack_ms=6.5,
+                     unmask_release_ms=123.0, unmask_key="vocal", unmask_threshold_db=-31.25),
+        "bass": dict(unmask_depth_db=4.25, unmask_hz=95.5, unmask_q=0.8, unmask_attack_ms=2.5,
+                     unmask_release_ms=80.0, unmask_key="drums", unmask_threshold_db=-18.5)}
+VOCAL_TRIM_DB = -3.5
+
+
+@pytest.fixture(scope="module")
+def cut(song):
+    root, session = song
+    d = _params_dict(session)
+    d["stems"]["vocal"]["trim_db"] = VOCAL_TRIM_DB
+    for name, c in CUTS.items():
+        d["stems"][name].update(c)
+    out = root / "cut"
+    out.mkdir()
+    export_alternative(session, d, ALT, out, daw=("reaper",), **KW)
+    return out, d
+
+
+def test_rpp_parses_back_with_every_cut_and_its_key_routing(cut):
+    """Every cut's settings read back from the project notes and the stem's SWS track notes, and its key as a
+    pre-FX receive from the key's track into the keyed track's channels 3/4 (reaper.py: the cut itself is lost)."""
+    rpp = pytest.importorskip("rpp")
+    out, d = cut
+    stems = list(d["stems"])
+    proj = rpp.loads((out / f"{ALT}.RPP").read_text())
+    tracks = proj.findall("TRACK")
+    by_name = {t.find("NAME")[1]: (i, t) for i, t in enumerate(tracks)}
+    notes = "\n".join(x[1:] if isinstance(x, str) else "" for x in proj.find("NOTES"))
+    track_notes = {x.attrib[0]: "\n".join(y[1:] for y in x if isinstance(y, str))
+                   for x in proj.findall("S&M_TRACKNOTES")}
+    for name in stems:
+        _, t = by_name[name]
+        receives = [x for x in t if isinstance(x, list) and x[0] == "AUXRECV"]
+        sidechain = [r for r in receives if r[2] == "1"]  # pre-FX: the key
+        if name not in CUTS:
+            assert not sidechain and t.find("NCHAN")[1] == "2"
+            continue
+        c = CUTS[name]
+        assert t.find("NCHAN")[1] == "4" and len(sidechain) == 1
+        r = sidechain[0]
+        assert tracks[int(r[1])].find("NAME")[1] == c["unmask_key"]  # from the key's edit track
+        assert int(r[1]) == by_name[c["unmask_key"]][0]
+        assert float(r[3]) == 1.0 and r[8] == "0" and r[9] == "2"  # 0 dB, channels 1/2 -> 3/4
+        key_trim = d["stems"][c["unmask_key"]]["trim_db"]
+        line = (f"peaking {-c['unmask_depth_db']:+.2f} dB at {c['unmask_hz']:.1f} Hz, Q {c['unmask_q']:.3f}, "
+                f"keyed by '{c['unmask_key']}'")
+        times = f"attack {c['unmask_attack_ms']:.1f} ms, release {c['unmask_release_ms']:.1f} ms"
+        thresholds = (f"passes {c['unmask_threshold_db']:.2f} dBFS (the trimmed key, mono; "
+                      f"{c['unmask_threshold_db'] - key_trim:.2f} dBFS on the untrimmed key")
+        for text in (notes, track_notes[t.find("TRACKID")[1]]):
+            assert line in text and times in text and thresholds in text, text
+    assert "-27.75 dBFS on the untrimmed key" in notes  # the keys' threshold -31.25 dB under a -3.5 dB trim
+    # the parsed values round-trip the settings (the notes hold two decimals: within 0.005)
+    for c in CUTS.values():
+        m = re.search(rf"peaking ([-+0-9.]+) dB at ([0-9.]+) Hz, Q ([0-9.]+), keyed by '{c['unmask_key']}'", notes)
+        assert m and abs(float(m[1]) + c["unmask_depth_db"]) < 0.005 and abs(float(m[2]) - c["unmask_hz"]) < 0.05
+        assert abs(float(m[3]) - c["unmask_q"]) < 0.0005

@@ -627,8 +627,7 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     if pair_w is not None:
         mix_cross = mix_cross + extra_cross
     if cut_change is not None:  # the cut stems' L/R cross power changes with their band power
-        cs = cut.stems
-        mix_cross = mix_cross.copy()
+        cs = cut.stems  # (mix_cross is this function's own array: changed in place)
         mix_cross[:, cut.bands] += np.einsum("pkb,pkt,kbt,pkbt->pbt", cross_w[:, cs][..., cut.bands].astype(np.float32),
                                              g_time[:, cs], a.heavy_cross[cs][:, cut.bands], cut_change)
     # each stem's K-weighted power over the 400 ms block around each heavy frame (the blocks its level
@@ -641,8 +640,7 @@ def _heavy_tensors(a: Analysis, g: StemGains, mix: MixWeights, stems: Compressio
     if cut is not None:  # the cut stems' K-weighted power in those blocks
         cs = cut.stems
         wkc = wk[:, cs].reshape(wk.shape[0], cs.size, 1, 2, -1)  # (p, k, 1, 2, B)
-        d = cut.deltas(wkc, a.heavy_block_power[cs].reshape(cs.size, 2, a.grid.n_bands, -1), bf.ravel())
-        k_frames = k_frames.copy()
+        d = cut.deltas(wkc, a.heavy_block_power.reshape(a.n_stems, 2, a.grid.n_bands, -1), bf.ravel())
         k_frames[:, cs] = np.maximum(k_frames[:, cs] + d[:, :, 0], 0.0)  # (p, k, T' W)
     stem_block_k = (k_frames.reshape(g_block.shape) * g_block).mean(axis=-1, dtype=np.float64)  # (p, s, T')
     mix_block_k = stem_block_k.sum(axis=1)  # (p, T')
@@ -701,12 +699,15 @@ class CutBus:
         return 1.0 + self.minus_one[..., frames]
 
     def deltas(self, weights: np.ndarray, power: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
-        """``sum_{c, b} weights[p, k, q, c, b] (G - 1) power[k, c, b, t]`` -> (pop, k, Q, T): what the cut
-        changes in each cut stem's weighted power; ``power`` on the frames ``frames`` of the cut (None: all)."""
-        m1 = self.minus_one if frames is None else np.ascontiguousarray(self.minus_one[..., frames])
+        """``sum_{c, b} weights[p, k, q, c, b] (G - 1) power[stems[k], c, b, t]`` -> (pop, k, Q, T): what the
+        cut changes in each cut stem's weighted power; ``power`` (stems, C, B, T) float32 is every stem's (an
+        analysis array, read in place: no copy of the cut stems' bands), on the frames ``frames`` of the cut
+        (None: all)."""
         w = np.ascontiguousarray(weights[..., self.bands], dtype=np.float32)
-        pw = np.ascontiguousarray(power[:, :, self.bands], dtype=np.float32)
-        return _cut_deltas(w, pw, m1)
+        power = np.ascontiguousarray(power, dtype=np.float32)  # the analysis's own array: no copy
+        gather = frames is not None
+        frames = np.ascontiguousarray(frames, dtype=np.int64) if gather else np.zeros(0, np.int64)
+        return _cut_deltas(w, power, self.stems.astype(np.int64), self.band0, self.minus_one, frames, gather)
 
 
 def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
@@ -747,20 +748,27 @@ def unmask_cut(a: Analysis, params: Params) -> CutBus | None:
 
 
 @lazy_njit
-def _cut_deltas(weights, power, m1):  # (p,k,Q,C,J) f32, (k,C,J,T) f32, (p,k,J,T) f32 -> (p,k,Q,T) f64
-    """``sum_{c, j} weights[p, k, q, c, j] m1[p, k, j, t] power[k, c, j, t]``, the frames innermost (SIMD)."""
+def _cut_deltas(weights, power, stems, band0, m1, frames, gather):
+    """``sum_{c, j} weights[p, k, q, c, j] m1[p, k, j, f(t)] power[stems[k], c, band0 + j, t]``, the frames
+    innermost (SIMD): weights (p, k, Q, C, J) f32, power (S, C, B, T) f32 every stem's, m1 (p, k, J, T_m) f32,
+    ``f(t) = frames[t]`` with ``gather`` else ``t`` -> (p, k, Q, T) f64."""
     n_pop, n_k, n_q, n_c, n_j = weights.shape
     n_t = power.shape[3]
     out = np.zeros((n_pop, n_k, n_q, n_t))
     x = np.empty(n_t, dtype=np.float32)
     for p in range(n_pop):
         for k in range(n_k):
+            s = stems[k]
             for j in range(n_j):
                 g = m1[p, k, j]
                 for c in range(n_c):
-                    row = power[k, c, j]
-                    for t in range(n_t):
-                        x[t] = g[t] * row[t]
+                    row = power[s, c, band0 + j]
+                    if gather:
+                        for t in range(n_t):
+                            x[t] = g[frames[t]] * row[t]
+                    else:
+                        for t in range(n_t):
+                            x[t] = g[t] * row[t]
                     for qq in range(n_q):
                         w = weights[p, k, qq, c, j]
                         if w == 0.0:
@@ -773,11 +781,11 @@ def _cut_deltas(weights, power, m1):  # (p,k,Q,C,J) f32, (k,C,J,T) f32, (p,k,J,T
 
 def _cut_detector(a: Analysis, cut: CutBus, g: StemGains, lev: np.ndarray) -> np.ndarray:
     """The stem compressors' detector levels ``lev`` (p, s, T, linear power) with the cut: its change on the
-    cut stems (their trim and EQ weighting ``Analysis.detector_power``) added."""
+    cut stems (their trim and EQ weighting ``Analysis.detector_power``) added, in place (``lev`` is the
+    caller's own temporary)."""
     cs = cut.stems
     w = (g.eq_pow[:, cs] * g.trim_pow[:, cs, None])[:, :, None, None, :]  # (p, k, 1, 1, B)
-    d = cut.deltas(w, a.detector_power[cs][:, None])  # (p, k, 1, T)
-    lev = lev.copy()
+    d = cut.deltas(w, a.detector_power[:, None])  # (p, k, 1, T)
     lev[:, cs] = np.maximum(lev[:, cs] + d[:, :, 0], 0.0)
     return lev
 
@@ -785,19 +793,18 @@ def _cut_detector(a: Analysis, cut: CutBus, g: StemGains, lev: np.ndarray) -> np
 def _cut_master(a: Analysis, cut: CutBus, mix: MixWeights, both: np.ndarray, sub: np.ndarray):
     """The mix's per-stem frame powers ``both`` (s, 2p, T: plain, then K-weighted) and the master detector's
     sub-step powers ``sub`` (s, p, T, R) with the cut: its change added to ``both``, and each cut stem's
-    sub-steps scaled by its frame's plain power ratio (the cut is smooth within a frame)."""
+    sub-steps scaled by its frame's plain power ratio (the cut is smooth within a frame); in place (both are
+    the caller's own temporaries)."""
     cs = cut.stems
     n_pop = mix.band_pow.shape[0]
     w = mix.band_pow[:, cs]  # (p, k, 2, B)
     w2 = np.stack([w, w * a.k_band[cs][None, :, None, :]], axis=2)  # (p, k, 2 [plain, K], 2 [channel], B)
-    d = cut.deltas(w2, a.band_power[cs])  # (p, k, 2, T)
-    both = both.copy()
+    d = cut.deltas(w2, a.band_power)  # (p, k, 2, T)
     old = both[cs, :n_pop].astype(np.float64)  # (k, p, T) plain power before the cut
     new = np.maximum(old + d[:, :, 0].transpose(1, 0, 2), 0.0)
     both[cs, :n_pop] = new
     both[cs, n_pop:] = np.maximum(both[cs, n_pop:] + d[:, :, 1].transpose(1, 0, 2), 0.0)
     ratio = np.where(old > POWER_FLOOR, new / np.maximum(old, POWER_FLOOR), 1.0)  # (k, p, T)
-    sub = sub.copy()
     sub[cs] *= ratio[..., None].astype(sub.dtype)
     return both, sub
 
@@ -828,11 +835,37 @@ def _cut_heavy(a: Analysis, cut: CutBus, g: StemGains, w_mix: np.ndarray, g_time
     """The heavy frames' tensors with the cut: the cut stems' power and spread power (in place) times the cut's
     gain in its bands, the mix's power changed by as much; returns the cut's gain less 1 there (p, k, J, T'),
     for the mix's L/R cross power."""
-    cs, bands = cut.stems, cut.bands
-    m1 = cut.minus_one[..., a.heavy_frames]  # (p, k, J, T')
-    old = stem_power[:, cs, :, bands]  # (p, k, 2, J, T')
-    change = old * m1[:, :, None]
-    mix_power[:, :, bands] += change.sum(axis=1)
-    stem_power[:, cs, :, bands] = old + change
-    stem_spread[:, cs, :, bands] *= 1.0 + m1[:, :, None]
+    m1 = np.ascontiguousarray(cut.minus_one[..., a.heavy_frames])  # (p, k, J, T')
+    _cut_heavy_kernel(stem_power, stem_spread, mix_power, m1, cut.stems.astype(np.int64), cut.band0)
     return m1
+
+
+@lazy_njit
+def _cut_heavy_kernel(stem_power, stem_spread, mix_power, m1, stems, band0):
+    """In place, float32: ``change = stem_power[p, s_k, c, b, t] m1[p, k, j, t]`` (``s_k = stems[k]``,
+    ``b = band0 + j``) added to the stem's power and, summed over the cut stems in order, to the mix's;
+    the stem's spread power times ``1 + m1``. (p, s, C, B, T') x 2, (p, C, B, T'), (p, k, J, T')."""
+    n_pop, n_k, n_j, n_t = m1.shape
+    n_c = stem_power.shape[2]
+    one = np.float32(1.0)
+    acc = np.empty(n_t, dtype=np.float32)
+    for p in range(n_pop):
+        for c in range(n_c):
+            for j in range(n_j):
+                b = band0 + j
+                for k in range(n_k):
+                    s = stems[k]
+                    g = m1[p, k, j]
+                    sp = stem_power[p, s, c, b]
+                    ss = stem_spread[p, s, c, b]
+                    for t in range(n_t):
+                        change = sp[t] * g[t]
+                        if k == 0:
+                            acc[t] = change
+                        else:
+                            acc[t] += change
+                        sp[t] = sp[t] + change
+                        ss[t] *= one + g[t]
+                mp = mix_power[p, c, b]
+                for t in range(n_t):
+                    mp[t] += acc[t]

@@ -622,18 +622,19 @@ SUM_WS_ROWS = 21
 
 
 @lazy_njit
-def eq_detect_lanes(audio, s0, n_stems, right, a, b, state, y, y_mask, kk, lo, hi, level, floor_db):
-    """Samples ``[a, b)`` of stems ``s0 .. s0 + n_stems - 1`` (``n_stems`` <= ``STRIP_LANES / 2``) of
-    ``audio`` (stems, 2, n) float32 through their trim and EQ, lane ``j + 8 c`` = stem ``s0 + j``,
-    channel ``c`` (the right lane reads row ``right[j]``: 1, or 0 for a mono stem, whose one row feeds both
-    sides), into the ring ``y[i & y_mask, lane]`` -- :func:`eq_detect_chunk` for each stem, its two rows as
-    two lanes, states and coefficients in ``state`` (``EQ_WS_ROWS``, ``STRIP_LANES``) -- and the compressor
-    detector fed on the way: stem ``j``'s running sum of ``(v^2 + w^2) / 2`` (``ws[31, j]``) recorded at
-    each control step's window start ``lo[k]`` into ``level[j, k]`` and turned into the level in dB at
-    its end ``hi[k]``; ``kk`` (2,) counts the steps whose start / end were passed (the same for every
-    stem). A mono stem is its row twice: equal inputs give equal lanes and ``(v^2 + v^2) / 2 = v^2``
-    exactly, the one-row detector's value. States below ``SUBNORMAL_FLOOR``
-    are set to 0 before every sample whose index is a multiple of ``SUBNORMAL_CHECK``, as there.
+def eq_detect_lanes(audio, s0, n_stems, right, a, b, state, y, y_mask, kk, lo, hi, level, floor_db, alt, alt_index):
+    """Samples ``[a, b)`` of stems ``s0 .. s0 + n_stems - 1`` (``n_stems`` <= ``STRIP_LANES / 2``) of ``audio`` (stems,
+    2, n) float32 through their trim and EQ, lane ``j + 8 c`` = stem ``s0 + j``, channel ``c`` (the right lane
+    reads row ``right[j]``: 1, or 0 for a mono stem, whose one row feeds both sides; a stem with ``alt_index[j]
+    >= 0`` reads ``alt[alt_index[j]]`` (n_alt, 2, n) float32 instead: its dynamic cut's output,
+    ``engine.render``), into the ring ``y[i & y_mask, lane]`` -- :func:`eq_detect_chunk` for each stem, its two
+    rows as two lanes, states and coefficients in ``state`` (``EQ_WS_ROWS``, ``STRIP_LANES``) -- and the
+    compressor detector fed on the way: stem ``j``'s running sum of ``(v^2 + w^2) / 2`` (``ws[31, j]``) recorded
+    at each control step's window start ``lo[k]`` into ``level[j, k]`` and turned into the level in dB at its
+    end ``hi[k]``; ``kk`` (2,) counts the steps whose start / end were passed (the same for every stem). A mono
+    stem is its row twice: equal inputs give equal lanes and ``(v^2 + v^2) / 2 = v^2`` exactly, the one-row
+    detector's value. States below ``SUBNORMAL_FLOOR`` are set to 0 before every sample whose index is a
+    multiple of ``SUBNORMAL_CHECK``, as there.
     Returns the number of finished steps."""
     n = audio.shape[2]
     n_steps = lo.shape[0]
@@ -667,8 +668,13 @@ def eq_detect_lanes(audio, s0, n_stems, right, a, b, state, y, y_mask, kk, lo, h
                     if abs(ws[r, j]) < SUBNORMAL_FLOOR:
                         ws[r, j] = 0.0
         for j in range(n_stems):
-            ws[29, j] = audio[s0 + j, 0, i]
-            ws[29, j + H] = audio[s0 + j, right[j], i]
+            q = alt_index[j]
+            if q < 0:
+                ws[29, j] = audio[s0 + j, 0, i]
+                ws[29, j + H] = audio[s0 + j, right[j], i]
+            else:
+                ws[29, j] = alt[q, 0, i]
+                ws[29, j + H] = alt[q, right[j], i]
         for j in range(L):  # the SIMD loop: four sections, direct form II transposed, as _biquad
             v = ws[29, j] * ws[28, j]
             o = ws[0, j] * v + ws[20, j]

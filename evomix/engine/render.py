@@ -36,8 +36,9 @@ the fused EQ + detector kernels (``engine.chain``) stay untouched and every stem
 bit for bit what it was. The cut is linear in the stem (its gain depends on the key alone), so it
 runs on the raw stem and the strip's trim follows (``trim * cut(x) = cut(trim * x)``). The cut
 stem is computed chunk by chunk (``CUT_CHUNK``) into one float32 buffer per cut stem (the strip
-reads it as it reads a stem: 74 MB per cut stem of 3.5 minutes at 44.1 kHz); a render with a cut
-runs the per-stem strips, not the lanes, so every render path gives the same mix bit for bit.
+reads it as it reads a stem: 74 MB per cut stem of 3.5 minutes at 44.1 kHz); a mix-only render of a
+session in memory runs the SIMD lanes with those buffers in place of the cut stems' audio
+(``LaneStrips(alt=...)``), so every render path gives the same mix bit for bit.
 A stem whose depth is 0 dB is not touched.
 
 Source: RBJ Audio EQ Cookbook; Giannoulis, Massberg & Reiss, JAES 60(6), 2012; ITU-R BS.1770-4;
@@ -212,15 +213,16 @@ def cut_settings(params: Params, i: int = 0) -> dict[int, dict]:
     return out
 
 
-def cut_stem(x: np.ndarray, key: np.ndarray, key_trim: float, sr: int, settings: dict) -> np.ndarray:
+def cut_stem(x: np.ndarray, key: np.ndarray, key_trim: float, sr: int, settings: dict,
+             out: np.ndarray | None = None) -> np.ndarray:
     """The raw stem ``x`` (rows, n) through its dynamic cut keyed by the raw key ``key`` (key rows, n) times
     ``key_trim`` (linear), chunk by chunk -> (rows, n) float32 (``engine.dsp.unmask.DynamicCutStream``;
-    the cut's frequency held under 0.49 ``sr``, as the fast tier holds it)."""
+    the cut's frequency held under 0.49 ``sr``, as the fast tier holds it), into ``out`` when given."""
     stream = DynamicCutStream(sr, freq_hz=min(settings["freq_hz"], MAX_FREQ_FRACTION * sr), q=settings["q"],
                               depth_db=settings["depth_db"], threshold_db=settings["threshold_db"],
                               attack_ms=settings["attack_ms"], release_ms=settings["release_ms"])
     n = x.shape[-1]
-    out = np.empty(x.shape, np.float32)
+    out = np.empty(x.shape, np.float32) if out is None else out
     for a in range(0, n, CUT_CHUNK):
         b = min(a + CUT_CHUNK, n)
         out[:, a:b] = stream.process(x[:, a:b], key[:, a:b] * float(key_trim))
@@ -337,16 +339,16 @@ class _Mixer:
         self.cuts = cut_settings(params, i)  # {stem: settings}: the dynamic cuts (none: nothing changes)
         self._cut_audio: dict[int, np.ndarray] = {}
 
-    def cut_audio(self, s: int) -> np.ndarray:
+    def cut_audio(self, s: int, out: np.ndarray | None = None) -> np.ndarray:
         """Stem ``s`` (rows, samples) float32 through its dynamic cut (before its trim), keyed by its key
-        stem after the key's trim (:func:`cut_stem`)."""
+        stem after the key's trim (:func:`cut_stem`), into ``out`` (rows, samples) when given."""
         if s in self._cut_audio:
             return self._cut_audio.pop(s)
         c = self.cuts[s]
         k = c["key"]
         x = _stem_audio(self.audio, s)[: 1 if self.is_mono[s] else 2]
         key = _stem_audio(self.audio, k)[: 1 if self.is_mono[k] else 2]
-        return cut_stem(x, key, 10.0 ** (float(self.params.trim_db[self.i, k]) / 20.0), self.g.sr, c)
+        return cut_stem(x, key, 10.0 ** (float(self.params.trim_db[self.i, k]) / 20.0), self.g.sr, c, out=out)
 
     def _prepare_cuts(self, pool) -> None:
         """Every cut stem (:meth:`cut_audio`) ahead of the strips, on ``pool``'s threads (or here)."""
@@ -376,7 +378,7 @@ class _Mixer:
         streaming = hasattr(self.audio, "stem") and getattr(self.audio, "audio", None) is None
         if streaming:
             self._run_per_stem()
-        elif self.stems is None and self.bands is None and not self.cuts:  # only the mix: every strip as SIMD lanes
+        elif self.stems is None and self.bands is None:  # only the mix: every strip as SIMD lanes
             self._run_lanes()
         else:
             self._run_lockstep()
@@ -388,12 +390,21 @@ class _Mixer:
         audio = self.audio.audio if hasattr(self.audio, "audio") else np.asarray(self.audio)
         trim = [10.0 ** (float(p.trim_db[i, s]) / 20.0) for s in range(self.n_stems)]  # as stream() has them
         fader = [10.0 ** (float(p.gain_db[i, s]) / 20.0) for s in range(self.n_stems)]
-        lanes = LaneStrips(audio, self.g, self.stem_sos, self.master_sos, trim, fader, self.pans, self.sends,
-                           p.comp_threshold_db[i], p.comp_ratio[i], p.comp_attack_ms[i], p.comp_release_ms[i],
-                           is_mono=self.is_mono)
-        reverb = (lambda send, a: self._add_return(self.reverb.process(send), a)) if self.reverb is not None else None
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="evomix-strip") if self.threads > 1 else None
         try:
+            # the cut stems ahead (as the lockstep mixer has them), each into its row of one buffer the lanes read
+            alt_index = np.full(self.n_stems, -1, np.int64)
+            alt = np.empty((len(self.cuts), 2, self.g.n), np.float32)  # (cut stems, 2, samples); a mono one in row 0
+            for q, s in enumerate(self.cuts):
+                alt_index[s] = q
+            todo = [(s, alt[q, : 1 if self.is_mono[s] else 2]) for q, s in enumerate(self.cuts)]
+            list(pool.map(lambda t: self.cut_audio(*t), todo) if pool is not None else map(lambda t: self.cut_audio(*t),
+                                                                                           todo))
+            lanes = LaneStrips(audio, self.g, self.stem_sos, self.master_sos, trim, fader, self.pans, self.sends,
+                               p.comp_threshold_db[i], p.comp_ratio[i], p.comp_attack_ms[i], p.comp_release_ms[i],
+                               is_mono=self.is_mono, alt=alt, alt_index=alt_index)
+            reverb = ((lambda send, a: self._add_return(self.reverb.process(send), a)) if self.reverb is not None
+                      else None)
             lanes.run(self.mix, pool, reverb)
         finally:
             if pool is not None:

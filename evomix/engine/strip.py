@@ -191,11 +191,17 @@ class LaneStrips:
     trim, fader : (stems,) linear.  pans : (stems, 2) linear.  send : (stems,) linear send gains (0 = off).
     threshold_db, ratio, attack_ms, release_ms : (stems,) the compressors.
     chunk : samples per step.  is_mono : (stems,) bool, optional: a mono stem's row 0 feeds both sides.
+    alt : (n_alt, 2, samples) float32, optional, with ``alt_index`` (stems,) int: stem ``s`` reads
+        ``alt[alt_index[s]]`` instead of ``audio[s]`` where ``alt_index[s] >= 0`` (its dynamic cut's output,
+        computed ahead by ``engine.render``; a mono stem's in row 0).
     """
 
     def __init__(self, audio, g, sos, master_sos, trim, fader, pans, send, threshold_db, ratio, attack_ms,
-                 release_ms, chunk: int = LANE_CHUNK, is_mono=None):
+                 release_ms, chunk: int = LANE_CHUNK, is_mono=None, alt=None, alt_index=None):
         self.audio, self.g = audio, g
+        self.alt = np.zeros((0, 2, 0), np.float32) if alt is None else alt
+        self.alt_index = (np.full(audio.shape[0], -1, np.int64) if alt_index is None
+                          else np.ascontiguousarray(alt_index, dtype=np.int64))
         mono = np.zeros(audio.shape[0], bool) if is_mono is None else np.asarray(is_mono, bool)
         self.right = np.where(mono, 0, 1).astype(np.int64)  # the row each stem's right lane reads
         self.n_stems = audio.shape[0]
@@ -251,7 +257,8 @@ class LaneStrips:
         half = chain.STRIP_LANES // 2
         return chain.eq_detect_lanes(self.audio, s0, n_k, self.right[s0 : s0 + n_k], a, e, self.ws_eq[k], self.y[k],
                                      self.y_mask, self.kk[k], self.g.lo, self.g.hi,
-                                     self.level[k * half : k * half + n_k], LEVEL_FLOOR_DB)
+                                     self.level[k * half : k * half + n_k], LEVEL_FLOOR_DB, self.alt,
+                                     self.alt_index[s0 : s0 + n_k])
 
     def _side(self, c: int, a: int, b: int, n_ctrl: int) -> None:
         """Side ``c`` of every stem for the chunk ``[a, b)`` into the mix (and send) bus."""

@@ -38,7 +38,10 @@ true-peak ceiling) as ``cell-NN.wav`` with ``cell-NN.json`` (the ``alt-NN.json``
 ``evomix render`` reproduces it, plus a ``cell`` object). A cell is skipped when its mix sounds the
 same as one exported before it (``describe.DISTINCT_JND``, fast-tier descriptors before the render
 and exact ones after). ``archive.json`` lists every occupied cell; ``map.png`` draws quality per
-cell. Locks and ranges (:mod:`evomix.search.constraints`) edit the gene table, so every mix obeys them.
+cell. Locks and ranges (:mod:`evomix.search.constraints`) edit the gene table, so every mix obeys them;
+the genre's defaults join under them and the dynamic cuts' keys (``--key``, roles) are resolved as
+``evomix mix`` does (``pipeline.searched_constraints``), and ``settings.constraints`` records the
+result as ``mix`` does, so ``evomix vary cell-NN.json`` searches the same table.
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ from evomix.io.places import check_output_folder
 from evomix.io.spill import materialise
 from evomix.output.result import PARAMS_FORMAT
 from evomix.progress import NULL_REPORTER, ProgressReporter
-from evomix.search.constraints import SPACE_BY_DEFAULT, Constraints, default_constraints, names_the_bus
+from evomix.search.constraints import Constraints
 from evomix.search.genome import GeneTable
 from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search.parallel import ParallelEvaluator
@@ -377,10 +380,11 @@ def explore(paths: Sequence[str | Path], *, descriptors: str | Sequence[str] | N
     with ParallelEvaluator(n_jobs=parallel.jobs, threads=parallel.threads) as evaluator:
         session = pipeline.load(paths, reporter, roles=roles)
         parse_descriptors(names_d, session.roles)  # vocal needs a vocal / lead stem
-        space = SPACE_BY_DEFAULT or names_the_bus(constraints)
-        defaults = default_constraints(profile, session.names, session.roles, space=space)  # the run's own override
-        table = pipeline.gene_table(session, defaults.overridden_by(constraints))
+        # the defaults under the run's own constraints, and the dynamic cuts' keys, as evomix mix makes them
+        constraints, key_index = pipeline.searched_constraints(session, profile, constraints)
+        table = pipeline.gene_table(session, constraints)
         analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
+        table = pipeline.with_keys(table, analysis, key_index)
         target = Target(profile=profile, target_lufs=float(master.target_lufs), ceiling_dbtp=float(master.ceiling_dbtp),
                         space=table.has_open_sends)
         problem = pipeline.make_problem(analysis, table, target, names, w, kind=DescribedProblem)

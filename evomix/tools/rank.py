@@ -14,7 +14,9 @@ Re-ranking is three stages, each shown as soon as it is done:
    non-dominated members again (an objective switched off changes it) and the alternatives are
    chosen exactly as ``evomix mix`` chooses them (``evomix.choose.select``); no audio is read, so
    the table comes in well under a second. An objective the run did not score needs the stems
-   analysed and the saved genomes scored in the fast tier first (one vectorized batch).
+   analysed and the saved genomes scored in the fast tier first (one vectorized batch), decoded
+   with the run's dynamic-cut keys (its stems' roles and recorded ``--key`` entries, then the keys its
+   members' params name: ``pipeline.read_back_keys``), so a cut keeps its key and threshold.
 2. **Each alternative, as soon as it is final** (:func:`export`). A member the run rendered
    (exported, or rendered and set aside) is verified by its saved exact scores and descriptors,
    without a render. One it exported is reused: its file is copied (linked and moved when ranking
@@ -290,8 +292,8 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
     if saved:
         pipeline.check_stems_match(saved, order, source, what="run")
     members = front_d["members"]
-    table = Constraints.from_dict(settings.get("constraints"), source=f"{source} settings").apply(
-        GeneTable(len(order)), order)  # the run's locks and ranges: a locked gene is saved at 0.5
+    run_c = Constraints.from_dict(settings.get("constraints"), source=f"{source} settings")
+    table = run_c.apply(GeneTable(len(order)), order)  # the run's locks and ranges: a locked gene is saved at 0.5
     G = np.array([m["genome"] for m in members], dtype=float)  # (n, genes)
     if G.shape[1] != table.n_genes:
         raise ParameterError(f"{source}: saved genomes have {G.shape[1]} genes; these stems need {table.n_genes}")
@@ -312,6 +314,10 @@ def plan(run_dir: str | Path, paths: Sequence[str | Path] = (), *,
     else:  # an objective the run did not score: analyse and score the saved genomes in the fast tier
         session = pipeline.load(files, reporter, roles=roles, sr=front_d.get("sr"))
         analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
+        # the dynamic cuts decode with the run's keys: its roles and recorded --key, then its members' saved keys
+        _, key_index = pipeline.read_back_keys(session, run_c, [(f"{source} member {i}", m.get("params"))
+                                                                for i, m in enumerate(members)])
+        table = pipeline.with_keys(table, analysis, key_index)
         problem = pipeline.make_problem(analysis, table, target, names, tuple(wv))
         with reporter.phase("score", total=1, unit="fast batches", info=f"{len(G)} saved members") as ph:
             raw = problem.raw_scores(G)

@@ -28,9 +28,13 @@ file). Explicit ones (``constraints=``, ``--lock``/``--range``) are added and wi
 entry replaces the inherited one of the same name, and a ``*.PARAM`` entry every inherited
 ``STEM.PARAM`` one too (``--range vocal.gain_db=-24:12``, the full range, lifts an inherited lock).
 Two parents: both files' constraints hold (one name in both: their intersection); two that no
-value satisfies (different locks) are an error unless given explicitly. A parent whose value lies
-outside a lock or range is moved into it (a warning lists the moves), and that moved parent is the
-input the variations are compared with.
+value satisfies (different locks) are an error unless given explicitly. A dynamic cut (issue 22
+item 2) keeps its key: the one the parent's params name (``stems.NAME.unmask_key``), else the
+run's recorded ``--key`` or the stem's role (``pipeline.read_back_keys``); ``--key`` given here wins.
+Its threshold follows from the key's loud level in the cut's band (``search.keys``), so a variation
+with the parent's band has the parent's threshold; the keys used are recorded with the constraints.
+A parent whose value lies outside a lock or range is moved into it (a warning lists the moves), and
+that moved parent is the input the variations are compared with.
 
 The parents are compared by the exact descriptors saved in their ``alt-NN.json`` when those
 describe the mix this run would render (:func:`saved_descriptors`), else they are rendered first.
@@ -283,8 +287,13 @@ def vary(params_paths: Sequence[str | Path], paths: Sequence[str | Path], *, spr
     for path, (_, names_saved) in zip(params_paths, saved_d):  # the stems it was made from, no more, no fewer
         pipeline.check_stems_match(names_saved, given, path)
     session = pipeline.load(paths, reporter, sr=sr)
+    # the dynamic cuts' keys as the parents were made with them (their saved keys; a --key given now wins)
+    run_c, key_index = pipeline.read_back_keys(session, run_c, [(str(path), p) for path, (p, _) in
+                                                                zip(params_paths, saved_d)],
+                                               explicit=[stem for stem, _ in constraints.keys])
     table = run_c.apply(GeneTable(session.n_stems), session.names)  # an unknown stem name: before the analysis
     analysis = pipeline.analyse(session, reporter, reverb=table.has_open_sends)
+    table = pipeline.with_keys(table, analysis, key_index)  # a cut's key and threshold, as the parent's
     saved = [Params.from_dict(p, session.names, source=str(path)) for path, (p, _) in zip(params_paths, saved_d)]
     parents = [table.encode(p)[0] for p in saved]  # a locked gene encodes to 0.5, a value beyond a range to its end
     if out is not None:

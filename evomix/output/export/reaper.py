@@ -46,6 +46,27 @@ was before the bus existed):
   each stem again at its send level. Insert a reverb set from the notes, then un-mute it.
 * **"Reverb return (evomix)"**, the exact folder's last child: the rendered post-master return
   (``alt-NN-stems/reverb-return.wav``); with the processed stems it is the exact master.
+
+A stem's dynamic cut (issue 22, item 2; only on a stem whose cut is on: depth > 0 and a key; without
+one nothing below is written):
+
+* **The key's routing, as a sidechain**: the keyed stem's edit track gets 4 channels (``NCHAN 4``)
+  and a receive from its key's edit track into channels 3/4, pre-FX (``AUXRECV`` mode 1: before the
+  key's fader and pan, as evomix's key is the key stem before its own processing), at 0 dB, source
+  channels 1/2 -> destination 3/4 (``AUXRECV`` fields 8 and 9: the ReaScript API's ``I_SRCCHAN`` /
+  ``I_DSTCHAN`` "index, &1024 = mono, otherwise stereo pair", 0 = 1/2, 2 = 3/4; the field order as
+  SWS writes it, ``SNM_SendPatcher`` in sws/SnM/SnM_Chunk.cpp). That is REAPER's sidechain layout: a
+  plug-in on the track whose detector reads "auxiliary input" (channels 3/4) is keyed by it. The
+  track's parent, the edit folder, has 2 channels; that it does not pass channels 3/4 on (so the key
+  is not heard twice) is what REAPER's usual sidechain set-up relies on, not checked in REAPER itself
+  (the tests parse the file back with the ``rpp`` package).
+* **The cut itself is lost**: REAPER has no keyed dynamic EQ whose state is text (ReaEQ is static and
+  cannot be keyed; ReaXcomp and third-party dynamic EQs keep binary state, and writing it would be
+  guessing), so no plug-in is inserted and the edit track plays the stem uncut. Its settings (band,
+  Q, depth, key, threshold both for evomix's trimmed key and for the untrimmed key that the receive
+  carries, attack, release) are a line of the project notes and of the stem's SWS track notes:
+  insert a dynamic EQ with a sidechain input, set it from them, and the routing is already there.
+  The exact folder plays the processed stems, which carry the cut.
 """
 from __future__ import annotations
 
@@ -58,6 +79,8 @@ from evomix.output.export.model import MixSession, StemTrack
 
 RETURN_NAME = "Reverb return"
 AUXRECV_POST_FADER = 0  # AUXRECV mode: 0 post-fader (post-pan), 1 pre-FX, 3 pre-fader (post-FX)
+AUXRECV_PRE_FX = 1
+SIDECHAIN_DEST_CHANNELS = 2  # AUXRECV destination channel index: 0 = 1/2, 2 = 3/4 (a plug-in's auxiliary input)
 GUID_NAMESPACE = uuid.UUID("6f1c2d0e-6b1a-4d59-9a51-8f5e7a0c3b21")  # evomix's: the same session gives the same GUIDs
 
 
@@ -80,8 +103,33 @@ def _guid(*parts: str) -> str:
     return "{" + str(uuid.uuid5(GUID_NAMESPACE, "/".join(parts))).upper() + "}"
 
 
-def stem_notes(st: StemTrack) -> list[str]:
-    """Readable lines with every setting of a stem (for the notes)."""
+def stem_cut(st: StemTrack) -> dict | None:
+    """The stem's dynamic cut (``unmask_*`` of its settings) when it is on (depth > 0 dB and a key), else None."""
+    p = st.settings
+    if float(p.get("unmask_depth_db") or 0.0) <= 0.0 or not p.get("unmask_key"):
+        return None
+    return p
+
+
+def cut_notes(st: StemTrack, key_trim_db: float = 0.0) -> list[str]:
+    """Readable lines with the stem's dynamic cut (for the notes); empty without one. ``key_trim_db``:
+    the key stem's trim, dB (the receive carries the key untrimmed: its threshold is given for both)."""
+    p = stem_cut(st)
+    if p is None:
+        return []
+    thr = float(p["unmask_threshold_db"])
+    return [
+        f"  dynamic cut (not loaded: insert a dynamic EQ with a sidechain input): peaking {-p['unmask_depth_db']:+.2f} "
+        f"dB at {p['unmask_hz']:.1f} Hz, Q {p['unmask_q']:.3f}, keyed by '{p['unmask_key']}' (its track's receive on "
+        f"channels 3/4, pre-FX); the cut starts when the key's level through a band-pass at that frequency and Q "
+        f"passes {thr:.2f} dBFS (the trimmed key, mono; {thr - key_trim_db:.2f} dBFS on the untrimmed key the "
+        f"receive carries) and is full 12 dB above it; attack {p['unmask_attack_ms']:.1f} ms, release "
+        f"{p['unmask_release_ms']:.1f} ms; in evomix after the trim, before the EQ",
+    ]
+
+
+def stem_notes(st: StemTrack, key_trim_db: float = 0.0) -> list[str]:
+    """Readable lines with every setting of a stem (for the notes); ``key_trim_db`` as for :func:`cut_notes`."""
     p, eq, c = st.settings, st.settings["eq"], st.settings["comp"]
     return [
         f"{st.name} ({st.role}): file {st.file}",
@@ -92,6 +140,7 @@ def stem_notes(st: StemTrack) -> list[str]:
         f"  compressor: threshold {c['threshold_db']:+.2f} dB, ratio {c['ratio']:.3f}:1, knee {c['knee_db']:g} dB, "
         f"attack {c['attack_ms']:.1f} ms, release {c['release_ms']:.1f} ms (RMS detector, 50 ms)",
         *([f"  reverb send {st.send_db:+.2f} dB (post-fader, post-pan)"] if st.send_db is not None else []),
+        *cut_notes(st, key_trim_db),
     ]
 
 
@@ -141,16 +190,31 @@ def auxrecv(source_index: int, level_db: float) -> str:
     return f"AUXRECV {int(source_index)} {AUXRECV_POST_FADER} {_num(volume)} 0 0 0 0 0 0 -1 0 -1"
 
 
+def sidechain_recv(source_index: int) -> str:
+    """The keyed track's receive of its key (module doc): from track ``source_index`` (0-based), pre-FX
+    (mode 1), 0 dB, pan centre, not muted, no mono sum or polarity flip, channels 1/2 -> 3/4, the
+    project's pan law, MIDI flags 0, the track's automation mode."""
+    return f"AUXRECV {int(source_index)} {AUXRECV_PRE_FX} 1.0 0 0 0 0 0 {SIDECHAIN_DEST_CHANNELS} -1 0 -1"
+
+
 def _track(lines: list, guid: str, name: str, *, volume: float, pan: float, mute: bool, folder: tuple,
-           item: tuple | None, receives: tuple = ()) -> None:
+           item: tuple | None, receives: tuple = (), channels: int = 2) -> None:
     ind = "  "
     lines += [f"{ind}<TRACK {guid}", f"{ind}  NAME {_quote(name)}",
               f"{ind}  VOLPAN {_num(volume)} {_num(pan)} -1 -1 1",
-              f"{ind}  MUTESOLO {int(mute)} 0 0", f"{ind}  ISBUS {folder[0]} {folder[1]}", f"{ind}  NCHAN 2",
+              f"{ind}  MUTESOLO {int(mute)} 0 0", f"{ind}  ISBUS {folder[0]} {folder[1]}", f"{ind}  NCHAN {channels}",
               f"{ind}  TRACKID {guid}", *[f"{ind}  {r}" for r in receives]]
     if item is not None:
         _item(lines, ind + "  ", *item)
     lines.append(f"{ind}>")
+
+
+def _key_trim_db(mix: MixSession, st: StemTrack) -> float:
+    """The trim of the stem that keys ``st``'s cut, dB (0 without a cut)."""
+    cut = stem_cut(st)
+    if cut is None:
+        return 0.0
+    return float(next(k.settings["trim_db"] for k in mix.stems if k.name == cut["unmask_key"]))
 
 
 def rpp_text(mix: MixSession) -> str:
@@ -162,7 +226,7 @@ def rpp_text(mix: MixSession) -> str:
              "stems (the exact master); the 'edit' folder the original stems at evomix's fader, pan and "
              "normalisation gain. EQ and compressor settings below are not loaded into plug-ins (their state "
              "is binary): set them by hand.",
-             *[f"    |{s}" for st in mix.stems for s in stem_notes(st)],
+             *[f"    |{s}" for st in mix.stems for s in stem_notes(st, _key_trim_db(mix, st))],
              *[f"    |{s}" for s in master_notes(mix)],
              *[f"    |{s}" for s in reverb_notes(mix)],
              "  >", "  MASTER_NCH 2 2", "  MASTER_VOLUME 1 0 -1 -1 1"]
@@ -172,11 +236,15 @@ def rpp_text(mix: MixSession) -> str:
     _track(lines, edit_guid, f"{mix.name} edit", volume=10.0 ** (mix.normalise_db / 20.0), pan=0.0, mute=True,
            folder=(1, 1), item=None)
     guids = []
+    index = {st.name: 1 + k for k, st in enumerate(mix.stems)}  # track index 1 + k is stem k (the edit folder is 0)
     for k, st in enumerate(mix.stems):
         g = _guid(mix.name, "stem", st.name)
         guids.append((g, st))
+        cut = stem_cut(st)  # a dynamic cut: its key on channels 3/4 (the cut itself is in the notes only)
         _track(lines, g, st.name, volume=10.0 ** (st.settings["gain_db"] / 20.0), pan=st.settings["pan"], mute=False,
-               folder=(2, -1) if k == last else (0, 0), item=(st.name, st.file, st.duration_s))
+               folder=(2, -1) if k == last else (0, 0), item=(st.name, st.file, st.duration_s),
+               receives=() if cut is None else (sidechain_recv(index[cut["unmask_key"]]),),
+               channels=2 if cut is None else 4)
     if rv is not None:  # track index 1 + k is stem k (the edit folder is 0)
         return_guid = _guid(mix.name, "reverb-return")
         _track(lines, return_guid, RETURN_NAME, volume=1.0, pan=0.0, mute=True, folder=(2, -1), item=None,
@@ -191,7 +259,7 @@ def rpp_text(mix: MixSession) -> str:
         _track(lines, _guid(mix.name, "processed", "reverb-return"), name, volume=1.0, pan=0.0, mute=False,
                folder=(2, -1), item=(name, rv.processed, mix.duration_s))
     for g, st in guids:  # SWS track notes (shown with the SWS extension)
-        lines += [f"  <S&M_TRACKNOTES {g}", *[f"    |{s}" for s in stem_notes(st)], "  >"]
+        lines += [f"  <S&M_TRACKNOTES {g}", *[f"    |{s}" for s in stem_notes(st, _key_trim_db(mix, st))], "  >"]
     lines += [f"  <S&M_TRACKNOTES {edit_guid}", *[f"    |{s}" for s in master_notes(mix)], "  >"]
     if rv is not None:
         lines += [f"  <S&M_TRACKNOTES {return_guid}", *[f"    |{s}" for s in reverb_notes(mix)], "  >"]
