@@ -38,8 +38,9 @@ Candidate rules:
   every ``--every`` generations (costs the choice's fast-tier evaluations, measured below as a fraction
   of a generation).
 
-Every rule is also capped by ``--time-limit`` at the generation the run's own seconds per generation
-reach it (printed; the machine is shared, so read generation counts, not seconds).
+With ``--time-limit S`` every rule is also capped at the generation the run's own seconds per
+generation reach S (by default no cap: the machine is shared, so read generation counts, not
+seconds; the time cap ``DEFAULT_TIME_LIMIT_S`` of each run is printed as a generation).
 
 Songs: the study songs of ``search_quality.py`` (``SONGS``: 6 stems x 12 s, pop / rock / edm) and
 the real-size session (``--real``: 16 stems x 210 s at 44.1 kHz, ``experiments/bench_realsize.py``'s
@@ -49,6 +50,9 @@ analysis, ``prepare`` with ``Search(seed=seed)``, population 64, default weights
 Usage: python experiments/stopping_rule.py [--seeds 2] [--generations 2000] [--every 10]
        [--real DIR] [--real-seeds 1] [--real-generations 1500] [--real-every 20] [--songs 3]
 Human table first; saved to experiments/results/stopping_rule.txt; the last line printed is JSON.
+The figures of record (README, Search) ran as two processes, ``--seeds 1 --generations 600 --every 20
+--real '' --runs-out a.json`` and ``--only real-16x210s --real-generations 500 --runs-out b.json``,
+then ``--merge a.json b.json --seeds 1 --generations 600 --real-generations 500 --every 20``.
 """
 from __future__ import annotations
 
@@ -68,7 +72,13 @@ from evomix.choose.space import space_range_jnd
 from evomix.choose.verify import describe_front, low_end_carriers, squashed_members, unusable_members
 from evomix.io.audio import load_session
 from evomix.search.algorithm import DEFAULT_TIME_LIMIT_S, RHO, Termination, run_search
-from evomix.search.constraints import Constraints, default_constraints, unmask_defaults
+from evomix.search.constraints import (
+    SPACE_BY_DEFAULT,
+    UNMASK_BY_DEFAULT,
+    Constraints,
+    default_constraints,
+    unmask_defaults,
+)
 from evomix.search.hypervolume import OBJECTIVE_SCALES, Normaliser
 from evomix.search.parallel import ParallelEvaluator
 from evomix.search.problem import INFEASIBLE
@@ -95,8 +105,10 @@ def prepare_like_mix(session, genre: str, seed: int, population: int = 64):
     master, search = Master(), Search(seed=seed, population=population)
     constraints = Constraints()
     key_index = pipeline.check_keys(session, constraints)
-    defaults = default_constraints(profile, session.names, session.roles, space=True)
-    defaults = Constraints(defaults.entries + unmask_defaults(session.names, session.roles, key_index >= 0).entries)
+    defaults = default_constraints(profile, session.names, session.roles, space=SPACE_BY_DEFAULT)
+    if UNMASK_BY_DEFAULT:  # as run_mix: the dynamic cuts only when they are a default
+        defaults = Constraints(defaults.entries + unmask_defaults(session.names, session.roles,
+                                                                  key_index >= 0).entries)
     constraints = defaults.overridden_by(constraints)
     table = pipeline.gene_table(session, constraints)
     analysis = pipeline.analyse(session, reverb=table.has_open_sends)
@@ -201,7 +213,7 @@ def judge(run: dict, kind: str, window: int, tol: float, every: int, time_limit:
         g = stop_on(run["best"], window, tol, grid)
     else:
         g = stop_on({gen: meas[gen]["b"] for gen in grid}, window, tol, grid)
-    cap = int(time_limit / run["s_per_gen"]) // every * every
+    cap = int(time_limit / run["s_per_gen"]) // every * every if time_limit else G + 1
     why = "converged"
     if g is None or g > cap:
         g, why = (min(cap, G), "time limit") if cap <= G else (G, "not by the end")
@@ -263,9 +275,13 @@ def table(runs: list, args) -> tuple[str, list]:
         ws = max(max(j["a_improve_pct_scale"]) for j in sel)
         st = [j["stop"] for j in sel]
         conv = sum(j["why"] == "converged" for j in sel)
+        every_gen = ""
+        if kind == "best":  # as Termination checks it: after every generation
+            g1 = [stop_on(r["best"], w, t, range(r["generations"] + 1)) for r in runs]
+            every_gen = "  (checked every generation: " + ", ".join(str(g) for g in g1) + ")"
         lines.append(f"  {kind + ' ' + str(w) + '/' + format(t, 'g'):<16} (b) {wb:+6.1f} %  (a) {wa:+7.1f} % of value, "
                      f"{ws:+5.1f} % of scale  stops {min(st)}-{max(st)}  converged {conv}/{len(sel)}"
-                     + ("  ≥" if any(j["bound"] for j in sel) else ""))
+                     + ("  ≥" if any(j["bound"] for j in sel) else "") + every_gen)
     return "\n".join(lines), rows
 
 
@@ -299,7 +315,8 @@ def main() -> None:
     ap.add_argument("--real-generations", type=int, default=1500)
     ap.add_argument("--real-every", type=int, default=20)
     ap.add_argument("--alternatives", type=int, default=5)
-    ap.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S)
+    ap.add_argument("--time-limit", type=float, default=0.0,
+                    help="cap every rule at this many seconds of the run's own pace (0: no cap; the machine is shared)")
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated song names to run (e.g. synth11-pop,real-16x210s)")
     ap.add_argument("--runs-out", type=Path, help="also save the runs (JSON) here, for --merge")
@@ -334,8 +351,8 @@ def main() -> None:
         args.runs_out.write_text(json.dumps([encode_run(r) for r in runs]))
     text, rows = table(runs, args)
     speed = "\n".join(f"{r['song']} seed {r['seed']}: {r['generations']} generations, {r['s_per_gen'] * 1e3:.0f} ms "
-                      f"per generation (time cap {args.time_limit:g} s ~ generation "
-                      f"{int(args.time_limit / r['s_per_gen'])}), one choice of the export "
+                      f"per generation (the {DEFAULT_TIME_LIMIT_S:g} s default cap ~ generation "
+                      f"{int(DEFAULT_TIME_LIMIT_S / r['s_per_gen'])} at this pace), one choice of the export "
                       f"{r['export_s_each'] * 1e3:.0f} ms = "
                       f"{r['export_s_each'] / r['s_per_gen']:.2f} generations" for r in runs)
     header = (f"stopping rules on the exported alternatives (fast-tier scores; no exact render): "
