@@ -305,6 +305,7 @@ def load_runs(path: Path) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. --first-seed + --seeds - 1")
     ap.add_argument("--songs", type=int, default=len(SONGS))
     ap.add_argument("--generations", type=int, default=2000)
     ap.add_argument("--every", type=int, default=10)
@@ -337,7 +338,7 @@ def main() -> None:
             if args.merge or (only and name not in only):
                 continue
             session = load_session(paths)
-            for seed in range(n_seeds):
+            for seed in range(args.first_seed, args.first_seed + n_seeds):
                 prep = prepare_like_mix(session, genre, seed)
                 rr = long_run(prep, seed, gens, every, args.alternatives, f"{name} seed {seed}")
                 rr.update(song=name, seed=seed, every=every)
