@@ -36,15 +36,16 @@ The run stops for one of four reasons (``SearchResult.stop_reason``):
 Why the best achievement (``experiments/stopping_rule.py``, issue 23 item 5; README, Search): what
 matters is the exported mixes, and a four-objective archive keeps filling in (its hypervolume keeps
 rising) long after they stop improving. Judged on the alternatives ``evomix mix`` would export (fast
-tier), at a rule's stop and at 10x it (or the end of a 600-generation run), on the three study songs
-and the real-size song (16 stems x 210 s), one seed each: no rule measured keeps the mean weighted
-achievement of the five exported mixes within 5 % of the longer run's on every song (the issue's
-target is not met); this rule's worst is +10.5 %, the same as the hypervolume rule's, after 44-208
-generations instead of 340 to more than 600 (at real size 44 instead of 360). A rule on the exported
-mixes themselves costs 32-52 generations' worth of fast-tier evaluations per check (the space ladder
-and the descriptors of the whole front) and did worse (+14.6 % at best); the best achievement costs
-one pass over the archive per generation. The history is part of the state (:class:`SearchState`),
-so a resumed run stops where an uninterrupted one does.
+tier), at a rule's stop and at 10x it (or the end of a 500-600-generation run), on the three study
+songs and the real-size song (16 stems x 210 s), seeds 0 and 1: no rule measured keeps the mean
+weighted achievement of the five exported mixes within 5 % of the longer run's on every song and seed
+(the issue's target is not met). This rule stops after 42-208 generations (the hypervolume rule: 320
+to more than 600; at real size 42-44 against 320-360), its exported mixes within 5 % of the longer
+run's in 5 of 8 runs (worst +17.4 %); the rules that look better stop at or near the end of those
+runs. A rule on the exported mixes themselves costs 32-69 generations' worth of fast-tier
+evaluations per check (the space ladder and the descriptors of the whole front) and did no better;
+the best achievement costs one pass over the archive per generation. The history is part of the
+state (:class:`SearchState`), so a resumed run stops where an uninterrupted one does.
 
 **State and resume.** The search is an object, :class:`Evolution`, after pymoo's ``Algorithm``
 (``core/algorithm.py``): made once with the problem and the options, then *started* with
