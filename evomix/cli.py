@@ -331,8 +331,8 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=(
         "Threads scoring each generation on this machine, shared by --jobs (>= 1; default: every core)."
     ), show_default=False)]
 GenerationsOpt = Annotated[int | None, typer.Option(help=(
-        "Run exactly this many generations (>= 0); default: stop when the front's hypervolume stops growing, or at "
-        "--time-limit."
+        "Run exactly this many generations (>= 0); default: stop when the best mix found stops improving "
+        "(converged), or at --time-limit."
     ), show_default=False)]
 AlgorithmOpt = Annotated[Algorithm, typer.Option("--algorithm", help=(
         "Search algorithm: nsga2, nsga3 (reference points; higher hypervolume, weaker steering by --weights) or random "

@@ -53,8 +53,8 @@ class Search:
 
     algorithm : "nsga2", "nsga3" or "random".
     population : candidates per generation, int >= 4 (rounded up to a multiple of 4).
-    generations : int >= 0 runs exactly that many generations; None stops when the front's
-        hypervolume stops growing, or at ``time_limit``.
+    generations : int >= 0 runs exactly that many generations; None stops when the best mix
+        found stops improving (``Termination``'s convergence test), or at ``time_limit``.
     time_limit : seconds > 0 of search at most (None: no limit); ignored with ``generations``.
     seed : int >= 0; the same seed gives the same front (unless the time limit stops the search).
     alternatives : mixes to export, int >= 1.

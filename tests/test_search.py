@@ -11,10 +11,15 @@ from scipy.spatial.distance import pdist
 from evomix.choose.select import ELIGIBLE_FRACTION, choose_alternatives
 from evomix.errors import EvomixError, ParameterError
 from evomix.search.algorithm import (
+    ACH_TOL,
+    ACH_WINDOW,
     ALGORITHMS,
+    HV_TOL,
+    HV_WINDOW,
     Evolution,
     Termination,
     achievement,
+    best_achievement,
     non_dominated,
     run_search,
     steered_reference_points,
@@ -149,6 +154,68 @@ def test_termination_stops_when_converged():
     r = run_search(flat, init, termination=Termination(window=5, tol=1e-3, time_limit=None), seed=0,
                    normaliser=Normaliser(np.zeros(2), np.ones(2)))
     assert r.stop_reason == "converged" and r.generations == 5
+
+
+def _plateau_at(k_plateau: int, step: float = 0.9):
+    """A problem whose every candidate of generation k scores (c_k, c_k), c_k = 0.5 step^min(k, k_plateau):
+    the archive's best improves by 1 - step a generation until ``k_plateau``, then never again
+    (one ``evaluate`` call per generation)."""
+    calls = []
+
+    def evaluate(G):
+        c = 0.5 * step ** min(len(calls), k_plateau)
+        calls.append(len(G))
+        return np.full((len(G), 2), c)
+    return evaluate
+
+
+@pytest.mark.parametrize("k_plateau, window", [(12, 5), (30, 8), (3, 20)])
+def test_default_rule_stops_a_window_after_the_best_achievement_plateaus_and_not_before(k_plateau, window):
+    # each generation before the plateau improves the best achievement by 10 % (> tol = 1 %), so the
+    # test holds first when the window lies wholly inside the plateau: at k_plateau + window exactly
+    init = np.random.default_rng(0).uniform(size=(8, 3))
+    r = run_search(_plateau_at(k_plateau), init, termination=Termination(window=window, time_limit=None), seed=0,
+                   normaliser=Normaliser(np.zeros(2), np.ones(2)))
+    assert r.stop_reason == "converged"
+    assert r.generations == k_plateau + window
+    best = np.asarray(r.best_achievement)
+    assert best.shape == (r.generations + 1,)
+    np.testing.assert_allclose(best[k_plateau:], 0.5 * 0.9 ** k_plateau * (1 + 1e-3 * 2))  # max + RHO * sum
+    assert (np.diff(best[: k_plateau + 1]) < 0).all()  # guard: it did improve until the plateau
+
+
+def test_default_rule_is_the_achievement_rule_and_the_hypervolume_rule_is_kept():
+    t = Termination()
+    assert (t.rule, t.window, t.tol) == ("achievement", ACH_WINDOW, ACH_TOL)
+    h = Termination(rule="hypervolume")
+    assert (h.window, h.tol) == (HV_WINDOW, HV_TOL)
+    hv, best = [0.5] * 50, [0.2] * 50
+    assert t.stop(ACH_WINDOW, hv, 0.0, best) == "converged" and t.stop(ACH_WINDOW - 1, hv, 0.0, best) is None
+    assert h.stop(HV_WINDOW, hv, 0.0) == "converged"  # the hypervolume rule needs no achievement history
+    # the achievement rule: only a best mix inside the reference box (achievement < 1) converges, as hv > 0 does
+    assert t.stop(ACH_WINDOW, hv, 0.0, [1.5] * 50) is None
+    with pytest.raises(ParameterError, match="unknown rule 'pareto'"):
+        Termination(rule="pareto").check()
+
+
+def test_best_achievement_is_the_lowest_weighted_chebyshev_of_the_archive():
+    norm = Normaliser(np.zeros(2), np.array([2.0, 4.0]))
+    F = np.array([[1.0, 1.0], [0.2, 3.0]])  # z = (0.5, 0.25), (0.1, 0.75)
+    assert best_achievement(F, norm) == pytest.approx(min(0.5 + 1e-3 * 0.75, 0.75 + 1e-3 * 0.85))
+    assert best_achievement(F, norm, [4.0, 1.0]) == pytest.approx(min(2.0 + 1e-3 * 2.25, 0.75 + 1e-3 * 1.15))
+    assert best_achievement(np.zeros((0, 2)), norm) == float("inf")
+
+
+def test_achievement_rule_is_deterministic_per_seed_and_seeds_differ():
+    init = np.random.default_rng(3).uniform(size=(16, 6))
+    term = Termination(window=6, tol=0.01, time_limit=None)
+    a, b, c = (run_search(zdt1, init, termination=term, seed=s) for s in (4, 4, 5))
+    assert a.stop_reason == b.stop_reason == "converged"
+    assert a.generations == b.generations
+    np.testing.assert_array_equal(a.best_achievement, b.best_achievement)
+    np.testing.assert_array_equal(a.front_F, b.front_F)
+    assert not np.array_equal(a.best_achievement, c.best_achievement[: len(a.best_achievement)]) \
+        or a.generations != c.generations
 
 
 def test_termination_stops_at_the_time_limit():

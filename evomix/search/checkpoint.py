@@ -140,6 +140,8 @@ def encode(state: SearchState, *, settings: dict, stems: list) -> bytes:
                                 "cached_gaussian": float(cached)},
                       "uniform": state.uniform_state}}
     arrays = {k: np.asarray(getattr(state, k)) for k in _ARRAYS}
+    if state.best_achievement is not None:
+        arrays["best_achievement"] = np.asarray(state.best_achievement, dtype=float)
     arrays |= {"normaliser_ideal": np.asarray(state.normaliser.ideal, dtype=float),
                "normaliser_scale": np.asarray(state.normaliser.scale, dtype=float),
                "numpy_keys": np.asarray(keys, dtype=np.uint32),
@@ -258,6 +260,8 @@ def load(path: str | Path, *, option: str = "resume") -> Checkpoint:
                 raise CheckpointError(option, f"{path} is not an evomix checkpoint "
                                               f"(format {got!r}, expected {FORMAT!r})")
             arrays = {k: z[k] for k in (*_ARRAYS, "normaliser_ideal", "normaliser_scale", "numpy_keys")}
+            if "best_achievement" in z.files:  # since issue 23 (older checkpoints: unknown, NaN)
+                arrays["best_achievement"] = z["best_achievement"]
     except CheckpointError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
@@ -279,9 +283,9 @@ def _state(header: dict, a: dict) -> SearchState:
     shapes = {"population_F": (n_pop, n_obj), "crowding": (n_pop,), "archive_F": (len(a["archive_G"]), n_obj),
               "archive_G": (len(a["archive_G"]), n_genes), "hypervolume": (gen + 1,), "logbook_evals": (gen + 1,),
               "logbook_front": (gen + 1,), "logbook_min": (gen + 1, n_obj), "normaliser_ideal": (n_obj,),
-              "normaliser_scale": (n_obj,), "numpy_keys": (624,)}
+              "normaliser_scale": (n_obj,), "numpy_keys": (624,), "best_achievement": (gen + 1,)}
     for k, shape in shapes.items():
-        if a[k].shape != shape:
+        if k in a and a[k].shape != shape:
             raise ValueError(f"{k} has shape {a[k].shape}, expected {shape}")
     rng = header["rng"]
     version, mt, gauss = rng["random"]
@@ -293,7 +297,8 @@ def _state(header: dict, a: dict) -> SearchState:
         random_state=(int(version), tuple(int(v) for v in mt), gauss),
         numpy_state=(str(np_state["name"]), a["numpy_keys"].astype(np.uint32), int(np_state["pos"]),
                      int(np_state["has_gauss"]), float(np_state["cached_gaussian"])),
-        uniform_state=rng["uniform"])
+        uniform_state=rng["uniform"],
+        best_achievement=a["best_achievement"].astype(float) if "best_achievement" in a else None)
 
 
 def _show(v) -> str:
