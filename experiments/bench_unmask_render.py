@@ -1,6 +1,7 @@
 """What dynamic unmasking costs an exact render at real size (issue 22, item 2), in one run: the same
 candidate dry (no cut, no send), with the reverb bus alone (each role's usual send, decay 1.6 s;
-``experiments/bench_reverb_render.py``), with its cuts (every keyed stem cut up to 6 dB at its role's
+what ``bench_reverb_render.py`` measured until session 13, whose results file stays), with its
+cuts (every keyed stem cut up to 6 dB at its role's
 band centre, ``search.keys``), and with its cuts and the reverb bus. The cut's DSP alone
 (``engine.render.cut_stem`` of every cut stem, one thread) is timed too, so the rest of the extra is
 the change of path. Two render modes: with the analysis grid (as ``evomix mix``
